@@ -1,0 +1,175 @@
+"""Project settings, read from the environment (and `.env`) through django-environ.
+
+Every variable is listed with its default in `.env.example`. The defaults run the
+whole product on SQLite with no other service; `DATABASE_URL` switches to
+PostgreSQL and `REDIS_URL` turns on the Redis-backed features.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+if DEBUG:
+    SECRET_KEY = env.str("SECRET_KEY", default="insecure-development-key-change-me")
+else:
+    SECRET_KEY = env.str("SECRET_KEY")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "scheduler_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "config.wsgi.application"
+
+# Database: SQLite (WAL) by default, anything django-environ understands via DATABASE_URL.
+SQLITE_PATH = env.path("SQLITE_PATH", default=BASE_DIR / "db.sqlite3")
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{SQLITE_PATH}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # WAL lets the web and the scheduler read while the other writes; IMMEDIATE
+        # takes the write lock at BEGIN so concurrent writers wait (busy timeout)
+        # instead of failing with "database is locked" half-way through.
+        "init_command": (
+            "PRAGMA journal_mode=WAL;"
+            "PRAGMA synchronous=NORMAL;"
+            "PRAGMA foreign_keys=ON;"
+        ),
+        "transaction_mode": "IMMEDIATE",
+        "timeout": env.int("SQLITE_BUSY_TIMEOUT", default=20),
+    }
+else:
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Redis (optional): task locks, leader lease, notifications, live logs.
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="scheduler"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# The first admin login, created by `manage.py ensure_admin` (run by `make run`).
+ADMIN_USERNAME = env.str("ADMIN_USERNAME", default="admin")
+ADMIN_PASSWORD = env.str("ADMIN_PASSWORD", default="")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="en")
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # Third-party chatter; the scheduler logs its own lines.
+        "apscheduler": {"level": "WARNING"},
+    },
+}
+
+# --- Scheduler ---------------------------------------------------------------
+# Every setting of the scheduler, with its default. The environment variable has
+# the same name as the setting. App code reads them through
+# `scheduler_app.conf.app_settings`, which also holds the defaults, so a project
+# that embeds the app may leave any of them out.
+
+# Fire tasks at all (a scheduler with this off still heartbeats and runs run-now).
+SCHEDULER_ENABLED = env.bool("SCHEDULER_ENABLED", default=True)
+# Folder scanned for `scripts:<file>` handlers.
+SCHEDULER_SCRIPTS_PATH = env.str("SCHEDULER_SCRIPTS_PATH", default=str(BASE_DIR / "scripts"))
+# Executions older than this many days are deleted by the cleanup_executions task.
+SCHEDULER_HISTORY_DAYS = env.int("SCHEDULER_HISTORY_DAYS", default=30)
+# Where executions run: "inline" (inside runscheduler) or "celery" (workers).
+SCHEDULER_EXECUTOR = env.str("SCHEDULER_EXECUTOR", default="inline")
+# Threads running sync handlers inside runscheduler.
+SCHEDULER_THREAD_POOL_SIZE = env.int("SCHEDULER_THREAD_POOL_SIZE", default=10)
+# Leader election among several runscheduler instances.
+SCHEDULER_LEADER_LOCK_ENABLED = env.bool("SCHEDULER_LEADER_LOCK_ENABLED", default=True)
+SCHEDULER_LEADER_LOCK_KEY = env.str("SCHEDULER_LEADER_LOCK_KEY", default="scheduler:leader")
+SCHEDULER_LEADER_LOCK_TTL = env.int("SCHEDULER_LEADER_LOCK_TTL", default=30)
+SCHEDULER_LEADER_LOCK_REFRESH_INTERVAL = env.int(
+    "SCHEDULER_LEADER_LOCK_REFRESH_INTERVAL", default=10
+)
+# Task lock lifetime in seconds; a running execution extends it while it lives.
+SCHEDULER_TASK_LOCK_TTL = env.int("SCHEDULER_TASK_LOCK_TTL", default=60)
+# Prefix of every Redis key the scheduler writes.
+SCHEDULER_REDIS_PREFIX = env.str("SCHEDULER_REDIS_PREFIX", default="scheduler:")
+# Live log: flush at most this often (seconds), keep at most this many lines.
+SCHEDULER_LOG_PUBLISH_INTERVAL = env.float("SCHEDULER_LOG_PUBLISH_INTERVAL", default=0.3)
+SCHEDULER_LOG_BUFFER_MAX_LINES = env.int("SCHEDULER_LOG_BUFFER_MAX_LINES", default=20000)
+# Instances heartbeat this often; one silent for SCHEDULER_INSTANCE_STALE_SECONDS is gone.
+SCHEDULER_HEARTBEAT_INTERVAL = env.float("SCHEDULER_HEARTBEAT_INTERVAL", default=5)
+SCHEDULER_INSTANCE_STALE_SECONDS = env.int("SCHEDULER_INSTANCE_STALE_SECONDS", default=30)
+# On SIGTERM, running executions get this long to finish before they are interrupted.
+SCHEDULER_SHUTDOWN_GRACE_SECONDS = env.int("SCHEDULER_SHUTDOWN_GRACE_SECONDS", default=30)
+# Celery queue for tasks whose `queue` field is blank.
+SCHEDULER_DEFAULT_QUEUE = env.str("SCHEDULER_DEFAULT_QUEUE", default="scheduler")
