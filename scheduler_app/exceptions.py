@@ -1,0 +1,88 @@
+"""Errors raised by the services; each caller (admin, API, CLI, engine) converts them once."""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+
+
+class SchedulerError(Exception):
+    """Base error: a human message, a machine `code` and optionally the `field` at fault."""
+
+    code = "scheduler_error"
+    http_status = 400
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
+        super().__init__(str(message))
+        self.message = str(message)
+        self.field = field
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class TaskNotFound(SchedulerError):
+    code = "task_not_found"
+    http_status = 404
+
+
+class ExecutionNotFound(SchedulerError):
+    code = "execution_not_found"
+    http_status = 404
+
+
+class HandlerNotFound(SchedulerError):
+    code = "handler_not_found"
+
+
+class HandlerBroken(SchedulerError):
+    code = "handler_broken"
+
+
+class ParameterError(SchedulerError):
+    """A handler parameter is unknown, missing or of the wrong type (`field` = parameter)."""
+
+    code = "invalid_parameter"
+
+
+class ScheduleError(SchedulerError):
+    """A schedule (cron expression, interval, run date, time zone) is not valid."""
+
+    code = "invalid_schedule"
+
+
+class SafeEvalError(SchedulerError):
+    """An expression was refused or failed to evaluate."""
+
+    code = "invalid_expression"
+
+
+class TaskLocked(SchedulerError):
+    code = "task_locked"
+    http_status = 409
+
+
+class SystemTaskProtected(SchedulerError):
+    code = "system_task_protected"
+    http_status = 409
+
+    def __init__(self, task_name: str):
+        super().__init__(
+            _("Task “%(name)s” is a system task: it can be paused but not deleted.")
+            % {"name": task_name}
+        )
+
+
+class InvalidTransition(SchedulerError):
+    """The object is not in a state that allows the requested action."""
+
+    code = "invalid_state"
+    http_status = 409
+
+
+class ExecutionCancelled(Exception):
+    """Raised inside a handler, at its next task_log/task_progress, once its run is cancelled.
+
+    Not a SchedulerError: it is control flow for the handler, not a user-facing error.
+    """

@@ -1,0 +1,451 @@
+"""Tasks, their executions, scheduler instances and database-backed locks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
+    def active(self) -> ScheduledTaskQuerySet:
+        return self.filter(status=ScheduledTask.Status.ACTIVE)
+
+    def due(self, *, now: dt.datetime) -> ScheduledTaskQuerySet:
+        """Active tasks whose next fire time has come (served by `task_due_idx`)."""
+        return self.active().filter(next_run_at__lte=now)
+
+
+class ScheduledTask(models.Model):
+    class TaskType(models.TextChoices):
+        CRON = "cron", _("Cron")
+        INTERVAL = "interval", _("Interval")
+        DATE = "date", _("One-off date")
+        MANUAL = "manual", _("Manual")
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        PAUSED = "paused", _("Paused")
+        DISABLED = "disabled", _("Disabled")
+
+    class OverlapPolicy(models.TextChoices):
+        SKIP = "skip", _("Skip the new run while one is running")
+        ALLOW = "allow", _("Allow concurrent runs")
+        REPLACE = "replace", _("Cancel the running one and start the new run")
+
+    name = models.CharField(
+        _("name"),
+        max_length=200,
+        unique=True,
+        help_text=_("Unique; the name used by `manage.py run_task`."),
+    )
+    description = models.TextField(_("description"), blank=True, default="")
+    task_type = models.CharField(
+        _("type"), max_length=16, choices=TaskType.choices, default=TaskType.CRON
+    )
+    cron_expression = models.CharField(
+        _("cron expression"),
+        max_length=200,
+        blank=True,
+        default="",
+        help_text=_(
+            "5 fields (minute hour day month weekday), 6 with seconds first, "
+            "or a macro such as @daily."
+        ),
+    )
+    interval_seconds = models.PositiveIntegerField(
+        _("interval (seconds)"), null=True, blank=True
+    )
+    run_date = models.DateTimeField(_("run date"), null=True, blank=True)
+    timezone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        default="",
+        help_text=_("IANA name such as Europe/Paris; blank means the project time zone."),
+    )
+    handler_path = models.CharField(
+        _("handler"),
+        max_length=255,
+        help_text=_("scripts:<file> or module:function (or module:Class)."),
+    )
+    handler_kwargs = models.JSONField(
+        _("parameters"),
+        default=dict,
+        blank=True,
+        help_text=_(
+            "Parameter name → expression evaluated at each run, e.g. "
+            '{"days": "7", "since": "date.today() - timedelta(days=1)"}.'
+        ),
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.ACTIVE
+    )
+    is_system = models.BooleanField(
+        _("system task"),
+        default=False,
+        help_text=_("System tasks can be paused but not deleted."),
+    )
+    overlap_policy = models.CharField(
+        _("overlap policy"),
+        max_length=16,
+        choices=OverlapPolicy.choices,
+        default=OverlapPolicy.SKIP,
+    )
+    max_instances = models.PositiveIntegerField(
+        _("max concurrent runs"),
+        default=0,
+        help_text=_("With the allow policy: at most this many runs at once (0 = no cap)."),
+    )
+    queue = models.CharField(
+        _("queue"),
+        max_length=100,
+        blank=True,
+        default="",
+        help_text=_("Celery queue; blank means the default queue."),
+    )
+    timeout_seconds = models.PositiveIntegerField(
+        _("timeout (seconds)"), default=0, help_text=_("0 = no timeout.")
+    )
+    max_retries = models.PositiveIntegerField(_("max retries"), default=0)
+    retry_delay_seconds = models.PositiveIntegerField(_("retry delay (seconds)"), default=60)
+    retry_backoff = models.BooleanField(
+        _("exponential backoff"),
+        default=False,
+        help_text=_("Double the retry delay after each failed attempt."),
+    )
+    misfire_grace_seconds = models.PositiveIntegerField(
+        _("misfire grace (seconds)"),
+        default=60,
+        help_text=_("A fire missed by more than this (e.g. during downtime) is dropped."),
+    )
+    coalesce = models.BooleanField(
+        _("coalesce"),
+        default=True,
+        help_text=_("Run missed fires once instead of once per missed fire."),
+    )
+    jitter_seconds = models.PositiveIntegerField(
+        _("jitter (seconds)"),
+        default=0,
+        help_text=_("Delay each fire by a random 0..N seconds."),
+    )
+    last_run_at = models.DateTimeField(_("last run"), null=True, blank=True)
+    next_run_at = models.DateTimeField(_("next run"), null=True, blank=True)
+    run_count = models.PositiveIntegerField(_("runs"), default=0)
+    success_count = models.PositiveIntegerField(_("successes"), default=0)
+    fail_count = models.PositiveIntegerField(_("failures"), default=0)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = ScheduledTaskQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("scheduled task")
+        verbose_name_plural = _("scheduled tasks")
+        ordering = ["name"]
+        permissions = [
+            ("run_scheduledtask", _("Can run tasks now")),
+            ("pause_scheduledtask", _("Can pause and resume tasks")),
+            ("release_lock_scheduledtask", _("Can force-release task locks")),
+        ]
+        indexes = [
+            # The scheduler's due-task query: status = active AND next_run_at <= now.
+            models.Index(fields=["status", "next_run_at"], name="task_due_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(task_type="cron") | ~Q(cron_expression=""),
+                name="task_cron_needs_expression",
+                violation_error_message=_("A cron task needs a cron expression."),
+            ),
+            models.CheckConstraint(
+                condition=~Q(task_type="interval") | Q(interval_seconds__gt=0),
+                name="task_interval_needs_seconds",
+                violation_error_message=_(
+                    "An interval task needs a positive number of seconds."
+                ),
+            ),
+            models.CheckConstraint(
+                condition=~Q(task_type="date") | Q(run_date__isnull=False),
+                name="task_date_needs_run_date",
+                violation_error_message=_("A one-off task needs a run date."),
+            ),
+            models.CheckConstraint(
+                condition=Q(task_type__in=["cron", "interval", "date", "manual"]),
+                name="task_type_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["active", "paused", "disabled"]),
+                name="task_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(overlap_policy__in=["skip", "allow", "replace"]),
+                name="task_overlap_policy_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+    @property
+    def uses_lock(self) -> bool:
+        """Whether a run must hold the task lock (overlap policies skip and replace)."""
+        return self.overlap_policy != self.OverlapPolicy.ALLOW
+
+    @property
+    def success_rate(self) -> float | None:
+        finished = self.success_count + self.fail_count
+        return self.success_count / finished if finished else None
+
+
+class TaskExecutionQuerySet(models.QuerySet["TaskExecution"]):
+    def pending(self) -> TaskExecutionQuerySet:
+        return self.filter(status=TaskExecution.Status.PENDING)
+
+    def startable(self, *, now: dt.datetime) -> TaskExecutionQuerySet:
+        """Pending runs whose retry delay (if any) has passed, oldest first.
+
+        `run_task` runs its own (cli) executions in the foreground; nobody else may.
+        """
+        return (
+            self.pending()
+            .exclude(trigger_type=TaskExecution.TriggerType.CLI)
+            .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
+            .order_by("created_at", "id")
+        )
+
+    def running(self) -> TaskExecutionQuerySet:
+        return self.filter(status=TaskExecution.Status.RUNNING)
+
+    def unfinished(self) -> TaskExecutionQuerySet:
+        return self.filter(
+            status__in=[TaskExecution.Status.PENDING, TaskExecution.Status.RUNNING]
+        )
+
+    def older_than(self, when: dt.datetime) -> TaskExecutionQuerySet:
+        return self.filter(created_at__lt=when)
+
+
+class TaskExecution(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        RUNNING = "running", _("Running")
+        SUCCESS = "success", _("Success")
+        FAILED = "failed", _("Failed")
+        SKIPPED = "skipped", _("Skipped")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    class TriggerType(models.TextChoices):
+        SCHEDULED = "scheduled", _("Scheduled")
+        MANUAL = "manual", _("Manual (run now)")
+        CLI = "cli", _("Command line")
+        RETRY = "retry", _("Retry")
+
+    class FailureKind(models.TextChoices):
+        """Why a failed run failed, so the admin and API can filter on it."""
+
+        ERROR = "error", _("Error")
+        TIMEOUT = "timeout", _("Timed out")
+        ABANDONED = "abandoned", _("Abandoned")
+        INTERRUPTED = "interrupted", _("Interrupted")
+
+    FINISHED_STATUSES = (
+        Status.SUCCESS,
+        Status.FAILED,
+        Status.SKIPPED,
+        Status.CANCELLED,
+    )
+
+    task = models.ForeignKey(
+        ScheduledTask,
+        on_delete=models.CASCADE,
+        related_name="executions",
+        verbose_name=_("task"),
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    failure_kind = models.CharField(
+        _("failure kind"),
+        max_length=16,
+        choices=FailureKind.choices,
+        blank=True,
+        default="",
+    )
+    trigger_type = models.CharField(
+        _("trigger"),
+        max_length=16,
+        choices=TriggerType.choices,
+        default=TriggerType.MANUAL,
+    )
+    scheduled_for = models.DateTimeField(
+        _("scheduled for"), null=True, blank=True, help_text=_("The fire time this run serves.")
+    )
+    attempt = models.PositiveIntegerField(_("attempt"), default=1)
+    retry_of = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="retries",
+        verbose_name=_("first attempt"),
+    )
+    run_after = models.DateTimeField(
+        _("run after"),
+        null=True,
+        blank=True,
+        help_text=_("A pending run does not start before this time (retry delay)."),
+    )
+    kwargs_overrides = models.JSONField(
+        _("parameter overrides"),
+        default=dict,
+        blank=True,
+        help_text=_("Expressions given for this run only, replacing the task's."),
+    )
+    kwargs = models.JSONField(
+        _("evaluated parameters"), default=dict, blank=True
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    duration_ms = models.PositiveBigIntegerField(_("duration (ms)"), null=True, blank=True)
+    result = models.JSONField(_("result"), null=True, blank=True)
+    error_message = models.TextField(_("error"), blank=True, default="")
+    error_traceback = models.TextField(_("traceback"), blank=True, default="")
+    log_output = models.TextField(_("log"), blank=True, default="")
+    progress_done = models.PositiveBigIntegerField(_("progress done"), null=True, blank=True)
+    progress_total = models.PositiveBigIntegerField(_("progress total"), null=True, blank=True)
+    instance_id = models.CharField(
+        _("instance"),
+        max_length=200,
+        blank=True,
+        default="",
+        help_text=_("The scheduler instance or worker that ran it."),
+    )
+    cancel_requested = models.BooleanField(_("cancel requested"), default=False)
+
+    objects = TaskExecutionQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("task execution")
+        verbose_name_plural = _("task executions")
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # A task's history, newest first (inline, API executions endpoint).
+            models.Index(fields=["task", "-created_at"], name="exec_task_created_idx"),
+            # Executions by status (pending pick-up, running recovery, admin filter).
+            models.Index(fields=["status", "created_at"], name="exec_status_created_idx"),
+            # Retention cleanup and the time-ordered changelist.
+            models.Index(fields=["created_at"], name="exec_created_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(
+                    status__in=[
+                        "pending",
+                        "running",
+                        "success",
+                        "failed",
+                        "skipped",
+                        "cancelled",
+                    ]
+                ),
+                name="exec_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(trigger_type__in=["scheduled", "manual", "cli", "retry"]),
+                name="exec_trigger_type_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id}#{self.pk} {self.status}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED_STATUSES
+
+    @property
+    def duration(self) -> dt.timedelta | None:
+        if self.duration_ms is None:
+            return None
+        return dt.timedelta(milliseconds=self.duration_ms)
+
+    @property
+    def progress_percent(self) -> float | None:
+        if not self.progress_total:
+            return None
+        return min(100.0, 100.0 * (self.progress_done or 0) / self.progress_total)
+
+    def mark_running(self, *, instance_id: str, now: dt.datetime) -> None:
+        """Set the fields of a run that starts (the caller saves)."""
+        self.status = self.Status.RUNNING
+        self.instance_id = instance_id
+        self.started_at = now
+
+    def mark_finished(
+        self,
+        *,
+        status: str,
+        now: dt.datetime,
+        result: Any = None,
+        error_message: str = "",
+        error_traceback: str = "",
+        failure_kind: str = "",
+    ) -> None:
+        """Set the fields of a run that ends (the caller saves)."""
+        self.status = status
+        self.finished_at = now
+        if self.started_at is not None:
+            self.duration_ms = max(0, int((now - self.started_at).total_seconds() * 1000))
+        self.result = result
+        self.error_message = error_message
+        self.error_traceback = error_traceback
+        self.failure_kind = failure_kind
+
+
+class SchedulerInstance(models.Model):
+    """A live (or recently live) runscheduler process or worker, kept by its heartbeat."""
+
+    instance_id = models.CharField(_("instance"), max_length=200, unique=True)
+    hostname = models.CharField(_("host"), max_length=255, blank=True, default="")
+    pid = models.PositiveIntegerField(_("process id"), null=True, blank=True)
+    version = models.CharField(_("version"), max_length=50, blank=True, default="")
+    is_leader = models.BooleanField(_("leader"), default=False)
+    started_at = models.DateTimeField(_("started"), default=timezone.now)
+    last_heartbeat_at = models.DateTimeField(_("last heartbeat"), default=timezone.now)
+    stopped_at = models.DateTimeField(_("stopped"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("scheduler instance")
+        verbose_name_plural = _("scheduler instances")
+        ordering = ["-last_heartbeat_at"]
+
+    def __str__(self) -> str:
+        return self.instance_id
+
+
+class SchedulerLock(models.Model):
+    """A lock held in the database (the backend used when Redis is not configured)."""
+
+    key = models.CharField(_("key"), max_length=255, unique=True)
+    token = models.CharField(_("owner token"), max_length=64)
+    owner = models.CharField(_("owner"), max_length=200, blank=True, default="")
+    acquired_at = models.DateTimeField(_("acquired"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"))
+
+    class Meta:
+        verbose_name = _("lock")
+        verbose_name_plural = _("locks")
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
