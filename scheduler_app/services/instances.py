@@ -1,0 +1,114 @@
+"""This process's identity and heartbeat, and which instances are alive."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+from ..conf import app_settings
+from ..models import SchedulerInstance
+
+logger = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+
+
+@lru_cache(maxsize=1)
+def _identity() -> tuple[str, int]:
+    return socket.gethostname(), os.getpid()
+
+
+_instance_ids: dict[int, str] = {}
+
+
+def instance_id() -> str:
+    """A name for this process, unique across machines and restarts: host:pid:random."""
+    pid = os.getpid()
+    # Recomputed after fork (Celery prefork, runserver reload) so children differ.
+    if pid not in _instance_ids:
+        host, _ = _identity()
+        _instance_ids[pid] = "%s:%d:%s" % (host, pid, uuid.uuid4().hex[:6])
+    return _instance_ids[pid]
+
+
+def instance_heartbeat(*, now: dt.datetime | None = None, is_leader: bool = False) -> None:
+    """Record that this instance is alive (creates its row on the first beat)."""
+    now = now or timezone.now()
+    host, pid = _identity()
+    SchedulerInstance.objects.update_or_create(
+        instance_id=instance_id(),
+        defaults={
+            "hostname": host,
+            "pid": os.getpid(),
+            "version": VERSION,
+            "is_leader": is_leader,
+            "last_heartbeat_at": now,
+            "stopped_at": None,
+        },
+        create_defaults={
+            "hostname": host,
+            "pid": os.getpid(),
+            "version": VERSION,
+            "is_leader": is_leader,
+            "started_at": now,
+            "last_heartbeat_at": now,
+        },
+    )
+
+
+def instance_stopped(*, now: dt.datetime | None = None) -> None:
+    """Mark this instance as cleanly stopped."""
+    SchedulerInstance.objects.filter(instance_id=instance_id()).update(
+        stopped_at=now or timezone.now(), is_leader=False
+    )
+
+
+def instances_alive_ids(*, now: dt.datetime | None = None) -> set[str]:
+    """Ids of instances whose heartbeat is fresh and that have not stopped."""
+    now = now or timezone.now()
+    fresh_after = now - dt.timedelta(seconds=app_settings.SCHEDULER_INSTANCE_STALE_SECONDS)
+    return set(
+        SchedulerInstance.objects.filter(
+            last_heartbeat_at__gte=fresh_after, stopped_at__isnull=True
+        ).values_list("instance_id", flat=True)
+    )
+
+
+@contextmanager
+def instance_heartbeating(*, interval: float | None = None) -> Iterator[None]:
+    """Heartbeat this instance from a background thread while the block runs.
+
+    For processes that run executions without the scheduler's loop (run_task, a
+    worker), so a starting scheduler does not take their runs for abandoned.
+    """
+    interval = interval or app_settings.SCHEDULER_HEARTBEAT_INTERVAL
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                instance_heartbeat()
+            except DatabaseError:
+                logger.warning("Heartbeat failed; retrying", exc_info=True)
+            finally:
+                close_old_connections()
+
+    instance_heartbeat()
+    thread = threading.Thread(target=beat, name="scheduler-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval + 1)
+        instance_stopped()

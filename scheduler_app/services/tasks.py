@@ -1,0 +1,300 @@
+"""Task use cases: validate, create, update, delete, pause/resume, request a run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from ..exceptions import (
+    InvalidTransition,
+    SchedulerError,
+    SystemTaskProtected,
+    TaskNotFound,
+)
+from ..handlers.registry import get_handler
+from ..models import ScheduledTask, TaskExecution
+from ..schedules import build_trigger, next_fire_times, resolve_timezone, validate_schedule
+from .params import parameters_validate
+
+#: Fields a caller may set through task_create / task_update.
+EDITABLE_FIELDS = (
+    "name",
+    "description",
+    "task_type",
+    "cron_expression",
+    "interval_seconds",
+    "run_date",
+    "timezone",
+    "handler_path",
+    "handler_kwargs",
+    "status",
+    "is_system",
+    "overlap_policy",
+    "max_instances",
+    "queue",
+    "timeout_seconds",
+    "max_retries",
+    "retry_delay_seconds",
+    "retry_backoff",
+    "misfire_grace_seconds",
+    "coalesce",
+    "jitter_seconds",
+)
+
+
+class TaskInvalid(SchedulerError):
+    """Several problems with a task's fields at once; `errors` holds each one."""
+
+    code = "invalid_task"
+
+    def __init__(self, errors: list[SchedulerError]):
+        super().__init__("; ".join(error.message for error in errors))
+        self.errors = errors
+
+
+def task_local_now(task: ScheduledTask, *, now: dt.datetime | None = None) -> dt.datetime:
+    """Naive wall-clock time in the task's zone: what `datetime.now()` means in its parameters."""
+    now = now or timezone.now()
+    return now.astimezone(resolve_timezone(task.timezone)).replace(tzinfo=None)
+
+
+def task_validate(
+    task: ScheduledTask, *, now: dt.datetime | None = None, require_future_run_date: bool = False
+) -> None:
+    """Check schedule, handler and parameters; raise TaskInvalid listing every problem.
+
+    The admin form and the API serializer call this, so both give the same messages.
+    """
+    now = now or timezone.now()
+    errors: list[SchedulerError] = []
+    try:
+        validate_schedule(
+            task_type=task.task_type,
+            cron_expression=task.cron_expression,
+            interval_seconds=task.interval_seconds,
+            run_date=task.run_date,
+            timezone_name=task.timezone,
+            now=now,
+            require_future_run_date=require_future_run_date,
+        )
+    except SchedulerError as exc:
+        errors.append(exc)
+    try:
+        get_handler(task.handler_path)
+    except SchedulerError as exc:
+        exc.field = exc.field or "handler_path"
+        errors.append(exc)
+    else:
+        try:
+            local_now = task_local_now(task, now=now)
+        except SchedulerError:
+            local_now = timezone.localtime(now).replace(tzinfo=None)
+        errors.extend(parameters_validate(task.handler_path, task.handler_kwargs, now=local_now))
+    if task.overlap_policy != ScheduledTask.OverlapPolicy.ALLOW and task.max_instances > 1:
+        errors.append(
+            SchedulerError(
+                _("“Max concurrent runs” only applies to the allow overlap policy."),
+                field="max_instances",
+            )
+        )
+    if errors:
+        raise TaskInvalid(errors)
+
+
+def task_next_run(task: ScheduledTask, *, after: dt.datetime) -> dt.datetime | None:
+    """The first fire time strictly after `after` for an active task (None otherwise)."""
+    if task.status != ScheduledTask.Status.ACTIVE:
+        return None
+    trigger = build_trigger(
+        task_type=task.task_type,
+        cron_expression=task.cron_expression,
+        interval_seconds=task.interval_seconds,
+        run_date=task.run_date,
+        timezone_name=task.timezone,
+        start_at=after,
+    )
+    if task.task_type == ScheduledTask.TaskType.DATE:
+        # A one-off task that already ran never fires again.
+        if task.last_run_at is not None and task.run_date and task.last_run_at >= task.run_date:
+            return None
+        return task.run_date
+    times = next_fire_times(trigger, after=after, count=1)
+    return times[0] if times else None
+
+
+def _save(task: ScheduledTask, *, now: dt.datetime) -> ScheduledTask:
+    task.next_run_at = task_next_run(task, after=now)
+    try:
+        with transaction.atomic():
+            task.save()
+    except IntegrityError as exc:
+        if ScheduledTask.objects.filter(name=task.name).exclude(pk=task.pk).exists():
+            raise TaskInvalid(
+                [
+                    SchedulerError(
+                        _("A task named “%(name)s” already exists; choose another name.")
+                        % {"name": task.name},
+                        field="name",
+                        code="unique",
+                    )
+                ]
+            ) from exc
+        raise
+    return task
+
+
+def task_create(*, now: dt.datetime | None = None, **fields: Any) -> ScheduledTask:
+    """Validate and create a task; its next fire time is computed and stored."""
+    now = now or timezone.now()
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError("task_create() got unknown fields: %s" % ", ".join(sorted(unknown)))
+    task = ScheduledTask(**fields)
+    task_validate(task, now=now, require_future_run_date=task.task_type == "date")
+    return _save(task, now=now)
+
+
+def task_update(task: ScheduledTask, *, now: dt.datetime | None = None, **fields: Any) -> ScheduledTask:
+    """Validate and apply changes to a task; its next fire time is recomputed."""
+    now = now or timezone.now()
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError("task_update() got unknown fields: %s" % ", ".join(sorted(unknown)))
+    run_date_changed = "run_date" in fields and fields["run_date"] != task.run_date
+    for name, value in fields.items():
+        setattr(task, name, value)
+    task_validate(
+        task, now=now, require_future_run_date=task.task_type == "date" and run_date_changed
+    )
+    return _save(task, now=now)
+
+
+def task_save(task: ScheduledTask, *, now: dt.datetime | None = None) -> ScheduledTask:
+    """Validate and save a task built or edited elsewhere (the admin form's instance)."""
+    now = now or timezone.now()
+    is_new = task.pk is None
+    task_validate(task, now=now, require_future_run_date=is_new and task.task_type == "date")
+    return _save(task, now=now)
+
+
+def task_delete(task: ScheduledTask) -> None:
+    """Delete a task and its history; system tasks refuse."""
+    if task.is_system:
+        raise SystemTaskProtected(task.name)
+    task.delete()
+
+
+def tasks_delete(tasks: QuerySet[ScheduledTask]) -> int:
+    """Delete several tasks; refuses all of them if any is a system task."""
+    system = list(tasks.filter(is_system=True).values_list("name", flat=True))
+    if system:
+        raise SystemTaskProtected(", ".join(system))
+    _total, per_model = tasks.delete()
+    return per_model.get(ScheduledTask._meta.label, 0)
+
+
+def tasks_set_status(
+    tasks: QuerySet[ScheduledTask], status: str, *, now: dt.datetime | None = None
+) -> int:
+    """Pause, resume, enable or disable tasks; returns how many changed.
+
+    Resumed tasks get a fresh next fire time counted from now, so a task paused
+    for a week does not fire a week of missed runs.
+    """
+    now = now or timezone.now()
+    if status not in ScheduledTask.Status.values:
+        raise InvalidTransition(_("Unknown status “%(status)s”.") % {"status": status})
+    changed = 0
+    with transaction.atomic():
+        for task in tasks.exclude(status=status).select_for_update():
+            task.status = status
+            task.next_run_at = task_next_run(task, after=now)
+            task.save(update_fields=["status", "next_run_at", "updated_at"])
+            changed += 1
+    return changed
+
+
+def task_pause(task: ScheduledTask, *, now: dt.datetime | None = None) -> ScheduledTask:
+    """Stop firing a task until it is resumed (run-now still works)."""
+    tasks_set_status(ScheduledTask.objects.filter(pk=task.pk), ScheduledTask.Status.PAUSED, now=now)
+    task.refresh_from_db()
+    return task
+
+
+def task_resume(task: ScheduledTask, *, now: dt.datetime | None = None) -> ScheduledTask:
+    """Fire a paused or disabled task again, from now on."""
+    tasks_set_status(ScheduledTask.objects.filter(pk=task.pk), ScheduledTask.Status.ACTIVE, now=now)
+    task.refresh_from_db()
+    return task
+
+
+def task_get(id_or_name: int | str) -> ScheduledTask:
+    """A task by primary key or by name; TaskNotFound names the closest names."""
+    lookup: dict[str, Any]
+    if isinstance(id_or_name, int) or (isinstance(id_or_name, str) and id_or_name.isdigit()):
+        lookup = {"pk": int(id_or_name)}
+        task = ScheduledTask.objects.filter(**lookup).first()
+        if task is None:
+            task = ScheduledTask.objects.filter(name=str(id_or_name)).first()
+    else:
+        task = ScheduledTask.objects.filter(name=id_or_name).first()
+    if task is not None:
+        return task
+    names = list(ScheduledTask.objects.values_list("name", flat=True)[:10000])
+    close = difflib.get_close_matches(str(id_or_name), names, n=3, cutoff=0.5)
+    if close:
+        hint = _(" Did you mean: %(names)s?") % {"names": ", ".join(close)}
+    else:
+        hint = _(" List the tasks in the admin or with GET /api/v1/tasks.")
+    raise TaskNotFound(_("No task “%(name)s”.") % {"name": id_or_name} + hint)
+
+
+def task_request_run(
+    task: ScheduledTask,
+    *,
+    trigger_type: str = TaskExecution.TriggerType.MANUAL,
+    overrides: Mapping[str, Any] | None = None,
+    now: dt.datetime | None = None,
+) -> TaskExecution:
+    """Create a pending execution for the scheduler (or a worker) to start; never runs it here.
+
+    Parameter overrides are expressions validated like the task's own; they replace
+    the task's values for this run only.
+    """
+    now = now or timezone.now()
+    overrides = dict(overrides or {})
+    if overrides:
+        merged = {**task.handler_kwargs, **overrides}
+        problems = parameters_validate(task.handler_path, merged, now=task_local_now(task, now=now))
+        if problems:
+            raise TaskInvalid(list(problems))
+    return TaskExecution.objects.create(
+        task=task,
+        status=TaskExecution.Status.PENDING,
+        trigger_type=trigger_type,
+        kwargs_overrides=overrides,
+        created_at=now,
+    )
+
+
+def tasks_request_run(tasks: Iterable[ScheduledTask], *, now: dt.datetime | None = None) -> int:
+    """Request a run of each task (the admin's bulk action); returns how many."""
+    now = now or timezone.now()
+    executions = [
+        TaskExecution(
+            task=task,
+            status=TaskExecution.Status.PENDING,
+            trigger_type=TaskExecution.TriggerType.MANUAL,
+            created_at=now,
+        )
+        for task in tasks
+    ]
+    TaskExecution.objects.bulk_create(executions)
+    return len(executions)
