@@ -1,0 +1,270 @@
+"""The public Python API: schedule tasks from application code (seed 004).
+
+Every function is a thin call into the services and works on ordinary
+`ScheduledTask` rows, so jobs added here show up in the admin, the API and the
+running scheduler like any other task::
+
+    from scheduler_app import scheduler
+
+    scheduler.add_cron_job("scripts:data_sync", "0 2 * * *", name="nightly_sync",
+                           kwargs={"days": 7})
+    scheduler.add_interval_job(myapp.jobs.refresh, minutes=5)
+    scheduler.add_date_job(myapp.mail.send_report, delay_seconds=30,
+                           args=[42], kwargs={"to": "ops@example.com"})
+    scheduler.pause_job("nightly_sync"); scheduler.resume_job("nightly_sync")
+    scheduler.run_job("nightly_sync", days=1)   # a pending run, started by the scheduler
+    scheduler.remove_job("nightly_sync")
+
+Handlers are a `"scripts:<file>"` / `"module:function"` string or a module-level
+callable. Argument values are Python values (stored as literal JSON or as the
+equivalent safe_eval expression); to store an expression evaluated at each run,
+wrap it: `kwargs={"since": Expr("date.today() - timedelta(days=1)")}`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .exceptions import HandlerNotFound, ParameterError, TaskNotFound
+from .handlers.registry import get_handler
+from .models import ScheduledTask, TaskExecution
+from .services import (
+    task_create,
+    task_delete,
+    task_get,
+    task_pause,
+    task_request_run,
+    task_resume,
+    task_update,
+)
+
+Handler = str | Callable[..., Any]
+
+
+class Expr(str):
+    """A parameter value that is an expression, evaluated at each run."""
+
+
+def handler_path_of(handler: Handler) -> str:
+    """The handler id for a string or a module-level callable."""
+    if isinstance(handler, str):
+        return handler
+    module = getattr(handler, "__module__", None)
+    qualname = getattr(handler, "__qualname__", "")
+    # Only a module-level name can be imported again by the scheduler process.
+    if not module or not qualname or "." in qualname or "<" in qualname:
+        raise HandlerNotFound(
+            _(
+                "%(handler)r cannot be scheduled: pass a module-level function or class "
+                "(not a lambda, a nested function or a method), or a handler string "
+                "such as \"scripts:example_task\"."
+            )
+            % {"handler": handler}
+        )
+    return "%s:%s" % (module, qualname)
+
+
+def to_expression(name: str, value: Any) -> Any:
+    """A Python value as stored in handler_kwargs: a literal JSON value or an expression."""
+    if isinstance(value, Expr):
+        return str(value)
+    if isinstance(value, str):
+        return repr(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, dt.datetime):
+        if timezone.is_aware(value):
+            value = timezone.localtime(value).replace(tzinfo=None)
+        return "datetime(%d, %d, %d, %d, %d, %d, %d)" % (
+            value.year, value.month, value.day,
+            value.hour, value.minute, value.second, value.microsecond,
+        )
+    if isinstance(value, dt.date):
+        return "date(%d, %d, %d)" % (value.year, value.month, value.day)
+    if isinstance(value, dt.time):
+        return "time(%d, %d, %d, %d)" % (value.hour, value.minute, value.second, value.microsecond)
+    if isinstance(value, dt.timedelta):
+        return "timedelta(seconds=%r)" % value.total_seconds()
+    if isinstance(value, (list, tuple, dict)):
+        try:
+            return json.loads(json.dumps(list(value) if isinstance(value, tuple) else value))
+        except (TypeError, ValueError):
+            pass
+    raise ParameterError(
+        _(
+            "Parameter “%(name)s”: a %(type)s cannot be stored; use str, int, float, bool, "
+            "None, list, dict, datetime, date, time or timedelta."
+        )
+        % {"name": name, "type": type(value).__name__},
+        field=name,
+    )
+
+
+def _handler_kwargs(path: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    values = dict(kwargs or {})
+    if args:
+        names = [spec.name for spec in get_handler(path).params]
+        if len(args) > len(names):
+            raise ParameterError(
+                _("%(handler)s takes %(count)d parameters, %(given)d positional arguments given.")
+                % {"handler": path, "count": len(names), "given": len(args)},
+                field="args",
+            )
+        for name, value in zip(names, args):
+            if name in values:
+                raise ParameterError(
+                    _("Parameter “%(name)s” given twice (positionally and by name).")
+                    % {"name": name},
+                    field=name,
+                )
+            values[name] = value
+    return {name: to_expression(name, value) for name, value in values.items()}
+
+
+def _add(
+    handler: Handler,
+    *,
+    name: str | None,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any] | None,
+    replace_existing: bool,
+    default_name: Callable[[str], str],
+    **fields: Any,
+) -> ScheduledTask:
+    path = handler_path_of(handler)
+    fields["handler_path"] = path
+    fields["handler_kwargs"] = _handler_kwargs(path, args, kwargs)
+    name = name or default_name(path)
+    existing = ScheduledTask.objects.filter(name=name).first()
+    if existing is not None and replace_existing:
+        return task_update(existing, **fields)
+    return task_create(name=name, **fields)
+
+
+def add_cron_job(
+    handler: Handler,
+    cron_expression: str,
+    *,
+    name: str | None = None,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    replace_existing: bool = False,
+    **options: Any,
+) -> ScheduledTask:
+    """Run `handler` on a cron schedule (5 fields, 6 with seconds first, or @daily...)."""
+    return _add(
+        handler,
+        name=name,
+        args=args,
+        kwargs=kwargs,
+        replace_existing=replace_existing,
+        default_name=lambda path: path,
+        task_type=ScheduledTask.TaskType.CRON,
+        cron_expression=cron_expression,
+        **options,
+    )
+
+
+def add_interval_job(
+    handler: Handler,
+    *,
+    seconds: int = 0,
+    minutes: int = 0,
+    hours: int = 0,
+    days: int = 0,
+    name: str | None = None,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    replace_existing: bool = False,
+    **options: Any,
+) -> ScheduledTask:
+    """Run `handler` every so often."""
+    total = int(dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds).total_seconds())
+    return _add(
+        handler,
+        name=name,
+        args=args,
+        kwargs=kwargs,
+        replace_existing=replace_existing,
+        default_name=lambda path: path,
+        task_type=ScheduledTask.TaskType.INTERVAL,
+        interval_seconds=total,
+        **options,
+    )
+
+
+def add_date_job(
+    handler: Handler,
+    run_date: dt.datetime | None = None,
+    *,
+    delay_seconds: float | None = None,
+    name: str | None = None,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    replace_existing: bool = False,
+    **options: Any,
+) -> ScheduledTask:
+    """Run `handler` once, at `run_date` or `delay_seconds` from now."""
+    if (run_date is None) == (delay_seconds is None):
+        raise ParameterError(_("Give either run_date or delay_seconds."), field="run_date")
+    if run_date is None:
+        run_date = timezone.now() + dt.timedelta(seconds=float(delay_seconds or 0))
+    elif timezone.is_naive(run_date):
+        run_date = timezone.make_aware(run_date)
+    return _add(
+        handler,
+        name=name,
+        args=args,
+        kwargs=kwargs,
+        replace_existing=replace_existing,
+        # One-off jobs of the same callable are independent runs: unique names.
+        default_name=lambda path: "%s@%s" % (path, uuid.uuid4().hex[:8]),
+        task_type=ScheduledTask.TaskType.DATE,
+        run_date=run_date,
+        **options,
+    )
+
+
+def get_job(name: str | int) -> ScheduledTask | None:
+    """The task, or None when there is none by that name or id."""
+    try:
+        return task_get(name)
+    except TaskNotFound:
+        return None
+
+
+def get_jobs(*, status: str | None = None) -> list[ScheduledTask]:
+    """All tasks (optionally with one status), by name."""
+    tasks = ScheduledTask.objects.all()
+    if status is not None:
+        tasks = tasks.filter(status=status)
+    return list(tasks)
+
+
+def pause_job(name: str | int) -> ScheduledTask:
+    return task_pause(task_get(name))
+
+
+def resume_job(name: str | int) -> ScheduledTask:
+    return task_resume(task_get(name))
+
+
+def remove_job(name: str | int) -> None:
+    """Delete the task and its history (system tasks refuse)."""
+    task_delete(task_get(name))
+
+
+def run_job(name: str | int, **overrides: Any) -> TaskExecution:
+    """Request a run now (a pending execution the scheduler starts), with optional overrides."""
+    task = task_get(name)
+    return task_request_run(
+        task, overrides={key: to_expression(key, value) for key, value in overrides.items()}
+    )

@@ -1,0 +1,23 @@
+"""System task: delete execution records older than SCHEDULER_HISTORY_DAYS, in batches."""
+
+from scheduler_app import task_log
+from scheduler_app.conf import app_settings
+from scheduler_app.services import executions_cleanup
+
+TASK_INFO = {
+    "name": "Clean up execution history",
+    "description": "Deletes finished executions older than SCHEDULER_HISTORY_DAYS (default 30).",
+    "params": {
+        "days": {"label": "Keep days", "help": "Empty: the SCHEDULER_HISTORY_DAYS setting."},
+        "batch_size": {"label": "Batch size", "help": "Rows deleted per statement."},
+    },
+    "schedule": {"cron": "0 2 * * *"},
+}
+
+
+def run(days: int | None = None, batch_size: int = 1000) -> dict:
+    keep = app_settings.SCHEDULER_HISTORY_DAYS if days is None else days
+    task_log("Deleting finished executions older than", keep, "days")
+    deleted = executions_cleanup(days=keep, batch_size=batch_size)
+    task_log("Deleted", deleted, "executions")
+    return {"deleted": deleted, "kept_days": keep}
