@@ -4,7 +4,7 @@ The execution path binds a `RunLog` to the running handler through a context
 variable. `task_log` appends a timestamped line to it; one publisher thread per
 process writes the logs that changed to their sink (the execution row) at most
 every SCHEDULER_LOG_PUBLISH_INTERVAL seconds, so logging stays cheap however much a
-handler writes. Nothing here touches the database itself: the sink is given by
+handler writes. Nothing here writes to the database itself: the sink is given by
 the caller.
 """
 
@@ -135,9 +135,13 @@ class LogPublisher:
         self._thread: threading.Thread | None = None
         self.interval = 0.3
 
-    def register(self, run_log: RunLog, sink: Sink) -> None:
+    def register(self, run_log: RunLog, sink: Sink, *, interval: float) -> None:
         with self._lock:
             self._live[id(run_log)] = (run_log, sink)
+            if interval != self.interval:
+                # The setting changed: cut the current wait short to apply it.
+                self.interval = interval
+                self._wake.set()
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._loop, name="scheduler-log-publisher", daemon=True
@@ -169,13 +173,20 @@ class LogPublisher:
                 run_log._dirty = True
 
     def _loop(self) -> None:
-        from django.db import close_old_connections
+        # The sinks write through Django's ORM on this thread's own connection.
+        from django.db import close_old_connections, connections
 
         while True:
             self._wake.wait(self.interval)
             self._wake.clear()
             self.flush_all()
-            close_old_connections()
+            with self._lock:
+                idle = not self._live
+            if idle:
+                # Nothing to publish: do not hold a database connection meanwhile.
+                connections.close_all()
+            else:
+                close_old_connections()
 
 
 publisher = LogPublisher()
@@ -189,8 +200,7 @@ def bind(run_log: RunLog, *, sink: Sink | None, interval: float) -> Iterator[Run
     """Make `run_log` the current log of this context (and the threads it copies to)."""
     token = _current.set(run_log)
     if sink is not None:
-        publisher.interval = interval
-        publisher.register(run_log, sink)
+        publisher.register(run_log, sink, interval=interval)
     try:
         yield run_log
     finally:

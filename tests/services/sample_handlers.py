@@ -1,0 +1,87 @@
+"""Handlers used by the execution tests (module:function paths), with events to steer them."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from scheduler_app import task_log, task_progress
+from scheduler_app.handlers.results import TaskResult
+
+#: Set by a test to let a blocking handler finish.
+release = threading.Event()
+#: Set by a blocking handler once it is running.
+started = threading.Event()
+calls: list[dict] = []
+
+
+def reset() -> None:
+    release.clear()
+    started.clear()
+    calls.clear()
+
+
+def add(a: int, b: int = 1) -> dict:
+    calls.append({"a": a, "b": b})
+    task_log("adding", a, "and", b)
+    return {"sum": a + b}
+
+
+async def async_add(a: int, b: int = 1) -> dict:
+    await asyncio.sleep(0)
+    task_log("async adding", a, b)
+    return {"sum": a + b}
+
+
+def boom() -> dict:
+    task_log("about to fail")
+    raise RuntimeError("the database is on fire")
+
+
+def says_failed() -> TaskResult:
+    return TaskResult.failed(error="upstream returned 503", message="sync failed")
+
+
+def says_skipped() -> TaskResult:
+    return TaskResult.skipped("nothing to do")
+
+
+def log_then_block() -> dict:
+    task_log("first line")
+    task_progress(1, 4)
+    started.set()
+    release.wait(30)
+    task_log("released")
+    return {"done": True}
+
+
+def block_ignoring_cancel() -> dict:
+    started.set()
+    release.wait(30)
+    return {"late": True}
+
+
+async def async_block() -> dict:
+    started.set()
+    await asyncio.sleep(30)
+    return {"late": True}
+
+
+def many_lines(count: int = 25) -> dict:
+    for number in range(1, count + 1):
+        task_log("line", number)
+    return {"lines": count}
+
+
+def log_from_thread() -> dict:
+    thread = threading.Thread(target=lambda: task_log("from a helper thread"))
+    thread.start()
+    thread.join()
+    return {}
+
+
+def returns_odd_values() -> dict:
+    import datetime as dt
+    import decimal
+
+    return {"when": dt.datetime(2024, 1, 1, 8, 0), "amount": decimal.Decimal("1.50"), "tags": {"a"}}

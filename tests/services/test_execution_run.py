@@ -1,0 +1,474 @@
+"""The one execution path: claim, lock, evaluate, run, record, retry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connections
+from django.dispatch import receiver
+
+from scheduler_app import signals
+from scheduler_app.exceptions import InvalidTransition
+from scheduler_app.locks import get_lock_backend, lock_key, task_lock_key
+from scheduler_app.models import ScheduledTask, TaskExecution
+from scheduler_app.services import (
+    execution_cancel,
+    execution_run,
+    instance_id,
+    task_request_run,
+)
+from scheduler_app.services import executions as executions_module
+from tests.helpers import wait_until
+from tests.services import sample_handlers
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+Status = TaskExecution.Status
+H = "tests.services.sample_handlers:"
+
+
+@pytest.fixture(autouse=True)
+def _reset_handlers() -> Iterator[None]:
+    sample_handlers.reset()
+    yield
+    # Let any handler thread a test left blocked finish.
+    sample_handlers.release.set()
+
+
+@pytest.fixture(params=["database", "redis"])
+def lock_backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "redis":
+        request.getfixturevalue("redis_url")
+    return request.param
+
+
+def make(handler: str, **fields: Any) -> ScheduledTask:
+    defaults: dict[str, Any] = {
+        "name": "task-%s" % handler.rsplit(":", 1)[-1],
+        "task_type": ScheduledTask.TaskType.MANUAL,
+        "handler_path": H + handler,
+    }
+    defaults.update(fields)
+    return ScheduledTask.objects.create(**defaults)
+
+
+def run(task: ScheduledTask, **request: Any) -> TaskExecution:
+    return execution_run(task_request_run(task, **request))
+
+
+def run_in_thread(execution: TaskExecution) -> threading.Thread:
+    def target() -> None:
+        try:
+            execution_run(execution)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread
+
+
+def status_of(execution: TaskExecution) -> str:
+    return TaskExecution.objects.values_list("status", flat=True).get(pk=execution.pk)
+
+
+def test_successful_run_records_result_timing_kwargs_and_counters() -> None:
+    task = make("add", handler_kwargs={"a": "2 + 3", "b": 10})
+
+    execution = run(task)
+
+    execution.refresh_from_db()
+    task.refresh_from_db()
+    assert execution.status == Status.SUCCESS
+    assert execution.result == {"sum": 15}
+    assert execution.kwargs == {"a": 5, "b": 10}
+    assert execution.started_at is not None and execution.finished_at >= execution.started_at
+    assert execution.duration_ms is not None
+    assert execution.instance_id == instance_id()
+    assert "adding 5 and 10" in execution.log_output
+    assert (task.run_count, task.success_count, task.fail_count) == (1, 1, 0)
+    assert task.last_run_at == execution.started_at
+
+
+def test_async_handler_runs_on_an_event_loop() -> None:
+    execution = run(make("async_add", handler_kwargs={"a": 1}))
+
+    assert execution.status == Status.SUCCESS
+    assert execution.result == {"sum": 2}
+
+
+def test_overrides_replace_the_task_parameters_for_one_run() -> None:
+    task = make("add", handler_kwargs={"a": "1"})
+
+    execution = run(task, overrides={"a": "40", "b": "2"})
+
+    assert execution.result == {"sum": 42}
+    task.refresh_from_db()
+    assert task.handler_kwargs == {"a": "1"}
+
+
+def test_raising_handler_fails_with_message_and_traceback() -> None:
+    task = make("boom")
+
+    execution = run(task)
+
+    execution.refresh_from_db()
+    task.refresh_from_db()
+    assert execution.status == Status.FAILED
+    assert execution.failure_kind == TaskExecution.FailureKind.ERROR
+    assert execution.error_message == "RuntimeError: the database is on fire"
+    assert "def boom" not in execution.error_traceback
+    assert "sample_handlers.py" in execution.error_traceback
+    assert "about to fail" in execution.log_output
+    assert (task.run_count, task.success_count, task.fail_count) == (1, 0, 1)
+
+
+def test_task_result_failed_and_skipped_set_the_status() -> None:
+    failed = run(make("says_failed"))
+    skipped = run(make("says_skipped"))
+
+    assert failed.status == Status.FAILED
+    assert failed.error_message == "upstream returned 503"
+    assert skipped.status == Status.SKIPPED
+    assert skipped.result["message"] == "nothing to do"
+
+
+def test_results_are_made_json_safe() -> None:
+    execution = run(make("returns_odd_values"))
+
+    execution.refresh_from_db()
+    assert execution.result == {"when": "2024-01-01T08:00:00", "amount": "1.50", "tags": ["a"]}
+
+
+def test_parameter_error_at_run_time_fails_naming_the_parameter() -> None:
+    task = make("add", handler_kwargs={"a": "1"})
+    # Changed behind the services' back, as a bad migration or raw SQL could.
+    ScheduledTask.objects.filter(pk=task.pk).update(handler_kwargs={"a": "'abc'"})
+
+    execution = run(task)
+
+    assert execution.status == Status.FAILED
+    assert "Parameter “a”" in execution.error_message
+
+
+def test_missing_handler_at_run_time_fails_naming_it() -> None:
+    task = make("add", handler_kwargs={"a": "1"})
+    ScheduledTask.objects.filter(pk=task.pk).update(handler_path="scripts:gone_away")
+
+    execution = run(task)
+
+    assert execution.status == Status.FAILED
+    assert "scripts:gone_away" in execution.error_message
+
+
+def test_an_execution_that_is_not_pending_is_never_run_again() -> None:
+    task = make("add", handler_kwargs={"a": "1"})
+    execution = run(task)
+
+    again = execution_run(execution)
+
+    assert again.status == Status.SUCCESS
+    assert len(sample_handlers.calls) == 1
+    task.refresh_from_db()
+    assert task.run_count == 1
+
+
+def test_two_deliveries_of_one_execution_run_the_handler_once() -> None:
+    task = make("log_then_block")
+    execution = task_request_run(task)
+    first = run_in_thread(execution)
+    second = run_in_thread(TaskExecution.objects.get(pk=execution.pk))
+    assert sample_handlers.started.wait(10)
+    sample_handlers.release.set()
+    first.join(10)
+    second.join(10)
+
+    task.refresh_from_db()
+    assert status_of(execution) == Status.SUCCESS
+    assert task.run_count == 1
+
+
+def test_skip_policy_records_skipped_while_the_lock_is_held(lock_backend: str) -> None:
+    task = make("add", handler_kwargs={"a": "1"})
+    backend = get_lock_backend()
+    token = backend.acquire(task_lock_key(task.pk), owner="other-host exec:1", ttl_seconds=30)
+
+    execution = run(task)
+
+    task.refresh_from_db()
+    assert execution.status == Status.SKIPPED
+    assert "still going" in execution.result["message"]
+    assert "other-host exec:1" in execution.result["message"]
+    assert sample_handlers.calls == []
+    assert task.run_count == 0
+    assert backend.get(task_lock_key(task.pk)).token == token
+
+
+def test_skip_policy_lock_is_released_after_the_run(lock_backend: str) -> None:
+    task = make("add", handler_kwargs={"a": "1"})
+
+    run(task)
+
+    assert get_lock_backend().get(task_lock_key(task.pk)) is None
+
+
+def test_allow_policy_with_a_cap_skips_when_every_slot_is_taken() -> None:
+    task = make(
+        "add",
+        handler_kwargs={"a": "1"},
+        overlap_policy=ScheduledTask.OverlapPolicy.ALLOW,
+        max_instances=1,
+    )
+    get_lock_backend().acquire(
+        lock_key("task-slot", "%s:0" % task.pk), owner="x", ttl_seconds=30
+    )
+
+    execution = run(task)
+
+    assert execution.status == Status.SKIPPED
+    assert "1 runs of this task are already running" in execution.result["message"]
+
+
+def test_allow_policy_without_a_cap_runs_concurrently() -> None:
+    task = make("log_then_block", overlap_policy=ScheduledTask.OverlapPolicy.ALLOW)
+    first = task_request_run(task)
+    thread = run_in_thread(first)
+    assert sample_handlers.started.wait(10)
+
+    second = run(make("add", name="other", handler_kwargs={"a": "1"}))
+    also = task_request_run(task)
+    sample_handlers.release.set()
+    execution_run(also)
+    thread.join(10)
+
+    assert second.status == Status.SUCCESS
+    assert status_of(first) == Status.SUCCESS
+    assert status_of(also) == Status.SUCCESS
+
+
+def test_replace_policy_cancels_the_holder_and_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executions_module, "REPLACE_GRACE_SECONDS", 0.1)
+    task = make("add", handler_kwargs={"a": "1"}, overlap_policy=ScheduledTask.OverlapPolicy.REPLACE)
+    # A run held by another (unreachable) process: it never lets go by itself.
+    old = TaskExecution.objects.create(task=task, status=Status.RUNNING, instance_id="elsewhere")
+    get_lock_backend().acquire(task_lock_key(task.pk), owner="elsewhere", ttl_seconds=30)
+
+    execution = run(task)
+
+    old.refresh_from_db()
+    assert execution.status == Status.SUCCESS
+    assert old.status == Status.CANCELLED
+    assert "Replaced by execution #%s" % execution.pk in old.error_message
+
+
+def test_async_timeout_cancels_the_handler_and_fails_the_run() -> None:
+    task = make("async_block", timeout_seconds=1)
+
+    execution = run(task)
+
+    assert execution.status == Status.FAILED
+    assert execution.failure_kind == TaskExecution.FailureKind.TIMEOUT
+    assert "Timed out after 1 s" in execution.error_message
+
+
+def test_sync_timeout_fails_the_run_and_ignores_the_late_result() -> None:
+    task = make("block_ignoring_cancel", timeout_seconds=1)
+
+    execution = run(task)
+    sample_handlers.release.set()
+
+    execution.refresh_from_db()
+    assert execution.status == Status.FAILED
+    assert execution.failure_kind == TaskExecution.FailureKind.TIMEOUT
+    assert execution.result is None
+
+
+def test_log_is_visible_while_the_run_is_going(settings: Any) -> None:
+    settings.SCHEDULER_LOG_PUBLISH_INTERVAL = 0.05
+    execution = task_request_run(make("log_then_block"))
+    thread = run_in_thread(execution)
+
+    live = wait_until(
+        lambda: TaskExecution.objects.filter(
+            pk=execution.pk, status=Status.RUNNING, log_output__contains="first line"
+        ).first()
+    )
+    assert live.progress_done == 1 and live.progress_total == 4
+    sample_handlers.release.set()
+    thread.join(10)
+
+    execution.refresh_from_db()
+    assert execution.status == Status.SUCCESS
+    assert execution.log_output.splitlines()[-1].endswith("released")
+
+
+def test_log_keeps_head_and_tail_with_a_marker_when_capped(settings: Any) -> None:
+    settings.SCHEDULER_LOG_BUFFER_MAX_LINES = 10
+    execution = run(make("many_lines", handler_kwargs={"count": 25}))
+
+    lines = execution.log_output.splitlines()
+    assert len(lines) == 11
+    assert lines[0].endswith("line 1") and lines[4].endswith("line 5")
+    assert "15 lines dropped" in lines[5]
+    assert lines[6].endswith("line 21") and lines[-1].endswith("line 25")
+
+
+def test_log_lines_have_a_time_prefix() -> None:
+    execution = run(make("add", handler_kwargs={"a": "1"}))
+
+    assert execution.log_output.startswith("[")
+    assert dt.datetime.strptime(execution.log_output[1:9], "%H:%M:%S")
+
+
+def test_task_log_from_a_thread_the_handler_started_reaches_the_run() -> None:
+    execution = run(make("log_from_thread"))
+
+    assert "from a helper thread" in execution.log_output
+
+
+def test_failed_run_schedules_a_retry_linked_to_the_first_attempt() -> None:
+    task = make("boom", max_retries=2, retry_delay_seconds=30, retry_backoff=True)
+
+    first = run(task)
+    retry = TaskExecution.objects.get(retry_of=first)
+
+    assert retry.status == Status.PENDING
+    assert retry.trigger_type == TaskExecution.TriggerType.RETRY
+    assert retry.attempt == 2
+    assert retry.run_after == pytest.approx(first.finished_at + dt.timedelta(seconds=30), abs=dt.timedelta(seconds=1))
+
+    TaskExecution.objects.filter(pk=retry.pk).update(run_after=None)
+    second = execution_run(retry)
+    third = TaskExecution.objects.get(attempt=3)
+    assert second.status == Status.FAILED
+    assert third.retry_of_id == first.pk
+    # Exponential backoff: the second retry waits twice as long.
+    assert third.run_after - second.finished_at == pytest.approx(dt.timedelta(seconds=60), abs=dt.timedelta(seconds=1))
+
+    TaskExecution.objects.filter(pk=third.pk).update(run_after=None)
+    execution_run(third)
+    assert not TaskExecution.objects.filter(attempt=4).exists()
+
+
+def test_cli_runs_do_not_retry() -> None:
+    task = make("boom", max_retries=3)
+
+    run(task, trigger_type=TaskExecution.TriggerType.CLI)
+
+    assert TaskExecution.objects.filter(task=task).count() == 1
+
+
+def test_signals_announce_start_and_outcome_and_a_broken_receiver_changes_nothing() -> None:
+    seen: list[tuple[str, str]] = []
+
+    def record(name: str) -> Any:
+        def handler(sender: Any, task: ScheduledTask, execution: TaskExecution, **kwargs: Any) -> None:
+            seen.append((name, task.name))
+
+        return handler
+
+    started, succeeded, failed = record("started"), record("succeeded"), record("failed")
+    signals.execution_started.connect(started)
+    signals.execution_succeeded.connect(succeeded)
+    signals.execution_failed.connect(failed)
+
+    @receiver(signals.execution_succeeded)
+    def broken(**kwargs: Any) -> None:
+        raise ValueError("receiver bug")
+
+    try:
+        ok = run(make("add", handler_kwargs={"a": "1"}))
+        run(make("boom"))
+    finally:
+        for signal, handler in (
+            (signals.execution_started, started),
+            (signals.execution_succeeded, succeeded),
+            (signals.execution_failed, failed),
+            (signals.execution_succeeded, broken),
+        ):
+            signal.disconnect(handler)
+
+    assert ok.status == Status.SUCCESS
+    assert seen == [
+        ("started", "task-add"),
+        ("succeeded", "task-add"),
+        ("started", "task-boom"),
+        ("failed", "task-boom"),
+    ]
+
+
+def test_skipped_signal_is_sent_when_the_lock_is_held() -> None:
+    task = make("add", handler_kwargs={"a": "1"})
+    get_lock_backend().acquire(task_lock_key(task.pk), owner="x", ttl_seconds=30)
+    seen: list[int] = []
+
+    def on_skip(sender: Any, execution: TaskExecution, **kwargs: Any) -> None:
+        seen.append(execution.pk)
+
+    signals.execution_skipped.connect(on_skip)
+    try:
+        execution = run(task)
+    finally:
+        signals.execution_skipped.disconnect(on_skip)
+
+    assert seen == [execution.pk]
+
+
+def test_cancel_a_pending_execution_ends_it_at_once() -> None:
+    execution = task_request_run(make("add", handler_kwargs={"a": "1"}))
+
+    cancelled = execution_cancel(execution)
+    execution_run(execution)
+
+    assert cancelled.status == Status.CANCELLED
+    assert status_of(execution) == Status.CANCELLED
+    assert sample_handlers.calls == []
+
+
+def test_cancel_a_running_async_execution_stops_it() -> None:
+    execution = task_request_run(make("async_block"))
+    thread = run_in_thread(execution)
+    assert sample_handlers.started.wait(10)
+
+    execution_cancel(TaskExecution.objects.get(pk=execution.pk))
+    thread.join(10)
+
+    execution.refresh_from_db()
+    assert execution.status == Status.CANCELLED
+    assert execution.result is None
+
+
+def test_cancel_reaches_a_running_sync_handler_at_its_next_task_log() -> None:
+    execution = task_request_run(make("log_then_block"))
+    thread = run_in_thread(execution)
+    assert sample_handlers.started.wait(10)
+
+    execution_cancel(TaskExecution.objects.get(pk=execution.pk))
+    thread.join(10)
+    sample_handlers.release.set()
+
+    assert status_of(execution) == Status.CANCELLED
+
+
+def test_cancel_of_a_finished_execution_is_refused() -> None:
+    execution = run(make("add", handler_kwargs={"a": "1"}))
+
+    with pytest.raises(InvalidTransition, match="already Success"):
+        execution_cancel(execution)
+
+
+def test_concurrent_runs_update_the_counters_atomically() -> None:
+    task = make("add", handler_kwargs={"a": "1"}, overlap_policy=ScheduledTask.OverlapPolicy.ALLOW)
+    executions = [task_request_run(task) for _ in range(6)]
+
+    threads = [run_in_thread(execution) for execution in executions]
+    for thread in threads:
+        thread.join(20)
+
+    task.refresh_from_db()
+    assert task.run_count == 6
+    assert task.success_count == 6

@@ -1,0 +1,106 @@
+"""Abandoned-run recovery by heartbeat, and retention cleanup."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
+from scheduler_app.services import (
+    executions_cleanup,
+    executions_recover_abandoned,
+    instance_heartbeat,
+    instance_id,
+    instances_alive_ids,
+)
+
+pytestmark = pytest.mark.django_db
+
+Status = TaskExecution.Status
+
+
+@pytest.fixture
+def task() -> ScheduledTask:
+    return ScheduledTask.objects.create(name="t", task_type="manual", handler_path="scripts:example_task")
+
+
+def running(task: ScheduledTask, instance: str, started_at: dt.datetime) -> TaskExecution:
+    return TaskExecution.objects.create(
+        task=task, status=Status.RUNNING, instance_id=instance, started_at=started_at
+    )
+
+
+def test_runs_of_an_instance_with_a_stale_heartbeat_are_marked_abandoned(task: ScheduledTask) -> None:
+    now = timezone.now()
+    SchedulerInstance.objects.create(
+        instance_id="dead-host:12:abc", last_heartbeat_at=now - dt.timedelta(minutes=5)
+    )
+    orphan = running(task, "dead-host:12:abc", now - dt.timedelta(minutes=6))
+
+    recovered = executions_recover_abandoned(now=now)
+
+    orphan.refresh_from_db()
+    assert recovered == 1
+    assert orphan.status == Status.FAILED
+    assert orphan.failure_kind == TaskExecution.FailureKind.ABANDONED
+    assert orphan.error_message.startswith("Abandoned: instance “dead-host:12:abc” stopped")
+    assert orphan.finished_at == now
+
+
+def test_runs_of_live_instances_and_fresh_runs_are_left_alone(task: ScheduledTask) -> None:
+    now = timezone.now()
+    instance_heartbeat(now=now)
+    mine = running(task, instance_id(), now - dt.timedelta(hours=1))
+    # Claimed seconds ago by a process that may not have beaten yet.
+    fresh = running(task, "new-host:1:xyz", now - dt.timedelta(seconds=2))
+
+    assert executions_recover_abandoned(now=now) == 0
+    assert TaskExecution.objects.filter(pk__in=[mine.pk, fresh.pk], status=Status.RUNNING).count() == 2
+
+
+def test_an_instance_that_stopped_cleanly_is_not_alive(task: ScheduledTask) -> None:
+    now = timezone.now()
+    SchedulerInstance.objects.create(instance_id="gone", last_heartbeat_at=now, stopped_at=now)
+
+    assert "gone" not in instances_alive_ids(now=now)
+
+
+def test_heartbeat_creates_then_refreshes_the_instance_row() -> None:
+    start = timezone.now()
+    instance_heartbeat(now=start)
+    instance_heartbeat(now=start + dt.timedelta(seconds=5), is_leader=True)
+
+    row = SchedulerInstance.objects.get(instance_id=instance_id())
+    assert row.started_at == start
+    assert row.last_heartbeat_at == start + dt.timedelta(seconds=5)
+    assert row.is_leader
+
+
+def test_cleanup_deletes_only_old_finished_runs_in_batches(task: ScheduledTask) -> None:
+    now = timezone.now()
+    old = now - dt.timedelta(days=31)
+    for _ in range(5):
+        TaskExecution.objects.create(task=task, status=Status.SUCCESS, created_at=old)
+    first = TaskExecution.objects.create(task=task, status=Status.FAILED, created_at=old)
+    recent = TaskExecution.objects.create(task=task, status=Status.SUCCESS, created_at=now)
+    retry = TaskExecution.objects.create(
+        task=task, status=Status.FAILED, retry_of=first, attempt=2, created_at=now
+    )
+    stuck = TaskExecution.objects.create(task=task, status=Status.RUNNING, created_at=old)
+
+    deleted = executions_cleanup(days=30, batch_size=2, now=now)
+
+    assert deleted == 6
+    assert set(TaskExecution.objects.values_list("pk", flat=True)) == {recent.pk, retry.pk, stuck.pk}
+    retry.refresh_from_db()
+    assert retry.retry_of is None
+
+
+def test_cleanup_uses_the_history_setting(task: ScheduledTask, settings) -> None:
+    settings.SCHEDULER_HISTORY_DAYS = 2
+    now = timezone.now()
+    TaskExecution.objects.create(task=task, status=Status.SUCCESS, created_at=now - dt.timedelta(days=3))
+
+    assert executions_cleanup(now=now) == 1

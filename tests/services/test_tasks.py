@@ -1,0 +1,263 @@
+"""Task use cases: validation with actionable messages, next fire times, status changes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from scheduler_app.exceptions import SystemTaskProtected, TaskNotFound
+from scheduler_app.models import ScheduledTask, TaskExecution
+from scheduler_app.services import (
+    TaskInvalid,
+    task_create,
+    task_delete,
+    task_get,
+    task_pause,
+    task_request_run,
+    task_resume,
+    task_update,
+    tasks_delete,
+    tasks_set_status,
+)
+
+pytestmark = pytest.mark.django_db
+
+NOW = dt.datetime(2026, 3, 2, 10, 15, tzinfo=dt.timezone.utc)  # 18:15 in Shanghai
+
+
+def create(**fields: Any) -> ScheduledTask:
+    defaults: dict[str, Any] = {
+        "name": "nightly",
+        "task_type": "cron",
+        "cron_expression": "0 2 * * *",
+        "handler_path": "scripts:data_sync",
+    }
+    defaults.update(fields)
+    return task_create(now=NOW, **defaults)
+
+
+def errors_of(excinfo: pytest.ExceptionInfo[TaskInvalid]) -> dict[str | None, str]:
+    return {error.field: error.message for error in excinfo.value.errors}
+
+
+def test_cron_task_gets_its_next_fire_time_in_the_project_zone() -> None:
+    task = create()
+
+    assert task.next_run_at == dt.datetime(2026, 3, 2, 18, 0, tzinfo=dt.timezone.utc)
+
+
+def test_cron_task_in_its_own_zone() -> None:
+    task = create(timezone="Europe/Paris")
+
+    assert task.next_run_at == dt.datetime(2026, 3, 3, 1, 0, tzinfo=dt.timezone.utc)
+
+
+def test_interval_task_next_fire_is_one_interval_away() -> None:
+    task = create(task_type="interval", cron_expression="", interval_seconds=600)
+
+    assert task.next_run_at == NOW + dt.timedelta(seconds=600)
+
+
+def test_date_task_fires_at_its_run_date_and_manual_never() -> None:
+    when = NOW + dt.timedelta(hours=1)
+    date_task = create(task_type="date", cron_expression="", run_date=when)
+    manual = create(name="by-hand", task_type="manual", cron_expression="")
+
+    assert date_task.next_run_at == when
+    assert manual.next_run_at is None
+
+
+def test_bad_cron_expression_names_the_wrong_field() -> None:
+    with pytest.raises(TaskInvalid) as excinfo:
+        create(cron_expression="61 * * * *")
+
+    assert "minute field “61” is out of range" in errors_of(excinfo)["cron_expression"]
+
+
+def test_unknown_handler_names_it_and_where_it_looked() -> None:
+    with pytest.raises(TaskInvalid) as excinfo:
+        create(handler_path="scripts:no_such_script")
+
+    message = errors_of(excinfo)["handler_path"]
+    assert "scripts:no_such_script" in message
+    assert "no_such_script.py" in message
+
+
+def test_parameter_of_the_wrong_type_names_parameter_and_type() -> None:
+    with pytest.raises(TaskInvalid) as excinfo:
+        create(handler_kwargs={"days": "'abc'"})
+
+    assert errors_of(excinfo)["days"] == "Parameter “days”: expected an integer, got 'abc' (str)."
+
+
+def test_unknown_parameter_is_refused_listing_the_known_ones() -> None:
+    with pytest.raises(TaskInvalid) as excinfo:
+        create(handler_kwargs={"dayz": "1"})
+
+    message = " ".join(errors_of(excinfo).values())
+    assert "dayz" in message and "days, target, start_date, options" in message
+
+
+def test_unsafe_expression_is_refused_at_save() -> None:
+    with pytest.raises(TaskInvalid) as excinfo:
+        create(handler_kwargs={"days": "__import__('os').system('true')"})
+
+    assert "Parameter “days”" in errors_of(excinfo)["days"]
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(TaskInvalid) as excinfo:
+        create(cron_expression="* *", handler_kwargs={"days": "'x'"}, max_instances=3)
+
+    assert {"cron_expression", "days", "max_instances"} <= set(errors_of(excinfo))
+
+
+def test_unknown_time_zone_is_refused() -> None:
+    with pytest.raises(TaskInvalid) as excinfo:
+        create(timezone="Mars/Base")
+
+    assert "Unknown time zone “Mars/Base”" in errors_of(excinfo)["timezone"]
+
+
+def test_interval_must_be_positive_and_run_date_in_the_future() -> None:
+    with pytest.raises(TaskInvalid) as interval:
+        create(task_type="interval", cron_expression="", interval_seconds=0)
+    with pytest.raises(TaskInvalid) as past:
+        create(task_type="date", cron_expression="", run_date=NOW - dt.timedelta(days=1))
+
+    assert "interval_seconds" in errors_of(interval)
+    assert "in the past" in errors_of(past)["run_date"]
+
+
+def test_task_name_taken_is_a_field_error() -> None:
+    create()
+
+    with pytest.raises(TaskInvalid) as excinfo:
+        create()
+
+    assert errors_of(excinfo)["name"] == "A task named “nightly” already exists; choose another name."
+
+
+def test_update_recomputes_the_next_fire_time() -> None:
+    task = create()
+
+    task_update(task, now=NOW, cron_expression="30 19 * * *")
+
+    assert task.next_run_at == dt.datetime(2026, 3, 2, 11, 30, tzinfo=dt.timezone.utc)
+
+
+def test_invalid_update_changes_nothing_in_the_database() -> None:
+    task = create()
+
+    with pytest.raises(TaskInvalid):
+        task_update(task, now=NOW, cron_expression="nope")
+
+    assert ScheduledTask.objects.get(pk=task.pk).cron_expression == "0 2 * * *"
+
+
+def test_pause_clears_next_run_and_resume_counts_from_now() -> None:
+    task = create(task_type="interval", cron_expression="", interval_seconds=60)
+
+    task_pause(task, now=NOW)
+    assert (task.status, task.next_run_at) == ("paused", None)
+
+    later = NOW + dt.timedelta(days=7)
+    task_resume(task, now=later)
+    assert task.status == "active"
+    assert task.next_run_at == later + dt.timedelta(seconds=60)
+
+
+def test_set_status_counts_only_tasks_that_changed() -> None:
+    create(name="a")
+    create(name="b", status="paused")
+
+    ours = ScheduledTask.objects.filter(name__in=["a", "b"])
+
+    changed = tasks_set_status(ours, "paused")
+
+    assert changed == 1
+    assert set(ours.values_list("status", flat=True)) == {"paused"}
+
+
+def test_bulk_status_change_bumps_updated_at_so_the_scheduler_sees_it() -> None:
+    task = create()
+    before = ScheduledTask.objects.get(pk=task.pk).updated_at
+
+    tasks_set_status(ScheduledTask.objects.filter(pk=task.pk), "paused")
+
+    assert ScheduledTask.objects.get(pk=task.pk).updated_at > before
+
+
+def test_system_tasks_cannot_be_deleted_alone_or_in_bulk() -> None:
+    system = ScheduledTask.objects.get(name="cleanup_executions")
+    other = create()
+
+    with pytest.raises(SystemTaskProtected, match="cleanup_executions"):
+        task_delete(system)
+    with pytest.raises(SystemTaskProtected):
+        tasks_delete(ScheduledTask.objects.all())
+
+    assert ScheduledTask.objects.filter(pk__in=[system.pk, other.pk]).count() == 2
+    assert tasks_delete(ScheduledTask.objects.filter(pk=other.pk)) == 1
+
+
+def test_system_task_exists_after_migrate_and_can_be_paused() -> None:
+    system = ScheduledTask.objects.get(name="cleanup_executions")
+
+    task_pause(system)
+
+    assert system.is_system and system.status == "paused"
+    assert system.handler_path == "scripts:cleanup_executions"
+    assert system.cron_expression == "0 2 * * *"
+
+
+def test_task_get_by_id_or_name_and_suggests_close_names() -> None:
+    task = create(name="nightly_sync")
+
+    assert task_get(task.pk) == task
+    assert task_get(str(task.pk)) == task
+    assert task_get("nightly_sync") == task
+    with pytest.raises(TaskNotFound, match="Did you mean: nightly_sync"):
+        task_get("nightly_synk")
+
+
+def test_request_run_creates_a_pending_execution_only() -> None:
+    task = create()
+
+    execution = task_request_run(task, overrides={"days": "1"})
+
+    assert execution.status == TaskExecution.Status.PENDING
+    assert execution.trigger_type == TaskExecution.TriggerType.MANUAL
+    assert execution.kwargs_overrides == {"days": "1"}
+    assert execution.started_at is None
+
+
+def test_request_run_validates_overrides_like_the_task() -> None:
+    task = create()
+
+    with pytest.raises(TaskInvalid) as excinfo:
+        task_request_run(task, overrides={"days": "'many'"})
+
+    assert "days" in errors_of(excinfo)
+    assert not TaskExecution.objects.exists()
+
+
+def test_startable_skips_cli_runs_and_retries_still_waiting() -> None:
+    task = create()
+    ready = task_request_run(task)
+    task_request_run(task, trigger_type=TaskExecution.TriggerType.CLI)
+    TaskExecution.objects.create(
+        task=task, trigger_type="retry", run_after=timezone.now() + dt.timedelta(minutes=5)
+    )
+
+    assert list(TaskExecution.objects.startable(now=timezone.now())) == [ready]
+
+
+def test_database_refuses_a_cron_task_without_expression() -> None:
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ScheduledTask.objects.create(name="x", task_type="cron", handler_path="scripts:example_task")

@@ -1,0 +1,106 @@
+"""task_log / task_progress outside the execution path: buffer, cap, binding, fallbacks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+
+import pytest
+
+from scheduler_app import task_log, task_progress
+from scheduler_app.exceptions import ExecutionCancelled
+from scheduler_app.tasklog import LogSnapshot, RunLog, bind, publisher
+
+CLOCK = lambda: dt.datetime(2024, 5, 17, 14, 30, 25)  # noqa: E731
+
+
+def test_task_log_joins_arguments_like_print_with_a_time_prefix() -> None:
+    run_log = RunLog(max_lines=100, clock=CLOCK)
+    with bind(run_log, sink=None, interval=0.3):
+        task_log("处理进度:", 50, "%", "已完成")
+
+    assert run_log.text() == "[14:30:25] 处理进度: 50 % 已完成"
+
+
+def test_outside_a_run_task_log_just_logs(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="scheduler_app.task"):
+        task_log("hello", 1)
+
+    assert caplog.records[-1].getMessage() == "hello 1"
+
+
+def test_print_console_forces_or_silences_the_echo(caplog: pytest.LogCaptureFixture) -> None:
+    run_log = RunLog(max_lines=100, clock=CLOCK, echo=False)
+    with caplog.at_level(logging.INFO, logger="scheduler_app.task"), bind(run_log, sink=None, interval=0.3):
+        task_log("quiet")
+        task_log("loud", print_console=True)
+
+    assert [record.getMessage() for record in caplog.records] == ["[14:30:25] loud"]
+    assert run_log.text().splitlines() == ["[14:30:25] quiet", "[14:30:25] loud"]
+
+
+def test_cap_keeps_first_and_last_lines_and_counts_the_dropped() -> None:
+    run_log = RunLog(max_lines=4, clock=CLOCK)
+    for number in range(10):
+        run_log.write(str(number))
+
+    lines = run_log.text().splitlines()
+    assert lines[:2] == ["[14:30:25] 0", "[14:30:25] 1"]
+    assert "6 lines dropped" in lines[2] and "SCHEDULER_LOG_BUFFER_MAX_LINES=4" in lines[2]
+    assert lines[3:] == ["[14:30:25] 8", "[14:30:25] 9"]
+    assert run_log.dropped == 6
+
+
+def test_publisher_flushes_only_logs_that_changed() -> None:
+    run_log = RunLog(max_lines=10, clock=CLOCK)
+    received: list[LogSnapshot] = []
+    with bind(run_log, sink=received.append, interval=60):
+        task_log("one")
+        task_progress(3, 10)
+        publisher.flush_all()
+        publisher.flush_all()
+
+    assert received == [LogSnapshot("[14:30:25] one", 3, 10)]
+
+
+def test_writes_from_many_threads_are_all_kept() -> None:
+    run_log = RunLog(max_lines=10_000, clock=CLOCK)
+
+    def writer(n: int) -> None:
+        for i in range(200):
+            run_log.write("%d-%d" % (n, i))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(run_log.text().splitlines()) == 1600
+
+
+def test_a_cancelled_run_stops_the_handler_at_its_next_call() -> None:
+    run_log = RunLog(max_lines=10)
+    run_log.cancelled = True
+    with bind(run_log, sink=None, interval=0.3):
+        with pytest.raises(ExecutionCancelled):
+            task_log("still here?")
+        with pytest.raises(ExecutionCancelled):
+            task_progress(1, 2)
+
+
+def test_progress_refuses_negative_numbers() -> None:
+    with pytest.raises(ValueError, match="non-negative"):
+        task_progress(-1, 10)
+
+
+def test_listener_sees_every_line_as_it_is_written() -> None:
+    run_log = RunLog(max_lines=10, clock=CLOCK)
+    seen: list[str] = []
+    run_log.add_listener(seen.append)
+
+    run_log.write("a")
+    run_log.write("b")
+
+    assert seen == ["[14:30:25] a", "[14:30:25] b"]
