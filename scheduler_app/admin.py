@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.forms.models import BaseInlineFormSet
+from django.forms.models import BaseInlineFormSet, construct_instance
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -59,11 +59,14 @@ class ScheduledTaskForm(forms.ModelForm):
         cleaned = super().clean()
         if self.errors:
             return cleaned
+        # ModelForm copies cleaned_data onto the instance only after clean(); do it
+        # now so the submitted values are validated, not the stored ones.
+        task = construct_instance(self, self.instance, self._meta.fields, self._meta.exclude)
         try:
             services.task_validate(
-                self.instance,
-                require_future_run_date=self.instance.pk is None
-                and self.instance.task_type == ScheduledTask.TaskType.DATE,
+                task,
+                require_future_run_date=task.pk is None
+                and task.task_type == ScheduledTask.TaskType.DATE,
             )
         except services.TaskInvalid as exc:
             for error in exc.errors:
@@ -81,9 +84,17 @@ class RecentExecutionsFormSet(BaseInlineFormSet):
     limit = 20
 
     def get_queryset(self) -> QuerySet[TaskExecution]:
-        queryset = super().get_queryset()
-        latest = list(queryset.order_by("-created_at", "-id").values_list("pk", flat=True)[: self.limit])
-        return queryset.filter(pk__in=latest).defer("log_output", "error_traceback", "result")
+        # Built once per formset, as the base class does: it is called for every form,
+        # and a new queryset each time would cost two queries per row.
+        if not hasattr(self, "_recent_queryset"):
+            queryset = super().get_queryset()
+            latest = list(
+                queryset.order_by("-created_at", "-id").values_list("pk", flat=True)[: self.limit]
+            )
+            self._recent_queryset = queryset.filter(pk__in=latest).defer(
+                "log_output", "error_traceback", "result"
+            )
+        return self._recent_queryset
 
 
 class RecentExecutionsInline(admin.TabularInline):
@@ -124,7 +135,9 @@ class ScheduledTaskAdmin(admin.ModelAdmin):
     ]
     list_filter = ["task_type", "status", "is_system", "overlap_policy"]
     search_fields = ["name", "description", "handler_path"]
-    readonly_fields = ["next_run_at", "last_run_at", "run_count", "success_count", "fail_count", "created_at", "updated_at"]
+    # is_system is set by code (migrations, declared schedules), never by hand:
+    # unticking it would make a system task deletable.
+    readonly_fields = ["is_system", "next_run_at", "last_run_at", "run_count", "success_count", "fail_count", "created_at", "updated_at"]
     actions = ["run_now", "pause", "resume", "delete_tasks"]
     inlines = [RecentExecutionsInline]
     fieldsets = [
@@ -336,6 +349,10 @@ class TaskExecutionAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # History is append-only; the cleanup_executions system task prunes it.
         return False
 
     def has_run_permission(self, request: HttpRequest) -> bool:

@@ -33,9 +33,10 @@ from typing import Any
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .exceptions import HandlerNotFound, ParameterError, TaskNotFound
+from .exceptions import HandlerNotFound, ParameterError, ScheduleError, TaskNotFound
 from .handlers.registry import get_handler
 from .models import ScheduledTask, TaskExecution
+from .schedules import resolve_timezone
 from .services import (
     task_create,
     task_delete,
@@ -60,11 +61,11 @@ def handler_path_of(handler: Handler) -> str:
     module = getattr(handler, "__module__", None)
     qualname = getattr(handler, "__qualname__", "")
     # Only a module-level name can be imported again by the scheduler process.
-    if not module or not qualname or "." in qualname or "<" in qualname:
+    if not module or module == "__main__" or not qualname or "." in qualname or "<" in qualname:
         raise HandlerNotFound(
             _(
                 "%(handler)r cannot be scheduled: pass a module-level function or class "
-                "(not a lambda, a nested function or a method), or a handler string "
+                "(not a lambda, a nested function, a method or code in __main__), or a handler string "
                 "such as \"scripts:example_task\"."
             )
             % {"handler": handler}
@@ -72,8 +73,20 @@ def handler_path_of(handler: Handler) -> str:
     return "%s:%s" % (module, qualname)
 
 
-def to_expression(name: str, value: Any) -> Any:
-    """A Python value as stored in handler_kwargs: a literal JSON value or an expression."""
+def _zone(name: str) -> dt.tzinfo:
+    """The task's zone; an unknown name is left for task validation to report."""
+    try:
+        return resolve_timezone(name)
+    except ScheduleError:
+        return timezone.get_default_timezone()
+
+
+def to_expression(name: str, value: Any, *, tz: dt.tzinfo | None = None) -> Any:
+    """A Python value as stored in handler_kwargs: a literal JSON value or an expression.
+
+    An aware datetime becomes wall-clock time in `tz` (the task's zone; default: the
+    project's), which is how handlers and expressions read naive datetimes.
+    """
     if isinstance(value, Expr):
         return str(value)
     if isinstance(value, str):
@@ -82,7 +95,7 @@ def to_expression(name: str, value: Any) -> Any:
         return value
     if isinstance(value, dt.datetime):
         if timezone.is_aware(value):
-            value = timezone.localtime(value).replace(tzinfo=None)
+            value = timezone.localtime(value, tz).replace(tzinfo=None)
         return "datetime(%d, %d, %d, %d, %d, %d, %d)" % (
             value.year, value.month, value.day,
             value.hour, value.minute, value.second, value.microsecond,
@@ -108,7 +121,9 @@ def to_expression(name: str, value: Any) -> Any:
     )
 
 
-def _handler_kwargs(path: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+def _handler_kwargs(
+    path: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None, tz: dt.tzinfo
+) -> dict[str, Any]:
     values = dict(kwargs or {})
     if args:
         names = [spec.name for spec in get_handler(path).params]
@@ -126,7 +141,7 @@ def _handler_kwargs(path: str, args: Sequence[Any], kwargs: Mapping[str, Any] | 
                     field=name,
                 )
             values[name] = value
-    return {name: to_expression(name, value) for name, value in values.items()}
+    return {name: to_expression(name, value, tz=tz) for name, value in values.items()}
 
 
 def _add(
@@ -140,10 +155,11 @@ def _add(
     **fields: Any,
 ) -> ScheduledTask:
     path = handler_path_of(handler)
-    fields["handler_path"] = path
-    fields["handler_kwargs"] = _handler_kwargs(path, args, kwargs)
     name = name or default_name(path)
     existing = ScheduledTask.objects.filter(name=name).first()
+    zone_name = fields.get("timezone", existing.timezone if existing and replace_existing else "")
+    fields["handler_path"] = path
+    fields["handler_kwargs"] = _handler_kwargs(path, args, kwargs, _zone(zone_name))
     if existing is not None and replace_existing:
         return task_update(existing, **fields)
     return task_create(name=name, **fields)
@@ -218,7 +234,8 @@ def add_date_job(
     if run_date is None:
         run_date = timezone.now() + dt.timedelta(seconds=float(delay_seconds or 0))
     elif timezone.is_naive(run_date):
-        run_date = timezone.make_aware(run_date)
+        # Wall-clock time in the task's zone, as the schedules read a naive run date.
+        run_date = timezone.make_aware(run_date, _zone(options.get("timezone", "")))
     return _add(
         handler,
         name=name,
@@ -265,6 +282,7 @@ def remove_job(name: str | int) -> None:
 def run_job(name: str | int, **overrides: Any) -> TaskExecution:
     """Request a run now (a pending execution the scheduler starts), with optional overrides."""
     task = task_get(name)
+    tz = _zone(task.timezone)
     return task_request_run(
-        task, overrides={key: to_expression(key, value) for key, value in overrides.items()}
+        task, overrides={key: to_expression(key, value, tz=tz) for key, value in overrides.items()}
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,10 @@ class Command(BaseCommand):
         if existing is not None:
             if password_file.exists():
                 login = password_file.read_text().strip()
-                self.stdout.write("Admin login: %s (from %s)" % (login, PASSWORD_FILE))
+                self.stdout.write(
+                    "Admin login: %s (as generated into %s; if it was changed since, "
+                    "use `manage.py changepassword`)" % (login, PASSWORD_FILE)
+                )
             else:
                 self.stdout.write(
                     "Admin login: superuser “%s” (use `manage.py changepassword %s` "
@@ -37,7 +41,10 @@ class Command(BaseCommand):
         password = settings.ADMIN_PASSWORD
         if not password:
             password = secrets.token_urlsafe(12)
-            password_file.write_text("%s / %s\n" % (username, password))
+            # Created owner-only, so the password is never readable by others, even briefly.
+            fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write("%s / %s\n" % (username, password))
             password_file.chmod(0o600)
         User.objects.create_superuser(username=username, email="", password=password)
         self.stdout.write(

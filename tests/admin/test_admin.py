@@ -1,0 +1,556 @@
+"""The admin: every page loads, changelists stay flat, actions and the task form behave."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.contrib import messages
+from django.contrib.admin import helpers
+from django.contrib.auth.models import Permission, User
+from django.contrib.messages import get_messages
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from scheduler_app.exceptions import SystemTaskProtected
+from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
+from tests.factories import make_execution, make_task
+
+pytestmark = pytest.mark.django_db
+
+TASK_CHANGELIST = reverse("admin:scheduler_app_scheduledtask_changelist")
+TASK_ADD = reverse("admin:scheduler_app_scheduledtask_add")
+EXECUTION_CHANGELIST = reverse("admin:scheduler_app_taskexecution_changelist")
+INSTANCE_CHANGELIST = reverse("admin:scheduler_app_schedulerinstance_changelist")
+HOSTILE = "<script>alert(1)</script>"
+HOSTILE_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+
+
+def task_url(view: str, task: ScheduledTask) -> str:
+    return reverse("admin:scheduler_app_scheduledtask_%s" % view, args=[task.pk])
+
+
+def execution_url(execution: TaskExecution) -> str:
+    return reverse("admin:scheduler_app_taskexecution_change", args=[execution.pk])
+
+
+def post_action(client: Client, url: str, action: str, objects: list[Any]) -> Any:
+    """POST an admin action for `objects` as the changelist's action form does."""
+    return client.post(
+        url,
+        {
+            "action": action,
+            "index": 0,
+            helpers.ACTION_CHECKBOX_NAME: [str(obj.pk) for obj in objects],
+        },
+    )
+
+
+def sent_messages(response: Any) -> list[tuple[int, str]]:
+    return [(message.level, str(message)) for message in get_messages(response.wsgi_request)]
+
+
+def offered_actions(client: Client, url: str) -> set[str]:
+    response = client.get(url)
+    assert response.status_code == 200
+    action_form = response.context["action_form"]  # None when no action is offered
+    if action_form is None:
+        return set()
+    return {name for name, _label in action_form.fields["action"].choices}
+
+
+def count_queries(client: Client, url: str) -> int:
+    with CaptureQueriesContext(connection) as context:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(context.captured_queries)
+
+
+def add_form_data(**overrides: str) -> dict[str, str]:
+    """Every field of the add form's fieldsets plus the inline's management form."""
+    data = {
+        "name": "nightly_sync",
+        "description": "",
+        "status": ScheduledTask.Status.ACTIVE,
+        "handler_path": "scripts:data_sync",
+        "handler_kwargs": json.dumps({"days": "7"}),
+        "task_type": ScheduledTask.TaskType.CRON,
+        "cron_expression": "0 2 * * *",
+        "interval_seconds": "",
+        "run_date_0": "",
+        "run_date_1": "",
+        "timezone": "",
+        "overlap_policy": ScheduledTask.OverlapPolicy.SKIP,
+        "max_instances": "0",
+        "timeout_seconds": "0",
+        "max_retries": "0",
+        "retry_delay_seconds": "60",
+        "misfire_grace_seconds": "60",
+        "coalesce": "on",
+        "jitter_seconds": "0",
+        "queue": "",
+        "executions-TOTAL_FORMS": "0",
+        "executions-INITIAL_FORMS": "0",
+        "executions-MIN_NUM_FORMS": "0",
+        "executions-MAX_NUM_FORMS": "0",
+        "_save": "Save",
+    }
+    data.update(overrides)
+    return data
+
+
+def form_errors(response: Any) -> dict[str, list[str]]:
+    assert response.status_code == 200, "the form was accepted"
+    return {
+        field: [str(message) for message in errors]
+        for field, errors in response.context["adminform"].form.errors.items()
+    }
+
+
+@pytest.fixture
+def staff_client(client: Client) -> Client:
+    """A staff user with the model permissions but not run_/pause_scheduledtask."""
+    user = User.objects.create_user("staff", password="pw", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="scheduler_app",
+            codename__in=[
+                "view_scheduledtask",
+                "change_scheduledtask",
+                "delete_scheduledtask",
+                "view_taskexecution",
+            ],
+        )
+    )
+    client.force_login(user)
+    return client
+
+
+# Smoke
+
+
+def test_every_admin_page_of_the_app_loads_for_a_superuser(admin_client: Client) -> None:
+    task = make_task(description="Nightly")
+    execution = make_execution(
+        task,
+        status=TaskExecution.Status.FAILED,
+        kwargs={"days": 7},
+        result={"deleted": 3},
+        error_message="ValueError: boom",
+        error_traceback='Traceback (most recent call last):\n  File "x.py"\nValueError: boom',
+        log_output="[02:00:00] started\n[02:00:01] failed",
+        progress_done=1,
+        progress_total=3,
+    )
+    SchedulerInstance.objects.create(instance_id="host:1:abcdef", hostname="host", pid=1)
+    urls = [
+        reverse("admin:index"),
+        reverse("admin:app_list", args=["scheduler_app"]),
+        TASK_CHANGELIST,
+        TASK_ADD,
+        task_url("change", task),
+        task_url("history", task),
+        task_url("delete", task),
+        EXECUTION_CHANGELIST,
+        execution_url(execution),
+        INSTANCE_CHANGELIST,
+    ]
+    statuses = {url: admin_client.get(url).status_code for url in urls}
+    assert statuses == {url: 200 for url in urls}
+
+
+def test_execution_page_shows_result_traceback_and_log(admin_client: Client) -> None:
+    execution = make_execution(
+        status=TaskExecution.Status.FAILED,
+        result={"deleted": 3},
+        error_traceback="Traceback (most recent call last):\nValueError: boom",
+        log_output="[02:00:00] Deleting old rows",
+    )
+
+    content = admin_client.get(execution_url(execution)).content.decode()
+
+    assert "&quot;deleted&quot;: 3" in content
+    assert "ValueError: boom" in content
+    assert "[02:00:00] Deleting old rows" in content
+
+
+# Changelists do not issue a query per row
+
+
+def test_task_changelist_query_count_does_not_grow_with_rows(
+    admin_client: Client, django_assert_max_num_queries: Any
+) -> None:
+    make_task()
+    one_row = count_queries(admin_client, TASK_CHANGELIST)
+    for _ in range(29):
+        make_task(run_count=3, success_count=2, fail_count=1)
+
+    with django_assert_max_num_queries(one_row):
+        response = admin_client.get(TASK_CHANGELIST)
+
+    assert response.context["cl"].result_count == ScheduledTask.objects.count()
+
+
+def test_execution_changelist_query_count_does_not_grow_with_rows(
+    admin_client: Client, django_assert_max_num_queries: Any
+) -> None:
+    make_execution()
+    one_row = count_queries(admin_client, EXECUTION_CHANGELIST)
+    for _ in range(29):
+        make_execution(status=TaskExecution.Status.SUCCESS, log_output="line\n" * 100)
+
+    with django_assert_max_num_queries(one_row):
+        response = admin_client.get(EXECUTION_CHANGELIST)
+
+    assert len(response.context["cl"].result_list) == 30
+
+
+def test_task_change_page_query_count_does_not_grow_with_executions(
+    admin_client: Client,
+) -> None:
+    task = make_task()
+    make_execution(task)
+    one_execution = count_queries(admin_client, task_url("change", task))
+    for _ in range(25):
+        make_execution(task, status=TaskExecution.Status.SUCCESS)
+
+    assert count_queries(admin_client, task_url("change", task)) == one_execution
+
+
+def test_task_change_page_lists_only_the_latest_20_executions(admin_client: Client) -> None:
+    task = make_task()
+    executions = [make_execution(task) for _ in range(25)]
+
+    response = admin_client.get(task_url("change", task))
+
+    (inline,) = response.context["inline_admin_formsets"]
+    shown = {form.instance.pk for form in inline.formset.forms}
+    assert shown == {execution.pk for execution in executions[-20:]}
+
+
+# Task actions
+
+
+def test_run_now_creates_one_pending_manual_execution_per_task(admin_client: Client) -> None:
+    first, second = make_task(), make_task()
+
+    response = post_action(admin_client, TASK_CHANGELIST, "run_now", [first, second])
+
+    assert response.status_code == 302
+    executions = TaskExecution.objects.filter(task__in=[first, second])
+    assert sorted(executions.values_list("task_id", "status", "trigger_type")) == sorted(
+        [
+            (first.pk, TaskExecution.Status.PENDING, TaskExecution.TriggerType.MANUAL),
+            (second.pk, TaskExecution.Status.PENDING, TaskExecution.TriggerType.MANUAL),
+        ]
+    )
+    assert sent_messages(response) == [
+        (
+            messages.SUCCESS,
+            "Requested a run of 2 tasks; the scheduler starts them within a second.",
+        )
+    ]
+
+
+def test_run_now_does_not_run_the_handler(admin_client: Client) -> None:
+    task = make_task()
+
+    post_action(admin_client, TASK_CHANGELIST, "run_now", [task])
+
+    execution = TaskExecution.objects.get(task=task)
+    assert execution.status == TaskExecution.Status.PENDING
+    assert execution.started_at is None
+    task.refresh_from_db()
+    assert task.run_count == 0
+
+
+def test_pause_sets_status_and_reports_the_count(admin_client: Client) -> None:
+    active = [make_task(), make_task()]
+    already_paused = make_task(status=ScheduledTask.Status.PAUSED)
+
+    response = post_action(admin_client, TASK_CHANGELIST, "pause", [*active, already_paused])
+
+    statuses = set(
+        ScheduledTask.objects.filter(pk__in=[t.pk for t in [*active, already_paused]])
+        .values_list("status", flat=True)
+    )
+    assert statuses == {ScheduledTask.Status.PAUSED}
+    assert sent_messages(response) == [(messages.SUCCESS, "Paused 2 tasks.")]
+
+
+def test_pause_clears_next_run_at(admin_client: Client) -> None:
+    task = make_task(next_run_at=timezone.now())
+
+    post_action(admin_client, TASK_CHANGELIST, "pause", [task])
+
+    task.refresh_from_db()
+    assert task.next_run_at is None
+
+
+def test_resume_sets_status_and_next_run_at(admin_client: Client) -> None:
+    task = make_task(status=ScheduledTask.Status.PAUSED)
+
+    response = post_action(admin_client, TASK_CHANGELIST, "resume", [task])
+
+    task.refresh_from_db()
+    assert task.status == ScheduledTask.Status.ACTIVE
+    assert task.next_run_at is not None
+    assert sent_messages(response) == [(messages.SUCCESS, "Resumed 1 task.")]
+
+
+def test_run_pause_and_resume_are_not_offered_without_their_permissions(
+    staff_client: Client,
+) -> None:
+    actions = offered_actions(staff_client, TASK_CHANGELIST)
+
+    assert "delete_tasks" in actions
+    assert actions.isdisjoint({"run_now", "pause", "resume"})
+
+
+@pytest.mark.parametrize("action", ["run_now", "pause", "resume"])
+def test_posting_an_action_without_its_permission_changes_nothing(
+    staff_client: Client, action: str
+) -> None:
+    task = make_task(status=ScheduledTask.Status.ACTIVE)
+    paused = make_task(status=ScheduledTask.Status.PAUSED)
+
+    response = post_action(staff_client, TASK_CHANGELIST, action, [task, paused])
+
+    assert response.status_code == 302
+    assert not TaskExecution.objects.exists()
+    assert ScheduledTask.objects.get(pk=task.pk).status == ScheduledTask.Status.ACTIVE
+    assert ScheduledTask.objects.get(pk=paused.pk).status == ScheduledTask.Status.PAUSED
+    assert sent_messages(response) == [(messages.WARNING, "No action selected.")]
+
+
+def test_cancel_is_not_offered_without_the_run_permission(staff_client: Client) -> None:
+    make_execution()
+
+    assert "cancel" not in offered_actions(staff_client, EXECUTION_CHANGELIST)
+
+
+def test_delete_action_refuses_a_system_task_and_names_it(admin_client: Client) -> None:
+    system = make_task(name="nightly_cleanup", is_system=True)
+    normal = make_task()
+
+    response = post_action(admin_client, TASK_CHANGELIST, "delete_tasks", [system, normal])
+
+    assert response.status_code == 302
+    assert sent_messages(response) == [
+        (messages.ERROR, str(SystemTaskProtected("nightly_cleanup")))
+    ]
+    assert ScheduledTask.objects.filter(pk__in=[system.pk, normal.pk]).count() == 2
+
+
+def test_delete_action_deletes_normal_tasks_and_their_executions(admin_client: Client) -> None:
+    task = make_task()
+    make_execution(task)
+
+    response = post_action(admin_client, TASK_CHANGELIST, "delete_tasks", [task])
+
+    assert not ScheduledTask.objects.filter(pk=task.pk).exists()
+    assert not TaskExecution.objects.filter(task_id=task.pk).exists()
+    assert sent_messages(response) == [(messages.SUCCESS, "Deleted 1 task.")]
+
+
+def test_stock_delete_selected_action_is_not_offered(admin_client: Client) -> None:
+    make_task()
+
+    assert "delete_selected" not in offered_actions(admin_client, TASK_CHANGELIST)
+
+
+def test_delete_page_of_a_system_task_is_forbidden(admin_client: Client) -> None:
+    system = make_task(is_system=True)
+
+    assert admin_client.get(task_url("delete", system)).status_code == 403
+    assert admin_client.post(task_url("delete", system), {"post": "yes"}).status_code == 403
+    assert ScheduledTask.objects.filter(pk=system.pk).exists()
+
+
+def test_delete_page_deletes_a_normal_task(admin_client: Client) -> None:
+    task = make_task()
+
+    response = admin_client.post(task_url("delete", task), {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not ScheduledTask.objects.filter(pk=task.pk).exists()
+
+
+# Execution actions
+
+
+def test_cancel_turns_a_pending_execution_cancelled(admin_client: Client) -> None:
+    pending = make_execution()
+    finished = make_execution(status=TaskExecution.Status.SUCCESS)
+
+    response = post_action(admin_client, EXECUTION_CHANGELIST, "cancel", [pending, finished])
+
+    pending.refresh_from_db()
+    finished.refresh_from_db()
+    assert pending.status == TaskExecution.Status.CANCELLED
+    assert pending.finished_at is not None
+    assert finished.status == TaskExecution.Status.SUCCESS
+    assert sent_messages(response) == [
+        (messages.SUCCESS, "Cancelled (or asked to stop) 1 execution.")
+    ]
+
+
+def test_cancel_asks_a_running_execution_to_stop(admin_client: Client) -> None:
+    running = make_execution(status=TaskExecution.Status.RUNNING)
+
+    post_action(admin_client, EXECUTION_CHANGELIST, "cancel", [running])
+
+    running.refresh_from_db()
+    assert running.status == TaskExecution.Status.RUNNING
+    assert running.cancel_requested is True
+
+
+# The task form
+
+
+def test_add_form_creates_a_valid_task_with_its_next_run(admin_client: Client) -> None:
+    response = admin_client.post(TASK_ADD, add_form_data())
+
+    assert response.status_code == 302, form_errors(response)
+    task = ScheduledTask.objects.get(name="nightly_sync")
+    assert task.task_type == ScheduledTask.TaskType.CRON
+    assert task.cron_expression == "0 2 * * *"
+    assert task.handler_path == "scripts:data_sync"
+    assert task.handler_kwargs == {"days": "7"}
+    assert task.next_run_at is not None
+
+
+def test_add_form_shows_a_bad_cron_expression_on_its_field(admin_client: Client) -> None:
+    response = admin_client.post(TASK_ADD, add_form_data(cron_expression="61 * * * *"))
+
+    errors = form_errors(response)
+    assert list(errors) == ["cron_expression"]
+    assert "61" in errors["cron_expression"][0]
+    assert not ScheduledTask.objects.filter(name="nightly_sync").exists()
+
+
+def test_add_form_shows_an_unknown_handler_on_its_field(admin_client: Client) -> None:
+    response = admin_client.post(TASK_ADD, add_form_data(handler_path="scripts:no_such_script"))
+
+    errors = form_errors(response)
+    assert list(errors) == ["handler_path"]
+    assert "scripts:no_such_script" in errors["handler_path"][0]
+
+
+def test_add_form_shows_a_wrongly_typed_parameter_by_name(admin_client: Client) -> None:
+    response = admin_client.post(
+        TASK_ADD, add_form_data(handler_kwargs=json.dumps({"days": "'abc'"}))
+    )
+
+    errors = form_errors(response)
+    assert list(errors) == ["handler_kwargs"]
+    assert errors["handler_kwargs"][0].startswith("Parameter “days”: expected an integer")
+
+
+def test_add_form_shows_an_unknown_parameter_by_name(admin_client: Client) -> None:
+    response = admin_client.post(
+        TASK_ADD, add_form_data(handler_kwargs=json.dumps({"dayz": "7"}))
+    )
+
+    errors = form_errors(response)
+    assert list(errors) == ["handler_kwargs"]
+    assert errors["handler_kwargs"][0].startswith("Parameter “dayz” is not accepted")
+
+
+def test_change_form_validates_the_submitted_values(admin_client: Client) -> None:
+    task = make_task(
+        name="nightly_sync",
+        task_type=ScheduledTask.TaskType.CRON,
+        cron_expression="0 2 * * *",
+        interval_seconds=None,
+        handler_path="scripts:data_sync",
+    )
+
+    response = admin_client.post(
+        task_url("change", task), add_form_data(cron_expression="0 25 * * *")
+    )
+
+    assert list(form_errors(response)) == ["cron_expression"]
+    task.refresh_from_db()
+    assert task.cron_expression == "0 2 * * *"
+
+
+def test_change_form_saves_a_valid_edit_and_recomputes_next_run(admin_client: Client) -> None:
+    task = make_task(name="every_minute")
+
+    response = admin_client.post(
+        task_url("change", task),
+        add_form_data(
+            name="every_minute",
+            handler_path="scripts:example_task",
+            handler_kwargs="{}",
+            task_type=ScheduledTask.TaskType.INTERVAL,
+            cron_expression="",
+            interval_seconds="300",
+        ),
+    )
+
+    assert response.status_code == 302, form_errors(response)
+    task.refresh_from_db()
+    assert task.interval_seconds == 300
+    assert task.next_run_at is not None
+
+
+# Escaping
+
+
+def test_execution_page_escapes_user_text(admin_client: Client) -> None:
+    execution = make_execution(
+        status=TaskExecution.Status.FAILED,
+        error_message=HOSTILE,
+        error_traceback="Traceback:\n" + HOSTILE,
+        log_output="[02:00:00] " + HOSTILE,
+        result={"note": HOSTILE},
+        kwargs={"target": HOSTILE},
+    )
+
+    content = admin_client.get(execution_url(execution)).content.decode()
+
+    assert HOSTILE not in content
+    assert content.count(HOSTILE_ESCAPED) >= 3
+
+
+def test_changelists_escape_user_text(admin_client: Client) -> None:
+    task = make_task(name=HOSTILE)
+    make_execution(task, error_message=HOSTILE)
+
+    for url in (TASK_CHANGELIST, EXECUTION_CHANGELIST, task_url("change", task)):
+        content = admin_client.get(url).content.decode()
+        assert HOSTILE not in content, url
+        assert HOSTILE_ESCAPED in content, url
+
+
+def test_system_flag_cannot_be_cleared_from_the_change_form(admin_client: Client) -> None:
+    system = ScheduledTask.objects.get(name="cleanup_executions")
+    data = add_form_data(
+        name=system.name,
+        cron_expression=system.cron_expression,
+        handler_path=system.handler_path,
+    )
+    data.pop("is_system", None)
+
+    admin_client.post(task_url("change", system), data)
+
+    assert ScheduledTask.objects.get(pk=system.pk).is_system
+
+
+def test_executions_cannot_be_deleted_from_the_admin(admin_client: Client) -> None:
+    execution = make_execution()
+
+    response = admin_client.get(
+        reverse("admin:scheduler_app_taskexecution_delete", args=[execution.pk])
+    )
+
+    assert response.status_code == 403
+    assert "delete_selected" not in offered_actions(
+        admin_client, reverse("admin:scheduler_app_taskexecution_changelist")
+    )

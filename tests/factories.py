@@ -1,0 +1,37 @@
+"""Plain factories: valid model rows with defaults, any field overridable.
+
+They save with `objects.create` (no services, no validation) so a test can build
+any state, including ones the services would refuse.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from scheduler_app.models import ScheduledTask, TaskExecution
+
+_sequence = itertools.count(1)
+
+
+def make_task(**overrides: Any) -> ScheduledTask:
+    """A saved ScheduledTask: an active interval task running scripts:example_task every 60 s."""
+    fields: dict[str, Any] = {
+        "name": "task-%d" % next(_sequence),
+        "task_type": ScheduledTask.TaskType.INTERVAL,
+        "interval_seconds": 60,
+        "handler_path": "scripts:example_task",
+    }
+    fields.update(overrides)
+    return ScheduledTask.objects.create(**fields)
+
+
+def make_execution(task: ScheduledTask | None = None, **overrides: Any) -> TaskExecution:
+    """A saved TaskExecution (pending, manual) of `task`, or of a new task."""
+    fields: dict[str, Any] = {
+        "task": task if task is not None else make_task(),
+        "status": TaskExecution.Status.PENDING,
+        "trigger_type": TaskExecution.TriggerType.MANUAL,
+    }
+    fields.update(overrides)
+    return TaskExecution.objects.create(**fields)
