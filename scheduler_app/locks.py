@@ -23,6 +23,7 @@ from django.utils.translation import gettext_lazy as _
 from .conf import app_settings
 from .exceptions import TaskLocked
 from .models import SchedulerLock
+from .redis_client import get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -354,14 +355,7 @@ def get_lock_backend() -> LockBackend:
         with _redis_backends_lock:
             backend = _redis_backends.get(url)
             if backend is None:
-                client = redis.Redis.from_url(
-                    url,
-                    decode_responses=True,
-                    socket_connect_timeout=5,
-                    socket_timeout=5,
-                    health_check_interval=30,
-                )
-                backend = _redis_backends[url] = RedisLockBackend(client)
+                backend = _redis_backends[url] = RedisLockBackend(get_redis(url))
     return backend
 
 
