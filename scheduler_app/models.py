@@ -347,6 +347,13 @@ class TaskExecution(models.Model):
             models.Index(fields=["created_at"], name="exec_created_idx"),
         ]
         constraints = [
+            # A fire is recorded once, whichever scheduler instance fires it: a
+            # second insert for the same task and fire time fails.
+            models.UniqueConstraint(
+                fields=["task", "scheduled_for"],
+                condition=Q(trigger_type="scheduled"),
+                name="exec_one_per_fire",
+            ),
             models.CheckConstraint(
                 condition=Q(
                     status__in=[
@@ -449,3 +456,26 @@ class SchedulerLock(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class SchedulerState(models.Model):
+    """Small named values the scheduler keeps in the database.
+
+    `tasks_version` is bumped by every change to task definitions; running
+    schedulers compare it on every tick (one indexed read) to notice changes made
+    by any process, whatever its clock says. `declared:<handler>` records that a
+    handler's declared default schedule was turned into a task once.
+    """
+
+    TASKS_VERSION = "tasks_version"
+
+    key = models.CharField(_("key"), max_length=255, unique=True)
+    value = models.BigIntegerField(_("value"), default=0)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("scheduler state")
+        verbose_name_plural = _("scheduler state")
+
+    def __str__(self) -> str:
+        return "%s=%s" % (self.key, self.value)

@@ -4,6 +4,8 @@ from .executions import (
     execution_cancel,
     execution_run,
     executions_cleanup,
+    executions_create_scheduled,
+    executions_interrupt,
     executions_recover_abandoned,
 )
 from .instances import (
@@ -28,8 +30,11 @@ from .tasks import (
     task_update,
     task_validate,
     tasks_delete,
+    tasks_ensure_declared,
+    tasks_record_next_runs,
     tasks_request_run,
     tasks_set_status,
+    tasks_version,
 )
 
 __all__ = [
@@ -37,6 +42,8 @@ __all__ = [
     "execution_cancel",
     "execution_run",
     "executions_cleanup",
+    "executions_create_scheduled",
+    "executions_interrupt",
     "executions_recover_abandoned",
     "instance_heartbeat",
     "instance_heartbeating",
@@ -57,6 +64,9 @@ __all__ = [
     "task_update",
     "task_validate",
     "tasks_delete",
+    "tasks_ensure_declared",
+    "tasks_record_next_runs",
     "tasks_request_run",
     "tasks_set_status",
+    "tasks_version",
 ]

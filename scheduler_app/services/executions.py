@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import datetime as dt
 import inspect
 import logging
+import os
 import threading
 import time
 import traceback
@@ -15,7 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    close_old_connections,
+    connections,
+    transaction,
+)
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -52,8 +60,35 @@ class _Result:
     failure_kind: str = ""
 
 
-class _HandlerThread:
-    """Runs one handler in its own thread: sync handlers directly, async ones on a new loop.
+class _SharedLoop:
+    """One event loop per process, in its own thread, for every async handler.
+
+    Async handlers of all runs share it (cheap: no thread or loop per run); each
+    run's context (its task_log binding) travels with the task it submits.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+
+    def get(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            # After a fork (Celery prefork) the parent's loop thread does not exist here.
+            if self._loop is None or self._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=loop.run_forever, name="scheduler-async-handlers", daemon=True
+                ).start()
+                self._loop, self._pid = loop, os.getpid()
+            return self._loop
+
+
+_shared_loop = _SharedLoop()
+
+
+class _Invocation:
+    """One running handler: a sync one in its own thread, an async one on the shared loop.
 
     The execution path waits for it with a deadline, so a timeout or a cancel never
     depends on the handler's cooperation; a late result is simply ignored.
@@ -65,25 +100,41 @@ class _HandlerThread:
         self.done = threading.Event()
         self.value: Any = None
         self.error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[Any] | None = None
-        context = contextvars.copy_context()
-        self.thread = threading.Thread(
-            target=context.run, args=(self._main,), name="scheduler-handler", daemon=True
-        )
+        self._future: concurrent.futures.Future[Any] | None = None
 
     def start(self) -> None:
-        self.thread.start()
+        """Start the handler; call it from the thread whose context the handler gets."""
+        if inspect.iscoroutinefunction(self.func):
+            try:
+                coroutine = self.func(**self.kwargs)
+            except BaseException as exc:  # bad arguments, raised before the first await
+                self.error = exc
+                self.done.set()
+                return
+            self._future = asyncio.run_coroutine_threadsafe(coroutine, _shared_loop.get())
+            self._future.add_done_callback(self._collect)
+            return
+        context = contextvars.copy_context()
+        threading.Thread(
+            target=context.run, args=(self._run_sync,), name="scheduler-handler", daemon=True
+        ).start()
 
-    def _main(self) -> None:
+    def _collect(self, future: concurrent.futures.Future[Any]) -> None:
         try:
-            if inspect.iscoroutinefunction(self.func):
-                self.value = asyncio.run(self._run_async(self.func(**self.kwargs)))
-            else:
-                value = self.func(**self.kwargs)
-                if inspect.isawaitable(value):
-                    value = asyncio.run(self._run_async(value))
-                self.value = value
+            self.value = future.result()
+        except BaseException as exc:  # the handler boundary: everything is recorded
+            self.error = exc
+        self.done.set()
+
+    def _run_sync(self) -> None:
+        try:
+            value = self.func(**self.kwargs)
+            if inspect.isawaitable(value):
+                self._future = asyncio.run_coroutine_threadsafe(
+                    _awaited(value), _shared_loop.get()
+                )
+                value = self._future.result()
+            self.value = value
         except BaseException as exc:  # the handler boundary: everything is recorded
             self.error = exc
         finally:
@@ -91,16 +142,14 @@ class _HandlerThread:
             connections.close_all()
             self.done.set()
 
-    async def _run_async(self, awaitable: Any) -> Any:
-        self._loop = asyncio.get_running_loop()
-        self._task = asyncio.ensure_future(awaitable)
-        return await self._task
-
     def cancel(self) -> None:
         """Cancel an async handler on its loop (sync handlers cannot be interrupted)."""
-        loop, task = self._loop, self._task
-        if loop is not None and task is not None:
-            loop.call_soon_threadsafe(task.cancel)
+        if self._future is not None:
+            self._future.cancel()
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
 
 
 # Runs of this process, so a cancel made here reaches them without a query.
@@ -228,7 +277,7 @@ def _request_cancel(execution_id: int) -> None:
 
 
 def _wait_for_handler(
-    runner: _HandlerThread,
+    runner: _Invocation,
     execution: TaskExecution,
     task: ScheduledTask,
     run_log: RunLog,
@@ -280,7 +329,8 @@ def _wait_for_handler(
     if runner.error is not None:
         error = runner.error
         if isinstance(error, ExecutionCancelled) or (
-            isinstance(error, asyncio.CancelledError) and cancel_event.is_set()
+            isinstance(error, (asyncio.CancelledError, concurrent.futures.CancelledError))
+            and cancel_event.is_set()
         ):
             return _Result(status=Status.CANCELLED, error_message=_("Cancelled on request."))
         return _Result(
@@ -450,7 +500,7 @@ def _evaluate_and_call(
         )
     execution.kwargs = json_safe(kwargs)
     TaskExecution.objects.filter(pk=execution.pk).update(kwargs=execution.kwargs)
-    runner = _HandlerThread(func, kwargs)
+    runner = _Invocation(func, kwargs)
     runner.start()
     return _wait_for_handler(runner, execution, task, run_log, run_lock, cancel_event)
 
@@ -614,3 +664,71 @@ def executions_cleanup(
         if not batch:
             return deleted
         deleted += TaskExecution.objects.filter(pk__in=batch).delete()[0]
+
+
+def executions_create_scheduled(
+    fires: list[tuple[int, dt.datetime]], *, now: dt.datetime | None = None
+) -> list[TaskExecution]:
+    """Record fires as pending executions, in one insert; returns the ones recorded here.
+
+    A fire another scheduler instance already recorded (same task and fire time) is
+    refused by the `exec_one_per_fire` constraint and left out, so every fire runs
+    exactly once however many instances fire it.
+    """
+    if not fires:
+        return []
+    now = now or timezone.now()
+    rows = [
+        TaskExecution(
+            task_id=task_id,
+            status=Status.PENDING,
+            trigger_type=TaskExecution.TriggerType.SCHEDULED,
+            scheduled_for=scheduled_for,
+            created_at=now,
+        )
+        for task_id, scheduled_for in fires
+    ]
+    try:
+        with transaction.atomic():
+            return TaskExecution.objects.bulk_create(rows)
+    except IntegrityError:
+        pass
+    # Some fire was already recorded (a second instance, a restart): one by one.
+    created = []
+    for row in rows:
+        try:
+            with transaction.atomic():
+                row.save(force_insert=True)
+        except IntegrityError:
+            logger.warning(
+                "Fire of task %s at %s was already recorded; not firing it twice",
+                row.task_id,
+                row.scheduled_for,
+            )
+            continue
+        created.append(row)
+    return created
+
+
+def executions_interrupt(*, instance: str, now: dt.datetime | None = None) -> int:
+    """Mark the runs this instance still has going as failed ("interrupted").
+
+    Called when the scheduler stops and the shutdown grace period is over. The
+    runs of this process stop waiting for their handlers at once (their late
+    results are ignored), so the process can exit.
+    """
+    count = TaskExecution.objects.running().filter(instance_id=instance).update(
+        status=Status.FAILED,
+        failure_kind=FailureKind.INTERRUPTED,
+        finished_at=now or timezone.now(),
+        error_message=_(
+            "Interrupted: the scheduler instance “%(instance)s” stopped before the run "
+            "finished."
+        )
+        % {"instance": instance},
+    )
+    with _live_lock:
+        events = list(_live_cancel_events.values())
+    for event in events:
+        event.set()
+    return count

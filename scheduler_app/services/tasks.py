@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -18,10 +19,13 @@ from ..exceptions import (
     SystemTaskProtected,
     TaskNotFound,
 )
-from ..handlers.registry import get_handler
-from ..models import ScheduledTask, TaskExecution
+from ..handlers.registry import get_handler, list_handlers
+from .. import notify
+from ..models import ScheduledTask, SchedulerState, TaskExecution
 from ..schedules import build_trigger, next_fire_times, resolve_timezone, validate_schedule
 from .params import parameters_validate
+
+logger = logging.getLogger(__name__)
 
 #: Fields a caller may set through task_create / task_update.
 EDITABLE_FIELDS = (
@@ -134,6 +138,7 @@ def _save(task: ScheduledTask, *, now: dt.datetime) -> ScheduledTask:
     try:
         with transaction.atomic():
             task.save()
+            _tasks_changed()
     except IntegrityError as exc:
         if ScheduledTask.objects.filter(name=task.name).exclude(pk=task.pk).exists():
             raise TaskInvalid(
@@ -188,7 +193,9 @@ def task_delete(task: ScheduledTask) -> None:
     """Delete a task and its history; system tasks refuse."""
     if task.is_system:
         raise SystemTaskProtected(task.name)
-    task.delete()
+    with transaction.atomic():
+        task.delete()
+        _tasks_changed()
 
 
 def tasks_delete(tasks: QuerySet[ScheduledTask]) -> int:
@@ -196,7 +203,9 @@ def tasks_delete(tasks: QuerySet[ScheduledTask]) -> int:
     system = list(tasks.filter(is_system=True).values_list("name", flat=True))
     if system:
         raise SystemTaskProtected(", ".join(system))
-    _total, per_model = tasks.delete()
+    with transaction.atomic():
+        _total, per_model = tasks.delete()
+        _tasks_changed()
     return per_model.get(ScheduledTask._meta.label, 0)
 
 
@@ -218,6 +227,8 @@ def tasks_set_status(
             task.next_run_at = task_next_run(task, after=now)
             task.save(update_fields=["status", "next_run_at", "updated_at"])
             changed += 1
+        if changed:
+            _tasks_changed()
     return changed
 
 
@@ -275,13 +286,16 @@ def task_request_run(
         problems = parameters_validate(task.handler_path, merged, now=task_local_now(task, now=now))
         if problems:
             raise TaskInvalid(list(problems))
-    return TaskExecution.objects.create(
+    execution = TaskExecution.objects.create(
         task=task,
         status=TaskExecution.Status.PENDING,
         trigger_type=trigger_type,
         kwargs_overrides=overrides,
         created_at=now,
     )
+    if trigger_type != TaskExecution.TriggerType.CLI:
+        notify.publish(notify.RUN_REQUESTED)
+    return execution
 
 
 def tasks_request_run(tasks: Iterable[ScheduledTask], *, now: dt.datetime | None = None) -> int:
@@ -297,4 +311,77 @@ def tasks_request_run(tasks: Iterable[ScheduledTask], *, now: dt.datetime | None
         for task in tasks
     ]
     TaskExecution.objects.bulk_create(executions)
+    notify.publish(notify.RUN_REQUESTED)
     return len(executions)
+
+
+def tasks_record_next_runs(next_runs: Mapping[int, dt.datetime | None]) -> None:
+    """Persist the scheduler's next fire times in one statement.
+
+    Written with bulk_update, which leaves `updated_at` alone: the scheduler's own
+    bookkeeping must not look like an edit to the change detection.
+    """
+    if not next_runs:
+        return
+    tasks = [ScheduledTask(pk=pk, next_run_at=when) for pk, when in next_runs.items()]
+    ScheduledTask.objects.bulk_update(tasks, ["next_run_at"], batch_size=500)
+
+
+def tasks_version() -> int:
+    """The task-definition version: bumped by every create, edit, status change and delete."""
+    value = (
+        SchedulerState.objects.filter(key=SchedulerState.TASKS_VERSION)
+        .values_list("value", flat=True)
+        .first()
+    )
+    return value or 0
+
+
+def _tasks_changed() -> None:
+    """Announce a change to task definitions: bump the version, notify via Redis.
+
+    Called inside the writing transaction, so the bump commits with the change.
+    """
+    bumped = SchedulerState.objects.filter(key=SchedulerState.TASKS_VERSION).update(
+        value=F("value") + 1
+    )
+    if not bumped:
+        SchedulerState.objects.get_or_create(key=SchedulerState.TASKS_VERSION, defaults={"value": 1})
+    notify.publish(notify.TASKS_CHANGED)
+
+
+def tasks_ensure_declared(*, now: dt.datetime | None = None) -> list[ScheduledTask]:
+    """Create a task for each script that declares a default schedule in TASK_INFO, once.
+
+    Once means once: the `declared:<handler>` state row remembers it, so a task the
+    admin edited, paused or deleted is never recreated or overwritten. A script
+    whose declared schedule is invalid is logged and left alone.
+    """
+    created: list[ScheduledTask] = []
+    for info in list_handlers():
+        if info.broken or not info.schedule:
+            continue
+        try:
+            with transaction.atomic():
+                _state, first_time = SchedulerState.objects.get_or_create(
+                    key="declared:%s" % info.path
+                )
+                if not first_time or ScheduledTask.objects.filter(handler_path=info.path).exists():
+                    continue
+                name = info.path.split(":", 1)[1]
+                if ScheduledTask.objects.filter(name=name).exists():
+                    name = info.path
+                created.append(
+                    task_create(
+                        now=now,
+                        name=name,
+                        description=info.description,
+                        handler_path=info.path,
+                        **info.schedule,
+                    )
+                )
+        except SchedulerError as exc:
+            logger.error("Declared schedule of %s was not created: %s", info.path, exc)
+    for task in created:
+        logger.info("Created task %s from the schedule declared by %s", task.name, task.handler_path)
+    return created

@@ -1,0 +1,79 @@
+"""Change and run-now notifications to running schedulers: Redis pub/sub when configured.
+
+Without Redis, publishing does nothing and schedulers notice changes by their cheap
+database version check instead (within a second). With Redis a scheduler wakes as
+soon as the message arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import redis
+from django.db import transaction
+
+from .conf import app_settings
+from .redis_client import get_redis
+
+logger = logging.getLogger(__name__)
+
+#: Task definitions changed (create, edit, pause, resume, delete).
+TASKS_CHANGED = "tasks"
+#: A pending execution was requested (run-now, API, Python API).
+RUN_REQUESTED = "run"
+
+
+def channel() -> str:
+    return app_settings.SCHEDULER_REDIS_PREFIX + "events"
+
+
+def _client() -> redis.Redis:
+    return get_redis(app_settings.redis_url)
+
+
+def publish(event: str) -> None:
+    """Tell running schedulers about `event` once the current transaction commits."""
+    if not app_settings.redis_url:
+        return
+
+    def send() -> None:
+        try:
+            _client().publish(channel(), event)
+        except Exception:
+            # A lost notification only costs latency: the version check still sees it.
+            logger.warning("Could not publish %r to Redis", event, exc_info=True)
+
+    transaction.on_commit(send)
+
+
+class Listener:
+    """A daemon thread that calls `callback(event)` for every notification received."""
+
+    def __init__(self, callback: Callable[[str], None]) -> None:
+        self._callback = callback
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scheduler-notify", daemon=True)
+
+    def start(self) -> None:
+        if app_settings.redis_url:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                pubsub = _client().pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(channel())
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._callback(str(message["data"]))
+                pubsub.close()
+            except Exception:
+                logger.warning("Redis notifications interrupted; reconnecting", exc_info=True)
+                # Changes are still seen through the database version check meanwhile.
+                self._stop.wait(1.0)
