@@ -1,0 +1,1 @@
+"""The scheduler engine run by `manage.py runscheduler`: job store, executors, leadership, loop."""

@@ -1,0 +1,347 @@
+"""The engine: keeps the job store in step with ScheduledTask and fires what is due.
+
+`ScheduledTask` is the source of truth. The engine loads the active scheduled tasks
+into an in-memory job store (APScheduler 3 triggers, a heap ordered by next fire
+time), fires due jobs by recording all of a moment's fires in one insert and handing
+them to the executor, and persists the next fire times in one statement per tick.
+Every step is a method that tests call directly with an injected `now`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+from .. import notify
+from ..conf import app_settings
+from ..exceptions import SchedulerError
+from ..models import ScheduledTask, TaskExecution
+from ..schedules import build_trigger, next_fire_times
+from ..services import (
+    executions_create_scheduled,
+    executions_interrupt,
+    executions_recover_abandoned,
+    instance_heartbeat,
+    instance_id,
+    instance_stopped,
+    tasks_ensure_declared,
+    tasks_record_next_runs,
+    tasks_version,
+)
+from .leader import Leadership
+from .store import Job, JobStore
+
+logger = logging.getLogger(__name__)
+
+#: Longest sleep between two ticks: the bound on noticing a change or a run-now
+#: request without Redis (with Redis a notification wakes the loop at once).
+POLL_SECONDS = 0.25
+#: How often the leader looks for runs abandoned by instances that died.
+RECOVER_EVERY_SECONDS = 60.0
+#: How often a standby tries to take the leader lease over.
+STANDBY_RETRY_SECONDS = 1.0
+#: Most pending executions started per tick (the rest wait for the next one).
+PENDING_BATCH = 500
+
+
+class Executor(Protocol):
+    def submit(self, executions: list[TaskExecution]) -> None: ...
+
+    def inflight(self) -> set[int]: ...
+
+    def shutdown(self, *, grace_seconds: float) -> set[int]: ...
+
+
+class Engine:
+    """One scheduler instance's state and steps."""
+
+    def __init__(
+        self,
+        *,
+        executor: Executor,
+        leadership: Leadership | None = None,
+        clock: Callable[[], dt.datetime] = timezone.now,
+    ) -> None:
+        self.executor = executor
+        self.instance = instance_id()
+        self.leadership = leadership or Leadership(
+            owner=self.instance,
+            enabled=app_settings.SCHEDULER_LEADER_LOCK_ENABLED,
+            ttl_seconds=app_settings.SCHEDULER_LEADER_LOCK_TTL,
+        )
+        self.clock = clock
+        self.store = JobStore()
+        self.firing_enabled = bool(app_settings.SCHEDULER_ENABLED)
+        self.wake = threading.Event()
+        self._loaded_version: int | None = None
+        self._next_runs: dict[int, dt.datetime | None] = {}
+        self._next_heartbeat: dt.datetime | None = None
+        self._next_lease_refresh: dt.datetime | None = None
+        self._next_recover: dt.datetime | None = None
+        self._listener = notify.Listener(self._on_notification)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Announce this instance, recover abandoned runs, create declared tasks."""
+        now = self.clock()
+        instance_heartbeat(now=now, is_leader=False)
+        executions_recover_abandoned(now=now)
+        tasks_ensure_declared(now=now)
+        self._listener.start()
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """Tick until `stop` is set (by SIGTERM/SIGINT)."""
+        while not stop.is_set():
+            timeout = self.tick()
+            self.wake.wait(timeout)
+            self.wake.clear()
+
+    def stop(self, *, grace_seconds: float) -> None:
+        """Stop firing at once; let runs finish for the grace period; interrupt the rest."""
+        self.firing_enabled = False
+        self._listener.stop()
+        try:
+            self.persist_next_runs()
+        except DatabaseError:
+            logger.exception("Could not persist next fire times at shutdown")
+        still_running = self.executor.shutdown(grace_seconds=grace_seconds)
+        if still_running:
+            count = executions_interrupt(instance=self.instance)
+            logger.warning(
+                "Shutdown grace period over: %d execution(s) marked interrupted", count
+            )
+        self.leadership.release()
+        instance_stopped()
+        logger.info("Scheduler instance %s stopped", self.instance)
+
+    def _on_notification(self, event: str) -> None:
+        self.wake.set()
+
+    # -- the tick ---------------------------------------------------------------
+
+    def tick(self, now: dt.datetime | None = None) -> float:
+        """Run every step once; return how long to sleep before the next tick."""
+        now = now or self.clock()
+        close_old_connections()
+        try:
+            self.heartbeat_if_due(now)
+            self.refresh_lease_if_due(now)
+            if self.leadership.is_leader:
+                self.reconcile_if_changed(now)
+                self.fire_due(now)
+                self.start_pending(now)
+                self.persist_next_runs()
+                self.recover_if_due(now)
+            elif self._loaded_version is not None:
+                self._unload()
+        except DatabaseError:
+            # A lost connection or a locked database: log, drop the connection and
+            # try again next tick. Fires are not lost: next_run_at is only persisted
+            # after they are recorded, and missed ones are caught up within grace.
+            logger.exception("Database error in the scheduler loop; retrying")
+            close_old_connections()
+            return 1.0
+        return self._sleep_seconds(self.clock())
+
+    def _sleep_seconds(self, now: dt.datetime) -> float:
+        sleep = POLL_SECONDS
+        next_due = self.store.next_run_at() if self.firing_enabled else None
+        if next_due is not None:
+            sleep = min(sleep, (next_due - now).total_seconds())
+        return max(0.0, sleep)
+
+    def heartbeat_if_due(self, now: dt.datetime) -> None:
+        if self._next_heartbeat is None or now >= self._next_heartbeat:
+            instance_heartbeat(now=now, is_leader=self.leadership.is_leader)
+            self._next_heartbeat = now + dt.timedelta(
+                seconds=app_settings.SCHEDULER_HEARTBEAT_INTERVAL
+            )
+
+    def refresh_lease_if_due(self, now: dt.datetime) -> None:
+        """Extend the lease (leader) or try to take it (standby, every second)."""
+        if self._next_lease_refresh is not None and now < self._next_lease_refresh:
+            return
+        was_leader = self.leadership.is_leader
+        leader = self.leadership.refresh()
+        interval = (
+            app_settings.SCHEDULER_LEADER_LOCK_REFRESH_INTERVAL
+            if leader
+            else STANDBY_RETRY_SECONDS
+        )
+        self._next_lease_refresh = now + dt.timedelta(seconds=interval)
+        if leader != was_leader:
+            # Leadership changed: tell the instances table now, not at the next beat.
+            self._next_heartbeat = None
+            self.heartbeat_if_due(now)
+
+    def recover_if_due(self, now: dt.datetime) -> None:
+        if self._next_recover is None or now >= self._next_recover:
+            executions_recover_abandoned(now=now)
+            self._next_recover = now + dt.timedelta(seconds=RECOVER_EVERY_SECONDS)
+
+    # -- staying in step with the database ----------------------------------------
+
+    def reconcile_if_changed(self, now: dt.datetime) -> bool:
+        """Reload the tasks if any changed since the last load; returns whether it did."""
+        version = tasks_version()
+        if version == self._loaded_version:
+            return False
+        self.reconcile(now, initial=self._loaded_version is None)
+        self._loaded_version = version
+        return True
+
+    def reconcile(self, now: dt.datetime, *, initial: bool) -> None:
+        """Make the job store match the active scheduled tasks.
+
+        On the initial load the persisted next_run_at is trusted, so fires missed
+        while no scheduler ran are caught up (within their misfire grace). A task
+        edited later gets its next fire time counted from now, as the edit did.
+        """
+        tasks = (
+            ScheduledTask.objects.filter(status=ScheduledTask.Status.ACTIVE)
+            .exclude(task_type=ScheduledTask.TaskType.MANUAL)
+            .only(
+                "pk",
+                "name",
+                "task_type",
+                "cron_expression",
+                "interval_seconds",
+                "run_date",
+                "timezone",
+                "jitter_seconds",
+                "misfire_grace_seconds",
+                "coalesce",
+                "next_run_at",
+                "last_run_at",
+                "updated_at",
+            )
+        )
+        seen: set[int] = set()
+        for task in tasks.iterator(chunk_size=2000):
+            seen.add(task.pk)
+            job = self.store.get(task.pk)
+            if job is not None and job.updated_at == task.updated_at:
+                continue
+            # New tasks carry the next fire time their service computed; an edited
+            # one restarts from now, as the edit itself did.
+            self._load(task, now, trust_next_run=initial or job is None)
+        for task_id in self.store.ids() - seen:
+            self.store.remove(task_id)
+            self._next_runs.pop(task_id, None)
+        logger.info("Loaded %d scheduled task(s)", len(self.store))
+
+    def _load(self, task: ScheduledTask, now: dt.datetime, *, trust_next_run: bool) -> None:
+        try:
+            anchor = task.next_run_at if trust_next_run and task.next_run_at else now
+            trigger = build_trigger(
+                task_type=task.task_type,
+                cron_expression=task.cron_expression,
+                interval_seconds=task.interval_seconds,
+                run_date=task.run_date,
+                timezone_name=task.timezone,
+                start_at=anchor,
+                jitter_seconds=task.jitter_seconds,
+            )
+        except SchedulerError as exc:
+            logger.error("Task %s has an invalid schedule and is not scheduled: %s", task.name, exc)
+            self.store.remove(task.pk)
+            return
+        if task.task_type == ScheduledTask.TaskType.DATE:
+            # Fired already: the engine cleared next_run_at, or the run recorded it.
+            ran = task.next_run_at is None or (
+                task.last_run_at is not None and task.last_run_at >= task.run_date
+            )
+            next_run = None if ran else task.run_date
+        elif trust_next_run and task.next_run_at is not None:
+            next_run = task.next_run_at
+        else:
+            times = next_fire_times(trigger, after=now, count=1)
+            next_run = times[0] if times else None
+        if next_run != task.next_run_at:
+            self._next_runs[task.pk] = next_run
+        if next_run is None:
+            self.store.remove(task.pk)
+            return
+        self.store.add(
+            Job(
+                task_id=task.pk,
+                name=task.name,
+                trigger=trigger,
+                next_run_at=next_run,
+                misfire_grace_seconds=task.misfire_grace_seconds,
+                coalesce=task.coalesce,
+                updated_at=task.updated_at,
+            )
+        )
+
+    def _unload(self) -> None:
+        self.store.clear()
+        self._next_runs.clear()
+        self._loaded_version = None
+
+    # -- firing -----------------------------------------------------------------
+
+    def fire_due(self, now: dt.datetime) -> list[TaskExecution]:
+        """Record every fire due at `now` (one insert) and hand them to the executor."""
+        if not self.firing_enabled or not self.leadership.is_leader:
+            return []
+        fires: list[tuple[int, dt.datetime]] = []
+        for job in self.store.pop_due(now):
+            run_times = job.run_times(now)
+            if not run_times:  # rounding of the heap key: not due yet after all
+                self.store.reschedule(job, job.next_run_at)
+                continue
+            due = [
+                when
+                for when in run_times
+                if (now - when).total_seconds() <= job.misfire_grace_seconds
+            ]
+            missed = len(run_times) - len(due)
+            if missed:
+                logger.warning(
+                    "Task %s missed %d fire(s) by more than its misfire grace (%d s)",
+                    job.name,
+                    missed,
+                    job.misfire_grace_seconds,
+                )
+            if job.coalesce and len(due) > 1:
+                logger.warning("Task %s: %d missed fires coalesced into one", job.name, len(due))
+                due = due[-1:]
+            fires.extend((job.task_id, when) for when in due)
+            following = job.trigger.get_next_fire_time(run_times[-1], now)
+            self.store.reschedule(job, following)
+            self._next_runs[job.task_id] = following
+        if not fires:
+            return []
+        executions = executions_create_scheduled(fires, now=now)
+        self.executor.submit(executions)
+        return executions
+
+    def start_pending(self, now: dt.datetime) -> list[TaskExecution]:
+        """Start run-now requests, retries whose delay is over, and fires left pending."""
+        inflight = self.executor.inflight()
+        candidates = list(
+            TaskExecution.objects.startable(now=now)[: PENDING_BATCH + len(inflight)]
+        )
+        executions = [execution for execution in candidates if execution.pk not in inflight]
+        if executions:
+            self.executor.submit(executions[:PENDING_BATCH])
+        return executions[:PENDING_BATCH]
+
+    def persist_next_runs(self) -> None:
+        """Write the next fire times that changed since the last call (one statement)."""
+        if self._next_runs:
+            next_runs, self._next_runs = self._next_runs, {}
+            try:
+                tasks_record_next_runs(next_runs)
+            except DatabaseError:
+                next_runs.update(self._next_runs)
+                self._next_runs = next_runs
+                raise
