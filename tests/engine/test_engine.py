@@ -1,0 +1,398 @@
+"""Engine steps with an injected clock: firing, misfire/coalesce, changes, leadership, DST."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from scheduler_app.engine.leader import Leadership
+from scheduler_app.engine.scheduler import Engine
+from scheduler_app.locks import get_lock_backend
+from scheduler_app.models import ScheduledTask, TaskExecution
+from scheduler_app.services import (
+    task_create,
+    task_delete,
+    task_pause,
+    task_request_run,
+    task_update,
+    tasks_set_status,
+)
+from tests.helpers import wait_until
+
+# The engine calls close_old_connections() every tick, which would close the
+# connection of a test wrapped in a transaction: these tests commit for real.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+class RecordingExecutor:
+    """Collects what the engine hands over instead of running it."""
+
+    def __init__(self) -> None:
+        self.submitted: list[TaskExecution] = []
+
+    def submit(self, executions: list[TaskExecution]) -> None:
+        self.submitted.extend(executions)
+
+    def inflight(self) -> set[int]:
+        return {execution.pk for execution in self.submitted}
+
+    def shutdown(self, *, grace_seconds: float) -> set[int]:
+        return set()
+
+
+def make_engine(**kwargs: Any) -> Engine:
+    leadership = kwargs.pop("leadership", None) or Leadership(
+        owner="test", enabled=False, ttl_seconds=30
+    )
+    return Engine(executor=RecordingExecutor(), leadership=leadership, **kwargs)
+
+
+def create(now: dt.datetime, **fields: Any) -> ScheduledTask:
+    defaults: dict[str, Any] = {
+        "name": "job",
+        "task_type": "cron",
+        "cron_expression": "0 2 * * *",
+        "handler_path": "scripts:example_task",
+    }
+    defaults.update(fields)
+    return task_create(now=now, **defaults)
+
+
+def fires_of(engine: Engine, task: ScheduledTask) -> list[dt.datetime]:
+    return [e.scheduled_for for e in engine.executor.submitted if e.task_id == task.pk]
+
+
+def run_until(engine: Engine, end: dt.datetime) -> None:
+    """Tick at every due time until `end`, as the loop would."""
+    while True:
+        due = engine.store.next_run_at()
+        if due is None or due > end:
+            return
+        engine.tick(due)
+
+
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0, *, tz: ZoneInfo = SHANGHAI) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=tz)
+
+
+def test_cron_task_fires_at_its_time_and_persists_the_next_one() -> None:
+    start = local(2026, 3, 2, 1, 0)
+    task = create(start)
+    engine = make_engine()
+    engine.tick(start)
+
+    engine.tick(local(2026, 3, 2, 1, 59))
+    assert fires_of(engine, task) == []
+    engine.tick(local(2026, 3, 2, 2, 0))
+
+    assert fires_of(engine, task) == [local(2026, 3, 2, 2, 0)]
+    execution = engine.executor.submitted[0]
+    assert execution.status == TaskExecution.Status.PENDING
+    assert execution.trigger_type == TaskExecution.TriggerType.SCHEDULED
+    task.refresh_from_db()
+    assert task.next_run_at == local(2026, 3, 3, 2, 0)
+
+
+def test_interval_task_fires_every_interval() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    task = create(start, task_type="interval", cron_expression="", interval_seconds=30)
+    engine = make_engine()
+    engine.tick(start)
+
+    run_until(engine, start + dt.timedelta(minutes=2))
+
+    assert fires_of(engine, task) == [start + dt.timedelta(seconds=30 * n) for n in range(1, 5)]
+
+
+def test_manual_and_paused_tasks_never_fire() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    manual = create(start, name="manual", task_type="manual", cron_expression="")
+    paused = create(start, name="paused", task_type="interval", cron_expression="", interval_seconds=1)
+    task_pause(paused, now=start)
+    engine = make_engine()
+    engine.tick(start)
+
+    engine.tick(start + dt.timedelta(days=1))
+
+    assert manual.pk not in engine.store and paused.pk not in engine.store
+    assert engine.executor.submitted == []
+
+
+def test_date_task_fires_once_even_across_a_restart() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    when = start + dt.timedelta(minutes=5)
+    task = create(start, task_type="date", cron_expression="", run_date=when)
+    engine = make_engine()
+    engine.tick(start)
+
+    engine.tick(when)
+    engine.tick(when + dt.timedelta(hours=1))
+    restarted = make_engine()
+    restarted.tick(when + dt.timedelta(hours=2))
+
+    assert fires_of(engine, task) == [when]
+    # The restarted engine resumes the recorded (still pending) fire; it fires nothing new.
+    assert list(TaskExecution.objects.filter(task=task).values_list("scheduled_for", flat=True)) == [when]
+    task.refresh_from_db()
+    assert task.next_run_at is None
+
+
+def test_after_downtime_a_coalescing_task_runs_once() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    task = create(
+        start, task_type="interval", cron_expression="", interval_seconds=60,
+        misfire_grace_seconds=3600, coalesce=True,
+    )
+    engine = make_engine()
+
+    engine.tick(start + dt.timedelta(hours=1, seconds=1))
+
+    assert fires_of(engine, task) == [start + dt.timedelta(hours=1)]
+
+
+def test_after_downtime_a_non_coalescing_task_runs_the_fires_still_within_grace() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    task = create(
+        start, task_type="interval", cron_expression="", interval_seconds=60,
+        misfire_grace_seconds=300, coalesce=False,
+    )
+    engine = make_engine()
+    now = start + dt.timedelta(hours=1, seconds=1)
+
+    engine.tick(now)
+
+    fired = fires_of(engine, task)
+    assert fired == [start + dt.timedelta(minutes=m) for m in range(56, 61)]
+    task.refresh_from_db()
+    assert task.next_run_at == start + dt.timedelta(minutes=61)
+
+
+def test_fires_missed_beyond_grace_are_dropped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    start = local(2026, 3, 2, 12, 0)
+    create(start, task_type="interval", cron_expression="", interval_seconds=60, misfire_grace_seconds=10)
+    engine = make_engine()
+
+    engine.tick(start + dt.timedelta(hours=1, seconds=30))
+
+    assert engine.executor.submitted == []
+    assert "missed 60 fire(s) by more than its misfire grace (10 s)" in caplog.text
+
+
+def test_edits_pauses_resumes_and_deletes_are_picked_up() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    task = create(start)
+    other = create(start, name="other", cron_expression="0 3 * * *")
+    engine = make_engine()
+    engine.tick(start)
+    assert engine.reconcile_if_changed(start) is False
+
+    task_update(task, now=start, cron_expression="0 4 * * *")
+    assert engine.reconcile_if_changed(start) is True
+    assert engine.store.get(task.pk).next_run_at == local(2026, 3, 3, 4, 0)
+
+    tasks_set_status(ScheduledTask.objects.filter(pk=task.pk), "paused")
+    engine.reconcile_if_changed(start)
+    assert task.pk not in engine.store
+
+    tasks_set_status(ScheduledTask.objects.filter(pk=task.pk), "active", now=start)
+    engine.reconcile_if_changed(start)
+    assert task.pk in engine.store
+
+    task_delete(other)
+    engine.reconcile_if_changed(start)
+    assert other.pk not in engine.store
+
+
+def test_a_new_task_is_fired_without_a_restart() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    engine = make_engine()
+    engine.tick(start)
+
+    task = create(start, task_type="interval", cron_expression="", interval_seconds=10)
+    engine.tick(start + dt.timedelta(seconds=10))
+
+    assert fires_of(engine, task) == [start + dt.timedelta(seconds=10)]
+
+
+def test_two_engines_firing_the_same_moment_record_it_once() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    task = create(start, task_type="interval", cron_expression="", interval_seconds=10)
+    first, second = make_engine(), make_engine()
+    first.tick(start)
+    second.tick(start)
+
+    first.tick(start + dt.timedelta(seconds=10))
+    second.tick(start + dt.timedelta(seconds=10))
+
+    assert len(fires_of(first, task)) == 1
+    assert TaskExecution.objects.filter(task=task).count() == 1
+
+
+def test_disabled_firing_still_starts_run_now_requests(settings: Any) -> None:
+    settings.SCHEDULER_ENABLED = False
+    start = local(2026, 3, 2, 12, 0)
+    task = create(start, task_type="interval", cron_expression="", interval_seconds=10)
+    engine = make_engine()
+    requested = task_request_run(task)
+
+    engine.tick(start + dt.timedelta(minutes=5))
+
+    assert [e.pk for e in engine.executor.submitted] == [requested.pk]
+
+
+def test_start_pending_leaves_cli_runs_and_does_not_resubmit_inflight() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    task = create(start, task_type="manual", cron_expression="")
+    requested = task_request_run(task)
+    task_request_run(task, trigger_type=TaskExecution.TriggerType.CLI)
+    engine = make_engine()
+
+    engine.start_pending(start)
+    engine.start_pending(start)
+
+    assert [e.pk for e in engine.executor.submitted] == [requested.pk]
+
+
+def test_cron_fires_once_on_a_fall_back_night_in_new_york() -> None:
+    start = local(2025, 11, 1, 12, 0, tz=NEW_YORK)
+    task = create(start, cron_expression="30 1 * * *", timezone="America/New_York")
+    engine = make_engine()
+    engine.tick(start)
+
+    run_until(engine, local(2025, 11, 3, 12, 0, tz=NEW_YORK))
+
+    fired = [when.astimezone(NEW_YORK) for when in fires_of(engine, task)]
+    assert [(w.day, w.hour, w.minute) for w in fired] == [(2, 1, 30), (3, 1, 30)]
+
+
+def test_cron_does_not_lose_the_spring_forward_day_in_new_york() -> None:
+    start = local(2025, 3, 8, 12, 0, tz=NEW_YORK)
+    task = create(start, cron_expression="30 2 * * *", timezone="America/New_York")
+    engine = make_engine()
+    engine.tick(start)
+
+    run_until(engine, local(2025, 3, 10, 12, 0, tz=NEW_YORK))
+
+    days = [when.astimezone(NEW_YORK).day for when in fires_of(engine, task)]
+    assert days == [9, 10]
+
+
+def test_a_leader_that_cannot_refresh_stops_firing_before_its_lease_expires() -> None:
+    ticks = {"now": 0.0}
+    leader = Leadership(owner="a", enabled=True, ttl_seconds=10, clock=lambda: ticks["now"])
+    start = local(2026, 3, 2, 12, 0)
+    task = create(start, task_type="interval", cron_expression="", interval_seconds=1)
+    engine = make_engine(leadership=leader)
+    engine.tick(start)
+    assert leader.is_leader
+
+    ticks["now"] = 8.5  # no refresh succeeded since 0 s; 80% of the 10 s TTL is gone
+    engine.firing_enabled = True
+    fired = engine.fire_due(start + dt.timedelta(seconds=5))
+
+    assert fired == [] and not leader.is_leader
+    assert fires_of(engine, task) == []
+
+
+def test_a_standby_takes_over_when_the_leader_lease_expires() -> None:
+    first = Leadership(owner="a", enabled=True, ttl_seconds=0.3)
+    second = Leadership(owner="b", enabled=True, ttl_seconds=0.3)
+
+    assert first.refresh() is True
+    assert second.refresh() is False
+    # The leader dies: nobody refreshes its lease.
+    wait_until(lambda: second.refresh(), timeout=5)
+
+    assert get_lock_backend().get("scheduler:leader").owner == "b"
+
+
+def test_a_clean_release_lets_a_standby_lead_at_once() -> None:
+    first = Leadership(owner="a", enabled=True, ttl_seconds=30)
+    second = Leadership(owner="b", enabled=True, ttl_seconds=30)
+    first.refresh()
+
+    first.release()
+
+    assert second.refresh() is True
+
+
+def test_a_standby_does_not_fire_and_drops_its_jobs() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    create(start, task_type="interval", cron_expression="", interval_seconds=1)
+    holder = Leadership(owner="other", enabled=True, ttl_seconds=30)
+    holder.refresh()
+    engine = make_engine(leadership=Leadership(owner="me", enabled=True, ttl_seconds=30))
+
+    engine.tick(start + dt.timedelta(seconds=5))
+
+    assert engine.executor.submitted == []
+    assert len(engine.store) == 0
+
+
+def test_declared_schedule_creates_a_task_once(settings: Any, tmp_path: Any) -> None:
+    (tmp_path / "nightly_report.py").write_text(
+        'TASK_INFO = {"description": "Report", "schedule": {"cron": "15 3 * * *"}}\n'
+        "def run():\n    return {}\n"
+    )
+    settings.SCHEDULER_SCRIPTS_PATH = str(tmp_path)
+    start = local(2026, 3, 2, 12, 0)
+    make_engine(clock=lambda: start).start()
+    task = ScheduledTask.objects.get(handler_path="scripts:nightly_report")
+    assert (task.name, task.cron_expression) == ("nightly_report", "15 3 * * *")
+
+    task_update(task, cron_expression="0 5 * * *")
+    task_delete(task)
+    make_engine(clock=lambda: start).start()
+
+    assert not ScheduledTask.objects.filter(handler_path="scripts:nightly_report").exists()
+
+
+def test_with_redis_a_change_wakes_the_scheduler_by_notification(redis_url: str) -> None:
+    from scheduler_app import notify
+
+    received: list[str] = []
+    listener = notify.Listener(received.append)
+    listener.start()
+    try:
+        # Publish until the subscription is live (it connects in the background).
+        start = local(2026, 3, 2, 12, 0)
+        task = create(start)
+
+        def notified() -> bool:
+            if notify.TASKS_CHANGED not in received:
+                task_pause(task)
+                task_update(task, description="again")
+            return notify.TASKS_CHANGED in received
+
+        wait_until(notified, timeout=10, interval=0.1)
+        task_request_run(task)
+        wait_until(lambda: notify.RUN_REQUESTED in received, timeout=10)
+    finally:
+        listener.stop()
+
+
+def test_stop_interrupts_runs_still_going_after_the_grace_period() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    task = create(start, task_type="manual", cron_expression="")
+
+    class StuckExecutor(RecordingExecutor):
+        def shutdown(self, *, grace_seconds: float) -> set[int]:
+            return {running.pk}
+
+    engine = Engine(executor=StuckExecutor(), leadership=Leadership(owner="t", enabled=False, ttl_seconds=30))
+    running = TaskExecution.objects.create(
+        task=task, status=TaskExecution.Status.RUNNING, instance_id=engine.instance, started_at=start
+    )
+
+    engine.stop(grace_seconds=0)
+
+    running.refresh_from_db()
+    assert running.status == TaskExecution.Status.FAILED
+    assert running.failure_kind == TaskExecution.FailureKind.INTERRUPTED
+    assert engine.instance in running.error_message
