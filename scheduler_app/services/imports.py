@@ -1,0 +1,137 @@
+"""Import the jobs of an existing django-apscheduler installation as ordinary tasks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import pickle
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from django.db import connection
+from django.utils.translation import gettext as _
+
+from ..exceptions import SchedulerError
+from ..models import ScheduledTask
+from .tasks import TaskInvalid, task_create
+
+logger = logging.getLogger(__name__)
+
+#: django-apscheduler's DjangoJobStore table: (id, next_run_time, job_state pickle).
+DJANGO_APSCHEDULER_TABLE = "django_apscheduler_djangojob"
+
+_APSCHEDULER_WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+@dataclass
+class ImportReport:
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _weekday_names(expression: str) -> str:
+    # APScheduler numbers weekdays from Monday = 0; crontab from Sunday = 0.
+    return re.sub(r"\d+", lambda match: _APSCHEDULER_WEEKDAYS[int(match.group()) % 7], expression)
+
+
+def _cron_expression(trigger: CronTrigger) -> str:
+    fields = {f.name: f for f in trigger.fields}
+    for name in ("year", "week"):
+        if not fields[name].is_default:
+            raise SchedulerError(
+                _("its cron trigger uses the %(field)s field, which crontab cannot express")
+                % {"field": name}
+            )
+    parts = [
+        str(fields["minute"]),
+        str(fields["hour"]),
+        str(fields["day"]),
+        str(fields["month"]),
+        _weekday_names(str(fields["day_of_week"])),
+    ]
+    if str(fields["second"]) != "0":
+        parts.insert(0, str(fields["second"]))
+    return " ".join(parts)
+
+
+def apscheduler_job_fields(state: dict[str, Any]) -> dict[str, Any]:
+    """ScheduledTask fields for one pickled APScheduler 3 job state."""
+    from ..scheduler import to_expression
+
+    trigger = state["trigger"]
+    fields: dict[str, Any] = {
+        "handler_path": state["func"],
+        "description": _("Imported from django-apscheduler job “%(id)s”.") % {"id": state["id"]},
+        "coalesce": bool(state.get("coalesce", True)),
+        "misfire_grace_seconds": int(state.get("misfire_grace_time") or 3600),
+        "overlap_policy": (
+            ScheduledTask.OverlapPolicy.SKIP
+            if state.get("max_instances", 1) == 1
+            else ScheduledTask.OverlapPolicy.ALLOW
+        ),
+        "max_instances": 0 if state.get("max_instances", 1) == 1 else state["max_instances"],
+    }
+    if isinstance(trigger, CronTrigger):
+        fields.update(task_type="cron", cron_expression=_cron_expression(trigger))
+        fields["timezone"] = str(trigger.timezone)
+        fields["jitter_seconds"] = int(trigger.jitter or 0)
+    elif isinstance(trigger, IntervalTrigger):
+        fields.update(task_type="interval", interval_seconds=int(trigger.interval_length))
+        fields["jitter_seconds"] = int(trigger.jitter or 0)
+    elif isinstance(trigger, DateTrigger):
+        fields.update(task_type="date", run_date=trigger.run_date)
+    else:
+        raise SchedulerError(
+            _("its trigger %(trigger)s has no equivalent here") % {"trigger": type(trigger).__name__}
+        )
+    if state.get("args"):
+        # Positional arguments have no parameter names to show in the admin.
+        raise SchedulerError(_("it passes positional arguments; give them names and import again"))
+    fields["handler_kwargs"] = {
+        key: to_expression(key, value) for key, value in (state.get("kwargs") or {}).items()
+    }
+    return fields
+
+
+def tasks_import_from_apscheduler(*, paused: bool = True, now: dt.datetime | None = None) -> ImportReport:
+    """Create a task for every job in django-apscheduler's table (skipping names taken).
+
+    Tasks are created paused by default, so both schedulers never fire the same job:
+    stop the old one, then resume the imported tasks. Job states are pickles written
+    by that installation's own scheduler; only import from a database you trust.
+    """
+    report = ImportReport()
+    if DJANGO_APSCHEDULER_TABLE not in connection.introspection.table_names():
+        raise SchedulerError(
+            _("No %(table)s table in this database: nothing to import from django-apscheduler.")
+            % {"table": DJANGO_APSCHEDULER_TABLE}
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, job_state FROM %s ORDER BY id"
+            % connection.ops.quote_name(DJANGO_APSCHEDULER_TABLE)
+        )
+        rows = cursor.fetchall()
+    for job_id, blob in rows:
+        name = "apscheduler:%s" % job_id
+        if ScheduledTask.objects.filter(name=name).exists():
+            report.existing.append(name)
+            continue
+        try:
+            state = pickle.loads(bytes(blob))  # noqa: S301 (the installation's own job store)
+            fields = apscheduler_job_fields(state)
+            if paused:
+                fields["status"] = ScheduledTask.Status.PAUSED
+            task_create(name=name, now=now, **fields)
+        except TaskInvalid as exc:
+            report.failed.append((job_id, "; ".join(error.message for error in exc.errors)))
+        except (SchedulerError, pickle.UnpicklingError, AttributeError, ImportError, KeyError) as exc:
+            report.failed.append((job_id, str(exc)))
+        else:
+            report.created.append(name)
+    return report

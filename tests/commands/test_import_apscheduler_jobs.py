@@ -1,0 +1,108 @@
+"""Importing django-apscheduler's DjangoJobStore rows as tasks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pickle
+from collections.abc import Iterator
+from io import StringIO
+from typing import Any
+
+import pytest
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from scheduler_app.models import ScheduledTask
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def job_table() -> Iterator[None]:
+    blob = "bytea" if connection.vendor == "postgresql" else "blob"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE django_apscheduler_djangojob "
+            "(id varchar(255) PRIMARY KEY, next_run_time timestamp NULL, job_state %s)" % blob
+        )
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE django_apscheduler_djangojob")
+
+
+def store(job_id: str, trigger: Any, func: str = "tests.services.sample_handlers:add", **job: Any) -> None:
+    # What DjangoJobStore pickles: APScheduler 3's Job.__getstate__() dict.
+    state = {
+        "version": 1, "id": job_id, "func": func, "trigger": trigger, "executor": "default",
+        "args": (), "kwargs": {}, "name": job_id, "misfire_grace_time": 60, "coalesce": True,
+        "max_instances": 1, "next_run_time": None,
+    }
+    state.update(job)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO django_apscheduler_djangojob (id, next_run_time, job_state) VALUES (%s, NULL, %s)",
+            [job_id, pickle.dumps(state)],
+        )
+
+
+def test_cron_interval_and_date_jobs_become_paused_tasks(job_table: None) -> None:
+    store("weekday-report", CronTrigger.from_crontab("*/5 2 * * mon-fri", timezone="Europe/Paris"),
+          kwargs={"a": 1, "b": 2})
+    store("every-hour", IntervalTrigger(hours=1, timezone="UTC"), kwargs={"a": 3})
+    when = dt.datetime(2099, 1, 1, 8, 0, tzinfo=dt.timezone.utc)
+    store("once", DateTrigger(run_date=when), kwargs={"a": 4})
+    out = StringIO()
+
+    call_command("import_apscheduler_jobs", stdout=out)
+
+    cron = ScheduledTask.objects.get(name="apscheduler:weekday-report")
+    assert (cron.task_type, cron.cron_expression, cron.timezone) == ("cron", "*/5 2 * * mon-fri", "Europe/Paris")
+    assert cron.handler_kwargs == {"a": 1, "b": 2}
+    assert cron.status == "paused"
+    interval = ScheduledTask.objects.get(name="apscheduler:every-hour")
+    assert (interval.task_type, interval.interval_seconds) == ("interval", 3600)
+    date = ScheduledTask.objects.get(name="apscheduler:once")
+    assert (date.task_type, date.run_date) == ("date", when)
+    assert "3 created, 0 already there, 0 skipped" in out.getvalue()
+
+
+def test_numeric_apscheduler_weekdays_are_translated_to_crontab_names(job_table: None) -> None:
+    store("mondays", CronTrigger(day_of_week="0", hour=9, timezone="UTC"), kwargs={"a": 1})
+
+    call_command("import_apscheduler_jobs", "--active", stdout=StringIO())
+
+    task = ScheduledTask.objects.get(name="apscheduler:mondays")
+    assert task.cron_expression == "0 9 * * mon"
+    assert task.status == "active"
+
+
+def test_a_second_import_leaves_existing_tasks_alone(job_table: None) -> None:
+    store("every-hour", IntervalTrigger(hours=1, timezone="UTC"), kwargs={"a": 3})
+    call_command("import_apscheduler_jobs", stdout=StringIO())
+    out = StringIO()
+
+    call_command("import_apscheduler_jobs", stdout=out)
+
+    assert "0 created, 1 already there" in out.getvalue()
+
+
+def test_jobs_that_cannot_be_expressed_are_reported_and_the_rest_imported(job_table: None) -> None:
+    store("positional", IntervalTrigger(hours=1, timezone="UTC"), args=(1,))
+    store("missing-handler", IntervalTrigger(hours=1, timezone="UTC"), func="nowhere.at_all:fn")
+    store("fine", IntervalTrigger(hours=1, timezone="UTC"), kwargs={"a": 1})
+    err = StringIO()
+
+    with pytest.raises(CommandError, match="Some jobs were not imported"):
+        call_command("import_apscheduler_jobs", stdout=StringIO(), stderr=err)
+
+    assert "positional: it passes positional arguments" in err.getvalue()
+    assert "missing-handler:" in err.getvalue() and "nowhere.at_all" in err.getvalue()
+    assert ScheduledTask.objects.filter(name="apscheduler:fine").exists()
+
+
+def test_without_the_table_the_command_says_there_is_nothing_to_import() -> None:
+    with pytest.raises(CommandError, match="No django_apscheduler_djangojob table"):
+        call_command("import_apscheduler_jobs", stdout=StringIO())
