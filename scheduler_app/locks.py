@@ -123,7 +123,7 @@ class DatabaseLockBackend:
     name = "database"
 
     def acquire(self, key: str, *, owner: str, ttl_seconds: float) -> str | None:
-        """Take over an expired row or insert a new one; None if a live row exists."""
+        """Insert a new row or take over an expired one; None if a live row exists."""
         ttl = _check_ttl(ttl_seconds)
         if len(key) > KEY_MAX_LENGTH:
             raise ValueError(f"Lock key over {KEY_MAX_LENGTH} characters: {key!r}")
@@ -135,21 +135,22 @@ class DatabaseLockBackend:
             "acquired_at": now,
             "expires_at": now + dt.timedelta(seconds=ttl),
         }
+        # The insert first: a free key (released locks are deleted) is the common
+        # case, and costs one write instead of two.
+        try:
+            # A savepoint, so a duplicate key does not poison the caller's transaction.
+            with transaction.atomic():
+                SchedulerLock.objects.create(key=key, **fields)
+            return token
+        except IntegrityError:
+            pass
         # The conditional update is atomic per row: of several racers taking over
         # the same expired row, PostgreSQL re-checks expires_at after the first
         # commits and SQLite serializes writers, so exactly one sees one row.
         taken = SchedulerLock.objects.filter(key=key, expires_at__lte=now).update(
             **fields
         )
-        if taken == 1:
-            return token
-        try:
-            # A savepoint, so a duplicate key does not poison the caller's transaction.
-            with transaction.atomic():
-                SchedulerLock.objects.create(key=key, **fields)
-        except IntegrityError:
-            return None
-        return token
+        return token if taken == 1 else None
 
     def release(self, key: str, token: str) -> bool:
         """Delete the row if `token` holds it; False if it expired or changed hands."""

@@ -342,26 +342,44 @@ def _wait_for_handler(
     return _result_from_outcome(outcome_from_return(runner.value))
 
 
-def _live_sink(execution_id: int) -> Callable[[LogSnapshot], None]:
+def _live_sink(execution: TaskExecution) -> Callable[[LogSnapshot], None]:
     def sink(snapshot: LogSnapshot) -> None:
-        TaskExecution.objects.filter(pk=execution_id, status=Status.RUNNING).update(
+        # The evaluated parameters ride along with the first flush: no statement of
+        # their own for the many runs that end before any flush.
+        TaskExecution.objects.filter(pk=execution.pk, status=Status.RUNNING).update(
             log_output=snapshot.text,
             progress_done=snapshot.progress_done,
             progress_total=snapshot.progress_total,
+            kwargs=execution.kwargs,
         )
 
     return sink
 
 
-def _write_final(execution: TaskExecution, fields: dict[str, Any]) -> bool:
-    """Store a run's final state if it is still running here; retried on database errors."""
+def _write_final(
+    execution: TaskExecution, task: ScheduledTask, fields: dict[str, Any]
+) -> bool:
+    """Store a run's final state and the task's counters in one transaction.
+
+    Only if the run is still `running` here (nobody recovered or replaced it
+    meanwhile). Retried on database errors (a lost connection, a busy SQLite), so
+    the record is not lost.
+    """
+    status = fields["status"]
     for attempt in range(5):
         try:
-            return bool(
-                TaskExecution.objects.filter(pk=execution.pk, status=Status.RUNNING).update(
-                    **fields
-                )
-            )
+            with transaction.atomic():
+                written = TaskExecution.objects.filter(
+                    pk=execution.pk, status=Status.RUNNING
+                ).update(**fields)
+                if written and status != Status.SKIPPED:
+                    ScheduledTask.objects.filter(pk=task.pk).update(
+                        run_count=F("run_count") + 1,
+                        success_count=F("success_count") + int(status == Status.SUCCESS),
+                        fail_count=F("fail_count") + int(status == Status.FAILED),
+                        last_run_at=execution.started_at,
+                    )
+            return bool(written)
         except DatabaseError:
             if attempt == 4:
                 raise
@@ -455,7 +473,7 @@ def execution_run(
             _send(signals.execution_started, task, execution)
             with bind(
                 run_log,
-                sink=_live_sink(execution.pk),
+                sink=_live_sink(execution),
                 interval=app_settings.SCHEDULER_LOG_PUBLISH_INTERVAL,
             ):
                 result = _evaluate_and_call(execution, task, run_log, run_lock, cancel_event)
@@ -499,7 +517,6 @@ def _evaluate_and_call(
             status=Status.FAILED, error_message=exc.message, failure_kind=FailureKind.ERROR
         )
     execution.kwargs = json_safe(kwargs)
-    TaskExecution.objects.filter(pk=execution.pk).update(kwargs=execution.kwargs)
     runner = _Invocation(func, kwargs)
     runner.start()
     return _wait_for_handler(runner, execution, task, run_log, run_lock, cancel_event)
@@ -524,6 +541,7 @@ def _record(
     execution.progress_total = snapshot.progress_total
     written = _write_final(
         execution,
+        task,
         {
             "status": execution.status,
             "finished_at": execution.finished_at,
@@ -535,6 +553,7 @@ def _record(
             "log_output": execution.log_output,
             "progress_done": execution.progress_done,
             "progress_total": execution.progress_total,
+            "kwargs": execution.kwargs,
         },
     )
     if not written:
@@ -553,13 +572,6 @@ def _record(
         execution.status,
         execution.duration_ms,
     )
-    if execution.status != Status.SKIPPED:
-        ScheduledTask.objects.filter(pk=task.pk).update(
-            run_count=F("run_count") + 1,
-            success_count=F("success_count") + int(execution.status == Status.SUCCESS),
-            fail_count=F("fail_count") + int(execution.status == Status.FAILED),
-            last_run_at=execution.started_at,
-        )
     signal = {
         Status.SUCCESS: signals.execution_succeeded,
         Status.FAILED: signals.execution_failed,
