@@ -145,8 +145,12 @@ class Engine:
             # A lost connection or a locked database: log, drop the connection and
             # try again next tick. Fires are not lost: next_run_at is only persisted
             # after they are recorded, and missed ones are caught up within grace.
-            logger.exception("Database error in the scheduler loop; retrying")
+            logger.exception("Database error in the scheduler loop; retrying in 1 s")
             close_old_connections()
+            return 1.0
+        except Exception:
+            # The loop boundary: a bug in one step must not kill the scheduler.
+            logger.exception("Error in the scheduler loop; retrying in 1 s")
             return 1.0
         return self._sleep_seconds(self.clock())
 
