@@ -84,6 +84,7 @@ class Engine:
         self._next_heartbeat: dt.datetime | None = None
         self._next_lease_refresh: dt.datetime | None = None
         self._next_recover: dt.datetime | None = None
+        self._takeover_recover_at: dt.datetime | None = None
         self._listener = notify.Listener(self._on_notification)
 
     # -- lifecycle ------------------------------------------------------------
@@ -184,11 +185,23 @@ class Engine:
             # Leadership changed: tell the instances table now, not at the next beat.
             self._next_heartbeat = None
             self.heartbeat_if_due(now)
+        if leader and not was_leader:
+            # The previous leader may have just died, and its runs count as abandoned
+            # only once its heartbeat is SCHEDULER_INSTANCE_STALE_SECONDS old, which
+            # is often after the takeover: look now, and again once that is surely
+            # so (1 s for this tick's own calls), not RECOVER_EVERY_SECONDS later.
+            self._next_recover = None
+            self._takeover_recover_at = now + dt.timedelta(
+                seconds=app_settings.SCHEDULER_INSTANCE_STALE_SECONDS + 1
+            )
 
     def recover_if_due(self, now: dt.datetime) -> None:
         if self._next_recover is None or now >= self._next_recover:
             executions_recover_abandoned(now=now)
             self._next_recover = now + dt.timedelta(seconds=RECOVER_EVERY_SECONDS)
+            if self._takeover_recover_at is not None:
+                self._next_recover = min(self._next_recover, self._takeover_recover_at)
+                self._takeover_recover_at = None
 
     # -- staying in step with the database ----------------------------------------
 

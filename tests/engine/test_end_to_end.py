@@ -1,0 +1,528 @@
+"""End to end: real `manage.py runscheduler` processes against the test database.
+
+Each test starts one or two scheduler processes with short timings, drives them
+through the services (as the admin and the API do) and reads the rows they write.
+The processes use the test's own database (the SQLite file or the PostgreSQL test
+database), so the tests commit for real (`transaction=True`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
+from scheduler_app.services import task_create, task_pause, task_request_run
+from tests.helpers import wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+T = TypeVar("T")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+Status = TaskExecution.Status
+Trigger = TaskExecution.TriggerType
+
+# Short timings, so leadership, staleness and shutdown play out in seconds.
+HEARTBEAT_INTERVAL = 0.5
+INSTANCE_STALE_SECONDS = 3
+LEADER_LOCK_TTL = 4
+LEADER_LOCK_REFRESH_INTERVAL = 1
+SHUTDOWN_GRACE_SECONDS = 2
+#: Process start (Django setup, checks, first tick) on a slow CI machine.
+STARTUP_TIMEOUT = 20.0
+#: Variables of the test run that must not leak into the schedulers.
+WITHHELD_VARIABLES = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SQLITE_PATH",
+    "DJANGO_SETTINGS_MODULE",
+)
+
+SLEEPER_SCRIPT = '''"""Sleeps, to stand for a long-running job."""
+
+import time
+
+
+def run(seconds: int = 60) -> dict:
+    time.sleep(seconds)
+    return {"slept": seconds}
+'''
+
+TICK_SCRIPT = '''"""Does nothing, quickly."""
+
+
+def run() -> dict:
+    return {"ticked": True}
+'''
+
+
+def database_env() -> dict[str, str]:
+    """Environment that points a subprocess at the database this test uses."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        path = str(db["NAME"])
+        # DATABASE_URL too, so a DATABASE_URL in .env or the shell cannot win.
+        return {"SQLITE_PATH": path, "DATABASE_URL": "sqlite:///%s" % path}
+    if connection.vendor == "postgresql":
+        auth = quote(db["USER"] or "", safe="")
+        if db.get("PASSWORD"):
+            auth += ":" + quote(db["PASSWORD"], safe="")
+        host = db.get("HOST") or "127.0.0.1"
+        port = ":%s" % db["PORT"] if db.get("PORT") else ""
+        url = "postgres://%s@%s%s/%s" % (auth, host, port, db["NAME"])
+        return {"DATABASE_URL": url}
+    pytest.skip("these tests need SQLite or PostgreSQL, not %s" % connection.vendor)
+
+
+class SchedulerProcess:
+    """One `manage.py runscheduler` subprocess; its stdout and stderr go to a file."""
+
+    def __init__(self, name: str, env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log_file = log_path.open("wb")
+        self.popen = subprocess.Popen(
+            [sys.executable, "manage.py", "runscheduler"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        self._instance_id = ""
+        #: Set when the test stops the process itself, so an exit is no failure.
+        self.signalled = False
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def output(self, tail: int = 6000) -> str:
+        text = self.log_path.read_text(errors="replace")
+        return text[-tail:]
+
+    def report(self) -> str:
+        code = self.popen.poll()
+        state = "running" if code is None else "exited with %s" % code
+        return "--- runscheduler %s (pid %s, %s) output ---\n%s" % (
+            self.name,
+            self.pid,
+            state,
+            self.output(),
+        )
+
+    def instance_row(self) -> SchedulerInstance | None:
+        rows = SchedulerInstance.objects.filter(pid=self.pid)
+        return rows.order_by("-started_at").first()
+
+    @property
+    def instance_id(self) -> str:
+        """The instance id this process registered (waits for its first heartbeat)."""
+        if not self._instance_id:
+            row = wait_for(self.instance_row, STARTUP_TIMEOUT, self)
+            self._instance_id = row.instance_id
+        return self._instance_id
+
+    def is_leader(self) -> bool:
+        row = self.instance_row()
+        return bool(row and row.is_leader and row.stopped_at is None)
+
+    def send_signal(self, signum: int) -> None:
+        self.signalled = True
+        self.popen.send_signal(signum)
+
+    def died(self) -> bool:
+        """Whether it exited without being told to (a crash, a bad setting)."""
+        return not self.signalled and self.popen.poll() is not None
+
+    def reap(self, deadline: float) -> None:
+        """Wait for the exit until `deadline` (monotonic), then kill."""
+        try:
+            self.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(timeout=10)
+        finally:
+            self._log_file.close()
+
+
+def stop_all(processes: list[SchedulerProcess]) -> None:
+    """SIGTERM every process still running, then kill what outlives the grace period."""
+    for process in processes:
+        if process.popen.poll() is None:
+            process.popen.terminate()
+    deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS + 8
+    for process in processes:
+        process.reap(deadline)
+
+
+def reports(*processes: SchedulerProcess) -> str:
+    return "\n".join(process.report() for process in processes)
+
+
+def wait_for(
+    predicate: Callable[[], T], timeout: float, *processes: SchedulerProcess
+) -> T:
+    """wait_until, with the schedulers' output in the failure message.
+
+    Fails at once if one of `processes` died, rather than at the deadline.
+    """
+
+    def check() -> T:
+        if any(process.died() for process in processes):
+            raise AssertionError("a runscheduler process died")
+        return predicate()
+
+    try:
+        return wait_until(check, timeout=timeout, interval=0.05)
+    except AssertionError as exc:
+        raise AssertionError("%s\n%s" % (exc, reports(*processes))) from None
+
+
+@pytest.fixture
+def start_scheduler(
+    transactional_db: None, tmp_path: Path
+) -> Iterator[Callable[..., SchedulerProcess]]:
+    """Start runscheduler processes on the test database; all are stopped at teardown.
+
+    Depends on transactional_db so the processes are gone before the tables are
+    flushed (and before PostgreSQL drops the test database).
+    """
+    processes: list[SchedulerProcess] = []
+    suffix = uuid.uuid4().hex[:8]
+    defaults = {
+        "SCHEDULER_REDIS_PREFIX": "e2e-%s:" % suffix,
+        "SCHEDULER_LEADER_LOCK_KEY": "e2e-leader-%s" % suffix,
+    }
+
+    def start(
+        *,
+        redis_url: str = "",
+        redis_prefix: str = "",
+        extra_env: dict[str, str] | None = None,
+    ) -> SchedulerProcess:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            # The test run's own settings (and what .env put in os.environ) stay out.
+            if not key.startswith("SCHEDULER_") and key not in WITHHELD_VARIABLES
+        }
+        env.update(
+            DJANGO_SETTINGS_MODULE="config.settings",
+            SECRET_KEY="test",
+            DEBUG="false",
+            LOG_LEVEL="INFO",
+            PYTHONUNBUFFERED="1",
+            REDIS_URL=redis_url,
+            SCHEDULER_HEARTBEAT_INTERVAL=str(HEARTBEAT_INTERVAL),
+            SCHEDULER_INSTANCE_STALE_SECONDS=str(INSTANCE_STALE_SECONDS),
+            SCHEDULER_LEADER_LOCK_TTL=str(LEADER_LOCK_TTL),
+            SCHEDULER_LEADER_LOCK_REFRESH_INTERVAL=str(LEADER_LOCK_REFRESH_INTERVAL),
+            SCHEDULER_SHUTDOWN_GRACE_SECONDS=str(SHUTDOWN_GRACE_SECONDS),
+            **defaults,
+        )
+        if redis_prefix:
+            env["SCHEDULER_REDIS_PREFIX"] = redis_prefix
+        env.update(database_env())
+        env.update(extra_env or {})
+        name = "ABCDEFGH"[len(processes)]
+        log_path = tmp_path / ("runscheduler-%s.log" % name)
+        process = SchedulerProcess(name, env, log_path)
+        processes.append(process)
+        return process
+
+    yield start
+    stop_all(processes)
+
+
+@pytest.fixture
+def scripts_dir(tmp_path: Path, settings: Any) -> Path:
+    """A scripts folder with `sleeper` and `tick`, shared with the schedulers."""
+    folder = tmp_path / "scripts"
+    folder.mkdir()
+    (folder / "sleeper.py").write_text(SLEEPER_SCRIPT)
+    (folder / "tick.py").write_text(TICK_SCRIPT)
+    settings.SCHEDULER_SCRIPTS_PATH = str(folder)
+    return folder
+
+
+def scheduled_runs(task: ScheduledTask) -> Any:
+    return TaskExecution.objects.filter(task=task, trigger_type=Trigger.SCHEDULED)
+
+
+def make_interval(name: str, handler: str = "scripts:example_task") -> ScheduledTask:
+    return task_create(
+        name=name, task_type="interval", interval_seconds=1, handler_path=handler
+    )
+
+
+def make_manual(name: str, handler: str = "scripts:example_task") -> ScheduledTask:
+    return task_create(name=name, task_type="manual", handler_path=handler)
+
+
+def succeeded(execution: TaskExecution) -> bool:
+    return TaskExecution.objects.filter(pk=execution.pk, status=Status.SUCCESS).exists()
+
+
+# 1. Firing ------------------------------------------------------------------------
+
+
+def test_runscheduler_fires_interval_and_cron_tasks_and_records_each_fire(
+    start_scheduler: Callable[..., SchedulerProcess],
+) -> None:
+    scheduler = start_scheduler()
+    wait_for(scheduler.is_leader, STARTUP_TIMEOUT, scheduler)
+    # Created after the start: the running process must pick them up.
+    interval = make_interval("e2e interval")
+    cron = task_create(
+        name="e2e cron",
+        task_type="cron",
+        cron_expression="*/1 * * * * *",
+        handler_path="scripts:data_sync",
+    )
+
+    def three_successes_each() -> bool:
+        return all(
+            scheduled_runs(task).filter(status=Status.SUCCESS).count() >= 3
+            for task in (interval, cron)
+        )
+
+    wait_for(three_successes_each, 15, scheduler)
+
+    for task in (interval, cron):
+        runs = list(scheduled_runs(task).exclude(status=Status.PENDING))
+        fire_times = [run.scheduled_for for run in runs]
+        assert None not in fire_times, reports(scheduler)
+        assert len(set(fire_times)) == len(fire_times), (fire_times, reports(scheduler))
+        for run in runs:
+            assert run.started_at is not None, run
+            assert run.started_at >= run.scheduled_for, (run, run.started_at)
+            assert run.instance_id == scheduler.instance_id
+        failures = [
+            (run.status, run.error_message)
+            for run in runs
+            if run.is_finished and run.status != Status.SUCCESS
+        ]
+        assert not failures, (task.name, failures)
+
+
+# 2. Changes while running -----------------------------------------------------------
+
+
+def test_pause_stops_fires_and_run_now_is_executed_while_runscheduler_runs(
+    start_scheduler: Callable[..., SchedulerProcess],
+) -> None:
+    paused = make_interval("e2e to pause")
+    active = make_interval("e2e stays active")
+    manual = make_manual("e2e manual")
+    scheduler = start_scheduler()
+    wait_for(lambda: scheduled_runs(paused).exists(), STARTUP_TIMEOUT, scheduler)
+
+    task_pause(paused)
+    first = task_request_run(manual)
+    wait_for(lambda: succeeded(first), 5, scheduler)
+    # The run-now was requested after the pause committed, and a tick fires before
+    # it starts pending runs: from the tick after, the paused task is unloaded.
+    second = task_request_run(manual)
+    wait_for(lambda: succeeded(second), 5, scheduler)
+    fires_after_pause = scheduled_runs(paused).count()
+    # Let two more seconds pass, seen as two more fires of the active task.
+    active_fires = scheduled_runs(active).count()
+    wait_for(lambda: scheduled_runs(active).count() >= active_fires + 2, 5, scheduler)
+
+    assert scheduled_runs(paused).count() == fires_after_pause, reports(scheduler)
+    paused.refresh_from_db()
+    assert paused.status == ScheduledTask.Status.PAUSED
+    assert TaskExecution.objects.get(pk=first.pk).trigger_type == Trigger.MANUAL
+
+
+# 3. SIGTERM -------------------------------------------------------------------------
+
+
+def test_sigterm_exits_cleanly_after_the_grace_period_and_interrupts_long_runs(
+    start_scheduler: Callable[..., SchedulerProcess], scripts_dir: Path
+) -> None:
+    sleeper = make_manual("e2e sleeper", handler="scripts:sleeper")
+    scheduler = start_scheduler(extra_env={"SCHEDULER_SCRIPTS_PATH": str(scripts_dir)})
+    run = task_request_run(sleeper)
+    wait_for(
+        lambda: TaskExecution.objects.filter(pk=run.pk, status=Status.RUNNING).exists(),
+        STARTUP_TIMEOUT,
+        scheduler,
+    )
+    instance = scheduler.instance_id
+
+    scheduler.send_signal(signal.SIGTERM)
+    try:
+        code = scheduler.popen.wait(timeout=SHUTDOWN_GRACE_SECONDS + 6)
+    except subprocess.TimeoutExpired:
+        pytest.fail("runscheduler did not exit after SIGTERM\n" + reports(scheduler))
+
+    assert code == 0, reports(scheduler)
+    row = SchedulerInstance.objects.get(instance_id=instance)
+    assert row.stopped_at is not None, reports(scheduler)
+    assert not row.is_leader
+    run.refresh_from_db()
+    assert (run.status, run.failure_kind) == (Status.FAILED, "interrupted"), (
+        run.error_message,
+        reports(scheduler),
+    )
+    assert run.instance_id == instance
+    assert instance in run.error_message
+
+
+# 4. Two instances -------------------------------------------------------------------
+
+
+def test_two_instances_elect_one_leader_and_fire_every_second_of_every_task_once(
+    start_scheduler: Callable[..., SchedulerProcess],
+    request: pytest.FixtureRequest,
+    settings: Any,
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("two schedulers at once are tested on PostgreSQL (with Redis)")
+    redis = {
+        "redis_url": request.getfixturevalue("redis_url"),
+        "redis_prefix": settings.SCHEDULER_REDIS_PREFIX,
+    }
+    first = start_scheduler(**redis)
+    second = start_scheduler(**redis)
+    both = (first, second)
+
+    def leaders() -> list[str]:
+        return list(
+            SchedulerInstance.objects.filter(
+                pid__in=[first.pid, second.pid], is_leader=True, stopped_at=None
+            ).values_list("instance_id", flat=True)
+        )
+
+    wait_for(
+        lambda: first.instance_row() and second.instance_row() and leaders(),
+        STARTUP_TIMEOUT,
+        *both,
+    )
+    tasks = [make_interval("e2e every second %02d" % index) for index in range(20)]
+
+    seen_leaders: list[list[str]] = []
+
+    def every_task_fired_eight_times() -> bool:
+        seen_leaders.append(leaders())
+        counts = TaskExecution.objects.filter(
+            task__in=tasks, trigger_type=Trigger.SCHEDULED
+        ).values_list("task_id", flat=True)
+        per_task = {task.pk: 0 for task in tasks}
+        for task_id in counts:
+            per_task[task_id] += 1
+        return min(per_task.values()) >= 8
+
+    wait_for(every_task_fired_eight_times, 20, *both)
+    checked_at = timezone.now()
+
+    assert all(len(ids) == 1 for ids in seen_leaders), (seen_leaders, reports(*both))
+    assert len({ids[0] for ids in seen_leaders}) == 1, (seen_leaders, reports(*both))
+    leader = seen_leaders[-1][0]
+    for task in tasks:
+        fire_times = sorted(
+            scheduled_runs(task)
+            .filter(scheduled_for__lte=checked_at)
+            .values_list("scheduled_for", flat=True)
+        )
+        assert len(set(fire_times)) == len(fire_times), (task.name, fire_times)
+        # Every second fired: no gap between consecutive fires...
+        gaps = [later - earlier for earlier, later in zip(fire_times, fire_times[1:])]
+        assert set(gaps) == {dt.timedelta(seconds=1)}, (task.name, fire_times)
+        # ...and none missing at either end (the newest may still be on its way).
+        elapsed = (checked_at - task.created_at).total_seconds()
+        assert len(fire_times) >= int(elapsed) - 2, (task.name, elapsed, fire_times)
+    ran_on = set(
+        TaskExecution.objects.filter(task__in=tasks)
+        .exclude(instance_id="")
+        .values_list("instance_id", flat=True)
+    )
+    assert ran_on == {leader}, (ran_on, leader, reports(*both))
+
+
+# 5. kill -9 of the leader -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("lease", ["redis", "database"])
+def test_standby_takes_over_after_leader_is_killed_and_marks_its_runs_abandoned(
+    lease: str,
+    start_scheduler: Callable[..., SchedulerProcess],
+    scripts_dir: Path,
+    request: pytest.FixtureRequest,
+    settings: Any,
+) -> None:
+    redis_options: dict[str, str] = {}
+    if lease == "redis":
+        if connection.vendor != "postgresql":
+            pytest.skip("the Redis lease is tested with PostgreSQL")
+        redis_options = {
+            "redis_url": request.getfixturevalue("redis_url"),
+            "redis_prefix": settings.SCHEDULER_REDIS_PREFIX,
+        }
+    else:
+        settings.REDIS_URL = ""
+    # As with the default settings (30 s each), an instance counts as gone no sooner
+    # than its lease expires: the killed leader still looks alive when the standby
+    # takes over, so the new leader has to look for its runs again once it is stale.
+    stale_seconds = LEADER_LOCK_TTL + 1
+    env = {
+        "SCHEDULER_SCRIPTS_PATH": str(scripts_dir),
+        "SCHEDULER_INSTANCE_STALE_SECONDS": str(stale_seconds),
+    }
+    sleeper = make_manual("e2e sleeper", handler="scripts:sleeper")
+    tick = make_interval("e2e tick", handler="scripts:tick")
+
+    first = start_scheduler(extra_env=env, **redis_options)
+    wait_for(first.is_leader, STARTUP_TIMEOUT, first)
+    long_run = task_request_run(sleeper)
+    wait_for(
+        lambda: TaskExecution.objects.filter(
+            pk=long_run.pk, status=Status.RUNNING, instance_id=first.instance_id
+        ).exists(),
+        10,
+        first,
+    )
+    second = start_scheduler(extra_env=env, **redis_options)
+    both = (first, second)
+    wait_for(second.instance_row, STARTUP_TIMEOUT, *both)
+    assert not second.is_leader(), reports(*both)
+    first_id, second_id = first.instance_id, second.instance_id
+
+    first.send_signal(signal.SIGKILL)
+    first.popen.wait(timeout=10)
+    killed_at = timezone.now()
+
+    wait_for(second.is_leader, LEADER_LOCK_TTL + 6, *both)
+    wait_for(
+        lambda: scheduled_runs(tick)
+        .filter(instance_id=second_id, scheduled_for__gt=killed_at)
+        .filter(status=Status.SUCCESS)
+        .exists(),
+        5,
+        *both,
+    )
+    ended = TaskExecution.objects.filter(pk=long_run.pk, status=Status.FAILED)
+    wait_for(ended.exists, stale_seconds + 6, *both)
+    long_run.refresh_from_db()
+    assert long_run.failure_kind == "abandoned", reports(*both)
+    assert first_id in long_run.error_message
+    assert long_run.instance_id == first_id
+    row = SchedulerInstance.objects.get(instance_id=first_id)
+    assert row.stopped_at is None  # killed: it never said goodbye
