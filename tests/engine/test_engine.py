@@ -396,3 +396,26 @@ def test_stop_interrupts_runs_still_going_after_the_grace_period() -> None:
     assert running.status == TaskExecution.Status.FAILED
     assert running.failure_kind == TaskExecution.FailureKind.INTERRUPTED
     assert engine.instance in running.error_message
+
+
+def test_a_new_leader_recovers_the_dead_leaders_runs_once_its_heartbeat_is_stale(settings: Any) -> None:
+    from scheduler_app.models import SchedulerInstance
+
+    settings.SCHEDULER_INSTANCE_STALE_SECONDS = 30
+    start = local(2026, 3, 2, 12, 0)
+    task = create(start, task_type="manual", cron_expression="")
+    SchedulerInstance.objects.create(instance_id="dead-leader", last_heartbeat_at=start - dt.timedelta(seconds=5))
+    orphan = TaskExecution.objects.create(
+        task=task, status=TaskExecution.Status.RUNNING, instance_id="dead-leader",
+        started_at=start - dt.timedelta(minutes=10),
+    )
+    engine = make_engine(leadership=Leadership(owner="new", enabled=True, ttl_seconds=30))
+
+    engine.tick(start)  # takes the lease; the dead leader still looks alive
+    assert TaskExecution.objects.get(pk=orphan.pk).status == TaskExecution.Status.RUNNING
+
+    engine.tick(start + dt.timedelta(seconds=31))  # well before the 60 s routine check
+
+    orphan.refresh_from_db()
+    assert orphan.status == TaskExecution.Status.FAILED
+    assert orphan.failure_kind == TaskExecution.FailureKind.ABANDONED
