@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 from scheduler_app import task_log, task_progress
+from scheduler_app.handlers.base import BaseTask, ScheduleType, TaskSchedule
 from scheduler_app.handlers.results import TaskResult
 
 #: Set by a test to let a blocking handler finish.
@@ -85,3 +86,15 @@ def returns_odd_values() -> dict:
     import decimal
 
     return {"when": dt.datetime(2024, 1, 1, 8, 0), "amount": decimal.Decimal("1.50"), "tags": {"a"}}
+
+
+class NightlyTotals(BaseTask):
+    """A seed 001 style class handler."""
+
+    name = "nightly_totals"
+    description = "Adds up the day's orders"
+    schedule = TaskSchedule(schedule_type=ScheduleType.CRON, cron_expression="0 1 * * *")
+
+    async def run(self, region: str = "all") -> TaskResult:
+        task_log("totals for", region)
+        return TaskResult.success("done", region=region, orders=3)

@@ -472,3 +472,38 @@ def test_concurrent_runs_update_the_counters_atomically() -> None:
     task.refresh_from_db()
     assert task.run_count == 6
     assert task.success_count == 6
+
+
+def test_a_seed_001_class_handler_runs_through_the_same_path() -> None:
+    execution = run(make("NightlyTotals", handler_kwargs={"region": "'eu'"}))
+
+    assert execution.status == Status.SUCCESS
+    assert execution.result == {"message": "done", "region": "eu", "orders": 3}
+    assert "totals for eu" in execution.log_output
+
+
+@pytest.mark.parametrize("script", ["example_task", "data_sync", "cleanup_executions"])
+def test_shipped_scripts_run_successfully(script: str) -> None:
+    task = ScheduledTask.objects.create(
+        name="shipped-%s" % script, task_type="manual", handler_path="scripts:%s" % script
+    )
+
+    execution = run(task)
+
+    assert execution.status == Status.SUCCESS, execution.error_traceback
+    assert execution.log_output
+
+
+def test_cleanup_script_reports_how_many_it_deleted() -> None:
+    # Not the migration's system task: transactional tests flush it away.
+    task = ScheduledTask.objects.create(
+        name="cleanup", task_type="manual", handler_path="scripts:cleanup_executions"
+    )
+    old = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+    for _ in range(3):
+        TaskExecution.objects.create(task=task, status=Status.SUCCESS, created_at=old)
+
+    execution = run(task, overrides={"batch_size": "2"})
+
+    assert execution.result == {"deleted": 3, "kept_days": 30}
+    assert "Deleted 3 executions" in execution.log_output
