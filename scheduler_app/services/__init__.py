@@ -16,8 +16,10 @@ from .instances import (
     instances_alive_ids,
 )
 from .params import parameters_evaluate, parameters_validate
+from .previews import SchedulePreview, schedule_preview
 from .tasks import (
     TaskInvalid,
+    lock_force_release,
     task_create,
     task_delete,
     task_get,
@@ -38,6 +40,7 @@ from .tasks import (
 )
 
 __all__ = [
+    "SchedulePreview",
     "TaskInvalid",
     "execution_cancel",
     "execution_run",
@@ -50,8 +53,10 @@ __all__ = [
     "instance_id",
     "instance_stopped",
     "instances_alive_ids",
+    "lock_force_release",
     "parameters_evaluate",
     "parameters_validate",
+    "schedule_preview",
     "task_create",
     "task_delete",
     "task_get",

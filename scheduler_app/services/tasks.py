@@ -20,6 +20,7 @@ from ..exceptions import (
     TaskNotFound,
 )
 from ..handlers.registry import get_handler, list_handlers
+from ..locks import get_lock_backend
 from .. import notify
 from ..models import ScheduledTask, SchedulerState, TaskExecution
 from ..schedules import build_trigger, next_fire_times, resolve_timezone, validate_schedule
@@ -249,7 +250,10 @@ def task_resume(task: ScheduledTask, *, now: dt.datetime | None = None) -> Sched
 def task_get(id_or_name: int | str) -> ScheduledTask:
     """A task by primary key or by name; TaskNotFound names the closest names."""
     lookup: dict[str, Any]
-    if isinstance(id_or_name, int) or (isinstance(id_or_name, str) and id_or_name.isdigit()):
+    # isascii(): str.isdigit() also accepts digits such as "²" that int() refuses.
+    if isinstance(id_or_name, int) or (
+        isinstance(id_or_name, str) and id_or_name.isascii() and id_or_name.isdigit()
+    ):
         lookup = {"pk": int(id_or_name)}
         task = ScheduledTask.objects.filter(**lookup).first()
         if task is None:
@@ -385,3 +389,13 @@ def tasks_ensure_declared(*, now: dt.datetime | None = None) -> list[ScheduledTa
     for task in created:
         logger.info("Created task %s from the schedule declared by %s", task.name, task.handler_path)
     return created
+
+
+def lock_force_release(key: str, *, by: str) -> bool:
+    """Release a lock whatever its owner (its holder is gone); True if one was held.
+
+    For operators (admin, API) only: a live holder keeps running without its lock.
+    """
+    released = get_lock_backend().force_release(key)
+    logger.warning("Lock %s force-released by %s (was held: %s)", key, by, released)
+    return released
