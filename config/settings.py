@@ -29,6 +29,12 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # REST API (/api/v1/): DRF, hashed API keys, filters, OpenAPI schema + docs assets.
+    "rest_framework",
+    "rest_framework_api_key",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "scheduler_app",
 ]
 
@@ -135,6 +141,54 @@ LOGGING = {
         "apscheduler": {"level": "WARNING"},
     },
 }
+
+# --- REST API (/api/v1/) -----------------------------------------------------
+# Everything is authenticated: an API key (header or ?api_key=) acts as its user,
+# the session serves the browsable API and the docs. Permissions are Django model
+# permissions, the view permission included, so keys and sessions are checked alike.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First, so an anonymous request gets 401 with `WWW-Authenticate: Api-Key`.
+        "scheduler_app.api.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON bodies only: form encodings cannot say "an object" or "null" exactly (the
+    # browsable API keeps its raw JSON form).
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "scheduler_app.api.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": [],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "scheduler_app.api.exceptions.api_exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Scheduled tasks API",
+    "DESCRIPTION": (
+        "Tasks, executions, handlers, locks and scheduler status. Authenticate with "
+        "an API key (`X-Api-Key: <key>`, `Authorization: Api-Key <key>` or "
+        "`?api_key=<key>`) or an admin session."
+    ),
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Request and response bodies differ (a task read has its statistics too).
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "TaskStatusEnum": "scheduler_app.models.ScheduledTask.Status",
+        "ExecutionStatusEnum": "scheduler_app.models.TaskExecution.Status",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "scheduler_app.api.schema.add_error_responses",
+    ],
+    # Swagger UI and ReDoc from the installed sidecar package: no internet needed.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+# --- end REST API ------------------------------------------------------------
 
 # --- Scheduler ---------------------------------------------------------------
 # Every setting of the scheduler, with its default. The environment variable has

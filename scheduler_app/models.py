@@ -479,3 +479,6 @@ class SchedulerState(models.Model):
 
     def __str__(self) -> str:
         return "%s=%s" % (self.key, self.value)
+
+
+from .api.keys import UserAPIKey  # noqa: E402,F401  (registers the API key model)

@@ -1,0 +1,392 @@
+"""Serializers: separate read and write shapes; validation hands off to the services."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from .. import services
+from ..exceptions import SchedulerError
+from ..models import ScheduledTask, TaskExecution
+from ..services.tasks import EDITABLE_FIELDS
+from .exceptions import errors_by_field
+
+MSG_NOT_AN_OBJECT = _(
+    "Enter a JSON object mapping parameter names to expressions, e.g. "
+    '{"days": "7", "since": "date.today()"}.'
+)
+MSG_NUL_CHARACTER = _("Remove the NUL character (\\u0000): it cannot be stored.")
+MSG_RUN_DATE_RANGE = _(
+    "Enter a run date between 1970 and 9000, e.g. 2030-01-31T02:00:00Z."
+)
+
+#: The largest value of a PostgreSQL integer column. SQLite would take up to 2**63,
+#: which makes the schema depend on the database and overflows time arithmetic.
+INTEGER_MAX = 2_147_483_647
+#: Run dates are kept where every time zone has whole-minute offsets (before 1970
+#: some zones used local mean time, e.g. +08:05:43) and far from datetime's limit.
+RUN_DATE_MIN = dt.datetime(1970, 1, 2, tzinfo=dt.timezone.utc)
+RUN_DATE_MAX = dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc)
+
+#: Fields of a task that the API never writes: `is_system` belongs to the system
+#: (clearing it would make a system task deletable), the rest to the scheduler.
+TASK_WRITE_FIELDS = tuple(name for name in EDITABLE_FIELDS if name != "is_system")
+TASK_STATS_FIELDS = (
+    "last_run_at",
+    "next_run_at",
+    "run_count",
+    "success_count",
+    "fail_count",
+    "created_at",
+    "updated_at",
+)
+
+
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(
+            _contains_nul(key) or _contains_nul(item) for key, item in value.items()
+        )
+    if isinstance(value, list | tuple):
+        return any(_contains_nul(item) for item in value)
+    return False
+
+
+def validate_parameters_object(value: Any) -> dict[str, Any]:
+    """A JSON object of parameter expressions that the database can store."""
+    if not isinstance(value, dict):
+        raise serializers.ValidationError(MSG_NOT_AN_OBJECT, code="invalid")
+    if _contains_nul(value):
+        raise serializers.ValidationError(MSG_NUL_CHARACTER, code="invalid")
+    return value
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    """A task as it is read: every field plus its statistics and latest execution."""
+
+    url = serializers.HyperlinkedIdentityField(
+        view_name="api:task-detail", lookup_url_kwarg="id_or_name"
+    )
+    success_rate = serializers.FloatField(
+        read_only=True,
+        allow_null=True,
+        help_text=_(
+            "Successes / (successes + failures), null before any finished run."
+        ),
+    )
+    last_execution_id = serializers.IntegerField(read_only=True, allow_null=True)
+    last_execution_status = serializers.ChoiceField(
+        choices=TaskExecution.Status.choices, read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = ScheduledTask
+        fields = [
+            "id",
+            "url",
+            *EDITABLE_FIELDS,
+            *TASK_STATS_FIELDS,
+            "success_rate",
+            "last_execution_id",
+            "last_execution_status",
+        ]
+        read_only_fields = fields
+
+
+class TaskWriteSerializer(serializers.ModelSerializer):
+    """A task as it is created or changed; the answer is a TaskSerializer.
+
+    `validate()` runs the same checks as the admin form (`task_validate`), so a bad
+    cron field, interval, run date, handler or parameter is a 400 naming the field.
+    """
+
+    class Meta:
+        model = ScheduledTask
+        fields = list(TASK_WRITE_FIELDS)
+        extra_kwargs = {
+            # The service reports a taken name (constraint on save) with its message.
+            "name": {"validators": []},
+            **{
+                name: {"max_value": INTEGER_MAX}
+                for name in (
+                    "interval_seconds",
+                    "max_instances",
+                    "timeout_seconds",
+                    "max_retries",
+                    "retry_delay_seconds",
+                    "misfire_grace_seconds",
+                    "jitter_seconds",
+                )
+            },
+        }
+
+    def validate_run_date(self, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and not RUN_DATE_MIN <= value < RUN_DATE_MAX:
+            raise serializers.ValidationError(MSG_RUN_DATE_RANGE, code="invalid")
+        return value
+
+    def validate_handler_kwargs(self, value: Any) -> dict[str, Any]:
+        return validate_parameters_object(value)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        original = self.instance
+        candidate = copy.copy(original) if original is not None else ScheduledTask()
+        for name, value in attrs.items():
+            setattr(candidate, name, value)
+        # The rule of task_create / task_update: a one-off task's run date must be
+        # in the future when it is set, not every time the task is edited later.
+        is_date = candidate.task_type == ScheduledTask.TaskType.DATE
+        if original is None:
+            require_future = is_date
+        else:
+            require_future = is_date and attrs.get("run_date", original.run_date) != (
+                original.run_date
+            )
+        try:
+            services.task_validate(candidate, require_future_run_date=require_future)
+        except services.TaskInvalid as exc:
+            raise serializers.ValidationError(errors_by_field(exc.errors)) from exc
+        return attrs
+
+    def to_representation(self, instance: ScheduledTask) -> dict[str, Any]:
+        return dict(TaskSerializer(instance, context=self.context).data)
+
+
+class RunRequestSerializer(serializers.Serializer):
+    """Parameter overrides for one run; checked like the task's own parameters."""
+
+    kwargs = serializers.DictField(
+        child=serializers.JSONField(),
+        required=False,
+        default=dict,
+        help_text=_(
+            'Parameter name → expression for this run only, e.g. {"days": "3"}; the '
+            "task's other parameters keep their values."
+        ),
+    )
+
+    def validate_kwargs(self, value: Any) -> dict[str, Any]:
+        return validate_parameters_object(value)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        task: ScheduledTask = self.context["task"]
+        overrides = attrs.get("kwargs") or {}
+        if not overrides:
+            return attrs
+        try:
+            problems = services.parameters_validate(
+                task.handler_path,
+                {**task.handler_kwargs, **overrides},
+                now=services.task_local_now(task),
+            )
+        except SchedulerError as exc:
+            raise serializers.ValidationError(
+                errors_by_field([exc], parameters_field="kwargs")
+            ) from exc
+        if problems:
+            raise serializers.ValidationError(
+                errors_by_field(problems, parameters_field="kwargs")
+            )
+        return attrs
+
+
+class RunResponseSerializer(serializers.ModelSerializer):
+    """The pending execution a run request created."""
+
+    url = serializers.HyperlinkedIdentityField(view_name="api:execution-detail")
+    log_url = serializers.HyperlinkedIdentityField(view_name="api:execution-log")
+
+    class Meta:
+        model = TaskExecution
+        fields = [
+            "id",
+            "url",
+            "log_url",
+            "task",
+            "status",
+            "trigger_type",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class ProgressSerializer(serializers.Serializer):
+    done = serializers.IntegerField(source="progress_done", allow_null=True)
+    total = serializers.IntegerField(source="progress_total", allow_null=True)
+    percent = serializers.FloatField(source="progress_percent", allow_null=True)
+
+
+class ExecutionSerializer(serializers.ModelSerializer):
+    """An execution in a list: everything but the log, traceback and result."""
+
+    url = serializers.HyperlinkedIdentityField(view_name="api:execution-detail")
+    task_name = serializers.CharField(read_only=True)
+    failure_kind = serializers.ChoiceField(
+        choices=TaskExecution.FailureKind.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text=_("Why a failed run failed; empty for every other status."),
+    )
+    progress = ProgressSerializer(source="*", read_only=True)
+
+    class Meta:
+        model = TaskExecution
+        fields = [
+            "id",
+            "url",
+            "task",
+            "task_name",
+            "status",
+            "failure_kind",
+            "trigger_type",
+            "scheduled_for",
+            "attempt",
+            "retry_of",
+            "run_after",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "error_message",
+            "kwargs_overrides",
+            "kwargs",
+            "progress",
+            "instance_id",
+            "cancel_requested",
+        ]
+        read_only_fields = fields
+
+
+class ExecutionDetailSerializer(ExecutionSerializer):
+    """An execution with its result, traceback and whole (capped) log."""
+
+    log_url = serializers.HyperlinkedIdentityField(view_name="api:execution-log")
+
+    class Meta(ExecutionSerializer.Meta):
+        fields = [
+            *ExecutionSerializer.Meta.fields,
+            "result",
+            "error_traceback",
+            "log_output",
+            "log_url",
+        ]
+        read_only_fields = fields
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """Digits only: DRF's IntegerField also takes "1.0" in a query string."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, str) and not (
+            data.isascii() and data.lstrip("-").isdigit()
+        ):
+            self.fail("invalid")
+        value: int = super().to_internal_value(data)
+        return value
+
+
+class LogQuerySerializer(serializers.Serializer):
+    offset = StrictIntegerField(
+        min_value=0,
+        default=0,
+        help_text=_(
+            "Lines already read: pass back the `offset` of the previous answer."
+        ),
+    )
+
+
+class LogTailSerializer(serializers.Serializer):
+    """New log lines and where to continue; poll until `finished`."""
+
+    offset = serializers.IntegerField(
+        help_text=_("Lines written so far: the offset to pass next time.")
+    )
+    lines = serializers.ListField(child=serializers.CharField())
+    finished = serializers.BooleanField()
+    status = serializers.ChoiceField(choices=TaskExecution.Status.choices)
+    progress = ProgressSerializer(source="*")
+
+
+class ParameterSpecSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type_name = serializers.CharField()
+    optional = serializers.BooleanField()
+    # Declared fields shadow Field attributes of the same name only in the stubs:
+    # DRF's metaclass takes them off the class.
+    required = serializers.BooleanField()  # type: ignore[assignment]
+    default = serializers.JSONField(allow_null=True)
+    default_expression = serializers.CharField(allow_blank=True)
+    label = serializers.CharField(allow_blank=True)  # type: ignore[assignment]
+    help_text = serializers.CharField(allow_blank=True)  # type: ignore[assignment]
+    kind = serializers.CharField()
+
+
+class HandlerSerializer(serializers.Serializer):
+    """A handler from the registry; a broken one carries its error."""
+
+    path = serializers.CharField()
+    kind = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    params = ParameterSpecSerializer(many=True)
+    accepts_var_kwargs = serializers.BooleanField()
+    is_async = serializers.BooleanField()
+    schedule = serializers.JSONField(allow_null=True)
+    broken = serializers.BooleanField()
+    error = serializers.CharField(allow_blank=True)
+    enabled = serializers.BooleanField()
+
+
+class LockSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    owner = serializers.CharField(allow_blank=True)
+    acquired_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    ttl_seconds = serializers.FloatField()
+    task_id = serializers.IntegerField(allow_null=True)
+    task_name = serializers.CharField(allow_null=True)
+
+
+class TaskLockSerializer(serializers.Serializer):
+    locked = serializers.BooleanField()
+    key = serializers.CharField()
+    lock = LockSerializer(allow_null=True)
+
+
+class ReleaseLockSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    released = serializers.BooleanField(
+        help_text=_("Whether a live lock was held (and is now gone).")
+    )
+
+
+class InstanceSerializer(serializers.Serializer):
+    instance_id = serializers.CharField()
+    hostname = serializers.CharField(allow_blank=True)
+    pid = serializers.IntegerField(allow_null=True)
+    version = serializers.CharField(allow_blank=True)
+    is_leader = serializers.BooleanField()
+    alive = serializers.BooleanField()
+    started_at = serializers.DateTimeField()
+    last_heartbeat_at = serializers.DateTimeField()
+    heartbeat_age_seconds = serializers.FloatField()
+    stopped_at = serializers.DateTimeField(allow_null=True)
+
+
+class SchedulerStatusSerializer(serializers.Serializer):
+    running = serializers.BooleanField(
+        help_text=_("Whether any scheduler instance has a fresh heartbeat.")
+    )
+    leader = serializers.CharField(allow_null=True)
+    instances = InstanceSerializer(many=True)
+    task_count = serializers.IntegerField()
+    task_counts = serializers.DictField(child=serializers.IntegerField())
+    execution_counts = serializers.DictField(child=serializers.IntegerField())
+    checked_at = serializers.DateTimeField()

@@ -1,0 +1,438 @@
+"""API views: thin wrappers that call the same services as the admin and the CLI."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django.db.models import QuerySet
+from django.http import HttpRequest, JsonResponse
+from django.utils.translation import gettext as _
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+from rest_framework.views import APIView
+
+from .. import selectors, services
+from ..exceptions import ExecutionNotFound, TaskNotFound
+from ..handlers.registry import list_handlers
+from ..locks import task_lock_key
+from ..models import ScheduledTask, TaskExecution
+from . import serializers
+from .exceptions import error_body
+from .filters import (
+    AllExecutionsFilter,
+    ExecutionFilter,
+    OrderingFilter,
+    SearchFilter,
+    TaskFilter,
+)
+from .permissions import (
+    PAUSE_TASK,
+    RELEASE_LOCK,
+    RUN_TASK,
+    VIEW_EXECUTION,
+    VIEW_TASK,
+    ActionPermissions,
+    RequiredPermissions,
+)
+
+#: Words the task routes use themselves: a task so named is reachable by id only.
+RESERVED_TASK_NAMES = ["executions", "handlers", "locks", "registered"]
+ID_OR_NAME = OpenApiParameter(
+    "id_or_name",
+    {
+        "type": "string",
+        "pattern": "^[^/]+$",
+        "not": {"enum": RESERVED_TASK_NAMES},
+    },
+    OpenApiParameter.PATH,
+    description=(
+        "The task's id or its name. A purely numeric value is looked up as an id "
+        "first, then as a name. A task named %s is reachable by its id only."
+        % ", ".join(RESERVED_TASK_NAMES)
+    ),
+)
+EXECUTION_ID = OpenApiParameter(
+    "id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The execution's id."
+)
+CONFLICT = OpenApiResponse(description="The object's state does not allow this.")
+
+
+def _is_ascii_number(value: str) -> bool:
+    return value.isascii() and value.isdigit()
+
+
+def task_from_url(value: str) -> ScheduledTask:
+    """The task a URL names, by id or name; TaskNotFound (404) otherwise."""
+    if "\x00" in value:
+        raise TaskNotFound(
+            _("No task “%(name)s”.") % {"name": value.replace("\x00", "")}
+        )
+    if value.isdigit() and not _is_ascii_number(value):
+        # task_get() would take "²" for a number and fail on int(); such a value
+        # can only be a name.
+        task = ScheduledTask.objects.filter(name=value).first()
+        if task is None:
+            raise TaskNotFound(_("No task “%(name)s”.") % {"name": value})
+        return task
+    return services.task_get(value)
+
+
+@extend_schema(tags=["tasks"])
+@extend_schema_view(
+    list=extend_schema(summary="List tasks"),
+    retrieve=extend_schema(summary="Get a task", parameters=[ID_OR_NAME]),
+    create=extend_schema(
+        summary="Create a task",
+        request=serializers.TaskWriteSerializer,
+        responses={201: serializers.TaskSerializer},
+    ),
+    update=extend_schema(
+        summary="Replace a task",
+        parameters=[ID_OR_NAME],
+        request=serializers.TaskWriteSerializer,
+        responses=serializers.TaskSerializer,
+    ),
+    partial_update=extend_schema(
+        summary="Change some of a task's fields",
+        parameters=[ID_OR_NAME],
+        request=serializers.TaskWriteSerializer,
+        responses=serializers.TaskSerializer,
+    ),
+    destroy=extend_schema(
+        summary="Delete a task and its history (system tasks refuse with 409)",
+        parameters=[ID_OR_NAME],
+        responses={204: None, 409: CONFLICT},
+    ),
+)
+class ScheduledTaskViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Scheduled tasks: CRUD, run / pause / resume, history, handlers and locks."""
+
+    serializer_class = serializers.TaskSerializer
+    permission_classes = [ActionPermissions]
+    lookup_url_kwarg = "id_or_name"
+    lookup_value_regex = "[^/]+"
+    filter_backends = [DjangoFilterBackend, SearchFilter, OrderingFilter]
+    filterset_class = TaskFilter
+    search_fields = ["name", "description", "handler_path"]
+    ordering_fields = ["name", "next_run_at", "last_run_at", "created_at"]
+    ordering = ["name"]
+    action_permissions = {
+        "run": [RUN_TASK],
+        "pause": [PAUSE_TASK],
+        "resume": [PAUSE_TASK],
+        "executions": [VIEW_TASK, VIEW_EXECUTION],
+        "handlers": [VIEW_TASK],
+        "registered": [VIEW_TASK],
+        "locks": [VIEW_TASK],
+        "lock": [VIEW_TASK],
+        "release_lock": [RELEASE_LOCK],
+    }
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if self.action == "executions":
+            return selectors.executions_overview()
+        return selectors.tasks_with_stats().order_by("name", "pk")
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        if self.action in ("create", "update", "partial_update"):
+            return serializers.TaskWriteSerializer
+        # Extra actions set their own through @action(serializer_class=...).
+        return self.serializer_class
+
+    def get_object(self) -> ScheduledTask:
+        task = task_from_url(self.kwargs[self.lookup_url_kwarg])
+        self.check_object_permissions(self.request, task)
+        return task
+
+    def _with_stats(self, task: ScheduledTask) -> ScheduledTask:
+        """The task again, annotated like the list (its latest execution)."""
+        return selectors.tasks_with_stats().get(pk=task.pk)
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        task = self._with_stats(self.get_object())
+        return Response(self.get_serializer(task).data)
+
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
+        serializer.instance = services.task_create(**serializer.validated_data)
+
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
+        task = cast(ScheduledTask, serializer.instance)
+        task = services.task_update(task, **serializer.validated_data)
+        serializer.instance = self._with_stats(task)
+
+    def perform_destroy(self, instance: ScheduledTask) -> None:
+        services.task_delete(instance)
+
+    def _task_response(self, task: ScheduledTask) -> Response:
+        data = serializers.TaskSerializer(
+            self._with_stats(task), context=self.get_serializer_context()
+        ).data
+        return Response(data)
+
+    @extend_schema(
+        summary="Request a run now (202: the scheduler starts it)",
+        parameters=[ID_OR_NAME],
+        request=serializers.RunRequestSerializer,
+        responses={202: serializers.RunResponseSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def run(self, request: Request, id_or_name: str) -> Response:
+        task = self.get_object()
+        body = serializers.RunRequestSerializer(
+            data=request.data, context={**self.get_serializer_context(), "task": task}
+        )
+        body.is_valid(raise_exception=True)
+        execution = services.task_request_run(
+            task, overrides=body.validated_data["kwargs"]
+        )
+        data = serializers.RunResponseSerializer(
+            execution, context=self.get_serializer_context()
+        ).data
+        return Response(
+            data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]}
+        )
+
+    @extend_schema(
+        summary="Pause a task (it stops firing; run-now still works)",
+        parameters=[ID_OR_NAME],
+        request=None,
+        responses=serializers.TaskSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, id_or_name: str) -> Response:
+        return self._task_response(services.task_pause(self.get_object()))
+
+    @extend_schema(
+        summary="Resume a task (it fires again from now on)",
+        parameters=[ID_OR_NAME],
+        request=None,
+        responses=serializers.TaskSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, id_or_name: str) -> Response:
+        return self._task_response(services.task_resume(self.get_object()))
+
+    @extend_schema(
+        summary="A task's executions, newest first",
+        parameters=[ID_OR_NAME],
+        responses=serializers.ExecutionSerializer(many=True),
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        serializer_class=serializers.ExecutionSerializer,
+        filterset_class=ExecutionFilter,
+        filter_backends=[DjangoFilterBackend],
+    )
+    def executions(self, request: Request, id_or_name: str) -> Response:
+        task = self.get_object()
+        queryset = self.filter_queryset(self.get_queryset().filter(task=task))
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    def _paginated(
+        self, items: list[Any], serializer_class: type[BaseSerializer[Any]]
+    ) -> Response:
+        page = self.paginate_queryset(items)  # type: ignore[arg-type]
+        data = serializer_class(
+            page, many=True, context=self.get_serializer_context()
+        ).data
+        return self.get_paginated_response(data)
+
+    @extend_schema(
+        summary="Every handler in the scripts folder, broken ones with their error",
+        responses=serializers.HandlerSerializer(many=True),
+    )
+    @action(
+        detail=False,
+        methods=["get"],
+        serializer_class=serializers.HandlerSerializer,
+        filter_backends=[],
+    )
+    def handlers(self, request: Request) -> Response:
+        return self._handlers_page()
+
+    def _handlers_page(self) -> Response:
+        return self._paginated(
+            [info.to_dict() for info in list_handlers()], serializers.HandlerSerializer
+        )
+
+    @extend_schema(
+        summary="The handlers (same as tasks/handlers; kept for older clients)",
+        responses=serializers.HandlerSerializer(many=True),
+    )
+    @action(
+        detail=False,
+        methods=["get"],
+        serializer_class=serializers.HandlerSerializer,
+        filter_backends=[],
+    )
+    def registered(self, request: Request) -> Response:
+        return self._handlers_page()
+
+    @extend_schema(
+        summary="Every live lock: task locks and the leader lease",
+        responses=serializers.LockSerializer(many=True),
+    )
+    @action(
+        detail=False,
+        methods=["get"],
+        serializer_class=serializers.LockSerializer,
+        filter_backends=[],
+    )
+    def locks(self, request: Request) -> Response:
+        return self._paginated(selectors.locks_overview(), serializers.LockSerializer)
+
+    @extend_schema(
+        summary="The lock a running task holds, if any",
+        parameters=[ID_OR_NAME],
+        responses=serializers.TaskLockSerializer,
+    )
+    @action(
+        detail=True, methods=["get"], serializer_class=serializers.TaskLockSerializer
+    )
+    def lock(self, request: Request, id_or_name: str) -> Response:
+        task = self.get_object()
+        lock = selectors.task_lock_overview(task)
+        data = {"locked": lock is not None, "key": task_lock_key(task.pk), "lock": lock}
+        return Response(serializers.TaskLockSerializer(data).data)
+
+    @extend_schema(
+        summary="Force-release a task's lock (when its holder is gone)",
+        parameters=[ID_OR_NAME],
+        request=None,
+        responses=serializers.ReleaseLockSerializer,
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="release-lock",
+        serializer_class=serializers.ReleaseLockSerializer,
+    )
+    def release_lock(self, request: Request, id_or_name: str) -> Response:
+        task = self.get_object()
+        key = task_lock_key(task.pk)
+        released = services.lock_force_release(key, by=str(request.user))
+        return Response(
+            serializers.ReleaseLockSerializer({"key": key, "released": released}).data
+        )
+
+
+@extend_schema(tags=["executions"])
+@extend_schema_view(
+    list=extend_schema(
+        summary="Executions of every task, newest first", operation_id="executions_list"
+    ),
+    retrieve=extend_schema(
+        summary="An execution with its result, traceback and log",
+        operation_id="executions_retrieve",
+        parameters=[EXECUTION_ID],
+    ),
+)
+class TaskExecutionViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Executions: history, one run's details, its live log, cancel."""
+
+    serializer_class = serializers.ExecutionDetailSerializer
+    permission_classes = [ActionPermissions]
+    lookup_value_regex = "[^/]+"
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = AllExecutionsFilter
+    action_permissions = {"cancel": [RUN_TASK]}
+
+    def get_queryset(self) -> QuerySet[TaskExecution]:
+        if self.action == "list":
+            return selectors.executions_overview()
+        return selectors.executions_with_task_name()
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        if self.action == "list":
+            return serializers.ExecutionSerializer
+        return self.serializer_class
+
+    def get_object(self) -> TaskExecution:
+        value = self.kwargs[self.lookup_field]
+        execution = None
+        if _is_ascii_number(value):
+            execution = self.get_queryset().filter(pk=int(value)).first()
+        if execution is None:
+            raise ExecutionNotFound(
+                _("No execution #%(id)s.") % {"id": value.replace("\x00", "")}
+            )
+        self.check_object_permissions(self.request, execution)
+        return execution
+
+    @extend_schema(
+        summary="Log lines after an offset, for live tailing",
+        operation_id="executions_log",
+        parameters=[EXECUTION_ID, serializers.LogQuerySerializer],
+        responses=serializers.LogTailSerializer,
+    )
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def log(self, request: Request, pk: str) -> Response:
+        query = serializers.LogQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        tail = selectors.execution_log_since(
+            self.get_object(), query.validated_data["offset"]
+        )
+        return Response(serializers.LogTailSerializer(tail).data)
+
+    @extend_schema(
+        summary="Cancel a pending run or stop a running one (409 when finished)",
+        operation_id="executions_cancel",
+        parameters=[EXECUTION_ID],
+        request=None,
+        responses={200: serializers.ExecutionDetailSerializer, 409: CONFLICT},
+    )
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def cancel(self, request: Request, pk: str) -> Response:
+        execution = services.execution_cancel(self.get_object())
+        return Response(self.get_serializer(execution).data)
+
+
+class SchedulerStatusView(APIView):
+    """Whether a scheduler runs, its leader and instances, and task counts."""
+
+    permission_classes = [RequiredPermissions]
+    required_permissions = [VIEW_TASK]
+
+    @extend_schema(
+        tags=["scheduler"],
+        summary="Scheduler health: instances, leader, task counts",
+        responses=serializers.SchedulerStatusSerializer,
+    )
+    def get(self, request: Request) -> Response:
+        return Response(
+            serializers.SchedulerStatusSerializer(selectors.scheduler_status()).data
+        )
+
+
+def not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+    """JSON 404 for any URL under /api/v1/ that names no endpoint."""
+    return JsonResponse(
+        error_body(
+            detail=_("No API endpoint at %(path)s; see /api/v1/docs/.")
+            % {"path": request.path},
+            code="not_found",
+        ),
+        status=404,
+    )

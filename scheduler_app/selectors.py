@@ -1,0 +1,310 @@
+"""Reads shared by admin and API: task stats, log tails, locks, scheduler health."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+
+from django.db.models import (
+    Avg,
+    Count,
+    F,
+    FloatField,
+    OuterRef,
+    QuerySet,
+    Subquery,
+)
+from django.db.models.functions import Cast, NullIf
+from django.utils import timezone
+
+from .locks import LockInfo, get_lock_backend, lock_key, task_lock_key
+from .models import ScheduledTask, SchedulerInstance, TaskExecution
+from .services.instances import instances_alive_ids
+
+#: Logical keys of task locks start with this ("task:5").
+TASK_LOCK_PREFIX = lock_key("task", "")
+#: The status page lists at most this many instances, most recent heartbeat first.
+INSTANCES_SHOWN = 100
+#: Columns a list of executions never shows; on a big history they are most bytes.
+EXECUTION_HEAVY_FIELDS = ("log_output", "error_traceback", "result")
+#: A task's average duration (admin list) covers this many of its latest finished runs.
+RECENT_RUNS_FOR_STATS = 20
+#: The task page's run chart shows this many of the latest runs.
+RECENT_RUNS_FOR_CHART = 30
+
+# The marker tasklog.RunLog writes in place of the lines it dropped from a long
+# log; ordinary lines start with "[HH:MM:SS]", so this cannot be mistaken for one.
+_DROPPED_MARKER = re.compile(r"^\[\.\.\. (\d+) lines dropped: ")
+
+
+def tasks_with_stats() -> QuerySet[ScheduledTask]:
+    """Tasks annotated with their latest execution's id and status (no query per row).
+
+    The subqueries are served by the `exec_task_created_idx` index.
+    """
+    latest = TaskExecution.objects.filter(task=OuterRef("pk")).order_by(
+        "-created_at", "-id"
+    )
+    return ScheduledTask.objects.annotate(
+        last_execution_id=Subquery(latest.values("pk")[:1]),
+        last_execution_status=Subquery(latest.values("status")[:1]),
+    )
+
+
+def tasks_with_run_stats(
+    *, recent: int = RECENT_RUNS_FOR_STATS
+) -> QuerySet[ScheduledTask]:
+    """tasks_with_stats() plus `avg_duration_ms` and `success_ratio` (admin task list).
+
+    `avg_duration_ms` averages the latest `recent` finished runs that have a
+    duration: a correlated subquery bounded by LIMIT and served by
+    `exec_task_created_idx`, so a long history costs nothing extra.
+    `success_ratio` comes from the task's counters (None before any finished run).
+    """
+    finished = TaskExecution.objects.filter(
+        task=OuterRef(OuterRef("pk")),
+        status__in=[TaskExecution.Status.SUCCESS, TaskExecution.Status.FAILED],
+        duration_ms__isnull=False,
+    ).order_by("-created_at", "-id")
+    average = (
+        TaskExecution.objects.filter(pk__in=Subquery(finished.values("pk")[:recent]))
+        .order_by()
+        .values("task")
+        .annotate(average=Avg("duration_ms"))
+        .values("average")
+    )
+    return tasks_with_stats().annotate(
+        avg_duration_ms=Subquery(average, output_field=FloatField()),
+        success_ratio=Cast("success_count", FloatField())
+        / NullIf(F("success_count") + F("fail_count"), 0, output_field=FloatField()),
+    )
+
+
+def task_recent_runs(
+    task: ScheduledTask, *, limit: int = RECENT_RUNS_FOR_CHART
+) -> list[TaskExecution]:
+    """The task's latest `limit` runs, oldest first, without the heavy columns (one query)."""
+    runs = list(
+        TaskExecution.objects.filter(task=task)
+        .order_by("-created_at", "-id")
+        .only("pk", "task_id", "status", "failure_kind", "created_at", "duration_ms")[
+            :limit
+        ]
+    )
+    runs.reverse()
+    return runs
+
+
+def tasks_due_within(
+    seconds: float, *, now: dt.datetime | None = None, limit: int = 100
+) -> list[ScheduledTask]:
+    """Active tasks that fire within `seconds` from now, soonest first (at most `limit`)."""
+    now = now or timezone.now()
+    return list(
+        ScheduledTask.objects.due(now=now + dt.timedelta(seconds=seconds)).order_by(
+            "next_run_at", "pk"
+        )[:limit]
+    )
+
+
+def executions_overview() -> QuerySet[TaskExecution]:
+    """Executions, newest first, with their task's name and without heavy columns."""
+    return (
+        TaskExecution.objects.annotate(task_name=F("task__name"))
+        .defer(*EXECUTION_HEAVY_FIELDS)
+        .order_by("-created_at", "-id")
+    )
+
+
+def executions_with_task_name() -> QuerySet[TaskExecution]:
+    """Executions with every column and their task's name (the detail page)."""
+    return TaskExecution.objects.annotate(task_name=F("task__name"))
+
+
+@dataclass(frozen=True)
+class LogTail:
+    """The log lines after a client's offset, and where to continue from."""
+
+    offset: int
+    lines: list[str]
+    finished: bool
+    status: str
+    progress_done: int | None
+    progress_total: int | None
+
+    @property
+    def progress_percent(self) -> float | None:
+        if not self.progress_total:
+            return None
+        return min(100.0, 100.0 * (self.progress_done or 0) / self.progress_total)
+
+
+def execution_log_since(execution: TaskExecution, offset: int) -> LogTail:
+    """The lines of `execution`'s log from line number `offset` on (0 = the start).
+
+    Offsets count every line the run wrote. When the capped buffer dropped lines
+    from the middle of a long log, a client whose offset falls among them gets
+    the "lines dropped" marker and then the kept lines, so tailing never stalls.
+    """
+    text = execution.log_output
+    lines = text.split("\n") if text else []
+    head, marker, dropped, tail = lines, "", 0, []
+    for index, line in enumerate(lines):
+        match = _DROPPED_MARKER.match(line)
+        if match:
+            head, marker, tail = lines[:index], line, lines[index + 1 :]
+            dropped = int(match.group(1))
+            break
+    offset = max(0, offset)
+    new_lines = head[offset:]
+    if dropped and offset < len(head) + dropped:
+        new_lines.append(marker)
+    new_lines.extend(tail[max(0, offset - len(head) - dropped) :])
+    return LogTail(
+        # An offset past the end (a client's mistake) resyncs to the end.
+        offset=len(head) + dropped + len(tail),
+        lines=new_lines,
+        finished=execution.is_finished,
+        status=execution.status,
+        progress_done=execution.progress_done,
+        progress_total=execution.progress_total,
+    )
+
+
+@dataclass(frozen=True)
+class LockOverview:
+    """A live lock, with the task it belongs to when it is a task lock."""
+
+    key: str
+    owner: str
+    acquired_at: dt.datetime
+    expires_at: dt.datetime
+    ttl_seconds: float
+    task_id: int | None = None
+    task_name: str | None = None
+
+
+def _task_id_of(key: str) -> int | None:
+    suffix = key[len(TASK_LOCK_PREFIX) :] if key.startswith(TASK_LOCK_PREFIX) else ""
+    return int(suffix) if suffix.isdigit() else None
+
+
+def task_id_of_lock_key(key: str) -> int | None:
+    """The task a lock key belongs to ("task:5" -> 5), None for other locks."""
+    return _task_id_of(key)
+
+
+def _overview(info: LockInfo, names: dict[int, str]) -> LockOverview:
+    task_id = _task_id_of(info.key)
+    return LockOverview(
+        key=info.key,
+        owner=info.owner,
+        acquired_at=info.acquired_at,
+        expires_at=info.expires_at,
+        ttl_seconds=round(info.ttl_seconds, 3),
+        task_id=task_id,
+        task_name=names.get(task_id) if task_id is not None else None,
+    )
+
+
+def locks_overview() -> list[LockOverview]:
+    """Every live lock (task locks and the leader lease), sorted by key.
+
+    Task names come from one query for all the locks together.
+    """
+    infos = get_lock_backend().list()
+    task_ids = {
+        task_id for info in infos if (task_id := _task_id_of(info.key)) is not None
+    }
+    names = dict(
+        ScheduledTask.objects.filter(pk__in=task_ids).values_list("pk", "name")
+    )
+    return [_overview(info, names) for info in infos]
+
+
+def task_lock_overview(task: ScheduledTask) -> LockOverview | None:
+    """The live lock on a task, or None when no run holds it."""
+    info = get_lock_backend().get(task_lock_key(task.pk))
+    return None if info is None else _overview(info, {task.pk: task.name})
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    """One scheduler instance as the status page shows it."""
+
+    instance_id: str
+    hostname: str
+    pid: int | None
+    version: str
+    is_leader: bool
+    alive: bool
+    started_at: dt.datetime
+    last_heartbeat_at: dt.datetime
+    heartbeat_age_seconds: float
+    stopped_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class SchedulerStatus:
+    """Whether a scheduler runs, who leads, the instances and what is waiting."""
+
+    running: bool
+    leader: str | None
+    instances: list[InstanceStatus]
+    task_count: int
+    task_counts: dict[str, int]
+    execution_counts: dict[str, int] = field(default_factory=dict)
+    checked_at: dt.datetime | None = None
+
+
+def scheduler_status(*, now: dt.datetime | None = None) -> SchedulerStatus:
+    """Scheduler health: alive instances (fresh heartbeat), the leader, task counts.
+
+    Four queries whatever the number of tasks; at most INSTANCES_SHOWN instances.
+    """
+    now = now or timezone.now()
+    alive = instances_alive_ids(now=now)
+    instances = [
+        InstanceStatus(
+            instance_id=row.instance_id,
+            hostname=row.hostname,
+            pid=row.pid,
+            version=row.version,
+            is_leader=row.is_leader and row.instance_id in alive,
+            alive=row.instance_id in alive,
+            started_at=row.started_at,
+            last_heartbeat_at=row.last_heartbeat_at,
+            heartbeat_age_seconds=round(
+                max(0.0, (now - row.last_heartbeat_at).total_seconds()), 3
+            ),
+            stopped_at=row.stopped_at,
+        )
+        for row in SchedulerInstance.objects.order_by("-last_heartbeat_at")[
+            :INSTANCES_SHOWN
+        ]
+    ]
+    leader = next((item.instance_id for item in instances if item.is_leader), None)
+    task_counts = {str(value): 0 for value in ScheduledTask.Status.values}
+    for row in (
+        ScheduledTask.objects.order_by().values("status").annotate(count=Count("pk"))
+    ):
+        task_counts[row["status"]] = row["count"]
+    unfinished = (TaskExecution.Status.PENDING, TaskExecution.Status.RUNNING)
+    execution_counts = {str(value): 0 for value in unfinished}
+    for row in (
+        TaskExecution.objects.filter(status__in=unfinished)
+        .order_by()
+        .values("status")
+        .annotate(count=Count("pk"))
+    ):
+        execution_counts[row["status"]] = row["count"]
+    return SchedulerStatus(
+        running=bool(alive),
+        leader=leader,
+        instances=instances,
+        task_count=sum(task_counts.values()),
+        task_counts=task_counts,
+        execution_counts=execution_counts,
+        checked_at=now,
+    )

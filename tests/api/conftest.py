@@ -1,0 +1,81 @@
+"""API fixtures: users with chosen permissions, their API keys and clients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from rest_framework.test import APIClient
+
+from scheduler_app.api.keys import UserAPIKey
+
+VIEW_PERMISSIONS = ["view_scheduledtask", "view_taskexecution"]
+
+
+def make_user(username: str, *codenames: str, **fields: Any) -> User:
+    """A user holding exactly these scheduler_app permissions (by codename)."""
+    user = User.objects.create_user(username=username, password="pw", **fields)
+    if codenames:
+        user.user_permissions.set(
+            Permission.objects.filter(
+                content_type__app_label="scheduler_app", codename__in=codenames
+            )
+        )
+    return user
+
+
+def key_for(user: User, **fields: Any) -> str:
+    """Create an API key for `user` and return the plain key (shown only once)."""
+    _api_key, key = UserAPIKey.objects.create_key(
+        name="key of %s" % user.username, user=user, **fields
+    )
+    return key
+
+
+def key_client(key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=key)
+    return client
+
+
+@pytest.fixture
+def superuser() -> User:
+    return User.objects.create_superuser(
+        username="root", password="pw", email="root@example.com"
+    )
+
+
+@pytest.fixture
+def api(superuser: User) -> APIClient:
+    """A client authenticated by the API key of a superuser."""
+    return key_client(key_for(superuser))
+
+
+@pytest.fixture
+def viewer() -> APIClient:
+    """Staff with the view permissions only: reads work, every write is 403."""
+    return key_client(key_for(make_user("viewer", *VIEW_PERMISSIONS, is_staff=True)))
+
+
+@pytest.fixture
+def nobody() -> APIClient:
+    """An authenticated user without any permission: every endpoint is 403."""
+    return key_client(key_for(make_user("nobody")))
+
+
+@pytest.fixture
+def anonymous() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def client_with() -> Callable[..., APIClient]:
+    """A client whose user holds exactly the given permission codenames."""
+    counter = iter(range(1000))
+
+    def build(*codenames: str) -> APIClient:
+        return key_client(key_for(make_user("user-%d" % next(counter), *codenames)))
+
+    return build

@@ -1,0 +1,401 @@
+"""Task actions: run, pause, resume, executions, handlers, locks and release-lock."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from scheduler_app.handlers import registry
+from scheduler_app.locks import get_lock_backend, task_lock_key
+from scheduler_app.models import ScheduledTask, TaskExecution
+from tests.factories import make_execution, make_task
+
+pytestmark = pytest.mark.django_db
+
+TASKS = "/api/v1/tasks"
+
+
+def url(task: ScheduledTask | str, action: str) -> str:
+    ident = task.pk if isinstance(task, ScheduledTask) else task
+    return "%s/%s/%s" % (TASKS, ident, action)
+
+
+# run
+
+
+def test_run_creates_a_pending_execution_and_answers_202_with_its_url(
+    api: APIClient,
+) -> None:
+    task = make_task(name="runner")
+
+    response = api.post(url("runner", "run"))
+
+    assert response.status_code == 202, response.content
+    body = response.json()
+    execution = TaskExecution.objects.get(pk=body["id"])
+    assert execution.task == task
+    assert execution.status == "pending" and execution.trigger_type == "manual"
+    assert body["url"] == "http://testserver/api/v1/tasks/executions/%d" % execution.pk
+    assert response["Location"] == body["url"]
+    assert api.get(body["url"]).status_code == 200
+
+
+def test_run_takes_parameter_overrides_for_this_run_only(api: APIClient) -> None:
+    task = make_task(handler_path="scripts:data_sync", handler_kwargs={"days": "7"})
+
+    response = api.post(url(task, "run"), {"kwargs": {"days": "1 + 2"}}, format="json")
+
+    assert response.status_code == 202, response.content
+    execution = TaskExecution.objects.get(pk=response.json()["id"])
+    assert execution.kwargs_overrides == {"days": "1 + 2"}
+    task.refresh_from_db()
+    assert task.handler_kwargs == {"days": "7"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "says"),
+    [
+        ({"days": '"many"'}, "kwargs.days", "integer"),
+        ({"colour": '"red"'}, "kwargs.colour", "not accepted"),
+        ({"days": "open('/etc/passwd')"}, "kwargs.days", "days"),
+    ],
+)
+def test_run_validates_overrides_like_the_task_parameters(
+    api: APIClient, overrides: dict[str, str], field: str, says: str
+) -> None:
+    task = make_task(handler_path="scripts:data_sync")
+
+    response = api.post(url(task, "run"), {"kwargs": overrides}, format="json")
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["field"] == field
+    assert says in body["errors"][field][0]
+    assert not TaskExecution.objects.filter(task=task).exists()
+
+
+def test_run_refuses_overrides_that_are_not_an_object(api: APIClient) -> None:
+    task = make_task()
+
+    response = api.post(url(task, "run"), {"kwargs": ["days"]}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "kwargs"
+
+
+def test_run_reports_a_missing_required_parameter(api: APIClient) -> None:
+    # Saved without validation: a handler whose signature gained a required
+    # parameter after the task was made.
+    task = make_task(handler_path="tests.api.sample_handlers:needs_day")
+
+    response = api.post(url(task, "run"), {"kwargs": {"note": '"x"'}}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "kwargs.day"
+
+
+def test_run_needs_the_run_permission(viewer: APIClient, client_with: Any) -> None:
+    task = make_task()
+
+    assert viewer.post(url(task, "run")).status_code == 403
+    assert client_with("run_scheduledtask").post(url(task, "run")).status_code == 202
+
+
+def test_run_of_an_unknown_task_is_404(api: APIClient) -> None:
+    assert api.post(url("ghost", "run")).status_code == 404
+
+
+# pause / resume
+
+
+def test_pause_and_resume_change_the_status_through_the_services(
+    api: APIClient,
+) -> None:
+    task = make_task(name="pausable")
+
+    paused = api.post(url("pausable", "pause"))
+    assert paused.status_code == 200
+    assert paused.json()["status"] == "paused" and paused.json()["next_run_at"] is None
+
+    resumed = api.post(url("pausable", "resume"))
+    assert resumed.status_code == 200
+    assert (
+        resumed.json()["status"] == "active"
+        and resumed.json()["next_run_at"] is not None
+    )
+    task.refresh_from_db()
+    assert task.status == "active"
+
+
+def test_pause_and_resume_need_the_pause_permission(
+    viewer: APIClient, client_with: Any
+) -> None:
+    task = make_task()
+    operator = client_with("pause_scheduledtask")
+
+    assert viewer.post(url(task, "pause")).status_code == 403
+    assert viewer.post(url(task, "resume")).status_code == 403
+    assert operator.post(url(task, "pause")).status_code == 200
+    assert operator.post(url(task, "resume")).status_code == 200
+
+
+def test_pause_and_resume_of_an_unknown_task_is_404(api: APIClient) -> None:
+    assert api.post(url("ghost", "pause")).status_code == 404
+    assert api.post(url("ghost", "resume")).status_code == 404
+
+
+# executions
+
+
+def test_executions_are_paginated_newest_first(api: APIClient) -> None:
+    task = make_task()
+    other = make_task()
+    now = timezone.now()
+    old = make_execution(task, created_at=now - dt.timedelta(hours=2))
+    new = make_execution(task, created_at=now - dt.timedelta(hours=1))
+    make_execution(other)
+
+    response = api.get(url(task, "executions"), {"page_size": 1})
+
+    body = response.json()
+    assert response.status_code == 200
+    assert body["count"] == 2 and body["next"]
+    assert [row["id"] for row in body["results"]] == [new.pk]
+    assert api.get(body["next"]).json()["results"][0]["id"] == old.pk
+    assert "log_output" not in body["results"][0]
+
+
+def test_executions_filter_by_status_trigger_failure_and_time(api: APIClient) -> None:
+    task = make_task()
+    now = timezone.now()
+    failed = make_execution(
+        task,
+        status="failed",
+        failure_kind="timeout",
+        trigger_type="scheduled",
+        created_at=now - dt.timedelta(days=2),
+    )
+    success = make_execution(task, status="success", created_at=now)
+
+    def ids(**query: Any) -> list[int]:
+        response = api.get(url(task, "executions"), query)
+        assert response.status_code == 200, response.content
+        return [row["id"] for row in response.json()["results"]]
+
+    assert ids(status="failed") == [failed.pk]
+    assert ids(trigger_type="manual") == [success.pk]
+    assert ids(failure_kind="timeout") == [failed.pk]
+    assert ids(created_after=(now - dt.timedelta(days=1)).isoformat()) == [success.pk]
+    assert ids(created_before=(now - dt.timedelta(days=1)).isoformat()) == [failed.pk]
+    # An offset PostgreSQL would refuse (beyond ±15:59) is turned into UTC first.
+    far_east = (now + dt.timedelta(days=1)).astimezone(
+        dt.timezone(dt.timedelta(hours=22))
+    )
+    assert ids(created_before=far_east.isoformat()) == [success.pk, failed.pk]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"status": "bored"}, "status"),
+        ({"created_after": "yesterday"}, "created_after"),
+        ({"created_before": "0001-01-01T00:00:00+23:00"}, "created_before"),
+    ],
+)
+def test_executions_refuse_a_bad_filter_with_400(
+    api: APIClient, query: dict[str, str], field: str
+) -> None:
+    response = api.get(url(make_task(), "executions"), query)
+
+    assert response.status_code == 400
+    assert field in response.json()["errors"]
+
+
+@pytest.mark.parametrize("rows", [1, 30])
+def test_executions_cost_the_same_queries_for_1_and_30_rows(
+    viewer: APIClient, rows: int, django_assert_num_queries: Any
+) -> None:
+    task = make_task(name="busy")
+    for _ in range(rows):
+        make_execution(task, status="success")
+
+    # Key with user, permissions (2), the task, count, page.
+    with django_assert_num_queries(6):
+        response = viewer.get(url("busy", "executions"))
+
+    assert response.json()["count"] == rows
+
+
+def test_executions_need_both_view_permissions(client_with: Any) -> None:
+    task = make_task()
+
+    assert (
+        client_with("view_scheduledtask").get(url(task, "executions")).status_code
+        == 403
+    )
+    assert (
+        client_with("view_taskexecution").get(url(task, "executions")).status_code
+        == 403
+    )
+
+
+def test_executions_of_an_unknown_task_is_404(api: APIClient) -> None:
+    assert api.get(url("ghost", "executions")).status_code == 404
+
+
+# handlers
+
+
+@pytest.fixture
+def scripts(tmp_path: Path, settings: Any) -> Iterator[Path]:
+    """A scripts folder with one good and one broken script."""
+    (tmp_path / "good.py").write_text(
+        '"""Says hello."""\n\n\ndef run(name: str, times: int = 1) -> dict:\n'
+        "    return {}\n"
+    )
+    (tmp_path / "broken.py").write_text("def run(:\n")
+    settings.SCHEDULER_SCRIPTS_PATH = str(tmp_path)
+    registry.clear_cache()
+    yield tmp_path
+    registry.clear_cache()
+
+
+@pytest.mark.parametrize("path", ["handlers", "registered", "handlers/", "registered/"])
+def test_handlers_lists_every_script_with_params_and_broken_ones(
+    api: APIClient, scripts: Path, path: str
+) -> None:
+    response = api.get("%s/%s" % (TASKS, path))
+
+    assert response.status_code == 200
+    by_path = {row["path"]: row for row in response.json()["results"]}
+    assert set(by_path) == {"scripts:good", "scripts:broken"}
+    good = by_path["scripts:good"]
+    assert good["broken"] is False and good["description"] == "Says hello."
+    params = {param["name"]: param for param in good["params"]}
+    assert params["name"]["type_name"] == "str" and params["name"]["required"] is True
+    assert params["times"]["default"] == 1 and params["times"]["required"] is False
+    broken = by_path["scripts:broken"]
+    assert broken["broken"] is True and "SyntaxError" in broken["error"]
+
+
+def test_handlers_need_the_view_permission(
+    nobody: APIClient, anonymous: APIClient
+) -> None:
+    for path in ("/handlers", "/registered"):
+        assert nobody.get(TASKS + path).status_code == 403
+        assert anonymous.get(TASKS + path).status_code == 401
+
+
+# locks
+
+
+@pytest.fixture(params=["database", "redis"])
+def lock_backend(request: pytest.FixtureRequest) -> str:
+    """Run the lock tests on both backends (Redis skips locally when absent)."""
+    if request.param == "redis":
+        request.getfixturevalue("redis_url")
+    backend = get_lock_backend()
+    assert backend.name == request.param
+    return request.param
+
+
+def test_locks_list_live_locks_with_their_task(
+    api: APIClient, lock_backend: str
+) -> None:
+    task = make_task(name="locked-task")
+    get_lock_backend().acquire(
+        task_lock_key(task.pk), owner="host:1:abc", ttl_seconds=60
+    )
+
+    response = api.get(TASKS + "/locks")
+
+    assert response.status_code == 200
+    [lock] = [row for row in response.json()["results"] if row["task_id"] == task.pk]
+    assert lock["key"] == task_lock_key(task.pk)
+    assert lock["task_name"] == "locked-task" and lock["owner"] == "host:1:abc"
+    assert 0 < lock["ttl_seconds"] <= 60
+    assert "token" not in lock
+
+
+def test_task_lock_says_whether_the_task_is_locked(
+    api: APIClient, lock_backend: str
+) -> None:
+    task = make_task(name="lockable")
+
+    free = api.get(url("lockable", "lock")).json()
+    assert free == {"locked": False, "key": task_lock_key(task.pk), "lock": None}
+
+    get_lock_backend().acquire(task_lock_key(task.pk), owner="worker-7", ttl_seconds=30)
+    held = api.get(url("lockable", "lock")).json()
+    assert held["locked"] is True and held["lock"]["owner"] == "worker-7"
+
+
+def test_release_lock_frees_a_held_lock(api: APIClient, lock_backend: str) -> None:
+    task = make_task()
+    key = task_lock_key(task.pk)
+    get_lock_backend().acquire(key, owner="dead-host", ttl_seconds=60)
+
+    response = api.post(url(task, "release-lock"))
+
+    assert response.status_code == 200
+    assert response.json() == {"key": key, "released": True}
+    assert get_lock_backend().get(key) is None
+    assert api.post(url(task, "release-lock")).json()["released"] is False
+
+
+def test_release_lock_needs_its_own_permission(
+    viewer: APIClient, client_with: Any
+) -> None:
+    task = make_task()
+    editor = client_with(
+        "view_scheduledtask",
+        "add_scheduledtask",
+        "change_scheduledtask",
+        "delete_scheduledtask",
+    )
+
+    assert viewer.post(url(task, "release-lock")).status_code == 403
+    assert editor.post(url(task, "release-lock")).status_code == 403
+    releaser = client_with("release_lock_scheduledtask")
+    assert releaser.post(url(task, "release-lock")).status_code == 200
+
+
+def test_lock_routes_need_the_view_permission(nobody: APIClient) -> None:
+    task = make_task()
+
+    assert nobody.get(TASKS + "/locks").status_code == 403
+    assert nobody.get(url(task, "lock")).status_code == 403
+
+
+def test_lock_routes_of_an_unknown_task_are_404(api: APIClient) -> None:
+    assert api.get(url("ghost", "lock")).status_code == 404
+    assert api.post(url("ghost", "release-lock")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/1/run"),
+        ("post", "/1/pause"),
+        ("post", "/1/resume"),
+        ("get", "/1/executions"),
+        ("get", "/handlers"),
+        ("get", "/registered"),
+        ("get", "/locks"),
+        ("get", "/1/lock"),
+        ("post", "/1/release-lock"),
+    ],
+)
+def test_every_action_needs_authentication(
+    anonymous: APIClient, method: str, path: str
+) -> None:
+    response = getattr(anonymous, method)(TASKS + path)
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"

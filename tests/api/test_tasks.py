@@ -1,0 +1,506 @@
+"""Tasks API: list, detail, create, update, delete, by id or name, validation, N+1."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from scheduler_app.models import ScheduledTask
+from scheduler_app.services.tasks import tasks_version
+from tests.factories import make_execution, make_task
+
+pytestmark = pytest.mark.django_db
+
+TASKS = "/api/v1/tasks"
+VALID = {
+    "name": "nightly_sync",
+    "description": "Sync the last week",
+    "task_type": "cron",
+    "cron_expression": "0 2 * * *",
+    "handler_path": "scripts:data_sync",
+    "handler_kwargs": {"days": "7", "target": '"orders"'},
+}
+
+
+def task_url(task: ScheduledTask | str | int) -> str:
+    ident = task.pk if isinstance(task, ScheduledTask) else task
+    return "%s/%s" % (TASKS, ident)
+
+
+def errors(response: Any) -> dict[str, list[str]]:
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["code"] == "invalid"
+    assert body["field"] in body["errors"]
+    return body["errors"]
+
+
+def create(api: APIClient, **changes: Any) -> Any:
+    return api.post(TASKS, {**VALID, **changes}, format="json")
+
+
+# Reading
+
+
+def test_list_shows_every_field_with_stats_and_last_status(api: APIClient) -> None:
+    task = make_task(name="alpha", run_count=3, success_count=2, fail_count=1)
+    make_execution(task, status="failed")
+    latest = make_execution(task, status="success")
+
+    response = api.get(TASKS, {"search": "alpha"})
+
+    assert response.status_code == 200
+    [row] = response.json()["results"]
+    assert row["id"] == task.pk
+    assert row["url"] == "http://testserver/api/v1/tasks/%d" % task.pk
+    assert (
+        row["run_count"] == 3 and row["success_count"] == 2 and row["fail_count"] == 1
+    )
+    assert row["success_rate"] == pytest.approx(2 / 3)
+    assert row["last_execution_status"] == "success"
+    assert row["last_execution_id"] == latest.pk
+    for field in (
+        "handler_kwargs",
+        "overlap_policy",
+        "timeout_seconds",
+        "next_run_at",
+        "is_system",
+    ):
+        assert field in row
+
+
+@pytest.mark.parametrize("rows", [1, 30])
+def test_list_costs_the_same_queries_for_1_and_30_tasks(
+    viewer: APIClient, rows: int, django_assert_num_queries: Any
+) -> None:
+    ScheduledTask.objects.all().delete()
+    for index in range(rows):
+        task = make_task(name="t%02d" % index)
+        make_execution(task, status="success")
+
+    # The key with its user, the user's and groups' permissions, count, page.
+    with django_assert_num_queries(5):
+        response = viewer.get(TASKS)
+
+    assert response.json()["count"] == rows
+
+
+def test_list_filters_by_type_status_system_and_handler(api: APIClient) -> None:
+    make_task(name="cron-one", task_type="cron", cron_expression="0 2 * * *")
+    make_task(name="paused-one", status="paused")
+    make_task(name="sync-one", handler_path="scripts:data_sync")
+
+    def names(**query: Any) -> set[str]:
+        response = api.get(TASKS, query)
+        assert response.status_code == 200
+        return {row["name"] for row in response.json()["results"]}
+
+    assert names(task_type="cron") == {"cron-one", "cleanup_executions"}
+    assert names(status="paused") == {"paused-one"}
+    assert names(is_system="true") == {"cleanup_executions"}
+    assert names(handler_path="scripts:data_sync") == {"sync-one"}
+
+
+def test_list_refuses_an_unknown_filter_value_with_400(api: APIClient) -> None:
+    assert "status" in errors(api.get(TASKS, {"status": "sleeping"}))
+
+
+def test_list_orders_by_the_allowed_fields(api: APIClient) -> None:
+    now = timezone.now()
+    make_task(name="b", next_run_at=now + dt.timedelta(minutes=1))
+    make_task(name="a", next_run_at=now + dt.timedelta(minutes=2))
+
+    def order(ordering: str) -> list[str]:
+        response = api.get(TASKS, {"ordering": ordering, "is_system": "false"})
+        return [row["name"] for row in response.json()["results"]]
+
+    assert order("name") == ["a", "b"]
+    assert order("-name") == ["b", "a"]
+    assert order("next_run_at") == ["b", "a"]
+    assert order("-created_at") == ["a", "b"]
+
+
+def test_list_searches_name_description_and_handler(api: APIClient) -> None:
+    make_task(name="mailer", description="Send the digest")
+    make_task(name="other", handler_path="scripts:data_sync")
+
+    def found(term: str) -> set[str]:
+        return {
+            row["name"] for row in api.get(TASKS, {"search": term}).json()["results"]
+        }
+
+    assert found("digest") == {"mailer"}
+    assert found("data_sync") == {"other"}
+    assert "search" in errors(api.get(TASKS, {"search": "a\x00b"}))
+
+
+def test_list_is_paginated_50_by_default_and_500_at_most(api: APIClient) -> None:
+    ScheduledTask.objects.bulk_create(
+        [
+            ScheduledTask(
+                name="bulk-%03d" % index,
+                task_type="manual",
+                handler_path="scripts:example_task",
+            )
+            for index in range(60)
+        ]
+    )
+
+    first = api.get(TASKS).json()
+    assert first["count"] == 61 and len(first["results"]) == 50 and first["next"]
+    assert len(api.get(TASKS, {"page": 2}).json()["results"]) == 11
+    assert len(api.get(TASKS, {"page_size": 10}).json()["results"]) == 10
+    assert len(api.get(TASKS, {"page_size": 100000}).json()["results"]) == 61
+    assert api.get(TASKS, {"page": 99}).status_code == 404
+
+
+def test_detail_by_id_and_by_name_with_or_without_slash(api: APIClient) -> None:
+    task = make_task(name="weekly.report")
+
+    for url in (task_url(task), task_url(task) + "/", task_url("weekly.report")):
+        response = api.get(url)
+        assert response.status_code == 200, url
+        assert response.json()["id"] == task.pk
+
+
+def test_a_numeric_name_resolves_as_an_id_first(api: APIClient) -> None:
+    first = make_task(name="first")
+    named_like_first = make_task(name=str(first.pk))
+    numeric_only = make_task(name="987654")
+
+    assert api.get(task_url(first.pk)).json()["id"] == first.pk
+    assert api.get(task_url(named_like_first.pk)).json()["id"] == named_like_first.pk
+    assert api.get(task_url("987654")).json()["id"] == numeric_only.pk
+
+
+@pytest.mark.parametrize("ident", ["missing", "424242", "%C2%B2", "x%00y"])
+def test_unknown_task_is_a_json_404(api: APIClient, ident: str) -> None:
+    response = api.get(task_url(ident))
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "task_not_found"
+
+
+def test_unknown_task_404_suggests_close_names(api: APIClient) -> None:
+    make_task(name="nightly_sync")
+
+    assert "nightly_sync" in api.get(task_url("nightly_synk")).json()["detail"]
+
+
+# Creating
+
+
+def test_create_validates_and_answers_the_full_task(api: APIClient) -> None:
+    response = create(api)
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    task = ScheduledTask.objects.get(name="nightly_sync")
+    assert body["id"] == task.pk
+    assert body["next_run_at"] is not None
+    assert body["handler_kwargs"] == {"days": "7", "target": '"orders"'}
+    assert body["last_execution_status"] is None
+    assert response["Location"] == body["url"]
+
+
+def test_create_ignores_is_system(api: APIClient) -> None:
+    response = create(api, is_system=True)
+
+    assert response.status_code == 201
+    assert response.json()["is_system"] is False
+
+
+def test_the_seed_curl_example_works_with_an_api_key_in_the_url(superuser: Any) -> None:
+    from tests.api.conftest import key_for
+
+    key = key_for(superuser)
+    client = APIClient()
+
+    response = client.post(
+        "/api/v1/tasks?api_key=%s" % key,
+        data=(
+            '{"name": "my_task", "description": "...", "task_type": "interval", '
+            '"interval_seconds": 3600, "handler_path": "scripts:example_task"}'
+        ),
+        content_type="application/json",
+    )
+
+    assert response.status_code == 201, response.content
+    task = ScheduledTask.objects.get(name="my_task")
+    assert task.interval_seconds == 3600 and task.next_run_at is not None
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "says"),
+    [
+        ({"cron_expression": "61 * * * *"}, "cron_expression", "minute field “61”"),
+        ({"cron_expression": "* * *"}, "cron_expression", "expected 5 fields"),
+        ({"cron_expression": "0 2 * 13 *"}, "cron_expression", "month field “13”"),
+        (
+            {"task_type": "interval", "interval_seconds": 0},
+            "interval_seconds",
+            "positive",
+        ),
+        (
+            {"task_type": "interval", "interval_seconds": None},
+            "interval_seconds",
+            "interval",
+        ),
+        ({"task_type": "interval", "interval_seconds": -5}, "interval_seconds", "0"),
+        ({"task_type": "date"}, "run_date", "run date"),
+        (
+            {"task_type": "date", "run_date": "2001-01-01T00:00:00Z"},
+            "run_date",
+            "in the past",
+        ),
+        ({"handler_path": "scripts:no_such_script"}, "handler_path", "not found"),
+        ({"handler_path": "not a path"}, "handler_path", "not valid"),
+        ({"handler_kwargs": {"days": '"seven"'}}, "handler_kwargs.days", "integer"),
+        (
+            {"handler_kwargs": {"days": "__import__('os')"}},
+            "handler_kwargs.days",
+            "days",
+        ),
+        (
+            {"handler_kwargs": {"colour": '"red"'}},
+            "handler_kwargs.colour",
+            "not accepted",
+        ),
+        ({"handler_kwargs": ["days"]}, "handler_kwargs", "JSON object"),
+        ({"handler_kwargs": {"target": "a\x00b"}}, "handler_kwargs", "NUL"),
+        ({"timezone": "Mars/Olympus"}, "timezone", "Unknown time zone"),
+        (
+            {"task_type": "date", "run_date": "1900-01-01T00:00:00Z"},
+            "run_date",
+            "between 1970 and 9000",
+        ),
+        ({"jitter_seconds": 2**40}, "jitter_seconds", "less than or equal to"),
+        ({"task_type": "weekly"}, "task_type", "valid choice"),
+        ({"name": ""}, "name", "blank"),
+    ],
+)
+def test_create_names_the_field_at_fault(
+    api: APIClient, changes: dict[str, Any], field: str, says: str
+) -> None:
+    response = create(api, **changes)
+
+    found = errors(response)
+    assert field in found, found
+    assert any(says in message for message in found[field]), found[field]
+    assert not ScheduledTask.objects.filter(name=VALID["name"]).exists()
+
+
+def test_create_reports_a_missing_required_parameter(api: APIClient) -> None:
+    response = create(
+        api, handler_path="tests.api.sample_handlers:needs_day", handler_kwargs={}
+    )
+
+    found = errors(response)
+    [field] = [name for name in found if name.startswith("handler_kwargs.")]
+    assert "required" in found[field][0]
+
+
+def test_create_reports_a_taken_name(api: APIClient) -> None:
+    make_task(name=VALID["name"])
+
+    found = errors(create(api))
+
+    assert found["name"] == [
+        "A task named “nightly_sync” already exists; choose another name."
+    ]
+
+
+def test_create_lists_every_problem_at_once(api: APIClient) -> None:
+    response = create(
+        api, cron_expression="99 * * * *", handler_kwargs={"days": '"x"', "colour": "1"}
+    )
+
+    found = errors(response)
+    assert {"cron_expression", "handler_kwargs.days", "handler_kwargs.colour"} <= set(
+        found
+    )
+    assert "more problems" in response.json()["detail"]
+
+
+def test_create_needs_the_add_permission(viewer: APIClient, client_with: Any) -> None:
+    assert create(viewer).status_code == 403
+    assert create(client_with("add_scheduledtask")).status_code == 201
+
+
+# Changing
+
+
+def test_patch_changes_only_the_given_fields(api: APIClient) -> None:
+    task = make_task(name="patch-me", interval_seconds=60)
+
+    response = api.patch(task_url("patch-me"), {"interval_seconds": 120}, format="json")
+
+    assert response.status_code == 200, response.content
+    task.refresh_from_db()
+    assert task.interval_seconds == 120 and task.name == "patch-me"
+    assert response.json()["interval_seconds"] == 120
+    assert task.next_run_at is not None
+
+
+def test_put_replaces_the_task(api: APIClient) -> None:
+    task = make_task(name="put-me")
+    make_execution(task, status="failed")
+
+    response = api.put(task_url(task), {**VALID, "name": "put-me"}, format="json")
+
+    assert response.status_code == 200, response.content
+    task.refresh_from_db()
+    assert task.task_type == "cron" and task.handler_path == "scripts:data_sync"
+    assert response.json()["last_execution_status"] == "failed"
+
+
+def test_update_validates_like_create(api: APIClient) -> None:
+    task = make_task(name="keep-me")
+
+    found = errors(api.patch(task_url(task), {"interval_seconds": 0}, format="json"))
+
+    assert "interval_seconds" in found
+    task.refresh_from_db()
+    assert task.interval_seconds == 60
+
+
+def test_update_keeps_a_past_run_date_that_did_not_change(api: APIClient) -> None:
+    past = timezone.now() - dt.timedelta(days=1)
+    task = make_task(
+        name="one-off", task_type="date", run_date=past, interval_seconds=None
+    )
+
+    response = api.patch(task_url(task), {"description": "ran already"}, format="json")
+
+    assert response.status_code == 200, response.content
+    found = errors(
+        api.patch(
+            task_url(task),
+            {"run_date": (past - dt.timedelta(days=1)).isoformat()},
+            format="json",
+        )
+    )
+    assert "run_date" in found
+
+
+def test_update_reports_a_taken_name(api: APIClient) -> None:
+    make_task(name="taken")
+    task = make_task(name="mine")
+
+    assert "name" in errors(api.patch(task_url(task), {"name": "taken"}, format="json"))
+
+
+def test_update_cannot_clear_is_system(api: APIClient) -> None:
+    response = api.patch(
+        task_url("cleanup_executions"), {"is_system": False}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert ScheduledTask.objects.get(name="cleanup_executions").is_system
+
+
+def test_update_needs_the_change_permission(viewer: APIClient) -> None:
+    task = make_task()
+
+    assert (
+        viewer.patch(task_url(task), {"description": "x"}, format="json").status_code
+        == 403
+    )
+    assert viewer.put(task_url(task), VALID, format="json").status_code == 403
+
+
+def test_update_of_an_unknown_task_is_404(api: APIClient) -> None:
+    patch = api.patch(task_url("ghost"), {"description": "x"}, format="json")
+    put = api.put(task_url("ghost"), VALID, format="json")
+
+    assert patch.status_code == put.status_code == 404
+    assert put.json()["code"] == "task_not_found"
+
+
+# Deleting
+
+
+def test_delete_removes_the_task_and_its_history(api: APIClient) -> None:
+    task = make_task(name="doomed")
+    make_execution(task)
+
+    response = api.delete(task_url("doomed"))
+
+    assert response.status_code == 204
+    assert not ScheduledTask.objects.filter(pk=task.pk).exists()
+
+
+def test_delete_of_a_system_task_is_refused_with_409(api: APIClient) -> None:
+    response = api.delete(task_url("cleanup_executions"))
+
+    assert response.status_code == 409
+    body = response.json()
+    assert body["code"] == "system_task_protected"
+    assert "not deleted" in body["detail"]
+    assert ScheduledTask.objects.filter(name="cleanup_executions").exists()
+
+
+def test_delete_needs_the_delete_permission(viewer: APIClient) -> None:
+    task = make_task()
+
+    assert viewer.delete(task_url(task)).status_code == 403
+    assert ScheduledTask.objects.filter(pk=task.pk).exists()
+
+
+def test_delete_of_an_unknown_task_is_404(api: APIClient) -> None:
+    assert api.delete(task_url("ghost")).status_code == 404
+
+
+# Permissions and authentication on every task route
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", ""),
+        ("post", ""),
+        ("get", "/1"),
+        ("put", "/1"),
+        ("patch", "/1"),
+        ("delete", "/1"),
+    ],
+)
+def test_every_task_route_needs_authentication(
+    anonymous: APIClient, method: str, path: str
+) -> None:
+    response = getattr(anonymous, method)(TASKS + path)
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+    assert response["WWW-Authenticate"].startswith("Api-Key")
+
+
+def test_reading_tasks_needs_the_view_permission(
+    nobody: APIClient, viewer: APIClient
+) -> None:
+    task = make_task()
+
+    assert nobody.get(TASKS).status_code == 403
+    assert nobody.get(task_url(task)).status_code == 403
+    assert viewer.get(TASKS).status_code == 200
+    assert viewer.get(task_url(task)).status_code == 200
+
+
+def test_every_write_reaches_the_scheduler_through_the_services(api: APIClient) -> None:
+    """The running scheduler reloads when the task version moves, as for the admin."""
+    versions = [tasks_version()]
+
+    created = create(api).json()
+    versions.append(tasks_version())
+    api.patch(task_url(created["id"]), {"description": "x"}, format="json")
+    versions.append(tasks_version())
+    api.post(task_url(created["id"]) + "/pause")
+    versions.append(tasks_version())
+    api.delete(task_url(created["id"]))
+    versions.append(tasks_version())
+
+    assert versions == sorted(set(versions)), versions
