@@ -1,6 +1,7 @@
 # Everything a fresh machine needs, from Python and make alone.
 #   make run    set up (virtualenv, dependencies, database, admin login) and start the product
 #   make test   run the test suite on SQLite, then on PostgreSQL (required under CI=true)
+#               (browser tests included: they drive Debian's chromium, installed if missing)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,7 @@ PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run setup venv test test-sqlite test-postgres check-migrations clean
+.PHONY: run setup venv test test-sqlite test-postgres check-migrations clean bench browser-deps screenshots messages
 
 venv: $(VENV)/.installed
 
@@ -38,10 +39,10 @@ check-migrations: venv
 
 test: test-sqlite test-postgres
 
-test-sqlite: venv check-migrations
+test-sqlite: venv check-migrations browser-deps
 	$(PY) -m pytest
 
-test-postgres: venv
+test-postgres: venv browser-deps
 	@if $(PY) -c "import psycopg; psycopg.connect('$(PG_TEST_URL)', connect_timeout=3).close()" 2>/dev/null; then \
 		echo "== PostgreSQL pass: $(PG_TEST_URL)"; \
 		DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest; \
@@ -51,6 +52,34 @@ test-postgres: venv
 	else \
 		echo "PostgreSQL not reachable at $(PG_TEST_URL): skipping the PostgreSQL pass (CI runs it)."; \
 	fi
+
+# The browser tests (tests/browser) drive Debian's chromium through Playwright,
+# which never downloads a browser. CI runs as root on Debian; elsewhere sudo is used.
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "== Installing chromium for the browser tests (apt-get)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update && $$SUDO apt-get install -y chromium; \
+	fi
+
+# Refresh docs/screenshots/ from the browser tests (a CJK font for the Chinese one).
+screenshots: venv browser-deps
+	@if ! fc-list :lang=zh 2>/dev/null | grep -q .; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get install -y fonts-wqy-microhei; \
+	fi
+	SCREENSHOTS=1 $(PY) -m pytest tests/browser -p no:cacheprovider
+
+# Update the Chinese catalog after changing translatable strings, translate the new
+# entries in locale/zh_Hans/LC_MESSAGES/django.po, then compile (commit both files).
+messages: venv
+	SECRET_KEY=messages $(PY) manage.py makemessages -l zh_Hans --no-obsolete
+	SECRET_KEY=messages $(PY) manage.py compilemessages -l zh_Hans --ignore=$(VENV)
+
+# Benchmarks (bench/README.md): several minutes, never part of make test.
+#   make bench BENCH_ARGS="--duration 10"   a quick pass
+bench: venv
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

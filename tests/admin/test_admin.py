@@ -7,108 +7,33 @@ from typing import Any
 
 import pytest
 from django.contrib import messages
-from django.contrib.admin import helpers
 from django.contrib.auth.models import Permission, User
-from django.contrib.messages import get_messages
-from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from scheduler_app.exceptions import SystemTaskProtected
+from scheduler_app.locks import get_lock_backend, task_lock_key
 from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
+from tests.admin.helpers import (
+    EXECUTION_CHANGELIST,
+    HOSTILE,
+    HOSTILE_ESCAPED,
+    INSTANCE_CHANGELIST,
+    TASK_ADD,
+    TASK_CHANGELIST,
+    add_form_data,
+    count_queries,
+    execution_url,
+    form_errors,
+    offered_actions,
+    post_action,
+    sent_messages,
+    task_url,
+)
 from tests.factories import make_execution, make_task
 
 pytestmark = pytest.mark.django_db
-
-TASK_CHANGELIST = reverse("admin:scheduler_app_scheduledtask_changelist")
-TASK_ADD = reverse("admin:scheduler_app_scheduledtask_add")
-EXECUTION_CHANGELIST = reverse("admin:scheduler_app_taskexecution_changelist")
-INSTANCE_CHANGELIST = reverse("admin:scheduler_app_schedulerinstance_changelist")
-HOSTILE = "<script>alert(1)</script>"
-HOSTILE_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
-
-
-def task_url(view: str, task: ScheduledTask) -> str:
-    return reverse("admin:scheduler_app_scheduledtask_%s" % view, args=[task.pk])
-
-
-def execution_url(execution: TaskExecution) -> str:
-    return reverse("admin:scheduler_app_taskexecution_change", args=[execution.pk])
-
-
-def post_action(client: Client, url: str, action: str, objects: list[Any]) -> Any:
-    """POST an admin action for `objects` as the changelist's action form does."""
-    return client.post(
-        url,
-        {
-            "action": action,
-            "index": 0,
-            helpers.ACTION_CHECKBOX_NAME: [str(obj.pk) for obj in objects],
-        },
-    )
-
-
-def sent_messages(response: Any) -> list[tuple[int, str]]:
-    return [(message.level, str(message)) for message in get_messages(response.wsgi_request)]
-
-
-def offered_actions(client: Client, url: str) -> set[str]:
-    response = client.get(url)
-    assert response.status_code == 200
-    action_form = response.context["action_form"]  # None when no action is offered
-    if action_form is None:
-        return set()
-    return {name for name, _label in action_form.fields["action"].choices}
-
-
-def count_queries(client: Client, url: str) -> int:
-    with CaptureQueriesContext(connection) as context:
-        response = client.get(url)
-    assert response.status_code == 200
-    return len(context.captured_queries)
-
-
-def add_form_data(**overrides: str) -> dict[str, str]:
-    """Every field of the add form's fieldsets plus the inline's management form."""
-    data = {
-        "name": "nightly_sync",
-        "description": "",
-        "status": ScheduledTask.Status.ACTIVE,
-        "handler_path": "scripts:data_sync",
-        "handler_kwargs": json.dumps({"days": "7"}),
-        "task_type": ScheduledTask.TaskType.CRON,
-        "cron_expression": "0 2 * * *",
-        "interval_seconds": "",
-        "run_date_0": "",
-        "run_date_1": "",
-        "timezone": "",
-        "overlap_policy": ScheduledTask.OverlapPolicy.SKIP,
-        "max_instances": "0",
-        "timeout_seconds": "0",
-        "max_retries": "0",
-        "retry_delay_seconds": "60",
-        "misfire_grace_seconds": "60",
-        "coalesce": "on",
-        "jitter_seconds": "0",
-        "queue": "",
-        "executions-TOTAL_FORMS": "0",
-        "executions-INITIAL_FORMS": "0",
-        "executions-MIN_NUM_FORMS": "0",
-        "executions-MAX_NUM_FORMS": "0",
-        "_save": "Save",
-    }
-    data.update(overrides)
-    return data
-
-
-def form_errors(response: Any) -> dict[str, list[str]]:
-    assert response.status_code == 200, "the form was accepted"
-    return {
-        field: [str(message) for message in errors]
-        for field, errors in response.context["adminform"].form.errors.items()
-    }
 
 
 @pytest.fixture
@@ -133,8 +58,9 @@ def staff_client(client: Client) -> Client:
 # Smoke
 
 
-def test_every_admin_page_of_the_app_loads_for_a_superuser(admin_client: Client) -> None:
-    task = make_task(description="Nightly")
+def every_scheduler_admin_url() -> list[str]:
+    """Every page and endpoint of the app's admin, with rows for the object pages."""
+    task = make_task(description="Nightly", handler_path="scripts:data_sync")
     execution = make_execution(
         task,
         status=TaskExecution.Status.FAILED,
@@ -146,21 +72,98 @@ def test_every_admin_page_of_the_app_loads_for_a_superuser(admin_client: Client)
         progress_done=1,
         progress_total=3,
     )
-    SchedulerInstance.objects.create(instance_id="host:1:abcdef", hostname="host", pid=1)
-    urls = [
+    instance = SchedulerInstance.objects.create(
+        instance_id="host:1:abcdef", hostname="host", pid=1
+    )
+    key = task_lock_key(task.pk)
+    get_lock_backend().acquire(key, owner="host:1:abcdef", ttl_seconds=60)
+
+    def admin_url(name: str, *args: Any) -> str:
+        return reverse("admin:scheduler_app_%s" % name, args=args)
+
+    return [
         reverse("admin:index"),
         reverse("admin:app_list", args=["scheduler_app"]),
         TASK_CHANGELIST,
         TASK_ADD,
+        TASK_ADD + "?handler_path=scripts:data_sync",
         task_url("change", task),
         task_url("history", task),
         task_url("delete", task),
+        task_url("run_with_parameters", task),
+        admin_url("scheduledtask_handler_parameters") + "?path=scripts:data_sync",
+        admin_url("scheduledtask_preview")
+        + "?task_type=cron&cron_expression=0+2+*+*+*",
+        admin_url("scheduledtask_locks"),
+        admin_url("scheduledtask_release_lock") + "?key=" + key,
+        admin_url("scheduledtask_health"),
         EXECUTION_CHANGELIST,
+        EXECUTION_CHANGELIST + "?status=timeout&trigger_type__exact=manual",
         execution_url(execution),
+        admin_url("taskexecution_log", execution.pk) + "?offset=1",
+        admin_url("taskexecution_log_download", execution.pk),
+        admin_url("taskexecution_history", execution.pk),
         INSTANCE_CHANGELIST,
+        admin_url("schedulerinstance_change", instance.pk),
     ]
+
+
+def test_every_admin_page_of_the_app_loads_for_a_superuser(
+    admin_client: Client,
+) -> None:
+    urls = every_scheduler_admin_url()
+
     statuses = {url: admin_client.get(url).status_code for url in urls}
+
     assert statuses == {url: 200 for url in urls}
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_every_admin_page_loads_in_each_language(
+    admin_client: Client, language: str
+) -> None:
+    urls = every_scheduler_admin_url()
+
+    statuses = {
+        url: admin_client.get(url, HTTP_ACCEPT_LANGUAGE=language).status_code
+        for url in urls
+    }
+
+    assert statuses == {url: 200 for url in urls}
+
+
+def test_a_staff_user_without_permissions_gets_none_of_the_pages(
+    client: Client,
+) -> None:
+    client.force_login(User.objects.create_user("nobody", password="pw", is_staff=True))
+    urls = every_scheduler_admin_url()[2:]  # the indexes load, listing nothing
+
+    statuses = {url: client.get(url).status_code for url in urls}
+
+    assert statuses == {url: 403 for url in urls}
+
+
+def test_the_post_views_refuse_a_staff_user_without_permissions(client: Client) -> None:
+    client.force_login(User.objects.create_user("nobody", password="pw", is_staff=True))
+    task = make_task()
+    execution = make_execution(task)
+    key = task_lock_key(task.pk)
+    get_lock_backend().acquire(key, owner="x", ttl_seconds=60)
+
+    responses = [
+        client.post(task_url("run", task)),
+        client.post(task_url("run_with_parameters", task), {}),
+        client.post(
+            reverse("admin:scheduler_app_taskexecution_cancel", args=[execution.pk])
+        ),
+        client.post(
+            reverse("admin:scheduler_app_scheduledtask_release_lock"), {"key": key}
+        ),
+    ]
+
+    assert [response.status_code for response in responses] == [403, 403, 403, 403]
+    assert TaskExecution.objects.get().status == TaskExecution.Status.PENDING
+    assert get_lock_backend().get(key) is not None
 
 
 def test_execution_page_shows_result_traceback_and_log(admin_client: Client) -> None:
@@ -221,7 +224,9 @@ def test_task_change_page_query_count_does_not_grow_with_executions(
     assert count_queries(admin_client, task_url("change", task)) == one_execution
 
 
-def test_task_change_page_lists_only_the_latest_20_executions(admin_client: Client) -> None:
+def test_task_change_page_lists_only_the_latest_20_executions(
+    admin_client: Client,
+) -> None:
     task = make_task()
     executions = [make_execution(task) for _ in range(25)]
 
@@ -235,14 +240,18 @@ def test_task_change_page_lists_only_the_latest_20_executions(admin_client: Clie
 # Task actions
 
 
-def test_run_now_creates_one_pending_manual_execution_per_task(admin_client: Client) -> None:
+def test_run_now_creates_one_pending_manual_execution_per_task(
+    admin_client: Client,
+) -> None:
     first, second = make_task(), make_task()
 
     response = post_action(admin_client, TASK_CHANGELIST, "run_now", [first, second])
 
     assert response.status_code == 302
     executions = TaskExecution.objects.filter(task__in=[first, second])
-    assert sorted(executions.values_list("task_id", "status", "trigger_type")) == sorted(
+    assert sorted(
+        executions.values_list("task_id", "status", "trigger_type")
+    ) == sorted(
         [
             (first.pk, TaskExecution.Status.PENDING, TaskExecution.TriggerType.MANUAL),
             (second.pk, TaskExecution.Status.PENDING, TaskExecution.TriggerType.MANUAL),
@@ -272,11 +281,14 @@ def test_pause_sets_status_and_reports_the_count(admin_client: Client) -> None:
     active = [make_task(), make_task()]
     already_paused = make_task(status=ScheduledTask.Status.PAUSED)
 
-    response = post_action(admin_client, TASK_CHANGELIST, "pause", [*active, already_paused])
+    response = post_action(
+        admin_client, TASK_CHANGELIST, "pause", [*active, already_paused]
+    )
 
     statuses = set(
-        ScheduledTask.objects.filter(pk__in=[t.pk for t in [*active, already_paused]])
-        .values_list("status", flat=True)
+        ScheduledTask.objects.filter(
+            pk__in=[t.pk for t in [*active, already_paused]]
+        ).values_list("status", flat=True)
     )
     assert statuses == {ScheduledTask.Status.PAUSED}
     assert sent_messages(response) == [(messages.SUCCESS, "Paused 2 tasks.")]
@@ -337,7 +349,9 @@ def test_delete_action_refuses_a_system_task_and_names_it(admin_client: Client) 
     system = make_task(name="nightly_cleanup", is_system=True)
     normal = make_task()
 
-    response = post_action(admin_client, TASK_CHANGELIST, "delete_tasks", [system, normal])
+    response = post_action(
+        admin_client, TASK_CHANGELIST, "delete_tasks", [system, normal]
+    )
 
     assert response.status_code == 302
     assert sent_messages(response) == [
@@ -346,7 +360,9 @@ def test_delete_action_refuses_a_system_task_and_names_it(admin_client: Client) 
     assert ScheduledTask.objects.filter(pk__in=[system.pk, normal.pk]).count() == 2
 
 
-def test_delete_action_deletes_normal_tasks_and_their_executions(admin_client: Client) -> None:
+def test_delete_action_deletes_normal_tasks_and_their_executions(
+    admin_client: Client,
+) -> None:
     task = make_task()
     make_execution(task)
 
@@ -367,7 +383,10 @@ def test_delete_page_of_a_system_task_is_forbidden(admin_client: Client) -> None
     system = make_task(is_system=True)
 
     assert admin_client.get(task_url("delete", system)).status_code == 403
-    assert admin_client.post(task_url("delete", system), {"post": "yes"}).status_code == 403
+    assert (
+        admin_client.post(task_url("delete", system), {"post": "yes"}).status_code
+        == 403
+    )
     assert ScheduledTask.objects.filter(pk=system.pk).exists()
 
 
@@ -387,7 +406,9 @@ def test_cancel_turns_a_pending_execution_cancelled(admin_client: Client) -> Non
     pending = make_execution()
     finished = make_execution(status=TaskExecution.Status.SUCCESS)
 
-    response = post_action(admin_client, EXECUTION_CHANGELIST, "cancel", [pending, finished])
+    response = post_action(
+        admin_client, EXECUTION_CHANGELIST, "cancel", [pending, finished]
+    )
 
     pending.refresh_from_db()
     finished.refresh_from_db()
@@ -424,7 +445,9 @@ def test_add_form_creates_a_valid_task_with_its_next_run(admin_client: Client) -
     assert task.next_run_at is not None
 
 
-def test_add_form_shows_a_bad_cron_expression_on_its_field(admin_client: Client) -> None:
+def test_add_form_shows_a_bad_cron_expression_on_its_field(
+    admin_client: Client,
+) -> None:
     response = admin_client.post(TASK_ADD, add_form_data(cron_expression="61 * * * *"))
 
     errors = form_errors(response)
@@ -434,21 +457,25 @@ def test_add_form_shows_a_bad_cron_expression_on_its_field(admin_client: Client)
 
 
 def test_add_form_shows_an_unknown_handler_on_its_field(admin_client: Client) -> None:
-    response = admin_client.post(TASK_ADD, add_form_data(handler_path="scripts:no_such_script"))
+    response = admin_client.post(
+        TASK_ADD, add_form_data(handler_path="scripts:no_such_script")
+    )
 
     errors = form_errors(response)
     assert list(errors) == ["handler_path"]
     assert "scripts:no_such_script" in errors["handler_path"][0]
 
 
-def test_add_form_shows_a_wrongly_typed_parameter_by_name(admin_client: Client) -> None:
+def test_add_form_shows_a_wrongly_typed_parameter_on_its_own_input(
+    admin_client: Client,
+) -> None:
     response = admin_client.post(
-        TASK_ADD, add_form_data(handler_kwargs=json.dumps({"days": "'abc'"}))
+        TASK_ADD, add_form_data(handler_kwargs="{}", param_days="'abc'")
     )
 
     errors = form_errors(response)
-    assert list(errors) == ["handler_kwargs"]
-    assert errors["handler_kwargs"][0].startswith("Parameter “days”: expected an integer")
+    assert list(errors) == ["param_days"]
+    assert errors["param_days"][0].startswith("Parameter “days”: expected an integer")
 
 
 def test_add_form_shows_an_unknown_parameter_by_name(admin_client: Client) -> None:
@@ -479,7 +506,9 @@ def test_change_form_validates_the_submitted_values(admin_client: Client) -> Non
     assert task.cron_expression == "0 2 * * *"
 
 
-def test_change_form_saves_a_valid_edit_and_recomputes_next_run(admin_client: Client) -> None:
+def test_change_form_saves_a_valid_edit_and_recomputes_next_run(
+    admin_client: Client,
+) -> None:
     task = make_task(name="every_minute")
 
     response = admin_client.post(
@@ -529,7 +558,9 @@ def test_changelists_escape_user_text(admin_client: Client) -> None:
         assert HOSTILE_ESCAPED in content, url
 
 
-def test_system_flag_cannot_be_cleared_from_the_change_form(admin_client: Client) -> None:
+def test_system_flag_cannot_be_cleared_from_the_change_form(
+    admin_client: Client,
+) -> None:
     system = ScheduledTask.objects.get(name="cleanup_executions")
     data = add_form_data(
         name=system.name,

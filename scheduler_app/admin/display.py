@@ -1,0 +1,289 @@
+"""Presentation helpers for the admin: badges, times, durations, schedules, a run chart."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import json
+import logging
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import cron_descriptor
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dates import MONTHS, WEEKDAYS
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince, timeuntil
+from django.utils.translation import get_language, gettext, to_locale
+from django.utils.translation import gettext_lazy as _
+
+from ..models import ScheduledTask, TaskExecution
+from ..schedules import MACROS, describe_interval
+
+logger = logging.getLogger(__name__)
+
+EMPTY = "—"
+#: Absolute times in lists and previews: unambiguous in every language.
+DATETIME_FORMAT = "Y-m-d H:i"
+DATETIME_SECONDS_FORMAT = "Y-m-d H:i:s"
+
+#: The status words that have a badge colour in scheduler_app/admin.css.
+BADGE_STATUSES = frozenset(
+    [*ScheduledTask.Status.values, *TaskExecution.Status.values, "timeout", "abandoned"]
+)
+
+
+def status_badge(value: str, label: Any) -> str:
+    """A coloured pill for a task or execution status."""
+    css = value if value in BADGE_STATUSES else "unknown"
+    return format_html(
+        '<span class="scheduler-badge scheduler-badge--{}" data-status="{}">{}</span>',
+        css,
+        value,
+        label,
+    )
+
+
+def execution_badge(execution: TaskExecution) -> str:
+    """An execution's status badge; a timed-out or abandoned failure says so."""
+    if execution.status == TaskExecution.Status.FAILED and execution.failure_kind in (
+        TaskExecution.FailureKind.TIMEOUT,
+        TaskExecution.FailureKind.ABANDONED,
+    ):
+        return status_badge(
+            execution.failure_kind, execution.get_failure_kind_display()
+        )
+    return status_badge(execution.status, execution.get_status_display())
+
+
+def pretty_json(value: Any) -> str:
+    """JSON indented for reading, escaped, in a <pre>."""
+    if value in (None, "", {}, []):
+        return EMPTY
+    return format_html(
+        '<pre class="scheduler-pre">{}</pre>',
+        json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str),
+    )
+
+
+# Times
+
+
+def relative_time(value: dt.datetime, *, now: dt.datetime | None = None) -> str:
+    """'in 3 hours' or '5 minutes ago', in the active language."""
+    now = now or timezone.now()
+    seconds = (value - now).total_seconds()
+    if abs(seconds) < 60:
+        return gettext("in less than a minute") if seconds >= 0 else gettext("just now")
+    if seconds > 0:
+        return gettext("in %(time)s") % {"time": timeuntil(value, now, depth=1)}
+    return gettext("%(time)s ago") % {"time": timesince(value, now, depth=1)}
+
+
+def absolute_time(value: dt.datetime, *, seconds: bool = False) -> str:
+    """A moment in the current time zone, e.g. 2025-01-06 02:00."""
+    return date_format(
+        timezone.localtime(value),
+        DATETIME_SECONDS_FORMAT if seconds else DATETIME_FORMAT,
+    )
+
+
+def time_with_relative(
+    value: dt.datetime | None, *, now: dt.datetime | None = None
+) -> str:
+    """Absolute time with the relative one beneath it (both in the cell)."""
+    if value is None:
+        return EMPTY
+    return format_html(
+        '<span class="scheduler-when" title="{}">{}<br><small>{}</small></span>',
+        value.isoformat(),
+        absolute_time(value),
+        relative_time(value, now=now),
+    )
+
+
+def format_duration(milliseconds: float | None) -> str:
+    """850 ms, 2.4 s, 3 min 5 s, 1 h 2 min."""
+    if milliseconds is None:
+        return EMPTY
+    milliseconds = float(milliseconds)
+    if milliseconds < 1000:
+        return gettext("%(count)d ms") % {"count": round(milliseconds)}
+    seconds = milliseconds / 1000
+    if seconds < 60:
+        return gettext("%(count).1f s") % {"count": seconds}
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return gettext("%(minutes)d min %(seconds)d s") % {
+            "minutes": minutes,
+            "seconds": seconds,
+        }
+    hours, minutes = divmod(minutes, 60)
+    return gettext("%(hours)d h %(minutes)d min") % {"hours": hours, "minutes": minutes}
+
+
+# Schedules
+
+_CRON_LOCALES = frozenset(
+    path.stem
+    for path in (Path(cron_descriptor.__file__).parent / "locale").glob("*.mo")
+)
+# Django language codes whose cron-descriptor locale is not simply lang_LANG.
+_CRON_LOCALE_ALIASES = {"zh-hans": "zh_CN", "zh-hant": "zh_TW", "en": "en_US"}
+_CRON_ERRORS = (
+    cron_descriptor.FormatException,
+    cron_descriptor.MissingFieldException,
+    cron_descriptor.WrongArgumentException,
+    ValueError,
+    IndexError,
+    KeyError,
+)
+
+
+def _cron_locale(language: str) -> str:
+    language = (language or "en").lower()
+    if language in _CRON_LOCALE_ALIASES:
+        return _CRON_LOCALE_ALIASES[language]
+    code = to_locale(language)
+    if code in _CRON_LOCALES:
+        return code
+    base = code.split("_")[0]
+    return next(
+        (name for name in sorted(_CRON_LOCALES) if name.split("_")[0] == base), "en_US"
+    )
+
+
+def _translate_names(text: str) -> str:
+    """cron-descriptor names days and months in the process locale (English here)."""
+    # calendar.day_name starts on Monday, as Django's WEEKDAYS does.
+    for index, english in enumerate(calendar.day_name):
+        text = re.sub(r"\b%s\b" % english, str(WEEKDAYS[index]), text)
+    for index, english in enumerate(calendar.month_name[1:], start=1):
+        text = re.sub(r"\b%s\b" % english, str(MONTHS[index]), text)
+    return text
+
+
+@lru_cache(maxsize=2048)
+def _describe_cron(expression: str, language: str) -> str:
+    text = MACROS.get(expression.strip().lower(), expression.strip())
+    locale_code = _cron_locale(language)
+    options = cron_descriptor.Options(
+        locale_code=locale_code,
+        use_24hour_time_format=not locale_code.startswith("en"),
+    )
+    try:
+        description = cron_descriptor.ExpressionDescriptor(
+            text, options
+        ).get_description()
+    except _CRON_ERRORS:
+        logger.debug("No description for cron expression %r", expression, exc_info=True)
+        return expression
+    if not language.lower().startswith("en"):
+        description = _translate_names(description)
+    return description
+
+
+def describe_cron(expression: str) -> str:
+    """A cron expression in words, in the active language ('At 02:00 AM', '在 02:00')."""
+    if not expression.strip():
+        return ""
+    return _describe_cron(expression, get_language() or "en")
+
+
+def describe_schedule(task: ScheduledTask) -> str:
+    """The task's schedule in words; the cron expression itself in the tooltip."""
+    if task.task_type == ScheduledTask.TaskType.CRON:
+        return format_html(
+            '<span title="{}">{}</span><br><code class="scheduler-code">{}</code>',
+            task.cron_expression,
+            describe_cron(task.cron_expression),
+            task.cron_expression,
+        )
+    if task.task_type == ScheduledTask.TaskType.INTERVAL and task.interval_seconds:
+        return str(describe_interval(task.interval_seconds))
+    if task.task_type == ScheduledTask.TaskType.DATE and task.run_date:
+        return gettext("once, at %(when)s") % {"when": absolute_time(task.run_date)}
+    if task.task_type == ScheduledTask.TaskType.MANUAL:
+        return gettext("only when run by hand")
+    return EMPTY
+
+
+# The run history chart
+
+CHART_HEIGHT = 60
+CHART_BAR_WIDTH = 10
+CHART_GAP = 3
+CHART_TITLE = _("Duration of the latest runs, oldest first (colour: outcome)")
+
+
+def runs_chart(runs: Sequence[TaskExecution]) -> str:
+    """An inline SVG bar chart: one bar per run, height = duration, colour = outcome.
+
+    Each bar links to its execution and names it in a tooltip.
+    """
+    if not runs:
+        return EMPTY
+    longest = max((run.duration_ms or 0 for run in runs), default=0) or 1
+    bars = []
+    for index, run in enumerate(runs):
+        height = max(2, round((run.duration_ms or 0) / longest * (CHART_HEIGHT - 2)))
+        status = (
+            run.failure_kind
+            if run.status == TaskExecution.Status.FAILED
+            and run.failure_kind in ("timeout", "abandoned")
+            else run.status
+        )
+        bars.append(
+            (
+                reverse("admin:scheduler_app_taskexecution_change", args=[run.pk]),
+                index * (CHART_BAR_WIDTH + CHART_GAP),
+                CHART_HEIGHT - height,
+                CHART_BAR_WIDTH,
+                height,
+                status,
+                "#%s %s · %s · %s"
+                % (
+                    run.pk,
+                    run.get_status_display(),
+                    format_duration(run.duration_ms),
+                    absolute_time(run.created_at),
+                ),
+            )
+        )
+    width = len(runs) * (CHART_BAR_WIDTH + CHART_GAP)
+    return format_html(
+        '<svg class="scheduler-chart" width="{}" height="{}" viewBox="0 0 {} {}" '
+        'role="img" aria-label="{}"><title>{}</title>{}</svg>',
+        width,
+        CHART_HEIGHT,
+        width,
+        CHART_HEIGHT,
+        CHART_TITLE,
+        CHART_TITLE,
+        format_html_join(
+            "",
+            '<a href="{}"><rect x="{}" y="{}" width="{}" height="{}" '
+            'class="scheduler-bar scheduler-bar--{}"><title>{}</title></rect></a>',
+            bars,
+        ),
+    )
+
+
+def duration_summary(runs: Sequence[TaskExecution]) -> str:
+    """min / avg / max duration of the finished runs among `runs`."""
+    durations = [run.duration_ms for run in runs if run.duration_ms is not None]
+    if not durations:
+        return gettext("No finished run yet.")
+    return gettext(
+        "min %(min)s · avg %(avg)s · max %(max)s (latest %(count)d runs)"
+    ) % {
+        "min": format_duration(min(durations)),
+        "avg": format_duration(sum(durations) / len(durations)),
+        "max": format_duration(max(durations)),
+        "count": len(durations),
+    }

@@ -1,0 +1,400 @@
+"""Execution admin: a list that stays fast on millions of rows, and the run page with its live log."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.views.main import PAGE_VAR
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import URLPattern, path, reverse
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+from django.views.decorators.http import require_GET, require_POST
+
+from .. import selectors, services
+from ..exceptions import SchedulerError
+from ..models import TaskExecution
+from .display import EMPTY, absolute_time, execution_badge, format_duration, pretty_json
+
+MSG_SUBTITLE = _("Execution #%(id)s of “%(task)s”")
+MSG_CANCELLED = _("Execution #%(id)s was cancelled.")
+MSG_CANCEL_REQUESTED = _(
+    "Asked execution #%(id)s to stop; it ends at its next log line or progress "
+    "report, or is recorded cancelled within a second."
+)
+
+
+class HasNextPaginator(Paginator):
+    """A paginator that never counts: it reads one row past the page to know if more follow.
+
+    `count` is the rows before this page plus the rows read, so the admin offers
+    the pages up to the next one and never runs COUNT(*) over the history.
+    """
+
+    def __init__(
+        self,
+        object_list: Any,
+        per_page: int,
+        *args: Any,
+        page_number: int = 1,
+        **kwargs: Any,
+    ):
+        super().__init__(object_list, per_page, *args, **kwargs)
+        self.page_number = max(1, page_number)
+
+    @cached_property
+    def _window(self) -> tuple[int, list[Any]]:
+        offset = (self.page_number - 1) * self.per_page
+        return offset, list(self.object_list[offset : offset + self.per_page + 1])
+
+    @cached_property
+    def count(self) -> int:  # type: ignore[override]
+        offset, rows = self._window
+        return offset + len(rows)
+
+    @property
+    def has_next(self) -> bool:
+        return len(self._window[1]) > self.per_page
+
+    def page(self, number: Any) -> Page:
+        number = self.validate_number(number)
+        if number == self.page_number:
+            return self._get_page(self._window[1][: self.per_page], number, self)
+        return super().page(number)
+
+
+class ExecutionStatusFilter(admin.SimpleListFilter):
+    """Status, with timed-out and abandoned failures (failure_kind) as choices of their own."""
+
+    title = _("status")
+    parameter_name = "status"
+    KINDS = {
+        "timeout": TaskExecution.FailureKind.TIMEOUT,
+        "abandoned": TaskExecution.FailureKind.ABANDONED,
+    }
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        choices: list[tuple[str, Any]] = []
+        for value, label in TaskExecution.Status.choices:
+            choices.append((value, label))
+            if value == TaskExecution.Status.FAILED:
+                choices.append(("timeout", _("Failed: timed out")))
+                choices.append(("abandoned", _("Failed: abandoned")))
+        return choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value in self.KINDS:
+            return queryset.filter(
+                status=TaskExecution.Status.FAILED, failure_kind=self.KINDS[value]
+            )
+        if value in TaskExecution.Status.values:
+            return queryset.filter(status=value)
+        return queryset
+
+
+@admin.register(TaskExecution)
+class TaskExecutionAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "task_link",
+        "status_display",
+        "trigger_type",
+        "scheduled_for_display",
+        "started_display",
+        "duration_display",
+        "attempt",
+    ]
+    list_display_links = ["id"]
+    list_filter = [
+        ExecutionStatusFilter,
+        "trigger_type",
+        "task",
+        ("created_at", admin.DateFieldListFilter),
+    ]
+    search_fields = ["=id", "task__name"]
+    list_select_related = ["task"]
+    # Newest first by primary key: the cheapest order on a big table.
+    ordering = ["-id"]
+    sortable_by = ["id"]
+    # No COUNT(*) anywhere: not for the total, not per filter choice, no "show all".
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    paginator = HasNextPaginator
+    list_max_show_all = 0
+    empty_value_display = EMPTY
+    actions = ["cancel"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "task_link",
+                    "status_display",
+                    ("trigger_type", "attempt", "retry_of"),
+                    "instance_id",
+                ]
+            },
+        ),
+        (
+            _("Timings"),
+            {
+                "fields": [
+                    ("scheduled_for", "created_at"),
+                    ("started_at", "finished_at", "duration_display"),
+                ]
+            },
+        ),
+        (_("Parameters"), {"fields": [("parameters", "overrides")]}),
+        (
+            _("Outcome"),
+            {"fields": ["result_display", "error_message", "traceback_display"]},
+        ),
+    ]
+    readonly_fields = [
+        "task_link",
+        "status_display",
+        "trigger_type",
+        "attempt",
+        "retry_of",
+        "instance_id",
+        "scheduled_for",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration_display",
+        "parameters",
+        "overrides",
+        "result_display",
+        "error_message",
+        "traceback_display",
+    ]
+
+    class Media:
+        js = ["scheduler_app/execution_log.js"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TaskExecution]:
+        queryset = super().get_queryset(request)
+        match = request.resolver_match
+        if match and match.url_name and match.url_name.endswith("changelist"):
+            # The list never shows these; on a million rows they are most of the bytes.
+            queryset = queryset.defer(
+                *selectors.EXECUTION_HEAVY_FIELDS, "kwargs", "kwargs_overrides"
+            )
+        return queryset
+
+    def get_paginator(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[TaskExecution],
+        per_page: int,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Paginator:
+        try:
+            page_number = int(request.GET.get(PAGE_VAR, 1))
+        except ValueError:
+            page_number = 1
+        return self.paginator(
+            queryset, per_page, *args, page_number=page_number, **kwargs
+        )
+
+    # Columns and fields
+
+    @admin.display(description=_("task"))
+    def task_link(self, obj: TaskExecution) -> str:
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:scheduler_app_scheduledtask_change", args=[obj.task_id]),
+            obj.task.name,
+        )
+
+    @admin.display(description=_("status"))
+    def status_display(self, obj: TaskExecution) -> str:
+        badge = execution_badge(obj)
+        if obj.cancel_requested and not obj.is_finished:
+            badge = format_html("{} <small>{}</small>", badge, _("cancel requested"))
+        # The run page's script replaces it while the run goes on.
+        return format_html("<span data-live-status>{}</span>", badge)
+
+    @admin.display(description=_("scheduled for"))
+    def scheduled_for_display(self, obj: TaskExecution) -> str:
+        return (
+            absolute_time(obj.scheduled_for, seconds=True)
+            if obj.scheduled_for
+            else EMPTY
+        )
+
+    @admin.display(description=_("started"))
+    def started_display(self, obj: TaskExecution) -> str:
+        return absolute_time(obj.started_at, seconds=True) if obj.started_at else EMPTY
+
+    @admin.display(description=_("duration"))
+    def duration_display(self, obj: TaskExecution) -> str:
+        return format_duration(obj.duration_ms)
+
+    @admin.display(description=_("evaluated parameters"))
+    def parameters(self, obj: TaskExecution) -> str:
+        return pretty_json(obj.kwargs)
+
+    @admin.display(description=_("parameter overrides"))
+    def overrides(self, obj: TaskExecution) -> str:
+        return pretty_json(obj.kwargs_overrides)
+
+    @admin.display(description=_("result"))
+    def result_display(self, obj: TaskExecution) -> str:
+        return pretty_json(obj.result)
+
+    @admin.display(description=_("traceback"))
+    def traceback_display(self, obj: TaskExecution) -> str:
+        if not obj.error_traceback:
+            return EMPTY
+        return format_html('<pre class="scheduler-pre">{}</pre>', obj.error_traceback)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        execution = self.get_object(request, object_id)
+        extra_context = dict(extra_context or {})
+        if execution is not None:
+            tail = selectors.execution_log_since(execution, 0)
+            extra_context.update(
+                {
+                    "log_tail": tail,
+                    "log_text": "\n".join(tail.lines),
+                    "can_cancel": not execution.is_finished
+                    and self.has_run_permission(request),
+                    "live_badge": execution_badge(execution),
+                    "subtitle": MSG_SUBTITLE
+                    % {"id": execution.pk, "task": execution.task.name},
+                }
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    # Permissions: history is append-only; the cleanup_executions system task prunes it
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_run_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("scheduler_app.run_scheduledtask")
+
+    # The run page's own endpoints: live log, download, cancel
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        wrap = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/log/", wrap(self.log_view), name="%s_%s_log" % info),
+            path(
+                "<path:object_id>/log/download/",
+                wrap(self.log_download_view),
+                name="%s_%s_log_download" % info,
+            ),
+            path(
+                "<path:object_id>/cancel/",
+                wrap(self.cancel_view),
+                name="%s_%s_cancel" % info,
+            ),
+            *super().get_urls(),
+        ]
+
+    def _viewable(self, request: HttpRequest, object_id: str) -> TaskExecution:
+        execution = get_object_or_404(
+            TaskExecution.objects.select_related("task"), pk=object_id
+        )
+        if not self.has_view_permission(request, execution):
+            raise PermissionDenied
+        return execution
+
+    @staticmethod
+    def _offset(request: HttpRequest) -> int:
+        try:
+            return max(0, int(request.GET.get("offset", 0)))
+        except ValueError:
+            return 0
+
+    @method_decorator(require_GET)
+    def log_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+        """Log lines after ?offset=N, with status and progress: the page polls it every second."""
+        execution = self._viewable(request, object_id)
+        tail = selectors.execution_log_since(execution, self._offset(request))
+        return JsonResponse(
+            {
+                "offset": tail.offset,
+                "lines": tail.lines,
+                "finished": tail.finished,
+                "status": tail.status,
+                "status_html": execution_badge(execution),
+                "progress_done": tail.progress_done,
+                "progress_total": tail.progress_total,
+                "progress_percent": tail.progress_percent,
+            }
+        )
+
+    @method_decorator(require_GET)
+    def log_download_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        execution = self._viewable(request, object_id)
+        response = HttpResponse(
+            execution.log_output, content_type="text/plain; charset=utf-8"
+        )
+        response["Content-Disposition"] = (
+            'attachment; filename="execution-%s.log"' % execution.pk
+        )
+        return response
+
+    @method_decorator(require_POST)
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not self.has_run_permission(request):
+            raise PermissionDenied
+        execution = self._viewable(request, object_id)
+        try:
+            execution = services.execution_cancel(execution)
+        except SchedulerError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+        else:
+            message = MSG_CANCELLED if execution.is_finished else MSG_CANCEL_REQUESTED
+            self.message_user(request, message % {"id": execution.pk}, messages.SUCCESS)
+        return redirect(
+            reverse("admin:scheduler_app_taskexecution_change", args=[execution.pk])
+        )
+
+    @admin.action(description=_("Cancel selected executions"), permissions=["run"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[TaskExecution]) -> None:
+        cancelled, refused = 0, []
+        for execution in queryset.unfinished():
+            try:
+                services.execution_cancel(execution)
+                cancelled += 1
+            except SchedulerError as exc:
+                refused.append(exc.message)
+        self.message_user(
+            request,
+            ngettext(
+                "Cancelled (or asked to stop) %(count)d execution.",
+                "Cancelled (or asked to stop) %(count)d executions.",
+                cancelled,
+            )
+            % {"count": cancelled},
+            messages.SUCCESS,
+        )
+        for message in refused:
+            self.message_user(request, message, messages.WARNING)

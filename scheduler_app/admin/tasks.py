@@ -1,0 +1,409 @@
+"""Task admin: the list (schedule in words, stats, filters, actions) and the task form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import F, QuerySet
+from django.forms import ModelForm
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, path
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from .. import selectors, services
+from ..forms import ScheduledTaskForm, handler_info, param_field_name
+from ..handlers.registry import HandlerInfo
+from ..models import ScheduledTask, TaskExecution
+from . import operations, task_views
+from .display import (
+    EMPTY,
+    describe_schedule,
+    duration_summary,
+    execution_badge,
+    format_duration,
+    runs_chart,
+    status_badge,
+    time_with_relative,
+)
+from .task_actions import TaskActionsMixin
+
+
+class HandlerFilter(admin.SimpleListFilter):
+    title = _("handler")
+    parameter_name = "handler"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        paths = (
+            ScheduledTask.objects.order_by("handler_path")
+            .values_list("handler_path", flat=True)
+            .distinct()
+        )
+        return [(handler, handler) for handler in paths]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value():
+            return queryset.filter(handler_path=self.value())
+        return queryset
+
+
+class LastResultFilter(admin.SimpleListFilter):
+    """The status of each task's latest execution (the annotated subquery)."""
+
+    title = _("last result")
+    parameter_name = "last_result"
+    NEVER = "never"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [*TaskExecution.Status.choices, (self.NEVER, _("Never run"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == self.NEVER:
+            return queryset.filter(last_execution_status__isnull=True)
+        if self.value() in TaskExecution.Status.values:
+            return queryset.filter(last_execution_status=self.value())
+        return queryset
+
+
+class RecentExecutionsFormSet(BaseInlineFormSet):
+    """Only the task's latest runs: an inline formset cannot take a sliced queryset."""
+
+    limit = 20
+
+    def get_queryset(self) -> QuerySet[TaskExecution]:
+        # Built once per formset, as the base class does: it is called for every form,
+        # and a new queryset each time would cost two queries per row.
+        if not hasattr(self, "_recent_queryset"):
+            queryset = super().get_queryset()
+            latest = list(
+                queryset.order_by("-created_at", "-id").values_list("pk", flat=True)[
+                    : self.limit
+                ]
+            )
+            self._recent_queryset = queryset.filter(pk__in=latest).defer(
+                *selectors.EXECUTION_HEAVY_FIELDS
+            )
+        return self._recent_queryset
+
+
+class RecentExecutionsInline(admin.TabularInline):
+    model = TaskExecution
+    formset = RecentExecutionsFormSet
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    verbose_name_plural = _("recent executions (latest 20)")
+    fields = [
+        "status_display",
+        "trigger_type",
+        "scheduled_for",
+        "started_at",
+        "duration_display",
+        "attempt",
+        "error_message",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description=_("status"))
+    def status_display(self, obj: TaskExecution) -> str:
+        return execution_badge(obj)
+
+    @admin.display(description=_("duration"))
+    def duration_display(self, obj: TaskExecution) -> str:
+        return format_duration(obj.duration_ms)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ScheduledTask)
+class ScheduledTaskAdmin(TaskActionsMixin):
+    form = ScheduledTaskForm
+    list_display = [
+        "name",
+        "task_type",
+        "schedule",
+        "status_display",
+        "next_run",
+        "last_run",
+        "success_rate",
+        "avg_duration",
+    ]
+    list_filter = ["task_type", "status", HandlerFilter, LastResultFilter, "is_system"]
+    search_fields = ["name", "description", "handler_path"]
+    # is_system is set by code (migrations, declared schedules), never by hand:
+    # unticking it would make a system task deletable.
+    readonly_fields = [
+        "is_system",
+        "next_run_at",
+        "last_run_at",
+        "run_count",
+        "success_count",
+        "fail_count",
+        "created_at",
+        "updated_at",
+        "run_history",
+    ]
+    actions = ["run_now", "pause", "resume", "enable", "disable", "delete_tasks"]
+    inlines = [RecentExecutionsInline]
+    empty_value_display = EMPTY
+
+    # Columns
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ScheduledTask]:
+        return selectors.tasks_with_run_stats()
+
+    @admin.display(description=_("schedule"))
+    def schedule(self, obj: ScheduledTask) -> str:
+        return describe_schedule(obj)
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_display(self, obj: ScheduledTask) -> str:
+        return status_badge(obj.status, obj.get_status_display())
+
+    @admin.display(
+        description=_("next run"), ordering=F("next_run_at").asc(nulls_last=True)
+    )
+    def next_run(self, obj: ScheduledTask) -> str:
+        return time_with_relative(obj.next_run_at)
+
+    @admin.display(
+        description=_("last run"), ordering=F("last_run_at").desc(nulls_last=True)
+    )
+    def last_run(self, obj: ScheduledTask) -> str:
+        status = getattr(obj, "last_execution_status", None)
+        if status is None:
+            return time_with_relative(obj.last_run_at)
+        badge = status_badge(status, TaskExecution.Status(status).label)
+        return format_html("{} {}", badge, time_with_relative(obj.last_run_at))
+
+    @admin.display(description=_("success rate"), ordering="success_ratio")
+    def success_rate(self, obj: ScheduledTask) -> str:
+        ratio = getattr(obj, "success_ratio", None)
+        if ratio is None:
+            return EMPTY
+        return format_html(
+            '<span title="{} / {}">{}%</span>',
+            obj.success_count,
+            obj.success_count + obj.fail_count,
+            round(ratio * 100),
+        )
+
+    @admin.display(
+        description=_("avg duration"),
+        ordering=F("avg_duration_ms").desc(nulls_last=True),
+    )
+    def avg_duration(self, obj: ScheduledTask) -> str:
+        return format_duration(getattr(obj, "avg_duration_ms", None))
+
+    @admin.display(description=_("recent runs"))
+    def run_history(self, obj: ScheduledTask) -> str:
+        runs = selectors.task_recent_runs(obj)
+        return format_html(
+            '<div class="scheduler-history">{}<p class="help">{}</p></div>',
+            runs_chart(runs),
+            duration_summary(runs),
+        )
+
+    # The form: one input per parameter of the chosen handler
+
+    def handler_for(
+        self, request: HttpRequest, obj: ScheduledTask | None
+    ) -> HandlerInfo | None:
+        """The handler whose parameters the form shows: the submitted one, else the task's."""
+        if request.method == "POST":
+            return handler_info(request.POST.get("handler_path", ""))
+        if obj is not None:
+            return handler_info(obj.handler_path)
+        return handler_info(request.GET.get("handler_path", ""))
+
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: ScheduledTask | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> type[ModelForm]:
+        kwargs["form"] = self.form.for_handler(self.handler_for(request, obj))
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fieldsets(
+        self, request: HttpRequest, obj: ScheduledTask | None = None
+    ) -> Any:
+        editable = (
+            self.has_change_permission(request, obj)
+            if obj
+            else self.has_add_permission(request)
+        )
+        info = self.handler_for(request, obj) if editable else None
+        parameters = (
+            [param_field_name(spec.name) for spec in info.params] if info else []
+        )
+        fieldsets: list[tuple[Any, dict[str, Any]]] = [
+            (None, {"fields": ["name", "description", "status", "is_system"]}),
+            (
+                _("Handler and parameters"),
+                {
+                    "fields": ["handler_path", *parameters, "handler_kwargs"],
+                    "description": _(
+                        "Each parameter is a Python expression evaluated at every run, "
+                        "e.g. 7, 'orders', date.today() - timedelta(days=1). Leave an "
+                        "input empty to use the default."
+                    ),
+                },
+            ),
+            (
+                _("Schedule"),
+                {
+                    "fields": [
+                        "task_type",
+                        "cron_expression",
+                        "interval_seconds",
+                        "run_date",
+                        "timezone",
+                    ],
+                    "classes": ["scheduler-schedule"],
+                },
+            ),
+            (
+                _("Execution policy"),
+                {
+                    "classes": ["collapse"],
+                    "fields": [
+                        "overlap_policy",
+                        "max_instances",
+                        "timeout_seconds",
+                        "max_retries",
+                        "retry_delay_seconds",
+                        "retry_backoff",
+                        "misfire_grace_seconds",
+                        "coalesce",
+                        "jitter_seconds",
+                        "queue",
+                    ],
+                },
+            ),
+        ]
+        if obj is not None:
+            fieldsets.append(
+                (
+                    _("Statistics"),
+                    {
+                        "fields": [
+                            "run_history",
+                            "next_run_at",
+                            "last_run_at",
+                            ("run_count", "success_count", "fail_count"),
+                            ("created_at", "updated_at"),
+                        ]
+                    },
+                )
+            )
+        return fieldsets
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "has_run_permission": self.has_run_permission(request),
+        }
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "has_operations_permission": self.has_view_permission(request),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def save_model(
+        self, request: HttpRequest, obj: ScheduledTask, form: Any, change: bool
+    ) -> None:
+        services.task_save(obj)
+
+    def delete_model(self, request: HttpRequest, obj: ScheduledTask) -> None:
+        services.task_delete(obj)
+
+    def delete_queryset(
+        self, request: HttpRequest, queryset: QuerySet[ScheduledTask]
+    ) -> None:
+        services.tasks_delete(queryset)
+
+    # Pages of their own: run buttons, JSON for the form's script, operations
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        wrap = self.admin_site.admin_view
+
+        def view(function: Any) -> Any:
+            def bound(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+                return function(request, self, *args, **kwargs)
+
+            return wrap(bound)
+
+        return [
+            path(
+                "<path:object_id>/run/",
+                view(task_views.run_now),
+                name="%s_%s_run" % info,
+            ),
+            path(
+                "<path:object_id>/run-with-parameters/",
+                view(task_views.run_with_parameters),
+                name="%s_%s_run_with_parameters" % info,
+            ),
+            path(
+                "handler-parameters/",
+                view(task_views.handler_parameters),
+                name="%s_%s_handler_parameters" % info,
+            ),
+            path(
+                "preview/",
+                view(task_views.schedule_preview),
+                name="%s_%s_preview" % info,
+            ),
+            path("locks/", view(operations.locks), name="%s_%s_locks" % info),
+            path(
+                "locks/release/",
+                view(operations.release_lock),
+                name="%s_%s_release_lock" % info,
+            ),
+            path("health/", view(operations.health), name="%s_%s_health" % info),
+            *super().get_urls(),
+        ]
+
+    # Permissions (Meta.permissions) behind the actions and buttons
+
+    def has_run_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("scheduler_app.run_scheduledtask")
+
+    def has_pause_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("scheduler_app.pause_scheduledtask")
+
+    def has_release_lock_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("scheduler_app.release_lock_scheduledtask")
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: ScheduledTask | None = None
+    ) -> bool:
+        if obj is not None and obj.is_system:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        # Replaced by delete_tasks, which goes through the service (system tasks refuse).
+        actions.pop("delete_selected", None)
+        return actions

@@ -1,0 +1,353 @@
+"""Admin forms: the task form with one input per handler parameter, run-with-parameters, preview."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django import forms
+from django.forms.models import construct_instance
+from django.utils.html import escape
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from . import services
+from .exceptions import ParameterError, SchedulerError
+from .handlers.params import ParamSpec
+from .handlers.registry import HandlerInfo, get_handler, list_handlers
+from .models import ScheduledTask
+
+#: Parameter inputs are named param_<parameter>, so they never clash with task fields.
+PARAM_PREFIX = "param_"
+#: The longest handler description shown inside an <option>.
+OPTION_DESCRIPTION_LENGTH = 90
+
+MSG_KWARGS_NOT_OBJECT = _(
+    'Other parameters must be a JSON object such as {"name": "expression"}.'
+)
+
+
+def param_field_name(name: str) -> str:
+    return PARAM_PREFIX + name
+
+
+def handler_info(path: str) -> HandlerInfo | None:
+    """The registry's description of a handler, or None when it is unknown or broken."""
+    if not path:
+        return None
+    try:
+        return get_handler(path)
+    except SchedulerError:
+        return None
+
+
+def expression_text(value: Any) -> str:
+    """How a stored parameter value reads in an expression input.
+
+    Strings are expressions already; other JSON values are literals, written as
+    the Python literal safe_eval reads back (7, True, None, [1, 2], {'a': 1}).
+    """
+    return value if isinstance(value, str) else repr(value)
+
+
+def parameter_type_label(spec: ParamSpec) -> str:
+    return "%s | None" % spec.type_name if spec.optional else spec.type_name
+
+
+def parameter_help(spec: ParamSpec) -> str:
+    """The help line under a parameter input: type, required or default, the script's help."""
+    parts = [gettext("Type: %(type)s") % {"type": parameter_type_label(spec)}]
+    if spec.required:
+        parts.append(gettext("required"))
+    elif spec.default_expression:
+        parts.append(
+            gettext("default: %(default)s") % {"default": spec.default_expression}
+        )
+    if spec.help_text:
+        parts.append(str(spec.help_text))
+    return " · ".join(parts)
+
+
+def parameter_spec_dict(spec: ParamSpec) -> dict[str, Any]:
+    """A parameter as the task form's script rebuilds its input (JSON endpoint)."""
+    field = param_field_name(spec.name)
+    return {
+        **spec.to_dict(),
+        "field": field,
+        "id": "id_%s" % field,
+        "label": str(spec.label or spec.name),
+        "type_label": parameter_type_label(spec),
+        "placeholder": spec.default_expression,
+        "help": parameter_help(spec),
+    }
+
+
+class ParameterField(forms.CharField):
+    """One handler parameter, entered as a safe_eval expression.
+
+    A required parameter is marked as such, but a missing one is reported by the
+    validation service (the same message as the API), not by the form.
+    """
+
+    def __init__(self, spec: ParamSpec, **kwargs: Any) -> None:
+        kwargs.setdefault("label", spec.label or spec.name)
+        # The admin renders help text unescaped; a script's TASK_INFO help is plain text.
+        kwargs.setdefault("help_text", escape(parameter_help(spec)))
+        widget = forms.TextInput(
+            attrs={
+                "class": "vTextField scheduler-param",
+                "placeholder": spec.default_expression,
+                "data-param": spec.name,
+                "spellcheck": "false",
+                "autocomplete": "off",
+            }
+        )
+        super().__init__(required=spec.required, strip=True, widget=widget, **kwargs)
+
+    def validate(self, value: Any) -> None:
+        if value in self.empty_values:
+            return
+        super().validate(value)
+
+
+def parameter_fields(info: HandlerInfo | None) -> dict[str, ParameterField]:
+    if info is None:
+        return {}
+    return {param_field_name(spec.name): ParameterField(spec) for spec in info.params}
+
+
+class HandlerSelect(forms.Select):
+    """A select of the registry's handlers; broken ones are listed, disabled, with their error."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.handlers: dict[str, HandlerInfo] = {}
+
+    def create_option(
+        self,
+        name: str,
+        value: Any,
+        label: Any,
+        selected: Any,
+        index: int,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        option = super().create_option(name, value, label, selected, index, **kwargs)
+        info = self.handlers.get(str(value))
+        if info is not None:
+            option["attrs"]["title"] = info.error if info.broken else info.description
+            option["attrs"]["data-description"] = info.description
+            if info.broken:
+                option["attrs"]["data-broken"] = info.error
+                # The task's current handler stays selectable, so saving other
+                # fields does not drop it; the service then reports it broken.
+                if not selected:
+                    option["attrs"]["disabled"] = True
+        return option
+
+
+def _option_label(info: HandlerInfo) -> str:
+    if info.broken:
+        detail = gettext("broken: %(error)s") % {"error": info.error}
+    else:
+        detail = info.description
+    if len(detail) > OPTION_DESCRIPTION_LENGTH:
+        detail = detail[: OPTION_DESCRIPTION_LENGTH - 1] + "…"
+    head = "%s (%s)" % (info.name, info.path) if info.name != info.path else info.path
+    return "%s — %s" % (head, detail) if detail else head
+
+
+def handler_choices(
+    current: str,
+) -> tuple[list[tuple[str, str]], dict[str, HandlerInfo]]:
+    """Choices for the handler select: every script, plus the current value if elsewhere.
+
+    A current value the registry cannot load stays selectable, labelled with why.
+    """
+    infos = {info.path: info for info in list_handlers()}
+    unknown: list[tuple[str, str]] = []
+    if current and current not in infos:
+        try:
+            infos[current] = get_handler(current)
+        except SchedulerError as exc:
+            unknown.append((current, "%s — %s" % (current, exc.message)))
+    choices = [(path, _option_label(info)) for path, info in infos.items()]
+    return [("", "---------"), *choices, *unknown], infos
+
+
+def add_service_errors(
+    form: forms.Form, exc: services.TaskInvalid, parameter_names: Iterable[str]
+) -> None:
+    """Show each problem the validation service found on the input it concerns."""
+    names = set(parameter_names)
+    for error in exc.errors:
+        field: str | None = error.field
+        if isinstance(error, ParameterError):
+            if field in names:
+                field = param_field_name(field)
+            elif "handler_kwargs" in form.fields:
+                field = "handler_kwargs"
+            else:
+                field = None
+        elif field not in form.fields:
+            field = None
+        form.add_error(field, error.message)
+
+
+class ScheduledTaskForm(forms.ModelForm):
+    """The task form. `for_handler()` adds one input per parameter of the chosen handler.
+
+    The parameter inputs and "other parameters" (JSON, for **kwargs handlers) are
+    stored together in `handler_kwargs`. All checks are the validation service's.
+    """
+
+    handler_path = forms.CharField(
+        label=_("Handler"),
+        max_length=255,
+        widget=HandlerSelect(attrs={"class": "scheduler-handler-select"}),
+        help_text=_("A script from the scripts folder (scripts:<file>)."),
+    )
+
+    #: The parameters that have an input (set by for_handler).
+    parameter_names: tuple[str, ...] = ()
+
+    class Meta:
+        model = ScheduledTask
+        exclude = [
+            "last_run_at",
+            "next_run_at",
+            "run_count",
+            "success_count",
+            "fail_count",
+        ]
+        labels = {"handler_kwargs": _("Other parameters (JSON)")}
+        help_texts = {
+            "handler_kwargs": _(
+                "Only for parameters without an input above (a handler that takes "
+                '**kwargs), e.g. {"extra": "7"}.'
+            )
+        }
+
+    class Media:
+        js = ["scheduler_app/task_form.js"]
+
+    @classmethod
+    def for_handler(cls, info: HandlerInfo | None) -> type[ScheduledTaskForm]:
+        """A form class with one declared input per parameter of `info`'s handler."""
+        attrs: dict[str, Any] = {
+            **parameter_fields(info),
+            "parameter_names": tuple(spec.name for spec in info.params) if info else (),
+            "__module__": cls.__module__,
+        }
+        return type(cls.__name__, (cls,), attrs)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.is_bound:
+            current = self.data.get(self.add_prefix("handler_path"), "")
+        else:
+            current = self.initial.get("handler_path") or ""
+        choices, infos = handler_choices(str(current))
+        widget = self.fields["handler_path"].widget
+        widget.choices = choices
+        widget.handlers = infos
+        stored = (
+            self.instance.handler_kwargs
+            if isinstance(self.instance.handler_kwargs, dict)
+            else {}
+        )
+        for name in self.parameter_names:
+            if name in stored:
+                self.initial[param_field_name(name)] = expression_text(stored[name])
+        self.initial["handler_kwargs"] = {
+            key: value
+            for key, value in stored.items()
+            if key not in self.parameter_names
+        }
+
+    def _collect_kwargs(self) -> dict[str, Any] | None:
+        extras = self.cleaned_data.get("handler_kwargs")
+        if extras in (None, ""):
+            extras = {}
+        if not isinstance(extras, Mapping):
+            self.add_error("handler_kwargs", MSG_KWARGS_NOT_OBJECT)
+            return None
+        # An input wins over the same name in the JSON; an empty input leaves it.
+        kwargs = dict(extras)
+        for name in self.parameter_names:
+            text = self.cleaned_data.get(param_field_name(name))
+            if text:
+                kwargs[name] = text
+        return kwargs
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        kwargs = self._collect_kwargs()
+        if kwargs is None:
+            return cleaned
+        cleaned["handler_kwargs"] = kwargs
+        # ModelForm copies cleaned_data onto the instance only after clean(); do it
+        # now so the submitted values are validated, not the stored ones.
+        task = construct_instance(
+            self, self.instance, self._meta.fields, self._meta.exclude
+        )
+        try:
+            services.task_validate(
+                task,
+                require_future_run_date=task.pk is None
+                and task.task_type == ScheduledTask.TaskType.DATE,
+            )
+        except services.TaskInvalid as exc:
+            add_service_errors(self, exc, self.parameter_names)
+        return cleaned
+
+
+class RunWithParametersForm(forms.Form):
+    """One run of a task with some parameters replaced; prefilled with the task's own."""
+
+    parameter_names: tuple[str, ...] = ()
+
+    @classmethod
+    def for_handler(cls, info: HandlerInfo | None) -> type[RunWithParametersForm]:
+        attrs: dict[str, Any] = {
+            **parameter_fields(info),
+            "parameter_names": tuple(spec.name for spec in info.params) if info else (),
+            "__module__": cls.__module__,
+        }
+        return type(cls.__name__, (cls,), attrs)
+
+    def __init__(self, *args: Any, task: ScheduledTask, **kwargs: Any) -> None:
+        self.task = task
+        stored = task.handler_kwargs if isinstance(task.handler_kwargs, dict) else {}
+        initial = {
+            param_field_name(name): expression_text(stored[name])
+            for name in self.parameter_names
+            if name in stored
+        }
+        super().__init__(*args, initial=initial, **kwargs)
+
+    def overrides(self) -> dict[str, str]:
+        """The inputs that differ from the task's own values (empty ones keep the task's)."""
+        stored = (
+            self.task.handler_kwargs
+            if isinstance(self.task.handler_kwargs, dict)
+            else {}
+        )
+        changed = {}
+        for name in self.parameter_names:
+            text = self.cleaned_data.get(param_field_name(name))
+            if text and (name not in stored or text != expression_text(stored[name])):
+                changed[name] = text
+        return changed
+
+
+class SchedulePreviewForm(forms.Form):
+    """The schedule fields of the task form, read the way the task form reads them."""
+
+    task_type = forms.ChoiceField(choices=ScheduledTask.TaskType.choices)
+    cron_expression = forms.CharField(required=False, strip=True)
+    interval_seconds = forms.IntegerField(required=False)
+    run_date = forms.SplitDateTimeField(required=False)
+    timezone = forms.CharField(required=False, strip=True)

@@ -1,0 +1,229 @@
+"""Operations pages: locks (with force release) and scheduler health, linked from the app index."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+from django.contrib import messages
+from django.contrib.admin.models import LogEntry
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from scheduler_app.locks import get_lock_backend, lock_key, task_lock_key
+from scheduler_app.models import ScheduledTask, SchedulerInstance
+from tests.admin.helpers import TASK_CHANGELIST, sent_messages, staff_user
+from tests.factories import make_task
+
+pytestmark = pytest.mark.django_db
+
+LOCKS = reverse("admin:scheduler_app_scheduledtask_locks")
+RELEASE = reverse("admin:scheduler_app_scheduledtask_release_lock")
+HEALTH = reverse("admin:scheduler_app_scheduledtask_health")
+APP_INDEX = reverse("admin:app_list", args=["scheduler_app"])
+
+
+@pytest.fixture(params=["database", "redis"])
+def lock_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test against both lock backends (Redis skips locally when absent)."""
+    if request.param == "redis":
+        request.getfixturevalue("redis_url")
+    yield request.param
+
+
+def hold_lock(
+    task: ScheduledTask, owner: str = "host:7:abcdef", ttl: float = 120
+) -> str:
+    token = get_lock_backend().acquire(
+        task_lock_key(task.pk), owner=owner, ttl_seconds=ttl
+    )
+    assert token
+    return task_lock_key(task.pk)
+
+
+# Locks
+
+
+def test_locks_page_shows_who_holds_which_task_lock_and_for_how_long(
+    admin_client: Client, lock_backend: str
+) -> None:
+    task = make_task(name="long_job")
+    hold_lock(task, owner="worker-1:42:abcdef", ttl=120)
+
+    content = admin_client.get(LOCKS).content.decode()
+
+    assert (
+        '<a href="%s">long_job</a>'
+        % reverse("admin:scheduler_app_scheduledtask_change", args=[task.pk])
+        in content
+    )
+    assert "worker-1:42:abcdef" in content
+    assert "just now" in content
+    assert "120 s" in content or "119 s" in content
+    assert "%s?key=task%%3A%d" % (RELEASE, task.pk) in content
+
+
+def test_locks_page_shows_the_leader_lease_without_a_release_button(
+    admin_client: Client,
+) -> None:
+    leader = lock_key("leader", "")
+    get_lock_backend().acquire(leader, owner="host:1:leader", ttl_seconds=30)
+
+    content = admin_client.get(LOCKS).content.decode()
+
+    assert "leader lease" in content
+    assert "host:1:leader" in content
+    assert "Force release" not in content
+
+
+def test_locks_page_says_when_nothing_is_locked(admin_client: Client) -> None:
+    assert "No lock is held." in admin_client.get(LOCKS).content.decode()
+
+
+def test_release_asks_for_confirmation_first(admin_client: Client) -> None:
+    key = hold_lock(make_task(name="stuck"))
+
+    response = admin_client.get(RELEASE, {"key": key})
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "The lock of task “stuck” is held by host:7:abcdef" in content
+    assert 'name="key" value="%s"' % key in content
+    assert get_lock_backend().get(key) is not None
+
+
+def test_release_frees_the_lock_and_records_it(
+    admin_client: Client, lock_backend: str
+) -> None:
+    task = make_task(name="stuck")
+    key = hold_lock(task)
+
+    response = admin_client.post(RELEASE, {"key": key})
+
+    assert response["Location"] == LOCKS
+    assert get_lock_backend().get(key) is None
+    assert sent_messages(response) == [
+        (messages.SUCCESS, "Released the lock “%s”." % key)
+    ]
+    entry = LogEntry.objects.get(object_id=str(task.pk))
+    assert entry.get_change_message() == "Force-released its lock."
+
+
+def test_releasing_a_lock_already_gone_says_so(admin_client: Client) -> None:
+    key = task_lock_key(make_task().pk)
+
+    response = admin_client.post(RELEASE, {"key": key})
+
+    assert sent_messages(response) == [
+        (
+            messages.WARNING,
+            "The lock “%s” was no longer held; nothing to release." % key,
+        )
+    ]
+
+
+def test_only_task_locks_can_be_released(admin_client: Client) -> None:
+    leader = lock_key("leader", "")
+    get_lock_backend().acquire(leader, owner="host:1:leader", ttl_seconds=30)
+
+    response = admin_client.post(RELEASE, {"key": leader})
+
+    assert sent_messages(response)[0][0] == messages.ERROR
+    assert get_lock_backend().get(leader) is not None
+
+
+def test_release_needs_the_release_lock_permission(client: Client) -> None:
+    user = staff_user("view_scheduledtask", "change_scheduledtask")
+    client.force_login(user)
+    key = hold_lock(make_task())
+
+    assert "Force release" not in client.get(LOCKS).content.decode()
+    assert client.get(RELEASE, {"key": key}).status_code == 403
+    assert client.post(RELEASE, {"key": key}).status_code == 403
+    assert get_lock_backend().get(key) is not None
+
+
+def test_release_works_with_only_the_release_lock_permission(client: Client) -> None:
+    client.force_login(staff_user("view_scheduledtask", "release_lock_scheduledtask"))
+    key = hold_lock(make_task())
+
+    client.post(RELEASE, {"key": key})
+
+    assert get_lock_backend().get(key) is None
+
+
+# Health
+
+
+def test_health_page_shows_instances_leader_heartbeat_age_and_version(
+    admin_client: Client,
+) -> None:
+    now = timezone.now()
+    SchedulerInstance.objects.create(
+        instance_id="web-1:10:aaaaaa",
+        hostname="web-1",
+        pid=10,
+        version="9.9.9",
+        is_leader=True,
+        last_heartbeat_at=now - dt.timedelta(seconds=4),
+    )
+    SchedulerInstance.objects.create(
+        instance_id="web-2:11:bbbbbb",
+        hostname="web-2",
+        pid=11,
+        version="9.9.8",
+        last_heartbeat_at=now - dt.timedelta(minutes=10),
+    )
+
+    response = admin_client.get(HEALTH)
+
+    content = response.content.decode()
+    assert response.context["status"].leader == "web-1:10:aaaaaa"
+    assert "Leader: <code>web-1:10:aaaaaa</code>" in " ".join(content.split())
+    assert "9.9.9" in content and "9.9.8" in content
+    assert "4 s ago" in content
+    assert "600 s ago" in content
+    assert 'data-status="failed">Gone<' in content
+    assert 'data-status="success">Running<' in content
+
+
+def test_health_page_lists_tasks_due_in_the_next_hour(admin_client: Client) -> None:
+    now = timezone.now()
+    make_task(name="soon", next_run_at=now + dt.timedelta(minutes=20))
+    make_task(name="later", next_run_at=now + dt.timedelta(hours=3))
+    make_task(name="paused", status="paused", next_run_at=now + dt.timedelta(minutes=5))
+
+    response = admin_client.get(HEALTH)
+
+    assert [task.name for task in response.context["due_tasks"]] == ["soon"]
+    assert "in 19 minutes" in response.content.decode().replace("\xa0", " ")
+
+
+def test_health_page_says_how_to_start_a_scheduler_when_none_ever_ran(
+    admin_client: Client,
+) -> None:
+    content = admin_client.get(HEALTH).content.decode()
+
+    assert "Not running" in content
+    assert "python manage.py runscheduler" in content
+
+
+@pytest.mark.parametrize("url", [LOCKS, HEALTH])
+def test_operations_pages_need_the_task_view_permission(
+    client: Client, url: str
+) -> None:
+    client.force_login(staff_user("view_taskexecution"))
+
+    assert client.get(url).status_code == 403
+
+
+@pytest.mark.parametrize("url", [APP_INDEX, TASK_CHANGELIST])
+def test_app_index_and_task_list_link_to_the_operations_pages(
+    admin_client: Client, url: str
+) -> None:
+    content = admin_client.get(url).content.decode()
+
+    assert 'href="%s"' % HEALTH in content
+    assert 'href="%s"' % LOCKS in content

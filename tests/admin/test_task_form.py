@@ -1,0 +1,482 @@
+"""The task form: handler select, one input per parameter, the preview and run buttons."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib import messages
+from django.test import Client
+from django.urls import reverse
+
+from scheduler_app.handlers import registry
+from scheduler_app.models import ScheduledTask, TaskExecution
+from tests.admin.helpers import (
+    TASK_ADD,
+    add_form_data,
+    execution_url,
+    form_errors,
+    sent_messages,
+    staff_user,
+    task_url,
+)
+from tests.factories import make_task
+
+pytestmark = pytest.mark.django_db
+
+HANDLER_PARAMETERS = reverse("admin:scheduler_app_scheduledtask_handler_parameters")
+PREVIEW = reverse("admin:scheduler_app_scheduledtask_preview")
+
+REPORT_SCRIPT = '''
+"""Build a report."""
+
+TASK_INFO = {
+    "description": "Build the <b>sales</b> report.",
+    "params": {"target": {"label": "Target list", "help": "Who gets it."}},
+}
+
+
+def run(target: str, copies: int = 2, extra: dict | None = None) -> dict:
+    return {"target": target, "copies": copies}
+'''
+
+
+@pytest.fixture(autouse=True)
+def scripts(settings: Any, tmp_path: Path) -> Iterator[Path]:
+    """The shipped scripts plus a report script with a required parameter and a broken one."""
+    folder = tmp_path / "scripts"
+    shutil.copytree(Path(django_settings.BASE_DIR) / "scripts", folder)
+    (folder / "report.py").write_text(textwrap.dedent(REPORT_SCRIPT), encoding="utf-8")
+    (folder / "broken.py").write_text("def run(:\n", encoding="utf-8")
+    settings.SCHEDULER_SCRIPTS_PATH = str(folder)
+    registry.clear_cache()
+    yield folder
+    registry.clear_cache()
+
+
+def report_form_data(**overrides: str) -> dict[str, str]:
+    data = add_form_data(
+        name="weekly_report",
+        handler_path="scripts:report",
+        handler_kwargs="{}",
+        param_target="'sales'",
+        param_copies="",
+        param_extra="",
+    )
+    data.update(overrides)
+    return data
+
+
+# Handler select
+
+
+def test_handler_select_lists_each_handler_with_its_description(
+    admin_client: Client,
+) -> None:
+    content = admin_client.get(TASK_ADD).content.decode()
+
+    assert '<select name="handler_path"' in content
+    assert (
+        "Data sync (scripts:data_sync) — Synchronise the given number of days"
+        in content
+    )
+    assert 'data-description="Build the &lt;b&gt;sales&lt;/b&gt; report."' in content
+
+
+def test_a_broken_handler_is_listed_disabled_with_its_error(
+    admin_client: Client,
+) -> None:
+    content = admin_client.get(TASK_ADD).content.decode()
+
+    start = content.index('value="scripts:broken"')
+    option = content[
+        content.rindex("<option", 0, start) : content.index("</option>", start)
+    ]
+    assert "disabled" in option
+    assert "broken: " in option
+    assert "SyntaxError" in option or "invalid syntax" in option
+
+
+# Parameter inputs
+
+
+def test_one_input_per_parameter_with_type_default_label_and_help(
+    admin_client: Client,
+) -> None:
+    response = admin_client.get(TASK_ADD, {"handler_path": "scripts:data_sync"})
+
+    form = response.context["adminform"].form
+    assert [name for name in form.fields if name.startswith("param_")] == [
+        "param_days",
+        "param_target",
+        "param_start_date",
+        "param_options",
+    ]
+    days = form["param_days"]
+    assert days.label == "Days"
+    assert days.field.widget.attrs["placeholder"] == "7"
+    assert "Type: int" in days.help_text
+    assert "default: 7" in days.help_text
+    assert "How many days back to synchronise." in days.help_text
+    assert "Type: datetime | None" in form["param_start_date"].help_text
+    content = response.content.decode()
+    assert 'name="param_days"' in content
+
+
+def test_a_required_parameter_is_marked_required(admin_client: Client) -> None:
+    response = admin_client.get(TASK_ADD, {"handler_path": "scripts:report"})
+
+    content = response.content.decode()
+    assert (
+        '<label class="required" for="id_param_target">Target list:</label>' in content
+    )
+    assert '<label for="id_param_copies">' in content
+    assert "required" in response.context["adminform"].form["param_target"].help_text
+
+
+def test_parameter_inputs_are_stored_in_handler_kwargs(admin_client: Client) -> None:
+    response = admin_client.post(
+        TASK_ADD,
+        report_form_data(param_copies="1 + 2", param_extra='{"dry_run": True}'),
+    )
+
+    assert response.status_code == 302, form_errors(response)
+    task = ScheduledTask.objects.get(name="weekly_report")
+    assert task.handler_kwargs == {
+        "target": "'sales'",
+        "copies": "1 + 2",
+        "extra": '{"dry_run": True}',
+    }
+
+
+def test_an_empty_input_leaves_the_parameter_to_its_default(
+    admin_client: Client,
+) -> None:
+    admin_client.post(TASK_ADD, report_form_data())
+
+    assert ScheduledTask.objects.get(name="weekly_report").handler_kwargs == {
+        "target": "'sales'"
+    }
+
+
+def test_a_missing_required_parameter_is_shown_on_its_input(
+    admin_client: Client,
+) -> None:
+    response = admin_client.post(TASK_ADD, report_form_data(param_target=""))
+
+    errors = form_errors(response)
+    assert list(errors) == ["param_target"]
+    assert "target" in errors["param_target"][0]
+    assert not ScheduledTask.objects.filter(name="weekly_report").exists()
+
+
+def test_an_unsafe_expression_is_shown_on_its_input(admin_client: Client) -> None:
+    response = admin_client.post(
+        TASK_ADD, report_form_data(param_copies="__import__('os')")
+    )
+
+    errors = form_errors(response)
+    assert list(errors) == ["param_copies"]
+    assert errors["param_copies"][0].startswith("Parameter “copies”")
+
+
+def test_each_bad_parameter_gets_its_own_error(admin_client: Client) -> None:
+    response = admin_client.post(
+        TASK_ADD, report_form_data(param_target="42", param_copies="'two'")
+    )
+
+    assert set(form_errors(response)) == {"param_target", "param_copies"}
+
+
+def test_change_form_prefills_inputs_from_stored_parameters(
+    admin_client: Client,
+) -> None:
+    task = make_task(
+        handler_path="scripts:data_sync", handler_kwargs={"days": 3, "target": "'x'"}
+    )
+
+    form = admin_client.get(task_url("change", task)).context["adminform"].form
+
+    assert form["param_days"].value() == "3"
+    assert form["param_target"].value() == "'x'"
+    assert form["param_start_date"].value() in (None, "")
+    assert form["handler_kwargs"].value() == "{}"
+
+
+def test_parameters_without_an_input_stay_in_the_other_parameters_field(
+    admin_client: Client,
+) -> None:
+    task = make_task(
+        handler_path="scripts:data_sync", handler_kwargs={"days": "3", "gone": "1"}
+    )
+
+    form = admin_client.get(task_url("change", task)).context["adminform"].form
+
+    assert json.loads(form["handler_kwargs"].value()) == {"gone": "1"}
+
+
+def test_an_unknown_parameter_in_other_parameters_is_refused_by_name(
+    admin_client: Client,
+) -> None:
+    response = admin_client.post(
+        TASK_ADD, report_form_data(handler_kwargs=json.dumps({"colour": "'red'"}))
+    )
+
+    errors = form_errors(response)
+    assert list(errors) == ["handler_kwargs"]
+    assert "colour" in errors["handler_kwargs"][0]
+
+
+def test_switching_handler_drops_the_old_handlers_inputs(admin_client: Client) -> None:
+    task = make_task(
+        name="switching", handler_path="scripts:data_sync", handler_kwargs={"days": "3"}
+    )
+
+    response = admin_client.post(
+        task_url("change", task),
+        report_form_data(name="switching", param_days="3"),
+    )
+
+    assert response.status_code == 302, form_errors(response)
+    task.refresh_from_db()
+    assert task.handler_path == "scripts:report"
+    assert task.handler_kwargs == {"target": "'sales'"}
+
+
+def test_a_view_only_user_sees_the_parameters_read_only(client: Client) -> None:
+    client.force_login(staff_user("view_scheduledtask"))
+    task = make_task(handler_path="scripts:data_sync", handler_kwargs={"days": "3"})
+
+    response = client.get(task_url("change", task))
+
+    assert response.status_code == 200
+    assert "&quot;days&quot;: &quot;3&quot;" in response.content.decode()
+
+
+# The JSON endpoints behind the form's script
+
+
+def test_handler_parameters_endpoint_describes_a_handler(admin_client: Client) -> None:
+    data = admin_client.get(HANDLER_PARAMETERS, {"path": "scripts:report"}).json()
+
+    assert data["found"] is True
+    assert data["broken"] is False
+    assert data["description"] == "Build the <b>sales</b> report."
+    target, copies, extra = data["params"]
+    assert target["field"] == "param_target"
+    assert target["label"] == "Target list"
+    assert target["required"] is True
+    assert copies["placeholder"] == "2"
+    assert copies["help"].startswith("Type: int · default: 2")
+    assert extra["type_label"] == "dict | None"
+
+
+def test_handler_parameters_endpoint_reports_a_broken_or_unknown_handler(
+    admin_client: Client,
+) -> None:
+    broken = admin_client.get(HANDLER_PARAMETERS, {"path": "scripts:broken"}).json()
+    unknown = admin_client.get(HANDLER_PARAMETERS, {"path": "scripts:nope"}).json()
+
+    assert broken["broken"] is True and "broken" in broken["error"]
+    assert unknown["found"] is False and "scripts:nope" in unknown["error"]
+    assert broken["params"] == unknown["params"] == []
+
+
+def test_preview_lists_the_next_five_fire_times_and_describes_the_cron(
+    admin_client: Client,
+) -> None:
+    data = admin_client.get(
+        PREVIEW,
+        {"task_type": "cron", "cron_expression": "0 2 * * *", "timezone": "UTC"},
+    ).json()
+
+    assert data["ok"] is True
+    assert data["description"] == "At 02:00 AM"
+    assert data["timezone"] == "UTC"
+    assert len(data["times"]) == 5
+    assert all(time["iso"].endswith("T02:00:00+00:00") for time in data["times"])
+    assert all(time["relative"].startswith("in ") for time in data["times"])
+
+
+def test_preview_of_an_interval(admin_client: Client) -> None:
+    data = admin_client.get(
+        PREVIEW, {"task_type": "interval", "interval_seconds": "3600"}
+    ).json()
+
+    assert data["ok"] is True
+    assert data["description"] == ""
+    times = [dt.datetime.fromisoformat(time["iso"]) for time in data["times"]]
+    assert len(times) == 5
+    assert {
+        (later - earlier).total_seconds()
+        for earlier, later in zip(times, times[1:], strict=False)
+    } == {3600}
+
+
+def test_preview_notes_a_dst_change_among_the_fire_times(admin_client: Client) -> None:
+    # Yearly on January 1st: five fires span years, so DST changes fall between them.
+    data = admin_client.get(
+        PREVIEW,
+        {
+            "task_type": "cron",
+            "cron_expression": "0 3 1 1 *",
+            "timezone": "Europe/Paris",
+        },
+    ).json()
+
+    assert data["ok"] is True
+    assert "daylight saving time" in data["dst_note"]
+    assert "Europe/Paris" in data["dst_note"]
+
+
+def test_preview_has_no_dst_note_in_a_zone_without_dst(admin_client: Client) -> None:
+    data = admin_client.get(
+        PREVIEW,
+        {
+            "task_type": "cron",
+            "cron_expression": "0 3 1 1 *",
+            "timezone": "Asia/Shanghai",
+        },
+    ).json()
+
+    assert data["dst_note"] == ""
+
+
+def test_preview_reports_an_invalid_schedule_with_its_field(
+    admin_client: Client,
+) -> None:
+    data = admin_client.get(
+        PREVIEW, {"task_type": "cron", "cron_expression": "61 * * * *"}
+    ).json()
+
+    assert data["ok"] is False
+    assert data["field"] == "cron_expression"
+    assert "61" in data["error"]
+
+
+def test_preview_of_a_manual_task_has_no_times(admin_client: Client) -> None:
+    data = admin_client.get(PREVIEW, {"task_type": "manual"}).json()
+
+    assert data == {**data, "ok": True, "times": []}
+
+
+@pytest.mark.parametrize("url", [HANDLER_PARAMETERS, PREVIEW])
+def test_form_endpoints_need_a_staff_login(client: Client, url: str) -> None:
+    response = client.get(url, {"path": "scripts:data_sync", "task_type": "manual"})
+
+    assert response.status_code == 302
+    assert "/login/" in response["Location"]
+
+
+@pytest.mark.parametrize("url", [HANDLER_PARAMETERS, PREVIEW])
+def test_form_endpoints_need_add_or_change_permission(client: Client, url: str) -> None:
+    client.force_login(staff_user("view_scheduledtask"))
+
+    assert (
+        client.get(
+            url, {"path": "scripts:data_sync", "task_type": "manual"}
+        ).status_code
+        == 403
+    )
+
+
+# Run now and run with parameters
+
+
+def test_run_now_button_creates_a_pending_run_and_opens_it(
+    admin_client: Client,
+) -> None:
+    task = make_task(name="button")
+
+    response = admin_client.post(task_url("run", task))
+
+    execution = TaskExecution.objects.get(task=task)
+    assert execution.status == TaskExecution.Status.PENDING
+    assert execution.trigger_type == TaskExecution.TriggerType.MANUAL
+    assert response.status_code == 302
+    assert response["Location"] == execution_url(execution)
+    assert sent_messages(response) == [
+        (
+            messages.SUCCESS,
+            "Requested a run of “button” (execution #%d); the scheduler starts it "
+            "within a second." % execution.pk,
+        )
+    ]
+
+
+def test_run_now_is_post_only(admin_client: Client) -> None:
+    task = make_task()
+
+    assert admin_client.get(task_url("run", task)).status_code == 405
+    assert not TaskExecution.objects.exists()
+
+
+def test_change_page_offers_the_run_buttons_only_with_the_run_permission(
+    admin_client: Client, client: Client
+) -> None:
+    task = make_task()
+    client.force_login(staff_user("view_scheduledtask", "change_scheduledtask"))
+
+    assert (
+        task_url("run", task)
+        in admin_client.get(task_url("change", task)).content.decode()
+    )
+    assert (
+        task_url("run", task)
+        not in client.get(task_url("change", task)).content.decode()
+    )
+    assert client.post(task_url("run", task)).status_code == 403
+    assert client.get(task_url("run_with_parameters", task)).status_code == 403
+    assert not TaskExecution.objects.exists()
+
+
+def test_run_with_parameters_is_prefilled_with_the_tasks_values(
+    admin_client: Client,
+) -> None:
+    task = make_task(handler_path="scripts:data_sync", handler_kwargs={"days": "3"})
+
+    response = admin_client.get(task_url("run_with_parameters", task))
+
+    form = response.context["form"]
+    assert form["param_days"].value() == "3"
+    assert 'name="param_days"' in response.content.decode()
+
+
+def test_run_with_parameters_overrides_them_for_one_run(admin_client: Client) -> None:
+    task = make_task(
+        handler_path="scripts:data_sync", handler_kwargs={"days": "3", "target": "'a'"}
+    )
+
+    response = admin_client.post(
+        task_url("run_with_parameters", task),
+        {"param_days": "5", "param_target": "'a'"},
+    )
+
+    execution = TaskExecution.objects.get(task=task)
+    assert response["Location"] == execution_url(execution)
+    assert execution.kwargs_overrides == {"days": "5"}
+    task.refresh_from_db()
+    assert task.handler_kwargs == {"days": "3", "target": "'a'"}
+
+
+def test_run_with_parameters_shows_a_bad_value_on_its_input(
+    admin_client: Client,
+) -> None:
+    task = make_task(handler_path="scripts:data_sync")
+
+    response = admin_client.post(
+        task_url("run_with_parameters", task), {"param_days": "'many'"}
+    )
+
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert list(errors) == ["param_days"]
+    assert errors["param_days"][0].startswith("Parameter “days”: expected an integer")
+    assert not TaskExecution.objects.exists()

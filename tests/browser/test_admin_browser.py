@@ -1,0 +1,216 @@
+"""The admin in a real browser: the generated parameter form, run now, a live log tail."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
+from tests.browser import handlers
+from tests.browser.conftest import InProcessExecutor, new_page
+from tests.factories import make_execution, make_task
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the fixtures skip (or fail under CI) before expect is needed
+    expect = None
+
+
+@pytest.fixture(autouse=True)
+def released_handler() -> Iterator[None]:
+    handlers.RELEASE.clear()
+    yield
+    # A run still waiting when a test fails must end, so its thread does too.
+    handlers.RELEASE.set()
+
+
+@pytest.fixture
+def heartbeat() -> None:
+    """A scheduler instance that looks alive, so pages show no "no scheduler" banner."""
+    SchedulerInstance.objects.create(
+        instance_id="web-1:4242:9f1c2a",
+        hostname="web-1",
+        pid=4242,
+        version="0.1.0",
+        is_leader=True,
+        last_heartbeat_at=timezone.now() + dt.timedelta(minutes=5),
+    )
+
+
+def test_create_a_task_from_the_parameter_form_and_run_it(
+    page: Any,
+    live_server: Any,
+    executor: InProcessExecutor,
+    screenshot: Any,
+    heartbeat: None,
+) -> None:
+    page.goto(live_server.url + "/admin/scheduler_app/scheduledtask/add/")
+    page.fill("#id_name", "sync_three_days")
+    page.fill("#id_description", "Synchronise the last three days of orders.")
+
+    # Choosing the handler brings its parameter inputs, generated from run()'s signature.
+    expect(page.locator("input[name=param_days]")).to_have_count(0)
+    page.select_option("select[name=handler_path]", "scripts:data_sync")
+    days = page.locator("input[name=param_days]")
+    expect(days).to_be_visible()
+    expect(days).to_have_attribute("placeholder", "7")
+    expect(page.locator("label[for=id_param_days]")).to_have_text("Days:")
+    expect(page.locator("#id_param_days_helptext")).to_contain_text("Type: int")
+    expect(page.locator(".scheduler-handler-description")).to_contain_text(
+        "Synchronise the given number of days"
+    )
+    days.fill("3")
+    page.fill("input[name=param_target]", "'orders'")
+
+    # A handler without parameters removes the inputs; coming back restores what was typed.
+    page.select_option("select[name=handler_path]", "scripts:example_task")
+    expect(page.locator("input[name=param_days]")).to_have_count(0)
+    page.select_option("select[name=handler_path]", "scripts:data_sync")
+    expect(page.locator("input[name=param_days]")).to_have_value("3")
+    expect(page.locator("input[name=param_target]")).to_have_value("'orders'")
+
+    # Only the chosen schedule type's fields show, with a live preview.
+    page.select_option("select[name=task_type]", "interval")
+    expect(page.locator(".form-row.field-cron_expression")).to_be_hidden()
+    expect(page.locator(".form-row.field-interval_seconds")).to_be_visible()
+    page.select_option("select[name=task_type]", "cron")
+    expect(page.locator(".form-row.field-interval_seconds")).to_be_hidden()
+    page.fill("#id_cron_expression", "0 2 * * *")
+    preview = page.locator("#scheduler-preview")
+    expect(preview).to_contain_text("At 02:00 AM")
+    expect(preview.locator("li")).to_have_count(5)
+    page.locator(
+        "fieldset", has=page.locator("input[name=param_days]")
+    ).scroll_into_view_if_needed()
+    screenshot(page, "task-form")
+
+    page.click("input[name=_save]")
+    expect(page.locator("ul.messagelist")).to_contain_text("sync_three_days")
+    task = ScheduledTask.objects.get(name="sync_three_days")
+    assert task.handler_kwargs == {"days": "3", "target": "'orders'"}
+    assert task.next_run_at is not None
+
+    # Run now from the change page: the execution page opens and the run finishes there.
+    page.click("text=sync_three_days")
+    page.click("#scheduler-run-now")
+    expect(page).to_have_url(
+        re.compile(r"/admin/scheduler_app/taskexecution/\d+/change/$")
+    )
+    log = page.locator("#execution-log")
+    expect(log).to_contain_text("Synchronising 3 days of 'orders'")
+    expect(page.locator("[data-live-status]").first).to_contain_text("Success")
+    execution = TaskExecution.objects.get(task=task)
+    assert execution.status == TaskExecution.Status.SUCCESS
+    assert execution.kwargs["days"] == 3
+    expect(page.locator("#content")).to_contain_text('"days": 3')
+
+
+def test_the_log_tails_live_while_the_run_goes_on(
+    page: Any,
+    live_server: Any,
+    executor: InProcessExecutor,
+    screenshot: Any,
+    heartbeat: None,
+) -> None:
+    task = make_task(
+        name="waits_for_the_test",
+        description="Logs a line, then waits until the test releases it.",
+        handler_path="tests.browser.handlers:wait_for_release",
+        task_type=ScheduledTask.TaskType.MANUAL,
+        interval_seconds=None,
+    )
+    page.goto(
+        live_server.url + "/admin/scheduler_app/scheduledtask/%d/change/" % task.pk
+    )
+    page.click("#scheduler-run-now")
+    expect(page).to_have_url(re.compile(r"/taskexecution/\d+/change/$"))
+    # Marks this document: if the page reloaded, the mark would be gone.
+    page.evaluate("window.stillTheSamePage = true")
+
+    log = page.locator("#execution-log")
+    expect(log).to_contain_text("Waiting for the test to release me")
+    expect(page.locator("[data-live-status]").first).to_contain_text("Running")
+    assert page.evaluate("window.stillTheSamePage") is True
+    execution = TaskExecution.objects.get(task=task)
+    assert execution.status == TaskExecution.Status.RUNNING
+    screenshot(page, "execution-live-log")
+
+    handlers.RELEASE.set()
+
+    expect(page.locator("[data-live-status]").first).to_contain_text("Success")
+    expect(log).to_contain_text("Released; finishing")
+    execution.refresh_from_db()
+    assert execution.status == TaskExecution.Status.SUCCESS
+    assert execution.result == {"released": True}
+
+
+def test_the_task_list_and_the_health_page(
+    browser: Any, live_server: Any, admin_user: Any, screenshot: Any
+) -> None:
+    now = timezone.now()
+    nightly = make_task(
+        name="nightly_orders_sync",
+        description="Synchronise orders",
+        handler_path="scripts:data_sync",
+        handler_kwargs={"days": "3"},
+        task_type="cron",
+        cron_expression="0 2 * * *",
+        interval_seconds=None,
+        next_run_at=now + dt.timedelta(minutes=40),
+        last_run_at=now - dt.timedelta(hours=22),
+        run_count=30,
+        success_count=27,
+        fail_count=3,
+    )
+    for index in range(12):
+        status = "failed" if index in (3, 9) else "success"
+        make_execution(
+            nightly,
+            status=status,
+            duration_ms=1200 + 150 * index,
+            created_at=now - dt.timedelta(days=12 - index),
+        )
+    make_task(
+        name="every_six_hours",
+        interval_seconds=6 * 3600,
+        next_run_at=now + dt.timedelta(hours=2),
+    )
+    make_task(name="paused_report", status="paused", interval_seconds=3600)
+    SchedulerInstance.objects.create(
+        instance_id="web-1:4242:9f1c2a",
+        hostname="web-1",
+        pid=4242,
+        version="0.1.0",
+        is_leader=True,
+        last_heartbeat_at=now,
+    )
+
+    page = new_page(browser, live_server, admin_user)
+    page.goto(live_server.url + "/admin/scheduler_app/scheduledtask/")
+    row = page.locator("tr", has=page.locator("a", has_text="nightly_orders_sync"))
+    expect(row).to_contain_text("At 02:00 AM")
+    expect(row).to_contain_text("in 39 minutes")
+    expect(row).to_contain_text("90%")
+    expect(page.locator("#scheduler-warning")).to_have_count(0)
+    screenshot(page, "task-list")
+
+    page.goto(live_server.url + "/admin/scheduler_app/scheduledtask/health/")
+    expect(page.locator("#scheduler-instances")).to_contain_text("web-1:4242:9f1c2a")
+    expect(page.locator("#scheduler-due")).to_contain_text("nightly_orders_sync")
+    screenshot(page, "health")
+    page.context.close()
+
+    chinese = new_page(browser, live_server, admin_user, language="zh-hans")
+    chinese.goto(live_server.url + "/admin/scheduler_app/scheduledtask/")
+    expect(chinese.locator("tr", has_text="nightly_orders_sync")).to_contain_text(
+        "在 02:00"
+    )
+    screenshot(chinese, "task-list-zh-hans")
+    chinese.context.close()
