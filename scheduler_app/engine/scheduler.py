@@ -345,7 +345,9 @@ class Engine:
         """Start run-now requests, retries whose delay is over, and fires left pending."""
         inflight = self.executor.inflight()
         candidates = list(
-            TaskExecution.objects.startable(now=now)[: PENDING_BATCH + len(inflight)]
+            TaskExecution.objects.startable(now=now).select_related("task")[
+                : PENDING_BATCH + len(inflight)
+            ]
         )
         executions = [execution for execution in candidates if execution.pk not in inflight]
         if executions:

@@ -443,8 +443,13 @@ def execution_run(
         )
         return execution
     execution.mark_running(instance_id=me, now=started_at)
-    task = ScheduledTask.objects.get(pk=execution.task_id)
-    execution.task = task
+    # The engine hands executions over with their task already loaded (one query
+    # per batch); anyone else gets it fetched here.
+    if TaskExecution.task.is_cached(execution):
+        task = execution.task
+    else:
+        task = ScheduledTask.objects.get(pk=execution.task_id)
+        execution.task = task
     run_log = RunLog(
         max_lines=app_settings.SCHEDULER_LOG_BUFFER_MAX_LINES,
         echo=settings.DEBUG if echo is None else echo,
@@ -690,15 +695,19 @@ def executions_create_scheduled(
     if not fires:
         return []
     now = now or timezone.now()
+    # Loaded once for the whole batch and attached, so execution_run does not
+    # fetch each task again. A task deleted since it was loaded fires no more.
+    tasks = ScheduledTask.objects.in_bulk({task_id for task_id, _when in fires})
     rows = [
         TaskExecution(
-            task_id=task_id,
+            task=tasks[task_id],
             status=Status.PENDING,
             trigger_type=TaskExecution.TriggerType.SCHEDULED,
             scheduled_for=scheduled_for,
             created_at=now,
         )
         for task_id, scheduled_for in fires
+        if task_id in tasks
     ]
     try:
         with transaction.atomic():

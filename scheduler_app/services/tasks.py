@@ -290,8 +290,9 @@ def task_request_run(
         problems = parameters_validate(task.handler_path, merged, now=task_local_now(task, now=now))
         if problems:
             raise TaskInvalid(list(problems))
+    # task_id, not task: the run loads the task as it is when it starts.
     execution = TaskExecution.objects.create(
-        task=task,
+        task_id=task.pk,
         status=TaskExecution.Status.PENDING,
         trigger_type=trigger_type,
         kwargs_overrides=overrides,
