@@ -22,7 +22,7 @@ from .. import notify
 from ..conf import app_settings
 from ..exceptions import SchedulerError
 from ..models import ScheduledTask, TaskExecution
-from ..schedules import build_trigger, next_fire_times
+from ..schedules import next_fire_times
 from ..services import (
     executions_create_scheduled,
     executions_interrupt,
@@ -32,6 +32,7 @@ from ..services import (
     instance_stopped,
     tasks_ensure_declared,
     tasks_record_next_runs,
+    task_trigger,
     tasks_version,
 )
 from .leader import Leadership
@@ -257,15 +258,7 @@ class Engine:
     def _load(self, task: ScheduledTask, now: dt.datetime, *, trust_next_run: bool) -> None:
         try:
             anchor = task.next_run_at if trust_next_run and task.next_run_at else now
-            trigger = build_trigger(
-                task_type=task.task_type,
-                cron_expression=task.cron_expression,
-                interval_seconds=task.interval_seconds,
-                run_date=task.run_date,
-                timezone_name=task.timezone,
-                start_at=anchor,
-                jitter_seconds=task.jitter_seconds,
-            )
+            trigger = task_trigger(task, start_at=anchor)
         except SchedulerError as exc:
             logger.error("Task %s has an invalid schedule and is not scheduled: %s", task.name, exc)
             self.store.remove(task.pk)

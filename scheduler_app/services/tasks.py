@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from apscheduler.triggers.base import BaseTrigger
 from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
@@ -113,18 +114,27 @@ def task_validate(
         raise TaskInvalid(errors)
 
 
-def task_next_run(task: ScheduledTask, *, after: dt.datetime) -> dt.datetime | None:
-    """The first fire time strictly after `after` for an active task (None otherwise)."""
-    if task.status != ScheduledTask.Status.ACTIVE:
-        return None
-    trigger = build_trigger(
+def task_trigger(task: ScheduledTask, *, start_at: dt.datetime) -> BaseTrigger | None:
+    """The APScheduler trigger of a task's schedule (None for manual tasks).
+
+    `start_at` anchors interval schedules: they fire at start_at + k * interval.
+    """
+    return build_trigger(
         task_type=task.task_type,
         cron_expression=task.cron_expression,
         interval_seconds=task.interval_seconds,
         run_date=task.run_date,
         timezone_name=task.timezone,
-        start_at=after,
+        start_at=start_at,
+        jitter_seconds=task.jitter_seconds,
     )
+
+
+def task_next_run(task: ScheduledTask, *, after: dt.datetime) -> dt.datetime | None:
+    """The first fire time strictly after `after` for an active task (None otherwise)."""
+    if task.status != ScheduledTask.Status.ACTIVE:
+        return None
+    trigger = task_trigger(task, start_at=after)
     if task.task_type == ScheduledTask.TaskType.DATE:
         # A one-off task that already ran never fires again.
         if task.last_run_at is not None and task.run_date and task.last_run_at >= task.run_date:
