@@ -1,0 +1,1 @@
+"""Benchmarks of the scheduler (`make bench`); not tests, never collected by pytest."""

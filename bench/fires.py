@@ -1,0 +1,233 @@
+"""Scenario 1 (+5): N interval tasks firing every second, and what the scheduler costs.
+
+Tasks are bulk-created before the scheduler starts, with next_run_at set per phase
+(the engine trusts it on its initial load): `spread` puts task i at T0 + i/N (one
+after another across the second), `aligned` puts them all at T0 (.000). Each fire is
+a real TaskExecution run by `runscheduler`'s thread pool through execution_run.
+
+From the database afterwards, for fires scheduled in [T0, T0 + duration):
+  lateness   started_at - scheduled_for of every execution that started
+  tick delay created_at - scheduled_for: how late the engine tick that recorded the
+             fire began (created_at is that tick's clock)
+  missed     expected fires - fires that ran to success
+  duplicates executions beyond the first for one (task, scheduled_for)
+Meanwhile /proc/<pid> of the scheduler gives CPU (utime+stime) and peak VmRSS.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+
+from scheduler_app.models import TaskExecution
+
+from .common import (
+    Context,
+    Outcome,
+    create_tasks,
+    next_whole_second,
+    progress,
+    scheduler_process,
+    sleep_until,
+    summary_ms,
+    utc,
+    wait_leader,
+)
+
+#: Between creating the tasks and T0: covers the scheduler's start and initial load.
+LEAD_SECONDS = 8.0
+#: After the window: late runs of the window's fires still get to finish.
+DRAIN_SECONDS = 5.0
+#: The idle measurement lasts this long at most.
+IDLE_MAX_SECONDS = 30
+
+PREFIX = "bench-fire"
+HEADERS = [
+    "tasks",
+    "phase",
+    "expected",
+    "ran",
+    "missed",
+    "dups",
+    "unstarted",
+    "late p50 ms",
+    "late p99 ms",
+    "late max ms",
+    "tick delay p99 ms",
+    "CPU %",
+    "peak RSS MB",
+    "DB CPU %",
+    "others CPU %",
+    "log warn/err",
+]
+
+
+def log_problems(text: str) -> tuple[int, int]:
+    lines = text.splitlines()
+    return (
+        sum(" WARNING " in line for line in lines),
+        sum(" ERROR " in line or "Traceback" in line for line in lines),
+    )
+
+
+def fire_stats(*, prefix: str, start: float, end: float, offsets: list[float]) -> dict:
+    """Lateness, missed and duplicates of the fires scheduled in [start, end)."""
+    rows = list(
+        TaskExecution.objects.filter(
+            task__name__startswith=prefix + "-",
+            trigger_type=TaskExecution.TriggerType.SCHEDULED,
+            scheduled_for__gte=utc(start),
+            scheduled_for__lt=utc(end),
+        ).values_list("task_id", "scheduled_for", "created_at", "started_at", "status")
+    )
+    # Interval 1 s from start + offset: every whole second of the window after the phase.
+    expected = sum(max(0, math.ceil(end - (start + offset))) for offset in offsets)
+    per_fire = Counter((task_id, scheduled) for task_id, scheduled, *_ in rows)
+    ran = {
+        (task_id, scheduled)
+        for task_id, scheduled, _c, _s, status in rows
+        if status == TaskExecution.Status.SUCCESS
+    }
+    statuses = Counter(status for *_, status in rows)
+    lateness = [
+        (started - scheduled).total_seconds()
+        for _t, scheduled, _c, started, _st in rows
+        if started is not None
+    ]
+    tick_delay = [(created - scheduled).total_seconds() for _t, scheduled, created, _s, _st in rows]
+    return {
+        "expected": expected,
+        "recorded": len(per_fire),
+        "ran": len(ran),
+        "missed": expected - len(ran),
+        "duplicates": sum(count - 1 for count in per_fire.values() if count > 1),
+        "unstarted": sum(1 for row in rows if row[3] is None),
+        "statuses": dict(statuses),
+        "lateness_ms": summary_ms(lateness),
+        "tick_delay_ms": summary_ms(tick_delay),
+    }
+
+
+def measure(ctx: Context, count: int, phase: str) -> dict:
+    ctx.settle()
+    ctx.db.reset()
+    t0 = next_whole_second(time.time() + LEAD_SECONDS)
+    offsets = [(i / count if phase == "spread" else 0.0) for i in range(count)]
+    create_tasks(
+        PREFIX,
+        count,
+        task_type="interval",
+        interval_seconds=1,
+        next_run_at=lambda i: utc(t0 + offsets[i]),
+    )
+    end = t0 + ctx.duration
+    process = scheduler_process(ctx.db, ctx.workdir, "fires-%d-%s" % (count, phase), threads=ctx.threads)
+    process.start()
+    sampler = ctx.sampler(process.pid)
+    try:
+        ready = wait_leader(process)
+        sleep_until(end + DRAIN_SECONDS)
+        cpu = sampler.cpu_percent(t0, end)
+        rss = sampler.peak_rss_mb(t0, end)
+        others = sampler.others_percent(t0, end)
+        db_cpu = sampler.db_percent(t0, end)
+    finally:
+        sampler.stop()
+        process.stop()
+    stats = fire_stats(prefix=PREFIX, start=t0, end=end, offsets=offsets)
+    warnings, errors = log_problems(process.log.read_text(errors="replace"))
+    return {
+        "tasks": count,
+        "phase": phase,
+        "ready_before_t0_s": t0 - ready,
+        "cpu_percent": cpu,
+        "peak_rss_mb": rss,
+        "db_cpu_percent": db_cpu,
+        "others_cpu_percent": others,
+        "log_warnings": warnings,
+        "log_errors": errors,
+        **stats,
+    }
+
+
+def row(result: dict) -> list:
+    late, delay = result["lateness_ms"], result["tick_delay_ms"]
+    return [
+        result["tasks"],
+        result["phase"],
+        result["expected"],
+        result["ran"],
+        result["missed"],
+        result["duplicates"],
+        result["unstarted"],
+        late["p50"],
+        late["p99"],
+        late["max"],
+        delay["p99"],
+        result["cpu_percent"],
+        result["peak_rss_mb"],
+        result["db_cpu_percent"],
+        result["others_cpu_percent"],
+        "%d/%d" % (result["log_warnings"], result["log_errors"]),
+    ]
+
+
+def run(ctx: Context, *, counts: list[int], phases: list[str]) -> Outcome:
+    outcome = Outcome(
+        "fires",
+        "1. N tasks every 1 s for %d s (runscheduler, %d threads)" % (ctx.duration, ctx.threads),
+        HEADERS,
+    )
+    for count in counts:
+        for phase in phases:
+            result = measure(ctx, count, phase)
+            outcome.metrics["%s-%d" % (phase, count)] = result
+            outcome.rows.append(row(result))
+            print("   ", progress(row(result)), flush=True)
+            if result["ready_before_t0_s"] < 0:
+                outcome.notes.append(
+                    "%d %s: the scheduler led only %.1f s after T0; its start is in the figures"
+                    % (count, phase, -result["ready_before_t0_s"])
+                )
+            others = {
+                status: n for status, n in result["statuses"].items() if status != "success"
+            }
+            if others:
+                outcome.notes.append("%d %s: statuses other than success: %s" % (count, phase, others))
+    return outcome
+
+
+def run_idle(ctx: Context) -> Outcome:
+    """Scenario 5 at idle: the scheduler with nothing to fire."""
+    ctx.settle()
+    ctx.db.reset()
+    window = min(ctx.duration, IDLE_MAX_SECONDS)
+    process = scheduler_process(ctx.db, ctx.workdir, "idle", threads=ctx.threads)
+    process.start()
+    sampler = ctx.sampler(process.pid)
+    try:
+        ready = wait_leader(process)
+        start = ready + 1.0
+        sleep_until(start + window + 0.3)
+        cpu = sampler.cpu_percent(start, start + window)
+        rss = sampler.peak_rss_mb(start, start + window)
+        others = sampler.others_percent(start, start + window)
+        db_cpu = sampler.db_percent(start, start + window)
+    finally:
+        sampler.stop()
+        process.stop()
+    outcome = Outcome(
+        "idle",
+        "5. Scheduler at idle (%d s window)" % window,
+        ["state", "CPU %", "peak RSS MB", "DB CPU %", "others CPU %"],
+        rows=[["idle", cpu, rss, db_cpu, others]],
+        metrics={
+            "cpu_percent": cpu,
+            "peak_rss_mb": rss,
+            "db_cpu_percent": db_cpu,
+        "others_cpu_percent": others,
+            "window_s": window,
+        },
+    )
+    return outcome

@@ -1,0 +1,96 @@
+"""Scenario 4: run-now throughput.
+
+1000 manual tasks; with the scheduler running, services.tasks_request_run() asks
+for a run of each in one go (one insert of 1000 pending executions and one
+notification, as the admin's bulk "run now" does). Rate = 1000 / (last finished_at
+- created_at of the requests).
+"""
+
+from __future__ import annotations
+
+import time
+
+from scheduler_app.models import ScheduledTask, TaskExecution
+from scheduler_app.services import tasks_request_run
+
+from .common import (
+    Context,
+    Outcome,
+    create_tasks,
+    scheduler_process,
+    wait_leader,
+    wait_until,
+)
+
+COUNT = 1000
+TIMEOUT_SECONDS = 120.0
+PREFIX = "bench-runnow"
+
+
+def run(ctx: Context) -> Outcome:
+    ctx.settle()
+    ctx.db.reset()
+    create_tasks(PREFIX, COUNT, task_type="manual")
+    process = scheduler_process(ctx.db, ctx.workdir, "throughput", threads=ctx.threads)
+    process.start()
+    sampler = ctx.sampler(process.pid)
+    executions = TaskExecution.objects.filter(task__name__startswith=PREFIX + "-")
+    try:
+        wait_leader(process)
+        time.sleep(1.0)
+        requested_at = time.time()
+        tasks_request_run(ScheduledTask.objects.filter(name__startswith=PREFIX + "-"))
+        wait_until(
+            lambda: executions.filter(finished_at__isnull=False).count() >= COUNT,
+            timeout=TIMEOUT_SECONDS,
+            every=0.1,
+        )
+        done = time.time()
+        cpu = sampler.cpu_percent(requested_at, done)
+        rss = sampler.peak_rss_mb(requested_at, done)
+        others = sampler.others_percent(requested_at, done)
+        db_cpu = sampler.db_percent(requested_at, done)
+    finally:
+        sampler.stop()
+        process.stop()
+    rows = list(executions.values_list("created_at", "started_at", "finished_at", "status"))
+    created = min(c.timestamp() for c, *_ in rows)
+    started = [s.timestamp() for _c, s, _f, _st in rows if s is not None]
+    finished = [f.timestamp() for _c, _s, f, _st in rows if f is not None]
+    succeeded = sum(1 for *_, status in rows if status == TaskExecution.Status.SUCCESS)
+    complete = len(finished) == COUNT
+    span = max(finished) - created if complete else None
+    rate = COUNT / span if span else None
+    metrics = {
+        "requests": COUNT,
+        "succeeded": succeeded,
+        "all_started_s": max(started) - created if len(started) == COUNT else None,
+        "all_finished_s": span,
+        "rate_per_s": rate,
+        "cpu_percent": cpu,
+        "peak_rss_mb": rss,
+        "db_cpu_percent": db_cpu,
+        "others_cpu_percent": others,
+    }
+    outcome = Outcome(
+        "throughput",
+        "4. Run-now throughput: %d requests created in one go" % COUNT,
+        [
+            "requests",
+            "success",
+            "all started s",
+            "all finished s",
+            "rate /s",
+            "CPU %",
+            "peak RSS MB",
+            "DB CPU %",
+            "others CPU %",
+        ],
+        rows=[[COUNT, succeeded, metrics["all_started_s"], span, rate, cpu, rss, db_cpu, others]],
+        metrics=metrics,
+    )
+    if not complete:
+        outcome.notes.append(
+            "only %d of %d finished within %.0f s" % (len(finished), COUNT, TIMEOUT_SECONDS)
+        )
+    return outcome
