@@ -1,8 +1,8 @@
 """What every scenario shares: a fresh database, the process under test, /proc sampling,
 statistics and tables.
 
-Import order matters: `bench.run` sets the environment and calls django.setup()
-before importing the scenario modules, so the model imports below are safe.
+Django is imported inside the functions that need it: `bench.run` sets the
+environment and calls django.setup() first (the parent process never does).
 """
 
 from __future__ import annotations
@@ -171,14 +171,7 @@ class PostgresDatabase:
             'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % self.name,
             'CREATE DATABASE "%s" TEMPLATE "%s"' % (self.name, self.template_name),
         )
-        if self.redis:
-            import redis
-
-            client = redis.Redis.from_url(self.redis_url)
-            keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
-            if keys:
-                client.delete(*keys)
-            client.close()
+        self._forget_redis_keys()
 
     def drop(self) -> None:
         _close_django_connections()
@@ -186,14 +179,19 @@ class PostgresDatabase:
             'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % self.name,
             'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % self.template_name,
         )
-        if self.redis:
-            import redis
+        self._forget_redis_keys()
 
-            client = redis.Redis.from_url(self.redis_url)
-            keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
-            if keys:
-                client.delete(*keys)
-            client.close()
+    def _forget_redis_keys(self) -> None:
+        """Delete the keys under our prefix (locks, the leader lease) between scenarios."""
+        if not self.redis:
+            return
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 Database = SqliteDatabase | PostgresDatabase
@@ -347,18 +345,10 @@ class ProcSampler:
     def window(self, start: float, end: float) -> list[Sample]:
         return [sample for sample in self.samples if start <= sample.at <= end]
 
-    def cpu_percent(self, start: float, end: float) -> float | None:
-        """CPU time of the process over [start, end] as a % of one core."""
-        inside = self.window(start, end)
-        if len(inside) < 2:
-            return None
-        first, last = inside[0], inside[-1]
-        wall = last.at - first.at
-        if wall <= 0:
-            return None
-        return 100.0 * (last.cpu_ticks - first.cpu_ticks) / CLOCK_TICKS / wall
-
-    def _delta_percent(self, start: float, end: float, ticks: Callable[[Sample], int]) -> float | None:
+    def _delta_percent(
+        self, start: float, end: float, ticks: Callable[[Sample], int]
+    ) -> float | None:
+        """Growth of `ticks` over [start, end] as a % of one core."""
         inside = self.window(start, end)
         if len(inside) < 2:
             return None
@@ -367,6 +357,10 @@ class ProcSampler:
         if wall <= 0:
             return None
         return max(0.0, 100.0 * (ticks(last) - ticks(first)) / CLOCK_TICKS / wall)
+
+    def cpu_percent(self, start: float, end: float) -> float | None:
+        """CPU time of the process over [start, end] as a % of one core."""
+        return self._delta_percent(start, end, lambda s: s.cpu_ticks)
 
     def db_percent(self, start: float, end: float) -> float | None:
         """CPU of the PostgreSQL backends of the bench database, % of one core (None: SQLite)."""

@@ -310,13 +310,28 @@ def comparison(label: str, results: dict) -> list[list[str]]:
     return rows
 
 
+def revision() -> str:
+    """The commit measured (read-only git calls), "+changes" when the tree is dirty."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (head or "unknown") + ("+changes" if dirty else "")
+
+
 def machine() -> str:
-    return "%s, %d cores (nproc), %s, Python %s, SQLite %s" % (
+    return "%s, %d cores (nproc), %s, Python %s, SQLite %s, commit %s" % (
         platform.node(),
         os.cpu_count() or 0,
         platform.machine(),
         platform.python_version(),
         sqlite3.sqlite_version,
+        revision(),
     )
 
 
