@@ -401,6 +401,16 @@ class Process:
             self.proc = subprocess.Popen(
                 self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
+        profiler = os.environ.get("BENCH_PYSPY")
+        if profiler:
+            # Where the time goes (bench/README.md, "Profiling"): collapsed stacks of
+            # every thread, GIL holders only, next to the process's log.
+            subprocess.Popen(
+                [profiler, "record", "--pid", str(self.pid), "--format", "raw", "--gil",
+                 "--rate", "200", "--output", str(self.log.with_suffix(".pyspy.txt"))],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         return self
 
     def alive(self) -> bool:

@@ -10,13 +10,13 @@ import math
 import re
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -79,6 +79,14 @@ class LockBackend(Protocol):
 
     def force_release(self, key: str) -> bool:
         """Release the lock whoever holds it (admin); True if one was held."""
+
+    def acquire_many(
+        self, owners: Mapping[str, str], *, ttl_seconds: float
+    ) -> dict[str, str | None]:
+        """`acquire` for several keys at once (key -> its owner): key -> token, or None if held."""
+
+    def release_many(self, held: builtins.list[tuple[str, str]]) -> None:
+        """`release` for several (key, token) pairs at once."""
 
 
 def lock_key(kind: str, ident: object) -> str:
@@ -151,6 +159,61 @@ class DatabaseLockBackend:
             **fields
         )
         return token if taken == 1 else None
+
+    def acquire_many(
+        self, owners: Mapping[str, str], *, ttl_seconds: float
+    ) -> dict[str, str | None]:
+        """Take several locks (key -> owner) in one statement: an insert that takes over expired rows.
+
+        `INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE expires_at <= now RETURNING
+        key` (SQLite 3.35+, PostgreSQL) inserts the free keys, takes the expired ones
+        and leaves live ones alone, atomically per row. Inside the caller's
+        transaction, as the execution path's batched claim uses it.
+        """
+        ttl = _check_ttl(ttl_seconds)
+        if not owners:
+            return {}
+        for key in owners:
+            if len(key) > KEY_MAX_LENGTH:
+                raise ValueError(f"Lock key over {KEY_MAX_LENGTH} characters: {key!r}")
+        keys = sorted(owners)  # one order everywhere: no deadlock between two callers
+        now = timezone.now()
+        expires = now + dt.timedelta(seconds=ttl)
+        connection = connections[router.db_for_write(SchedulerLock)]
+        quote = connection.ops.quote_name
+        table = quote(SchedulerLock._meta.db_table)
+        adapt = connection.ops.adapt_datetimefield_value
+        tokens = {key: _new_token() for key in keys}
+        columns = ", ".join(quote(c) for c in ("key", "token", "owner", "acquired_at", "expires_at"))
+        sql = (
+            f"INSERT INTO {table} ({columns}) VALUES "
+            + ", ".join(["(%s, %s, %s, %s, %s)"] * len(keys))
+            + f" ON CONFLICT ({quote('key')}) DO UPDATE SET "
+            + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in ("token", "owner", "acquired_at", "expires_at"))
+            + f" WHERE {table}.{quote('expires_at')} <= %s RETURNING {quote('key')}"
+        )
+        params: builtins.list[Any] = []
+        for key in keys:
+            params += [key, tokens[key], owners[key][:OWNER_MAX_LENGTH], adapt(now), adapt(expires)]
+        params.append(adapt(now))
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            taken = {row[0] for row in cursor.fetchall()}
+        return {key: tokens[key] if key in taken else None for key in keys}
+
+    def release_many(self, held: builtins.list[tuple[str, str]]) -> None:
+        """Delete the rows the (key, token) pairs hold, expired or not (one prepared DELETE)."""
+        if not held:
+            return
+        connection = connections[router.db_for_write(SchedulerLock)]
+        quote = connection.ops.quote_name
+        sql = "DELETE FROM %s WHERE %s = %%s AND %s = %%s" % (
+            quote(SchedulerLock._meta.db_table),
+            quote("key"),
+            quote("token"),
+        )
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, list(held))
 
     def release(self, key: str, token: str) -> bool:
         """Delete the row if `token` holds it; False if it expired or changed hands."""
@@ -279,6 +342,38 @@ class RedisLockBackend:
     def release(self, key: str, token: str) -> bool:
         """Delete the key if `token` holds it; False if it expired or changed hands."""
         return bool(self._release(keys=[self.redis_key(key)], args=[token]))
+
+    def acquire_many(
+        self, owners: Mapping[str, str], *, ttl_seconds: float
+    ) -> dict[str, str | None]:
+        """SET NX PX for each key, in one pipelined round trip."""
+        px = _ttl_ms(ttl_seconds)
+        keys = sorted(owners)
+        if not keys:
+            return {}
+        acquired_at = timezone.now().isoformat()
+        tokens = {key: _new_token() for key in keys}
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            value = json.dumps(
+                {
+                    "token": tokens[key],
+                    "owner": owners[key][:OWNER_MAX_LENGTH],
+                    "acquired_at": acquired_at,
+                }
+            )
+            pipe.set(self.redis_key(key), value, nx=True, px=px)
+        replies = pipe.execute()
+        return {key: tokens[key] if ok else None for key, ok in zip(keys, replies)}
+
+    def release_many(self, held: builtins.list[tuple[str, str]]) -> None:
+        """The owner-checked release of each (key, token), in one pipelined round trip."""
+        if not held:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key, token in held:
+            self._release(keys=[self.redis_key(key)], args=[token], client=pipe)
+        pipe.execute()
 
     def extend(self, key: str, token: str, ttl_seconds: float) -> bool:
         """PEXPIRE to `ttl_seconds` from now if `token` still holds the key."""

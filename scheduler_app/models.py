@@ -210,6 +210,12 @@ class TaskExecutionQuerySet(models.QuerySet["TaskExecution"]):
     def pending(self) -> TaskExecutionQuerySet:
         return self.filter(status=TaskExecution.Status.PENDING)
 
+    def staged(self, *, after: dt.datetime) -> TaskExecutionQuerySet:
+        """Fires the scheduler recorded ahead of their time (after `after`), not started."""
+        return self.pending().filter(
+            trigger_type=TaskExecution.TriggerType.SCHEDULED, scheduled_for__gt=after
+        )
+
     def startable(self, *, now: dt.datetime) -> TaskExecutionQuerySet:
         """Pending runs whose retry delay (if any) has passed, oldest first.
 

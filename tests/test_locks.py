@@ -310,6 +310,61 @@ def test_force_release_of_a_free_or_expired_key_returns_false(
 # Concurrency
 
 
+def test_acquire_many_takes_free_and_expired_keys_and_refuses_held_ones(
+    backend: LockBackend,
+) -> None:
+    held = backend.acquire("task:held", owner="someone", ttl_seconds=30)
+    backend.acquire("task:expired", owner="gone", ttl_seconds=30)
+    expire(backend, "task:expired")
+
+    tokens = backend.acquire_many(
+        {"task:free": "run 1", "task:expired": "run 2", "task:held": "run 3"}, ttl_seconds=30
+    )
+
+    assert tokens["task:held"] is None
+    assert backend.get("task:held").token == held
+    for key, owner in (("task:free", "run 1"), ("task:expired", "run 2")):
+        info = backend.get(key)
+        assert tokens[key] and info.token == tokens[key] and info.owner == owner
+        assert 25 < info.ttl_seconds <= 30
+
+
+def test_release_many_frees_only_what_the_tokens_hold(backend: LockBackend) -> None:
+    tokens = backend.acquire_many({"task:a": "x", "task:b": "x"}, ttl_seconds=30)
+    other = backend.acquire("task:c", owner="other", ttl_seconds=30)
+
+    backend.release_many([("task:a", tokens["task:a"]), ("task:c", "not-its-token")])
+
+    assert backend.get("task:a") is None
+    assert backend.get("task:b").token == tokens["task:b"]
+    assert backend.get("task:c").token == other
+
+
+def test_racing_acquire_many_gives_each_key_to_one_caller(
+    threaded_backend: LockBackend,
+) -> None:
+    keys = ["task:%d" % n for n in range(20)]
+    results: list[dict[str, str | None]] = []
+    barrier = threading.Barrier(4)
+
+    def take() -> None:
+        try:
+            barrier.wait()
+            results.append(threaded_backend.acquire_many(dict.fromkeys(keys, "me"), ttl_seconds=30))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+
+    assert len(results) == 4
+    for key in keys:
+        assert sum(1 for result in results if result[key]) == 1
+
+
 def test_racing_threads_get_exactly_one_token(threaded_backend: LockBackend) -> None:
     results = race(
         8, lambda: threaded_backend.acquire(KEY, owner="racer", ttl_seconds=30)

@@ -1,71 +1,192 @@
-"""Executors: where the engine's executions run (inline thread pool; Celery comes later)."""
+"""The inline executor: runs the engine's executions inside the scheduler process.
+
+Every execution goes through the one execution path, in its three stages
+(`runs_claim`, `run_claimed`, `runs_finish`). What this executor adds is the
+batching: one bookkeeper thread claims the executions handed over and records the
+runs that ended, each in one transaction for everything that is waiting, while a
+bounded pool of threads calls the handlers. Under load a batch holds many runs;
+when idle it holds one, so nothing waits for a batch to fill.
+"""
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections, connections
 
 from ..models import TaskExecution
-from ..services import execution_run
+from ..services import Run, run_claimed, runs_claim, runs_finish
 
 logger = logging.getLogger(__name__)
 
+#: A thread whose database connection sat idle this long checks it before use
+#: (servers drop idle connections; CONN_MAX_AGE/health checks apply then).
+IDLE_RECHECK_SECONDS = 30.0
+
+
+class ConnectionKeeper:
+    """Keeps a long-lived thread's connection open between uses, checked after idling.
+
+    Closing it after every use (what close_old_connections does with CONN_MAX_AGE=0,
+    SQLite's default) would cost a reconnect per run.
+    """
+
+    def __init__(self) -> None:
+        self._last_use = time.monotonic()
+
+    def before_use(self) -> None:
+        now = time.monotonic()
+        if now - self._last_use >= IDLE_RECHECK_SECONDS:
+            close_old_connections()
+        self._last_use = now
+
 
 class InlineExecutor:
-    """Runs executions in a bounded pool of threads inside the scheduler process.
+    """Runs executions in `max_workers` threads of this process.
 
-    Each thread calls the one execution path; async handlers inside it run on the
-    process's shared event loop, sync ones in their own thread under the timeout.
+    Async handlers run on the process's shared event loop, sync ones in the pool
+    thread (or in a thread of their own when their task has a timeout).
     """
 
     def __init__(self, max_workers: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="scheduler-run")
+        self.max_workers = max(1, int(max_workers))
         self._lock = threading.Lock()
-        self._inflight: dict[int, Future[None]] = {}
+        self._wake = threading.Event()
+        self._intake: deque[TaskExecution] = deque()
+        self._ended: deque[Run] = deque()
+        self._inflight: set[int] = set()
+        self._running: set[int] = set()  # claimed, not yet recorded
+        self._work: queue.SimpleQueue[Run | None] = queue.SimpleQueue()
+        self._stopping = False
+        self._bookkeeper = threading.Thread(
+            target=self._bookkeep, name="scheduler-bookkeeper", daemon=True
+        )
+        self._workers = [
+            threading.Thread(target=self._work_loop, name="scheduler-run-%d" % n, daemon=True)
+            for n in range(self.max_workers)
+        ]
+        self._bookkeeper.start()
+        for worker in self._workers:
+            worker.start()
+
+    # -- the Executor protocol -------------------------------------------------------
 
     def submit(self, executions: Iterable[TaskExecution]) -> None:
-        for execution in executions:
-            with self._lock:
-                if execution.pk in self._inflight:
-                    continue
-                self._inflight[execution.pk] = self._pool.submit(self._run, execution)
+        with self._lock:
+            if self._stopping:
+                return  # they stay pending in the database: the next scheduler starts them
+            for execution in executions:
+                if execution.pk not in self._inflight:
+                    self._inflight.add(execution.pk)
+                    self._intake.append(execution)
+        self._wake.set()
 
     def inflight(self) -> set[int]:
         with self._lock:
             return set(self._inflight)
 
-    def _run(self, execution: TaskExecution) -> None:
-        close_old_connections()
-        try:
-            execution_run(execution)
-        except Exception:  # the job boundary: execution_run records what it can
-            logger.exception("Execution %s could not be run", execution.pk)
-        finally:
-            close_old_connections()
-            with self._lock:
-                self._inflight.pop(execution.pk, None)
-
     def shutdown(self, *, grace_seconds: float) -> set[int]:
         """Start nothing new; wait up to the grace period; return the ids still running.
 
-        Executions still queued (not started) stay pending in the database, so the
-        next scheduler to run starts them: nothing is lost.
+        Executions handed over but not claimed yet stay pending in the database,
+        so the next scheduler to run starts them: nothing is lost.
         """
         with self._lock:
-            for future in self._inflight.values():
-                future.cancel()
+            self._stopping = True
+            for execution in self._intake:
+                self._inflight.discard(execution.pk)
+            self._intake.clear()
+        self._wake.set()
         deadline = time.monotonic() + grace_seconds
         while time.monotonic() < deadline:
             with self._lock:
-                running = {pk for pk, future in self._inflight.items() if not future.cancelled()}
-            if not running:
-                break
-            time.sleep(0.05)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+                if not self._running and not self._ended:
+                    break
+            time.sleep(0.02)
+        for _worker in self._workers:
+            self._work.put(None)
         with self._lock:
-            return {pk for pk, future in self._inflight.items() if not future.cancelled()}
+            return set(self._running)
+
+    # -- the threads ----------------------------------------------------------------
+
+    def _bookkeep(self) -> None:
+        keeper = ConnectionKeeper()
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                ended = list(self._ended)
+                self._ended.clear()
+                free = self.max_workers - (len(self._running) - len(ended))
+                take = [self._intake.popleft() for _ in range(min(free, len(self._intake)))]
+            if not ended and not take:
+                continue
+            keeper.before_use()
+            # Starting runs comes first: it is what lateness is made of; recording
+            # the ended ones can wait the few milliseconds a claim takes.
+            if take:
+                self._claim(take)
+            if ended:
+                self._record(ended)
+
+    def _record(self, ended: list[Run]) -> None:
+        try:
+            runs_finish(ended)
+        except Exception:  # runs_finish retried already; the rows stay `running`
+            logger.exception("Could not record the end of %d run(s)", len(ended))
+            self._reset_connection()
+        with self._lock:
+            for run in ended:
+                self._running.discard(run.execution.pk)
+                self._inflight.discard(run.execution.pk)
+        self._wake.set()  # their workers are free: claim what waits
+
+    def _claim(self, take: list[TaskExecution]) -> None:
+        try:
+            runs = runs_claim(take)
+        except Exception:  # e.g. SQLite busy beyond its timeout: they stay pending
+            logger.exception("Could not claim %d execution(s); the engine offers them again", len(take))
+            self._reset_connection()
+            runs = []
+        claimed = {run.execution.pk for run in runs}
+        with self._lock:
+            for execution in take:
+                if execution.pk not in claimed:
+                    self._inflight.discard(execution.pk)
+            self._running.update(claimed)
+            for run in runs:
+                if run.result is not None:  # skipped at claim time: straight to the record
+                    self._ended.append(run)
+        for run in runs:
+            if run.result is None:
+                self._work.put(run)
+        if len(runs) != len([run for run in runs if run.result is None]):
+            self._wake.set()
+
+    @staticmethod
+    def _reset_connection() -> None:
+        try:
+            connections.close_all()
+        except DatabaseError:
+            pass
+
+    def _work_loop(self) -> None:
+        keeper = ConnectionKeeper()
+        while True:
+            run = self._work.get()
+            if run is None:
+                return
+            keeper.before_use()
+            try:
+                run_claimed(run)
+            except BaseException:  # the job boundary: run_claimed records what it can
+                logger.exception("Execution %s could not be run", run.execution.pk)
+            with self._lock:
+                self._ended.append(run)
+            self._wake.set()

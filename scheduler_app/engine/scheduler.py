@@ -2,15 +2,20 @@
 
 `ScheduledTask` is the source of truth. The engine loads the active scheduled tasks
 into an in-memory job store (APScheduler 3 triggers, a heap ordered by next fire
-time), fires due jobs by recording all of a moment's fires in one insert and handing
-them to the executor, and persists the next fire times in one statement per tick.
+time). Housekeeping, every POLL_SECONDS or at once on a notification, keeps it in
+step with the database and *stages* the fires of the next STAGE_AHEAD_SECONDS:
+their executions are recorded ahead of time (pending, `run_after` = the fire time)
+in one insert. At a fire time the loop then only hands the staged rows to the
+executor, with no query in between, which is what makes fires punctual under load.
 Every step is a method that tests call directly with an injected `now`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from typing import Protocol
@@ -27,6 +32,7 @@ from ..services import (
     executions_create_scheduled,
     executions_interrupt,
     executions_recover_abandoned,
+    executions_unstage,
     instance_heartbeat,
     instance_id,
     instance_stopped,
@@ -35,14 +41,20 @@ from ..services import (
     task_trigger,
     tasks_version,
 )
+from .executor import ConnectionKeeper
 from .leader import Leadership
 from .store import Job, JobStore
 
 logger = logging.getLogger(__name__)
 
-#: Longest sleep between two ticks: the bound on noticing a change or a run-now
-#: request without Redis (with Redis a notification wakes the loop at once).
+#: Housekeeping interval: the bound on noticing a change or a run-now request
+#: without Redis (with Redis a notification starts housekeeping at once).
 POLL_SECONDS = 0.25
+#: Fires due within this long are recorded (staged) ahead of time. Longer than
+#: POLL_SECONDS, so each fire is staged at least 0.75 s before it is due.
+STAGE_AHEAD_SECONDS = 1.0
+#: sys.setswitchinterval() of a running scheduler process (Python's default: 0.005).
+GIL_SWITCH_INTERVAL = 0.001
 #: How often the leader looks for runs abandoned by instances that died.
 RECOVER_EVERY_SECONDS = 60.0
 #: How often a standby tries to take the leader lease over.
@@ -86,6 +98,12 @@ class Engine:
         self._next_lease_refresh: dt.datetime | None = None
         self._next_recover: dt.datetime | None = None
         self._takeover_recover_at: dt.datetime | None = None
+        self._next_housekeeping: dt.datetime | None = None
+        self._housekeeping_requested = False
+        #: Staged fires not handed over yet: (fire timestamp, execution id) heap + rows.
+        self._staged_heap: list[tuple[float, int]] = []
+        self._staged: dict[int, TaskExecution] = {}
+        self._connection = ConnectionKeeper()
         self._listener = notify.Listener(self._on_notification)
 
     # -- lifecycle ------------------------------------------------------------
@@ -100,6 +118,10 @@ class Engine:
 
     def run_forever(self, stop: threading.Event) -> None:
         """Tick until `stop` is set (by SIGTERM/SIGINT)."""
+        # The loop thread shares the GIL with the executor's threads; a shorter
+        # switch interval (default 5 ms) lets it take the GIL back sooner when a
+        # fire is due, which is what lateness p99 is made of (bench/README.md).
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         while not stop.is_set():
             timeout = self.tick()
             self.wake.wait(timeout)
@@ -110,6 +132,7 @@ class Engine:
         self.firing_enabled = False
         self._listener.stop()
         try:
+            self.unstage_all()
             self.persist_next_runs()
         except DatabaseError:
             logger.exception("Could not persist next fire times at shutdown")
@@ -124,43 +147,65 @@ class Engine:
         logger.info("Scheduler instance %s stopped", self.instance)
 
     def _on_notification(self, event: str) -> None:
+        self._housekeeping_requested = True
         self.wake.set()
 
     # -- the tick ---------------------------------------------------------------
 
     def tick(self, now: dt.datetime | None = None) -> float:
-        """Run every step once; return how long to sleep before the next tick."""
+        """Hand over the fires due; housekeep when due; return how long to sleep."""
         now = now or self.clock()
-        close_old_connections()
         try:
-            self.heartbeat_if_due(now)
-            self.refresh_lease_if_due(now)
-            if self.leadership.is_leader:
-                self.reconcile_if_changed(now)
-                self.fire_due(now)
-                self.start_pending(now)
-                self.persist_next_runs()
-                self.recover_if_due(now)
-            elif self._loaded_version is not None:
-                self._unload()
+            self.dispatch_due(now)
+            if self._housekeeping_due(now):
+                self.housekeep(now)
+                self.dispatch_due(now)  # fires staged just now that are due already
         except DatabaseError:
             # A lost connection or a locked database: log, drop the connection and
-            # try again next tick. Fires are not lost: next_run_at is only persisted
+            # try again in a second. Fires are not lost: next_run_at is only persisted
             # after they are recorded, and missed ones are caught up within grace.
             logger.exception("Database error in the scheduler loop; retrying in 1 s")
             close_old_connections()
+            self._next_housekeeping = now + dt.timedelta(seconds=1)
             return 1.0
         except Exception:
             # The loop boundary: a bug in one step must not kill the scheduler.
             logger.exception("Error in the scheduler loop; retrying in 1 s")
+            self._next_housekeeping = now + dt.timedelta(seconds=1)
             return 1.0
         return self._sleep_seconds(self.clock())
 
+    def _housekeeping_due(self, now: dt.datetime) -> bool:
+        return (
+            self._housekeeping_requested
+            or self._next_housekeeping is None
+            or now >= self._next_housekeeping
+        )
+
+    def housekeep(self, now: dt.datetime) -> None:
+        """Every step that talks to the database, at most every POLL_SECONDS."""
+        self._housekeeping_requested = False
+        self._next_housekeeping = now + dt.timedelta(seconds=POLL_SECONDS)
+        self._connection.before_use()
+        self.heartbeat_if_due(now)
+        self.refresh_lease_if_due(now)
+        if self.leadership.is_leader:
+            self.reconcile_if_changed(now)
+            self.stage(now)
+            self.start_pending(now)
+            self.persist_next_runs()
+            self.recover_if_due(now)
+        elif self._loaded_version is not None:
+            self._unload()
+
     def _sleep_seconds(self, now: dt.datetime) -> float:
-        sleep = POLL_SECONDS
-        next_due = self.store.next_run_at() if self.firing_enabled else None
-        if next_due is not None:
-            sleep = min(sleep, (next_due - now).total_seconds())
+        wake_at = self._next_housekeeping or now
+        if self._staged_heap and self.firing_enabled:
+            sleep = min(
+                (wake_at - now).total_seconds(), self._staged_heap[0][0] - now.timestamp()
+            )
+        else:
+            sleep = (wake_at - now).total_seconds()
         return max(0.0, sleep)
 
     def heartbeat_if_due(self, now: dt.datetime) -> None:
@@ -222,37 +267,28 @@ class Engine:
         while no scheduler ran are caught up (within their misfire grace). A task
         edited later gets its next fire time counted from now, as the edit did.
         """
-        tasks = (
-            ScheduledTask.objects.filter(status=ScheduledTask.Status.ACTIVE)
-            .exclude(task_type=ScheduledTask.TaskType.MANUAL)
-            .only(
-                "pk",
-                "name",
-                "task_type",
-                "cron_expression",
-                "interval_seconds",
-                "run_date",
-                "timezone",
-                "jitter_seconds",
-                "misfire_grace_seconds",
-                "coalesce",
-                "next_run_at",
-                "last_run_at",
-                "updated_at",
-            )
+        # Whole rows: each job keeps its task, which its executions carry to the
+        # execution path, so no fire fetches its task again.
+        tasks = ScheduledTask.objects.filter(status=ScheduledTask.Status.ACTIVE).exclude(
+            task_type=ScheduledTask.TaskType.MANUAL
         )
         seen: set[int] = set()
+        changed: set[int] = set()
         for task in tasks.iterator(chunk_size=2000):
             seen.add(task.pk)
             job = self.store.get(task.pk)
             if job is not None and job.updated_at == task.updated_at:
                 continue
+            if job is not None:
+                changed.add(task.pk)
             # New tasks carry the next fire time their service computed; an edited
             # one restarts from now, as the edit itself did.
             self._load(task, now, trust_next_run=initial or job is None)
-        for task_id in self.store.ids() - seen:
+        gone = self.store.ids() - seen
+        for task_id in gone:
             self.store.remove(task_id)
             self._next_runs.pop(task_id, None)
+        self._unstage({*gone, *changed}, now)
         logger.info("Loaded %d scheduled task(s)", len(self.store))
 
     def _load(self, task: ScheduledTask, now: dt.datetime, *, trust_next_run: bool) -> None:
@@ -282,6 +318,7 @@ class Engine:
         self.store.add(
             Job(
                 task_id=task.pk,
+                task=task,
                 name=task.name,
                 trigger=trigger,
                 next_run_at=next_run,
@@ -292,28 +329,42 @@ class Engine:
         )
 
     def _unload(self) -> None:
+        """Leadership lost: forget the jobs. Staged rows stay: the new leader starts them."""
         self.store.clear()
         self._next_runs.clear()
+        self._staged_heap.clear()
+        self._staged.clear()
         self._loaded_version = None
 
     # -- firing -----------------------------------------------------------------
 
     def fire_due(self, now: dt.datetime) -> list[TaskExecution]:
-        """Record every fire due at `now` (one insert) and hand them to the executor."""
+        """Stage what is due up to `now` + STAGE_AHEAD_SECONDS, hand over what is due now."""
+        self.stage(now)
+        return self.dispatch_due(now)
+
+    def stage(self, now: dt.datetime) -> list[TaskExecution]:
+        """Record the fires due within STAGE_AHEAD_SECONDS as pending executions (one insert).
+
+        Missed fires (before `now`) get the misfire grace and coalescing; fires to
+        come are recorded with `run_after` = their time, so nothing starts them
+        early, and a scheduler that dies before handing them over leaves them to
+        the next leader, which starts them as pending runs: none is lost.
+        """
         if not self.firing_enabled or not self.leadership.is_leader:
             return []
-        fires: list[tuple[int, dt.datetime]] = []
-        for job in self.store.pop_due(now):
-            run_times = job.run_times(now)
+        horizon = now + dt.timedelta(seconds=STAGE_AHEAD_SECONDS)
+        fires: list[tuple[ScheduledTask, dt.datetime]] = []
+        for job in self.store.pop_due(horizon):
+            run_times = job.run_times(horizon)
             if not run_times:  # rounding of the heap key: not due yet after all
                 self.store.reschedule(job, job.next_run_at)
                 continue
+            past = [when for when in run_times if when <= now]
             due = [
-                when
-                for when in run_times
-                if (now - when).total_seconds() <= job.misfire_grace_seconds
+                when for when in past if (now - when).total_seconds() <= job.misfire_grace_seconds
             ]
-            missed = len(run_times) - len(due)
+            missed = len(past) - len(due)
             if missed:
                 logger.warning(
                     "Task %s missed %d fire(s) by more than its misfire grace (%d s)",
@@ -324,28 +375,81 @@ class Engine:
             if job.coalesce and len(due) > 1:
                 logger.warning("Task %s: %d missed fires coalesced into one", job.name, len(due))
                 due = due[-1:]
-            fires.extend((job.task_id, when) for when in due)
-            following = job.trigger.get_next_fire_time(run_times[-1], now)
+            due += run_times[len(past) :]
+            fires.extend((job.task, when) for when in due)
+            following = job.trigger.get_next_fire_time(run_times[-1], horizon)
             self.store.reschedule(job, following)
             self._next_runs[job.task_id] = following
         if not fires:
             return []
         executions = executions_create_scheduled(fires, now=now)
-        self.executor.submit(executions)
+        for execution in executions:
+            self._staged[execution.pk] = execution
+            heapq.heappush(self._staged_heap, (execution.scheduled_for.timestamp(), execution.pk))
         return executions
+
+    def dispatch_due(self, now: dt.datetime) -> list[TaskExecution]:
+        """Hand the staged fires due at `now` to the executor: no query, just the handover."""
+        if not self.firing_enabled or not self._staged_heap or not self.leadership.is_leader:
+            return []
+        limit = now.timestamp()
+        due = []
+        while self._staged_heap and self._staged_heap[0][0] <= limit:
+            _when, pk = heapq.heappop(self._staged_heap)
+            execution = self._staged.pop(pk, None)
+            if execution is not None:  # None: unstaged since
+                due.append(execution)
+        if due:
+            self.executor.submit(due)
+        return due
+
+    def _unstage(self, task_ids: set[int], now: dt.datetime) -> None:
+        """Withdraw the staged fires to come of tasks edited, paused or deleted."""
+        if not task_ids or not self._staged:
+            return
+        withdrawn = [
+            pk
+            for pk, execution in self._staged.items()
+            if execution.task_id in task_ids and execution.scheduled_for > now
+        ]
+        for pk in withdrawn:
+            del self._staged[pk]
+        executions_unstage(withdrawn)
+
+    def unstage_all(self) -> None:
+        """At shutdown: withdraw every staged fire and put next_run_at back to the first.
+
+        The next scheduler then fires them itself, with misfire grace and coalescing
+        applied as to any fire missed while no scheduler ran.
+        """
+        if not self._staged:
+            return
+        first: dict[int, dt.datetime] = {}
+        for execution in self._staged.values():
+            when = first.get(execution.task_id)
+            if when is None or execution.scheduled_for < when:
+                first[execution.task_id] = execution.scheduled_for
+        withdrawn = executions_unstage(list(self._staged))
+        self._staged.clear()
+        self._staged_heap.clear()
+        self._next_runs.update({task_id: first[task_id] for task_id in withdrawn})
 
     def start_pending(self, now: dt.datetime) -> list[TaskExecution]:
         """Start run-now requests, retries whose delay is over, and fires left pending."""
         inflight = self.executor.inflight()
-        candidates = list(
-            TaskExecution.objects.startable(now=now).select_related("task")[
-                : PENDING_BATCH + len(inflight)
-            ]
-        )
-        executions = [execution for execution in candidates if execution.pk not in inflight]
-        if executions:
-            self.executor.submit(executions[:PENDING_BATCH])
-        return executions[:PENDING_BATCH]
+        ids = TaskExecution.objects.startable(now=now).values_list("pk", flat=True)
+        new = [
+            pk
+            for pk in ids[: PENDING_BATCH + len(inflight) + len(self._staged)]
+            if pk not in inflight and pk not in self._staged
+        ][:PENDING_BATCH]
+        if not new:
+            return []
+        rows = TaskExecution.objects.filter(pk__in=new, status=TaskExecution.Status.PENDING)
+        by_id = {execution.pk: execution for execution in rows.select_related("task")}
+        executions = [by_id[pk] for pk in new if pk in by_id]
+        self.executor.submit(executions)
+        return executions
 
     def persist_next_runs(self) -> None:
         """Write the next fire times that changed since the last call (one statement)."""

@@ -9,12 +9,16 @@ from dataclasses import dataclass, field
 
 from apscheduler.triggers.base import BaseTrigger
 
+from ..models import ScheduledTask
+
 
 @dataclass
 class Job:
     """What the engine needs to fire one task; built from its ScheduledTask row."""
 
     task_id: int
+    #: The whole row, attached to the executions it fires.
+    task: ScheduledTask
     name: str
     trigger: BaseTrigger
     next_run_at: dt.datetime | None

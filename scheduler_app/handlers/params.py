@@ -302,17 +302,20 @@ def check_kwargs(
     """Refuse an unknown parameter (unless **kwargs) or a missing required one."""
     given = list(names)
     known = [spec.name for spec in specs]
-    known_text = ", ".join(known) if known else str(MSG_NO_PARAMETERS)
+
+    def known_text() -> str:  # translated only when there is an error to report
+        return ", ".join(known) if known else str(MSG_NO_PARAMETERS)
+
     if not accepts_var_kwargs:
         for name in given:
             if name not in known:
                 raise ParameterError(
-                    MSG_UNKNOWN % {"name": name, "known": known_text}, field=name
+                    MSG_UNKNOWN % {"name": name, "known": known_text()}, field=name
                 )
     for spec in specs:
         if spec.required and spec.name not in given:
             raise ParameterError(
-                MSG_MISSING % {"name": spec.name, "known": known_text},
+                MSG_MISSING % {"name": spec.name, "known": known_text()},
                 field=spec.name,
             )
 

@@ -382,8 +382,23 @@ def _describe_object(
             field=FIELD,
         )
     obj = getattr(module, attr)
-    if inspect.isclass(obj):
-        return _describe_class(path, obj)
+    # Describing means signature and type-hint introspection: done once per object,
+    # not on every run (a reloaded module brings a new object, described afresh).
+    cached = _described.get(path)
+    if cached is not None and cached[0] is obj:
+        return cached[1]
+    described = _describe_class(path, obj) if inspect.isclass(obj) else _describe_callable(path, attr, obj)
+    _described[path] = (obj, described)
+    return described
+
+
+#: path -> (the object described, its description): see _describe_object.
+_described: dict[str, tuple[Any, tuple[HandlerInfo, Callable[..., Any]]]] = {}
+
+
+def _describe_callable(
+    path: str, attr: str, obj: Any
+) -> tuple[HandlerInfo, Callable[..., Any]]:
     if not callable(obj):
         raise _Broken(ERROR_NOT_CALLABLE % (attr, type(obj).__name__))
     specs, accepts_var_kwargs = _specs(obj, attr, None)

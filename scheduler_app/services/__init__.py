@@ -1,12 +1,17 @@
 """The service layer: every write and use case. Admin, API, CLI, engine and Celery call these."""
 
 from .executions import (
+    Run,
     execution_cancel,
     execution_run,
     executions_cleanup,
     executions_create_scheduled,
     executions_interrupt,
     executions_recover_abandoned,
+    executions_unstage,
+    run_claimed,
+    runs_claim,
+    runs_finish,
 )
 from .instances import (
     instance_heartbeat,
@@ -41,6 +46,7 @@ from .tasks import (
 )
 
 __all__ = [
+    "Run",
     "SchedulePreview",
     "TaskInvalid",
     "execution_cancel",
@@ -49,6 +55,7 @@ __all__ = [
     "executions_create_scheduled",
     "executions_interrupt",
     "executions_recover_abandoned",
+    "executions_unstage",
     "instance_heartbeat",
     "instance_heartbeating",
     "instance_id",
@@ -56,6 +63,9 @@ __all__ = [
     "instances_alive_ids",
     "lock_force_release",
     "parameters_evaluate",
+    "run_claimed",
+    "runs_claim",
+    "runs_finish",
     "parameters_validate",
     "schedule_preview",
     "task_create",

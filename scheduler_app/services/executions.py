@@ -6,14 +6,15 @@ import asyncio
 import concurrent.futures
 import contextvars
 import datetime as dt
+import functools
 import inspect
 import logging
 import os
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -22,9 +23,9 @@ from django.db import (
     IntegrityError,
     close_old_connections,
     connections,
+    router,
     transaction,
 )
-from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -32,8 +33,8 @@ from .. import signals
 from ..conf import app_settings
 from ..exceptions import ExecutionCancelled, InvalidTransition, SchedulerError
 from ..handlers.registry import get_handler, load_handler
-from ..handlers.results import Outcome, json_safe, outcome_from_return
-from ..locks import LockBackend, get_lock_backend, lock_key, task_lock_key
+from ..handlers.results import json_safe, outcome_from_return
+from ..locks import DatabaseLockBackend, LockBackend, get_lock_backend, lock_key, task_lock_key
 from ..models import ScheduledTask, SchedulerInstance, TaskExecution
 from ..tasklog import LogSnapshot, RunLog, bind
 from .instances import instance_id, instances_alive_ids
@@ -88,45 +89,58 @@ _shared_loop = _SharedLoop()
 
 
 class _Invocation:
-    """One running handler: a sync one in its own thread, an async one on the shared loop.
+    """One call of a handler.
 
-    The execution path waits for it with a deadline, so a timeout or a cancel never
-    depends on the handler's cooperation; a late result is simply ignored.
+    An async handler runs on the shared loop. A sync handler runs in the calling
+    thread (a thread of the executor's pool, or a Celery worker's), or, when the
+    task has a timeout to enforce, in a thread of its own, so the run can be
+    ended at the deadline whatever the handler does (its late result is ignored).
     """
 
     def __init__(self, func: Callable[..., Any], kwargs: dict[str, Any]):
         self.func = func
         self.kwargs = kwargs
+        #: The handler returned or raised.
         self.done = threading.Event()
+        #: `done`, or a cancel the waiting thread must look at.
+        self.settled = threading.Event()
         self.value: Any = None
         self.error: BaseException | None = None
         self._future: concurrent.futures.Future[Any] | None = None
 
-    def start(self) -> None:
-        """Start the handler; call it from the thread whose context the handler gets."""
-        if inspect.iscoroutinefunction(self.func):
-            try:
-                coroutine = self.func(**self.kwargs)
-            except BaseException as exc:  # bad arguments, raised before the first await
-                self.error = exc
-                self.done.set()
-                return
-            self._future = asyncio.run_coroutine_threadsafe(coroutine, _shared_loop.get())
-            self._future.add_done_callback(self._collect)
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
+
+    def start_async(self) -> None:
+        try:
+            coroutine = self.func(**self.kwargs)
+        except BaseException as exc:  # bad arguments, raised before the first await
+            self.error = exc
+            self._finish()
             return
+        self._future = asyncio.run_coroutine_threadsafe(coroutine, _shared_loop.get())
+        self._future.add_done_callback(self._collect)
+
+    def start_thread(self) -> None:
+        """Call a sync handler in a thread of its own, with the caller's context."""
+
+        def target() -> None:
+            try:
+                self._call()
+            finally:
+                connections.close_all()  # the handler's queries ran on this thread's connection
+
         context = contextvars.copy_context()
         threading.Thread(
-            target=context.run, args=(self._run_sync,), name="scheduler-handler", daemon=True
+            target=context.run, args=(target,), name="scheduler-handler", daemon=True
         ).start()
 
-    def _collect(self, future: concurrent.futures.Future[Any]) -> None:
-        try:
-            self.value = future.result()
-        except BaseException as exc:  # the handler boundary: everything is recorded
-            self.error = exc
-        self.done.set()
+    def call_here(self) -> None:
+        """Call a sync handler in this thread; returns when it has."""
+        self._call()
 
-    def _run_sync(self) -> None:
+    def _call(self) -> None:
         try:
             value = self.func(**self.kwargs)
             if inspect.isawaitable(value):
@@ -138,23 +152,28 @@ class _Invocation:
         except BaseException as exc:  # the handler boundary: everything is recorded
             self.error = exc
         finally:
-            # The handler's own queries ran on this thread's connection.
-            connections.close_all()
-            self.done.set()
+            self._finish()
+
+    def _collect(self, future: concurrent.futures.Future[Any]) -> None:
+        try:
+            self.value = future.result()
+        except BaseException as exc:  # the handler boundary: everything is recorded
+            self.error = exc
+        self._finish()
+
+    def _finish(self) -> None:
+        self.done.set()
+        self.settled.set()
 
     def cancel(self) -> None:
-        """Cancel an async handler on its loop (sync handlers cannot be interrupted)."""
+        """Cancel an async handler on its loop and wake whoever waits for the call."""
         if self._future is not None:
             self._future.cancel()
+        self.settled.set()
 
 
 async def _awaited(awaitable: Any) -> Any:
     return await awaitable
-
-
-# Runs of this process, so a cancel made here reaches them without a query.
-_live_cancel_events: dict[int, threading.Event] = {}
-_live_lock = threading.Lock()
 
 
 def _send(signal: Any, task: ScheduledTask, execution: TaskExecution) -> None:
@@ -171,7 +190,434 @@ def _format_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
 
 
-def _result_from_outcome(outcome: Outcome) -> _Result:
+class _RunLock:
+    """The lock a run holds, kept alive by the watchdog while the run lives."""
+
+    def __init__(self, backend: LockBackend, key: str, token: str, ttl: float):
+        self.backend = backend
+        self.key = key
+        self.token = token
+        self.ttl = ttl
+        self.lost = False
+        self.next_extend = time.monotonic() + ttl / 3
+
+    def extend(self) -> bool:
+        if not self.lost and not self.backend.extend(self.key, self.token, self.ttl):
+            self.lost = True
+        self.next_extend = time.monotonic() + self.ttl / 3
+        return not self.lost
+
+
+@dataclass(eq=False)
+class Run:
+    """A claimed execution on its way through the path: claimed, run, recorded.
+
+    `runs_claim` makes them (pending -> running, locks taken), `run_claimed` calls
+    the handler and sets `result`, `runs_finish` records them. `execution_run` is
+    the three for one execution; the inline executor batches the first and last.
+    """
+
+    execution: TaskExecution
+    task: ScheduledTask
+    run_log: RunLog
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    lock: _RunLock | None = None
+    #: A lock still to take when the handler's turn comes: "slot" (allow with
+    #: max_instances) or "replace" (cancel the run holding the task lock first).
+    lock_wanted: str = ""
+    #: Set by the run stage; a run refused its lock at claim time has it already.
+    result: _Result | None = None
+    invocation: _Invocation | None = None
+    since: float = field(default_factory=time.monotonic)
+
+    def cancel(self) -> None:
+        """Stop the run: async handlers at once, sync ones at their next task_log."""
+        self.cancel_event.set()
+        self.run_log.cancelled = True
+        if self.invocation is not None:
+            self.invocation.cancel()
+
+
+class _Watchdog:
+    """This process's live runs, and one thread that looks after them all.
+
+    Every CANCEL_POLL_SECONDS it asks the database, in one query, which of the
+    runs going for a while were asked to stop from elsewhere (another process,
+    another machine), and it extends the task locks of long runs before they
+    expire. A cancel made in this process reaches its run at once, without it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[int, Run] = {}
+        self._wake = threading.Event()
+        self._pid = 0
+
+    def add(self, run: Run) -> None:
+        with self._lock:
+            self._runs[run.execution.pk] = run
+            if self._pid != os.getpid():  # first use, or the first after a fork
+                self._pid = os.getpid()
+                threading.Thread(target=self._loop, name="scheduler-watchdog", daemon=True).start()
+        self._wake.set()
+
+    def remove(self, run: Run) -> None:
+        with self._lock:
+            if self._runs.get(run.execution.pk) is run:
+                del self._runs[run.execution.pk]
+
+    def get(self, execution_id: int) -> Run | None:
+        with self._lock:
+            return self._runs.get(execution_id)
+
+    def runs(self) -> list[Run]:
+        with self._lock:
+            return list(self._runs.values())
+
+    def _loop(self) -> None:
+        while True:
+            if not self.runs():
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            time.sleep(CANCEL_POLL_SECONDS)
+            try:
+                self.check(self.runs())
+            except Exception:  # the thread boundary: the next round tries again
+                logger.exception("The run watchdog failed; trying again")
+                close_old_connections()
+
+    def check(self, runs: list[Run]) -> None:
+        """Deliver cancel requests made elsewhere; extend the locks due for it."""
+        now = time.monotonic()
+        polled = {
+            run.execution.pk: run
+            for run in runs
+            if not run.cancel_event.is_set() and now - run.since >= CANCEL_POLL_SECONDS
+        }
+        if polled:
+            requested = TaskExecution.objects.filter(
+                pk__in=list(polled), cancel_requested=True
+            ).values_list("pk", flat=True)
+            for pk in requested:
+                polled[pk].cancel()
+        for run in runs:
+            lock = run.lock
+            if lock is not None and not lock.lost and now >= lock.next_extend:
+                if not lock.extend():
+                    run.run_log.write(
+                        _("WARNING: the task lock %(key)s was lost; another run may start.")
+                        % {"key": lock.key}
+                    )
+                    logger.warning(
+                        "Execution %s lost its task lock %s", run.execution.pk, lock.key
+                    )
+
+
+_watchdog = _Watchdog()
+
+
+def _request_cancel(execution_id: int) -> None:
+    TaskExecution.objects.filter(pk=execution_id).update(cancel_requested=True)
+    run = _watchdog.get(execution_id)
+    if run is not None:
+        run.cancel()
+
+
+# -- stage 1: claim -------------------------------------------------------------------
+
+
+def runs_claim(
+    executions: Sequence[TaskExecution],
+    *,
+    log_listener: Callable[[str], None] | None = None,
+    echo: bool | None = None,
+) -> list[Run]:
+    """Claim pending executions for this instance and take their task locks.
+
+    pending -> running by one conditional update, so an execution claimed already
+    (a second delivery, a second scheduler) is left out: it never runs twice. The
+    locks of the `skip` and `replace` policies are taken in the same transaction
+    (database locks) or one Redis round trip; a `skip` run refused its lock is
+    returned with its `skipped` result already set.
+    """
+    if not executions:
+        return []
+    me = instance_id()
+    started_at = timezone.now()
+    wanted = {execution.pk: execution for execution in executions}
+    backend = get_lock_backend()
+    locks_in_transaction = isinstance(backend, DatabaseLockBackend)
+    with transaction.atomic():
+        claimed = _claim_rows(list(wanted), me=me, started_at=started_at)
+        runs = _make_runs(
+            [wanted[pk] for pk in wanted if pk in claimed],
+            me=me,
+            started_at=started_at,
+            log_listener=log_listener,
+            echo=echo,
+        )
+        if locks_in_transaction:
+            _take_task_locks(runs, backend)
+    if not locks_in_transaction:
+        _take_task_locks(runs, backend)
+    for pk in wanted.keys() - claimed:
+        logger.warning("Execution %s is not pending any more: not running it again", pk)
+    for run in runs:
+        logger.info(
+            "Execution %s of task %s started (trigger %s)",
+            run.execution.pk,
+            run.task.name,
+            run.execution.trigger_type,
+        )
+    return runs
+
+
+def _claim_rows(ids: list[int], *, me: str, started_at: dt.datetime) -> set[int]:
+    """pending -> running for these ids, in one conditional UPDATE ... RETURNING."""
+    connection = connections[router.db_for_write(TaskExecution)]
+    meta = TaskExecution._meta
+    quote = connection.ops.quote_name
+    column = {name: quote(meta.get_field(name).column) for name in ("status", "instance_id", "started_at")}
+    sql = "UPDATE %s SET %s = %%s, %s = %%s, %s = %%s WHERE %s IN (%s) AND %s = %%s RETURNING %s" % (
+        quote(meta.db_table),
+        column["status"],
+        column["instance_id"],
+        column["started_at"],
+        quote(meta.pk.column),
+        ", ".join(["%s"] * len(ids)),
+        column["status"],
+        quote(meta.pk.column),
+    )
+    params = [
+        Status.RUNNING,
+        me,
+        connection.ops.adapt_datetimefield_value(started_at),
+        *ids,
+        Status.PENDING,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _make_runs(
+    executions: list[TaskExecution],
+    *,
+    me: str,
+    started_at: dt.datetime,
+    log_listener: Callable[[str], None] | None,
+    echo: bool | None,
+) -> list[Run]:
+    # The engine hands executions over with their task loaded (one query per
+    # batch); the others get theirs here, again in one query.
+    missing = {e.task_id for e in executions if not TaskExecution.task.is_cached(e)}
+    tasks = ScheduledTask.objects.in_bulk(missing) if missing else {}
+    runs = []
+    for execution in executions:
+        if not TaskExecution.task.is_cached(execution):
+            execution.task = tasks[execution.task_id]
+        task = execution.task
+        execution.mark_running(instance_id=me, now=started_at)
+        run_log = RunLog(
+            max_lines=app_settings.SCHEDULER_LOG_BUFFER_MAX_LINES,
+            echo=settings.DEBUG if echo is None else echo,
+            clock=functools.partial(task_local_now, task),
+        )
+        if log_listener is not None:
+            run_log.add_listener(log_listener)
+        runs.append(Run(execution=execution, task=task, run_log=run_log))
+    return runs
+
+
+def _lock_owner(execution: TaskExecution) -> str:
+    return "%s exec:%s" % (execution.instance_id, execution.pk)
+
+
+def _take_task_locks(runs: list[Run], backend: LockBackend) -> None:
+    """Take the task lock of each `skip`/`replace` run (one call for the batch)."""
+    ttl = float(app_settings.SCHEDULER_TASK_LOCK_TTL)
+    by_key: dict[str, list[Run]] = {}
+    for run in runs:
+        policy = run.task.overlap_policy
+        if policy == ScheduledTask.OverlapPolicy.ALLOW:
+            run.lock_wanted = "slot" if run.task.max_instances else ""
+            continue
+        by_key.setdefault(task_lock_key(run.task.pk), []).append(run)
+    if not by_key:
+        return
+    tokens = backend.acquire_many(
+        {key: _lock_owner(waiting[0].execution) for key, waiting in by_key.items()},
+        ttl_seconds=ttl,
+    )
+    for key, waiting in by_key.items():
+        token = tokens.get(key)
+        holder = ""
+        if token is not None:
+            waiting[0].lock = _RunLock(backend, key, token, ttl)
+            holder = _lock_owner(waiting[0].execution)
+            waiting = waiting[1:]  # two runs of one task in a batch: the first one has it
+        for run in waiting:
+            if run.task.overlap_policy == ScheduledTask.OverlapPolicy.REPLACE:
+                run.lock_wanted = "replace"
+                continue
+            if not holder:
+                info = backend.get(key)
+                holder = info.owner if info else _("another run")
+            message = _("Skipped: the previous run is still going (held by %(holder)s).") % {
+                "holder": holder
+            }
+            run.result = _Result(status=Status.SKIPPED, result={"message": message})
+            run.run_log.write(message)
+
+
+def _take_slot(run: Run) -> str:
+    """Take one of the task's max_instances slots; why not, if none is free."""
+    backend = get_lock_backend()
+    ttl = float(app_settings.SCHEDULER_TASK_LOCK_TTL)
+    task = run.task
+    for slot in range(task.max_instances):
+        key = lock_key("task-slot", "%s:%s" % (task.pk, slot))
+        token = backend.acquire(key, owner=_lock_owner(run.execution), ttl_seconds=ttl)
+        if token:
+            run.lock = _RunLock(backend, key, token, ttl)
+            return ""
+    return _(
+        "Skipped: %(count)d runs of this task are already running (max concurrent runs)."
+    ) % {"count": task.max_instances}
+
+
+def _replace_running(run: Run) -> None:
+    """Cancel the task's running executions and take the task lock from them."""
+    backend = get_lock_backend()
+    ttl = float(app_settings.SCHEDULER_TASK_LOCK_TTL)
+    task, execution = run.task, run.execution
+    key, owner = task_lock_key(task.pk), _lock_owner(execution)
+    running = TaskExecution.objects.filter(task=task, status=Status.RUNNING).exclude(
+        pk=execution.pk
+    )
+    ids = list(running.values_list("pk", flat=True))
+    for pk in ids:
+        _request_cancel(pk)
+    deadline = time.monotonic() + REPLACE_GRACE_SECONDS
+    token = backend.acquire(key, owner=owner, ttl_seconds=ttl)
+    while token is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        token = backend.acquire(key, owner=owner, ttl_seconds=ttl)
+    if token is None:
+        # The old run did not let go in time: end its record and take the lock over.
+        TaskExecution.objects.filter(pk__in=ids, status=Status.RUNNING).update(
+            status=Status.CANCELLED,
+            finished_at=timezone.now(),
+            error_message=_("Replaced by execution #%(id)s (overlap policy: replace).")
+            % {"id": execution.pk},
+        )
+        backend.force_release(key)
+        token = backend.acquire(key, owner=owner, ttl_seconds=ttl)
+        if token is None:
+            raise SchedulerError(_("Could not take over the task lock %(key)s.") % {"key": key})
+    run.lock = _RunLock(backend, key, token, ttl)
+
+
+# -- stage 2: run -----------------------------------------------------------------------
+
+
+def run_claimed(run: Run, *, inline: bool = False) -> None:
+    """Call a claimed run's handler under its timeout and cancels; sets `run.result`.
+
+    `inline=True` (Celery workers) calls a sync handler in this thread even when
+    the task has a timeout: the worker's own time limits enforce it there.
+    """
+    if run.result is not None:  # refused its lock at claim time
+        return
+    execution, task = run.execution, run.task
+    _watchdog.add(run)
+    try:
+        refused = ""
+        if run.lock_wanted == "slot":
+            refused = _take_slot(run)
+        elif run.lock_wanted == "replace":
+            _replace_running(run)
+        if refused:
+            run.result = _Result(status=Status.SKIPPED, result={"message": refused})
+            run.run_log.write(refused)
+            return
+        _send(signals.execution_started, task, execution)
+        with bind(
+            run.run_log,
+            sink=_live_sink(execution),
+            interval=app_settings.SCHEDULER_LOG_PUBLISH_INTERVAL,
+        ):
+            run.result = _evaluate_and_call(run, inline=inline)
+    except Exception as exc:  # the run boundary: whatever broke is recorded on the run
+        if run.invocation is not None:
+            run.invocation.cancel()
+        logger.exception("Execution %s of task %s broke", execution.pk, task.name)
+        run.result = _result_from_error(run, exc)
+    except BaseException as exc:  # a Celery time limit raised while waiting
+        if not _is_time_limit(exc):
+            raise
+        if run.invocation is not None:
+            run.invocation.cancel()
+        run.result = _result_from_error(run, exc)
+    finally:
+        _watchdog.remove(run)
+
+
+def _evaluate_and_call(run: Run, *, inline: bool) -> _Result:
+    execution, task = run.execution, run.task
+    try:
+        func = load_handler(task.handler_path)
+        info = get_handler(task.handler_path)
+        raw = {**task.handler_kwargs, **execution.kwargs_overrides}
+        kwargs = parameters_evaluate(
+            info, raw, now=task_local_now(task, now=execution.started_at)
+        )
+    except SchedulerError as exc:
+        run.run_log.write(exc.message)
+        return _Result(
+            status=Status.FAILED, error_message=exc.message, failure_kind=FailureKind.ERROR
+        )
+    execution.kwargs = json_safe(kwargs)
+    invocation = run.invocation = _Invocation(func, kwargs)
+    if run.cancel_event.is_set():
+        return _Result(status=Status.CANCELLED, error_message=_("Cancelled on request."))
+    deadline = None
+    if task.timeout_seconds and (invocation.is_async or not inline):
+        deadline = time.monotonic() + task.timeout_seconds
+    if invocation.is_async:
+        invocation.start_async()
+    elif deadline is None:
+        invocation.call_here()
+    else:
+        invocation.start_thread()
+    return _wait_for_handler(run, deadline)
+
+
+def _wait_for_handler(run: Run, deadline: float | None) -> _Result:
+    """Wait for the call to end, for its deadline, or for a cancel."""
+    invocation = run.invocation
+    assert invocation is not None
+    while not invocation.done.is_set():
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            run.run_log.cancelled = True
+            invocation.cancel()
+            invocation.done.wait(1.0)
+            return _Result(
+                status=Status.FAILED,
+                error_message=_("Timed out after %(seconds)s s (timeout_seconds).")
+                % {"seconds": run.task.timeout_seconds},
+                failure_kind=FailureKind.TIMEOUT,
+            )
+        invocation.settled.wait(remaining)
+        if run.cancel_event.is_set() and not invocation.done.is_set():
+            invocation.done.wait(1.0)  # an async handler gets its CancelledError
+            if not invocation.done.is_set():
+                return _Result(status=Status.CANCELLED, error_message=_("Cancelled on request."))
+    if invocation.error is not None:
+        return _result_from_error(run, invocation.error)
+    outcome = outcome_from_return(invocation.value)
     return _Result(
         status=outcome.status,
         result=outcome.result,
@@ -180,166 +626,35 @@ def _result_from_outcome(outcome: Outcome) -> _Result:
     )
 
 
-class _RunLock:
-    """The lock(s) a run holds, kept alive while it lives."""
-
-    def __init__(self, backend: LockBackend, key: str, token: str, ttl: float):
-        self.backend = backend
-        self.key = key
-        self.token = token
-        self.ttl = ttl
-        self.lost = False
-
-    def extend(self) -> bool:
-        if not self.lost and not self.backend.extend(self.key, self.token, self.ttl):
-            self.lost = True
-        return not self.lost
-
-    def release(self) -> None:
-        if not self.lost:
-            self.backend.release(self.key, self.token)
+def _is_time_limit(error: BaseException) -> bool:
+    """A Celery worker's soft time limit, raised inside the handler (issue: Celery)."""
+    try:
+        from celery.exceptions import SoftTimeLimitExceeded
+    except ImportError:  # Celery is optional
+        return False
+    return isinstance(error, SoftTimeLimitExceeded)
 
 
-def _acquire_run_lock(
-    task: ScheduledTask, execution: TaskExecution
-) -> tuple[_RunLock | None, str]:
-    """Take the lock the overlap policy needs. Returns (lock or None, why it was refused)."""
-    backend = get_lock_backend()
-    ttl = float(app_settings.SCHEDULER_TASK_LOCK_TTL)
-    owner = "%s exec:%s" % (execution.instance_id, execution.pk)
-    policy = task.overlap_policy
-    if policy == ScheduledTask.OverlapPolicy.ALLOW:
-        if not task.max_instances:
-            return None, ""
-        for slot in range(task.max_instances):
-            key = lock_key("task-slot", "%s:%s" % (task.pk, slot))
-            token = backend.acquire(key, owner=owner, ttl_seconds=ttl)
-            if token:
-                return _RunLock(backend, key, token, ttl), ""
-        return None, _(
-            "Skipped: %(count)d runs of this task are already running (max concurrent runs)."
-        ) % {"count": task.max_instances}
-    key = task_lock_key(task.pk)
-    token = backend.acquire(key, owner=owner, ttl_seconds=ttl)
-    if token:
-        return _RunLock(backend, key, token, ttl), ""
-    holder = backend.get(key)
-    holder_text = holder.owner if holder else _("another run")
-    if policy == ScheduledTask.OverlapPolicy.REPLACE:
-        token = _replace_running(task, execution, backend, key, owner, ttl)
-        return _RunLock(backend, key, token, ttl), ""
-    return None, _("Skipped: the previous run is still going (held by %(holder)s).") % {
-        "holder": holder_text
-    }
-
-
-def _replace_running(
-    task: ScheduledTask,
-    execution: TaskExecution,
-    backend: LockBackend,
-    key: str,
-    owner: str,
-    ttl: float,
-) -> str:
-    """Cancel the task's running executions and take the lock from them."""
-    running = TaskExecution.objects.filter(task=task, status=Status.RUNNING).exclude(
-        pk=execution.pk
-    )
-    ids = list(running.values_list("pk", flat=True))
-    for pk in ids:
-        _request_cancel(pk)
-    deadline = time.monotonic() + REPLACE_GRACE_SECONDS
-    while time.monotonic() < deadline:
-        token = backend.acquire(key, owner=owner, ttl_seconds=ttl)
-        if token:
-            return token
-        time.sleep(0.05)
-    # The old run did not let go in time: end its record and take the lock over.
-    TaskExecution.objects.filter(pk__in=ids, status=Status.RUNNING).update(
-        status=Status.CANCELLED,
-        finished_at=timezone.now(),
-        error_message=_("Replaced by execution #%(id)s (overlap policy: replace).")
-        % {"id": execution.pk},
-    )
-    backend.force_release(key)
-    token = backend.acquire(key, owner=owner, ttl_seconds=ttl)
-    if token is None:
-        raise SchedulerError(_("Could not take over the task lock %(key)s.") % {"key": key})
-    return token
-
-
-def _request_cancel(execution_id: int) -> None:
-    TaskExecution.objects.filter(pk=execution_id).update(cancel_requested=True)
-    with _live_lock:
-        event = _live_cancel_events.get(execution_id)
-    if event is not None:
-        event.set()
-
-
-def _wait_for_handler(
-    runner: _Invocation,
-    execution: TaskExecution,
-    task: ScheduledTask,
-    run_log: RunLog,
-    run_lock: _RunLock | None,
-    cancel_event: threading.Event,
-) -> _Result:
-    """Wait for the handler while enforcing the timeout, cancels and the lock's lease."""
-    started = time.monotonic()
-    deadline = started + task.timeout_seconds if task.timeout_seconds else None
-    next_extend = started + (run_lock.ttl / 3 if run_lock else 0)
-    next_cancel_poll = started + CANCEL_POLL_SECONDS
-    while True:
-        now = time.monotonic()
-        wait = min(next_cancel_poll, next_extend if run_lock else next_cancel_poll) - now
-        if deadline is not None:
-            wait = min(wait, deadline - now)
-        if runner.done.wait(max(0.0, wait)):
-            break
-        now = time.monotonic()
-        if deadline is not None and now >= deadline:
-            run_log.cancelled = True
-            runner.cancel()
-            runner.done.wait(1.0)
-            return _Result(
-                status=Status.FAILED,
-                error_message=_("Timed out after %(seconds)s s (timeout_seconds).")
-                % {"seconds": task.timeout_seconds},
-                failure_kind=FailureKind.TIMEOUT,
-            )
-        if run_lock and now >= next_extend:
-            if not run_lock.extend():
-                run_log.write(
-                    _("WARNING: the task lock %(key)s was lost; another run may start.")
-                    % {"key": run_lock.key}
-                )
-                logger.warning("Execution %s lost its task lock %s", execution.pk, run_lock.key)
-            next_extend = now + run_lock.ttl / 3
-        if now >= next_cancel_poll:
-            next_cancel_poll = now + CANCEL_POLL_SECONDS
-            if not cancel_event.is_set() and TaskExecution.objects.filter(
-                pk=execution.pk, cancel_requested=True
-            ).exists():
-                cancel_event.set()
-        if cancel_event.is_set():
-            run_log.cancelled = True
-            runner.cancel()
-            runner.done.wait(1.0)
-            return _Result(status=Status.CANCELLED, error_message=_("Cancelled on request."))
-    if runner.error is not None:
-        error = runner.error
-        if isinstance(error, ExecutionCancelled) or (
-            isinstance(error, (asyncio.CancelledError, concurrent.futures.CancelledError))
-            and cancel_event.is_set()
-        ):
-            return _Result(status=Status.CANCELLED, error_message=_("Cancelled on request."))
+def _result_from_error(run: Run, error: BaseException) -> _Result:
+    if isinstance(error, ExecutionCancelled) or (
+        isinstance(error, (asyncio.CancelledError, concurrent.futures.CancelledError))
+        and run.cancel_event.is_set()
+    ):
+        return _Result(status=Status.CANCELLED, error_message=_("Cancelled on request."))
+    if _is_time_limit(error):
         return _Result(
             status=Status.FAILED,
-            error_message="%s: %s" % (type(error).__name__, error),
+            error_message=_("Soft time limit reached after %(seconds)s s (timeout_seconds).")
+            % {"seconds": run.task.timeout_seconds},
             error_traceback=_format_traceback(error),
-            failure_kind=FailureKind.ERROR,
+            failure_kind=FailureKind.TIMEOUT,
         )
-    return _result_from_outcome(outcome_from_return(runner.value))
+    return _Result(
+        status=Status.FAILED,
+        error_message="%s: %s" % (type(error).__name__, error),
+        error_traceback=_format_traceback(error),
+        failure_kind=FailureKind.ERROR,
+    )
 
 
 def _live_sink(execution: TaskExecution) -> Callable[[LogSnapshot], None]:
@@ -356,46 +671,202 @@ def _live_sink(execution: TaskExecution) -> Callable[[LogSnapshot], None]:
     return sink
 
 
-def _write_final(
-    execution: TaskExecution, task: ScheduledTask, fields: dict[str, Any]
-) -> bool:
-    """Store a run's final state and the task's counters in one transaction.
+# -- stage 3: record ------------------------------------------------------------------
 
-    Only if the run is still `running` here (nobody recovered or replaced it
-    meanwhile). Retried on database errors (a lost connection, a busy SQLite), so
-    the record is not lost.
+#: What the end of a run writes on its execution row.
+_FINAL_FIELDS = (
+    "status",
+    "finished_at",
+    "duration_ms",
+    "result",
+    "error_message",
+    "error_traceback",
+    "failure_kind",
+    "log_output",
+    "progress_done",
+    "progress_total",
+    "kwargs",
+)
+
+
+def runs_finish(runs: Sequence[Run]) -> None:
+    """Record the end of runs: final states, task counters, lock releases, retries.
+
+    One transaction for the batch, retried on database errors (a lost connection,
+    a busy SQLite) so no record is lost. A run is recorded only if it is still
+    `running` (nobody recovered, interrupted or replaced it meanwhile); otherwise
+    that other ending stands and the late result is ignored.
     """
-    status = fields["status"]
+    if not runs:
+        return
+    finished_at = timezone.now()
+    for run in runs:
+        result = run.result or _Result(
+            status=Status.FAILED,
+            error_message=_("The run stopped unexpectedly."),
+            failure_kind=FailureKind.ERROR,
+        )
+        snapshot = run.run_log.snapshot()
+        run.execution.mark_finished(
+            status=result.status,
+            now=finished_at,
+            result=result.result,
+            error_message=result.error_message,
+            error_traceback=result.error_traceback,
+            failure_kind=result.failure_kind,
+        )
+        run.execution.log_output = snapshot.text
+        run.execution.progress_done = snapshot.progress_done
+        run.execution.progress_total = snapshot.progress_total
+    backend = get_lock_backend()
+    locks_in_transaction = isinstance(backend, DatabaseLockBackend)
+    held = [(run.lock.key, run.lock.token) for run in runs if run.lock and not run.lock.lost]
     for attempt in range(5):
         try:
             with transaction.atomic():
-                written = TaskExecution.objects.filter(
-                    pk=execution.pk, status=Status.RUNNING
-                ).update(**fields)
-                if written and status != Status.SKIPPED:
-                    ScheduledTask.objects.filter(pk=task.pk).update(
-                        run_count=F("run_count") + 1,
-                        success_count=F("success_count") + int(status == Status.SUCCESS),
-                        fail_count=F("fail_count") + int(status == Status.FAILED),
-                        last_run_at=execution.started_at,
-                    )
-            return bool(written)
+                written = _write_finals(runs)
+                _add_counters([run for run in runs if run.execution.pk in written])
+                if locks_in_transaction:
+                    backend.release_many(held)
+                retries = [
+                    _schedule_retry(run.execution, run.task, finished_at)
+                    for run in runs
+                    if run.execution.pk in written and _wants_retry(run)
+                ]
+            break
         except DatabaseError:
             if attempt == 4:
                 raise
-            logger.warning(
-                "Could not record the end of execution %s; retrying", execution.pk, exc_info=True
-            )
+            logger.warning("Could not record the end of %d run(s); retrying", len(runs), exc_info=True)
             close_old_connections()
             time.sleep(0.2 * (attempt + 1))
-    return False
+    if not locks_in_transaction:
+        try:
+            backend.release_many(held)
+        except Exception:
+            logger.exception("Could not release %d task lock(s); they expire by themselves", len(held))
+    for retry, run in zip(retries, [r for r in runs if r.execution.pk in written and _wants_retry(r)]):
+        logger.info(
+            "Execution %s of task %s failed; retry %s/%s is execution %s at %s",
+            run.execution.pk,
+            run.task.name,
+            run.execution.attempt,
+            run.task.max_retries,
+            retry.pk,
+            retry.run_after,
+        )
+    for run in runs:
+        execution = run.execution
+        if execution.pk not in written:
+            # Someone else ended this run meanwhile (replaced, recovered): theirs stands.
+            execution.refresh_from_db()
+            logger.warning(
+                "Execution %s was ended elsewhere (%s); its late result is ignored",
+                execution.pk,
+                execution.status,
+            )
+            continue
+        logger.info(
+            "Execution %s of task %s ended: %s in %s ms",
+            execution.pk,
+            run.task.name,
+            execution.status,
+            execution.duration_ms,
+        )
+        signal = {
+            Status.SUCCESS: signals.execution_succeeded,
+            Status.FAILED: signals.execution_failed,
+            Status.SKIPPED: signals.execution_skipped,
+        }.get(execution.status)
+        if signal is not None:
+            _send(signal, run.task, execution)
 
 
-def _schedule_retry(execution: TaskExecution, task: ScheduledTask, now: dt.datetime) -> None:
+def _write_finals(runs: Sequence[Run]) -> set[int]:
+    """The conditional final UPDATE of each run, prepared once; the ids written."""
+    connection = connections[router.db_for_write(TaskExecution)]
+    meta = TaskExecution._meta
+    quote = connection.ops.quote_name
+    fields = [meta.get_field(name) for name in _FINAL_FIELDS]
+    status_column = quote(meta.get_field("status").column)
+    sql = "UPDATE %s SET %s WHERE %s = %%s AND %s = %%s" % (
+        quote(meta.db_table),
+        ", ".join("%s = %%s" % quote(f.column) for f in fields),
+        quote(meta.pk.column),
+        status_column,
+    )
+    written = set()
+    with connection.cursor() as cursor:
+        for run in runs:
+            execution = run.execution
+            params = [f.get_db_prep_save(getattr(execution, f.attname), connection) for f in fields]
+            cursor.execute(sql, [*params, execution.pk, Status.RUNNING])
+            if cursor.rowcount == 1:
+                written.add(execution.pk)
+    return written
+
+
+def _add_counters(runs: Sequence[Run]) -> None:
+    """Add the runs to their tasks' counters: one prepared UPDATE per task, last_run_at latest.
+
+    Run for every batch of runs, so it is plain SQL executed many times rather
+    than an ORM query built per task (which cost more than the runs themselves).
+    """
+    per_task: dict[int, list[Any]] = {}
+    for run in runs:
+        execution = run.execution
+        if execution.status == Status.SKIPPED:
+            continue
+        counts = per_task.setdefault(execution.task_id, [0, 0, 0, execution.started_at])
+        counts[0] += 1
+        counts[1] += execution.status == Status.SUCCESS
+        counts[2] += execution.status == Status.FAILED
+        counts[3] = max(counts[3], execution.started_at)
+    if not per_task:
+        return
+    connection = connections[router.db_for_write(ScheduledTask)]
+    quote = connection.ops.quote_name
+    column = {name: quote(ScheduledTask._meta.get_field(name).column) for name in (
+        "run_count", "success_count", "fail_count", "last_run_at"
+    )}
+    last = column["last_run_at"]
+    sql = (
+        "UPDATE %s SET %s = %s + %%s, %s = %s + %%s, %s = %s + %%s, "
+        "%s = CASE WHEN %s IS NOT NULL AND %s > %%s THEN %s ELSE %%s END WHERE %s = %%s"
+        % (
+            quote(ScheduledTask._meta.db_table),
+            column["run_count"], column["run_count"],
+            column["success_count"], column["success_count"],
+            column["fail_count"], column["fail_count"],
+            last, last, last, last,
+            quote(ScheduledTask._meta.pk.column),
+        )
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    rows = [
+        (ran, succeeded, failed, adapt(latest), adapt(latest), task_id)
+        for task_id, (ran, succeeded, failed, latest) in per_task.items()
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def _wants_retry(run: Run) -> bool:
+    execution = run.execution
+    return (
+        execution.status == Status.FAILED
+        and execution.trigger_type != TaskExecution.TriggerType.CLI
+        and execution.attempt <= run.task.max_retries
+    )
+
+
+def _schedule_retry(
+    execution: TaskExecution, task: ScheduledTask, now: dt.datetime
+) -> TaskExecution:
     delay = task.retry_delay_seconds
     if task.retry_backoff:
         delay *= 2 ** (execution.attempt - 1)
-    retry = TaskExecution.objects.create(
+    return TaskExecution.objects.create(
         task=task,
         status=Status.PENDING,
         trigger_type=TaskExecution.TriggerType.RETRY,
@@ -406,15 +877,6 @@ def _schedule_retry(execution: TaskExecution, task: ScheduledTask, now: dt.datet
         run_after=now + dt.timedelta(seconds=delay),
         created_at=now,
     )
-    logger.info(
-        "Execution %s of task %s failed; retry %s/%s is execution %s in %s s",
-        execution.pk,
-        task.name,
-        execution.attempt,
-        task.max_retries,
-        retry.pk,
-        delay,
-    )
 
 
 def execution_run(
@@ -422,174 +884,26 @@ def execution_run(
     *,
     log_listener: Callable[[str], None] | None = None,
     echo: bool | None = None,
+    inline: bool = False,
 ) -> TaskExecution:
-    """Run one pending execution to its end: the only code that runs a handler.
+    """Run one pending execution to its end: the one execution path.
 
-    Claims the execution (pending → running, by a conditional update, so a second
+    Claims the execution (pending -> running, by a conditional update, so a second
     delivery of the same execution does nothing), takes the lock its overlap policy
     needs (recording `skipped` when it cannot), evaluates the parameters, runs the
     handler under its timeout, records the outcome, updates the task's counters and
     schedules a retry when the task asks for one. Returns the execution as stored.
+
+    The three stages are `runs_claim`, `run_claimed` and `runs_finish`; the inline
+    executor calls the same three with its batches.
     """
-    me = instance_id()
-    started_at = timezone.now()
-    claimed = TaskExecution.objects.filter(pk=execution.pk, status=Status.PENDING).update(
-        status=Status.RUNNING, instance_id=me, started_at=started_at
-    )
-    if claimed != 1:
+    runs = runs_claim([execution], log_listener=log_listener, echo=echo)
+    if not runs:
         execution.refresh_from_db()
-        logger.warning(
-            "Execution %s is %s, not pending: not running it again", execution.pk, execution.status
-        )
         return execution
-    execution.mark_running(instance_id=me, now=started_at)
-    # The engine hands executions over with their task already loaded (one query
-    # per batch); anyone else gets it fetched here.
-    if TaskExecution.task.is_cached(execution):
-        task = execution.task
-    else:
-        task = ScheduledTask.objects.get(pk=execution.task_id)
-        execution.task = task
-    run_log = RunLog(
-        max_lines=app_settings.SCHEDULER_LOG_BUFFER_MAX_LINES,
-        echo=settings.DEBUG if echo is None else echo,
-        clock=lambda: task_local_now(task),
-    )
-    if log_listener is not None:
-        run_log.add_listener(log_listener)
-    cancel_event = threading.Event()
-    with _live_lock:
-        _live_cancel_events[execution.pk] = cancel_event
-    run_lock: _RunLock | None = None
-    result = _Result(
-        status=Status.FAILED,
-        error_message=_("The run stopped unexpectedly."),
-        failure_kind=FailureKind.ERROR,
-    )
-    logger.info(
-        "Execution %s of task %s started (trigger %s)", execution.pk, task.name, execution.trigger_type
-    )
-    try:
-        run_lock, refused = _acquire_run_lock(task, execution)
-        if refused:
-            result = _Result(status=Status.SKIPPED, result={"message": refused})
-            run_log.write(refused)
-        else:
-            _send(signals.execution_started, task, execution)
-            with bind(
-                run_log,
-                sink=_live_sink(execution),
-                interval=app_settings.SCHEDULER_LOG_PUBLISH_INTERVAL,
-            ):
-                result = _evaluate_and_call(execution, task, run_log, run_lock, cancel_event)
-    except Exception as exc:  # the run boundary: whatever broke is recorded on the run
-        logger.exception("Execution %s of task %s broke", execution.pk, task.name)
-        result = _Result(
-            status=Status.FAILED,
-            error_message="%s: %s" % (type(exc).__name__, exc),
-            error_traceback=_format_traceback(exc),
-            failure_kind=FailureKind.ERROR,
-        )
-    finally:
-        with _live_lock:
-            _live_cancel_events.pop(execution.pk, None)
-        if run_lock is not None:
-            try:
-                run_lock.release()
-            except Exception:
-                logger.exception("Could not release lock %s; it expires by itself", run_lock.key)
-        _record(execution, task, run_log, result)
+    run_claimed(runs[0], inline=inline)
+    runs_finish(runs)
     return execution
-
-
-def _evaluate_and_call(
-    execution: TaskExecution,
-    task: ScheduledTask,
-    run_log: RunLog,
-    run_lock: _RunLock | None,
-    cancel_event: threading.Event,
-) -> _Result:
-    try:
-        func = load_handler(task.handler_path)
-        info = get_handler(task.handler_path)
-        raw = {**task.handler_kwargs, **execution.kwargs_overrides}
-        kwargs = parameters_evaluate(
-            info, raw, now=task_local_now(task, now=execution.started_at)
-        )
-    except SchedulerError as exc:
-        run_log.write(exc.message)
-        return _Result(
-            status=Status.FAILED, error_message=exc.message, failure_kind=FailureKind.ERROR
-        )
-    execution.kwargs = json_safe(kwargs)
-    runner = _Invocation(func, kwargs)
-    runner.start()
-    return _wait_for_handler(runner, execution, task, run_log, run_lock, cancel_event)
-
-
-def _record(
-    execution: TaskExecution, task: ScheduledTask, run_log: RunLog, result: _Result
-) -> None:
-    """Write the run's final state, the task's counters, signals and any retry."""
-    finished_at = timezone.now()
-    snapshot = run_log.snapshot()
-    execution.mark_finished(
-        status=result.status,
-        now=finished_at,
-        result=result.result,
-        error_message=result.error_message,
-        error_traceback=result.error_traceback,
-        failure_kind=result.failure_kind,
-    )
-    execution.log_output = snapshot.text
-    execution.progress_done = snapshot.progress_done
-    execution.progress_total = snapshot.progress_total
-    written = _write_final(
-        execution,
-        task,
-        {
-            "status": execution.status,
-            "finished_at": execution.finished_at,
-            "duration_ms": execution.duration_ms,
-            "result": execution.result,
-            "error_message": execution.error_message,
-            "error_traceback": execution.error_traceback,
-            "failure_kind": execution.failure_kind,
-            "log_output": execution.log_output,
-            "progress_done": execution.progress_done,
-            "progress_total": execution.progress_total,
-            "kwargs": execution.kwargs,
-        },
-    )
-    if not written:
-        # Someone else ended this run meanwhile (replaced, recovered): theirs stands.
-        execution.refresh_from_db()
-        logger.warning(
-            "Execution %s was ended elsewhere (%s); its late result is ignored",
-            execution.pk,
-            execution.status,
-        )
-        return
-    logger.info(
-        "Execution %s of task %s ended: %s in %s ms",
-        execution.pk,
-        task.name,
-        execution.status,
-        execution.duration_ms,
-    )
-    signal = {
-        Status.SUCCESS: signals.execution_succeeded,
-        Status.FAILED: signals.execution_failed,
-        Status.SKIPPED: signals.execution_skipped,
-    }.get(execution.status)
-    if signal is not None:
-        _send(signal, task, execution)
-    if (
-        execution.status == Status.FAILED
-        and execution.trigger_type != TaskExecution.TriggerType.CLI
-        and execution.attempt <= task.max_retries
-    ):
-        _schedule_retry(execution, task, finished_at)
 
 
 def execution_cancel(execution: TaskExecution, *, now: dt.datetime | None = None) -> TaskExecution:
@@ -684,51 +998,139 @@ def executions_cleanup(
 
 
 def executions_create_scheduled(
-    fires: list[tuple[int, dt.datetime]], *, now: dt.datetime | None = None
+    fires: Sequence[tuple[ScheduledTask, dt.datetime]], *, now: dt.datetime | None = None
 ) -> list[TaskExecution]:
-    """Record fires as pending executions, in one insert; returns the ones recorded here.
+    """Record fires as pending executions; returns the ones recorded here.
 
     A fire another scheduler instance already recorded (same task and fire time) is
-    refused by the `exec_one_per_fire` constraint and left out, so every fire runs
-    exactly once however many instances fire it.
+    left out by the `exec_one_per_fire` constraint, so every fire runs exactly once
+    however many instances fire it. Fires to come (staged ahead) get `run_after` =
+    their time, so nothing starts them early. Each execution comes back with its
+    task attached, so the execution path does not fetch it again.
     """
     if not fires:
         return []
     now = now or timezone.now()
-    # Loaded once for the whole batch and attached, so execution_run does not
-    # fetch each task again. A task deleted since it was loaded fires no more.
-    tasks = ScheduledTask.objects.in_bulk({task_id for task_id, _when in fires})
     rows = [
         TaskExecution(
-            task=tasks[task_id],
+            task=task,
             status=Status.PENDING,
             trigger_type=TaskExecution.TriggerType.SCHEDULED,
             scheduled_for=scheduled_for,
+            run_after=scheduled_for if scheduled_for > now else None,
             created_at=now,
         )
-        for task_id, scheduled_for in fires
-        if task_id in tasks
+        for task, scheduled_for in fires
     ]
     try:
         with transaction.atomic():
-            return TaskExecution.objects.bulk_create(rows)
+            _insert_fires(rows)
     except IntegrityError:
-        pass
-    # Some fire was already recorded (a second instance, a restart): one by one.
-    created = []
+        # A task deleted since the scheduler loaded it: one by one, leaving it out.
+        for row in rows:
+            row.pk = None
+            try:
+                with transaction.atomic():
+                    row.save(force_insert=True)
+            except IntegrityError:
+                logger.warning(
+                    "Fire of task %s at %s not recorded: the task is gone, or the fire "
+                    "was recorded already",
+                    row.task_id,
+                    row.scheduled_for,
+                )
+                row.pk = None
+        return [row for row in rows if row.pk is not None]
     for row in rows:
-        try:
-            with transaction.atomic():
-                row.save(force_insert=True)
-        except IntegrityError:
+        if row.pk is None:
             logger.warning(
                 "Fire of task %s at %s was already recorded; not firing it twice",
                 row.task_id,
                 row.scheduled_for,
             )
-            continue
-        created.append(row)
-    return created
+    return [row for row in rows if row.pk is not None]
+
+
+#: Rows per INSERT statement of `_insert_fires` (well under SQLite's 32766 parameters).
+_FIRES_PER_INSERT = 500
+
+
+def _instant(value: dt.datetime | str) -> int:
+    """A fire time as UTC microseconds, however the database driver returned it."""
+    if isinstance(value, str):  # SQLite without type detection
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:  # stored as UTC by Django (USE_TZ)
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return round(value.timestamp() * 1_000_000)
+
+
+def _insert_fires(rows: list[TaskExecution]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING: sets the pk of each row recorded.
+
+    The scheduler stages every fire through here, so the statement is built from
+    one prepared prototype row rather than by bulk_create's per-value compiling.
+    The conflict target names the partial unique index `exec_one_per_fire`.
+    """
+    connection = connections[router.db_for_write(TaskExecution)]
+    meta = TaskExecution._meta
+    quote = connection.ops.quote_name
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    prototype = [f.get_db_prep_save(getattr(rows[0], f.attname), connection) for f in fields]
+    varying = {
+        name: [f.attname for f in fields].index(name)
+        for name in ("task_id", "scheduled_for", "run_after")
+    }
+    adapt = connection.ops.adapt_datetimefield_value
+    row_sql = "(%s)" % ", ".join(["%s"] * len(fields))
+    pk, task_id, scheduled_for = (
+        quote(meta.pk.column),
+        quote(meta.get_field("task").column),
+        quote(meta.get_field("scheduled_for").column),
+    )
+    by_key: dict[tuple[int, Any], TaskExecution] = {}
+    for start in range(0, len(rows), _FIRES_PER_INSERT):
+        chunk = rows[start : start + _FIRES_PER_INSERT]
+        params: list[Any] = []
+        for row in chunk:
+            values = list(prototype)
+            values[varying["task_id"]] = row.task_id
+            values[varying["scheduled_for"]] = adapt(row.scheduled_for)
+            values[varying["run_after"]] = adapt(row.run_after)
+            params += values
+            by_key[(row.task_id, _instant(row.scheduled_for))] = row
+        sql = (
+            "INSERT INTO %s (%s) VALUES %s ON CONFLICT (%s, %s) WHERE %s = '%s' DO NOTHING "
+            "RETURNING %s, %s, %s"
+            % (
+                quote(meta.db_table),
+                ", ".join(quote(f.column) for f in fields),
+                ", ".join([row_sql] * len(chunk)),
+                task_id,
+                scheduled_for,
+                quote(meta.get_field("trigger_type").column),
+                TaskExecution.TriggerType.SCHEDULED,
+                pk,
+                task_id,
+                scheduled_for,
+            )
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            for new_pk, row_task_id, row_scheduled_for in cursor.fetchall():
+                row = by_key.get((row_task_id, _instant(row_scheduled_for)))
+                if row is not None:
+                    row.pk = new_pk
+                    row._state.adding = False
+
+
+def executions_unstage(execution_ids: Sequence[int]) -> set[int]:
+    """Withdraw staged fires that have not started; returns the task ids they were of."""
+    if not execution_ids:
+        return set()
+    staged = TaskExecution.objects.filter(pk__in=list(execution_ids), status=Status.PENDING)
+    task_ids = set(staged.values_list("task_id", flat=True))
+    staged.delete()
+    return task_ids
 
 
 def executions_interrupt(*, instance: str, now: dt.datetime | None = None) -> int:
@@ -748,8 +1150,6 @@ def executions_interrupt(*, instance: str, now: dt.datetime | None = None) -> in
         )
         % {"instance": instance},
     )
-    with _live_lock:
-        events = list(_live_cancel_events.values())
-    for event in events:
-        event.set()
+    for run in _watchdog.runs():
+        run.cancel()
     return count

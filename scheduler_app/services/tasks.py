@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from apscheduler.triggers.base import BaseTrigger
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -231,16 +231,19 @@ def tasks_set_status(
     now = now or timezone.now()
     if status not in ScheduledTask.Status.values:
         raise InvalidTransition(_("Unknown status “%(status)s”.") % {"status": status})
-    changed = 0
+    changed: list[int] = []
     with transaction.atomic():
         for task in tasks.exclude(status=status).select_for_update():
             task.status = status
             task.next_run_at = task_next_run(task, after=now)
             task.save(update_fields=["status", "next_run_at", "updated_at"])
-            changed += 1
+            changed.append(task.pk)
+        if changed and status != ScheduledTask.Status.ACTIVE:
+            # The fires the scheduler staged ahead of their time are withdrawn with it.
+            TaskExecution.objects.staged(after=now).filter(task_id__in=changed).delete()
         if changed:
             _tasks_changed()
-    return changed
+    return len(changed)
 
 
 def task_pause(task: ScheduledTask, *, now: dt.datetime | None = None) -> ScheduledTask:
@@ -331,15 +334,24 @@ def tasks_request_run(tasks: Iterable[ScheduledTask], *, now: dt.datetime | None
 
 
 def tasks_record_next_runs(next_runs: Mapping[int, dt.datetime | None]) -> None:
-    """Persist the scheduler's next fire times in one statement.
+    """Persist the scheduler's next fire times in one transaction.
 
-    Written with bulk_update, which leaves `updated_at` alone: the scheduler's own
+    A prepared UPDATE executed for each task (the scheduler calls this every
+    quarter second), which leaves `updated_at` alone: the scheduler's own
     bookkeeping must not look like an edit to the change detection.
     """
     if not next_runs:
         return
-    tasks = [ScheduledTask(pk=pk, next_run_at=when) for pk, when in next_runs.items()]
-    ScheduledTask.objects.bulk_update(tasks, ["next_run_at"], batch_size=500)
+    connection = connections[router.db_for_write(ScheduledTask)]
+    quote = connection.ops.quote_name
+    sql = "UPDATE %s SET %s = %%s WHERE %s = %%s" % (
+        quote(ScheduledTask._meta.db_table),
+        quote(ScheduledTask._meta.get_field("next_run_at").column),
+        quote(ScheduledTask._meta.pk.column),
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        cursor.executemany(sql, [(adapt(when), pk) for pk, when in next_runs.items()])
 
 
 def tasks_version() -> int:

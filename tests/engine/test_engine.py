@@ -419,3 +419,90 @@ def test_a_new_leader_recovers_the_dead_leaders_runs_once_its_heartbeat_is_stale
     orphan.refresh_from_db()
     assert orphan.status == TaskExecution.Status.FAILED
     assert orphan.failure_kind == TaskExecution.FailureKind.ABANDONED
+
+
+# -- staging: fires recorded ahead of their time ------------------------------------
+
+
+def staged_interval_task(engine: Engine, start: dt.datetime) -> tuple[ScheduledTask, dt.datetime]:
+    """A 10 s interval task whose first fire (start + 10 s) the engine has staged."""
+    task = create(start, task_type="interval", cron_expression="", interval_seconds=10)
+    engine.tick(start)
+    due = start + dt.timedelta(seconds=10)
+    engine.tick(due - dt.timedelta(seconds=0.5))
+    return task, due
+
+
+def test_fires_are_recorded_ahead_and_handed_over_at_their_time() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    engine = make_engine()
+    task, due = staged_interval_task(engine, start)
+
+    staged = TaskExecution.objects.get(task=task)
+    assert staged.status == TaskExecution.Status.PENDING
+    assert staged.scheduled_for == due and staged.run_after == due
+    assert fires_of(engine, task) == []
+    assert not TaskExecution.objects.startable(now=due - dt.timedelta(seconds=0.1)).exists()
+
+    engine.tick(due)
+
+    assert [e.pk for e in engine.executor.submitted] == [staged.pk]
+    assert TaskExecution.objects.filter(task=task).count() == 1
+
+
+def test_pausing_a_task_withdraws_its_staged_fire() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    engine = make_engine()
+    task, due = staged_interval_task(engine, start)
+
+    task_pause(task, now=due - dt.timedelta(seconds=0.4))
+    engine.tick(due)
+
+    assert not TaskExecution.objects.filter(task=task).exists()
+    assert task.pk not in engine.store
+
+
+def test_editing_a_task_restages_its_fire_once() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    task = create(start, cron_expression="* * * * *")
+    engine = make_engine()
+    engine.tick(start)
+    due = start + dt.timedelta(minutes=1)
+    engine.tick(due - dt.timedelta(seconds=0.5))
+    first = TaskExecution.objects.get(task=task)
+
+    task_update(task, now=due - dt.timedelta(seconds=0.4), description="edited")
+    engine.tick(due - dt.timedelta(seconds=0.1))
+    engine.tick(due)
+
+    restaged = TaskExecution.objects.get(task=task)
+    assert restaged.pk != first.pk and restaged.scheduled_for == due
+    assert [e.pk for e in engine.executor.submitted] == [restaged.pk]
+
+
+def test_shutdown_withdraws_staged_fires_and_keeps_their_time_for_the_next_start() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    engine = make_engine()
+    task, due = staged_interval_task(engine, start)
+
+    engine.stop(grace_seconds=0)
+
+    assert not TaskExecution.objects.filter(task=task).exists()
+    task.refresh_from_db()
+    assert task.next_run_at == due
+    restarted = make_engine()
+    restarted.tick(due)
+    assert fires_of(restarted, task) == [due]
+
+
+def test_fires_staged_by_a_leader_that_died_are_started_by_the_next_one() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    dead = make_engine()
+    task, due = staged_interval_task(dead, start)
+    staged = TaskExecution.objects.get(task=task)
+
+    successor = make_engine()
+    successor.tick(due + dt.timedelta(seconds=0.1))
+
+    assert [e.pk for e in successor.executor.submitted] == [staged.pk]
+    assert TaskExecution.objects.filter(task=task).count() == 1

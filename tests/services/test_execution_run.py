@@ -448,9 +448,28 @@ def test_cancel_reaches_a_running_sync_handler_at_its_next_task_log() -> None:
     assert sample_handlers.started.wait(10)
 
     execution_cancel(TaskExecution.objects.get(pk=execution.pk))
-    thread.join(10)
+    # A sync handler cannot be interrupted: the run goes on, holding its lock,
+    # until the handler next calls task_log, which raises ExecutionCancelled.
+    assert status_of(execution) == Status.RUNNING
     sample_handlers.release.set()
+    thread.join(10)
 
+    execution.refresh_from_db()
+    assert execution.status == Status.CANCELLED
+    assert execution.result is None
+    assert "released" not in execution.log_output
+
+
+def test_a_cancel_requested_by_another_process_reaches_the_run() -> None:
+    execution = task_request_run(make("async_block"))
+    thread = run_in_thread(execution)
+    assert sample_handlers.started.wait(10)
+
+    # What execution_cancel does in another process: only the flag in the row.
+    TaskExecution.objects.filter(pk=execution.pk).update(cancel_requested=True)
+    thread.join(10)
+
+    assert not thread.is_alive()
     assert status_of(execution) == Status.CANCELLED
 
 
