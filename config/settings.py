@@ -124,7 +124,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `collectstatic` copies the admin and API assets here; the web server serves them.
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 
 LOGGING = {
     "version": 1,
@@ -220,6 +221,10 @@ SCHEDULER_REDIS_PREFIX = env.str("SCHEDULER_REDIS_PREFIX", default="scheduler:")
 # Live log: flush at most this often (seconds), keep at most this many lines.
 SCHEDULER_LOG_PUBLISH_INTERVAL = env.float("SCHEDULER_LOG_PUBLISH_INTERVAL", default=0.3)
 SCHEDULER_LOG_BUFFER_MAX_LINES = env.int("SCHEDULER_LOG_BUFFER_MAX_LINES", default=20000)
+# With REDIS_URL, live lines go through Redis: they expire SCHEDULER_LOG_REDIS_TTL
+# seconds after a run's last write, and the row is updated every ..._ROW_FLUSH_INTERVAL.
+SCHEDULER_LOG_REDIS_TTL = env.int("SCHEDULER_LOG_REDIS_TTL", default=3600)
+SCHEDULER_LOG_ROW_FLUSH_INTERVAL = env.float("SCHEDULER_LOG_ROW_FLUSH_INTERVAL", default=5)
 # Instances heartbeat this often; one silent for SCHEDULER_INSTANCE_STALE_SECONDS is gone.
 SCHEDULER_HEARTBEAT_INTERVAL = env.float("SCHEDULER_HEARTBEAT_INTERVAL", default=5)
 SCHEDULER_INSTANCE_STALE_SECONDS = env.int("SCHEDULER_INSTANCE_STALE_SECONDS", default=30)
@@ -227,3 +232,36 @@ SCHEDULER_INSTANCE_STALE_SECONDS = env.int("SCHEDULER_INSTANCE_STALE_SECONDS", d
 SCHEDULER_SHUTDOWN_GRACE_SECONDS = env.int("SCHEDULER_SHUTDOWN_GRACE_SECONDS", default=30)
 # Celery queue for tasks whose `queue` field is blank.
 SCHEDULER_DEFAULT_QUEUE = env.str("SCHEDULER_DEFAULT_QUEUE", default="scheduler")
+# On Celery a task's timeout_seconds is the soft time limit (an exception in the
+# handler); the worker process is killed this many seconds later (hard limit).
+SCHEDULER_CELERY_HARD_LIMIT_GRACE_SECONDS = env.int(
+    "SCHEDULER_CELERY_HARD_LIMIT_GRACE_SECONDS", default=30
+)
+
+# --- Celery (SCHEDULER_EXECUTOR=celery; `celery -A config worker`) --------------
+# config/celery.py reads these CELERY_* names. Without a broker URL Celery stays
+# unconfigured (importable, never used) and the inline executor runs everything.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # A message not acknowledged within this many seconds (its worker died, or the
+    # run is still going) is delivered again. The execution's claim (pending ->
+    # running, a conditional update) makes a second delivery do nothing, so this
+    # only bounds how long a message lost with its worker waits.
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    # The broker's keys share the scheduler's Redis prefix.
+    "global_keyprefix": SCHEDULER_REDIS_PREFIX,
+}
+# Acknowledge a message when its run has ended, and put it back when the worker
+# process running it dies: a run that had not been claimed yet then starts on
+# another worker; one that had is recorded as lost and never runs twice.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One message at a time per worker process: runs are long, and a prefetched
+# message would wait behind a long run while another worker sits idle.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# The execution row is the result: no result backend.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = SCHEDULER_DEFAULT_QUEUE
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TIMEZONE = TIME_ZONE

@@ -11,7 +11,11 @@ from django.core.checks import Error, Warning, register
 from .conf import app_settings
 
 
-@register()
+#: The tag of this app's checks, so a command can run them without the URL checks.
+TAG = "scheduler"
+
+
+@register(TAG)
 def check_scheduler_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     problems: list[Any] = []
     if app_settings.SCHEDULER_EXECUTOR not in ("inline", "celery"):
@@ -22,12 +26,23 @@ def check_scheduler_settings(app_configs: Any = None, **kwargs: Any) -> list[Any
                 id="scheduler_app.E001",
             )
         )
+    if app_settings.SCHEDULER_EXECUTOR == "celery" and not _celery_broker_url():
+        problems.append(
+            Error(
+                "SCHEDULER_EXECUTOR is 'celery' but Celery has no broker.",
+                hint="Set CELERY_BROKER_URL (or REDIS_URL, its default), e.g. "
+                "redis://127.0.0.1:6379/0.",
+                id="scheduler_app.E006",
+            )
+        )
     for name in (
         "SCHEDULER_HISTORY_DAYS",
         "SCHEDULER_THREAD_POOL_SIZE",
         "SCHEDULER_LEADER_LOCK_TTL",
         "SCHEDULER_TASK_LOCK_TTL",
         "SCHEDULER_LOG_BUFFER_MAX_LINES",
+        "SCHEDULER_CELERY_HARD_LIMIT_GRACE_SECONDS",
+        "SCHEDULER_LOG_REDIS_TTL",
     ):
         if int(getattr(app_settings, name)) <= 0:
             problems.append(
@@ -44,13 +59,11 @@ def check_scheduler_settings(app_configs: Any = None, **kwargs: Any) -> list[Any
                 id="scheduler_app.E003",
             )
         )
-    if app_settings.SCHEDULER_LOG_PUBLISH_INTERVAL <= 0:
-        problems.append(
-            Error(
-                "SCHEDULER_LOG_PUBLISH_INTERVAL must be a positive number of seconds.",
-                id="scheduler_app.E004",
+    for name in ("SCHEDULER_LOG_PUBLISH_INTERVAL", "SCHEDULER_LOG_ROW_FLUSH_INTERVAL"):
+        if getattr(app_settings, name) <= 0:
+            problems.append(
+                Error("%s must be a positive number of seconds." % name, id="scheduler_app.E004")
             )
-        )
     try:
         ZoneInfo(settings.TIME_ZONE)
     except (ZoneInfoNotFoundError, ValueError):
@@ -69,3 +82,9 @@ def check_scheduler_settings(app_configs: Any = None, **kwargs: Any) -> list[Any
             )
         )
     return problems
+
+
+def _celery_broker_url() -> str:
+    from celery import current_app
+
+    return current_app.conf.broker_url or ""

@@ -22,10 +22,15 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULER_REDIS_PREFIX": "scheduler:",
     "SCHEDULER_LOG_PUBLISH_INTERVAL": 0.3,
     "SCHEDULER_LOG_BUFFER_MAX_LINES": 20000,
+    # With Redis (livelog): a run's live lines expire this long after its last write,
+    # and its row is updated only this often while Redis carries the live view.
+    "SCHEDULER_LOG_REDIS_TTL": 3600,
+    "SCHEDULER_LOG_ROW_FLUSH_INTERVAL": 5.0,
     "SCHEDULER_HEARTBEAT_INTERVAL": 5.0,
     "SCHEDULER_INSTANCE_STALE_SECONDS": 30,
     "SCHEDULER_SHUTDOWN_GRACE_SECONDS": 30,
     "SCHEDULER_DEFAULT_QUEUE": "scheduler",
+    "SCHEDULER_CELERY_HARD_LIMIT_GRACE_SECONDS": 30,
 }
 
 

@@ -6,22 +6,29 @@ import threading
 
 import redis
 
-_clients: dict[str, redis.Redis] = {}
+_clients: dict[tuple[str, float], redis.Redis] = {}
 _lock = threading.Lock()
 
 
-def get_redis(url: str) -> redis.Redis:
-    """A client (with its own connection pool) for `url`, created once per process."""
-    client = _clients.get(url)
+def get_redis(url: str, *, timeout: float = 5) -> redis.Redis:
+    """A client (with its own connection pool) for `url`, created once per process.
+
+    `timeout` bounds connecting and each command (seconds); code that must never
+    wait long on Redis (live logs) asks for a short one and gets its own pool.
+    """
+    client = _clients.get((url, timeout))
     if client is None:
         with _lock:
-            client = _clients.get(url)
+            client = _clients.get((url, timeout))
             if client is None:
-                client = _clients[url] = redis.Redis.from_url(
+                client = _clients[(url, timeout)] = redis.Redis.from_url(
                     url,
                     decode_responses=True,
-                    socket_connect_timeout=5,
-                    socket_timeout=5,
+                    # Text that cannot be encoded (lone surrogates in a log line)
+                    # is stored with a replacement character rather than refused.
+                    encoding_errors="replace",
+                    socket_connect_timeout=timeout,
+                    socket_timeout=timeout,
                     health_check_interval=30,
                 )
     return client

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 
 from django.db.models import (
@@ -18,9 +17,11 @@ from django.db.models import (
 from django.db.models.functions import Cast, NullIf
 from django.utils import timezone
 
+from . import livelog
 from .locks import LockInfo, get_lock_backend, lock_key, task_lock_key
 from .models import ScheduledTask, SchedulerInstance, TaskExecution
 from .services.instances import instances_alive_ids
+from .tasklog import StoredLog
 
 #: Logical keys of task locks start with this ("task:5").
 TASK_LOCK_PREFIX = lock_key("task", "")
@@ -32,10 +33,6 @@ EXECUTION_HEAVY_FIELDS = ("log_output", "error_traceback", "result")
 RECENT_RUNS_FOR_STATS = 20
 #: The task page's run chart shows this many of the latest runs.
 RECENT_RUNS_FOR_CHART = 30
-
-# The marker tasklog.RunLog writes in place of the lines it dropped from a long
-# log; ordinary lines start with "[HH:MM:SS]", so this cannot be mistaken for one.
-_DROPPED_MARKER = re.compile(r"^\[\.\.\. (\d+) lines dropped: ")
 
 
 def tasks_with_stats() -> QuerySet[ScheduledTask]:
@@ -146,29 +143,61 @@ def execution_log_since(execution: TaskExecution, offset: int) -> LogTail:
     Offsets count every line the run wrote. When the capped buffer dropped lines
     from the middle of a long log, a client whose offset falls among them gets
     the "lines dropped" marker and then the kept lines, so tailing never stalls.
+
+    While the run goes on and Redis carries its live log (livelog), the lines come
+    from there, whatever machine runs it; lines older than the Redis list come
+    from the row, which the run updates less often.
     """
-    text = execution.log_output
-    lines = text.split("\n") if text else []
-    head, marker, dropped, tail = lines, "", 0, []
-    for index, line in enumerate(lines):
-        match = _DROPPED_MARKER.match(line)
-        if match:
-            head, marker, tail = lines[:index], line, lines[index + 1 :]
-            dropped = int(match.group(1))
-            break
     offset = max(0, offset)
-    new_lines = head[offset:]
-    if dropped and offset < len(head) + dropped:
-        new_lines.append(marker)
-    new_lines.extend(tail[max(0, offset - len(head) - dropped) :])
+    if execution.status == TaskExecution.Status.RUNNING:
+        window = livelog.read(execution.pk, offset)
+        if window is not None:
+            return _live_log_since(execution, offset, window)
+    stored = StoredLog.parse(execution.log_output)
     return LogTail(
         # An offset past the end (a client's mistake) resyncs to the end.
-        offset=len(head) + dropped + len(tail),
-        lines=new_lines,
+        offset=stored.end,
+        lines=stored.lines(offset),
         finished=execution.is_finished,
         status=execution.status,
         progress_done=execution.progress_done,
         progress_total=execution.progress_total,
+    )
+
+
+def execution_with_live_log(execution: TaskExecution) -> TaskExecution:
+    """`execution` with the log and progress it has now (from Redis while it runs).
+
+    Changes the instance in memory only, for pages that show the whole log.
+    """
+    if execution.status == TaskExecution.Status.RUNNING:
+        tail = execution_log_since(execution, 0)
+        execution.log_output = "\n".join(tail.lines)
+        execution.progress_done = tail.progress_done
+        execution.progress_total = tail.progress_total
+    return execution
+
+
+def _live_log_since(
+    execution: TaskExecution, offset: int, window: livelog.LiveWindow
+) -> LogTail:
+    lines, end = window.lines, window.end
+    if offset < window.first:
+        stored = StoredLog.parse(execution.log_output)
+        if stored.end >= window.first:
+            lines = stored.lines(offset, window.first) + lines
+        else:
+            # The row has not caught up with where the Redis list starts (Redis
+            # lost the list meanwhile): give what the row has, the rest next poll.
+            lines, end = stored.lines(offset), stored.end
+    return LogTail(
+        # Never back: an offset past the Redis end may come from a fresher row.
+        offset=max(offset, end),
+        lines=lines,
+        finished=False,
+        status=execution.status,
+        progress_done=window.progress_done,
+        progress_total=window.progress_total,
     )
 
 
@@ -243,6 +272,7 @@ class InstanceStatus:
     last_heartbeat_at: dt.datetime
     heartbeat_age_seconds: float
     stopped_at: dt.datetime | None
+    kind: str = SchedulerInstance.Kind.SCHEDULER
 
 
 @dataclass(frozen=True)
@@ -256,34 +286,21 @@ class SchedulerStatus:
     task_counts: dict[str, int]
     execution_counts: dict[str, int] = field(default_factory=dict)
     checked_at: dt.datetime | None = None
+    #: Celery worker processes (SCHEDULER_EXECUTOR=celery), and how many are alive.
+    workers: list[InstanceStatus] = field(default_factory=list)
+    worker_count: int = 0
 
 
 def scheduler_status(*, now: dt.datetime | None = None) -> SchedulerStatus:
     """Scheduler health: alive instances (fresh heartbeat), the leader, task counts.
 
-    Four queries whatever the number of tasks; at most INSTANCES_SHOWN instances.
+    Five queries whatever the number of tasks; at most INSTANCES_SHOWN scheduler
+    instances and as many Celery worker processes.
     """
     now = now or timezone.now()
     alive = instances_alive_ids(now=now)
-    instances = [
-        InstanceStatus(
-            instance_id=row.instance_id,
-            hostname=row.hostname,
-            pid=row.pid,
-            version=row.version,
-            is_leader=row.is_leader and row.instance_id in alive,
-            alive=row.instance_id in alive,
-            started_at=row.started_at,
-            last_heartbeat_at=row.last_heartbeat_at,
-            heartbeat_age_seconds=round(
-                max(0.0, (now - row.last_heartbeat_at).total_seconds()), 3
-            ),
-            stopped_at=row.stopped_at,
-        )
-        for row in SchedulerInstance.objects.order_by("-last_heartbeat_at")[
-            :INSTANCES_SHOWN
-        ]
-    ]
+    instances = _instances_status(SchedulerInstance.Kind.SCHEDULER, alive, now)
+    workers = _instances_status(SchedulerInstance.Kind.WORKER, alive, now)
     leader = next((item.instance_id for item in instances if item.is_leader), None)
     task_counts = {str(value): 0 for value in ScheduledTask.Status.values}
     for row in (
@@ -300,11 +317,37 @@ def scheduler_status(*, now: dt.datetime | None = None) -> SchedulerStatus:
     ):
         execution_counts[row["status"]] = row["count"]
     return SchedulerStatus(
-        running=bool(alive),
+        running=any(item.alive for item in instances),
         leader=leader,
         instances=instances,
         task_count=sum(task_counts.values()),
         task_counts=task_counts,
         execution_counts=execution_counts,
         checked_at=now,
+        workers=workers,
+        worker_count=sum(item.alive for item in workers),
     )
+
+
+def _instances_status(kind: str, alive: set[str], now: dt.datetime) -> list[InstanceStatus]:
+    """The instances of one kind, most recent heartbeat first (one query)."""
+    return [
+        InstanceStatus(
+            instance_id=row.instance_id,
+            hostname=row.hostname,
+            pid=row.pid,
+            version=row.version,
+            is_leader=row.is_leader and row.instance_id in alive,
+            alive=row.instance_id in alive,
+            started_at=row.started_at,
+            last_heartbeat_at=row.last_heartbeat_at,
+            heartbeat_age_seconds=round(
+                max(0.0, (now - row.last_heartbeat_at).total_seconds()), 3
+            ),
+            stopped_at=row.stopped_at,
+            kind=row.kind,
+        )
+        for row in SchedulerInstance.objects.filter(kind=kind).order_by(
+            "-last_heartbeat_at"
+        )[:INSTANCES_SHOWN]
+    ]

@@ -2,10 +2,15 @@
 
 The execution path binds a `RunLog` to the running handler through a context
 variable. `task_log` appends a timestamped line to it; one publisher thread per
-process writes the logs that changed to their sink (the execution row) at most
-every SCHEDULER_LOG_PUBLISH_INTERVAL seconds, so logging stays cheap however much a
-handler writes. Nothing here writes to the database itself: the sink is given by
-the caller.
+process writes the logs that changed to their sinks at most every
+SCHEDULER_LOG_PUBLISH_INTERVAL seconds, so logging stays cheap however much a
+handler writes. A sink receives the whole text (the execution row); a line sink
+receives only the lines written since its previous call (Redis, `livelog`). Nothing
+here writes to the database or Redis itself: the sinks are given by the caller.
+
+Lines are numbered from 0 in the order they were written, one number per line of
+text (a message with newlines takes several). `StoredLog` reads a stored text back
+by these numbers, so readers of the row and of Redis agree on offsets.
 """
 
 from __future__ import annotations
@@ -13,16 +18,24 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import logging
+import re
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
+from typing import Protocol
 
 from .exceptions import ExecutionCancelled
 
 logger = logging.getLogger(__name__)
 console_logger = logging.getLogger("scheduler_app.task")
+
+# The line RunLog writes in place of the lines it dropped from a long log.
+# Ordinary lines start with "[HH:MM:SS]", so the marker cannot be mistaken for one.
+_DROPPED_MARKER = re.compile(r"^\[\.\.\. (\d+) lines dropped: ")
 
 
 @dataclass(frozen=True)
@@ -34,8 +47,83 @@ class LogSnapshot:
     progress_total: int | None
 
 
+@dataclass(frozen=True)
+class LogLines:
+    """What a line sink receives: the lines written since its previous call.
+
+    `first` is the number of `lines[0]`. It is past the end of the previous batch
+    when the capped buffer dropped lines in between (they are in no sink).
+    """
+
+    first: int
+    lines: tuple[str, ...]
+    progress_done: int | None
+    progress_total: int | None
+
+    @property
+    def end(self) -> int:
+        """The number the next line will get: every line written so far."""
+        return self.first + len(self.lines)
+
+
 Sink = Callable[[LogSnapshot], None]
 LineListener = Callable[[str], None]
+
+
+class LineSink(Protocol):
+    """Receives a live log line by line (livelog.RedisLogSink)."""
+
+    def __call__(self, batch: LogLines) -> None:
+        """Take the lines written since the previous call (maybe none); never raise."""
+
+    def snapshot_every(self) -> float:
+        """While this sink works, the text sink runs at most this often (seconds)."""
+
+    def close(self, batch: LogLines) -> None:
+        """The run ended: take its last lines (maybe none). Called once; never raise."""
+
+
+@dataclass(frozen=True)
+class StoredLog:
+    """A log text as RunLog wrote it, read back by line number.
+
+    A "lines dropped" marker stands for the `dropped` lines it replaced: the head
+    has numbers 0..len(head)-1, the tail starts at len(head) + dropped.
+    """
+
+    head: list[str]
+    marker: str
+    dropped: int
+    tail: list[str]
+
+    @classmethod
+    def parse(cls, text: str) -> StoredLog:
+        lines = text.split("\n") if text else []
+        for index, line in enumerate(lines):
+            match = _DROPPED_MARKER.match(line)
+            if match:
+                return cls(lines[:index], line, int(match.group(1)), lines[index + 1 :])
+        return cls(lines, "", 0, [])
+
+    @property
+    def end(self) -> int:
+        """The number of lines written: the offset after the last one."""
+        return len(self.head) + self.dropped + len(self.tail)
+
+    def lines(self, start: int, stop: int | None = None) -> list[str]:
+        """Lines numbered start..stop-1; a marker stands in for dropped ones."""
+        stop = self.end if stop is None else min(stop, self.end)
+        start = max(0, start)
+        if start >= stop:
+            return []
+        tail_start = len(self.head) + self.dropped
+        found = self.head[start:stop]
+        if self.dropped and start < tail_start and stop > len(self.head):
+            missed = min(stop, tail_start) - max(start, len(self.head))
+            prefix = "[... %d lines dropped: " % missed
+            found.append(_DROPPED_MARKER.sub(prefix, self.marker, count=1))
+        found.extend(self.tail[max(0, start - tail_start) : max(0, stop - tail_start)])
+        return found
 
 
 class RunLog:
@@ -44,6 +132,7 @@ class RunLog:
     When more than `max_lines` lines are written, the first half and the most
     recent half are kept: the start says what the run set out to do, the end says
     how it finished. A marker line says how many lines were dropped in between.
+    Lines are counted as lines of text: a message with newlines is several lines.
     """
 
     def __init__(
@@ -59,7 +148,9 @@ class RunLog:
         self._tail: deque[str] = deque(maxlen=max(1, max_lines - self._head_limit))
         self._max_lines = max_lines
         self._dropped = 0
-        self._dirty = False
+        self._written = 0
+        # Bumped by every change; each sink remembers the version it last saw.
+        self._version = 0
         self._progress: tuple[int | None, int | None] = (None, None)
         self._listeners: list[LineListener] = []
         self._clock = clock or (lambda: dt.datetime.now())
@@ -75,14 +166,17 @@ class RunLog:
     def write(self, message: str) -> str:
         """Append one line, prefixed with [HH:MM:SS]; return the line."""
         line = "[%s] %s" % (self._clock().strftime("%H:%M:%S"), message)
+        parts = line.split("\n")
         with self._lock:
-            if len(self._head) < self._head_limit:
-                self._head.append(line)
-            else:
-                if len(self._tail) == self._tail.maxlen:
-                    self._dropped += 1
-                self._tail.append(line)
-            self._dirty = True
+            for part in parts:
+                if len(self._head) < self._head_limit:
+                    self._head.append(part)
+                else:
+                    if len(self._tail) == self._tail.maxlen:
+                        self._dropped += 1
+                    self._tail.append(part)
+            self._written += len(parts)
+            self._version += 1
         for listener in self._listeners:
             listener(line)
         return line
@@ -90,7 +184,7 @@ class RunLog:
     def set_progress(self, done: int, total: int | None) -> None:
         with self._lock:
             self._progress = (done, total)
-            self._dirty = True
+            self._version += 1
 
     def text(self) -> str:
         with self._lock:
@@ -111,33 +205,70 @@ class RunLog:
     def dropped(self) -> int:
         return self._dropped
 
+    @property
+    def version(self) -> int:
+        """A number that changes whenever a line or the progress is written."""
+        return self._version
+
     def snapshot(self) -> LogSnapshot:
         with self._lock:
-            self._dirty = False
             return LogSnapshot(self._text_locked(), *self._progress)
 
-    def take_if_dirty(self) -> LogSnapshot | None:
-        """A snapshot if anything changed since the last one, else None."""
+    def lines_since(self, number: int) -> LogLines:
+        """The lines numbered `number` on, as far as the buffer still holds them.
+
+        When the cap dropped some of them, the batch starts after the gap; lines
+        kept at the head before a gap are left out too, so a batch is always one
+        unbroken run of lines that ends with the latest.
+        """
         with self._lock:
-            if not self._dirty:
-                return None
-            self._dirty = False
-            return LogSnapshot(self._text_locked(), *self._progress)
+            tail_start = len(self._head) + self._dropped
+            if number < len(self._head) and not self._dropped:
+                first = number
+                lines = [*self._head[number:], *self._tail]
+            else:
+                first = max(number, tail_start)
+                wanted = max(0, self._written - first)
+                lines = list(islice(reversed(self._tail), wanted))
+                lines.reverse()
+            return LogLines(first, tuple(lines), *self._progress)
+
+
+@dataclass(eq=False)
+class _Subscription:
+    """One live log and its sinks, with what each sink has seen so far."""
+
+    run_log: RunLog
+    sink: Sink | None
+    line_sink: LineSink | None
+    sink_version: int = 0
+    sink_at: float = float("-inf")
+    line_end: int = 0
 
 
 class LogPublisher:
-    """One daemon thread that flushes every live RunLog that changed to its sink."""
+    """One daemon thread that flushes every live RunLog that changed to its sinks."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._live: dict[int, tuple[RunLog, Sink]] = {}
+        # One flush at a time: the thread's and a test's never interleave.
+        self._flush_lock = threading.Lock()
+        self._live: dict[int, _Subscription] = {}
+        self._closing: list[_Subscription] = []
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.interval = 0.3
 
-    def register(self, run_log: RunLog, sink: Sink, *, interval: float) -> None:
+    def register(
+        self,
+        run_log: RunLog,
+        sink: Sink | None,
+        *,
+        interval: float,
+        line_sink: LineSink | None = None,
+    ) -> None:
         with self._lock:
-            self._live[id(run_log)] = (run_log, sink)
+            self._live[id(run_log)] = _Subscription(run_log, sink, line_sink)
             if interval != self.interval:
                 # The setting changed: cut the current wait short to apply it.
                 self.interval = interval
@@ -149,28 +280,79 @@ class LogPublisher:
                 self._thread.start()
 
     def unregister(self, run_log: RunLog) -> None:
+        """Stop publishing `run_log`; its line sink gets the last lines next flush.
+
+        The text sink gets nothing more: the execution path writes the final state.
+        """
         with self._lock:
-            self._live.pop(id(run_log), None)
+            subscription = self._live.pop(id(run_log), None)
+            if subscription is not None and subscription.line_sink is not None:
+                self._closing.append(subscription)
+                self._wake.set()
 
     def live_logs(self) -> list[RunLog]:
         with self._lock:
-            return [run_log for run_log, _ in self._live.values()]
+            return [subscription.run_log for subscription in self._live.values()]
 
     def flush_all(self) -> None:
-        """Write every changed log to its sink now (the loop calls it; so may tests)."""
-        with self._lock:
-            entries = list(self._live.values())
-        for run_log, sink in entries:
-            snapshot = run_log.take_if_dirty()
-            if snapshot is None:
-                continue
-            try:
-                sink(snapshot)
-            except Exception:
-                # A failed live flush must not kill the publisher: the final state
-                # of the run still carries the whole log.
-                logger.exception("Could not publish a live log; retrying next flush")
-                run_log._dirty = True
+        """Write every changed log to its sinks now (the loop calls it; tests may)."""
+        with self._flush_lock:
+            with self._lock:
+                live = list(self._live.values())
+                closing, self._closing = self._closing, []
+            now = time.monotonic()
+            for subscription in live:
+                self._flush_lines(subscription)
+                self._flush_snapshot(subscription, now)
+            for subscription in closing:
+                # The row gets the final log from the execution path, not from here.
+                self._close(subscription)
+
+    @staticmethod
+    def _close(subscription: _Subscription) -> None:
+        if subscription.line_sink is None:
+            return
+        try:
+            subscription.line_sink.close(
+                subscription.run_log.lines_since(subscription.line_end)
+            )
+        except Exception:
+            # Like a failed flush: the run's final state still carries the whole log.
+            logger.exception("Could not close a live log sink")
+
+    def _flush_lines(self, subscription: _Subscription) -> None:
+        # Called on every flush, new lines or not: a sink with lines it could not
+        # send yet (Redis was down) retries even when the run has gone quiet.
+        if subscription.line_sink is None:
+            return
+        batch = subscription.run_log.lines_since(subscription.line_end)
+        try:
+            subscription.line_sink(batch)
+        except Exception:
+            # Line sinks handle their own failures; this is a bug, retried next flush.
+            logger.exception("Could not publish live log lines; retrying next flush")
+            return
+        subscription.line_end = batch.end
+
+    def _flush_snapshot(self, subscription: _Subscription, now: float) -> None:
+        sink, run_log = subscription.sink, subscription.run_log
+        version = run_log.version
+        if sink is None or version == subscription.sink_version:
+            return
+        if subscription.line_sink is not None:
+            # The line sink carries the live view; the row is its fallback.
+            every = subscription.line_sink.snapshot_every()
+            if now - subscription.sink_at < every:
+                return
+        try:
+            sink(run_log.snapshot())
+        except Exception:
+            # A failed live flush must not kill the publisher: the final state
+            # of the run still carries the whole log.
+            logger.exception("Could not publish a live log; retrying next flush")
+            return
+        subscription.sink_version = version
+        subscription.sink_at = now
 
     def _loop(self) -> None:
         # The sinks write through Django's ORM on this thread's own connection.
@@ -196,15 +378,27 @@ _current: contextvars.ContextVar[RunLog | None] = contextvars.ContextVar(
 
 
 @contextmanager
-def bind(run_log: RunLog, *, sink: Sink | None, interval: float) -> Iterator[RunLog]:
-    """Make `run_log` the current log of this context (and the threads it copies to)."""
+def bind(
+    run_log: RunLog,
+    *,
+    sink: Sink | None,
+    interval: float,
+    line_sink: LineSink | None = None,
+) -> Iterator[RunLog]:
+    """Make `run_log` the current log of this context (and the threads it copies to).
+
+    While bound, the publisher flushes it every `interval` seconds to `sink` (the
+    whole text) and `line_sink` (new lines); with a line sink, `sink` runs only as
+    often as the line sink's `snapshot_every()` says.
+    """
     token = _current.set(run_log)
-    if sink is not None:
-        publisher.register(run_log, sink, interval=interval)
+    published = sink is not None or line_sink is not None
+    if published:
+        publisher.register(run_log, sink, interval=interval, line_sink=line_sink)
     try:
         yield run_log
     finally:
-        if sink is not None:
+        if published:
             publisher.unregister(run_log)
         _current.reset(token)
 

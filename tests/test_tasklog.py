@@ -10,7 +10,15 @@ import pytest
 
 from scheduler_app import task_log, task_progress
 from scheduler_app.exceptions import ExecutionCancelled
-from scheduler_app.tasklog import LogSnapshot, RunLog, bind, publisher
+from scheduler_app.tasklog import (
+    LogLines,
+    LogPublisher,
+    LogSnapshot,
+    RunLog,
+    StoredLog,
+    bind,
+    publisher,
+)
 
 CLOCK = lambda: dt.datetime(2024, 5, 17, 14, 30, 25)  # noqa: E731
 
@@ -104,3 +112,110 @@ def test_listener_sees_every_line_as_it_is_written() -> None:
     run_log.write("b")
 
     assert seen == ["[14:30:25] a", "[14:30:25] b"]
+
+
+def test_a_message_with_newlines_counts_as_several_lines() -> None:
+    run_log = RunLog(max_lines=4, clock=CLOCK)
+    run_log.write("a\nb\nc")
+    run_log.write("d\ne")
+
+    assert run_log.text().splitlines() == [
+        "[14:30:25] a",
+        "b",
+        "[... 1 lines dropped: the log keeps the first 2 and the last 2 of a run "
+        "(SCHEDULER_LOG_BUFFER_MAX_LINES=4) ...]",
+        "[14:30:25] d",
+        "e",
+    ]
+    assert StoredLog.parse(run_log.text()).end == 5
+
+
+def test_lines_since_gives_the_new_lines_and_starts_after_a_gap() -> None:
+    run_log = RunLog(max_lines=4, clock=CLOCK)
+    run_log.write("0")
+    run_log.set_progress(1, 9)
+
+    assert run_log.lines_since(0) == LogLines(0, ("[14:30:25] 0",), 1, 9)
+    assert run_log.lines_since(1) == LogLines(1, (), 1, 9)
+
+    for number in range(1, 7):
+        run_log.write(str(number))
+    # Kept: 0-1 and 5-6. A reader at 1 cannot get 1-4 in one unbroken run.
+    batch = run_log.lines_since(1)
+    assert (batch.first, batch.end) == (5, 7)
+    assert batch.lines == ("[14:30:25] 5", "[14:30:25] 6")
+    assert run_log.lines_since(6).lines == ("[14:30:25] 6",)
+
+
+def test_stored_log_reads_lines_by_number_and_counts_the_dropped_ones_skipped() -> None:
+    run_log = RunLog(max_lines=4, clock=CLOCK)
+    for number in range(10):
+        run_log.write(str(number))
+    stored = StoredLog.parse(run_log.text())
+
+    assert stored.end == 10
+    assert stored.lines(1, 2) == ["[14:30:25] 1"]
+    assert stored.lines(9) == ["[14:30:25] 9"]
+    assert stored.lines(10) == [] and stored.lines(3, 3) == []
+    middle = stored.lines(1, 5)
+    assert middle[0] == "[14:30:25] 1"
+    assert middle[1].startswith("[... 3 lines dropped: the log keeps the first 2")
+    assert stored.lines(0)[2].startswith("[... 6 lines dropped: ")
+
+
+class RecordingLineSink:
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.batches: list[LogLines] = []
+        self.closed = False
+
+    def __call__(self, batch: LogLines) -> None:
+        self.batches.append(batch)
+
+    def snapshot_every(self) -> float:
+        return self.every
+
+    def close(self, batch: LogLines) -> None:
+        self.batches.append(batch)
+        self.closed = True
+
+
+def test_with_a_line_sink_the_text_sink_runs_only_as_often_as_it_asks() -> None:
+    quiet = LogPublisher()
+    quiet.interval = 60
+    run_log = RunLog(max_lines=10, clock=CLOCK)
+    texts: list[LogSnapshot] = []
+    lines = RecordingLineSink(every=3600)
+    quiet.register(run_log, texts.append, interval=60, line_sink=lines)
+
+    run_log.write("one")
+    quiet.flush_all()
+    run_log.write("two")
+    quiet.flush_all()
+    quiet.flush_all()
+
+    assert [snapshot.text for snapshot in texts] == ["[14:30:25] one"]
+    assert [batch.lines for batch in lines.batches] == [
+        ("[14:30:25] one",),
+        ("[14:30:25] two",),
+        (),  # called on every flush, so lines it could not send get retried
+    ]
+    lines.every = 0
+    quiet.flush_all()
+    assert texts[-1].text == "[14:30:25] one\n[14:30:25] two"
+
+
+def test_a_line_sink_gets_the_last_lines_then_is_closed_when_the_run_ends() -> None:
+    quiet = LogPublisher()
+    quiet.interval = 60
+    run_log = RunLog(max_lines=10, clock=CLOCK)
+    lines = RecordingLineSink(every=0)
+    quiet.register(run_log, None, interval=60, line_sink=lines)
+    run_log.write("last")
+
+    quiet.unregister(run_log)
+    assert not lines.closed
+    quiet.flush_all()
+
+    assert lines.batches[-1].lines == ("[14:30:25] last",) and lines.closed
+    assert quiet.live_logs() == []

@@ -352,7 +352,7 @@ class TaskExecutionAdmin(admin.ModelAdmin):
 
     @method_decorator(require_GET)
     def log_download_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        execution = self._viewable(request, object_id)
+        execution = selectors.execution_with_live_log(self._viewable(request, object_id))
         response = HttpResponse(
             execution.log_output, content_type="text/plain; charset=utf-8"
         )

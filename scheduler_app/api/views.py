@@ -381,6 +381,10 @@ class TaskExecutionViewSet(
         self.check_object_permissions(self.request, execution)
         return execution
 
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        execution = selectors.execution_with_live_log(self.get_object())
+        return Response(self.get_serializer(execution).data)
+
     @extend_schema(
         summary="Log lines after an offset, for live tailing",
         operation_id="executions_log",
@@ -417,7 +421,7 @@ class SchedulerStatusView(APIView):
 
     @extend_schema(
         tags=["scheduler"],
-        summary="Scheduler health: instances, leader, task counts",
+        summary="Scheduler health: instances, leader, Celery workers, task counts",
         responses=serializers.SchedulerStatusSerializer,
     )
     def get(self, request: Request) -> Response:

@@ -29,7 +29,7 @@ from django.db import (
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import signals
+from .. import livelog, signals
 from ..conf import app_settings
 from ..exceptions import ExecutionCancelled, InvalidTransition, SchedulerError
 from ..handlers.registry import get_handler, load_handler
@@ -547,6 +547,7 @@ def run_claimed(run: Run, *, inline: bool = False) -> None:
             run.run_log,
             sink=_live_sink(execution),
             interval=app_settings.SCHEDULER_LOG_PUBLISH_INTERVAL,
+            line_sink=livelog.sink_for(execution.pk),  # None without Redis
         ):
             run.result = _evaluate_and_call(run, inline=inline)
     except Exception as exc:  # the run boundary: whatever broke is recorded on the run
@@ -964,9 +965,15 @@ def executions_recover_abandoned(*, now: dt.datetime | None = None) -> int:
             message = _(
                 "Abandoned: instance “%(instance)s” stopped while this run was going."
             ) % {"instance": gone or "?"}
-        count = TaskExecution.objects.running().filter(
+        orphans_of_gone = TaskExecution.objects.running().filter(
             instance_id=gone, started_at__lt=stale_before
-        ).update(
+        )
+        if app_settings.redis_url:
+            # The row's log lags the live log by up to SCHEDULER_LOG_ROW_FLUSH_INTERVAL:
+            # keep what Redis got from the dead process.
+            for pk, text in orphans_of_gone.values_list("pk", "log_output"):
+                orphans_of_gone.filter(pk=pk).update(log_output=livelog.complete_text(pk, text))
+        count = orphans_of_gone.update(
             status=Status.FAILED,
             failure_kind=FailureKind.ABANDONED,
             finished_at=now,
