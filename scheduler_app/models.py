@@ -428,7 +428,21 @@ class TaskExecution(models.Model):
 class SchedulerInstance(models.Model):
     """A live (or recently live) runscheduler process or worker, kept by its heartbeat."""
 
+    class Kind(models.TextChoices):
+        SCHEDULER = "scheduler", _("Scheduler")
+        WORKER = "worker", _("Celery worker")
+
     instance_id = models.CharField(_("instance"), max_length=200, unique=True)
+    kind = models.CharField(
+        _("kind"),
+        max_length=16,
+        choices=Kind.choices,
+        default=Kind.SCHEDULER,
+        help_text=_(
+            "A runscheduler process (scheduler) or a Celery worker process that "
+            "runs executions (worker)."
+        ),
+    )
     hostname = models.CharField(_("host"), max_length=255, blank=True, default="")
     pid = models.PositiveIntegerField(_("process id"), null=True, blank=True)
     version = models.CharField(_("version"), max_length=50, blank=True, default="")
@@ -441,6 +455,12 @@ class SchedulerInstance(models.Model):
         verbose_name = _("scheduler instance")
         verbose_name_plural = _("scheduler instances")
         ordering = ["-last_heartbeat_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=["scheduler", "worker"]),
+                name="instance_kind_valid",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.instance_id

@@ -1,4 +1,4 @@
-"""Scheduler instances: read-only, kept by their heartbeats (the health page sums them up)."""
+"""Scheduler instances and Celery worker processes: read-only, kept by their heartbeats."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from .display import relative_time
 class SchedulerInstanceAdmin(admin.ModelAdmin):
     list_display = [
         "instance_id",
+        "kind",
         "hostname",
         "pid",
         "is_leader",
@@ -24,9 +25,10 @@ class SchedulerInstanceAdmin(admin.ModelAdmin):
         "stopped_at",
         "version",
     ]
-    list_filter = ["is_leader"]
+    list_filter = ["kind", "is_leader"]
     readonly_fields = [
         "instance_id",
+        "kind",
         "hostname",
         "pid",
         "is_leader",

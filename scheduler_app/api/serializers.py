@@ -12,7 +12,7 @@ from rest_framework import serializers
 
 from .. import services
 from ..exceptions import SchedulerError
-from ..models import ScheduledTask, TaskExecution
+from ..models import ScheduledTask, SchedulerInstance, TaskExecution
 from ..services.tasks import EDITABLE_FIELDS
 from .exceptions import errors_by_field
 
@@ -369,6 +369,7 @@ class ReleaseLockSerializer(serializers.Serializer):
 
 class InstanceSerializer(serializers.Serializer):
     instance_id = serializers.CharField()
+    kind = serializers.ChoiceField(choices=SchedulerInstance.Kind.choices)
     hostname = serializers.CharField(allow_blank=True)
     pid = serializers.IntegerField(allow_null=True)
     version = serializers.CharField(allow_blank=True)
@@ -385,7 +386,16 @@ class SchedulerStatusSerializer(serializers.Serializer):
         help_text=_("Whether any scheduler instance has a fresh heartbeat.")
     )
     leader = serializers.CharField(allow_null=True)
-    instances = InstanceSerializer(many=True)
+    instances = InstanceSerializer(
+        many=True, help_text=_("Scheduler instances (runscheduler processes).")
+    )
+    workers = InstanceSerializer(
+        many=True,
+        help_text=_("Celery worker processes that run executions (SCHEDULER_EXECUTOR=celery)."),
+    )
+    worker_count = serializers.IntegerField(
+        help_text=_("How many Celery worker processes have a fresh heartbeat.")
+    )
     task_count = serializers.IntegerField()
     task_counts = serializers.DictField(child=serializers.IntegerField())
     execution_counts = serializers.DictField(child=serializers.IntegerField())

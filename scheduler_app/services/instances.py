@@ -29,16 +29,35 @@ def _identity() -> tuple[str, int]:
 
 
 _instance_ids: dict[int, str] = {}
+# What this process is; a Celery worker says so at start, and the pool processes it
+# forks inherit it.
+_process_kind: str = SchedulerInstance.Kind.SCHEDULER
+_process_name: str = ""
 
 
 def instance_id() -> str:
-    """A name for this process, unique across machines and restarts: host:pid:random."""
+    """A name for this process, unique across machines and restarts: host:pid:random.
+
+    In a Celery worker the worker's node name stands for the host
+    (`celery@host:pid:random`), so a run names the worker that ran it.
+    """
     pid = os.getpid()
     # Recomputed after fork (Celery prefork, runserver reload) so children differ.
     if pid not in _instance_ids:
         host, _ = _identity()
-        _instance_ids[pid] = "%s:%d:%s" % (host, pid, uuid.uuid4().hex[:6])
+        _instance_ids[pid] = "%s:%d:%s" % (_process_name or host, pid, uuid.uuid4().hex[:6])
     return _instance_ids[pid]
+
+
+def instance_set_worker(*, node_name: str) -> None:
+    """Make this process, and the processes it forks, Celery worker instances.
+
+    Their heartbeat rows say `worker`, and their ids start with `node_name`.
+    """
+    global _process_kind, _process_name
+    _process_kind = SchedulerInstance.Kind.WORKER
+    _process_name = node_name
+    _instance_ids.pop(os.getpid(), None)
 
 
 def instance_heartbeat(*, now: dt.datetime | None = None, is_leader: bool = False) -> None:
@@ -56,6 +75,7 @@ def instance_heartbeat(*, now: dt.datetime | None = None, is_leader: bool = Fals
             "stopped_at": None,
         },
         create_defaults={
+            "kind": _process_kind,
             "hostname": host,
             "pid": os.getpid(),
             "version": VERSION,
@@ -73,15 +93,21 @@ def instance_stopped(*, now: dt.datetime | None = None) -> None:
     )
 
 
-def instances_alive_ids(*, now: dt.datetime | None = None) -> set[str]:
-    """Ids of instances whose heartbeat is fresh and that have not stopped."""
+def instances_alive_ids(
+    *, now: dt.datetime | None = None, kind: str | None = None
+) -> set[str]:
+    """Ids of instances whose heartbeat is fresh and that have not stopped.
+
+    Schedulers and workers alike, or only those of `kind` ("scheduler", "worker").
+    """
     now = now or timezone.now()
     fresh_after = now - dt.timedelta(seconds=app_settings.SCHEDULER_INSTANCE_STALE_SECONDS)
-    return set(
-        SchedulerInstance.objects.filter(
-            last_heartbeat_at__gte=fresh_after, stopped_at__isnull=True
-        ).values_list("instance_id", flat=True)
+    alive = SchedulerInstance.objects.filter(
+        last_heartbeat_at__gte=fresh_after, stopped_at__isnull=True
     )
+    if kind is not None:
+        alive = alive.filter(kind=kind)
+    return set(alive.values_list("instance_id", flat=True))
 
 
 @contextmanager

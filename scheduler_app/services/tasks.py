@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from ..exceptions import (
     InvalidTransition,
@@ -28,6 +30,14 @@ from ..schedules import build_trigger, next_fire_times, resolve_timezone, valida
 from .params import parameters_validate
 
 logger = logging.getLogger(__name__)
+
+#: A Celery queue name: a broker key and routing key, kept to plain characters.
+QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MSG_QUEUE_NAME = gettext_lazy(
+    "Queue “%(queue)s”: use letters, digits, dots, dashes and underscores, starting "
+    "with a letter or digit (e.g. reports or high-priority); leave it blank for the "
+    "default queue."
+)
 
 #: Fields a caller may set through task_create / task_update.
 EDITABLE_FIELDS = (
@@ -103,6 +113,8 @@ def task_validate(
         except SchedulerError:
             local_now = timezone.localtime(now).replace(tzinfo=None)
         errors.extend(parameters_validate(task.handler_path, task.handler_kwargs, now=local_now))
+    if task.queue and not QUEUE_NAME.fullmatch(task.queue):
+        errors.append(SchedulerError(MSG_QUEUE_NAME % {"queue": task.queue}, field="queue"))
     if task.overlap_policy != ScheduledTask.OverlapPolicy.ALLOW and task.max_instances > 1:
         errors.append(
             SchedulerError(

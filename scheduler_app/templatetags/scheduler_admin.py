@@ -10,7 +10,7 @@ from django.http import HttpRequest
 
 from .. import services
 from ..admin import display
-from ..models import ScheduledTask, TaskExecution
+from ..models import ScheduledTask, SchedulerInstance, TaskExecution
 
 register = template.Library()
 
@@ -43,7 +43,7 @@ def scheduler_warning(context: template.Context) -> dict[str, Any]:
         and is_scheduler_page(request)
     ):
         return {"show": False}
-    return {"show": not services.instances_alive_ids()}
+    return {"show": not services.instances_alive_ids(kind=SchedulerInstance.Kind.SCHEDULER)}
 
 
 @register.inclusion_tag("admin/scheduler_app/includes/page_links.html")

@@ -189,6 +189,48 @@ def test_health_page_shows_instances_leader_heartbeat_age_and_version(
     assert 'data-status="success">Running<' in content
 
 
+def test_health_page_lists_celery_workers_beside_scheduler_instances(
+    admin_client: Client,
+) -> None:
+    now = timezone.now()
+    SchedulerInstance.objects.create(
+        instance_id="celery@work-1:20:cccccc",
+        kind="worker",
+        hostname="work-1",
+        pid=20,
+        last_heartbeat_at=now - dt.timedelta(seconds=2),
+    )
+    SchedulerInstance.objects.create(
+        instance_id="celery@work-2:21:dddddd",
+        kind="worker",
+        hostname="work-2",
+        pid=21,
+        last_heartbeat_at=now - dt.timedelta(minutes=5),
+    )
+
+    response = admin_client.get(HEALTH)
+
+    content = " ".join(response.content.decode().split())
+    status = response.context["status"]
+    assert status.instances == [] and status.worker_count == 1
+    assert "1 Celery worker process alive" in content
+    workers = content.split('id="scheduler-workers"', 1)[1].split('id="scheduler-due"', 1)[0]
+    assert "<code>celery@work-1:20:cccccc</code>" in workers
+    assert 'data-status="running">Alive<' in workers
+    assert 'data-status="failed">Gone<' in workers
+    # Workers fire nothing: without a scheduler the page still says so.
+    assert "Not running" in content
+    assert "No scheduler is running." in content
+
+
+def test_health_page_says_how_to_start_workers_when_none_ever_ran(
+    admin_client: Client,
+) -> None:
+    content = admin_client.get(HEALTH).content.decode()
+
+    assert "celery -A config worker -Q scheduler" in content
+
+
 def test_health_page_lists_tasks_due_in_the_next_hour(admin_client: Client) -> None:
     now = timezone.now()
     make_task(name="soon", next_run_at=now + dt.timedelta(minutes=20))

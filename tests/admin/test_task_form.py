@@ -187,6 +187,24 @@ def test_an_unsafe_expression_is_shown_on_its_input(admin_client: Client) -> Non
     assert errors["param_copies"][0].startswith("Parameter “copies”")
 
 
+def test_a_bad_queue_name_is_shown_on_its_input(admin_client: Client) -> None:
+    response = admin_client.post(TASK_ADD, report_form_data(queue="reports now!"))
+
+    errors = form_errors(response)
+    assert list(errors) == ["queue"]
+    assert errors["queue"][0].startswith("Queue “reports now!”")
+    assert not ScheduledTask.objects.filter(name="weekly_report").exists()
+
+
+def test_a_queue_routes_the_task_to_celery_workers_of_that_queue(
+    admin_client: Client,
+) -> None:
+    response = admin_client.post(TASK_ADD, report_form_data(queue="high-priority.v2"))
+
+    assert response.status_code == 302, form_errors(response)
+    assert ScheduledTask.objects.get(name="weekly_report").queue == "high-priority.v2"
+
+
 def test_each_bad_parameter_gets_its_own_error(admin_client: Client) -> None:
     response = admin_client.post(
         TASK_ADD, report_form_data(param_target="42", param_copies="'two'")

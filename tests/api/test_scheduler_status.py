@@ -75,6 +75,32 @@ def test_status_costs_the_same_queries_however_many_tasks(
     for _ in range(20):
         make_task()
 
-    # The key with its user, permissions (2), alive ids, instances, two counts.
-    with django_assert_num_queries(7):
+    # The key with its user, permissions (2), alive ids, instances, workers, two counts.
+    with django_assert_num_queries(8):
         viewer.get(STATUS)
+
+
+def test_status_lists_celery_workers_apart_from_scheduler_instances(api: APIClient) -> None:
+    instance("celery@host:11:aaaaaa", age_seconds=1, kind="worker")
+    instance("celery@host:12:bbbbbb", age_seconds=600, kind="worker")
+
+    body = api.get(STATUS).json()
+
+    # Only a scheduler makes the scheduler "running": workers alone fire nothing.
+    assert body["running"] is False and body["instances"] == []
+    assert body["worker_count"] == 1
+    by_id = {row["instance_id"]: row for row in body["workers"]}
+    assert by_id["celery@host:11:aaaaaa"]["alive"] is True
+    assert by_id["celery@host:12:bbbbbb"]["alive"] is False
+    assert {row["kind"] for row in body["workers"]} == {"worker"}
+
+
+def test_status_counts_only_alive_scheduler_instances_as_running(api: APIClient) -> None:
+    instance("vm:1:cccccc", age_seconds=1, is_leader=True)
+    instance("celery@host:11:aaaaaa", age_seconds=1, kind="worker")
+
+    body = api.get(STATUS).json()
+
+    assert body["running"] is True and body["leader"] == "vm:1:cccccc"
+    assert [row["kind"] for row in body["instances"]] == ["scheduler"]
+    assert body["worker_count"] == 1

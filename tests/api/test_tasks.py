@@ -207,6 +207,14 @@ def test_create_validates_and_answers_the_full_task(api: APIClient) -> None:
     assert response["Location"] == body["url"]
 
 
+def test_create_routes_the_task_to_a_celery_queue(api: APIClient) -> None:
+    response = create(api, queue="reports.high-priority_2")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["queue"] == "reports.high-priority_2"
+    assert ScheduledTask.objects.get(name=VALID["name"]).queue == "reports.high-priority_2"
+
+
 def test_create_ignores_is_system(api: APIClient) -> None:
     response = create(api, is_system=True)
 
@@ -281,6 +289,9 @@ def test_the_seed_curl_example_works_with_an_api_key_in_the_url(superuser: Any) 
         ({"jitter_seconds": 2**40}, "jitter_seconds", "less than or equal to"),
         ({"task_type": "weekly"}, "task_type", "valid choice"),
         ({"name": ""}, "name", "blank"),
+        ({"queue": "reports now"}, "queue", "letters, digits, dots"),
+        ({"queue": "-reports"}, "queue", "starting with a letter or digit"),
+        ({"queue": "q" * 101}, "queue", "no more than 100"),
     ],
 )
 def test_create_names_the_field_at_fault(

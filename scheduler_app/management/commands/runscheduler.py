@@ -8,16 +8,21 @@ import threading
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.checks import Tags
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from scheduler_app import checks
 from scheduler_app.conf import app_settings
 from scheduler_app.engine.executor import InlineExecutor
-from scheduler_app.engine.scheduler import Engine
+from scheduler_app.engine.scheduler import Engine, Executor
 
 logger = logging.getLogger("scheduler_app.engine")
 
 
 class Command(BaseCommand):
+    # The settings and model checks only: the URL checks import the admin and the
+    # API (20+ MB of a process that serves neither); `manage.py check` runs them all.
+    requires_system_checks = [checks.TAG, Tags.models]
     help = (
         "Run the scheduler: fires due tasks, starts run-now requests and retries, applies "
         "changes made in the admin/API, heartbeats, and recovers runs of dead instances. "
@@ -37,7 +42,7 @@ class Command(BaseCommand):
         grace = options["grace"]
         if grace is None:
             grace = float(app_settings.SCHEDULER_SHUTDOWN_GRACE_SECONDS)
-        engine = Engine(executor=InlineExecutor(app_settings.SCHEDULER_THREAD_POOL_SIZE))
+        engine = Engine(executor=make_executor())
         stop = threading.Event()
 
         def request_stop(signum: int, frame: Any) -> None:
@@ -48,13 +53,17 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
         logger.info(
-            "Scheduler %s starting: database %s, redis %s, executor %s (%d threads), "
+            "Scheduler %s starting: database %s, redis %s, executor %s (%s), "
             "firing %s, leader election %s, time zone %s",
             engine.instance,
             settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
             "on" if app_settings.redis_url else "off",
             app_settings.SCHEDULER_EXECUTOR,
-            app_settings.SCHEDULER_THREAD_POOL_SIZE,
+            (
+                "default queue %s" % app_settings.SCHEDULER_DEFAULT_QUEUE
+                if app_settings.SCHEDULER_EXECUTOR == "celery"
+                else "%d threads" % app_settings.SCHEDULER_THREAD_POOL_SIZE
+            ),
             "on" if app_settings.SCHEDULER_ENABLED else "OFF (SCHEDULER_ENABLED=false)",
             "on" if app_settings.SCHEDULER_LEADER_LOCK_ENABLED else "off",
             settings.TIME_ZONE,
@@ -64,3 +73,17 @@ class Command(BaseCommand):
             engine.run_forever(stop)
         finally:
             engine.stop(grace_seconds=grace)
+
+
+def make_executor() -> Executor:
+    """The executor SCHEDULER_EXECUTOR names: "inline" (threads here) or "celery"."""
+    name = app_settings.SCHEDULER_EXECUTOR
+    if name == "celery":
+        from scheduler_app.engine.celery_executor import CeleryExecutor
+
+        return CeleryExecutor()
+    if name == "inline":
+        return InlineExecutor(app_settings.SCHEDULER_THREAD_POOL_SIZE)
+    raise CommandError(
+        "SCHEDULER_EXECUTOR must be 'inline' or 'celery', not %r." % name
+    )

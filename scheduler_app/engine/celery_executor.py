@@ -1,0 +1,158 @@
+"""The Celery executor: hands executions to Celery workers (SCHEDULER_EXECUTOR=celery).
+
+One message per execution, carrying only its id, to the task's queue (or
+SCHEDULER_DEFAULT_QUEUE). A worker runs it through the one execution path
+(`scheduler_app.tasks.run_execution`), which claims it first: a message delivered
+twice, or sent again, runs nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from celery import Celery, current_app
+from kombu.exceptions import OperationalError
+
+from ..conf import app_settings
+from ..models import ScheduledTask, TaskExecution
+
+logger = logging.getLogger(__name__)
+
+#: The Celery task name of `scheduler_app.tasks.run_execution` (sent by name, so
+#: the scheduler never imports the worker side).
+RUN_EXECUTION = "scheduler_app.run_execution"
+
+
+def send_options(task: ScheduledTask) -> dict[str, Any]:
+    """Queue and time limits of a task's messages.
+
+    The soft limit (`timeout_seconds`) raises SoftTimeLimitExceeded in the handler;
+    SCHEDULER_CELERY_HARD_LIMIT_GRACE_SECONDS later the worker process is killed.
+    """
+    options: dict[str, Any] = {
+        "queue": task.queue or app_settings.SCHEDULER_DEFAULT_QUEUE
+    }
+    if task.timeout_seconds:
+        options["soft_time_limit"] = task.timeout_seconds
+        options["time_limit"] = (
+            task.timeout_seconds
+            + app_settings.SCHEDULER_CELERY_HARD_LIMIT_GRACE_SECONDS
+        )
+    return options
+
+
+class CeleryExecutor:
+    """Sends executions to Celery, and remembers what it sent until a worker claims it.
+
+    The engine offers every pending execution not in `inflight()`. A sent one stays
+    pending until a worker claims it, so it is remembered until it is no longer
+    pending (one query every `check_seconds`), or for `resend_seconds` at most: then
+    it is offered and sent again, in case the broker lost the message (a duplicate
+    is harmless).
+    """
+
+    #: How often the ids sent are checked against the database.
+    check_seconds = 2.0
+    #: A sent execution still pending after this long is sent again.
+    resend_seconds = 3600.0
+    #: Ids per query when checking what is still pending.
+    check_batch = 2000
+
+    def __init__(
+        self, *, app: Celery | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._app = app
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sent: dict[int, float] = {}  # execution id -> when it was sent
+        self._next_check = 0.0
+
+    @property
+    def app(self) -> Celery:
+        return self._app or current_app._get_current_object()
+
+    # -- the Executor protocol -------------------------------------------------------
+
+    def submit(self, executions: Iterable[TaskExecution]) -> None:
+        """Send each execution not sent already; on a broker error the rest wait.
+
+        Executions that could not be sent stay pending and are offered again at
+        the next tick.
+        """
+        with self._lock:
+            todo = [
+                execution for execution in executions if execution.pk not in self._sent
+            ]
+        if not todo:
+            return
+        sent: list[int] = []
+        try:
+            with self.app.producer_or_acquire() as producer:
+                for execution in todo:
+                    self.app.send_task(
+                        RUN_EXECUTION,
+                        args=[execution.pk],
+                        producer=producer,
+                        **send_options(execution.task),
+                    )
+                    sent.append(execution.pk)
+        except OperationalError as exc:
+            logger.error(
+                "Celery broker unreachable (%s): %d execution(s) stay pending and are "
+                "sent again",
+                exc,
+                len(todo) - len(sent),
+            )
+        finally:
+            now = self._clock()
+            with self._lock:
+                self._sent.update((pk, now) for pk in sent)
+        logger.debug("Sent %d execution(s) to Celery", len(sent))
+
+    def inflight(self) -> set[int]:
+        """Ids sent and not yet claimed by a worker (as of the last check)."""
+        if self._clock() >= self._next_check:
+            self._forget_claimed()
+        with self._lock:
+            return set(self._sent)
+
+    def shutdown(self, *, grace_seconds: float) -> set[int]:
+        """Nothing runs in this process: messages sent stay with the broker."""
+        with self._lock:
+            self._sent.clear()
+        return set()
+
+    # -- bookkeeping -------------------------------------------------------------
+
+    def _forget_claimed(self) -> None:
+        now = self._clock()
+        self._next_check = now + self.check_seconds
+        with self._lock:
+            sent = dict(self._sent)
+        if not sent:
+            return
+        ids = list(sent)
+        pending: set[int] = set()
+        for start in range(0, len(ids), self.check_batch):
+            pending.update(
+                TaskExecution.objects.filter(
+                    pk__in=ids[start : start + self.check_batch],
+                    status=TaskExecution.Status.PENDING,
+                ).values_list("pk", flat=True)
+            )
+        expired = {pk for pk in pending if now - sent[pk] >= self.resend_seconds}
+        if expired:
+            logger.warning(
+                "%d execution(s) sent to Celery %.0f s ago are still pending (no "
+                "worker on their queue?); sending them again",
+                len(expired),
+                self.resend_seconds,
+            )
+        with self._lock:
+            for pk in sent:
+                if pk not in pending or pk in expired:
+                    self._sent.pop(pk, None)
