@@ -846,7 +846,8 @@ def _add_counters(runs: Sequence[Run]) -> None:
     adapt = connection.ops.adapt_datetimefield_value
     rows = [
         (ran, succeeded, failed, adapt(latest), adapt(latest), task_id)
-        for task_id, (ran, succeeded, failed, latest) in per_task.items()
+        # In id order, as tasks_record_next_runs: two writers of task rows never deadlock.
+        for task_id, (ran, succeeded, failed, latest) in sorted(per_task.items())
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
