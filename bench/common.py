@@ -16,10 +16,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -288,6 +289,34 @@ class DatabaseBackends:
         return total
 
 
+class SessionProcesses:
+    """Every process of one session (a Celery worker started with `Process(session=True)`:
+    its main process and its pool processes), summed."""
+
+    def __init__(self, session_id: int) -> None:
+        self.session_id = str(session_id)
+        self._known: dict[str, bool] = {}
+
+    def totals(self) -> tuple[int, int]:
+        """utime+stime ticks and RSS (kB) of the session's live processes."""
+        ticks = rss_kb = 0
+        page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or self._known.get(entry.name) is False:
+                continue
+            try:
+                with open("/proc/%s/stat" % entry.name) as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            # After the ")": state, ppid, pgrp, session, ... utime (11), stime (12), rss (21).
+            ours = self._known[entry.name] = fields[3] == self.session_id
+            if ours:
+                ticks += int(fields[11]) + int(fields[12])
+                rss_kb += int(fields[21]) * page_kb
+        return ticks, rss_kb
+
+
 def _host_busy_ticks() -> int:
     with open("/proc/stat") as stat:
         fields = [int(value) for value in stat.readline().split()[1:9]]
@@ -302,10 +331,19 @@ class ProcSampler:
     something else ran (a test suite, a build) can be told apart: `others_percent`.
     """
 
-    def __init__(self, pid: int, every: float = 0.2, *, database: str | None = None) -> None:
+    def __init__(
+        self,
+        pid: int,
+        every: float = 0.2,
+        *,
+        database: str | None = None,
+        session: bool = False,
+    ) -> None:
         self.pid = pid
         self.every = every
         self.backends = DatabaseBackends(database) if database else None
+        #: session=True: CPU and RSS of every process of the session `pid` leads.
+        self.session = SessionProcesses(pid) if session else None
         self.samples: list[Sample] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
@@ -319,6 +357,13 @@ class ProcSampler:
         self._thread.join(2)
 
     def read(self) -> Sample | None:
+        if self.session is not None:
+            ticks, rss_kb = self.session.totals()
+            if not ticks and not rss_kb:
+                return None
+            return Sample(
+                at=time.time(), cpu_ticks=ticks, rss_kb=rss_kb, host_ticks=_host_busy_ticks()
+            )
         try:
             ticks = _process_ticks(self.pid)
             with open("/proc/%d/status" % self.pid) as status:
@@ -383,12 +428,19 @@ class ProcSampler:
 
 
 class Process:
-    """A child process started from the repo root (the scheduler under test, or a runner)."""
+    """A child process started from the repo root (the scheduler under test, or a runner).
 
-    def __init__(self, args: Sequence[str], *, env: dict[str, str], log: Path) -> None:
+    `session=True` starts it in a session of its own (a Celery worker and its pool
+    processes): `stop()` then also kills whatever of the session is left.
+    """
+
+    def __init__(
+        self, args: Sequence[str], *, env: dict[str, str], log: Path, session: bool = False
+    ) -> None:
         self.args = list(args)
         self.env = env
         self.log = log
+        self.session = session
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -399,15 +451,24 @@ class Process:
     def start(self) -> Process:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                self.args,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=self.session,
             )
         profiler = os.environ.get("BENCH_PYSPY")
         if profiler:
             # Where the time goes (bench/README.md, "Profiling"): collapsed stacks of
             # every thread, GIL holders only, next to the process's log.
             subprocess.Popen(
-                [profiler, "record", "--pid", str(self.pid), "--format", "raw", "--gil",
-                 "--rate", "200", "--output", str(self.log.with_suffix(".pyspy.txt"))],
+                [profiler, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "200",
+                 # BENCH_PYSPY_IDLE=1: every thread, waiting included (where time goes,
+                 # not CPU: a thread blocked on the database shows up).
+                 *(["--idle"] if os.environ.get("BENCH_PYSPY_IDLE") else ["--gil"]),
+                 "--output", str(self.log.with_suffix(".pyspy.txt"))],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -434,22 +495,71 @@ class Process:
                 print("  ! %s did not stop in %.0f s: killed" % (self.log.name, timeout))
                 self.proc.kill()
                 self.proc.wait()
+        if self.session:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # pool processes left behind
+            except ProcessLookupError:
+                pass
         return self.proc.returncode
 
 
-def scheduler_process(db: Database, workdir: Path, name: str, *, threads: int) -> Process:
-    """`manage.py runscheduler` with the project's settings on the bench database."""
+def scheduler_process(
+    db: Database,
+    workdir: Path,
+    name: str,
+    *,
+    threads: int,
+    extra_env: dict[str, str] | None = None,
+) -> Process:
+    """`manage.py runscheduler` with the project's settings on the bench database.
+
+    `extra_env`: on top (SCHEDULER_EXECUTOR=celery and its queue, see `Workers`).
+    """
     env = {
         **base_env(),
         **db.env(),
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "SCHEDULER_THREAD_POOL_SIZE": str(threads),
+        **(extra_env or {}),
     }
     return Process(
         [PYTHON, "manage.py", "runscheduler", "--grace", "5"],
         env=env,
         log=workdir / ("%s-%s.log" % (db.label, name)),
     )
+
+
+class Workers(Protocol):
+    """Processes that run the executions instead of the scheduler (Celery workers).
+
+    fires/burst/throughput take one (`workers=`): started after the database is
+    reset, before the scheduler (which gets `scheduler_env()`), stopped after it.
+    """
+
+    def start(self, name: str) -> None:
+        """Start them and return once they take work (`stop()` follows even if it raises)."""
+
+    def scheduler_env(self) -> dict[str, str]:
+        """What the scheduler under test needs to hand its executions to them."""
+
+    def figures(self, start: float, end: float) -> dict[str, Any]:
+        """Their CPU % and peak RSS MB over [start, end] (keys workers_cpu_percent, ...)."""
+
+    def stop(self) -> None:
+        """Stop them all (nothing of theirs is left running)."""
+
+
+@contextmanager
+def running(workers: Workers | None, name: str) -> Iterator[dict[str, str]]:
+    """Start `workers` (when given) for one measurement; yields the scheduler's extra env."""
+    if workers is None:
+        yield {}
+        return
+    try:
+        workers.start(name)
+        yield workers.scheduler_env()
+    finally:
+        workers.stop()
 
 
 def wait_until(condition: Callable[[], Any], *, timeout: float, every: float = 0.05) -> Any:

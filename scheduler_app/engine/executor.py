@@ -20,13 +20,16 @@ from collections.abc import Iterable
 from django.db import DatabaseError, close_old_connections, connections
 
 from ..models import TaskExecution
-from ..services import Run, run_claimed, runs_claim, runs_finish
+from ..services import Run, run_claimed, runs_claim, runs_finish, runs_release
 
 logger = logging.getLogger(__name__)
 
 #: A thread whose database connection sat idle this long checks it before use
 #: (servers drop idle connections; CONN_MAX_AGE/health checks apply then).
 IDLE_RECHECK_SECONDS = 30.0
+#: Runs claimed beyond the free threads, waiting for one (their locks are kept
+#: alive meanwhile; a shutdown makes them pending again).
+CLAIM_AHEAD = 50
 
 
 class ConnectionKeeper:
@@ -94,13 +97,31 @@ class InlineExecutor:
         """Start nothing new; wait up to the grace period; return the ids still running.
 
         Executions handed over but not claimed yet stay pending in the database,
-        so the next scheduler to run starts them: nothing is lost.
+        and runs claimed but still waiting for a thread are made pending again, so
+        the next scheduler to run starts them: nothing is lost.
         """
         with self._lock:
             self._stopping = True
             for execution in self._intake:
                 self._inflight.discard(execution.pk)
             self._intake.clear()
+        unstarted: list[Run] = []
+        while True:
+            try:
+                run = self._work.get_nowait()
+            except queue.Empty:
+                break
+            if run is not None:
+                unstarted.append(run)
+        try:
+            runs_release(unstarted)
+        except Exception:  # they end as interrupted instead, like the running ones
+            logger.exception("Could not give back %d claimed run(s)", len(unstarted))
+        else:
+            with self._lock:
+                for run in unstarted:
+                    self._running.discard(run.execution.pk)
+                    self._inflight.discard(run.execution.pk)
         self._wake.set()
         deadline = time.monotonic() + grace_seconds
         while time.monotonic() < deadline:
@@ -110,6 +131,7 @@ class InlineExecutor:
             time.sleep(0.02)
         for _worker in self._workers:
             self._work.put(None)
+        self._wake.set()  # the bookkeeper ends once nothing is left to record
         with self._lock:
             return set(self._running)
 
@@ -123,9 +145,18 @@ class InlineExecutor:
             with self._lock:
                 ended = list(self._ended)
                 self._ended.clear()
-                free = self.max_workers - (len(self._running) - len(ended))
+                # Claim up to CLAIM_AHEAD runs more than there are threads: a burst
+                # then takes a few claim/record cycles instead of one per pool-full
+                # (each cycle costs round trips and a commit); a run's started_at is
+                # still set when its handler really starts.
+                free = self.max_workers + CLAIM_AHEAD - (len(self._running) - len(ended))
                 take = [self._intake.popleft() for _ in range(min(free, len(self._intake)))]
             if not ended and not take:
+                with self._lock:
+                    done = self._stopping and not self._running and not self._ended
+                if done:
+                    connections.close_all()
+                    return
                 continue
             keeper.before_use()
             # Starting runs comes first: it is what lateness is made of; recording
@@ -181,6 +212,7 @@ class InlineExecutor:
         while True:
             run = self._work.get()
             if run is None:
+                connections.close_all()
                 return
             keeper.before_use()
             try:

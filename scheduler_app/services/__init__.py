@@ -12,6 +12,7 @@ from .executions import (
     run_claimed,
     runs_claim,
     runs_finish,
+    runs_release,
 )
 from .instances import (
     instance_heartbeat,
@@ -66,6 +67,7 @@ __all__ = [
     "run_claimed",
     "runs_claim",
     "runs_finish",
+    "runs_release",
     "parameters_validate",
     "schedule_preview",
     "task_create",

@@ -35,8 +35,9 @@ from ..exceptions import ExecutionCancelled, InvalidTransition, SchedulerError
 from ..handlers.registry import get_handler, load_handler
 from ..handlers.results import json_safe, outcome_from_return
 from ..locks import DatabaseLockBackend, LockBackend, get_lock_backend, lock_key, task_lock_key
-from ..models import ScheduledTask, SchedulerInstance, TaskExecution
+from ..models import ScheduledTask, SchedulerInstance, SchedulerLock, TaskExecution
 from ..tasklog import LogSnapshot, RunLog, bind
+from .batch_sql import rows_table, task_rows_lock
 from .instances import instance_id, instances_alive_ids
 from .params import parameters_evaluate
 from .tasks import task_local_now
@@ -200,12 +201,29 @@ class _RunLock:
         self.ttl = ttl
         self.lost = False
         self.next_extend = time.monotonic() + ttl / 3
+        # The watchdog and the handler (task_extend_lock) may extend at once.
+        self._mutex = threading.Lock()
 
-    def extend(self) -> bool:
-        if not self.lost and not self.backend.extend(self.key, self.token, self.ttl):
-            self.lost = True
-        self.next_extend = time.monotonic() + self.ttl / 3
-        return not self.lost
+    def extend(
+        self, seconds: float | None = None, *, on_lost: Callable[[], None] | None = None
+    ) -> bool:
+        """Make the lock expire `seconds` (default: its TTL) from now; False once lost.
+
+        The watchdog's next extension falls due when two thirds of the TTL are
+        left, so it never shortens a longer explicit one. `on_lost` is called
+        once, by the caller that finds the lock lost.
+        """
+        ttl = self.ttl if seconds is None else seconds
+        with self._mutex:
+            if self.lost:
+                return False
+            if not self.backend.extend(self.key, self.token, ttl):
+                self.lost = True
+                if on_lost is not None:
+                    on_lost()
+                return False
+            self.next_extend = time.monotonic() + ttl - self.ttl * 2 / 3
+            return True
 
 
 @dataclass(eq=False)
@@ -230,12 +248,80 @@ class Run:
     invocation: _Invocation | None = None
     since: float = field(default_factory=time.monotonic)
 
+    def __post_init__(self) -> None:
+        # The handler's task_extend_lock() finds the run through its bound log.
+        self.run_log.lock_extender = self.extend_lock
+
     def cancel(self) -> None:
         """Stop the run: async handlers at once, sync ones at their next task_log."""
         self.cancel_event.set()
         self.run_log.cancelled = True
         if self.invocation is not None:
             self.invocation.cancel()
+
+    def extend_lock(self, seconds: float | None = None) -> bool:
+        """Extend the run's task lock now (the watchdog; a handler's task_extend_lock).
+
+        True while the run holds its lock or holds none (`allow` without
+        max_instances); False once it is lost, which the run's log says once. A
+        lock backend error is logged and changes nothing: the watchdog tries again.
+        """
+        lock = self.lock
+        if lock is None:
+            return True
+        try:
+            return _committed_at_once(
+                lock.backend,
+                functools.partial(lock.extend, seconds, on_lost=self._lock_lost),
+            )
+        except Exception:  # Redis or the database away: not a reason to stop the run
+            logger.warning(
+                "Could not extend the task lock %s of execution %s",
+                lock.key,
+                self.execution.pk,
+                exc_info=True,
+            )
+            return not lock.lost
+
+    def _lock_lost(self) -> None:
+        assert self.lock is not None
+        self.run_log.write(
+            _("WARNING: the task lock %(key)s was lost; another run may start.")
+            % {"key": self.lock.key}
+        )
+        logger.warning(
+            "Execution %s lost its task lock %s", self.execution.pk, self.lock.key
+        )
+
+
+def _committed_at_once(backend: LockBackend, write: Callable[[], bool]) -> bool:
+    """Call `write` (a lock backend write) so that it commits at once.
+
+    A handler may call task_extend_lock() inside its own transaction.atomic(): a
+    lock row updated there would commit only with the handler's work, and block
+    the watchdog's extensions until then. That call runs on a thread (and
+    database connection) of its own instead. Not on SQLite: there the handler's
+    transaction holds the one write lock (BEGIN IMMEDIATE), so no other connection
+    could write, nor take the task lock over, before it ends.
+    """
+    connection = connections[router.db_for_write(SchedulerLock)]
+    if (
+        not isinstance(backend, DatabaseLockBackend)
+        or not connection.in_atomic_block
+        or connection.vendor == "sqlite"
+    ):
+        return write()
+
+    def on_own_connection() -> bool:
+        try:
+            return write()
+        finally:
+            connections.close_all()
+
+    with concurrent.futures.ThreadPoolExecutor(
+        1, thread_name_prefix="scheduler-lock"
+    ) as pool:
+        return pool.submit(on_own_connection).result()
 
 
 class _Watchdog:
@@ -277,6 +363,7 @@ class _Watchdog:
     def _loop(self) -> None:
         while True:
             if not self.runs():
+                connections.close_all()  # idle: hold no connection (nor a test database)
                 self._wake.wait()
                 self._wake.clear()
                 continue
@@ -304,14 +391,7 @@ class _Watchdog:
         for run in runs:
             lock = run.lock
             if lock is not None and not lock.lost and now >= lock.next_extend:
-                if not lock.extend():
-                    run.run_log.write(
-                        _("WARNING: the task lock %(key)s was lost; another run may start.")
-                        % {"key": lock.key}
-                    )
-                    logger.warning(
-                        "Execution %s lost its task lock %s", run.execution.pk, lock.key
-                    )
+                run.extend_lock()
 
 
 _watchdog = _Watchdog()
@@ -361,6 +441,8 @@ def runs_claim(
             _take_task_locks(runs, backend)
     if not locks_in_transaction:
         _take_task_locks(runs, backend)
+    for run in runs:  # from now on its lock is kept alive and a cancel reaches it
+        _watchdog.add(run)
     for pk in wanted.keys() - claimed:
         logger.warning("Execution %s is not pending any more: not running it again", pk)
     for run in runs:
@@ -531,7 +613,9 @@ def run_claimed(run: Run, *, inline: bool = False) -> None:
     if run.result is not None:  # refused its lock at claim time
         return
     execution, task = run.execution, run.task
-    _watchdog.add(run)
+    # The handler's turn has come: a claimed run may have waited for a free thread,
+    # and started_at says when it really started (written with the final state).
+    execution.started_at = timezone.now()
     try:
         refused = ""
         if run.lock_wanted == "slot":
@@ -561,8 +645,6 @@ def run_claimed(run: Run, *, inline: bool = False) -> None:
         if run.invocation is not None:
             run.invocation.cancel()
         run.result = _result_from_error(run, exc)
-    finally:
-        _watchdog.remove(run)
 
 
 def _evaluate_and_call(run: Run, *, inline: bool) -> _Result:
@@ -677,6 +759,7 @@ def _live_sink(execution: TaskExecution) -> Callable[[LogSnapshot], None]:
 #: What the end of a run writes on its execution row.
 _FINAL_FIELDS = (
     "status",
+    "started_at",
     "finished_at",
     "duration_ms",
     "result",
@@ -700,6 +783,14 @@ def runs_finish(runs: Sequence[Run]) -> None:
     """
     if not runs:
         return
+    try:
+        _finish(runs)
+    finally:
+        for run in runs:
+            _watchdog.remove(run)
+
+
+def _finish(runs: Sequence[Run]) -> None:
     finished_at = timezone.now()
     for run in runs:
         result = run.result or _Result(
@@ -724,7 +815,7 @@ def runs_finish(runs: Sequence[Run]) -> None:
     held = [(run.lock.key, run.lock.token) for run in runs if run.lock and not run.lock.lost]
     for attempt in range(5):
         try:
-            with transaction.atomic():
+            with task_rows_lock, transaction.atomic():
                 written = _write_finals(runs)
                 _add_counters([run for run in runs if run.execution.pk in written])
                 if locks_in_transaction:
@@ -783,35 +874,79 @@ def runs_finish(runs: Sequence[Run]) -> None:
             _send(signal, run.task, execution)
 
 
+#: Runs per final UPDATE statement (12 parameters each, well under SQLite's limit).
+_FINALS_PER_STATEMENT = 400
+
+
+def runs_release(runs: Sequence[Run]) -> None:
+    """Give claimed runs whose handler never started back: pending again, locks freed.
+
+    For an executor that stops with runs claimed but still waiting for a thread:
+    the next scheduler starts them, as if they had never been claimed.
+    """
+    if not runs:
+        return
+    try:
+        TaskExecution.objects.filter(
+            pk__in=[run.execution.pk for run in runs], status=Status.RUNNING
+        ).update(status=Status.PENDING, instance_id="", started_at=None)
+        held = [(run.lock.key, run.lock.token) for run in runs if run.lock and not run.lock.lost]
+        get_lock_backend().release_many(held)
+    finally:
+        for run in runs:
+            _watchdog.remove(run)
+    logger.info("%d claimed run(s) not started yet are pending again", len(runs))
+
+
 def _write_finals(runs: Sequence[Run]) -> set[int]:
-    """The conditional final UPDATE of each run, prepared once; the ids written."""
+    """The final state of every run in one conditional UPDATE ... FROM the batch's rows.
+
+    Only rows still `running` are written; returns the ids that were. One
+    statement for the batch, not one per run: on PostgreSQL a round trip each was
+    what bounded a batch.
+    """
     connection = connections[router.db_for_write(TaskExecution)]
     meta = TaskExecution._meta
     quote = connection.ops.quote_name
     fields = [meta.get_field(name) for name in _FINAL_FIELDS]
-    status_column = quote(meta.get_field("status").column)
-    sql = "UPDATE %s SET %s WHERE %s = %%s AND %s = %%s" % (
-        quote(meta.db_table),
-        ", ".join("%s = %%s" % quote(f.column) for f in fields),
-        quote(meta.pk.column),
-        status_column,
-    )
-    written = set()
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    assignments = ", ".join("%s = v.%s" % (quote(f.column), quote(f.column)) for f in fields)
+    columns = [(meta.pk.column, meta.pk), *((f.column, f) for f in fields)]
+    written: set[int] = set()
     with connection.cursor() as cursor:
-        for run in runs:
-            execution = run.execution
-            params = [f.get_db_prep_save(getattr(execution, f.attname), connection) for f in fields]
-            cursor.execute(sql, [*params, execution.pk, Status.RUNNING])
-            if cursor.rowcount == 1:
-                written.add(execution.pk)
+        for start in range(0, len(runs), _FINALS_PER_STATEMENT):
+            rows = [
+                [
+                    run.execution.pk,
+                    *(
+                        f.get_db_prep_save(getattr(run.execution, f.attname), connection)
+                        for f in fields
+                    ),
+                ]
+                for run in runs[start : start + _FINALS_PER_STATEMENT]
+            ]
+            source, params = rows_table(connection, columns, rows)
+            sql = source + "UPDATE %s SET %s FROM v WHERE %s.%s = v.%s AND %s.%s = %%s RETURNING %s.%s" % (
+                table,
+                assignments,
+                table,
+                pk,
+                pk,
+                table,
+                quote(meta.get_field("status").column),
+                table,
+                pk,
+            )
+            cursor.execute(sql, [*params, Status.RUNNING])
+            written.update(row[0] for row in cursor.fetchall())
     return written
 
 
 def _add_counters(runs: Sequence[Run]) -> None:
-    """Add the runs to their tasks' counters: one prepared UPDATE per task, last_run_at latest.
+    """Add the runs to their tasks' counters, last_run_at kept the latest: one statement.
 
-    Run for every batch of runs, so it is plain SQL executed many times rather
-    than an ORM query built per task (which cost more than the runs themselves).
+    Run for every batch of runs, so it is one UPDATE ... FROM the batch's rows,
+    not a query per task (which cost more than the runs themselves).
     """
     per_task: dict[int, list[Any]] = {}
     for run in runs:
@@ -826,31 +961,38 @@ def _add_counters(runs: Sequence[Run]) -> None:
     if not per_task:
         return
     connection = connections[router.db_for_write(ScheduledTask)]
+    meta = ScheduledTask._meta
     quote = connection.ops.quote_name
-    column = {name: quote(ScheduledTask._meta.get_field(name).column) for name in (
+    table = quote(meta.db_table)
+    count = meta.get_field("run_count")
+    last = meta.get_field("last_run_at")
+    adapt = connection.ops.adapt_datetimefield_value
+    source, params = rows_table(
+        connection,
+        [("id", meta.pk), ("ran", count), ("ok", count), ("failed", count), ("latest", last)],
+        [
+            (task_id, ran, succeeded, failed, adapt(latest))
+            for task_id, (ran, succeeded, failed, latest) in sorted(per_task.items())
+        ],
+    )
+    column = {name: quote(meta.get_field(name).column) for name in (
         "run_count", "success_count", "fail_count", "last_run_at"
     )}
-    last = column["last_run_at"]
-    sql = (
-        "UPDATE %s SET %s = %s + %%s, %s = %s + %%s, %s = %s + %%s, "
-        "%s = CASE WHEN %s IS NOT NULL AND %s > %%s THEN %s ELSE %%s END WHERE %s = %%s"
-        % (
-            quote(ScheduledTask._meta.db_table),
-            column["run_count"], column["run_count"],
-            column["success_count"], column["success_count"],
-            column["fail_count"], column["fail_count"],
-            last, last, last, last,
-            quote(ScheduledTask._meta.pk.column),
-        )
+    sql = source + (
+        "UPDATE {t} SET {runs} = {t}.{runs} + v.ran, {ok} = {t}.{ok} + v.ok, "
+        "{failed} = {t}.{failed} + v.failed, {last} = CASE WHEN {t}.{last} IS NOT NULL "
+        "AND {t}.{last} > v.latest THEN {t}.{last} ELSE v.latest END "
+        "FROM v WHERE {t}.{pk} = v.id"
+    ).format(
+        t=table,
+        runs=column["run_count"],
+        ok=column["success_count"],
+        failed=column["fail_count"],
+        last=column["last_run_at"],
+        pk=quote(meta.pk.column),
     )
-    adapt = connection.ops.adapt_datetimefield_value
-    rows = [
-        (ran, succeeded, failed, adapt(latest), adapt(latest), task_id)
-        # In id order, as tasks_record_next_runs: two writers of task rows never deadlock.
-        for task_id, (ran, succeeded, failed, latest) in sorted(per_task.items())
-    ]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        cursor.execute(sql, params)
 
 
 def _wants_retry(run: Run) -> bool:
@@ -908,10 +1050,26 @@ def execution_run(
     return execution
 
 
+#: Called, once the cancel is committed, with the id of each pending execution
+#: `execution_cancel` cancelled, so that an executor which handed it elsewhere
+#: withdraws it there (the Celery executor revokes its message). Best effort: a
+#: message delivered anyway finds the execution cancelled and runs nothing.
+pending_cancel_hooks: list[Callable[[int], None]] = []
+
+
+def _withdraw_pending(execution_id: int) -> None:
+    for hook in pending_cancel_hooks:
+        try:
+            hook(execution_id)
+        except Exception:  # the cancel stands whatever a hook does
+            logger.exception("Could not withdraw cancelled execution %s", execution_id)
+
+
 def execution_cancel(execution: TaskExecution, *, now: dt.datetime | None = None) -> TaskExecution:
     """Cancel a pending execution at once, or ask a running one to stop.
 
-    A running async handler is cancelled on its loop; a sync handler is stopped at
+    A pending one is withdrawn from its executor too (`pending_cancel_hooks`). A
+    running async handler is cancelled on its loop; a sync handler is stopped at
     its next task_log/task_progress call, or recorded cancelled and left to finish
     unobserved once the executor sees the request (within about a second).
     """
@@ -921,6 +1079,7 @@ def execution_cancel(execution: TaskExecution, *, now: dt.datetime | None = None
         finished_at=now,
         error_message=_("Cancelled before it started."),
     ):
+        transaction.on_commit(functools.partial(_withdraw_pending, execution.pk))
         execution.refresh_from_db()
         return execution
     execution.refresh_from_db()
@@ -1089,30 +1248,32 @@ def _insert_fires(rows: list[TaskExecution]) -> None:
         for name in ("task_id", "scheduled_for", "run_after")
     }
     adapt = connection.ops.adapt_datetimefield_value
-    row_sql = "(%s)" % ", ".join(["%s"] * len(fields))
     pk, task_id, scheduled_for = (
         quote(meta.pk.column),
         quote(meta.get_field("task").column),
         quote(meta.get_field("scheduled_for").column),
     )
+    columns = ", ".join(quote(f.column) for f in fields)
     by_key: dict[tuple[int, Any], TaskExecution] = {}
     for start in range(0, len(rows), _FIRES_PER_INSERT):
         chunk = rows[start : start + _FIRES_PER_INSERT]
-        params: list[Any] = []
+        values_of_rows = []
         for row in chunk:
             values = list(prototype)
             values[varying["task_id"]] = row.task_id
             values[varying["scheduled_for"]] = adapt(row.scheduled_for)
             values[varying["run_after"]] = adapt(row.run_after)
-            params += values
+            values_of_rows.append(values)
             by_key[(row.task_id, _instant(row.scheduled_for))] = row
-        sql = (
-            "INSERT INTO %s (%s) VALUES %s ON CONFLICT (%s, %s) WHERE %s = '%s' DO NOTHING "
-            "RETURNING %s, %s, %s"
+        table, params = rows_table(connection, [(f.column, f) for f in fields], values_of_rows)
+        # WHERE 1 = 1: SQLite's parser needs a WHERE before an upsert's ON CONFLICT.
+        sql = table + (
+            "INSERT INTO %s (%s) SELECT %s FROM v WHERE 1 = 1 ON CONFLICT (%s, %s) "
+            "WHERE %s = '%s' DO NOTHING RETURNING %s, %s, %s"
             % (
                 quote(meta.db_table),
-                ", ".join(quote(f.column) for f in fields),
-                ", ".join([row_sql] * len(chunk)),
+                columns,
+                columns,
                 task_id,
                 scheduled_for,
                 quote(meta.get_field("trigger_type").column),

@@ -26,6 +26,7 @@ from ..handlers.registry import get_handler, list_handlers
 from ..locks import get_lock_backend
 from .. import notify
 from ..models import ScheduledTask, SchedulerState, TaskExecution
+from .batch_sql import rows_table, task_rows_lock
 from ..schedules import build_trigger, next_fire_times, resolve_timezone, validate_schedule
 from .params import parameters_validate
 
@@ -348,24 +349,28 @@ def tasks_request_run(tasks: Iterable[ScheduledTask], *, now: dt.datetime | None
 def tasks_record_next_runs(next_runs: Mapping[int, dt.datetime | None]) -> None:
     """Persist the scheduler's next fire times in one transaction.
 
-    A prepared UPDATE executed for each task (the scheduler calls this every
-    quarter second), which leaves `updated_at` alone: the scheduler's own
+    One UPDATE ... FROM the rows (the scheduler calls this every quarter second),
+    which leaves `updated_at` alone: the scheduler's own
     bookkeeping must not look like an edit to the change detection.
     """
     if not next_runs:
         return
     connection = connections[router.db_for_write(ScheduledTask)]
+    meta = ScheduledTask._meta
     quote = connection.ops.quote_name
-    sql = "UPDATE %s SET %s = %%s WHERE %s = %%s" % (
-        quote(ScheduledTask._meta.db_table),
-        quote(ScheduledTask._meta.get_field("next_run_at").column),
-        quote(ScheduledTask._meta.pk.column),
-    )
     adapt = connection.ops.adapt_datetimefield_value
-    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-        # In id order, as the execution path's counters: no deadlock between the two.
-        cursor.executemany(sql, [(adapt(when), pk) for pk, when in sorted(next_runs.items())])
-
+    source, params = rows_table(
+        connection,
+        [("id", meta.pk), ("next_run_at", meta.get_field("next_run_at"))],
+        [(pk, adapt(when)) for pk, when in sorted(next_runs.items())],
+    )
+    sql = source + "UPDATE {t} SET {next} = v.next_run_at FROM v WHERE {t}.{pk} = v.id".format(
+        t=quote(meta.db_table),
+        next=quote(meta.get_field("next_run_at").column),
+        pk=quote(meta.pk.column),
+    )
+    with task_rows_lock, transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 def tasks_version() -> int:
     """The task-definition version: bumped by every create, edit, status change and delete."""

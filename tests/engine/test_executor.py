@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,16 @@ def _reset_handlers() -> Iterator[None]:
     sample_handlers.release.set()
 
 
+@pytest.fixture
+def executors() -> Iterator[list[InlineExecutor]]:
+    """Executors a test makes, shut down after it (their threads close their connections)."""
+    made: list[InlineExecutor] = []
+    yield made
+    sample_handlers.release.set()
+    for executor in made:
+        executor.shutdown(grace_seconds=5)
+
+
 def make(handler: str, **fields: Any) -> ScheduledTask:
     defaults: dict[str, Any] = {
         "name": "task-%s" % handler,
@@ -43,12 +54,13 @@ def statuses(executions: list[TaskExecution]) -> list[str]:
     return [by_id[e.pk] for e in executions]
 
 
-def test_submitted_executions_are_run_and_recorded_in_batches() -> None:
+def test_submitted_executions_are_run_and_recorded_in_batches(executors: list[InlineExecutor]) -> None:
     tasks = [
         make("add", name="add-%d" % n, handler_kwargs={"a": str(n)}) for n in range(25)
     ]
     executions = [task_request_run(task) for task in tasks]
     executor = InlineExecutor(max_workers=4)
+    executors.append(executor)
 
     executor.submit(executions)
 
@@ -61,10 +73,13 @@ def test_submitted_executions_are_run_and_recorded_in_batches() -> None:
     assert set(counts) == {(1, 1)}
 
 
-def test_a_second_run_of_a_skip_task_in_the_same_batch_is_skipped() -> None:
+def test_a_second_run_of_a_skip_task_in_the_same_batch_is_skipped(
+    executors: list[InlineExecutor],
+) -> None:
     task = make("log_then_block")
     first, second = task_request_run(task), task_request_run(task)
     executor = InlineExecutor(max_workers=4)
+    executors.append(executor)
 
     executor.submit([first, second])
 
@@ -76,10 +91,13 @@ def test_a_second_run_of_a_skip_task_in_the_same_batch_is_skipped() -> None:
     assert wait_until(lambda: statuses([first]) == [Status.SUCCESS])
 
 
-def test_the_pool_bounds_what_is_claimed_and_shutdown_leaves_the_rest_pending() -> None:
+def test_shutdown_gives_back_claimed_runs_that_never_started(
+    executors: list[InlineExecutor],
+) -> None:
     blocking = task_request_run(make("block_ignoring_cancel"))
     waiting = task_request_run(make("add", handler_kwargs={"a": "1"}))
     executor = InlineExecutor(max_workers=1)
+    executors.append(executor)
 
     executor.submit([blocking, waiting])
     assert sample_handlers.started.wait(10)
@@ -88,11 +106,36 @@ def test_the_pool_bounds_what_is_claimed_and_shutdown_leaves_the_rest_pending() 
     assert still_running == {blocking.pk}
     assert statuses([blocking, waiting]) == [Status.RUNNING, Status.PENDING]
     assert executor.inflight() == {blocking.pk}
+    waiting.refresh_from_db()
+    assert waiting.instance_id == "" and waiting.started_at is None
+    assert sample_handlers.calls == []
 
 
-def test_a_duplicate_submission_runs_once() -> None:
+def test_started_at_is_when_the_handler_started_not_when_it_was_claimed(
+    executors: list[InlineExecutor],
+) -> None:
+    blocking = task_request_run(make("block_ignoring_cancel"))
+    queued = task_request_run(make("add", handler_kwargs={"a": "1"}))
+    executor = InlineExecutor(max_workers=1)
+    executors.append(executor)
+
+    executor.submit([blocking, queued])
+    assert sample_handlers.started.wait(10)
+    assert wait_until(lambda: statuses([queued]) == [Status.RUNNING])  # claimed, waiting
+    claimed_at = TaskExecution.objects.get(pk=queued.pk).started_at
+    sample_handlers.release.set()
+
+    assert wait_until(lambda: statuses([blocking, queued]) == [Status.SUCCESS] * 2)
+    blocking.refresh_from_db()
+    queued.refresh_from_db()
+    assert queued.started_at > claimed_at
+    assert queued.started_at >= blocking.finished_at - dt.timedelta(milliseconds=50)
+
+
+def test_a_duplicate_submission_runs_once(executors: list[InlineExecutor]) -> None:
     execution = task_request_run(make("add", handler_kwargs={"a": "1"}))
     executor = InlineExecutor(max_workers=2)
+    executors.append(executor)
 
     executor.submit([execution])
     executor.submit([execution])
