@@ -1,4 +1,4 @@
-"""App configuration: registers system checks; never starts a scheduler."""
+"""App configuration: registers system checks and hooks; never starts a scheduler."""
 
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
@@ -11,3 +11,9 @@ class SchedulerAppConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .conf import app_settings
+
+        if app_settings.SCHEDULER_EXECUTOR == "celery":
+            # Registers the revoke of a cancelled pending run's message, in every
+            # process that may cancel one (web, scheduler, worker).
+            from .engine import celery_executor  # noqa: F401

@@ -1,4 +1,4 @@
-"""task_log / task_progress: a run's own log and progress, visible while it runs.
+"""task_log / task_progress / task_extend_lock: a run's live log, progress and lock.
 
 The execution path binds a `RunLog` to the running handler through a context
 variable. `task_log` appends a timestamped line to it; one publisher thread per
@@ -6,7 +6,8 @@ process writes the logs that changed to their sinks at most every
 SCHEDULER_LOG_PUBLISH_INTERVAL seconds, so logging stays cheap however much a
 handler writes. A sink receives the whole text (the execution row); a line sink
 receives only the lines written since its previous call (Redis, `livelog`). Nothing
-here writes to the database or Redis itself: the sinks are given by the caller.
+here writes to the database or Redis itself: the sinks are given by the caller, as
+is the run's lock extender that `task_extend_lock` calls.
 
 Lines are numbered from 0 in the order they were written, one number per line of
 text (a message with newlines takes several). `StoredLog` reads a stored text back
@@ -158,6 +159,9 @@ class RunLog:
         # Set by the execution path on timeout or cancel: the handler's next
         # task_log/task_progress raises, so a cooperative sync handler stops.
         self.cancelled = False
+        # Set by the execution path: extends the run's task lock now, for
+        # task_extend_lock(seconds); True while the lock is held (or none is).
+        self.lock_extender: Callable[[float | None], bool] | None = None
 
     def add_listener(self, listener: LineListener) -> None:
         """Call `listener(line)` for every line written from now on (e.g. the CLI)."""
@@ -446,3 +450,26 @@ def task_progress(done: int, total: int | None = None) -> None:
     if run_log.cancelled:
         raise ExecutionCancelled("the run was cancelled or timed out")
     run_log.set_progress(int(done), None if total is None else int(total))
+
+
+def task_extend_lock(seconds: float | None = None) -> bool:
+    """Extend the current run's task lock now: it expires `seconds` from now.
+
+    seconds: None means SCHEDULER_TASK_LOCK_TTL. The run's lock is extended
+    automatically every third of that TTL; call this before something that may
+    stall the whole process (or to ask for longer): the automatic extension never
+    shortens it. Returns True while the run holds its lock, and when it holds
+    none (the `allow` policy without max_instances); False once the lock was lost
+    (another run may start), which the run's log says. Outside a run there is no
+    lock to extend: False, with a warning on the `scheduler_app.task` logger.
+    Like task_log, raises ExecutionCancelled once the run was cancelled or timed out.
+    """
+    if seconds is not None and not seconds > 0:
+        raise ValueError("task_extend_lock() takes a positive number of seconds")
+    run_log = current()
+    if run_log is None or run_log.lock_extender is None:
+        console_logger.warning("task_extend_lock() outside a run: no lock to extend")
+        return False
+    if run_log.cancelled:
+        raise ExecutionCancelled("the run was cancelled or timed out")
+    return run_log.lock_extender(None if seconds is None else float(seconds))

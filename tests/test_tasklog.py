@@ -1,4 +1,4 @@
-"""task_log / task_progress outside the execution path: buffer, cap, binding, fallbacks."""
+"""task_log & co. outside the execution path: buffer, cap, binding, fallbacks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from scheduler_app import task_log, task_progress
+from scheduler_app import task_extend_lock, task_log, task_progress
 from scheduler_app.exceptions import ExecutionCancelled
 from scheduler_app.tasklog import (
     LogLines,
@@ -101,6 +101,43 @@ def test_a_cancelled_run_stops_the_handler_at_its_next_call() -> None:
 def test_progress_refuses_negative_numbers() -> None:
     with pytest.raises(ValueError, match="non-negative"):
         task_progress(-1, 10)
+
+
+def test_task_extend_lock_calls_the_runs_extender_with_the_seconds() -> None:
+    asked: list[float | None] = []
+
+    def extender(seconds: float | None) -> bool:
+        asked.append(seconds)
+        return seconds != 5  # the third call finds the lock lost
+
+    run_log = RunLog(max_lines=10)
+    run_log.lock_extender = extender
+
+    with bind(run_log, sink=None, interval=0.3):
+        held = [task_extend_lock(), task_extend_lock(120), task_extend_lock(5)]
+
+    assert held == [True, True, False]
+    assert asked == [None, 120.0, 5.0]
+
+
+def test_outside_a_run_task_extend_lock_is_false_and_warns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="scheduler_app.task"):
+        assert task_extend_lock() is False
+
+    assert "outside a run" in caplog.records[-1].getMessage()
+
+
+def test_task_extend_lock_stops_a_cancelled_run_and_refuses_bad_seconds() -> None:
+    run_log = RunLog(max_lines=10)
+    run_log.lock_extender = lambda seconds: True
+    with bind(run_log, sink=None, interval=0.3):
+        with pytest.raises(ValueError, match="positive number of seconds"):
+            task_extend_lock(0)
+        run_log.cancelled = True
+        with pytest.raises(ExecutionCancelled):
+            task_extend_lock()
 
 
 def test_listener_sees_every_line_as_it_is_written() -> None:

@@ -3,7 +3,10 @@
 One message per execution, carrying only its id, to the task's queue (or
 SCHEDULER_DEFAULT_QUEUE). A worker runs it through the one execution path
 (`scheduler_app.tasks.run_execution`), which claims it first: a message delivered
-twice, or sent again, runs nothing twice.
+twice, or sent again, runs nothing twice. Its task id names the execution, so
+cancelling a pending execution revokes its message (`execution_revoke`, which this
+module registers with the services when it is imported: apps.py imports it when
+SCHEDULER_EXECUTOR is "celery").
 """
 
 from __future__ import annotations
@@ -19,12 +22,54 @@ from kombu.exceptions import OperationalError
 
 from ..conf import app_settings
 from ..models import ScheduledTask, TaskExecution
+from ..services.executions import pending_cancel_hooks
 
 logger = logging.getLogger(__name__)
 
 #: The Celery task name of `scheduler_app.tasks.run_execution` (sent by name, so
 #: the scheduler never imports the worker side).
 RUN_EXECUTION = "scheduler_app.run_execution"
+
+
+def execution_task_id(execution_id: int) -> str:
+    """The Celery task id of an execution's messages: the same for every send of it."""
+    return "execution-%d" % execution_id
+
+
+def execution_revoke(execution_id: int, *, app: Celery | None = None) -> None:
+    """Revoke the messages of a cancelled pending execution: workers drop them unrun.
+
+    One of `pending_cancel_hooks`; does nothing unless SCHEDULER_EXECUTOR is
+    "celery". Best effort: a broker error is logged, and a worker that gets the
+    message anyway (one started after the revoke, which never heard of it) finds
+    the execution cancelled and runs nothing.
+    """
+    if app_settings.SCHEDULER_EXECUTOR != "celery":
+        return
+    app = app or current_app._get_current_object()
+    task_id = execution_task_id(execution_id)
+    try:
+        # One connection attempt: the cancel is done already, and the request that
+        # made it must not wait on a broker that is down.
+        with app.connection_for_write(
+            transport_options={"max_retries": 0}
+        ) as connection:
+            app.control.revoke(task_id, connection=connection)
+    except OperationalError as exc:
+        logger.warning(
+            "Could not revoke Celery message %s of cancelled execution %s (%s); a "
+            "worker that gets it runs nothing",
+            task_id,
+            execution_id,
+            exc,
+        )
+        return
+    logger.info(
+        "Revoked Celery message %s of cancelled execution %s", task_id, execution_id
+    )
+
+
+pending_cancel_hooks.append(execution_revoke)
 
 
 def send_options(task: ScheduledTask) -> dict[str, Any]:
@@ -96,6 +141,7 @@ class CeleryExecutor:
                     self.app.send_task(
                         RUN_EXECUTION,
                         args=[execution.pk],
+                        task_id=execution_task_id(execution.pk),
                         producer=producer,
                         **send_options(execution.task),
                     )

@@ -62,6 +62,23 @@ def run(seconds: float = 60) -> dict:
     time.sleep(seconds)
     return {"slept": seconds}
 ''',
+    "waits.py": '''"""Logs a few lines, then waits for a file: the test's go-ahead."""
+
+import os
+import time
+
+from scheduler_app import task_log
+
+
+def run(until: str = "", lines: int = 3, timeout: float = 60) -> dict:
+    for number in range(1, lines + 1):
+        task_log("live line", number)
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(until) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    task_log("released")
+    return {"released": os.path.exists(until)}
+''',
     "first_sleeps.py": '''"""The first run sleeps (to be killed); later ones return."""
 
 import os

@@ -1,4 +1,4 @@
-"""The Celery executor without a broker: what it sends, remembers and sends again."""
+"""The Celery executor without a broker: what it sends, remembers, resends, revokes."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from scheduler_app.engine.celery_executor import (
 from scheduler_app.engine.executor import InlineExecutor
 from scheduler_app.management.commands.runscheduler import make_executor
 from scheduler_app.models import TaskExecution
+from scheduler_app.services import execution_cancel
 from scheduler_app.tasks import run_execution
 from tests.factories import make_execution, make_task
 
@@ -68,8 +69,73 @@ def test_the_message_names_the_worker_task_and_carries_only_the_execution_id() -
 
     CeleryExecutor(app=app).submit([execution])  # type: ignore[arg-type]
 
-    assert app.sent == [(RUN_EXECUTION, [execution.pk], {"queue": "scheduler"})]
+    assert app.sent == [
+        (
+            RUN_EXECUTION,
+            [execution.pk],
+            {"queue": "scheduler", "task_id": "execution-%d" % execution.pk},
+        )
+    ]
     assert run_execution.name == RUN_EXECUTION
+
+
+@pytest.fixture
+def revoked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The task ids the Celery app revokes (the broker is never reached)."""
+    from celery import current_app
+
+    ids: list[str] = []
+    monkeypatch.setattr(
+        current_app.control, "revoke", lambda task_id, **options: ids.append(task_id)
+    )
+    return ids
+
+
+def test_cancelling_a_pending_execution_revokes_its_message(
+    settings: Any, revoked: list[str], django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.SCHEDULER_EXECUTOR = "celery"
+    execution = make_execution()
+    running = make_execution(status=TaskExecution.Status.RUNNING)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        execution_cancel(execution)
+        execution_cancel(running)  # a running one has no message left to revoke
+
+    assert revoked == ["execution-%d" % execution.pk]
+
+
+def test_without_the_celery_executor_a_cancel_revokes_nothing(
+    settings: Any, revoked: list[str], django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.SCHEDULER_EXECUTOR = "inline"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        execution_cancel(make_execution())
+
+    assert revoked == []
+
+
+def test_a_revoke_the_broker_refuses_is_logged_and_the_cancel_stands(
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from celery import current_app
+
+    def broker_down(task_id: str, **options: Any) -> None:
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379.")
+
+    settings.SCHEDULER_EXECUTOR = "celery"
+    monkeypatch.setattr(current_app.control, "revoke", broker_down)
+    execution = make_execution()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        execution = execution_cancel(execution)
+
+    assert execution.status == TaskExecution.Status.CANCELLED
+    assert "Could not revoke Celery message execution-%d" % execution.pk in caplog.text
 
 
 def test_a_task_queue_and_timeout_become_the_route_and_time_limits(

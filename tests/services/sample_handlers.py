@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
-from scheduler_app import task_log, task_progress
+from django.db import transaction
+
+from scheduler_app import task_extend_lock, task_log, task_progress
 from scheduler_app.handlers.base import BaseTask, ScheduleType, TaskSchedule
 from scheduler_app.handlers.results import TaskResult
 
@@ -54,6 +57,15 @@ def log_then_block() -> dict:
     release.wait(30)
     task_log("released")
     return {"done": True}
+
+
+def extends_lock(seconds: float | None = None, in_transaction: bool = False) -> dict:
+    """Extends its run's lock, blocks until released, then extends it twice more."""
+    with transaction.atomic() if in_transaction else contextlib.nullcontext():
+        first = task_extend_lock(seconds)
+        started.set()
+        release.wait(30)
+    return {"held": [first, task_extend_lock(seconds), task_extend_lock(seconds)]}
 
 
 def block_ignoring_cancel() -> dict:

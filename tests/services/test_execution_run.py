@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,21 +28,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = TaskExecution.Status
 H = "tests.services.sample_handlers:"
-
-
-@pytest.fixture(autouse=True)
-def _reset_handlers() -> Iterator[None]:
-    sample_handlers.reset()
-    yield
-    # Let any handler thread a test left blocked finish.
-    sample_handlers.release.set()
-
-
-@pytest.fixture(params=["database", "redis"])
-def lock_backend(request: pytest.FixtureRequest) -> str:
-    if request.param == "redis":
-        request.getfixturevalue("redis_url")
-    return request.param
 
 
 def make(handler: str, **fields: Any) -> ScheduledTask:
