@@ -30,6 +30,10 @@ IDLE_RECHECK_SECONDS = 30.0
 #: Runs claimed beyond the free threads, waiting for one (their locks are kept
 #: alive meanwhile; a shutdown makes them pending again).
 CLAIM_AHEAD = 50
+#: Ended runs are recorded together once the oldest has waited this long (or
+#: RECORD_BATCH of them wait): fewer record transactions when runs trickle in.
+RECORD_EVERY_SECONDS = 0.02
+RECORD_BATCH = 100
 
 
 class ConnectionKeeper:
@@ -64,6 +68,7 @@ class InlineExecutor:
         self._ended: deque[Run] = deque()
         self._inflight: set[int] = set()
         self._running: set[int] = set()  # claimed, not yet recorded
+        self._ended_since = 0.0  # when the oldest run in _ended ended
         self._work: queue.SimpleQueue[Run | None] = queue.SimpleQueue()
         self._stopping = False
         self._bookkeeper = threading.Thread(
@@ -140,17 +145,26 @@ class InlineExecutor:
     def _bookkeep(self) -> None:
         keeper = ConnectionKeeper()
         while True:
-            self._wake.wait()
+            self._wake.wait(self._record_due_in())
             self._wake.clear()
             with self._lock:
-                ended = list(self._ended)
-                self._ended.clear()
                 # Claim up to CLAIM_AHEAD runs more than there are threads: a burst
                 # then takes a few claim/record cycles instead of one per pool-full
                 # (each cycle costs round trips and a commit); a run's started_at is
                 # still set when its handler really starts.
-                free = self.max_workers + CLAIM_AHEAD - (len(self._running) - len(ended))
+                outstanding = len(self._running) - len(self._ended)
+                free = self.max_workers + CLAIM_AHEAD - outstanding
                 take = [self._intake.popleft() for _ in range(min(free, len(self._intake)))]
+                # Recording can wait a little (RECORD_EVERY_SECONDS) to group runs:
+                # nobody waits for it, while a claim is what lateness is made of.
+                ended: list[Run] = []
+                if self._ended and (
+                    self._stopping
+                    or len(self._ended) >= RECORD_BATCH
+                    or time.monotonic() - self._ended_since >= RECORD_EVERY_SECONDS
+                ):
+                    ended = list(self._ended)
+                    self._ended.clear()
             if not ended and not take:
                 with self._lock:
                     done = self._stopping and not self._running and not self._ended
@@ -159,12 +173,23 @@ class InlineExecutor:
                     return
                 continue
             keeper.before_use()
-            # Starting runs comes first: it is what lateness is made of; recording
-            # the ended ones can wait the few milliseconds a claim takes.
             if take:
                 self._claim(take)
             if ended:
                 self._record(ended)
+
+    def _record_due_in(self) -> float | None:
+        """How long the oldest ended run may still wait to be recorded (None: none waits)."""
+        with self._lock:
+            if not self._ended:
+                return None
+            return max(0.0, self._ended_since + RECORD_EVERY_SECONDS - time.monotonic())
+
+    def _run_ended(self, run: Run) -> None:
+        """Queue an ended run for the next record (call with the lock held)."""
+        if not self._ended:
+            self._ended_since = time.monotonic()
+        self._ended.append(run)
 
     def _record(self, ended: list[Run]) -> None:
         try:
@@ -193,7 +218,7 @@ class InlineExecutor:
             self._running.update(claimed)
             for run in runs:
                 if run.result is not None:  # skipped at claim time: straight to the record
-                    self._ended.append(run)
+                    self._run_ended(run)
         for run in runs:
             if run.result is None:
                 self._work.put(run)
@@ -220,5 +245,5 @@ class InlineExecutor:
             except BaseException:  # the job boundary: run_claimed records what it can
                 logger.exception("Execution %s could not be run", run.execution.pk)
             with self._lock:
-                self._ended.append(run)
+                self._run_ended(run)
             self._wake.set()
