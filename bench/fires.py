@@ -25,9 +25,11 @@ from scheduler_app.models import TaskExecution
 from .common import (
     Context,
     Outcome,
+    Workers,
     create_tasks,
     next_whole_second,
     progress,
+    running,
     scheduler_process,
     sleep_until,
     summary_ms,
@@ -109,9 +111,30 @@ def fire_stats(*, prefix: str, start: float, end: float, offsets: list[float]) -
     }
 
 
-def measure(ctx: Context, count: int, phase: str) -> dict:
+def measure(
+    ctx: Context,
+    count: int,
+    phase: str,
+    *,
+    workers: Workers | None = None,
+    name: str | None = None,
+) -> dict:
+    """One window; with `workers`, the executions run on them (scenario 7)."""
     ctx.settle()
     ctx.db.reset()
+    name = name or "fires-%d-%s" % (count, phase)
+    with running(workers, name) as executor_env:
+        return _measure(ctx, count, phase, workers, name, executor_env)
+
+
+def _measure(
+    ctx: Context,
+    count: int,
+    phase: str,
+    workers: Workers | None,
+    name: str,
+    executor_env: dict[str, str],
+) -> dict:
     t0 = next_whole_second(time.time() + LEAD_SECONDS)
     offsets = [(i / count if phase == "spread" else 0.0) for i in range(count)]
     create_tasks(
@@ -122,7 +145,9 @@ def measure(ctx: Context, count: int, phase: str) -> dict:
         next_run_at=lambda i: utc(t0 + offsets[i]),
     )
     end = t0 + ctx.duration
-    process = scheduler_process(ctx.db, ctx.workdir, "fires-%d-%s" % (count, phase), threads=ctx.threads)
+    process = scheduler_process(
+        ctx.db, ctx.workdir, name, threads=ctx.threads, extra_env=executor_env
+    )
     process.start()
     sampler = ctx.sampler(process.pid)
     try:
@@ -132,6 +157,7 @@ def measure(ctx: Context, count: int, phase: str) -> dict:
         rss = sampler.peak_rss_mb(t0, end)
         others = sampler.others_percent(t0, end)
         db_cpu = sampler.db_percent(t0, end)
+        worker_figures = workers.figures(t0, end) if workers else {}
     finally:
         sampler.stop()
         process.stop()
@@ -148,6 +174,7 @@ def measure(ctx: Context, count: int, phase: str) -> dict:
         "log_warnings": warnings,
         "log_errors": errors,
         **stats,
+        **worker_figures,
     }
 
 

@@ -38,7 +38,7 @@ from bench.common import (  # noqa: E402
     table,
 )
 
-SCENARIOS = ("fires", "idle", "burst", "changes", "throughput", "djapscheduler")
+SCENARIOS = ("fires", "idle", "burst", "changes", "throughput", "djapscheduler", "celery")
 DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -91,6 +91,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="before each measurement, wait up to this long for other processes to use "
         "under 25%% of a core (default 0: just warn)",
     )
+    parser.add_argument(
+        "--beat-venv",
+        type=Path,
+        help="virtualenv of the celery beat comparison (scenario celery): created there when "
+        "missing and kept; default: a fresh one in the work dir",
+    )
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs) afterwards")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -138,7 +144,7 @@ def run_backend(args: argparse.Namespace) -> None:
     if name != expected:
         raise SystemExit("bench: the settings point at %s, not at %s" % (name, expected))
 
-    from bench import burst, changes, djapscheduler, fires, throughput
+    from bench import burst, celery, changes, djapscheduler, fires, throughput
 
     ctx = Context(
         db=db,
@@ -159,6 +165,7 @@ def run_backend(args: argparse.Namespace) -> None:
         "djapscheduler": lambda: djapscheduler.run(
             ctx, counts=args.djapscheduler_tasks, phases=["spread"]
         ),
+        "celery": lambda: celery.run(ctx, beat_venv=args.beat_venv),
     }
     try:
         for scenario in SCENARIOS:
@@ -310,6 +317,12 @@ def comparison(label: str, results: dict) -> list[list[str]]:
     return rows
 
 
+def celery_comparison(label: str, results: dict) -> list[list[str]]:
+    """Ours on the Celery executor vs celery beat + django-celery-beat, 200 tasks/s."""
+    ratios = _get(results, "celery", "metrics", "ratios") or []
+    return [[label, what, fmt(a), fmt(b), ratio] for what, a, b, ratio in ratios]
+
+
 def revision() -> str:
     """The commit measured (read-only git calls), "+changes" when the tree is dirty."""
     try:
@@ -386,6 +399,7 @@ def main(argv: list[str] | None = None) -> None:
                 "--djapscheduler-tasks", ",".join(map(str, args.djapscheduler_tasks)),
                 "--threads", str(args.threads),
                 "--wait-quiet", str(args.wait_quiet),
+                *(["--beat-venv", str(args.beat_venv.resolve())] if args.beat_venv else []),
                 "--pg-url", args.pg_url,
                 "--redis-url", redis_url,
                 "--results", str(results_file),
@@ -404,10 +418,22 @@ def main(argv: list[str] | None = None) -> None:
 
     rows: list[list[str]] = []
     compared: list[list[str]] = []
+    on_celery: list[list[str]] = []
     for backend, results in collected.items():
         label = backend + ("+redis" if _get(results, "_backend", "redis") else "")
         rows.extend(targets(label, results))
         compared.extend(comparison(label, results))
+        on_celery.extend(celery_comparison(label, results))
+    if on_celery:
+        print()
+        print(
+            table(
+                "Ours (Celery executor, 2 workers) vs celery beat + django-celery-beat, "
+                "200 tasks/s spread (ratio = ours / theirs; lower is better)",
+                ["backend", "measure", "ours", "theirs", "ratio"],
+                on_celery,
+            )
+        )
     if compared:
         print()
         print(

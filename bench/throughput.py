@@ -16,7 +16,9 @@ from scheduler_app.services import tasks_request_run
 from .common import (
     Context,
     Outcome,
+    Workers,
     create_tasks,
+    running,
     scheduler_process,
     wait_leader,
     wait_until,
@@ -27,11 +29,21 @@ TIMEOUT_SECONDS = 120.0
 PREFIX = "bench-runnow"
 
 
-def run(ctx: Context) -> Outcome:
+def measure(ctx: Context, *, workers: Workers | None = None, name: str = "throughput") -> dict:
+    """One measurement; with `workers`, the executions run on them (scenario 7)."""
     ctx.settle()
     ctx.db.reset()
     create_tasks(PREFIX, COUNT, task_type="manual")
-    process = scheduler_process(ctx.db, ctx.workdir, "throughput", threads=ctx.threads)
+    with running(workers, name) as executor_env:
+        return _measure(ctx, workers, name, executor_env)
+
+
+def _measure(
+    ctx: Context, workers: Workers | None, name: str, executor_env: dict[str, str]
+) -> dict:
+    process = scheduler_process(
+        ctx.db, ctx.workdir, name, threads=ctx.threads, extra_env=executor_env
+    )
     process.start()
     sampler = ctx.sampler(process.pid)
     executions = TaskExecution.objects.filter(task__name__startswith=PREFIX + "-")
@@ -50,6 +62,7 @@ def run(ctx: Context) -> Outcome:
         rss = sampler.peak_rss_mb(requested_at, done)
         others = sampler.others_percent(requested_at, done)
         db_cpu = sampler.db_percent(requested_at, done)
+        worker_figures = workers.figures(requested_at, done) if workers else {}
     finally:
         sampler.stop()
         process.stop()
@@ -60,18 +73,23 @@ def run(ctx: Context) -> Outcome:
     succeeded = sum(1 for *_, status in rows if status == TaskExecution.Status.SUCCESS)
     complete = len(finished) == COUNT
     span = max(finished) - created if complete else None
-    rate = COUNT / span if span else None
-    metrics = {
+    return {
         "requests": COUNT,
+        "finished": len(finished),
         "succeeded": succeeded,
         "all_started_s": max(started) - created if len(started) == COUNT else None,
         "all_finished_s": span,
-        "rate_per_s": rate,
+        "rate_per_s": COUNT / span if span else None,
         "cpu_percent": cpu,
         "peak_rss_mb": rss,
         "db_cpu_percent": db_cpu,
         "others_cpu_percent": others,
+        **worker_figures,
     }
+
+
+def run(ctx: Context) -> Outcome:
+    metrics = measure(ctx)
     outcome = Outcome(
         "throughput",
         "4. Run-now throughput: %d requests created in one go" % COUNT,
@@ -86,11 +104,23 @@ def run(ctx: Context) -> Outcome:
             "DB CPU %",
             "others CPU %",
         ],
-        rows=[[COUNT, succeeded, metrics["all_started_s"], span, rate, cpu, rss, db_cpu, others]],
+        rows=[
+            [
+                COUNT,
+                metrics["succeeded"],
+                metrics["all_started_s"],
+                metrics["all_finished_s"],
+                metrics["rate_per_s"],
+                metrics["cpu_percent"],
+                metrics["peak_rss_mb"],
+                metrics["db_cpu_percent"],
+                metrics["others_cpu_percent"],
+            ]
+        ],
         metrics=metrics,
     )
-    if not complete:
+    if metrics["finished"] < COUNT:
         outcome.notes.append(
-            "only %d of %d finished within %.0f s" % (len(finished), COUNT, TIMEOUT_SECONDS)
+            "only %d of %d finished within %.0f s" % (metrics["finished"], COUNT, TIMEOUT_SECONDS)
         )
     return outcome
