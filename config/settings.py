@@ -254,6 +254,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # Acknowledge a message when its run has ended, and put it back when the worker
 # process running it dies: a run that had not been claimed yet then starts on
 # another worker; one that had is recorded as lost and never runs twice.
+# Celery's Django fixup closes the database connection around every task unless
+# this is set: a new PostgreSQL connection per execution halved a worker's rate
+# (bench/README.md). run_execution checks its connection itself instead
+# (close_old_connections: CONN_MAX_AGE and health checks apply).
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # One message at a time per worker process: runs are long, and a prefetched

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.db import close_old_connections
 
 from .engine.celery_executor import RUN_EXECUTION
 from .models import TaskExecution
@@ -23,6 +24,16 @@ def run_execution(execution_id: int) -> None:
     A message delivered twice finds its execution no longer pending and does
     nothing (execution_run claims by a conditional update).
     """
+    # The worker keeps its connection between executions (CELERY_DB_REUSE_MAX);
+    # drop it here when it is too old or broken, as Django does per request.
+    close_old_connections()
+    try:
+        _run(execution_id)
+    finally:
+        close_old_connections()
+
+
+def _run(execution_id: int) -> None:
     heartbeat_ensure()
     execution = (
         TaskExecution.objects.select_related("task").filter(pk=execution_id).first()
