@@ -17,6 +17,7 @@ import heapq
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -187,13 +188,24 @@ class Engine:
         self._housekeeping_requested = False
         self._next_housekeeping = now + dt.timedelta(seconds=POLL_SECONDS)
         self._connection.before_use()
+        started = time.monotonic()
+
+        def dispatch_meanwhile() -> None:
+            # Housekeeping takes milliseconds; a fire due meanwhile is handed over
+            # between two steps rather than after all of them.
+            self.dispatch_due(now + dt.timedelta(seconds=time.monotonic() - started))
+
         self.heartbeat_if_due(now)
         self.refresh_lease_if_due(now)
         if self.leadership.is_leader:
             self.reconcile_if_changed(now)
+            dispatch_meanwhile()
             self.stage(now)
+            dispatch_meanwhile()
             self.start_pending(now)
+            dispatch_meanwhile()
             self.persist_next_runs()
+            dispatch_meanwhile()
             self.recover_if_due(now)
         elif self._loaded_version is not None:
             self._unload()
