@@ -247,6 +247,8 @@ class Run:
     result: _Result | None = None
     invocation: _Invocation | None = None
     since: float = field(default_factory=time.monotonic)
+    #: Record the log and progress the row has (the run's process is gone), not run_log's.
+    keep_log: bool = False
 
     def __post_init__(self) -> None:
         # The handler's task_extend_lock() finds the run through its bound log.
@@ -773,32 +775,32 @@ _FINAL_FIELDS = (
 )
 
 
-def runs_finish(runs: Sequence[Run]) -> None:
+def runs_finish(runs: Sequence[Run], *, now: dt.datetime | None = None) -> set[int]:
     """Record the end of runs: final states, task counters, lock releases, retries.
 
     One transaction for the batch, retried on database errors (a lost connection,
     a busy SQLite) so no record is lost. A run is recorded only if it is still
     `running` (nobody recovered, interrupted or replaced it meanwhile); otherwise
-    that other ending stands and the late result is ignored.
+    that other ending stands and the late result is ignored. Returns the ids of
+    the runs recorded here.
     """
     if not runs:
-        return
+        return set()
     try:
-        _finish(runs)
+        return _finish(runs, now=now)
     finally:
         for run in runs:
             _watchdog.remove(run)
 
 
-def _finish(runs: Sequence[Run]) -> None:
-    finished_at = timezone.now()
+def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
+    finished_at = now or timezone.now()
     for run in runs:
         result = run.result or _Result(
             status=Status.FAILED,
             error_message=_("The run stopped unexpectedly."),
             failure_kind=FailureKind.ERROR,
         )
-        snapshot = run.run_log.snapshot()
         run.execution.mark_finished(
             status=result.status,
             now=finished_at,
@@ -807,9 +809,11 @@ def _finish(runs: Sequence[Run]) -> None:
             error_traceback=result.error_traceback,
             failure_kind=result.failure_kind,
         )
-        run.execution.log_output = snapshot.text
-        run.execution.progress_done = snapshot.progress_done
-        run.execution.progress_total = snapshot.progress_total
+        if not run.keep_log:
+            snapshot = run.run_log.snapshot()
+            run.execution.log_output = snapshot.text
+            run.execution.progress_done = snapshot.progress_done
+            run.execution.progress_total = snapshot.progress_total
     backend = get_lock_backend()
     locks_in_transaction = isinstance(backend, DatabaseLockBackend)
     held = [(run.lock.key, run.lock.token) for run in runs if run.lock and not run.lock.lost]
@@ -872,6 +876,39 @@ def _finish(runs: Sequence[Run]) -> None:
         }.get(execution.status)
         if signal is not None:
             _send(signal, run.task, execution)
+    return written
+
+
+def executions_fail(
+    executions: Sequence[TaskExecution],
+    *,
+    failure_kind: str,
+    message: Callable[[TaskExecution], str],
+    now: dt.datetime | None = None,
+) -> list[TaskExecution]:
+    """End as failed runs whose process cannot end them (it died, a time limit killed it).
+
+    The same record as the execution path's: final state (the log the row has is
+    kept), the task's counters, a retry when the task asks for one, and the
+    `execution_failed` signal. Only runs still `running` are ended; returns them.
+    Their task locks are not known here and expire by their TTL.
+    """
+    runs = [
+        Run(
+            execution=execution,
+            task=execution.task,
+            run_log=RunLog(max_lines=1),
+            keep_log=True,
+            result=_Result(
+                status=Status.FAILED,
+                error_message=message(execution),
+                failure_kind=failure_kind,
+            ),
+        )
+        for execution in executions
+    ]
+    written = runs_finish(runs, now=now)
+    return [run.execution for run in runs if run.execution.pk in written]
 
 
 #: Runs per final UPDATE statement (12 parameters each, well under SQLite's limit).
@@ -1096,6 +1133,9 @@ def execution_cancel(execution: TaskExecution, *, now: dt.datetime | None = None
 def executions_recover_abandoned(*, now: dt.datetime | None = None) -> int:
     """Mark as failed the runs left `running` by instances that are gone.
 
+    Recorded as the execution path would (counters, a retry when the task asks
+    for one, the `execution_failed` signal), through `executions_fail`.
+
     "Gone" means no fresh heartbeat (SCHEDULER_INSTANCE_STALE_SECONDS). Runs that
     started within that window are left alone: their instance may not have beaten yet.
     """
@@ -1125,20 +1165,23 @@ def executions_recover_abandoned(*, now: dt.datetime | None = None) -> int:
             message = _(
                 "Abandoned: instance “%(instance)s” stopped while this run was going."
             ) % {"instance": gone or "?"}
-        orphans_of_gone = TaskExecution.objects.running().filter(
-            instance_id=gone, started_at__lt=stale_before
+        orphans_of_gone = list(
+            TaskExecution.objects.running()
+            .filter(instance_id=gone, started_at__lt=stale_before)
+            .select_related("task")
         )
         if app_settings.redis_url:
             # The row's log lags the live log by up to SCHEDULER_LOG_ROW_FLUSH_INTERVAL:
             # keep what Redis got from the dead process.
-            for pk, text in orphans_of_gone.values_list("pk", "log_output"):
-                orphans_of_gone.filter(pk=pk).update(log_output=livelog.complete_text(pk, text))
-        count = orphans_of_gone.update(
-            status=Status.FAILED,
+            for orphan in orphans_of_gone:
+                orphan.log_output = livelog.complete_text(orphan.pk, orphan.log_output)
+        ended = executions_fail(
+            orphans_of_gone,
             failure_kind=FailureKind.ABANDONED,
-            finished_at=now,
-            error_message=message,
+            message=lambda _execution, text=message: text,
+            now=now,
         )
+        count = len(ended)
         if count:
             logger.warning("Marked %d execution(s) of gone instance %s as abandoned", count, gone)
         recovered += count

@@ -1,8 +1,9 @@
 """Runs a Celery worker process could not finish: it died, or the hard limit killed it.
 
 The worker's main process calls these (the process that ran the execution is gone),
-so they write the record that `execution_run` would have written, if the run is
-still `running`: a conditional update, so whoever ends a run first wins.
+so they write the record that `execution_run` would have written (counters, a
+retry when the task asks for one, the signal) through `executions_fail`, if the
+run is still `running`: a conditional update, so whoever ends a run first wins.
 """
 
 from __future__ import annotations
@@ -11,13 +12,10 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
-from django.db import transaction
-from django.db.models import F
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import signals
-from ..models import ScheduledTask, TaskExecution
+from ..models import TaskExecution
+from .executions import executions_fail
 
 logger = logging.getLogger(__name__)
 
@@ -95,59 +93,25 @@ def _fail_running(
     now: dt.datetime | None,
     instance: str | None = None,
 ) -> bool:
-    now = now or timezone.now()
     running = TaskExecution.objects.filter(pk=execution_id, status=Status.RUNNING)
     if instance is not None:
         running = running.filter(instance_id=instance)
-    execution = (
-        running.select_related("task")
-        .defer("log_output", "result", "error_traceback")
-        .first()
-    )
+    execution = running.select_related("task").first()
     if execution is None:
         return False  # never claimed (its message goes back to the queue), or ended
-    text = message(execution.instance_id or "?")
-    duration_ms = None
-    if execution.started_at is not None:
-        duration_ms = max(0, int((now - execution.started_at).total_seconds() * 1000))
-    with transaction.atomic():
-        written = TaskExecution.objects.filter(
-            pk=execution.pk, status=Status.RUNNING, instance_id=execution.instance_id
-        ).update(
-            status=Status.FAILED,
-            failure_kind=failure_kind,
-            finished_at=now,
-            duration_ms=duration_ms,
-            error_message=text,
-        )
-        if written:
-            ScheduledTask.objects.filter(pk=execution.task_id).update(
-                run_count=F("run_count") + 1,
-                fail_count=F("fail_count") + 1,
-                last_run_at=execution.started_at,
-            )
-    if not written:
+    ended = executions_fail(
+        [execution],
+        failure_kind=failure_kind,
+        message=lambda execution: message(execution.instance_id or "?"),
+        now=now,
+    )
+    if not ended:
         return False
     logger.warning(
         "Execution %s of task %s failed (%s): %s",
         execution.pk,
         execution.task.name,
         failure_kind,
-        text,
+        execution.error_message,
     )
-    execution.status = Status.FAILED
-    execution.failure_kind = failure_kind
-    execution.finished_at = now
-    execution.duration_ms = duration_ms
-    execution.error_message = text
-    for receiver, response in signals.execution_failed.send_robust(
-        sender=ScheduledTask, task=execution.task, execution=execution
-    ):
-        if isinstance(response, Exception):
-            logger.error(
-                "Signal receiver %r failed for execution %s: %r",
-                receiver,
-                execution.pk,
-                response,
-            )
     return True

@@ -104,3 +104,22 @@ def test_cleanup_uses_the_history_setting(task: ScheduledTask, settings) -> None
     TaskExecution.objects.create(task=task, status=Status.SUCCESS, created_at=now - dt.timedelta(days=3))
 
     assert executions_cleanup(now=now) == 1
+
+
+def test_an_abandoned_run_is_counted_keeps_its_log_and_is_retried(task: ScheduledTask) -> None:
+    task.max_retries = 2
+    task.save()
+    now = timezone.now()
+    SchedulerInstance.objects.create(instance_id="dead", last_heartbeat_at=now - dt.timedelta(minutes=5))
+    orphan = running(task, "dead", now - dt.timedelta(minutes=6))
+    TaskExecution.objects.filter(pk=orphan.pk).update(log_output="[10:00] step 1\n")
+
+    assert executions_recover_abandoned(now=now) == 1
+
+    orphan.refresh_from_db()
+    task.refresh_from_db()
+    assert orphan.log_output == "[10:00] step 1\n"
+    assert orphan.duration_ms == 6 * 60 * 1000
+    assert (task.run_count, task.fail_count, task.last_run_at) == (1, 1, orphan.started_at)
+    retry = TaskExecution.objects.get(retry_of=orphan)
+    assert retry.status == Status.PENDING and retry.attempt == 2

@@ -151,3 +151,18 @@ def test_a_run_broken_outside_its_handler_is_failed_only_by_its_own_process() ->
     assert execution.error_message == (
         "The run broke outside its handler: SoftTimeLimitExceeded: late"
     )
+
+
+def test_a_run_whose_worker_process_died_is_retried_when_its_task_asks() -> None:
+    task = make_task(max_retries=1, retry_delay_seconds=30)
+    execution = running_run(task=task)
+
+    assert execution_record_worker_lost(execution.pk, error="WorkerLostError")
+
+    retry = TaskExecution.objects.get(retry_of=execution)
+    assert (retry.status, retry.trigger_type, retry.attempt) == (
+        Status.PENDING,
+        TaskExecution.TriggerType.RETRY,
+        2,
+    )
+    assert retry.run_after > timezone.now() + dt.timedelta(seconds=25)
