@@ -222,8 +222,8 @@ class InlineExecutor:
         for run in runs:
             if run.result is None:
                 self._work.put(run)
-        if len(runs) != len([run for run in runs if run.result is None]):
-            self._wake.set()
+        if any(run.result is not None for run in runs):
+            self._wake.set()  # the skipped ones wait to be recorded
 
     @staticmethod
     def _reset_connection() -> None:
