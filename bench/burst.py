@@ -89,11 +89,7 @@ def _measure(
             every=0.25,
         )
         done = time.time()
-        cpu = sampler.cpu_percent(due, done)
-        rss = sampler.peak_rss_mb(due, done)
-        others = sampler.others_percent(due, done)
-        db_cpu = sampler.db_percent(due, done)
-        worker_figures = workers.figures(due, done) if workers else {}
+        figures = {**sampler.figures(due, done), **(workers.figures(due, done) if workers else {})}
     finally:
         sampler.stop()
         process.stop()
@@ -114,14 +110,10 @@ def _measure(
         # Runs recorded per second from the due instant (of those recorded so far).
         "rate_per_s": len(finished) / (max(finished) - due) if finished else None,
         "start_lateness_ms": summary_ms(s - due for s in started),
-        "cpu_percent": cpu,
-        "peak_rss_mb": rss,
-        "db_cpu_percent": db_cpu,
-        "others_cpu_percent": others,
+        **figures,
         "ready_before_due_s": due - ready,
         "timeout_s": timeout,
         "log_problems": log_problems(process.log.read_text(errors="replace")),
-        **worker_figures,
     }
 
 

@@ -426,6 +426,15 @@ class ProcSampler:
         inside = self.window(start, end)
         return max(sample.rss_kb for sample in inside) / 1024 if inside else None
 
+    def figures(self, start: float, end: float) -> dict[str, float | None]:
+        """Every figure of [start, end], under the keys the results use."""
+        return {
+            "cpu_percent": self.cpu_percent(start, end),
+            "peak_rss_mb": self.peak_rss_mb(start, end),
+            "db_cpu_percent": self.db_percent(start, end),
+            "others_cpu_percent": self.others_percent(start, end),
+        }
+
 
 class Process:
     """A child process started from the repo root (the scheduler under test, or a runner).

@@ -153,11 +153,7 @@ def _measure(
     try:
         ready = wait_leader(process)
         sleep_until(end + DRAIN_SECONDS)
-        cpu = sampler.cpu_percent(t0, end)
-        rss = sampler.peak_rss_mb(t0, end)
-        others = sampler.others_percent(t0, end)
-        db_cpu = sampler.db_percent(t0, end)
-        worker_figures = workers.figures(t0, end) if workers else {}
+        figures = {**sampler.figures(t0, end), **(workers.figures(t0, end) if workers else {})}
     finally:
         sampler.stop()
         process.stop()
@@ -167,14 +163,10 @@ def _measure(
         "tasks": count,
         "phase": phase,
         "ready_before_t0_s": t0 - ready,
-        "cpu_percent": cpu,
-        "peak_rss_mb": rss,
-        "db_cpu_percent": db_cpu,
-        "others_cpu_percent": others,
+        **figures,
         "log_warnings": warnings,
         "log_errors": errors,
         **stats,
-        **worker_figures,
     }
 
 
@@ -237,10 +229,7 @@ def run_idle(ctx: Context) -> Outcome:
         ready = wait_leader(process)
         start = ready + 1.0
         sleep_until(start + window + 0.3)
-        cpu = sampler.cpu_percent(start, start + window)
-        rss = sampler.peak_rss_mb(start, start + window)
-        others = sampler.others_percent(start, start + window)
-        db_cpu = sampler.db_percent(start, start + window)
+        figures = sampler.figures(start, start + window)
     finally:
         sampler.stop()
         process.stop()
@@ -248,13 +237,15 @@ def run_idle(ctx: Context) -> Outcome:
         "idle",
         "5. Scheduler at idle (%d s window)" % window,
         ["state", "CPU %", "peak RSS MB", "DB CPU %", "others CPU %"],
-        rows=[["idle", cpu, rss, db_cpu, others]],
-        metrics={
-            "cpu_percent": cpu,
-            "peak_rss_mb": rss,
-            "db_cpu_percent": db_cpu,
-        "others_cpu_percent": others,
-            "window_s": window,
-        },
+        rows=[
+            [
+                "idle",
+                figures["cpu_percent"],
+                figures["peak_rss_mb"],
+                figures["db_cpu_percent"],
+                figures["others_cpu_percent"],
+            ]
+        ],
+        metrics={**figures, "window_s": window},
     )
     return outcome

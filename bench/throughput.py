@@ -58,11 +58,7 @@ def _measure(
             every=0.1,
         )
         done = time.time()
-        cpu = sampler.cpu_percent(requested_at, done)
-        rss = sampler.peak_rss_mb(requested_at, done)
-        others = sampler.others_percent(requested_at, done)
-        db_cpu = sampler.db_percent(requested_at, done)
-        worker_figures = workers.figures(requested_at, done) if workers else {}
+        figures = {**sampler.figures(requested_at, done), **(workers.figures(requested_at, done) if workers else {})}
     finally:
         sampler.stop()
         process.stop()
@@ -80,11 +76,7 @@ def _measure(
         "all_started_s": max(started) - created if len(started) == COUNT else None,
         "all_finished_s": span,
         "rate_per_s": COUNT / span if span else None,
-        "cpu_percent": cpu,
-        "peak_rss_mb": rss,
-        "db_cpu_percent": db_cpu,
-        "others_cpu_percent": others,
-        **worker_figures,
+        **figures,
     }
 
 
