@@ -24,7 +24,6 @@ wrap it: `kwargs={"since": Expr("date.today() - timedelta(days=1)")}`.
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence

@@ -30,7 +30,6 @@ from tests.celery.conftest import (
     _parent_pid,
     process_env,
     readme_command,
-    venv_command,
     wait_for_workers,
 )
 from tests.engine.test_end_to_end import SchedulerProcess, stop_all

@@ -7,7 +7,6 @@ connection, which must see the rows the test made.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Any
 
