@@ -555,13 +555,17 @@ def _take_task_locks(runs: list[Run], backend: LockBackend) -> None:
             run.run_log.write(message)
 
 
+def _slot_key(task_id: int, slot: int) -> str:
+    return lock_key("task-slot", "%s:%s" % (task_id, slot))
+
+
 def _take_slot(run: Run) -> str:
     """Take one of the task's max_instances slots; why not, if none is free."""
     backend = get_lock_backend()
     ttl = float(app_settings.SCHEDULER_TASK_LOCK_TTL)
     task = run.task
     for slot in range(task.max_instances):
-        key = lock_key("task-slot", "%s:%s" % (task.pk, slot))
+        key = _slot_key(task.pk, slot)
         token = backend.acquire(key, owner=_lock_owner(run.execution), ttl_seconds=ttl)
         if token:
             run.lock = _RunLock(backend, key, token, ttl)
@@ -891,7 +895,8 @@ def executions_fail(
     The same record as the execution path's: final state (the log the row has is
     kept), the task's counters, a retry when the task asks for one, and the
     `execution_failed` signal. Only runs still `running` are ended; returns them.
-    Their task locks are not known here and expire by their TTL.
+    The task locks they still hold are freed, so the task's next fire runs
+    rather than waiting for the locks' TTL.
     """
     runs = [
         Run(
@@ -908,7 +913,33 @@ def executions_fail(
         for execution in executions
     ]
     written = runs_finish(runs, now=now)
-    return [run.execution for run in runs if run.execution.pk in written]
+    ended = [run.execution for run in runs if run.execution.pk in written]
+    _free_locks_of(ended)
+    return ended
+
+
+def _free_locks_of(executions: Sequence[TaskExecution]) -> None:
+    """Release the task locks (or slots) these ended runs' dead processes still hold.
+
+    A lock is released only while its owner is the run (its token, read just
+    before, must still hold it): one another run has taken meanwhile stays.
+    """
+    backend = get_lock_backend()
+    for execution in executions:
+        task = execution.task
+        if task.overlap_policy != ScheduledTask.OverlapPolicy.ALLOW:
+            keys = [task_lock_key(task.pk)]
+        else:
+            keys = [_slot_key(task.pk, n) for n in range(task.max_instances)]
+        owner = _lock_owner(execution)
+        for key in keys:
+            try:
+                info = backend.get(key)
+                if info is not None and info.owner == owner:
+                    backend.release(key, info.token)
+                    logger.info("Freed the task lock %s of ended execution %s", key, execution.pk)
+            except Exception:  # it expires by its TTL instead
+                logger.warning("Could not free the task lock %s", key, exc_info=True)
 
 
 #: Runs per final UPDATE statement (12 parameters each, well under SQLite's limit).

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from scheduler_app.locks import get_lock_backend, task_lock_key
 from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
 from scheduler_app.services import (
     executions_cleanup,
@@ -123,3 +124,31 @@ def test_an_abandoned_run_is_counted_keeps_its_log_and_is_retried(task: Schedule
     assert (task.run_count, task.fail_count, task.last_run_at) == (1, 1, orphan.started_at)
     retry = TaskExecution.objects.get(retry_of=orphan)
     assert retry.status == Status.PENDING and retry.attempt == 2
+
+
+def test_an_abandoned_run_frees_the_task_lock_it_held_and_no_other(task: ScheduledTask) -> None:
+    now = timezone.now()
+    SchedulerInstance.objects.create(instance_id="dead", last_heartbeat_at=now - dt.timedelta(minutes=5))
+    orphan = running(task, "dead", now - dt.timedelta(minutes=6))
+    other = ScheduledTask.objects.create(name="other", task_type="manual", handler_path="scripts:example_task")
+    backend = get_lock_backend()
+    backend.acquire(task_lock_key(task.pk), owner="dead exec:%s" % orphan.pk, ttl_seconds=600)
+    # Another task's lock, held by a live run of another process, stays.
+    backend.acquire(task_lock_key(other.pk), owner="alive exec:1", ttl_seconds=600)
+
+    assert executions_recover_abandoned(now=now) == 1
+
+    assert backend.get(task_lock_key(task.pk)) is None
+    assert backend.get(task_lock_key(other.pk)).owner == "alive exec:1"
+
+
+def test_recovery_leaves_a_task_lock_another_run_took_since(task: ScheduledTask) -> None:
+    now = timezone.now()
+    SchedulerInstance.objects.create(instance_id="dead", last_heartbeat_at=now - dt.timedelta(minutes=5))
+    running(task, "dead", now - dt.timedelta(minutes=6))
+    backend = get_lock_backend()
+    backend.acquire(task_lock_key(task.pk), owner="alive exec:99", ttl_seconds=600)
+
+    assert executions_recover_abandoned(now=now) == 1
+
+    assert backend.get(task_lock_key(task.pk)).owner == "alive exec:99"
