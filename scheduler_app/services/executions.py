@@ -13,6 +13,7 @@ import os
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -252,7 +253,15 @@ class Run:
 
     def __post_init__(self) -> None:
         # The handler's task_extend_lock() finds the run through its bound log.
-        self.run_log.lock_extender = self.extend_lock
+        # Through a weak reference: a cycle (run -> log -> run) would leave every
+        # ended run to the garbage collector's full passes, which stop all threads.
+        run = weakref.ref(self)
+
+        def extend(seconds: float | None) -> bool:
+            alive = run()
+            return alive.extend_lock(seconds) if alive is not None else False
+
+        self.run_log.lock_extender = extend
 
     def cancel(self) -> None:
         """Stop the run: async handlers at once, sync ones at their next task_log."""

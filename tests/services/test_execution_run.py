@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import threading
 from typing import Any
 
@@ -21,6 +22,7 @@ from scheduler_app.services import (
     task_request_run,
 )
 from scheduler_app.services import executions as executions_module
+from scheduler_app.tasklog import RunLog
 from tests.helpers import wait_until
 from tests.services import sample_handlers
 
@@ -510,3 +512,19 @@ def test_cleanup_script_reports_how_many_it_deleted() -> None:
 
     assert execution.result == {"deleted": 3, "kept_days": 30}
     assert "Deleted 3 executions" in execution.log_output
+
+
+def test_a_run_leaves_no_reference_cycle_for_the_garbage_collector() -> None:
+    # Ended runs must be freed at once: objects in cycles wait for the collector's
+    # full passes, which stop every thread of the scheduler for tens of ms.
+    task = make("add", handler_kwargs={"a": "1"})
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        run(task)
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, (executions_module.Run, RunLog))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left == []
