@@ -160,7 +160,7 @@ def list_handlers() -> list[HandlerInfo]:
 
 def get_handler(path: str) -> HandlerInfo:
     """Describe one handler; raise HandlerNotFound or HandlerBroken otherwise."""
-    info, _func = _resolve(path)
+    info, _func = resolve_handler(path)
     return info
 
 
@@ -170,7 +170,7 @@ def load_handler(path: str) -> Callable[..., Any]:
     For a task class it is a function that makes an instance and calls its run(),
     itself a coroutine function when run() is async.
     """
-    _info, func = _resolve(path)
+    _info, func = resolve_handler(path)
     return func
 
 
@@ -184,7 +184,8 @@ def scripts_folder() -> Path:
     return Path(str(app_settings.SCHEDULER_SCRIPTS_PATH))
 
 
-def _resolve(path: str) -> tuple[HandlerInfo, Callable[..., Any]]:
+def resolve_handler(path: str) -> tuple[HandlerInfo, Callable[..., Any]]:
+    """get_handler and load_handler in one lookup (the execution path needs both)."""
     module_name, attr = _parse(path)
     if module_name == SCRIPTS_PREFIX:
         entry = _find_script(path, attr)

@@ -104,6 +104,8 @@ def json_safe(value: Any, *, max_depth: int = 20) -> Any:
 def _safe(value: Any, depth: int, seen: set[int]) -> Any:
     if value is None or type(value) in (bool, int, str):
         return value
+    if type(value) is dict and not value:  # what most handlers return, on the hot path
+        return {}
     if type(value) is float:
         # NaN and infinities are not JSON (PostgreSQL's jsonb refuses them).
         return value if math.isfinite(value) else repr(value)

@@ -33,7 +33,7 @@ from django.utils.translation import gettext as _
 from .. import livelog, signals
 from ..conf import app_settings
 from ..exceptions import ExecutionCancelled, InvalidTransition, SchedulerError
-from ..handlers.registry import get_handler, load_handler
+from ..handlers.registry import resolve_handler
 from ..handlers.results import json_safe, outcome_from_return
 from ..locks import DatabaseLockBackend, LockBackend, get_lock_backend, lock_key, task_lock_key
 from ..models import ScheduledTask, SchedulerInstance, SchedulerLock, TaskExecution
@@ -250,6 +250,8 @@ class Run:
     since: float = field(default_factory=time.monotonic)
     #: Record the log and progress the row has (the run's process is gone), not run_log's.
     keep_log: bool = False
+    #: When the run stage ended: the record (often batched, later) says so.
+    ended_at: dt.datetime | None = None
 
     def __post_init__(self) -> None:
         # The handler's task_extend_lock() finds the run through its bound log.
@@ -632,6 +634,14 @@ def run_claimed(run: Run, *, inline: bool = False) -> None:
     # and started_at says when it really started (written with the final state).
     execution.started_at = timezone.now()
     try:
+        _run_stage(run, inline=inline)
+    finally:
+        run.ended_at = timezone.now()
+
+
+def _run_stage(run: Run, *, inline: bool) -> None:
+    execution, task = run.execution, run.task
+    try:
         refused = ""
         if run.lock_wanted == "slot":
             refused = _take_slot(run)
@@ -665,8 +675,7 @@ def run_claimed(run: Run, *, inline: bool = False) -> None:
 def _evaluate_and_call(run: Run, *, inline: bool) -> _Result:
     execution, task = run.execution, run.task
     try:
-        func = load_handler(task.handler_path)
-        info = get_handler(task.handler_path)
+        info, func = resolve_handler(task.handler_path)
         raw = {**task.handler_kwargs, **execution.kwargs_overrides}
         kwargs = parameters_evaluate(
             info, raw, now=task_local_now(task, now=execution.started_at)
@@ -807,7 +816,7 @@ def runs_finish(runs: Sequence[Run], *, now: dt.datetime | None = None) -> set[i
 
 
 def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
-    finished_at = now or timezone.now()
+    recorded_at = timezone.now()
     for run in runs:
         result = run.result or _Result(
             status=Status.FAILED,
@@ -816,7 +825,7 @@ def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
         )
         run.execution.mark_finished(
             status=result.status,
-            now=finished_at,
+            now=now or run.ended_at or recorded_at,
             result=result.result,
             error_message=result.error_message,
             error_traceback=result.error_traceback,
@@ -838,7 +847,7 @@ def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
                 if locks_in_transaction:
                     backend.release_many(held)
                 retries = [
-                    _schedule_retry(run.execution, run.task, finished_at)
+                    _schedule_retry(run.execution, run.task, run.execution.finished_at)
                     for run in runs
                     if run.execution.pk in written and _wants_retry(run)
                 ]

@@ -514,6 +514,21 @@ def test_cleanup_script_reports_how_many_it_deleted() -> None:
     assert "Deleted 3 executions" in execution.log_output
 
 
+def test_finished_at_is_when_the_handler_ended_not_when_the_run_was_recorded() -> None:
+    execution = task_request_run(make("add", handler_kwargs={"a": "1"}))
+    [claimed] = executions_module.runs_claim([execution])
+    executions_module.run_claimed(claimed)
+    ended_at = claimed.ended_at
+    assert ended_at is not None
+
+    # The inline executor records ended runs in batches, a little later.
+    executions_module.runs_finish([claimed])
+
+    execution.refresh_from_db()
+    assert execution.finished_at == ended_at
+    assert execution.duration_ms == int((ended_at - execution.started_at).total_seconds() * 1000)
+
+
 def test_a_run_leaves_no_reference_cycle_for_the_garbage_collector() -> None:
     # Ended runs must be freed at once: objects in cycles wait for the collector's
     # full passes, which stop every thread of the scheduler for tens of ms.
