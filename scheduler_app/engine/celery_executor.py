@@ -100,6 +100,8 @@ class CeleryExecutor:
     is harmless).
     """
 
+    #: Fires are sent at their time: a worker starts what it receives.
+    lead_seconds = 0.0
     #: How often the ids sent are checked against the database.
     check_seconds = 2.0
     #: A sent execution still pending after this long is sent again.
@@ -158,6 +160,10 @@ class CeleryExecutor:
             with self._lock:
                 self._sent.update((pk, now) for pk in sent)
         logger.debug("Sent %d execution(s) to Celery", len(sent))
+
+    def busy(self) -> bool:
+        """Never: sending a message is all it does at a fire time."""
+        return False
 
     def inflight(self) -> set[int]:
         """Ids sent and not yet claimed by a worker (as of the last check)."""

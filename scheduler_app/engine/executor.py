@@ -6,10 +6,16 @@ batching: one bookkeeper thread claims the executions handed over and records th
 runs that ended, each in one transaction for everything that is waiting, while a
 bounded pool of threads calls the handlers. Under load a batch holds many runs;
 when idle it holds one, so nothing waits for a batch to fill.
+
+The engine hands staged fires over up to `lead_seconds` before their time. They
+are claimed at once, in one transaction for the lot, and a timer thread gives
+each to the pool at its time: at the fire time only the start is left to do.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import queue
 import threading
@@ -32,8 +38,19 @@ IDLE_RECHECK_SECONDS = 30.0
 CLAIM_AHEAD = 50
 #: Ended runs are recorded together once the oldest has waited this long (or
 #: RECORD_BATCH of them wait): fewer record transactions when runs trickle in.
-RECORD_EVERY_SECONDS = 0.02
+RECORD_EVERY_SECONDS = 0.05
 RECORD_BATCH = 100
+#: While runs wait for a thread, recording, which competes for the GIL, waits
+#: until they have started, but no longer than this.
+RECORD_AT_MOST_EVERY_SECONDS = 0.25
+#: How long before their time the engine hands staged fires over (it does so in
+#: groups, once the first is within half of it): the claim is done meanwhile.
+HANDOVER_AHEAD_SECONDS = 0.2
+
+
+def _due(execution: TaskExecution) -> float:
+    """When an execution may start (a timestamp; 0 for "now")."""
+    return execution.run_after.timestamp() if execution.run_after else 0.0
 
 
 class ConnectionKeeper:
@@ -60,6 +77,8 @@ class InlineExecutor:
     thread (or in a thread of their own when their task has a timeout).
     """
 
+    lead_seconds = HANDOVER_AHEAD_SECONDS
+
     def __init__(self, max_workers: int) -> None:
         self.max_workers = max(1, int(max_workers))
         self._lock = threading.Lock()
@@ -69,16 +88,26 @@ class InlineExecutor:
         self._inflight: set[int] = set()
         self._running: set[int] = set()  # claimed, not yet recorded
         self._ended_since = 0.0  # when the oldest run in _ended ended
+        self._record_after_starts = False  # a record waits for the runs waiting to start
+        self._claim_waits = False  # executions wait to be claimed until a thread is free
         self._work: queue.SimpleQueue[Run | None] = queue.SimpleQueue()
+        #: Claimed runs waiting for their time, and executions whose claim waits for
+        #: theirs: a heap of (timestamp, sequence, item), watched by the timer thread.
+        self._timed: list[tuple[float, int, Run | TaskExecution]] = []
+        self._timed_runs = 0
+        self._sequence = itertools.count()
+        self._timer_wake = threading.Condition(self._lock)
         self._stopping = False
         self._bookkeeper = threading.Thread(
             target=self._bookkeep, name="scheduler-bookkeeper", daemon=True
         )
+        self._timer = threading.Thread(target=self._time, name="scheduler-timer", daemon=True)
         self._workers = [
             threading.Thread(target=self._work_loop, name="scheduler-run-%d" % n, daemon=True)
             for n in range(self.max_workers)
         ]
         self._bookkeeper.start()
+        self._timer.start()
         for worker in self._workers:
             worker.start()
 
@@ -102,15 +131,23 @@ class InlineExecutor:
         """Start nothing new; wait up to the grace period; return the ids still running.
 
         Executions handed over but not claimed yet stay pending in the database,
-        and runs claimed but still waiting for a thread are made pending again, so
-        the next scheduler to run starts them: nothing is lost.
+        and runs claimed but still waiting for their time or a thread are made
+        pending again, so the next scheduler to run starts them: nothing is lost.
         """
+        unstarted: list[Run] = []
         with self._lock:
             self._stopping = True
             for execution in self._intake:
                 self._inflight.discard(execution.pk)
             self._intake.clear()
-        unstarted: list[Run] = []
+            for _when, _n, item in self._timed:
+                if isinstance(item, Run):
+                    unstarted.append(item)
+                else:
+                    self._inflight.discard(item.pk)
+            self._timed.clear()
+            self._timed_runs = 0
+            self._timer_wake.notify()
         while True:
             try:
                 run = self._work.get_nowait()
@@ -118,15 +155,7 @@ class InlineExecutor:
                 break
             if run is not None:
                 unstarted.append(run)
-        try:
-            runs_release(unstarted)
-        except Exception:  # they end as interrupted instead, like the running ones
-            logger.exception("Could not give back %d claimed run(s)", len(unstarted))
-        else:
-            with self._lock:
-                for run in unstarted:
-                    self._running.discard(run.execution.pk)
-                    self._inflight.discard(run.execution.pk)
+        self._give_back(unstarted)
         self._wake.set()
         deadline = time.monotonic() + grace_seconds
         while time.monotonic() < deadline:
@@ -152,17 +181,15 @@ class InlineExecutor:
                 # then takes a few claim/record cycles instead of one per pool-full
                 # (each cycle costs round trips and a commit); a run's started_at is
                 # still set when its handler really starts.
-                outstanding = len(self._running) - len(self._ended)
+                outstanding = len(self._running) - len(self._ended) - self._timed_runs
                 free = self.max_workers + CLAIM_AHEAD - outstanding
                 take = [self._intake.popleft() for _ in range(min(free, len(self._intake)))]
+                # Left over for want of threads: the next run to end wakes us for them.
+                self._claim_waits = bool(self._intake) and not take
                 # Recording can wait a little (RECORD_EVERY_SECONDS) to group runs:
                 # nobody waits for it, while a claim is what lateness is made of.
                 ended: list[Run] = []
-                if self._ended and (
-                    self._stopping
-                    or len(self._ended) >= RECORD_BATCH
-                    or time.monotonic() - self._ended_since >= RECORD_EVERY_SECONDS
-                ):
+                if self._ended and (self._stopping or self._record_due_in_locked() == 0):
                     ended = list(self._ended)
                     self._ended.clear()
             if not ended and not take:
@@ -175,15 +202,34 @@ class InlineExecutor:
             keeper.before_use()
             if take:
                 self._claim(take)
+                self._wake.set()  # claim what is left now if threads are free
             if ended:
                 self._record(ended)
 
     def _record_due_in(self) -> float | None:
         """How long the oldest ended run may still wait to be recorded (None: none waits)."""
         with self._lock:
-            if not self._ended:
-                return None
-            return max(0.0, self._ended_since + RECORD_EVERY_SECONDS - time.monotonic())
+            return self._record_due_in_locked()
+
+    def _record_due_in_locked(self) -> float | None:
+        if not self._ended:
+            return None
+        if not self._work.empty():  # runs wait for a thread: they start first
+            wait = RECORD_AT_MOST_EVERY_SECONDS
+            self._record_after_starts = True
+        elif len(self._ended) >= RECORD_BATCH:
+            return 0.0
+        else:
+            wait = RECORD_EVERY_SECONDS
+        return max(0.0, self._ended_since + wait - time.monotonic())
+
+    def busy(self) -> bool:
+        """Whether runs are being claimed, wait for their time, or wait for a thread.
+
+        The engine puts off work that can wait (staging) while this is so.
+        """
+        with self._lock:
+            return bool(self._intake or self._timed_runs or not self._work.empty())
 
     def _run_ended(self, run: Run) -> None:
         """Queue an ended run for the next record (call with the lock held)."""
@@ -210,20 +256,86 @@ class InlineExecutor:
             logger.exception("Could not claim %d execution(s); the engine offers them again", len(take))
             self._reset_connection()
             runs = []
-        claimed = {run.execution.pk for run in runs}
+        now = time.time()
+        # A run claimed before its time and refused its task lock is not skipped
+        # yet: the previous run may still end before then. It is given back and
+        # claimed again at its time, when the refusal counts.
+        early = [run for run in runs if run.result is not None and _due(run.execution) > now]
+        if early:
+            try:
+                runs_release(early)
+            except Exception:  # recorded as skipped instead: a little early, but recorded
+                logger.exception("Could not give back %d run(s) claimed early", len(early))
+                self._reset_connection()
+                early = []
+        deferred = {run.execution.pk for run in early}
+        claimed = {run.execution.pk for run in runs} - deferred
+        too_late: list[Run] = []  # claimed while shutting down, not due yet
         with self._lock:
             for execution in take:
-                if execution.pk not in claimed:
+                if execution.pk not in claimed and execution.pk not in deferred:
                     self._inflight.discard(execution.pk)
             self._running.update(claimed)
             for run in runs:
-                if run.result is not None:  # skipped at claim time: straight to the record
+                if run.execution.pk in deferred:
+                    if not self._stopping:
+                        self._at(_due(run.execution), run.execution)
+                    else:
+                        self._inflight.discard(run.execution.pk)
+                elif run.result is not None:  # skipped at claim time: straight to the record
                     self._run_ended(run)
-        for run in runs:
-            if run.result is None:
-                self._work.put(run)
+                elif _due(run.execution) <= now:
+                    self._work.put(run)
+                elif not self._stopping:
+                    self._at(_due(run.execution), run)
+                else:
+                    too_late.append(run)
+        if too_late:
+            self._give_back(too_late)
         if any(run.result is not None for run in runs):
             self._wake.set()  # the skipped ones wait to be recorded
+
+    def _give_back(self, runs: list[Run]) -> None:
+        """Make claimed runs that never started pending again (at shutdown)."""
+        try:
+            runs_release(runs)
+        except Exception:  # they end as interrupted instead, like the running ones
+            logger.exception("Could not give back %d claimed run(s)", len(runs))
+            return
+        with self._lock:
+            for run in runs:
+                self._running.discard(run.execution.pk)
+                self._inflight.discard(run.execution.pk)
+
+    def _at(self, when: float, item: Run | TaskExecution) -> None:
+        """Start a claimed run, or claim an execution, at `when` (call with the lock held)."""
+        heapq.heappush(self._timed, (when, next(self._sequence), item))
+        if isinstance(item, Run):
+            self._timed_runs += 1
+        self._timer_wake.notify()
+
+    def _time(self) -> None:
+        """The timer thread: hands each timed item on at its time, and nothing else."""
+        with self._timer_wake:
+            while not (self._stopping and not self._timed):
+                if not self._timed:
+                    self._timer_wake.wait()
+                    continue
+                delay = self._timed[0][0] - time.time()
+                if delay > 0:
+                    self._timer_wake.wait(delay)
+                    continue
+                claim = False
+                while self._timed and self._timed[0][0] <= time.time():
+                    _when, _n, item = heapq.heappop(self._timed)
+                    if isinstance(item, Run):
+                        self._timed_runs -= 1
+                        self._work.put(item)
+                    else:
+                        self._intake.append(item)
+                        claim = True
+                if claim:
+                    self._wake.set()
 
     @staticmethod
     def _reset_connection() -> None:
@@ -246,4 +358,14 @@ class InlineExecutor:
                 logger.exception("Execution %s could not be run", run.execution.pk)
             with self._lock:
                 self._run_ended(run)
-            self._wake.set()
+                # The bookkeeper sleeps until the first ended run's record is due,
+                # or, when it put the record off, until no run waits for a thread.
+                wake = (
+                    len(self._ended) == 1
+                    or self._claim_waits
+                    or (self._record_after_starts and self._work.empty())
+                )
+                if wake:
+                    self._record_after_starts = self._claim_waits = False
+            if wake:
+                self._wake.set()

@@ -55,6 +55,9 @@ POLL_SECONDS = 0.25
 #: Fires due within this long are recorded (staged) ahead of time. Longer than
 #: POLL_SECONDS, so each fire is staged at least 0.75 s before it is due.
 STAGE_AHEAD_SECONDS = 1.0
+#: While the executor is busy starting runs, staging waits for the next round
+#: unless a fire would then be staged less than this long before its time.
+STAGE_AT_LEAST_SECONDS = 0.5
 #: sys.setswitchinterval() of a running scheduler process (Python's default: 0.005).
 GIL_SWITCH_INTERVAL = 0.001
 #: How often the leader looks for runs abandoned by instances that died.
@@ -66,11 +69,19 @@ PENDING_BATCH = 500
 
 
 class Executor(Protocol):
+    #: How long before their time staged fires may be handed over (0: at their
+    #: time). The executor must not start one before its `run_after`.
+    lead_seconds: float
+
     def submit(self, executions: list[TaskExecution]) -> None: ...
 
     def inflight(self) -> set[int]: ...
 
     def shutdown(self, *, grace_seconds: float) -> set[int]: ...
+
+    def busy(self) -> bool:
+        """Whether it is starting runs now (the engine then puts off staging)."""
+        ...
 
 
 class Engine:
@@ -205,8 +216,9 @@ class Engine:
         if self.leadership.is_leader:
             self.reconcile_if_changed(now)
             dispatch_meanwhile()
-            self.stage(now)
-            dispatch_meanwhile()
+            if self._stage_now(now):
+                self.stage(now)
+                dispatch_meanwhile()
             self.start_pending(now)
             dispatch_meanwhile()
             self.persist_next_runs()
@@ -215,12 +227,26 @@ class Engine:
         elif self._loaded_version is not None:
             self._unload()
 
+    def _stage_now(self, now: dt.datetime) -> bool:
+        """Stage now, or in the next round because runs are starting (fires cluster).
+
+        Fires due at the same instant (cron tasks on the minute, intervals on
+        the second) start as a burst; staging the next ones (an insert of up to a
+        second's fires) meanwhile would hold the GIL the burst needs. It waits one
+        round (POLL_SECONDS) when every fire to stage would still be staged
+        STAGE_AT_LEAST_SECONDS ahead then.
+        """
+        first = self.store.next_run_at()
+        if first is None or not self.executor.busy():
+            return True
+        latest = now + dt.timedelta(seconds=POLL_SECONDS + STAGE_AT_LEAST_SECONDS)
+        return first < latest
+
     def _sleep_seconds(self, now: dt.datetime) -> float:
         wake_at = self._next_housekeeping or now
         if self._staged_heap and self.firing_enabled:
-            sleep = min(
-                (wake_at - now).total_seconds(), self._staged_heap[0][0] - now.timestamp()
-            )
+            handover_at = self._staged_heap[0][0] - self.executor.lead_seconds / 2
+            sleep = min((wake_at - now).total_seconds(), handover_at - now.timestamp())
         else:
             sleep = (wake_at - now).total_seconds()
         return max(0.0, sleep)
@@ -406,10 +432,18 @@ class Engine:
         return executions
 
     def dispatch_due(self, now: dt.datetime) -> list[TaskExecution]:
-        """Hand the staged fires due at `now` to the executor: no query, just the handover."""
+        """Hand the staged fires due at `now` to the executor: no query, just the handover.
+
+        An executor with a lead (`lead_seconds`) gets them ahead of their time, in
+        groups: once the first is within half the lead, every fire within the lead.
+        """
         if not self.firing_enabled or not self._staged_heap or not self.leadership.is_leader:
             return []
+        lead = self.executor.lead_seconds
         limit = now.timestamp()
+        if self._staged_heap[0][0] > limit + lead / 2:
+            return []
+        limit += lead
         due = []
         while self._staged_heap and self._staged_heap[0][0] <= limit:
             _when, pk = heapq.heappop(self._staged_heap)

@@ -33,6 +33,8 @@ NEW_YORK = ZoneInfo("America/New_York")
 class RecordingExecutor:
     """Collects what the engine hands over instead of running it."""
 
+    lead_seconds = 0.0
+
     def __init__(self) -> None:
         self.submitted: list[TaskExecution] = []
 
@@ -45,12 +47,16 @@ class RecordingExecutor:
     def shutdown(self, *, grace_seconds: float) -> set[int]:
         return set()
 
+    def busy(self) -> bool:
+        return False
+
 
 def make_engine(**kwargs: Any) -> Engine:
     leadership = kwargs.pop("leadership", None) or Leadership(
         owner="test", enabled=False, ttl_seconds=30
     )
-    return Engine(executor=RecordingExecutor(), leadership=leadership, **kwargs)
+    executor = kwargs.pop("executor", None) or RecordingExecutor()
+    return Engine(executor=executor, leadership=leadership, **kwargs)
 
 
 def create(now: dt.datetime, **fields: Any) -> ScheduledTask:
@@ -448,6 +454,49 @@ def test_fires_are_recorded_ahead_and_handed_over_at_their_time() -> None:
 
     assert [e.pk for e in engine.executor.submitted] == [staged.pk]
     assert TaskExecution.objects.filter(task=task).count() == 1
+
+
+def test_an_executor_with_a_lead_gets_fires_that_far_ahead_in_groups() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    executor = RecordingExecutor()
+    executor.lead_seconds = 0.2
+    engine = make_engine(executor=executor)
+    tasks = {
+        offset: create(
+            start + dt.timedelta(seconds=offset),
+            name="at +%s s" % offset,
+            task_type="interval",
+            cron_expression="",
+            interval_seconds=10,
+        )
+        for offset in (0, 0.05, 0.3)
+    }
+    due = start + dt.timedelta(seconds=10)
+    engine.tick(start + dt.timedelta(seconds=0.3))
+    engine.tick(due - dt.timedelta(seconds=0.5))  # all staged
+
+    # Not yet: the first fire is more than half the lead away.
+    engine.tick(due - dt.timedelta(seconds=0.11))
+    assert executor.submitted == []
+    # Half the lead before the first: every fire within the lead, together.
+    engine.tick(due - dt.timedelta(seconds=0.1))
+    handed = {offset: fires_of(engine, task) for offset, task in tasks.items()}
+    assert handed == {0: [due], 0.05: [due + dt.timedelta(seconds=0.05)], 0.3: []}
+
+
+def test_staging_waits_a_round_while_the_executor_is_busy_but_never_too_long() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    executor = RecordingExecutor()
+    engine = make_engine(executor=executor)
+    task = create(start, task_type="interval", cron_expression="", interval_seconds=10)
+    engine.tick(start)
+    due = start + dt.timedelta(seconds=10)
+    executor.busy = lambda: True  # type: ignore[method-assign]
+
+    engine.housekeep(due - dt.timedelta(seconds=0.9))  # would be staged 0.65 s ahead next round
+    assert not TaskExecution.objects.filter(task=task).exists()
+    engine.housekeep(due - dt.timedelta(seconds=0.7))  # next round would be too late
+    assert TaskExecution.objects.get(task=task).scheduled_for == due
 
 
 def test_pausing_a_task_withdraws_its_staged_fire() -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from scheduler_app.engine.executor import InlineExecutor
 from scheduler_app.models import ScheduledTask, TaskExecution
@@ -143,3 +144,93 @@ def test_a_duplicate_submission_runs_once(executors: list[InlineExecutor]) -> No
     assert wait_until(lambda: statuses([execution]) == [Status.SUCCESS])
     assert wait_until(lambda: executor.inflight() == set())
     assert len(sample_handlers.calls) == 1
+
+
+# -- executions handed over before their time (staged fires) ---------------------------
+
+
+def due_in(execution: TaskExecution, seconds: float) -> dt.datetime:
+    """Make a pending execution due `seconds` from now, as a staged fire is."""
+    due = timezone.now() + dt.timedelta(seconds=seconds)
+    TaskExecution.objects.filter(pk=execution.pk).update(run_after=due, scheduled_for=due)
+    execution.run_after = execution.scheduled_for = due
+    return due
+
+
+def test_an_execution_handed_over_early_is_claimed_at_once_and_started_at_its_time(
+    executors: list[InlineExecutor],
+) -> None:
+    execution = task_request_run(make("add", handler_kwargs={"a": "1"}))
+    due = due_in(execution, 1.0)
+    executor = InlineExecutor(max_workers=2)
+    executors.append(executor)
+
+    executor.submit([execution])
+
+    assert wait_until(lambda: statuses([execution]) == [Status.RUNNING])
+    if timezone.now() < due:
+        assert sample_handlers.calls == []
+    assert wait_until(lambda: statuses([execution]) == [Status.SUCCESS])
+    execution.refresh_from_db()
+    assert execution.started_at >= due
+    assert len(sample_handlers.calls) == 1
+
+
+def test_a_run_claimed_early_is_not_skipped_for_a_lock_freed_before_its_time(
+    executors: list[InlineExecutor], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="scheduler_app.services.executions")
+    task = make("log_then_block")
+    first = task_request_run(task)
+    executor = InlineExecutor(max_workers=2)
+    executors.append(executor)
+    executor.submit([first])
+    assert sample_handlers.started.wait(10)
+    later = task_request_run(task)
+    due = due_in(later, 1.5)
+
+    executor.submit([later])
+    # Claimed ahead, refused the lock the first run holds: given back, not skipped.
+    assert wait_until(lambda: "not started yet are pending again" in caplog.text)
+    assert statuses([first, later]) == [Status.RUNNING, Status.PENDING]
+    sample_handlers.release.set()
+
+    assert wait_until(lambda: statuses([first, later]) == [Status.SUCCESS] * 2)
+    later.refresh_from_db()
+    assert later.started_at >= due
+
+
+def test_a_run_claimed_early_is_skipped_at_its_time_when_the_lock_is_still_held(
+    executors: list[InlineExecutor],
+) -> None:
+    task = make("log_then_block")
+    first = task_request_run(task)
+    executor = InlineExecutor(max_workers=2)
+    executors.append(executor)
+    executor.submit([first])
+    assert sample_handlers.started.wait(10)
+    later = task_request_run(task)
+    due = due_in(later, 0.5)
+
+    executor.submit([later])
+
+    assert wait_until(lambda: statuses([later]) == [Status.SKIPPED])
+    later.refresh_from_db()
+    assert "exec:%s" % first.pk in later.result["message"]
+    assert later.finished_at >= due
+    assert statuses([first]) == [Status.RUNNING]
+
+
+def test_shutdown_gives_back_runs_waiting_for_their_time(executors: list[InlineExecutor]) -> None:
+    execution = task_request_run(make("add", handler_kwargs={"a": "1"}))
+    due_in(execution, 30)
+    executor = InlineExecutor(max_workers=2)
+    executors.append(executor)
+    executor.submit([execution])
+    assert wait_until(lambda: statuses([execution]) == [Status.RUNNING])
+
+    assert executor.shutdown(grace_seconds=0.2) == set()
+
+    assert statuses([execution]) == [Status.PENDING]
+    assert executor.inflight() == set()
+    assert sample_handlers.calls == []
