@@ -38,7 +38,7 @@ from ..handlers.results import json_safe, outcome_from_return
 from ..locks import DatabaseLockBackend, LockBackend, get_lock_backend, lock_key, task_lock_key
 from ..models import ScheduledTask, SchedulerInstance, SchedulerLock, TaskExecution
 from ..tasklog import LogSnapshot, RunLog, bind
-from .batch_sql import rows_table, task_rows_lock
+from .batch_sql import rows_table, task_rows_lock, typed_param
 from .instances import instance_id, instances_alive_ids
 from .params import parameters_evaluate
 from .tasks import task_local_now
@@ -1334,11 +1334,17 @@ def _insert_fires(rows: list[TaskExecution]) -> None:
     meta = TaskExecution._meta
     quote = connection.ops.quote_name
     fields = [f for f in meta.concrete_fields if not f.primary_key]
-    prototype = [f.get_db_prep_save(getattr(rows[0], f.attname), connection) for f in fields]
-    varying = {
-        name: [f.attname for f in fields].index(name)
-        for name in ("task_id", "scheduled_for", "run_after")
-    }
+    # Three columns differ from fire to fire; the rest are the same for all, and
+    # are sent once, as parameters of the SELECT list.
+    varying = [meta.get_field(name) for name in ("task", "scheduled_for", "run_after")]
+    select_list = ", ".join(
+        "v.%s" % quote(f.column) if f in varying else typed_param(connection, f) for f in fields
+    )
+    constants = [
+        f.get_db_prep_save(getattr(rows[0], f.attname), connection)
+        for f in fields
+        if f not in varying
+    ]
     adapt = connection.ops.adapt_datetimefield_value
     pk, task_id, scheduled_for = (
         quote(meta.pk.column),
@@ -1349,15 +1355,13 @@ def _insert_fires(rows: list[TaskExecution]) -> None:
     by_key: dict[tuple[int, Any], TaskExecution] = {}
     for start in range(0, len(rows), _FIRES_PER_INSERT):
         chunk = rows[start : start + _FIRES_PER_INSERT]
-        values_of_rows = []
         for row in chunk:
-            values = list(prototype)
-            values[varying["task_id"]] = row.task_id
-            values[varying["scheduled_for"]] = adapt(row.scheduled_for)
-            values[varying["run_after"]] = adapt(row.run_after)
-            values_of_rows.append(values)
             by_key[(row.task_id, _instant(row.scheduled_for))] = row
-        table, params = rows_table(connection, [(f.column, f) for f in fields], values_of_rows)
+        table, params = rows_table(
+            connection,
+            [(f.column, f) for f in varying],
+            [(row.task_id, adapt(row.scheduled_for), adapt(row.run_after)) for row in chunk],
+        )
         # WHERE 1 = 1: SQLite's parser needs a WHERE before an upsert's ON CONFLICT.
         sql = table + (
             "INSERT INTO %s (%s) SELECT %s FROM v WHERE 1 = 1 ON CONFLICT (%s, %s) "
@@ -1365,7 +1369,7 @@ def _insert_fires(rows: list[TaskExecution]) -> None:
             % (
                 quote(meta.db_table),
                 columns,
-                columns,
+                select_list,
                 task_id,
                 scheduled_for,
                 quote(meta.get_field("trigger_type").column),
@@ -1375,6 +1379,7 @@ def _insert_fires(rows: list[TaskExecution]) -> None:
                 scheduled_for,
             )
         )
+        params = [*params, *constants]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             for new_pk, row_task_id, row_scheduled_for in cursor.fetchall():
