@@ -193,9 +193,10 @@ class DatabaseLockBackend:
             + f" WHERE {table}.{quote('expires_at')} <= %s RETURNING {quote('key')}"
         )
         params: builtins.list[Any] = []
+        acquired_at, expires_at = adapt(now), adapt(expires)
         for key in keys:
-            params += [key, tokens[key], owners[key][:OWNER_MAX_LENGTH], adapt(now), adapt(expires)]
-        params.append(adapt(now))
+            params += [key, tokens[key], owners[key][:OWNER_MAX_LENGTH], acquired_at, expires_at]
+        params.append(acquired_at)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             taken = {row[0] for row in cursor.fetchall()}

@@ -24,6 +24,7 @@ from django.db import (
     IntegrityError,
     close_old_connections,
     connections,
+    models,
     router,
     transaction,
 )
@@ -998,17 +999,12 @@ def _write_finals(runs: Sequence[Run]) -> set[int]:
     table, pk = quote(meta.db_table), quote(meta.pk.column)
     assignments = ", ".join("%s = v.%s" % (quote(f.column), quote(f.column)) for f in fields)
     columns = [(meta.pk.column, meta.pk), *((f.column, f) for f in fields)]
+    preps = [(f.attname, _db_prep(f, connection)) for f in fields]
     written: set[int] = set()
     with connection.cursor() as cursor:
         for start in range(0, len(runs), _FINALS_PER_STATEMENT):
             rows = [
-                [
-                    run.execution.pk,
-                    *(
-                        f.get_db_prep_save(getattr(run.execution, f.attname), connection)
-                        for f in fields
-                    ),
-                ]
+                [run.execution.pk, *(prep(getattr(run.execution, name)) for name, prep in preps)]
                 for run in runs[start : start + _FINALS_PER_STATEMENT]
             ]
             source, params = rows_table(connection, columns, rows)
@@ -1026,6 +1022,25 @@ def _write_finals(runs: Sequence[Run]) -> set[int]:
             cursor.execute(sql, [*params, Status.RUNNING])
             written.update(row[0] for row in cursor.fetchall())
     return written
+
+
+def _db_prep(field: Any, connection: Any) -> Callable[[Any], Any]:
+    """`field.get_db_prep_save`, short-cut for the values it would return unchanged.
+
+    Field.get_db_prep_save for every value of every ended run was a third of
+    recording them: text, integers and aware datetimes (adapted directly) skip it.
+    """
+    slow = functools.partial(field.get_db_prep_save, connection=connection)
+    if isinstance(field, models.DateTimeField):
+        adapt = connection.ops.adapt_datetimefield_value
+        return lambda value: adapt(value) if value is None or timezone.is_aware(value) else slow(value)
+    if isinstance(field, (models.CharField, models.TextField)):
+        kind: type = str
+    elif isinstance(field, models.IntegerField):
+        kind = int
+    else:
+        return slow
+    return lambda value: value if value is None or type(value) is kind else slow(value)
 
 
 def _add_counters(runs: Sequence[Run]) -> None:
