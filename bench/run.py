@@ -11,6 +11,7 @@ the targets, marked PASS or MISS, print at the end. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -337,14 +338,32 @@ def revision() -> str:
     return (head or "unknown") + ("+changes" if dirty else "")
 
 
+@functools.cache
+def cpu_reference() -> float:
+    """Seconds a fixed pure-Python loop takes here (best of 3): the machine's speed now.
+
+    Virtual machines differ, and one VM's speed drifts with its neighbours: CPU %
+    and lateness figures compare only between runs with a similar reference.
+    """
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for step in range(2_000_000):
+            total += step
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def machine() -> str:
-    return "%s, %d cores (nproc), %s, Python %s, SQLite %s, commit %s" % (
+    return "%s, %d cores (nproc), %s, Python %s, SQLite %s, commit %s, CPU reference %.3f s" % (
         platform.node(),
         os.cpu_count() or 0,
         platform.machine(),
         platform.python_version(),
         sqlite3.sqlite_version,
         revision(),
+        cpu_reference(),
     )
 
 
