@@ -470,28 +470,36 @@ def runs_claim(
 
 
 def _claim_rows(ids: list[int], *, me: str, started_at: dt.datetime) -> set[int]:
-    """pending -> running for these ids, in one conditional UPDATE ... RETURNING."""
+    """pending -> running for these ids, in one conditional UPDATE ... RETURNING.
+
+    `started_at` is the claim, or the run's `run_after` when it is claimed ahead of
+    its time (a staged fire): a row never says it started before it was due. The
+    run stage writes the real start with the final state.
+    """
     connection = connections[router.db_for_write(TaskExecution)]
     meta = TaskExecution._meta
     quote = connection.ops.quote_name
-    column = {name: quote(meta.get_field(name).column) for name in ("status", "instance_id", "started_at")}
-    sql = "UPDATE %s SET %s = %%s, %s = %%s, %s = %%s WHERE %s IN (%s) AND %s = %%s RETURNING %s" % (
+    column = {
+        name: quote(meta.get_field(name).column)
+        for name in ("status", "instance_id", "started_at", "run_after")
+    }
+    sql = (
+        "UPDATE %s SET %s = %%s, %s = %%s, %s = CASE WHEN %s > %%s THEN %s ELSE %%s END "
+        "WHERE %s IN (%s) AND %s = %%s RETURNING %s"
+    ) % (
         quote(meta.db_table),
         column["status"],
         column["instance_id"],
         column["started_at"],
+        column["run_after"],
+        column["run_after"],
         quote(meta.pk.column),
         ", ".join(["%s"] * len(ids)),
         column["status"],
         quote(meta.pk.column),
     )
-    params = [
-        Status.RUNNING,
-        me,
-        connection.ops.adapt_datetimefield_value(started_at),
-        *ids,
-        Status.PENDING,
-    ]
+    now = connection.ops.adapt_datetimefield_value(started_at)
+    params = [Status.RUNNING, me, now, now, *ids, Status.PENDING]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {row[0] for row in cursor.fetchall()}

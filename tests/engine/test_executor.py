@@ -170,6 +170,9 @@ def test_an_execution_handed_over_early_is_claimed_at_once_and_started_at_its_ti
     assert wait_until(lambda: statuses([execution]) == [Status.RUNNING])
     if timezone.now() < due:
         assert sample_handlers.calls == []
+    # Claimed, waiting for its time: the row does not say it started before it.
+    row = TaskExecution.objects.get(pk=execution.pk)
+    assert row.status != Status.RUNNING or row.started_at >= due
     assert wait_until(lambda: statuses([execution]) == [Status.SUCCESS])
     execution.refresh_from_db()
     assert execution.started_at >= due
