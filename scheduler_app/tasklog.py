@@ -286,11 +286,15 @@ class LogPublisher:
     def unregister(self, run_log: RunLog) -> None:
         """Stop publishing `run_log`; its line sink gets the last lines next flush.
 
+        A line sink of a run that wrote nothing is not closed: it never sent anything.
+
         The text sink gets nothing more: the execution path writes the final state.
         """
         with self._lock:
             subscription = self._live.pop(id(run_log), None)
-            if subscription is not None and subscription.line_sink is not None:
+            # A run that wrote nothing (most runs) has nothing to close: no wake-up
+            # of this thread for each of them.
+            if subscription is not None and subscription.line_sink is not None and run_log.version:
                 self._closing.append(subscription)
                 self._wake.set()
 

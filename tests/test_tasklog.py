@@ -256,3 +256,19 @@ def test_a_line_sink_gets_the_last_lines_then_is_closed_when_the_run_ends() -> N
 
     assert lines.batches[-1].lines == ("[14:30:25] last",) and lines.closed
     assert quiet.live_logs() == []
+
+
+def test_a_run_that_wrote_nothing_leaves_its_line_sink_alone() -> None:
+    # Most runs are silent: ending one must not wake the publisher to close a sink
+    # that never sent anything.
+    quiet = LogPublisher()
+    quiet.interval = 60
+    run_log = RunLog(max_lines=10, clock=CLOCK)
+    lines = RecordingLineSink(every=0)
+    quiet.register(run_log, None, interval=60, line_sink=lines)
+
+    quiet.unregister(run_log)
+    quiet.flush_all()
+
+    assert not lines.closed and lines.batches == []
+    assert quiet.live_logs() == []
