@@ -212,6 +212,12 @@ class InlineExecutor:
             return self._record_due_in_locked()
 
     def _record_due_in_locked(self) -> float | None:
+        """_record_due_in, with the lock held.
+
+        When it puts the record off for runs waiting for a thread, it says so
+        (`_record_after_starts`), so the worker that empties the queue wakes the
+        bookkeeper rather than leaving the record to RECORD_AT_MOST_EVERY_SECONDS.
+        """
         if not self._ended:
             return None
         if not self._work.empty():  # runs wait for a thread: they start first

@@ -245,8 +245,7 @@ class Engine:
     def _sleep_seconds(self, now: dt.datetime) -> float:
         wake_at = self._next_housekeeping or now
         if self._staged_heap and self.firing_enabled:
-            handover_at = self._staged_heap[0][0] - self.executor.lead_seconds / 2
-            sleep = min((wake_at - now).total_seconds(), handover_at - now.timestamp())
+            sleep = min((wake_at - now).total_seconds(), self._handover_at() - now.timestamp())
         else:
             sleep = (wake_at - now).total_seconds()
         return max(0.0, sleep)
@@ -439,11 +438,9 @@ class Engine:
         """
         if not self.firing_enabled or not self._staged_heap or not self.leadership.is_leader:
             return []
-        lead = self.executor.lead_seconds
-        limit = now.timestamp()
-        if self._staged_heap[0][0] > limit + lead / 2:
+        if self._handover_at() > now.timestamp():
             return []
-        limit += lead
+        limit = now.timestamp() + self.executor.lead_seconds
         due = []
         while self._staged_heap and self._staged_heap[0][0] <= limit:
             _when, pk = heapq.heappop(self._staged_heap)
@@ -453,6 +450,14 @@ class Engine:
         if due:
             self.executor.submit(due)
         return due
+
+    def _handover_at(self) -> float:
+        """When the next group of staged fires is handed over (a timestamp; fires staged).
+
+        Once the first is within half the executor's lead: the loop sleeps until
+        then, and dispatch_due hands over nothing sooner.
+        """
+        return self._staged_heap[0][0] - self.executor.lead_seconds / 2
 
     def _unstage(self, task_ids: set[int], now: dt.datetime) -> None:
         """Withdraw the staged fires to come of tasks edited, paused or deleted."""
