@@ -179,10 +179,10 @@ def test_an_execution_handed_over_early_is_claimed_at_once_and_started_at_its_ti
     assert len(sample_handlers.calls) == 1
 
 
-def test_a_run_claimed_early_is_not_skipped_for_a_lock_freed_before_its_time(
-    executors: list[InlineExecutor], caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level("INFO", logger="scheduler_app.services.executions")
+def running_then_due(
+    executors: list[InlineExecutor], seconds: float
+) -> tuple[InlineExecutor, TaskExecution, TaskExecution, dt.datetime]:
+    """A run of a `skip` task that holds its lock, and the task's next run, due soon."""
     task = make("log_then_block")
     first = task_request_run(task)
     executor = InlineExecutor(max_workers=2)
@@ -190,7 +190,14 @@ def test_a_run_claimed_early_is_not_skipped_for_a_lock_freed_before_its_time(
     executor.submit([first])
     assert sample_handlers.started.wait(10)
     later = task_request_run(task)
-    due = due_in(later, 1.5)
+    return executor, first, later, due_in(later, seconds)
+
+
+def test_a_run_claimed_early_is_not_skipped_for_a_lock_freed_before_its_time(
+    executors: list[InlineExecutor], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="scheduler_app.services.executions")
+    executor, first, later, due = running_then_due(executors, 1.5)
 
     executor.submit([later])
     # Claimed ahead, refused the lock the first run holds: given back, not skipped.
@@ -206,14 +213,7 @@ def test_a_run_claimed_early_is_not_skipped_for_a_lock_freed_before_its_time(
 def test_a_run_claimed_early_is_skipped_at_its_time_when_the_lock_is_still_held(
     executors: list[InlineExecutor],
 ) -> None:
-    task = make("log_then_block")
-    first = task_request_run(task)
-    executor = InlineExecutor(max_workers=2)
-    executors.append(executor)
-    executor.submit([first])
-    assert sample_handlers.started.wait(10)
-    later = task_request_run(task)
-    due = due_in(later, 0.5)
+    executor, first, later, due = running_then_due(executors, 0.5)
 
     executor.submit([later])
 
