@@ -284,6 +284,36 @@ end
 return 0
 """
 
+# The batch forms, one script call (one command to pack) for a whole batch rather
+# than a pipelined command per key: packing commands was most of what a batch cost.
+# ARGV[1] is the TTL in ms, ARGV[i + 1] the value for KEYS[i]; 1 for each key taken.
+_ACQUIRE_MANY_SCRIPT = """
+local taken = {}
+for i, key in ipairs(KEYS) do
+    if redis.call('SET', key, ARGV[i + 1], 'NX', 'PX', ARGV[1]) then
+        taken[i] = 1
+    else
+        taken[i] = 0
+    end
+end
+return taken
+"""
+
+# ARGV[i] is the token expected in KEYS[i]; returns how many keys were deleted.
+_RELEASE_MANY_SCRIPT = """
+local freed = 0
+for i, key in ipairs(KEYS) do
+    local raw = redis.call('GET', key)
+    if raw then
+        local ok, data = pcall(cjson.decode, raw)
+        if ok and type(data) == 'table' and data['token'] == ARGV[i] then
+            freed = freed + redis.call('DEL', key)
+        end
+    end
+end
+return freed
+"""
+
 _EXTEND_SCRIPT = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
@@ -315,6 +345,8 @@ class RedisLockBackend:
         self.client = client
         self._release = client.register_script(_RELEASE_SCRIPT)
         self._extend = client.register_script(_EXTEND_SCRIPT)
+        self._acquire_many = client.register_script(_ACQUIRE_MANY_SCRIPT)
+        self._release_many = client.register_script(_RELEASE_MANY_SCRIPT)
 
     @staticmethod
     def namespace() -> str:
@@ -347,34 +379,36 @@ class RedisLockBackend:
     def acquire_many(
         self, owners: Mapping[str, str], *, ttl_seconds: float
     ) -> dict[str, str | None]:
-        """SET NX PX for each key, in one pipelined round trip."""
+        """SET NX PX for each key, in one script call (atomic, one round trip)."""
         px = _ttl_ms(ttl_seconds)
         keys = sorted(owners)
         if not keys:
             return {}
         acquired_at = timezone.now().isoformat()
         tokens = {key: _new_token() for key in keys}
-        pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            value = json.dumps(
+        values = [
+            json.dumps(
                 {
                     "token": tokens[key],
                     "owner": owners[key][:OWNER_MAX_LENGTH],
                     "acquired_at": acquired_at,
                 }
             )
-            pipe.set(self.redis_key(key), value, nx=True, px=px)
-        replies = pipe.execute()
-        return {key: tokens[key] if ok else None for key, ok in zip(keys, replies)}
+            for key in keys
+        ]
+        prefix = self.namespace()
+        taken = self._acquire_many(keys=[prefix + key for key in keys], args=[px, *values])
+        return {key: tokens[key] if ok else None for key, ok in zip(keys, taken)}
 
     def release_many(self, held: builtins.list[tuple[str, str]]) -> None:
-        """The owner-checked release of each (key, token), in one pipelined round trip."""
+        """The owner-checked release of each (key, token), in one script call."""
         if not held:
             return
-        pipe = self.client.pipeline(transaction=False)
-        for key, token in held:
-            self._release(keys=[self.redis_key(key)], args=[token], client=pipe)
-        pipe.execute()
+        prefix = self.namespace()
+        self._release_many(
+            keys=[prefix + key for key, _token in held],
+            args=[token for _key, token in held],
+        )
 
     def extend(self, key: str, token: str, ttl_seconds: float) -> bool:
         """PEXPIRE to `ttl_seconds` from now if `token` still holds the key."""
