@@ -228,6 +228,18 @@ class TaskExecutionQuerySet(models.QuerySet["TaskExecution"]):
             .order_by("created_at", "id")
         )
 
+    def waiting_for_delay(self, *, now: dt.datetime) -> dt.datetime | None:
+        """When the first pending run still in its delay (a retry) becomes startable.
+
+        Staged fires are left out: the scheduler that staged them starts them.
+        """
+        return (
+            self.pending()
+            .exclude(trigger_type__in=[TaskExecution.TriggerType.CLI, TaskExecution.TriggerType.SCHEDULED])
+            .filter(run_after__gt=now)
+            .aggregate(first=models.Min("run_after"))["first"]
+        )
+
     def running(self) -> TaskExecutionQuerySet:
         return self.filter(status=TaskExecution.Status.RUNNING)
 

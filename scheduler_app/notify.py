@@ -21,8 +21,11 @@ logger = logging.getLogger(__name__)
 
 #: Task definitions changed (create, edit, pause, resume, delete).
 TASKS_CHANGED = "tasks"
-#: A pending execution was requested (run-now, API, Python API).
+#: A pending execution was requested (run-now, API, Python API, a retry).
 RUN_REQUESTED = "run"
+#: Sent by the listener itself each time its subscription is (again) in place:
+#: whatever was published while it was not may have been missed.
+SUBSCRIBED = "subscribed"
 
 
 def channel() -> str:
@@ -49,12 +52,18 @@ def publish(event: str) -> None:
 
 
 class Listener:
-    """A daemon thread that calls `callback(event)` for every notification received."""
+    """A daemon thread that calls `callback(event)` for every notification received.
+
+    `live` is True while the subscription is in place (Redis confirmed it): as
+    long as it is, nothing published is missed, and the scheduler can poll the
+    database less. Each time it becomes live the callback gets SUBSCRIBED.
+    """
 
     def __init__(self, callback: Callable[[str], None]) -> None:
         self._callback = callback
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scheduler-notify", daemon=True)
+        self.live = False
 
     def start(self) -> None:
         if app_settings.redis_url:
@@ -62,18 +71,26 @@ class Listener:
 
     def stop(self) -> None:
         self._stop.set()
+        self.live = False
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                pubsub = _client().pubsub(ignore_subscribe_messages=True)
+                pubsub = _client().pubsub()
                 pubsub.subscribe(channel())
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
-                    if message is not None:
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        self.live = True
+                        self._callback(SUBSCRIBED)
+                    elif message["type"] == "message":
                         self._callback(str(message["data"]))
                 pubsub.close()
             except Exception:
                 logger.warning("Redis notifications interrupted; reconnecting", exc_info=True)
                 # Changes are still seen through the database version check meanwhile.
+                self.live = False
                 self._stop.wait(1.0)
+        self.live = False

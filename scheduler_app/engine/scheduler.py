@@ -52,6 +52,10 @@ logger = logging.getLogger(__name__)
 #: Housekeeping interval: the bound on noticing a change or a run-now request
 #: without Redis (with Redis a notification starts housekeeping at once).
 POLL_SECONDS = 0.25
+#: While Redis notifications are live, the database is asked for changed tasks and
+#: pending runs this often only (notifications say when to ask sooner), as a net
+#: for a notification whose publishing failed: such a change still applies in 1 s.
+CHECK_SECONDS_WITH_NOTIFICATIONS = 1.0
 #: Fires due within this long are recorded (staged) ahead of time. Longer than
 #: POLL_SECONDS, so each fire is staged at least 0.75 s before it is due.
 STAGE_AHEAD_SECONDS = 1.0
@@ -113,6 +117,11 @@ class Engine:
         self._takeover_recover_at: dt.datetime | None = None
         self._next_housekeeping: dt.datetime | None = None
         self._housekeeping_requested = False
+        #: What the next housekeeping asks the database (see _plan_checks).
+        self._check_tasks = True
+        self._check_pending = True
+        self._next_checks: dt.datetime | None = None
+        self._next_pending_at: dt.datetime | None = None
         #: Staged fires not handed over yet: (fire timestamp, execution id) heap + rows.
         self._staged_heap: list[tuple[float, int]] = []
         self._staged: dict[int, TaskExecution] = {}
@@ -164,8 +173,35 @@ class Engine:
         logger.info("Scheduler instance %s stopped", self.instance)
 
     def _on_notification(self, event: str) -> None:
+        if event == notify.TASKS_CHANGED:
+            self._check_tasks = True
+        elif event == notify.RUN_REQUESTED:
+            self._check_pending = True
+        else:  # (re)subscribed: anything may have been missed meanwhile
+            self._check_tasks = self._check_pending = True
         self._housekeeping_requested = True
         self.wake.set()
+
+    def _plan_checks(self, now: dt.datetime) -> tuple[bool, bool]:
+        """Whether this housekeeping asks for changed tasks and for pending runs.
+
+        Without live notifications: every time. With them: when one said so, when
+        a known pending run (a retry) comes due, and every
+        CHECK_SECONDS_WITH_NOTIFICATIONS as a net.
+        """
+        if (
+            not self._listener.live
+            or self._loaded_version is None  # (again) the leader: load, start what waits
+            or self._next_checks is None
+            or now >= self._next_checks
+        ):
+            self._check_tasks = self._check_pending = True
+            self._next_checks = now + dt.timedelta(seconds=CHECK_SECONDS_WITH_NOTIFICATIONS)
+        if self._next_pending_at is not None and now >= self._next_pending_at:
+            self._check_pending = True
+        tasks, pending = self._check_tasks, self._check_pending
+        self._check_tasks = self._check_pending = False
+        return tasks, pending
 
     # -- the tick ---------------------------------------------------------------
 
@@ -214,13 +250,16 @@ class Engine:
         self.heartbeat_if_due(now)
         self.refresh_lease_if_due(now)
         if self.leadership.is_leader:
-            self.reconcile_if_changed(now)
-            dispatch_meanwhile()
+            check_tasks, check_pending = self._plan_checks(now)
+            if check_tasks:
+                self.reconcile_if_changed(now)
+                dispatch_meanwhile()
             if self._stage_now(now):
                 self.stage(now)
                 dispatch_meanwhile()
-            self.start_pending(now)
-            dispatch_meanwhile()
+            if check_pending:
+                self.start_pending(now)
+                dispatch_meanwhile()
             self.persist_next_runs()
             dispatch_meanwhile()
             self.recover_if_due(now)
@@ -499,6 +538,10 @@ class Engine:
             for pk in ids[: PENDING_BATCH + len(inflight) + len(self._staged)]
             if pk not in inflight and pk not in self._staged
         ][:PENDING_BATCH]
+        if self._listener.live:
+            # A retry is recorded with its delay and no notification comes when the
+            # delay is over: look again then.
+            self._next_pending_at = TaskExecution.objects.waiting_for_delay(now=now)
         if not new:
             return []
         rows = TaskExecution.objects.filter(pk__in=new, status=TaskExecution.Status.PENDING)

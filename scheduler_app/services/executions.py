@@ -31,7 +31,7 @@ from django.db import (
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import livelog, signals
+from .. import livelog, notify, signals
 from ..conf import app_settings
 from ..exceptions import ExecutionCancelled, InvalidTransition, SchedulerError
 from ..handlers.registry import resolve_handler
@@ -1119,6 +1119,8 @@ def _schedule_retry(
     delay = task.retry_delay_seconds
     if task.retry_backoff:
         delay *= 2 ** (execution.attempt - 1)
+    # The scheduler learns of the retry at once and starts it when its delay is over.
+    notify.publish(notify.RUN_REQUESTED)
     return TaskExecution.objects.create(
         task=task,
         status=Status.PENDING,

@@ -377,10 +377,79 @@ def test_with_redis_a_change_wakes_the_scheduler_by_notification(redis_url: str)
             return notify.TASKS_CHANGED in received
 
         wait_until(notified, timeout=10, interval=0.1)
+        assert received[0] == notify.SUBSCRIBED
+        assert listener.live
         task_request_run(task)
         wait_until(lambda: notify.RUN_REQUESTED in received, timeout=10)
     finally:
         listener.stop()
+    assert not listener.live
+
+
+def test_with_live_notifications_the_database_is_asked_when_told_and_once_a_second() -> None:
+    from scheduler_app import notify
+
+    start = local(2026, 3, 2, 12, 0)
+    task = create(start, task_type="manual", cron_expression="")
+    engine = make_engine()
+    engine._listener.live = True  # as once Redis confirmed the subscription
+    engine.tick(start)
+    at = lambda seconds: start + dt.timedelta(seconds=seconds)  # noqa: E731
+
+    requested = task_request_run(task)
+    engine.tick(at(0.3))  # housekeeping, but no notification: not asked
+    assert engine.executor.submitted == []
+    engine._on_notification(notify.RUN_REQUESTED)
+    engine.tick(at(0.35))
+    assert [e.pk for e in engine.executor.submitted] == [requested.pk]
+
+    interval = create(start, name="every", task_type="interval", cron_expression="", interval_seconds=60)
+    engine.tick(at(0.6))
+    assert engine.store.get(interval.pk) is None
+    engine._on_notification(notify.TASKS_CHANGED)
+    engine.tick(at(0.65))
+    assert engine.store.get(interval.pk) is not None
+
+    # A notification lost (its publishing failed) is made up for by the check
+    # a second after the last one, at the first housekeeping from then on.
+    again = task_request_run(task)
+    engine.tick(at(0.9))
+    assert again.pk not in {e.pk for e in engine.executor.submitted}
+    engine.tick(at(1.15))
+    assert again.pk in {e.pk for e in engine.executor.submitted}
+
+
+def test_with_live_notifications_a_retry_starts_when_its_delay_is_over() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    task = create(start, task_type="manual", cron_expression="")
+    engine = make_engine()
+    engine._listener.live = True
+    engine.tick(start)
+    retry = TaskExecution.objects.create(
+        task=task,
+        status=TaskExecution.Status.PENDING,
+        trigger_type=TaskExecution.TriggerType.RETRY,
+        run_after=start + dt.timedelta(seconds=0.6),
+    )
+    engine._on_notification("run")  # what recording the failed run publishes
+
+    engine.tick(start + dt.timedelta(seconds=0.3))
+    assert engine.executor.submitted == []
+    engine.tick(start + dt.timedelta(seconds=0.6))
+
+    assert [e.pk for e in engine.executor.submitted] == [retry.pk]
+
+
+def test_without_live_notifications_every_housekeeping_asks_the_database() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    task = create(start, task_type="manual", cron_expression="")
+    engine = make_engine()
+    engine.tick(start)
+
+    requested = task_request_run(task)
+    engine.tick(start + dt.timedelta(seconds=0.3))
+
+    assert [e.pk for e in engine.executor.submitted] == [requested.pk]
 
 
 def test_stop_interrupts_runs_still_going_after_the_grace_period() -> None:

@@ -340,6 +340,23 @@ def test_failed_run_schedules_a_retry_linked_to_the_first_attempt() -> None:
     assert not TaskExecution.objects.filter(attempt=4).exists()
 
 
+def test_a_retry_is_announced_to_the_schedulers(redis_url: str) -> None:
+    from scheduler_app import notify
+
+    task = make("boom", max_retries=1, retry_delay_seconds=5)
+    received: list[str] = []
+    listener = notify.Listener(received.append)
+    listener.start()
+    try:
+        wait_until(lambda: listener.live, timeout=10)
+        first = TaskExecution.objects.create(task=task, status=Status.PENDING)
+        execution_run(first)
+        wait_until(lambda: notify.RUN_REQUESTED in received, timeout=10)
+    finally:
+        listener.stop()
+    assert TaskExecution.objects.filter(task=task, trigger_type=TaskExecution.TriggerType.RETRY).exists()
+
+
 def test_cli_runs_do_not_retry() -> None:
     task = make("boom", max_retries=3)
 
