@@ -8,6 +8,7 @@ import contextvars
 import datetime as dt
 import functools
 import inspect
+import json
 import logging
 import os
 import threading
@@ -39,7 +40,7 @@ from ..handlers.results import json_safe, outcome_from_return
 from ..locks import DatabaseLockBackend, LockBackend, get_lock_backend, lock_key, task_lock_key
 from ..models import ScheduledTask, SchedulerInstance, SchedulerLock, TaskExecution
 from ..tasklog import LogSnapshot, RunLog, bind
-from .batch_sql import rows_table, task_rows_lock, typed_param
+from .batch_sql import row_datetime, rows_table, task_rows_lock, typed_param
 from .instances import instance_id, instances_alive_ids
 from .params import parameters_evaluate
 from .tasks import task_local_now
@@ -1036,12 +1037,16 @@ def _db_prep(field: Any, connection: Any) -> Callable[[Any], Any]:
     """`field.get_db_prep_save`, short-cut for the values it would return unchanged.
 
     Field.get_db_prep_save for every value of every ended run was a third of
-    recording them: text, integers and aware datetimes (adapted directly) skip it.
+    recording them: text, integers, aware datetimes and JSON without a custom
+    encoder (both as `rows_table` takes them) skip it.
     """
     slow = functools.partial(field.get_db_prep_save, connection=connection)
     if isinstance(field, models.DateTimeField):
-        adapt = connection.ops.adapt_datetimefield_value
+        adapt = row_datetime(connection)
         return lambda value: adapt(value) if value is None or timezone.is_aware(value) else slow(value)
+    if isinstance(field, models.JSONField) and field.encoder is None:
+        # What Django's adapt_json_value sends, as text: SQL NULL stays None.
+        return lambda value: value if value is None else json.dumps(value)
     if isinstance(field, (models.CharField, models.TextField)):
         kind: type = str
     elif isinstance(field, models.IntegerField):
@@ -1075,7 +1080,7 @@ def _add_counters(runs: Sequence[Run]) -> None:
     table = quote(meta.db_table)
     count = meta.get_field("run_count")
     last = meta.get_field("last_run_at")
-    adapt = connection.ops.adapt_datetimefield_value
+    adapt = row_datetime(connection)
     source, params = rows_table(
         connection,
         [("id", meta.pk), ("ran", count), ("ok", count), ("failed", count), ("latest", last)],
@@ -1370,7 +1375,7 @@ def _insert_fires(rows: list[TaskExecution]) -> None:
         for f in fields
         if f not in varying
     ]
-    adapt = connection.ops.adapt_datetimefield_value
+    adapt = row_datetime(connection)
     pk, task_id, scheduled_for = (
         quote(meta.pk.column),
         quote(meta.get_field("task").column),

@@ -26,7 +26,7 @@ from ..handlers.registry import get_handler, list_handlers
 from ..locks import get_lock_backend
 from .. import notify
 from ..models import ScheduledTask, SchedulerState, TaskExecution
-from .batch_sql import rows_table, task_rows_lock
+from .batch_sql import row_datetime, rows_table, task_rows_lock
 from ..schedules import build_trigger, next_fire_times, resolve_timezone, validate_schedule
 from .params import parameters_validate
 
@@ -358,7 +358,7 @@ def tasks_record_next_runs(next_runs: Mapping[int, dt.datetime | None]) -> None:
     connection = connections[router.db_for_write(ScheduledTask)]
     meta = ScheduledTask._meta
     quote = connection.ops.quote_name
-    adapt = connection.ops.adapt_datetimefield_value
+    adapt = row_datetime(connection)
     source, params = rows_table(
         connection,
         [("id", meta.pk), ("next_run_at", meta.get_field("next_run_at"))],
