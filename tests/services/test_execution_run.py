@@ -340,6 +340,29 @@ def test_failed_run_schedules_a_retry_linked_to_the_first_attempt() -> None:
     assert not TaskExecution.objects.filter(attempt=4).exists()
 
 
+def test_recorded_fires_match_their_rows_and_share_nothing(django_assert_num_queries: Any) -> None:
+    from scheduler_app.services import executions_create_scheduled
+
+    task = make("add")
+    now = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.timezone.utc)
+    past, future = now - dt.timedelta(seconds=1), now + dt.timedelta(seconds=1)
+
+    rows = executions_create_scheduled([(task, past), (task, future)], now=now)
+    again = executions_create_scheduled([(task, future)], now=now)
+
+    assert again == []  # the same fire is recorded once
+    for row in rows:
+        stored = TaskExecution.objects.get(pk=row.pk)
+        fields = [f.attname for f in TaskExecution._meta.concrete_fields]
+        assert {f: getattr(row, f) for f in fields} == {f: getattr(stored, f) for f in fields}
+        assert not row._state.adding
+    assert [(r.scheduled_for, r.run_after) for r in rows] == [(past, None), (future, future)]
+    with django_assert_num_queries(0):
+        assert rows[0].task is task
+    rows[0].kwargs["changed"] = True
+    assert rows[1].kwargs == {} and rows[0].kwargs_overrides is not rows[1].kwargs_overrides
+
+
 def test_a_retry_is_announced_to_the_schedulers(redis_url: str) -> None:
     from scheduler_app import notify
 
