@@ -26,6 +26,7 @@ and readers take the earlier lines from the row.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -139,9 +140,7 @@ class RedisLogSink:
         ttl_seconds: int,
         row_every: float,
     ) -> None:
-        self.key = log_key(execution_id)
-        self.meta_key = _meta_key(execution_id)
-        self.channel = channel(execution_id)
+        self.execution_id = execution_id
         self._url = url
         self._max_lines = max_lines
         self._ttl_seconds = ttl_seconds
@@ -154,6 +153,19 @@ class RedisLogSink:
         self._pushed_end = -1
         self._progress: tuple[int | None, int | None] = (None, None)
         self._progress_sent = True
+
+    # The Redis names, built when first needed: most runs write no line at all.
+    @functools.cached_property
+    def key(self) -> str:
+        return log_key(self.execution_id)
+
+    @functools.cached_property
+    def meta_key(self) -> str:
+        return _meta_key(self.execution_id)
+
+    @functools.cached_property
+    def channel(self) -> str:
+        return channel(self.execution_id)
 
     def __call__(self, batch: LogLines) -> None:
         self._take(batch)
