@@ -72,10 +72,15 @@ def row_datetime(connection: Any) -> Callable[[dt.datetime | None], Any]:
     """An aware datetime (or None) as a `rows_table` value.
 
     ISO text for PostgreSQL's JSON rows, which have no datetime type (so no
-    `default` hook call per value); the backend's adapted form elsewhere.
+    `default` hook call per value). SQLite stores the naive text in the
+    connection's zone (UTC), as its adapt_datetimefield_value does, without that
+    function's settings lookups (9 µs a value, the most of adding up counters).
     """
     if connection.vendor == "postgresql":
         return lambda value: None if value is None else value.isoformat()
+    if connection.vendor == "sqlite" and connection.timezone is not None:
+        zone = connection.timezone
+        return lambda value: None if value is None else str(value.astimezone(zone).replace(tzinfo=None))
     return connection.ops.adapt_datetimefield_value
 
 
