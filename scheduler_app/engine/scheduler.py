@@ -43,6 +43,7 @@ from ..services import (
     task_trigger,
     tasks_version,
 )
+from ..services.prepared import PreparedQuery
 from .executor import ConnectionKeeper
 from .leader import Leadership
 from .store import Job, JobStore
@@ -70,6 +71,14 @@ RECOVER_EVERY_SECONDS = 60.0
 STANDBY_RETRY_SECONDS = 1.0
 #: Most pending executions started per tick (the rest wait for the next one).
 PENDING_BATCH = 500
+
+
+#: The ids of `TaskExecution.objects.startable()`, compiled once per limit (it is
+#: asked four times a second).
+_startable_ids = PreparedQuery(
+    TaskExecution,
+    lambda now, limit: TaskExecution.objects.startable(now=now).values_list("pk", flat=True)[:limit],
+)
 
 
 class Executor(Protocol):
@@ -532,12 +541,9 @@ class Engine:
     def start_pending(self, now: dt.datetime) -> list[TaskExecution]:
         """Start run-now requests, retries whose delay is over, and fires left pending."""
         inflight = self.executor.inflight()
-        ids = TaskExecution.objects.startable(now=now).values_list("pk", flat=True)
-        new = [
-            pk
-            for pk in ids[: PENDING_BATCH + len(inflight) + len(self._staged)]
-            if pk not in inflight and pk not in self._staged
-        ][:PENDING_BATCH]
+        wanted = PENDING_BATCH + len(inflight) + len(self._staged)
+        ids = _startable_ids(now, limit=1 << (wanted - 1).bit_length())  # a few limits
+        new = [pk for pk in ids if pk not in inflight and pk not in self._staged][:PENDING_BATCH]
         if self._listener.live:
             # A retry is recorded with its delay and no notification comes when the
             # delay is over: look again then.

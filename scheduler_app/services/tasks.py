@@ -27,6 +27,7 @@ from ..locks import get_lock_backend
 from .. import notify
 from ..models import ScheduledTask, SchedulerState, TaskExecution
 from .batch_sql import row_datetime, rows_table, task_rows_lock
+from .prepared import PreparedQuery
 from ..schedules import build_trigger, next_fire_times, resolve_timezone, validate_schedule
 from .params import parameters_validate
 
@@ -372,14 +373,21 @@ def tasks_record_next_runs(next_runs: Mapping[int, dt.datetime | None]) -> None:
     with task_rows_lock, transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         cursor.execute(sql, params)
 
+_tasks_version = PreparedQuery(
+    SchedulerState,
+    lambda now, limit: SchedulerState.objects.filter(key=SchedulerState.TASKS_VERSION).values_list(
+        "value", flat=True
+    )[:1],
+)
+
+
 def tasks_version() -> int:
-    """The task-definition version: bumped by every create, edit, status change and delete."""
-    value = (
-        SchedulerState.objects.filter(key=SchedulerState.TASKS_VERSION)
-        .values_list("value", flat=True)
-        .first()
-    )
-    return value or 0
+    """The task-definition version: bumped by every create, edit, status change and delete.
+
+    (A running scheduler asks four times a second: the query is compiled once.)
+    """
+    values = _tasks_version()
+    return (values[0] if values else 0) or 0
 
 
 def _tasks_changed() -> None:
