@@ -126,7 +126,9 @@ class Engine:
         self._takeover_recover_at: dt.datetime | None = None
         self._next_housekeeping: dt.datetime | None = None
         self._housekeeping_requested = False
-        #: What the next housekeeping asks the database (see _plan_checks).
+        #: What the next housekeeping asks the database (see _plan_checks); set by
+        #: the notification thread too, hence the lock.
+        self._checks_lock = threading.Lock()
         self._check_tasks = True
         self._check_pending = True
         self._next_checks: dt.datetime | None = None
@@ -182,12 +184,13 @@ class Engine:
         logger.info("Scheduler instance %s stopped", self.instance)
 
     def _on_notification(self, event: str) -> None:
-        if event == notify.TASKS_CHANGED:
-            self._check_tasks = True
-        elif event == notify.RUN_REQUESTED:
-            self._check_pending = True
-        else:  # (re)subscribed: anything may have been missed meanwhile
-            self._check_tasks = self._check_pending = True
+        with self._checks_lock:
+            if event == notify.TASKS_CHANGED:
+                self._check_tasks = True
+            elif event == notify.RUN_REQUESTED:
+                self._check_pending = True
+            else:  # (re)subscribed: anything may have been missed meanwhile
+                self._check_tasks = self._check_pending = True
         self._housekeeping_requested = True
         self.wake.set()
 
@@ -198,18 +201,18 @@ class Engine:
         a known pending run (a retry) comes due, and every
         CHECK_SECONDS_WITH_NOTIFICATIONS as a net.
         """
-        if (
+        every = (
             not self._listener.live
             or self._loaded_version is None  # (again) the leader: load, start what waits
             or self._next_checks is None
             or now >= self._next_checks
-        ):
-            self._check_tasks = self._check_pending = True
+        )
+        if every:
             self._next_checks = now + dt.timedelta(seconds=CHECK_SECONDS_WITH_NOTIFICATIONS)
-        if self._next_pending_at is not None and now >= self._next_pending_at:
-            self._check_pending = True
-        tasks, pending = self._check_tasks, self._check_pending
-        self._check_tasks = self._check_pending = False
+        retry_due = self._next_pending_at is not None and now >= self._next_pending_at
+        with self._checks_lock:  # a notification arriving meanwhile is not lost
+            tasks, pending = self._check_tasks or every, self._check_pending or every or retry_due
+            self._check_tasks = self._check_pending = False
         return tasks, pending
 
     # -- the tick ---------------------------------------------------------------
