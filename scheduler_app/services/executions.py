@@ -1453,20 +1453,27 @@ def executions_unstage(execution_ids: Sequence[int]) -> set[int]:
 def executions_interrupt(*, instance: str, now: dt.datetime | None = None) -> int:
     """Mark the runs this instance still has going as failed ("interrupted").
 
-    Called when the scheduler stops and the shutdown grace period is over. The
-    runs of this process stop waiting for their handlers at once (their late
-    results are ignored), so the process can exit.
+    Called when the scheduler stops and the shutdown grace period is over. Recorded
+    as the execution path would, through `executions_fail`: the task's counters, a
+    retry when the task asks for one (the next scheduler starts it), the
+    `execution_failed` signal, the task lock freed for the next scheduler, and the
+    log as the run has it so far. The runs of this process then stop waiting for
+    their handlers (their late results are ignored), so the process can exit.
     """
-    count = TaskExecution.objects.running().filter(instance_id=instance).update(
-        status=Status.FAILED,
-        failure_kind=FailureKind.INTERRUPTED,
-        finished_at=now or timezone.now(),
-        error_message=_(
-            "Interrupted: the scheduler instance “%(instance)s” stopped before the run "
-            "finished."
-        )
-        % {"instance": instance},
+    message = _(
+        "Interrupted: the scheduler instance “%(instance)s” stopped before the run finished."
+    ) % {"instance": instance}
+    going = list(TaskExecution.objects.running().filter(instance_id=instance).select_related("task"))
+    for execution in going:
+        run = _watchdog.get(execution.pk)
+        if run is not None:  # its log here is newer than the row's
+            snapshot = run.run_log.snapshot()
+            execution.log_output = snapshot.text
+            execution.progress_done = snapshot.progress_done
+            execution.progress_total = snapshot.progress_total
+    ended = executions_fail(
+        going, failure_kind=FailureKind.INTERRUPTED, message=lambda _execution: message, now=now
     )
     for run in _watchdog.runs():
         run.cancel()
-    return count
+    return len(ended)

@@ -10,7 +10,7 @@ import pytest
 
 from scheduler_app.engine.leader import Leadership
 from scheduler_app.engine.scheduler import Engine
-from scheduler_app.locks import get_lock_backend
+from scheduler_app.locks import get_lock_backend, task_lock_key
 from scheduler_app.models import ScheduledTask, TaskExecution
 from scheduler_app.services import (
     task_create,
@@ -460,10 +460,13 @@ def test_stop_interrupts_runs_still_going_after_the_grace_period() -> None:
         def shutdown(self, *, grace_seconds: float) -> set[int]:
             return {running.pk}
 
+    task_update(task, max_retries=1)
     engine = Engine(executor=StuckExecutor(), leadership=Leadership(owner="t", enabled=False, ttl_seconds=30))
     running = TaskExecution.objects.create(
         task=task, status=TaskExecution.Status.RUNNING, instance_id=engine.instance, started_at=start
     )
+    backend = get_lock_backend()
+    backend.acquire(task_lock_key(task.pk), owner=f"{engine.instance} exec:{running.pk}", ttl_seconds=60)
 
     engine.stop(grace_seconds=0)
 
@@ -471,6 +474,11 @@ def test_stop_interrupts_runs_still_going_after_the_grace_period() -> None:
     assert running.status == TaskExecution.Status.FAILED
     assert running.failure_kind == TaskExecution.FailureKind.INTERRUPTED
     assert engine.instance in running.error_message
+    # Recorded as any failed run is: counted, retried by the next scheduler, lock freed.
+    task.refresh_from_db()
+    assert (task.run_count, task.fail_count) == (1, 1)
+    assert TaskExecution.objects.get(retry_of=running).status == TaskExecution.Status.PENDING
+    assert backend.get(task_lock_key(task.pk)) is None
 
 
 def test_a_new_leader_recovers_the_dead_leaders_runs_once_its_heartbeat_is_stale(settings: Any) -> None:
