@@ -1,12 +1,19 @@
-"""System task: delete execution records older than SCHEDULER_HISTORY_DAYS, in batches."""
+"""System task: delete execution records older than SCHEDULER_HISTORY_DAYS, in batches.
+
+Also the rows of scheduler instances (schedulers, workers, `run_task`) not heard of
+for as long.
+"""
 
 from scheduler_app import task_log
 from scheduler_app.conf import app_settings
-from scheduler_app.services import executions_cleanup
+from scheduler_app.services import executions_cleanup, instances_cleanup
 
 TASK_INFO = {
     "name": "Clean up execution history",
-    "description": "Deletes finished executions older than SCHEDULER_HISTORY_DAYS (default 30).",
+    "description": (
+        "Deletes finished executions older than SCHEDULER_HISTORY_DAYS (default 30), "
+        "and the rows of instances not heard of for as long."
+    ),
     "params": {
         "days": {"label": "Keep days", "help": "Empty: the SCHEDULER_HISTORY_DAYS setting."},
         "batch_size": {"label": "Batch size", "help": "Rows deleted per statement."},
@@ -20,4 +27,6 @@ def run(days: int | None = None, batch_size: int = 1000) -> dict:
     task_log("Deleting finished executions older than", keep, "days")
     deleted = executions_cleanup(days=keep, batch_size=batch_size)
     task_log("Deleted", deleted, "executions")
-    return {"deleted": deleted, "kept_days": keep}
+    instances = instances_cleanup(days=keep)
+    task_log("Deleted", instances, "instances not heard of since then")
+    return {"deleted": deleted, "instances_deleted": instances, "kept_days": keep}

@@ -21,6 +21,7 @@ from .instances import (
     instance_id,
     instance_stopped,
     instances_alive_ids,
+    instances_cleanup,
 )
 from .params import parameters_evaluate, parameters_validate
 from .previews import SchedulePreview, schedule_preview
@@ -64,6 +65,7 @@ __all__ = [
     "instance_id",
     "instance_stopped",
     "instances_alive_ids",
+    "instances_cleanup",
     "lock_force_release",
     "parameters_evaluate",
     "run_claimed",

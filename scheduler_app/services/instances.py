@@ -110,6 +110,17 @@ def instances_alive_ids(
     return set(alive.values_list("instance_id", flat=True))
 
 
+def instances_cleanup(*, days: int, now: dt.datetime | None = None) -> int:
+    """Delete the rows of instances not heard of for `days` days; returns how many.
+
+    Every start of `runscheduler`, `run_task` or a worker adds a row; without this
+    they would pile up. An instance that recent runs may name stays: the cutoff is
+    the execution history's.
+    """
+    cutoff = (now or timezone.now()) - dt.timedelta(days=days)
+    return SchedulerInstance.objects.filter(last_heartbeat_at__lt=cutoff).delete()[0]
+
+
 @contextmanager
 def instance_heartbeating(*, interval: float | None = None) -> Iterator[None]:
     """Heartbeat this instance from a background thread while the block runs.

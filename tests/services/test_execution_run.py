@@ -14,7 +14,7 @@ from django.dispatch import receiver
 from scheduler_app import signals
 from scheduler_app.exceptions import InvalidTransition
 from scheduler_app.locks import get_lock_backend, lock_key, task_lock_key
-from scheduler_app.models import ScheduledTask, TaskExecution
+from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
 from scheduler_app.services import (
     execution_cancel,
     execution_run,
@@ -547,11 +547,13 @@ def test_cleanup_script_reports_how_many_it_deleted() -> None:
     old = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
     for _ in range(3):
         TaskExecution.objects.create(task=task, status=Status.SUCCESS, created_at=old)
+    SchedulerInstance.objects.create(instance_id="gone:1:abc", last_heartbeat_at=old)
 
     execution = run(task, overrides={"batch_size": "2"})
 
-    assert execution.result == {"deleted": 3, "kept_days": 30}
+    assert execution.result == {"deleted": 3, "instances_deleted": 1, "kept_days": 30}
     assert "Deleted 3 executions" in execution.log_output
+    assert "Deleted 1 instances not heard of since then" in execution.log_output
 
 
 def test_finished_at_is_when_the_handler_ended_not_when_the_run_was_recorded() -> None:

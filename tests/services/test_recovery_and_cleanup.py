@@ -15,6 +15,7 @@ from scheduler_app.services import (
     instance_heartbeat,
     instance_id,
     instances_alive_ids,
+    instances_cleanup,
 )
 
 pytestmark = pytest.mark.django_db
@@ -105,6 +106,17 @@ def test_cleanup_uses_the_history_setting(task: ScheduledTask, settings) -> None
     TaskExecution.objects.create(task=task, status=Status.SUCCESS, created_at=now - dt.timedelta(days=3))
 
     assert executions_cleanup(now=now) == 1
+
+
+def test_instance_rows_not_heard_of_for_the_history_days_are_deleted() -> None:
+    now = timezone.now()
+    for name, days in [("long-gone", 31), ("recent", 29), ("alive", 0)]:
+        SchedulerInstance.objects.create(
+            instance_id=name, last_heartbeat_at=now - dt.timedelta(days=days, seconds=1)
+        )
+
+    assert instances_cleanup(days=30, now=now) == 1
+    assert set(SchedulerInstance.objects.values_list("instance_id", flat=True)) == {"recent", "alive"}
 
 
 def test_an_abandoned_run_is_counted_keeps_its_log_and_is_retried(task: ScheduledTask) -> None:
