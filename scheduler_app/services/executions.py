@@ -676,7 +676,7 @@ def _run_stage(run: Run, *, inline: bool) -> None:
         logger.exception("Execution %s of task %s broke", execution.pk, task.name)
         run.result = _result_from_error(run, exc)
     except BaseException as exc:  # a Celery time limit raised while waiting
-        if not _is_time_limit(exc):
+        if not is_soft_time_limit(exc):
             raise
         if run.invocation is not None:
             run.invocation.cancel()
@@ -744,7 +744,7 @@ def _wait_for_handler(run: Run, deadline: float | None) -> _Result:
     )
 
 
-def _is_time_limit(error: BaseException) -> bool:
+def is_soft_time_limit(error: BaseException) -> bool:
     """A Celery worker's soft time limit, raised inside the handler (issue: Celery)."""
     try:
         from celery.exceptions import SoftTimeLimitExceeded
@@ -759,7 +759,7 @@ def _result_from_error(run: Run, error: BaseException) -> _Result:
         and run.cancel_event.is_set()
     ):
         return _Result(status=Status.CANCELLED, error_message=_("Cancelled on request."))
-    if _is_time_limit(error):
+    if is_soft_time_limit(error):
         return _Result(
             status=Status.FAILED,
             error_message=_("Soft time limit reached after %(seconds)s s (timeout_seconds).")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from django.utils.translation import gettext as _
 
 from ..models import TaskExecution
-from .executions import executions_fail
+from .executions import executions_fail, is_soft_time_limit
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +70,9 @@ def execution_record_broken(
     time limit that struck outside the handler): without this the run would stay
     `running` for as long as its worker process lives on and heartbeats.
     """
-    soft_limit = type(error).__name__ == "SoftTimeLimitExceeded"
     return _fail_running(
         execution_id,
-        failure_kind=FailureKind.TIMEOUT if soft_limit else FailureKind.ERROR,
+        failure_kind=FailureKind.TIMEOUT if is_soft_time_limit(error) else FailureKind.ERROR,
         message=lambda _instance: _("The run broke outside its handler: %(error)s")
         % {"error": "%s: %s" % (type(error).__name__, error)},
         instance=instance,
