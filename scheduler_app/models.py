@@ -201,6 +201,15 @@ class ScheduledTask(models.Model):
         return self.overlap_policy != self.OverlapPolicy.ALLOW
 
     @property
+    def fired_once(self) -> bool:
+        """A one-off (date) task that ran at or after its run date: it never fires again."""
+        return (
+            self.last_run_at is not None
+            and self.run_date is not None
+            and self.last_run_at >= self.run_date
+        )
+
+    @property
     def success_rate(self) -> float | None:
         finished = self.success_count + self.fail_count
         return self.success_count / finished if finished else None

@@ -140,15 +140,11 @@ class TaskWriteSerializer(serializers.ModelSerializer):
         candidate = copy.copy(original) if original is not None else ScheduledTask()
         for name, value in attrs.items():
             setattr(candidate, name, value)
-        # The rule of task_create / task_update: a one-off task's run date must be
-        # in the future when it is set, not every time the task is edited later.
-        is_date = candidate.task_type == ScheduledTask.TaskType.DATE
-        if original is None:
-            require_future = is_date
-        else:
-            require_future = is_date and attrs.get("run_date", original.run_date) != (
-                original.run_date
-            )
+        require_future = services.run_date_must_be_future(
+            candidate,
+            is_new=original is None,
+            previous_run_date=original.run_date if original is not None else None,
+        )
         try:
             services.task_validate(candidate, require_future_run_date=require_future)
         except services.TaskInvalid as exc:

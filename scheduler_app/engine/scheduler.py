@@ -394,9 +394,7 @@ class Engine:
             return
         if task.task_type == ScheduledTask.TaskType.DATE:
             # Fired already: the engine cleared next_run_at, or the run recorded it.
-            ran = task.next_run_at is None or (
-                task.last_run_at is not None and task.last_run_at >= task.run_date
-            )
+            ran = task.next_run_at is None or task.fired_once
             next_run = None if ran else task.run_date
         elif trust_next_run and task.next_run_at is not None:
             next_run = task.next_run_at

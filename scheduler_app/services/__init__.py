@@ -28,6 +28,7 @@ from .previews import SchedulePreview, schedule_preview
 from .tasks import (
     TaskInvalid,
     lock_force_release,
+    run_date_must_be_future,
     task_create,
     task_delete,
     task_get,
@@ -69,6 +70,7 @@ __all__ = [
     "lock_force_release",
     "parameters_evaluate",
     "run_claimed",
+    "run_date_must_be_future",
     "runs_claim",
     "runs_finish",
     "runs_release",

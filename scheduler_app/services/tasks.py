@@ -151,7 +151,7 @@ def task_next_run(task: ScheduledTask, *, after: dt.datetime) -> dt.datetime | N
     trigger = task_trigger(task, start_at=after)
     if task.task_type == ScheduledTask.TaskType.DATE:
         # A one-off task that already ran never fires again.
-        if task.last_run_at is not None and task.run_date and task.last_run_at >= task.run_date:
+        if task.fired_once:
             return None
         return task.run_date
     times = next_fire_times(trigger, after=after, count=1)
@@ -180,6 +180,20 @@ def _save(task: ScheduledTask, *, now: dt.datetime) -> ScheduledTask:
     return task
 
 
+def run_date_must_be_future(
+    task: ScheduledTask, *, is_new: bool, previous_run_date: dt.datetime | None = None
+) -> bool:
+    """Whether validating `task` requires its run date to lie ahead.
+
+    The one rule for every way in (service, admin, API): a one-off task's run date
+    must be in the future when it is set (the task created, or the date changed),
+    not every time the task is edited later (it may have fired since).
+    """
+    return task.task_type == ScheduledTask.TaskType.DATE and (
+        is_new or task.run_date != previous_run_date
+    )
+
+
 def task_create(*, now: dt.datetime | None = None, **fields: Any) -> ScheduledTask:
     """Validate and create a task; its next fire time is computed and stored."""
     now = now or timezone.now()
@@ -187,7 +201,7 @@ def task_create(*, now: dt.datetime | None = None, **fields: Any) -> ScheduledTa
     if unknown:
         raise TypeError("task_create() got unknown fields: %s" % ", ".join(sorted(unknown)))
     task = ScheduledTask(**fields)
-    task_validate(task, now=now, require_future_run_date=task.task_type == "date")
+    task_validate(task, now=now, require_future_run_date=run_date_must_be_future(task, is_new=True))
     return _save(task, now=now)
 
 
@@ -197,12 +211,11 @@ def task_update(task: ScheduledTask, *, now: dt.datetime | None = None, **fields
     unknown = set(fields) - set(EDITABLE_FIELDS)
     if unknown:
         raise TypeError("task_update() got unknown fields: %s" % ", ".join(sorted(unknown)))
-    run_date_changed = "run_date" in fields and fields["run_date"] != task.run_date
+    previous_run_date = task.run_date
     for name, value in fields.items():
         setattr(task, name, value)
-    task_validate(
-        task, now=now, require_future_run_date=task.task_type == "date" and run_date_changed
-    )
+    must_be_future = run_date_must_be_future(task, is_new=False, previous_run_date=previous_run_date)
+    task_validate(task, now=now, require_future_run_date=must_be_future)
     return _save(task, now=now)
 
 
@@ -210,7 +223,9 @@ def task_save(task: ScheduledTask, *, now: dt.datetime | None = None) -> Schedul
     """Validate and save a task built or edited elsewhere (the admin form's instance)."""
     now = now or timezone.now()
     is_new = task.pk is None
-    task_validate(task, now=now, require_future_run_date=is_new and task.task_type == "date")
+    stored = None if is_new else ScheduledTask.objects.filter(pk=task.pk).values_list("run_date", flat=True).first()
+    must_be_future = run_date_must_be_future(task, is_new=is_new, previous_run_date=stored)
+    task_validate(task, now=now, require_future_run_date=must_be_future)
     return _save(task, now=now)
 
 

@@ -132,6 +132,28 @@ def test_interval_must_be_positive_and_run_date_in_the_future() -> None:
     assert "in the past" in errors_of(past)["run_date"]
 
 
+@pytest.mark.parametrize("save", ["task_update", "task_save"])
+def test_a_run_date_must_be_ahead_when_changed_not_when_the_task_is_edited_later(save: str) -> None:
+    from scheduler_app.services import task_save
+
+    def edit(task: ScheduledTask, **fields: Any) -> None:
+        if save == "task_update":
+            task_update(task, now=later, **fields)
+        else:  # the admin's way: the form edits the instance, then saves it
+            for name, value in fields.items():
+                setattr(task, name, value)
+            task_save(task, now=later)
+
+    task = create(task_type="date", cron_expression="", run_date=NOW + dt.timedelta(hours=1))
+    later = NOW + dt.timedelta(days=2)  # the run date has passed (it fired)
+
+    edit(task, description="still editable")
+    with pytest.raises(TaskInvalid) as moved:
+        edit(ScheduledTask.objects.get(pk=task.pk), run_date=NOW + dt.timedelta(days=1))
+
+    assert "in the past" in errors_of(moved)["run_date"]
+
+
 def test_task_name_taken_is_a_field_error() -> None:
     create()
 
