@@ -58,6 +58,17 @@ def test_an_unknown_api_url_is_a_json_404(api: APIClient, path: str) -> None:
     assert response.json()["code"] == "not_found"
 
 
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_writing_to_an_unknown_api_url_is_a_json_404_not_a_csrf_page(method: str) -> None:
+    # A client with an API key sends no CSRF token; a path the fuzzing found.
+    client = APIClient(enforce_csrf_checks=True)
+    response = getattr(client, method)("/api/v1/tasks/handler-parameters%2F/")
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "not_found"
+
+
 @pytest.mark.parametrize("slash", ["", "/"])
 def test_post_works_with_and_without_the_trailing_slash(
     api: APIClient, slash: str
