@@ -22,12 +22,16 @@ if admin.site.is_registered(APIKey):
 @admin.register(UserAPIKey)
 class UserAPIKeyAdmin(APIKeyModelAdmin):
     # The library's tuples are inferred as fixed-length; these only add a column.
-    list_display = (*APIKeyModelAdmin.list_display, "user")  # type: ignore[assignment]
+    list_display = (*APIKeyModelAdmin.list_display, "user", "last_used_at")  # type: ignore[assignment]
     list_select_related = ["user"]
     search_fields = (  # type: ignore[assignment]
         *APIKeyModelAdmin.search_fields,
         "user__username",
     )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return fields if obj is None else (*fields, "last_used_at")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[UserAPIKey]:
         queryset = super().get_queryset(request)

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
@@ -55,6 +56,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         api_key = self._usable_key(key)
         if not api_key.user.is_active:
             raise exceptions.AuthenticationFailed(MSG_INACTIVE_USER)
+        api_key.record_use(timezone.now())
         return api_key.user, api_key
 
     def authenticate_header(self, request: Request) -> str:

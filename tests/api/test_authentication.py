@@ -225,3 +225,39 @@ def test_every_request_with_a_key_costs_one_query_for_the_key(
 ) -> None:
     with django_assert_max_num_queries(3):
         APIClient().get("/api/v1/tasks/handlers", HTTP_X_API_KEY=key)
+
+
+def test_the_last_use_of_a_key_is_recorded_to_the_minute(superuser: User) -> None:
+    import datetime as dt
+    from unittest import mock
+
+    from scheduler_app.api.keys import UserAPIKey
+
+    key = key_for(superuser)
+    stored = UserAPIKey.objects.get()
+    assert stored.last_used_at is None
+    start = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.timezone.utc)
+
+    def call_at(when: dt.datetime) -> dt.datetime | None:
+        with mock.patch("scheduler_app.api.authentication.timezone.now", return_value=when):
+            assert APIClient().get("/api/v1/tasks/handlers", HTTP_X_API_KEY=key).status_code == 200
+        return UserAPIKey.objects.get().last_used_at
+
+    assert call_at(start) == start
+    assert call_at(start + dt.timedelta(seconds=59)) == start  # no write per request
+    assert call_at(start + dt.timedelta(seconds=61)) == start + dt.timedelta(seconds=61)
+
+
+def test_the_admin_lists_when_each_key_was_last_used(superuser: User) -> None:
+    from scheduler_app.api.keys import UserAPIKey
+
+    key = key_for(superuser)
+    APIClient().get("/api/v1/tasks/handlers", HTTP_X_API_KEY=key)
+    client = Client()
+    client.force_login(superuser)
+
+    listing = client.get("/admin/scheduler_app/userapikey/").content.decode()
+    page = client.get("/admin/scheduler_app/userapikey/%s/change/" % UserAPIKey.objects.get().pk)
+
+    assert "Last used" in listing
+    assert page.status_code == 200 and "Last used" in page.content.decode()
