@@ -956,7 +956,7 @@ def _free_locks_of(executions: Sequence[TaskExecution]) -> None:
     backend = get_lock_backend()
     for execution in executions:
         task = execution.task
-        if task.overlap_policy != ScheduledTask.OverlapPolicy.ALLOW:
+        if task.uses_lock:
             keys = [task_lock_key(task.pk)]
         else:
             keys = [_slot_key(task.pk, n) for n in range(task.max_instances)]
