@@ -286,8 +286,6 @@ class LogPublisher:
     def unregister(self, run_log: RunLog) -> None:
         """Stop publishing `run_log`; its line sink gets the last lines next flush.
 
-        A line sink of a run that wrote nothing is not closed: it never sent anything.
-
         The text sink gets nothing more: the execution path writes the final state.
         """
         with self._lock:

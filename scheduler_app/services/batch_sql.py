@@ -29,7 +29,7 @@ def rows_table(
     for any number of rows (psycopg parses a long query again on every call), and
     the parameter is one string: psycopg quoting array parameters element by
     element in Python was a quarter of the scheduler's time at 1000 fires/s.
-    Values go in as `row_value` makes them (datetimes as `row_datetime`).
+    Datetimes go in as `row_datetime` makes them.
     SQLite gets the rows as VALUES.
     """
     if connection.vendor == "postgresql":

@@ -223,7 +223,11 @@ def task_save(task: ScheduledTask, *, now: dt.datetime | None = None) -> Schedul
     """Validate and save a task built or edited elsewhere (the admin form's instance)."""
     now = now or timezone.now()
     is_new = task.pk is None
-    stored = None if is_new else ScheduledTask.objects.filter(pk=task.pk).values_list("run_date", flat=True).first()
+    stored = (
+        None
+        if is_new
+        else ScheduledTask.objects.filter(pk=task.pk).values_list("run_date", flat=True).first()
+    )
     must_be_future = run_date_must_be_future(task, is_new=is_new, previous_run_date=stored)
     task_validate(task, now=now, require_future_run_date=must_be_future)
     return _save(task, now=now)
@@ -387,6 +391,7 @@ def tasks_record_next_runs(next_runs: Mapping[int, dt.datetime | None]) -> None:
     )
     with task_rows_lock, transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         cursor.execute(sql, params)
+
 
 _tasks_version = PreparedQuery(
     SchedulerState,
