@@ -242,12 +242,18 @@ def test_with_a_line_sink_the_text_sink_runs_only_as_often_as_it_asks() -> None:
     assert texts[-1].text == "[14:30:25] one\n[14:30:25] two"
 
 
-def test_a_line_sink_gets_the_last_lines_then_is_closed_when_the_run_ends() -> None:
+def quiet_publisher_with_line_sink() -> tuple[LogPublisher, RunLog, RecordingLineSink]:
+    """A publisher that flushes only when told, publishing one run's log to a line sink."""
     quiet = LogPublisher()
     quiet.interval = 60
     run_log = RunLog(max_lines=10, clock=CLOCK)
     lines = RecordingLineSink(every=0)
     quiet.register(run_log, None, interval=60, line_sink=lines)
+    return quiet, run_log, lines
+
+
+def test_a_line_sink_gets_the_last_lines_then_is_closed_when_the_run_ends() -> None:
+    quiet, run_log, lines = quiet_publisher_with_line_sink()
     run_log.write("last")
 
     quiet.unregister(run_log)
@@ -261,11 +267,7 @@ def test_a_line_sink_gets_the_last_lines_then_is_closed_when_the_run_ends() -> N
 def test_a_run_that_wrote_nothing_leaves_its_line_sink_alone() -> None:
     # Most runs are silent: ending one must not wake the publisher to close a sink
     # that never sent anything.
-    quiet = LogPublisher()
-    quiet.interval = 60
-    run_log = RunLog(max_lines=10, clock=CLOCK)
-    lines = RecordingLineSink(every=0)
-    quiet.register(run_log, None, interval=60, line_sink=lines)
+    quiet, run_log, lines = quiet_publisher_with_line_sink()
 
     quiet.unregister(run_log)
     quiet.flush_all()
