@@ -201,6 +201,10 @@ SPECTACULAR_SETTINGS = {
 SCHEDULER_ENABLED = env.bool("SCHEDULER_ENABLED", default=True)
 # Folder scanned for `scripts:<file>` handlers.
 SCHEDULER_SCRIPTS_PATH = env.str("SCHEDULER_SCRIPTS_PATH", default=str(BASE_DIR / "scripts"))
+# Modules whose public functions and BaseTask subclasses may be handlers, for code
+# that cannot use the @scheduler_app.handler decorator (comma-separated). Scripts and
+# decorated handlers need no entry; standard library modules are never allowed.
+SCHEDULER_HANDLER_MODULES = env.list("SCHEDULER_HANDLER_MODULES", default=[])
 # Executions older than this many days are deleted by the cleanup_executions task.
 SCHEDULER_HISTORY_DAYS = env.int("SCHEDULER_HISTORY_DAYS", default=30)
 # Where executions run: "inline" (inside runscheduler) or "celery" (workers).

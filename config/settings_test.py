@@ -8,6 +8,17 @@ from .settings import *  # noqa: E402,F401,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+# An installed app whose scheduled_tasks.py registers handlers (@scheduler_app.handler).
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
+# The sample handler modules of the tests, allowed the way a project allows code it
+# cannot decorate. Subprocesses started by the tests get the same list.
+SCHEDULER_HANDLER_MODULES = [
+    "tests.services.sample_handlers",
+    "tests.api.sample_handlers",
+    "tests.handlers.sample_handlers",
+    "tests.browser.handlers",
+]
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     import tempfile
 

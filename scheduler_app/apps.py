@@ -1,4 +1,4 @@
-"""App configuration: registers system checks and hooks; never starts a scheduler."""
+"""App configuration: registers system checks, hooks and handlers; never starts a scheduler."""
 
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
@@ -10,8 +10,14 @@ class SchedulerAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.utils.module_loading import autodiscover_modules
+
         from . import checks  # noqa: F401  (registers the system checks)
         from .conf import app_settings
+
+        # Each installed app's scheduled_tasks.py registers its @handler functions,
+        # in every process (web, scheduler, worker), as admin.py modules register.
+        autodiscover_modules("scheduled_tasks")
 
         if app_settings.SCHEDULER_EXECUTOR == "celery":
             # Registers the revoke of a cancelled pending run's message, in every

@@ -81,6 +81,42 @@ def check_scheduler_settings(app_configs: Any = None, **kwargs: Any) -> list[Any
                 id="scheduler_app.W001",
             )
         )
+    problems.extend(_check_handler_modules())
+    return problems
+
+
+def _check_handler_modules() -> list[Any]:
+    """Each SCHEDULER_HANDLER_MODULES entry imports, and none is a standard library module."""
+    import importlib
+
+    from .handlers.registry import configured_handler_modules, is_standard_library
+
+    problems: list[Any] = []
+    for name in configured_handler_modules():
+        if is_standard_library(name):
+            problems.append(
+                Error(
+                    "SCHEDULER_HANDLER_MODULES lists %r, a standard library module: its "
+                    "functions are never handlers (os, subprocess or builtins would let "
+                    "anyone who may add a task run commands on this host)." % name,
+                    hint="Remove it; wrap what you need in a function of your own code "
+                    "decorated with @scheduler_app.handler.",
+                    id="scheduler_app.E007",
+                )
+            )
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - any import failure is the finding
+            problems.append(
+                Error(
+                    "SCHEDULER_HANDLER_MODULES lists %r, which cannot be imported: %s: %s"
+                    % (name, type(exc).__name__, exc),
+                    hint="Fix the module or the module name (a dotted module path such "
+                    "as myapp.jobs).",
+                    id="scheduler_app.E008",
+                )
+            )
     return problems
 
 

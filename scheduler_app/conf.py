@@ -11,6 +11,9 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULER_ENABLED": True,
     # None: "scripts" beside manage.py (settings.BASE_DIR), resolved on access.
     "SCHEDULER_SCRIPTS_PATH": None,
+    # Modules whose public functions and BaseTask classes may be handlers, beside
+    # scripts and @handler-registered code (registry). Standard library modules never count.
+    "SCHEDULER_HANDLER_MODULES": (),
     "SCHEDULER_HISTORY_DAYS": 30,
     "SCHEDULER_EXECUTOR": "inline",
     "SCHEDULER_THREAD_POOL_SIZE": 10,

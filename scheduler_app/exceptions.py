@@ -40,6 +40,12 @@ class HandlerBroken(SchedulerError):
     code = "handler_broken"
 
 
+class HandlerNotAllowed(SchedulerError):
+    """The handler path is neither a script nor a handler registered in code."""
+
+    code = "handler_not_allowed"
+
+
 class ParameterError(SchedulerError):
     """A handler parameter is unknown, missing or of the wrong type (`field` = parameter)."""
 

@@ -17,6 +17,7 @@ from scheduler_app.exceptions import (
     TaskNotFound,
 )
 from scheduler_app.models import ScheduledTask, TaskExecution
+import scheduler_app
 from scheduler_app.scheduler import Expr
 from scheduler_app.services import TaskInvalid
 from tests.factories import make_task
@@ -27,6 +28,7 @@ HANDLER = "tests.test_public_api:send_report"
 UTC = dt.timezone.utc
 
 
+@scheduler_app.handler
 def send_report(report_id: int, to: str = "ops@example.com", since: dt.datetime | None = None) -> dict:
     """A module-level handler: importable again by the scheduler process."""
     return {"report_id": report_id, "to": to}
@@ -297,7 +299,7 @@ def test_parameter_given_positionally_and_by_name_raises() -> None:
 
 
 def test_lambda_raises_handler_not_found_with_a_hint() -> None:
-    with pytest.raises(HandlerNotFound, match="cannot be scheduled: pass a module-level function"):
+    with pytest.raises(HandlerNotFound, match="cannot be a handler: use a function or BaseTask class defined at the top level"):
         scheduler.add_interval_job(lambda: None, seconds=30)
 
     assert not ScheduledTask.objects.filter(handler_path__startswith="tests.").exists()
@@ -312,7 +314,7 @@ def test_nested_function_raises_handler_not_found_with_a_hint() -> None:
 
 
 def test_method_raises_handler_not_found() -> None:
-    with pytest.raises(HandlerNotFound, match="cannot be scheduled"):
+    with pytest.raises(HandlerNotFound, match="cannot be a handler"):
         scheduler.add_cron_job(ReportSender().send, "@daily")
 
 

@@ -2,7 +2,7 @@
 
 from .base import BaseTask, ScheduleType, TaskSchedule
 from .params import ParamSpec, check_kwargs, coerce_value, specs_from_callable
-from .registry import HandlerInfo, get_handler, list_handlers, load_handler
+from .registry import HandlerInfo, get_handler, handler, list_handlers, load_handler
 from .results import Outcome, TaskResult, json_safe, outcome_from_return
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "check_kwargs",
     "coerce_value",
     "get_handler",
+    "handler",
     "json_safe",
     "list_handlers",
     "load_handler",

@@ -46,9 +46,10 @@ class TaskSchedule:
 class BaseTask:
     """Subclass, set `name`/`description`/`schedule`, and implement `run()`.
 
-    Use it as the handler "your.module:YourTask": each run makes a new instance
-    and calls `run(**kwargs)`, which may be `async def` and returns a dict or a
-    TaskResult.
+    Register it with `@scheduler_app.handler` (or list its module in
+    SCHEDULER_HANDLER_MODULES) and use it as the handler "your.module:YourTask":
+    each run makes a new instance and calls `run(**kwargs)`, which may be
+    `async def` and returns a dict or a TaskResult.
     """
 
     name: str = ""

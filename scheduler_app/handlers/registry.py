@@ -1,4 +1,19 @@
-"""Handler discovery and loading: scripts:<file>, module:function and module:Class."""
+"""Which handlers may run, and how they are found: scripts, and handlers registered in code.
+
+A handler is allowed when it is
+
+- ``scripts:<file>``: a file in the scripts folder (SCHEDULER_SCRIPTS_PATH), which
+  belongs to the operator;
+- a function or `BaseTask` subclass decorated with `@scheduler_app.handler` (in a
+  ``scheduled_tasks.py`` module of an installed app, imported at start-up like
+  ``admin.py``, or in any module the code imports);
+- a public function or `BaseTask` subclass defined in a module listed in
+  SCHEDULER_HANDLER_MODULES (for code that cannot be decorated).
+
+Nothing else runs, and a handler path that is none of these is refused before any
+module it names is imported: "may add a task" must never mean "may call
+``os:system``" (django-celery-beat does the same with Celery's task registry).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +35,7 @@ from typing import Any
 from django.utils.translation import gettext_lazy as _
 
 from ..conf import app_settings
-from ..exceptions import HandlerBroken, HandlerNotFound
+from ..exceptions import HandlerBroken, HandlerNotAllowed, HandlerNotFound, SchedulerError
 from .base import BaseTask, TaskSchedule, snake_case
 from .params import ParamSpec, specs_from_callable
 from .results import json_safe
@@ -59,6 +74,29 @@ MSG_NO_ATTRIBUTE = _(
     "Handler “%(path)s” not found: module “%(module)s” has no attribute “%(attr)s”."
 )
 MSG_BROKEN = _("Handler “%(path)s” is broken: %(error)s")
+MSG_NOT_ALLOWED = _(
+    "Handler “%(path)s” is not allowed: only scripts:<file> handlers and functions or "
+    "BaseTask classes registered in code may run. Register it with the "
+    "@scheduler_app.handler decorator (in a scheduled_tasks.py module of an installed "
+    "app), or list its module in the SCHEDULER_HANDLER_MODULES setting."
+)
+MSG_NOT_EXPORTED = _(
+    "Handler “%(path)s” is not allowed: module “%(module)s” is listed in "
+    "SCHEDULER_HANDLER_MODULES, but only the public functions and BaseTask classes "
+    "defined in it may run, and “%(attr)s” %(reason)s."
+)
+MSG_NOT_MODULE_LEVEL = _(
+    "%(handler)r cannot be a handler: use a function or BaseTask class defined at "
+    "the top level of an importable module (not a lambda, a nested function, a "
+    "method or code in __main__)."
+)
+
+# Why a module attribute is not a handler although its module is listed.
+REASON_PRIVATE = "is private (its name starts with “_”)"
+REASON_NOT_IN_ALL = "is not in the module's __all__"
+REASON_IMPORTED = "is imported from module “%s”, not defined in it"
+REASON_NOT_HANDLER = "is a %s, not a function or a BaseTask subclass"
+REASON_BASE_CLASS = "is BaseTask itself, not a subclass of it"
 
 # Why a handler is broken. Kept in English like the exception texts they sit
 # beside, because they are cached with the script and shown in every language.
@@ -130,6 +168,88 @@ class _ScriptEntry:
     func: Callable[..., Any] | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True)
+class _Registration:
+    """A handler registered with @handler, and what the decorator said of it."""
+
+    target: Any
+    name: str | None = None
+    description: str | None = None
+    params: Mapping[str, Any] | None = None
+
+
+#: "module:qualname" -> its registration, filled by @handler as modules are imported.
+_registered: dict[str, _Registration] = {}
+
+
+def handler(
+    target: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    params: Mapping[str, Mapping[str, str]] | None = None,
+) -> Any:
+    """Register a function or a `BaseTask` subclass as a handler: ``@scheduler_app.handler``.
+
+    Its handler path is ``"<module>:<name>"``. `name` and `description` are what the
+    admin and the API show (default: the function's name and the first line of its
+    docstring); `params` gives parameters a label and help, like a script's
+    ``TASK_INFO["params"]``: ``{"days": {"label": "Days", "help": "How many days"}}``.
+    Use it bare (``@handler``) or with options (``@handler(name="Nightly sync")``).
+    """
+
+    def register(obj: Any) -> Any:
+        try:
+            path = handler_path_for(obj)
+        except HandlerNotFound as exc:
+            raise TypeError(exc.message) from None
+        if inspect.isclass(obj):
+            if not issubclass(obj, BaseTask):
+                raise TypeError(
+                    "@handler takes a function or a BaseTask subclass; %s is neither "
+                    "(subclass scheduler_app.handlers.BaseTask)" % obj.__qualname__
+                )
+        elif not callable(obj):
+            raise TypeError("@handler takes a function, not a %s" % type(obj).__name__)
+        with _lock:
+            _registered[path] = _Registration(
+                obj, name, description, dict(params) if params is not None else None
+            )
+            _described.pop(path, None)
+        return obj
+
+    return register if target is None else register(target)
+
+
+def handler_path_for(obj: Any) -> str:
+    """The handler path of a module-level function or class: ``"<module>:<name>"``."""
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", "")
+    # Only a module-level name can be found again by another process.
+    if not module or module == "__main__" or not qualname or "." in qualname or "<" in qualname:
+        raise HandlerNotFound(MSG_NOT_MODULE_LEVEL % {"handler": obj}, field=FIELD)
+    return "%s:%s" % (module, qualname)
+
+
+def handler_modules() -> list[str]:
+    """The modules of SCHEDULER_HANDLER_MODULES that count (standard library ones never do)."""
+    return [name for name in configured_handler_modules() if not is_standard_library(name)]
+
+
+def configured_handler_modules() -> list[str]:
+    """SCHEDULER_HANDLER_MODULES as given (a list, or a comma-separated string)."""
+    value = app_settings.SCHEDULER_HANDLER_MODULES or ()
+    if isinstance(value, str):
+        value = value.split(",")
+    return [str(name).strip() for name in value if str(name).strip()]
+
+
+def is_standard_library(module_name: str) -> bool:
+    """Whether a module is Python's own: never a source of handlers (os, subprocess, builtins...)."""
+    return module_name.partition(".")[0] in sys.stdlib_module_names
+
+
 # Script file path -> loaded script. Guarded by _lock; re-entrant because a script
 # may itself look handlers up while it is being imported.
 _scripts: dict[str, _ScriptEntry] = {}
@@ -137,6 +257,49 @@ _lock = threading.RLock()
 
 
 def list_handlers() -> list[HandlerInfo]:
+    """Describe every allowed handler, broken ones included, never raising.
+
+    Scripts first (by file name), then the handlers registered in code (by path).
+    """
+    return [*list_scripts(), *list_code_handlers()]
+
+
+def list_code_handlers() -> list[HandlerInfo]:
+    """Describe the @handler functions and classes and those of SCHEDULER_HANDLER_MODULES."""
+    with _lock:
+        paths = set(_registered)
+    for module_name in handler_modules():
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # noqa: BLE001 - reported by the system check too
+            logger.warning(
+                "SCHEDULER_HANDLER_MODULES: module %s cannot be imported: %s", module_name, exc
+            )
+            continue
+        for attr, obj in vars(module).items():
+            if _not_a_handler_reason(module, attr, obj) is None:
+                paths.add("%s:%s" % (module_name, attr))
+    infos: list[HandlerInfo] = []
+    for path in sorted(paths):
+        module_name, attr = _parse(path)
+        try:
+            target, registration = _allowed_object(path, module_name, attr)
+            infos.append(_describe_object(path, attr, target, registration)[0])
+        except _Broken as exc:
+            kind = KIND_CLASS if inspect.isclass(_registered_target(path)) else KIND_FUNCTION
+            infos.append(_broken_info(path, kind, attr, str(exc)))
+        except SchedulerError:  # unregistered or gone between listing and describing
+            continue
+    return infos
+
+
+def _registered_target(path: str) -> Any:
+    with _lock:
+        registration = _registered.get(path)
+    return registration.target if registration is not None else None
+
+
+def list_scripts() -> list[HandlerInfo]:
     """Describe every scripts:<file> handler, broken ones included, never raising."""
     folder = scripts_folder()
     try:
@@ -194,12 +357,24 @@ def resolve_handler(path: str) -> tuple[HandlerInfo, Callable[..., Any]]:
                 MSG_BROKEN % {"path": path, "error": entry.info.error}, field=FIELD
             )
         return entry.info, entry.func
+    target, registration = _allowed_object(path, module_name, attr)
     try:
-        return _describe_object(path, module_name, attr)
+        return _describe_object(path, attr, target, registration)
     except _Broken as exc:
         raise HandlerBroken(
             MSG_BROKEN % {"path": path, "error": str(exc)}, field=FIELD
         ) from None
+
+
+def check_allowed(path: str) -> None:
+    """Raise unless `path` names an allowed handler (HandlerNotAllowed, naming the fix).
+
+    Cheaper than get_handler (nothing is described), and like it never imports a
+    module the path names unless SCHEDULER_HANDLER_MODULES lists it.
+    """
+    module_name, attr = _parse(path)
+    if module_name != SCRIPTS_PREFIX:
+        _allowed_object(path, module_name, attr)
 
 
 def _parse(path: str) -> tuple[str, str]:
@@ -361,11 +536,40 @@ def _describe_script(
 # module:function and module:Class
 
 
-def _describe_object(
+def _allowed_object(
     path: str, module_name: str, attr: str
-) -> tuple[HandlerInfo, Callable[..., Any]]:
+) -> tuple[Any, _Registration | None]:
+    """The object an allowed module:attr path names; raise for any other path.
+
+    A registered handler's module is imported already (registering imported it);
+    only a module the operator listed in SCHEDULER_HANDLER_MODULES is imported here.
+    """
+    with _lock:
+        registration = _registered.get(path)
+    if registration is not None:
+        return registration.target, registration
+    if module_name not in handler_modules():
+        raise HandlerNotAllowed(MSG_NOT_ALLOWED % {"path": path}, field=FIELD)
+    module = _import_listed(path, module_name)
+    if not hasattr(module, attr):
+        raise HandlerNotFound(
+            MSG_NO_ATTRIBUTE % {"path": path, "module": module_name, "attr": attr},
+            field=FIELD,
+        )
+    obj = getattr(module, attr)
+    reason = _not_a_handler_reason(module, attr, obj)
+    if reason is not None:
+        raise HandlerNotAllowed(
+            MSG_NOT_EXPORTED
+            % {"path": path, "module": module_name, "attr": attr, "reason": reason},
+            field=FIELD,
+        )
+    return obj, None
+
+
+def _import_listed(path: str, module_name: str) -> ModuleType:
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if module_name == missing or module_name.startswith(missing + "."):
@@ -373,41 +577,71 @@ def _describe_object(
                 MSG_NO_MODULE % {"path": path, "module": module_name, "error": exc},
                 field=FIELD,
             ) from None
-        raise _Broken(_error_text(exc, None)) from exc
+        raise HandlerBroken(
+            MSG_BROKEN % {"path": path, "error": _error_text(exc, None)}, field=FIELD
+        ) from None
     except (Exception, SystemExit) as exc:  # the module itself fails to import
         logger.warning("Module %s of handler %s fails to import", module_name, path)
-        raise _Broken(_error_text(exc, None)) from exc
-    if not hasattr(module, attr):
-        raise HandlerNotFound(
-            MSG_NO_ATTRIBUTE % {"path": path, "module": module_name, "attr": attr},
-            field=FIELD,
-        )
-    obj = getattr(module, attr)
+        raise HandlerBroken(
+            MSG_BROKEN % {"path": path, "error": _error_text(exc, None)}, field=FIELD
+        ) from None
+
+
+def _not_a_handler_reason(module: ModuleType, attr: str, obj: Any) -> str | None:
+    """Why `module.attr` is no handler although its module is listed (None: it is one)."""
+    if attr.startswith("_"):
+        return REASON_PRIVATE
+    exported = getattr(module, "__all__", None)
+    if exported is not None and attr not in exported:
+        return REASON_NOT_IN_ALL
+    if obj is BaseTask:
+        return REASON_BASE_CLASS
+    is_task_class = inspect.isclass(obj) and issubclass(obj, BaseTask)
+    if not (inspect.isfunction(obj) or is_task_class):
+        return REASON_NOT_HANDLER % type(obj).__name__
+    defined_in = getattr(obj, "__module__", None)
+    if defined_in != module.__name__:
+        return REASON_IMPORTED % defined_in
+    return None
+
+
+def _describe_object(
+    path: str, attr: str, obj: Any, registration: _Registration | None
+) -> tuple[HandlerInfo, Callable[..., Any]]:
     # Describing means signature and type-hint introspection: done once per object,
     # not on every run (a reloaded module brings a new object, described afresh).
     cached = _described.get(path)
-    if cached is not None and cached[0] is obj:
-        return cached[1]
-    described = _describe_class(path, obj) if inspect.isclass(obj) else _describe_callable(path, attr, obj)
-    _described[path] = (obj, described)
+    if cached is not None and cached[0] is obj and cached[1] is registration:
+        return cached[2]
+    described = (
+        _describe_class(path, obj, registration)
+        if inspect.isclass(obj)
+        else _describe_callable(path, attr, obj, registration)
+    )
+    _described[path] = (obj, registration, described)
     return described
 
 
-#: path -> (the object described, its description): see _describe_object.
-_described: dict[str, tuple[Any, tuple[HandlerInfo, Callable[..., Any]]]] = {}
+#: path -> (the object described, its registration, its description): see _describe_object.
+_described: dict[
+    str, tuple[Any, _Registration | None, tuple[HandlerInfo, Callable[..., Any]]]
+] = {}
 
 
 def _describe_callable(
-    path: str, attr: str, obj: Any
+    path: str, attr: str, obj: Any, registration: _Registration | None
 ) -> tuple[HandlerInfo, Callable[..., Any]]:
     if not callable(obj):
         raise _Broken(ERROR_NOT_CALLABLE % (attr, type(obj).__name__))
-    specs, accepts_var_kwargs = _specs(obj, attr, None)
+    registration = registration or _Registration(obj)
+    specs, accepts_var_kwargs = _specs(obj, attr, registration.params)
     info = HandlerInfo(
         path=path,
         kind=KIND_FUNCTION,
-        name=str(getattr(obj, "__name__", attr)),
-        description=_first_line(getattr(obj, "__doc__", None)),
+        name=str(registration.name or getattr(obj, "__name__", attr)),
+        description=str(
+            registration.description or _first_line(getattr(obj, "__doc__", None))
+        ),
         params=tuple(specs),
         accepts_var_kwargs=accepts_var_kwargs,
         is_async=inspect.iscoroutinefunction(obj),
@@ -416,20 +650,29 @@ def _describe_callable(
     return info, obj
 
 
-def _describe_class(path: str, cls: type) -> tuple[HandlerInfo, Callable[..., Any]]:
+def _describe_class(
+    path: str, cls: type, registration: _Registration | None
+) -> tuple[HandlerInfo, Callable[..., Any]]:
+    registration = registration or _Registration(cls)
     run = getattr(cls, "run", None)
     if run is None or not callable(run):
         raise _Broken(ERROR_CLASS_NO_RUN % cls.__name__)
     if run is BaseTask.run:
         raise _Broken(ERROR_CLASS_RUN_ABSTRACT % cls.__name__)
     _check_constructible(cls)
-    specs, accepts_var_kwargs = _specs(run, "%s.run()" % cls.__name__, None)
+    specs, accepts_var_kwargs = _specs(run, "%s.run()" % cls.__name__, registration.params)
     is_async = inspect.iscoroutinefunction(run)
     info = HandlerInfo(
         path=path,
         kind=KIND_CLASS,
-        name=str(getattr(cls, "name", "") or snake_case(cls.__name__)),
-        description=str(getattr(cls, "description", "") or _first_line(cls.__doc__)),
+        name=str(
+            registration.name or getattr(cls, "name", "") or snake_case(cls.__name__)
+        ),
+        description=str(
+            registration.description
+            or getattr(cls, "description", "")
+            or _first_line(cls.__doc__)
+        ),
         params=tuple(specs),
         accepts_var_kwargs=accepts_var_kwargs,
         is_async=is_async,

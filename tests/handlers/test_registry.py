@@ -1,4 +1,9 @@
-"""Handler discovery and loading: scripts:<file>, module:function and module:Class."""
+"""Handler discovery and loading: scripts:<file>, module:function and module:Class.
+
+Which module handlers are allowed at all is in test_allowed.py; the module handlers
+here come from tests.handlers.sample_handlers, which the test settings list in
+SCHEDULER_HANDLER_MODULES.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +22,12 @@ from typing import Any
 
 import pytest
 
-from scheduler_app.exceptions import HandlerBroken, HandlerNotFound
+from scheduler_app.exceptions import HandlerBroken, HandlerNotAllowed, HandlerNotFound
 from scheduler_app.handlers import registry
 from scheduler_app.handlers.registry import (
     HandlerInfo,
     get_handler,
-    list_handlers,
+    list_scripts,
     load_handler,
 )
 from scheduler_app.handlers.results import TaskResult
@@ -86,10 +91,10 @@ def by_path(infos: list[HandlerInfo]) -> dict[str, HandlerInfo]:
 # Listing scripts
 
 
-def test_list_handlers_describes_each_script(scripts: Path) -> None:
+def test_list_scripts_describes_each_script(scripts: Path) -> None:
     write_script(scripts, "data_sync", GOOD_SCRIPT)
 
-    [info] = list_handlers()
+    [info] = list_scripts()
 
     assert info.path == "scripts:data_sync"
     assert info.kind == "script"
@@ -106,7 +111,7 @@ def test_list_handlers_describes_each_script(scripts: Path) -> None:
     assert (info.broken, info.error, info.enabled) == (False, "", True)
 
 
-def test_list_handlers_is_sorted_and_skips_private_and_other_files(
+def test_list_scripts_is_sorted_and_skips_private_and_other_files(
     scripts: Path,
 ) -> None:
     for name in ("zeta", "alpha", "_helpers", "__init__"):
@@ -114,7 +119,7 @@ def test_list_handlers_is_sorted_and_skips_private_and_other_files(
     (scripts / "notes.txt").write_text("not a script")
     (scripts / "package.py").mkdir()
 
-    assert [info.path for info in list_handlers()] == ["scripts:alpha", "scripts:zeta"]
+    assert [info.path for info in list_scripts()] == ["scripts:alpha", "scripts:zeta"]
 
 
 def test_script_without_task_info_uses_file_name_and_docstrings(scripts: Path) -> None:
@@ -125,7 +130,7 @@ def test_script_without_task_info_uses_file_name_and_docstrings(scripts: Path) -
     )
     write_script(scripts, "run_doc", 'def run(**kwargs):\n    """Run summary."""\n')
 
-    infos = by_path(list_handlers())
+    infos = by_path(list_scripts())
 
     assert infos["scripts:plain"].name == "plain"
     assert infos["scripts:plain"].description == "Module summary."
@@ -139,7 +144,7 @@ def test_script_without_task_info_uses_file_name_and_docstrings(scripts: Path) -
 def test_missing_scripts_folder_lists_nothing(settings: Any, tmp_path: Path) -> None:
     settings.SCHEDULER_SCRIPTS_PATH = str(tmp_path / "nowhere")
 
-    assert list_handlers() == []
+    assert list_scripts() == []
 
 
 @pytest.mark.parametrize(
@@ -212,7 +217,7 @@ def test_invalid_declared_schedule_marks_the_script_broken(
         "TASK_INFO = {'schedule': %r}\ndef run():\n    pass\n" % schedule,
     )
 
-    [info] = list_handlers()
+    [info] = list_scripts()
 
     assert info.broken is True
     assert error in info.error
@@ -242,7 +247,7 @@ def test_broken_script_is_listed_with_its_error_beside_working_ones(
     write_script(scripts, "broken", source)
     write_script(scripts, "z_good", "def run():\n    return {}\n")
 
-    infos = by_path(list_handlers())
+    infos = by_path(list_scripts())
 
     assert [info.broken for info in infos.values()] == [False, True, False]
     broken = infos["scripts:broken"]
@@ -255,7 +260,7 @@ def test_broken_script_is_listed_with_its_error_beside_working_ones(
 def test_file_name_that_is_not_an_identifier_is_listed_as_broken(scripts: Path) -> None:
     write_script(scripts, "my-task", "def run():\n    pass\n")
 
-    [info] = list_handlers()
+    [info] = list_scripts()
 
     assert info.path == "scripts:my-task"
     assert info.broken is True
@@ -283,14 +288,14 @@ def test_changed_script_is_seen_without_restarting(scripts: Path) -> None:
         "job",
         "TASK_INFO = {'name': 'First'}\ndef run(days: int = 1):\n    pass\n",
     )
-    [before] = list_handlers()
+    [before] = list_scripts()
 
     rewrite_script(
         path,
         "TASK_INFO = {'name': 'Second'}\n"
         "async def run(since: str, limit: int = 5):\n    pass\n",
     )
-    [after] = list_handlers()
+    [after] = list_scripts()
 
     assert (before.name, [spec.name for spec in before.params]) == ("First", ["days"])
     assert after.name == "Second"
@@ -310,16 +315,16 @@ def test_same_size_edit_is_seen_and_no_bytecode_is_written(scripts: Path) -> Non
 
 def test_new_script_appears_and_deleted_script_disappears(scripts: Path) -> None:
     first = write_script(scripts, "first", "def run():\n    pass\n")
-    assert [info.path for info in list_handlers()] == ["scripts:first"]
+    assert [info.path for info in list_scripts()] == ["scripts:first"]
 
     write_script(scripts, "second", "def run():\n    pass\n")
-    assert [info.path for info in list_handlers()] == [
+    assert [info.path for info in list_scripts()] == [
         "scripts:first",
         "scripts:second",
     ]
 
     first.unlink()
-    assert [info.path for info in list_handlers()] == ["scripts:second"]
+    assert [info.path for info in list_scripts()] == ["scripts:second"]
     assert "scheduler_scripts.first" not in sys.modules
     with pytest.raises(HandlerNotFound):
         get_handler("scripts:first")
@@ -327,11 +332,11 @@ def test_new_script_appears_and_deleted_script_disappears(scripts: Path) -> None
 
 def test_fixed_script_is_no_longer_broken(scripts: Path) -> None:
     path = write_script(scripts, "job", "def run(:\n")
-    assert list_handlers()[0].broken is True
+    assert list_scripts()[0].broken is True
 
     rewrite_script(path, "def run():\n    return {'ok': True}\n")
 
-    assert list_handlers()[0].broken is False
+    assert list_scripts()[0].broken is False
     assert load_handler("scripts:job")() == {"ok": True}
 
 
@@ -342,7 +347,7 @@ def test_script_that_breaks_is_dropped_from_sys_modules(scripts: Path) -> None:
 
     rewrite_script(path, "raise ValueError('oops')\n")
 
-    assert list_handlers()[0].error == "ValueError: oops (line 1)"
+    assert list_scripts()[0].error == "ValueError: oops (line 1)"
     assert "scheduler_scripts.job" not in sys.modules
 
 
@@ -360,7 +365,7 @@ def test_unchanged_script_keeps_its_module_state_between_runs(scripts: Path) -> 
         """,
     )
 
-    list_handlers()
+    list_scripts()
     first = load_handler("scripts:counter")
     second = load_handler("scripts:counter")
 
@@ -415,7 +420,7 @@ def test_concurrent_listing_imports_each_script_once(
     def worker() -> None:
         try:
             barrier.wait(timeout=10)
-            results.append(list_handlers())
+            results.append(list_scripts())
         except BaseException as exc:  # noqa: BLE001 - reported by the assert below
             errors.append(exc)
 
@@ -524,7 +529,9 @@ def test_async_module_function_is_reported_async() -> None:
     ]
 
 
-def test_missing_module_is_not_found_with_the_import_error() -> None:
+def test_missing_listed_module_is_not_found_with_the_import_error(settings: Any) -> None:
+    settings.SCHEDULER_HANDLER_MODULES = ["no_such_pkg.tasks"]
+
     with pytest.raises(
         HandlerNotFound, match="cannot import module “no_such_pkg.tasks”"
     ) as exc:
@@ -542,16 +549,17 @@ def test_missing_attribute_is_not_found_naming_it() -> None:
     assert exc.value.field == "handler_path"
 
 
-def test_attribute_that_is_not_callable_is_broken() -> None:
-    with pytest.raises(HandlerBroken, match="NOT_CALLABLE is not callable") as exc:
+def test_attribute_that_is_not_a_function_is_not_a_handler() -> None:
+    with pytest.raises(HandlerNotAllowed, match="“NOT_CALLABLE” is a int, not a function") as exc:
         get_handler(SAMPLES + ":NOT_CALLABLE")
 
     assert exc.value.field == "handler_path"
 
 
-def test_module_that_fails_to_import_is_broken_not_missing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_listed_module_that_fails_to_import_is_broken_not_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
+    settings.SCHEDULER_HANDLER_MODULES = ["exploding_handlers_mod", "needy_handlers_mod"]
     (tmp_path / "exploding_handlers_mod.py").write_text(
         "raise RuntimeError('kaboom')\n"
     )
@@ -621,17 +629,15 @@ def test_async_task_class_gives_a_coroutine_function() -> None:
     assert second["day"] is None
 
 
-def test_duck_typed_class_with_run_is_accepted() -> None:
-    info = get_handler(SAMPLES + ":DuckTypedTask")
-
-    assert (info.kind, info.name) == ("class", "duck_typed_task")
-    assert load_handler(SAMPLES + ":DuckTypedTask")(value=3) == {"value": 3}
+@pytest.mark.parametrize("attr", ["DuckTypedTask", "NoRunClass"])
+def test_class_that_is_not_a_base_task_is_not_a_handler(attr: str) -> None:
+    with pytest.raises(HandlerNotAllowed, match="is a type, not a function or a BaseTask"):
+        get_handler("%s:%s" % (SAMPLES, attr))
 
 
 @pytest.mark.parametrize(
     ("attr", "error"),
     [
-        ("NoRunClass", "class NoRunClass has no run() method"),
         ("AbstractTask", "class AbstractTask does not implement run()"),
         ("NeedsArgumentsTask", "needs constructor arguments (client)"),
     ],
