@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from . import services
 from .exceptions import ParameterError, SchedulerError
 from .handlers.params import ParamSpec
-from .handlers.registry import HandlerInfo, get_handler, list_handlers
+from .handlers.registry import KIND_SCRIPT, HandlerInfo, get_handler, list_handlers
 from .models import ScheduledTask
 
 #: Parameter inputs are named param_<parameter>, so they never clash with task fields.
@@ -157,22 +157,34 @@ def _option_label(info: HandlerInfo) -> str:
     return "%s — %s" % (head, detail) if detail else head
 
 
-def handler_choices(
-    current: str,
-) -> tuple[list[tuple[str, str]], dict[str, HandlerInfo]]:
-    """Choices for the handler select: every script, plus the current value if elsewhere.
+def handler_choices(current: str) -> tuple[list[Any], dict[str, HandlerInfo]]:
+    """Choices for the handler select: the allowed handlers, grouped by where they live.
 
-    A current value the registry cannot load stays selectable, labelled with why.
+    Scripts, then the handlers registered in code. The current value, when it is not
+    one of them (a handler that is no longer allowed, or gone), stays selectable in a
+    group of its own, labelled with why, so the page shows what the task holds.
     """
     infos = {info.path: info for info in list_handlers()}
-    unknown: list[tuple[str, str]] = []
+    scripts = [
+        (path, _option_label(info)) for path, info in infos.items() if info.kind == KIND_SCRIPT
+    ]
+    registered = [
+        (path, _option_label(info)) for path, info in infos.items() if info.kind != KIND_SCRIPT
+    ]
+    choices: list[Any] = [("", "---------")]
+    if scripts:
+        choices.append((gettext("Scripts (the scripts folder)"), scripts))
+    if registered:
+        choices.append((gettext("Registered in code"), registered))
     if current and current not in infos:
         try:
-            infos[current] = get_handler(current)
+            get_handler(current)
         except SchedulerError as exc:
-            unknown.append((current, "%s — %s" % (current, exc.message)))
-    choices = [(path, _option_label(info)) for path, info in infos.items()]
-    return [("", "---------"), *choices, *unknown], infos
+            label = "%s — %s" % (current, exc.message)
+        else:  # allowed, but not listed (e.g. registered since the list was read)
+            label = current
+        choices.append((gettext("Current value"), [(current, label)]))
+    return choices, infos
 
 
 def add_service_errors(
@@ -205,7 +217,10 @@ class ScheduledTaskForm(forms.ModelForm):
         label=_("Handler"),
         max_length=255,
         widget=HandlerSelect(attrs={"class": "scheduler-handler-select"}),
-        help_text=_("A script from the scripts folder (scripts:<file>)."),
+        help_text=_(
+            "A script from the scripts folder (scripts:<file>), or a function or task "
+            "class registered in code with @scheduler_app.handler."
+        ),
     )
 
     #: The parameters that have an input (set by for_handler).

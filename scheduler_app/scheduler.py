@@ -16,7 +16,9 @@ running scheduler like any other task::
     scheduler.remove_job("nightly_sync")
 
 Handlers are a `"scripts:<file>"` / `"module:function"` string or a module-level
-callable. Argument values are Python values (stored as literal JSON or as the
+callable, which must be an allowed handler: a script, or a function or BaseTask
+class registered with `@scheduler_app.handler` (or listed in
+SCHEDULER_HANDLER_MODULES); anything else is refused with HandlerNotAllowed. Argument values are Python values (stored as literal JSON or as the
 equivalent safe_eval expression); to store an expression evaluated at each run,
 wrap it: `kwargs={"since": Expr("date.today() - timedelta(days=1)")}`.
 """
@@ -32,8 +34,8 @@ from typing import Any
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .exceptions import HandlerNotFound, ParameterError, ScheduleError, TaskNotFound
-from .handlers.registry import get_handler
+from .exceptions import ParameterError, ScheduleError, TaskNotFound
+from .handlers.registry import check_allowed, get_handler, handler_path_for
 from .models import ScheduledTask, TaskExecution
 from .schedules import resolve_timezone
 from .services import (
@@ -54,22 +56,15 @@ class Expr(str):
 
 
 def handler_path_of(handler: Handler) -> str:
-    """The handler id for a string or a module-level callable."""
+    """The handler id for a string or a module-level callable.
+
+    The callable must be an allowed handler (decorated with @scheduler_app.handler,
+    or in a module of SCHEDULER_HANDLER_MODULES): the services refuse any other,
+    with a HandlerNotAllowed that says so.
+    """
     if isinstance(handler, str):
         return handler
-    module = getattr(handler, "__module__", None)
-    qualname = getattr(handler, "__qualname__", "")
-    # Only a module-level name can be imported again by the scheduler process.
-    if not module or module == "__main__" or not qualname or "." in qualname or "<" in qualname:
-        raise HandlerNotFound(
-            _(
-                "%(handler)r cannot be scheduled: pass a module-level function or class "
-                "(not a lambda, a nested function, a method or code in __main__), or a handler string "
-                "such as \"scripts:example_task\"."
-            )
-            % {"handler": handler}
-        )
-    return "%s:%s" % (module, qualname)
+    return handler_path_for(handler)
 
 
 def _zone(name: str) -> dt.tzinfo:
@@ -154,6 +149,7 @@ def _add(
     **fields: Any,
 ) -> ScheduledTask:
     path = handler_path_of(handler)
+    check_allowed(path)  # HandlerNotAllowed names the decorator and the setting
     name = name or default_name(path)
     existing = ScheduledTask.objects.filter(name=name).first()
     zone_name = fields.get("timezone", existing.timezone if existing and replace_existing else "")

@@ -42,7 +42,11 @@ class TaskActionsMixin(admin.ModelAdmin):
 
     @admin.action(description=_("Run selected tasks now"), permissions=["run"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[ScheduledTask]) -> None:
-        count = services.tasks_request_run(queryset)
+        try:
+            count = services.tasks_request_run(queryset)
+        except SchedulerError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
         self.message_user(
             request,
             ngettext(

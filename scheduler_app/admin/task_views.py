@@ -61,7 +61,11 @@ def run_now(
     task = model_admin.get_object(request, object_id)
     if task is None:
         return redirect(reverse("admin:scheduler_app_scheduledtask_changelist"))
-    execution = services.task_request_run(task)
+    try:
+        execution = services.task_request_run(task)
+    except SchedulerError as exc:
+        model_admin.message_user(request, exc.message, messages.ERROR)
+        return redirect(reverse("admin:scheduler_app_scheduledtask_change", args=[task.pk]))
     model_admin.message_user(
         request,
         MSG_RUN_REQUESTED % {"name": task.name, "id": execution.pk},

@@ -16,6 +16,7 @@ from django.db import connection
 from django.utils.translation import gettext as _
 
 from ..exceptions import SchedulerError
+from ..handlers.registry import check_allowed
 from ..models import ScheduledTask
 from .tasks import TaskInvalid, task_create
 
@@ -32,6 +33,17 @@ class ImportReport:
     created: list[str] = field(default_factory=list)
     existing: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    #: Created (paused) although their callable is not an allowed handler yet.
+    not_allowed: list[str] = field(default_factory=list)
+
+
+def _not_allowed_note(handler_path: str) -> str:
+    module = handler_path.partition(":")[0]
+    return _(
+        "Not runnable yet: its callable %(handler)s is not a registered handler. "
+        "Decorate it with @scheduler_app.handler (or list the module %(module)s in "
+        "SCHEDULER_HANDLER_MODULES), restart, then resume this task."
+    ) % {"handler": handler_path, "module": module}
 
 
 def _weekday_names(expression: str) -> str:
@@ -102,8 +114,11 @@ def tasks_import_from_apscheduler(*, paused: bool = True, now: dt.datetime | Non
     """Create a task for every job in django-apscheduler's table (skipping names taken).
 
     Tasks are created paused by default, so both schedulers never fire the same job:
-    stop the old one, then resume the imported tasks. Job states are pickles written
-    by that installation's own scheduler; only import from a database you trust.
+    stop the old one, then resume the imported tasks. A job whose callable is not an
+    allowed handler (registry) is created paused whatever `paused` says, its
+    description saying what to register; until then its runs are refused. Job states
+    are pickles written by that installation's own scheduler; only import from a
+    database you trust.
     """
     report = ImportReport()
     if DJANGO_APSCHEDULER_TABLE not in connection.introspection.table_names():
@@ -127,11 +142,25 @@ def tasks_import_from_apscheduler(*, paused: bool = True, now: dt.datetime | Non
             fields = apscheduler_job_fields(state)
             if paused:
                 fields["status"] = ScheduledTask.Status.PAUSED
-            task_create(name=name, now=now, **fields)
+            allowed = _is_allowed(fields["handler_path"])
+            if not allowed:
+                fields["status"] = ScheduledTask.Status.PAUSED
+                fields["description"] += " " + _not_allowed_note(fields["handler_path"])
+            task_create(name=name, now=now, handler_must_be_allowed=False, **fields)
         except TaskInvalid as exc:
             report.failed.append((job_id, "; ".join(error.message for error in exc.errors)))
         except (SchedulerError, pickle.UnpicklingError, AttributeError, ImportError, KeyError) as exc:
             report.failed.append((job_id, str(exc)))
         else:
             report.created.append(name)
+            if not allowed:
+                report.not_allowed.append(name)
     return report
+
+
+def _is_allowed(handler_path: str) -> bool:
+    try:
+        check_allowed(handler_path)
+    except SchedulerError:
+        return False
+    return True

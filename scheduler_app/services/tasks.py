@@ -17,12 +17,13 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from ..exceptions import (
+    HandlerNotAllowed,
     InvalidTransition,
     SchedulerError,
     SystemTaskProtected,
     TaskNotFound,
 )
-from ..handlers.registry import get_handler, list_handlers
+from ..handlers.registry import check_allowed, get_handler, list_scripts
 from ..locks import get_lock_backend
 from .. import notify
 from ..models import ScheduledTask, SchedulerState, TaskExecution
@@ -84,11 +85,18 @@ def task_local_now(task: ScheduledTask, *, now: dt.datetime | None = None) -> dt
 
 
 def task_validate(
-    task: ScheduledTask, *, now: dt.datetime | None = None, require_future_run_date: bool = False
+    task: ScheduledTask,
+    *,
+    now: dt.datetime | None = None,
+    require_future_run_date: bool = False,
+    handler_must_be_allowed: bool = True,
 ) -> None:
     """Check schedule, handler and parameters; raise TaskInvalid listing every problem.
 
     The admin form and the API serializer call this, so both give the same messages.
+    Only an allowed handler passes (a script, or one registered in code: see the
+    registry); `handler_must_be_allowed=False` lets the importer keep a task whose
+    handler is not registered yet, paused, with its parameters unchecked.
     """
     now = now or timezone.now()
     errors: list[SchedulerError] = []
@@ -106,6 +114,9 @@ def task_validate(
         errors.append(exc)
     try:
         get_handler(task.handler_path)
+    except HandlerNotAllowed as exc:
+        if handler_must_be_allowed:
+            errors.append(exc)
     except SchedulerError as exc:
         exc.field = exc.field or "handler_path"
         errors.append(exc)
@@ -194,14 +205,24 @@ def run_date_must_be_future(
     )
 
 
-def task_create(*, now: dt.datetime | None = None, **fields: Any) -> ScheduledTask:
-    """Validate and create a task; its next fire time is computed and stored."""
+def task_create(
+    *, now: dt.datetime | None = None, handler_must_be_allowed: bool = True, **fields: Any
+) -> ScheduledTask:
+    """Validate and create a task; its next fire time is computed and stored.
+
+    `handler_must_be_allowed=False` is for the importer only (see task_validate).
+    """
     now = now or timezone.now()
     unknown = set(fields) - set(EDITABLE_FIELDS)
     if unknown:
         raise TypeError("task_create() got unknown fields: %s" % ", ".join(sorted(unknown)))
     task = ScheduledTask(**fields)
-    task_validate(task, now=now, require_future_run_date=run_date_must_be_future(task, is_new=True))
+    task_validate(
+        task,
+        now=now,
+        require_future_run_date=run_date_must_be_future(task, is_new=True),
+        handler_must_be_allowed=handler_must_be_allowed,
+    )
     return _save(task, now=now)
 
 
@@ -331,6 +352,12 @@ def task_request_run(
     """
     now = now or timezone.now()
     overrides = dict(overrides or {})
+    try:
+        # A task whose handler is not allowed (a row written behind the services'
+        # back) would only fail: refuse to queue the run, saying what to register.
+        check_allowed(task.handler_path)
+    except SchedulerError as exc:
+        raise TaskInvalid([exc]) from None
     if overrides:
         merged = {**task.handler_kwargs, **overrides}
         problems = parameters_validate(task.handler_path, merged, now=task_local_now(task, now=now))
@@ -350,8 +377,27 @@ def task_request_run(
 
 
 def tasks_request_run(tasks: Iterable[ScheduledTask], *, now: dt.datetime | None = None) -> int:
-    """Request a run of each task (the admin's bulk action); returns how many."""
+    """Request a run of each task (the admin's bulk action); returns how many.
+
+    Like task_request_run it refuses tasks whose handler is not allowed: then it
+    requests nothing, and TaskInvalid says which tasks and why.
+    """
     now = now or timezone.now()
+    tasks = list(tasks)
+    refused: list[SchedulerError] = []
+    for task in tasks:
+        try:
+            check_allowed(task.handler_path)
+        except SchedulerError as exc:
+            refused.append(
+                SchedulerError(
+                    _("Task “%(name)s”: %(error)s") % {"name": task.name, "error": exc.message},
+                    field="handler_path",
+                    code=exc.code,
+                )
+            )
+    if refused:
+        raise TaskInvalid(refused)
     executions = [
         TaskExecution(
             task=task,
@@ -431,7 +477,7 @@ def tasks_ensure_declared(*, now: dt.datetime | None = None) -> list[ScheduledTa
     whose declared schedule is invalid is logged and left alone.
     """
     created: list[ScheduledTask] = []
-    for info in list_handlers():
+    for info in list_scripts():
         if info.broken or not info.schedule:
             continue
         try:

@@ -16,6 +16,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from scheduler_app.models import ScheduledTask
+from scheduler_app.services import TaskInvalid, task_request_run
 
 pytestmark = pytest.mark.django_db
 
@@ -91,7 +92,7 @@ def test_a_second_import_leaves_existing_tasks_alone(job_table: None) -> None:
 
 def test_jobs_that_cannot_be_expressed_are_reported_and_the_rest_imported(job_table: None) -> None:
     store("positional", IntervalTrigger(hours=1, timezone="UTC"), args=(1,))
-    store("missing-handler", IntervalTrigger(hours=1, timezone="UTC"), func="nowhere.at_all:fn")
+    store("bad-path", IntervalTrigger(hours=1, timezone="UTC"), func="not a path")
     store("fine", IntervalTrigger(hours=1, timezone="UTC"), kwargs={"a": 1})
     err = StringIO()
 
@@ -99,8 +100,42 @@ def test_jobs_that_cannot_be_expressed_are_reported_and_the_rest_imported(job_ta
         call_command("import_apscheduler_jobs", stdout=StringIO(), stderr=err)
 
     assert "positional: it passes positional arguments" in err.getvalue()
-    assert "missing-handler:" in err.getvalue() and "nowhere.at_all" in err.getvalue()
+    assert "bad-path:" in err.getvalue() and "is not valid" in err.getvalue()
     assert ScheduledTask.objects.filter(name="apscheduler:fine").exists()
+
+
+@pytest.mark.parametrize("active", [False, True])
+def test_a_job_whose_callable_is_not_registered_arrives_paused_saying_what_to_register(
+    job_table: None, active: bool, tmp_path: Any
+) -> None:
+    canary = tmp_path / "canary"
+    store(
+        "shell",
+        IntervalTrigger(hours=1, timezone="UTC"),
+        func="os:system",
+        kwargs={"command": "touch %s" % canary},
+    )
+    store("legacy", IntervalTrigger(hours=1, timezone="UTC"), func="myproject.jobs:send_mail")
+    out = StringIO()
+
+    call_command("import_apscheduler_jobs", *(["--active"] if active else []), stdout=out)
+
+    for name, handler, module in [
+        ("apscheduler:shell", "os:system", "os"),
+        ("apscheduler:legacy", "myproject.jobs:send_mail", "myproject.jobs"),
+    ]:
+        task = ScheduledTask.objects.get(name=name)
+        assert task.status == "paused"
+        assert task.handler_path == handler
+        assert "@scheduler_app.handler" in task.description
+        assert "SCHEDULER_HANDLER_MODULES" in task.description and module in task.description
+    assert "created  apscheduler:shell (paused: its callable is not a registered handler" in out.getvalue()
+    assert "2 created, 0 already there, 0 skipped" in out.getvalue()
+    # Resumed anyway, it still runs nothing: the run-now request is refused too.
+    shell = ScheduledTask.objects.get(name="apscheduler:shell")
+    with pytest.raises(TaskInvalid, match="is not allowed"):
+        task_request_run(shell)
+    assert not canary.exists()
 
 
 def test_without_the_table_the_command_says_there_is_nothing_to_import() -> None:

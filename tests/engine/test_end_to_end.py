@@ -351,6 +351,47 @@ def test_pause_stops_fires_and_run_now_is_executed_while_runscheduler_runs(
     assert TaskExecution.objects.get(pk=first.pk).trigger_type == Trigger.MANUAL
 
 
+def test_a_row_with_a_handler_that_is_not_allowed_runs_nothing_in_runscheduler(
+    start_scheduler: Callable[..., SchedulerProcess], tmp_path: Path
+) -> None:
+    """A row written behind the services' back (SQL, a restored dump) with os:system."""
+    canary = tmp_path / "canary"
+    hostile = ScheduledTask.objects.create(
+        name="e2e hostile",
+        task_type="interval",
+        interval_seconds=1,
+        handler_path="os:system",
+        handler_kwargs={"command": repr("touch %s" % canary)},
+        next_run_at=timezone.now(),
+        # The run-now request must reach the handler lookup, not a held lock.
+        overlap_policy=ScheduledTask.OverlapPolicy.ALLOW,
+    )
+    requested = TaskExecution.objects.create(
+        task=hostile, status=Status.PENDING, trigger_type=Trigger.MANUAL
+    )
+    active = make_interval("e2e stays active")
+    scheduler = start_scheduler()
+
+    wait_for(
+        lambda: scheduled_runs(hostile).filter(status=Status.FAILED).exists(),
+        STARTUP_TIMEOUT,
+        scheduler,
+    )
+    wait_for(
+        lambda: TaskExecution.objects.filter(pk=requested.pk, status=Status.FAILED).exists(),
+        5,
+        scheduler,
+    )
+    wait_for(lambda: scheduled_runs(active).filter(status=Status.SUCCESS).exists(), 5, scheduler)
+
+    # Fires staged ahead of their time are still pending; every other run failed.
+    for execution in TaskExecution.objects.filter(task=hostile).exclude(status=Status.PENDING):
+        assert execution.status == Status.FAILED, reports(scheduler)
+        assert "is not allowed" in execution.error_message
+        assert "@scheduler_app.handler" in execution.error_message
+    assert not canary.exists()
+
+
 # 3. SIGTERM -------------------------------------------------------------------------
 
 

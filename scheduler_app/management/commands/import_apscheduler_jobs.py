@@ -28,7 +28,13 @@ class Command(BaseCommand):
         except SchedulerError as exc:
             raise CommandError(exc.message) from exc
         for name in report.created:
-            self.stdout.write("created  %s" % name)
+            if name in report.not_allowed:
+                self.stdout.write(
+                    "created  %s (paused: its callable is not a registered handler; "
+                    "its description says what to register)" % name
+                )
+            else:
+                self.stdout.write("created  %s" % name)
         for name in report.existing:
             self.stdout.write("exists   %s (left as it is)" % name)
         for job_id, reason in report.failed:
