@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -138,6 +139,18 @@ def test_the_python_api_refuses_an_unregistered_callable(func: Callable[..., Any
 
 
 # A row written behind the services' back (SQL, a restored dump)
+
+
+def test_the_change_page_of_a_hostile_row_shows_why_its_handler_is_refused(
+    admin_client: Client,
+) -> None:
+    task = make_task(handler_path="os:system")
+
+    page = admin_client.get(task_url("change", task))
+
+    assert page.status_code == 200
+    assert '<optgroup label="Current value">' in page.content.decode()
+    assert "os:system — Handler “os:system” is not allowed" in page.content.decode()
 
 
 @pytest.mark.parametrize("handler", HOSTILE)
@@ -316,3 +329,16 @@ def test_the_api_lists_scripts_and_registered_handlers_only(api: APIClient) -> N
         for row in rows.values()
     )
     assert not any(path.split(":")[0] in ("os", "subprocess", "builtins") for path in rows)
+
+
+@pytest.mark.parametrize("handler", ["os:system", "builtins:exec"])
+def test_run_task_refuses_a_hostile_row_and_runs_nothing(handler: str, tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    task = make_task(handler_path=handler, handler_kwargs=hostile_kwargs(handler, canary))
+
+    with pytest.raises(CommandError) as excinfo:
+        call_command("run_task", task.name)
+
+    assert says_not_allowed(str(excinfo.value))
+    assert not canary.exists()
+    assert not TaskExecution.objects.filter(task=task).exists()
