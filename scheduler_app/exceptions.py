@@ -80,6 +80,16 @@ class SystemTaskProtected(SchedulerError):
         )
 
 
+class StatusChangeForbidden(SchedulerError):
+    """The acting user may not change a task's status (it needs the pause permission)."""
+
+    code = "permission_denied"
+    http_status = 403
+
+    def __init__(self, message: str):
+        super().__init__(message, field="status")
+
+
 class InvalidTransition(SchedulerError):
     """The object is not in a state that allows the requested action."""
 

@@ -225,6 +225,8 @@ class ScheduledTaskForm(forms.ModelForm):
 
     #: The parameters that have an input (set by for_handler).
     parameter_names: tuple[str, ...] = ()
+    #: Who submits the form (set by the admin): a new status needs their permission.
+    actor: Any = None
 
     class Meta:
         model = ScheduledTask
@@ -316,6 +318,10 @@ class ScheduledTaskForm(forms.ModelForm):
             )
         except services.TaskInvalid as exc:
             add_service_errors(self, exc, self.parameter_names)
+        try:
+            services.task_check_status_change(task, actor=self.actor)
+        except SchedulerError as exc:
+            self.add_error("status" if "status" in self.fields else None, exc.message)
         return cleaned
 
 

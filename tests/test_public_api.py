@@ -12,6 +12,7 @@ from django.utils import timezone
 from scheduler_app import scheduler
 from scheduler_app.exceptions import (
     HandlerNotFound,
+    InvalidTransition,
     ParameterError,
     SystemTaskProtected,
     TaskNotFound,
@@ -378,6 +379,18 @@ def test_pause_job_and_resume_job_change_status_and_next_run() -> None:
 
     assert resumed.status == ScheduledTask.Status.ACTIVE
     assert resumed.next_run_at is not None and resumed.next_run_at > timezone.now()
+
+
+@pytest.mark.parametrize("method", ["pause_job", "resume_job"])
+def test_pause_job_and_resume_job_refuse_a_disabled_task_as_the_admin_does(
+    method: str,
+) -> None:
+    make_task(name="ticker", status=ScheduledTask.Status.DISABLED)
+
+    with pytest.raises(InvalidTransition, match="“ticker” is disabled"):
+        getattr(scheduler, method)("ticker")
+
+    assert scheduler.get_job("ticker").status == ScheduledTask.Status.DISABLED
 
 
 def test_pause_job_of_an_unknown_task_raises_task_not_found() -> None:

@@ -27,17 +27,16 @@ class TaskActionsMixin(admin.ModelAdmin):
 
     # Actions: each calls one service and reports a count
 
-    def _refused(
-        self, request: HttpRequest, queryset: QuerySet[ScheduledTask], message: str
-    ) -> None:
+    def _refused(self, request: HttpRequest, disabled: list[str], message: str) -> None:
         """Report the selected tasks an action left alone because they are disabled."""
-        count = queryset.count()
-        if count:
-            names = ", ".join(queryset.values_list("name", flat=True)[:10])
-            if count > 10:
+        if disabled:
+            names = ", ".join(disabled[:10])
+            if len(disabled) > 10:
                 names += ", …"
             self.message_user(
-                request, message % {"count": count, "names": names}, messages.WARNING
+                request,
+                message % {"count": len(disabled), "names": names},
+                messages.WARNING,
             )
 
     @admin.action(description=_("Run selected tasks now"), permissions=["run"])
@@ -60,40 +59,31 @@ class TaskActionsMixin(admin.ModelAdmin):
 
     @admin.action(description=_("Pause selected tasks"), permissions=["pause"])
     def pause(self, request: HttpRequest, queryset: QuerySet[ScheduledTask]) -> None:
-        disabled = queryset.filter(status=ScheduledTask.Status.DISABLED)
-        count = services.tasks_set_status(
-            queryset.exclude(status=ScheduledTask.Status.DISABLED),
-            ScheduledTask.Status.PAUSED,
-        )
+        change = services.tasks_pause(queryset)
         self.message_user(
             request,
-            ngettext("Paused %(count)d task.", "Paused %(count)d tasks.", count)
-            % {"count": count},
+            ngettext("Paused %(count)d task.", "Paused %(count)d tasks.", change.changed)
+            % {"count": change.changed},
             messages.SUCCESS,
         )
-        self._refused(request, disabled, MSG_NOT_PAUSED_DISABLED)
+        self._refused(request, change.disabled, MSG_NOT_PAUSED_DISABLED)
 
     @admin.action(description=_("Resume selected tasks"), permissions=["pause"])
     def resume(self, request: HttpRequest, queryset: QuerySet[ScheduledTask]) -> None:
-        disabled = queryset.filter(status=ScheduledTask.Status.DISABLED)
-        count = services.tasks_set_status(
-            queryset.exclude(status=ScheduledTask.Status.DISABLED),
-            ScheduledTask.Status.ACTIVE,
-        )
+        change = services.tasks_resume(queryset)
         self.message_user(
             request,
-            ngettext("Resumed %(count)d task.", "Resumed %(count)d tasks.", count)
-            % {"count": count},
+            ngettext(
+                "Resumed %(count)d task.", "Resumed %(count)d tasks.", change.changed
+            )
+            % {"count": change.changed},
             messages.SUCCESS,
         )
-        self._refused(request, disabled, MSG_NOT_RESUMED_DISABLED)
+        self._refused(request, change.disabled, MSG_NOT_RESUMED_DISABLED)
 
     @admin.action(description=_("Enable selected tasks"), permissions=["pause"])
     def enable(self, request: HttpRequest, queryset: QuerySet[ScheduledTask]) -> None:
-        count = services.tasks_set_status(
-            queryset.filter(status=ScheduledTask.Status.DISABLED),
-            ScheduledTask.Status.ACTIVE,
-        )
+        count = services.tasks_enable(queryset)
         self.message_user(
             request,
             ngettext("Enabled %(count)d task.", "Enabled %(count)d tasks.", count)
@@ -103,7 +93,7 @@ class TaskActionsMixin(admin.ModelAdmin):
 
     @admin.action(description=_("Disable selected tasks"), permissions=["pause"])
     def disable(self, request: HttpRequest, queryset: QuerySet[ScheduledTask]) -> None:
-        count = services.tasks_set_status(queryset, ScheduledTask.Status.DISABLED)
+        count = services.tasks_disable(queryset)
         self.message_user(
             request,
             ngettext("Disabled %(count)d task.", "Disabled %(count)d tasks.", count)

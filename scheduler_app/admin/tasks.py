@@ -230,7 +230,18 @@ class ScheduledTaskAdmin(TaskActionsMixin):
         **kwargs: Any,
     ) -> type[ModelForm]:
         kwargs["form"] = self.form.for_handler(self.handler_for(request, obj))
-        return super().get_form(request, obj, change, **kwargs)
+        form = super().get_form(request, obj, change, **kwargs)
+        # A class made for this request (as for_handler's is): it knows who submits.
+        return type(form.__name__, (form,), {"actor": request.user})
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: ScheduledTask | None = None
+    ) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and not self.has_pause_permission(request):
+            # Changing a status needs the pause permission (services.may_change_status).
+            fields.append("status")
+        return fields
 
     def get_fieldsets(
         self, request: HttpRequest, obj: ScheduledTask | None = None
@@ -331,7 +342,7 @@ class ScheduledTaskAdmin(TaskActionsMixin):
     def save_model(
         self, request: HttpRequest, obj: ScheduledTask, form: Any, change: bool
     ) -> None:
-        services.task_save(obj)
+        services.task_save(obj, actor=request.user)
 
     def delete_model(self, request: HttpRequest, obj: ScheduledTask) -> None:
         services.task_delete(obj)
@@ -390,7 +401,7 @@ class ScheduledTaskAdmin(TaskActionsMixin):
         return request.user.has_perm("scheduler_app.run_scheduledtask")
 
     def has_pause_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("scheduler_app.pause_scheduledtask")
+        return services.may_change_status(request.user)
 
     def has_release_lock_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("scheduler_app.release_lock_scheduledtask")

@@ -7,10 +7,13 @@ from typing import Any
 from rest_framework.permissions import BasePermission, DjangoModelPermissions
 from rest_framework.request import Request
 
+from ..services import PAUSE_PERMISSION
+
 VIEW_TASK = "scheduler_app.view_scheduledtask"
 VIEW_EXECUTION = "scheduler_app.view_taskexecution"
 RUN_TASK = "scheduler_app.run_scheduledtask"
-PAUSE_TASK = "scheduler_app.pause_scheduledtask"
+#: Pause and resume, and a status changed through PUT/PATCH (the service checks that).
+PAUSE_TASK = PAUSE_PERMISSION
 RELEASE_LOCK = "scheduler_app.release_lock_scheduledtask"
 
 

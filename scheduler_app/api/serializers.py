@@ -100,6 +100,15 @@ class TaskSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class TaskStatusSerializer(serializers.ModelSerializer):
+    """A task's id and status: the answer to pause and resume, which need no view right."""
+
+    class Meta:
+        model = ScheduledTask
+        fields = ["id", "status"]
+        read_only_fields = fields
+
+
 class TaskWriteSerializer(serializers.ModelSerializer):
     """A task as it is created or changed; the answer is a TaskSerializer.
 
@@ -273,6 +282,15 @@ class ExecutionDetailSerializer(ExecutionSerializer):
             "log_output",
             "log_url",
         ]
+        read_only_fields = fields
+
+
+class ExecutionStatusSerializer(serializers.ModelSerializer):
+    """An execution's id and status: the answer to cancel, which needs no view right."""
+
+    class Meta:
+        model = TaskExecution
+        fields = ["id", "status"]
         read_only_fields = fields
 
 

@@ -176,17 +176,17 @@ class ScheduledTaskViewSet(
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         task = cast(ScheduledTask, serializer.instance)
-        task = services.task_update(task, **serializer.validated_data)
+        task = services.task_update(
+            task, actor=self.request.user, **serializer.validated_data
+        )
         serializer.instance = self._with_stats(task)
 
     def perform_destroy(self, instance: ScheduledTask) -> None:
         services.task_delete(instance)
 
-    def _task_response(self, task: ScheduledTask) -> Response:
-        data = serializers.TaskSerializer(
-            self._with_stats(task), context=self.get_serializer_context()
-        ).data
-        return Response(data)
+    def _status_response(self, task: ScheduledTask) -> Response:
+        # The id and the new status only: pausing does not need the view permission.
+        return Response(serializers.TaskStatusSerializer(task).data)
 
     @extend_schema(
         summary="Request a run now (202: the scheduler starts it)",
@@ -212,24 +212,24 @@ class ScheduledTaskViewSet(
         )
 
     @extend_schema(
-        summary="Pause a task (it stops firing; run-now still works)",
+        summary="Pause a task (it stops firing; run-now still works; 409 if disabled)",
         parameters=[ID_OR_NAME],
         request=None,
-        responses=serializers.TaskSerializer,
+        responses={200: serializers.TaskStatusSerializer, 409: CONFLICT},
     )
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, id_or_name: str) -> Response:
-        return self._task_response(services.task_pause(self.get_object()))
+        return self._status_response(services.task_pause(self.get_object()))
 
     @extend_schema(
-        summary="Resume a task (it fires again from now on)",
+        summary="Resume a paused task (it fires again from now on; 409 if disabled)",
         parameters=[ID_OR_NAME],
         request=None,
-        responses=serializers.TaskSerializer,
+        responses={200: serializers.TaskStatusSerializer, 409: CONFLICT},
     )
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, id_or_name: str) -> Response:
-        return self._task_response(services.task_resume(self.get_object()))
+        return self._status_response(services.task_resume(self.get_object()))
 
     @extend_schema(
         summary="A task's executions, newest first",
@@ -406,12 +406,13 @@ class TaskExecutionViewSet(
         operation_id="executions_cancel",
         parameters=[EXECUTION_ID],
         request=None,
-        responses={200: serializers.ExecutionDetailSerializer, 409: CONFLICT},
+        responses={200: serializers.ExecutionStatusSerializer, 409: CONFLICT},
     )
     @action(detail=True, methods=["post"], filter_backends=[])
     def cancel(self, request: Request, pk: str) -> Response:
         execution = services.execution_cancel(self.get_object())
-        return Response(self.get_serializer(execution).data)
+        # The id and the new status only: cancelling does not need the view permission.
+        return Response(serializers.ExecutionStatusSerializer(execution).data)
 
 
 class SchedulerStatusView(APIView):

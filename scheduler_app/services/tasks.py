@@ -7,7 +7,8 @@ import difflib
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from apscheduler.triggers.base import BaseTrigger
 from django.db import IntegrityError, connections, router, transaction
@@ -20,6 +21,7 @@ from ..exceptions import (
     HandlerNotAllowed,
     InvalidTransition,
     SchedulerError,
+    StatusChangeForbidden,
     SystemTaskProtected,
     TaskNotFound,
 )
@@ -41,6 +43,59 @@ MSG_QUEUE_NAME = gettext_lazy(
     "with a letter or digit (e.g. reports or high-priority); leave it blank for the "
     "default queue."
 )
+
+#: The permission behind every change of a task's status: pause, resume, enable,
+#: disable, and `status` edited in the admin form or through the API's PUT/PATCH.
+PAUSE_PERMISSION = "scheduler_app.pause_scheduledtask"
+MSG_STATUS_NEEDS_PERMISSION = gettext_lazy(
+    "Status of task “%(name)s”: changing it needs the “Can pause and resume tasks” "
+    "permission; leave it “%(status)s” or ask an administrator for that permission."
+)
+MSG_PAUSE_DISABLED = gettext_lazy(
+    "Task “%(name)s” is disabled, so it was not paused: a disabled task does not fire "
+    "anyway. Enable it (set its status to active) to turn it back on."
+)
+MSG_RESUME_DISABLED = gettext_lazy(
+    "Task “%(name)s” is disabled, so it was not resumed: resume restarts paused tasks "
+    "only. Enable it (set its status to active) to turn it back on."
+)
+
+
+class Actor(Protocol):
+    """Who asks for a change: a Django user, or anything that answers has_perm()."""
+
+    def has_perm(self, perm: str, obj: Any = None) -> bool: ...
+
+
+def may_change_status(actor: Actor | None) -> bool:
+    """Whether `actor` may change a task's status; None is trusted code (Python API, CLI)."""
+    return actor is None or actor.has_perm(PAUSE_PERMISSION)
+
+
+def _check_status_change(
+    task: ScheduledTask, *, new_status: str, stored_status: str, actor: Actor | None
+) -> None:
+    """Refuse a status that differs from the stored one unless `actor` may change it."""
+    if new_status == stored_status or may_change_status(actor):
+        return
+    raise StatusChangeForbidden(
+        MSG_STATUS_NEEDS_PERMISSION
+        % {"name": task.name, "status": ScheduledTask.Status(stored_status).label}
+    )
+
+
+def task_check_status_change(task: ScheduledTask, *, actor: Actor | None) -> None:
+    """Refuse `task.status` if it differs from the stored one and `actor` may not change it.
+
+    A new task may start with any status. task_save and task_update apply the same
+    check; a form calls this to show the error on its status input.
+    """
+    if task.pk is None:
+        return
+    stored = ScheduledTask.objects.filter(pk=task.pk).values_list("status", flat=True).first()
+    if stored is not None:
+        _check_status_change(task, new_status=task.status, stored_status=stored, actor=actor)
+
 
 #: Fields a caller may set through task_create / task_update.
 EDITABLE_FIELDS = (
@@ -226,12 +281,26 @@ def task_create(
     return _save(task, now=now)
 
 
-def task_update(task: ScheduledTask, *, now: dt.datetime | None = None, **fields: Any) -> ScheduledTask:
-    """Validate and apply changes to a task; its next fire time is recomputed."""
+def task_update(
+    task: ScheduledTask,
+    *,
+    actor: Actor | None = None,
+    now: dt.datetime | None = None,
+    **fields: Any,
+) -> ScheduledTask:
+    """Validate and apply changes to a task; its next fire time is recomputed.
+
+    A new `status` needs the pause permission (`may_change_status(actor)`);
+    `actor=None` is trusted code. Nothing is changed when it is refused.
+    """
     now = now or timezone.now()
     unknown = set(fields) - set(EDITABLE_FIELDS)
     if unknown:
         raise TypeError("task_update() got unknown fields: %s" % ", ".join(sorted(unknown)))
+    if "status" in fields:
+        _check_status_change(
+            task, new_status=fields["status"], stored_status=task.status, actor=actor
+        )
     previous_run_date = task.run_date
     for name, value in fields.items():
         setattr(task, name, value)
@@ -240,16 +309,27 @@ def task_update(task: ScheduledTask, *, now: dt.datetime | None = None, **fields
     return _save(task, now=now)
 
 
-def task_save(task: ScheduledTask, *, now: dt.datetime | None = None) -> ScheduledTask:
-    """Validate and save a task built or edited elsewhere (the admin form's instance)."""
+def task_save(
+    task: ScheduledTask, *, actor: Actor | None = None, now: dt.datetime | None = None
+) -> ScheduledTask:
+    """Validate and save a task built or edited elsewhere (the admin form's instance).
+
+    As in task_update, a status other than the stored one needs the pause permission.
+    """
     now = now or timezone.now()
     is_new = task.pk is None
     stored = (
         None
         if is_new
-        else ScheduledTask.objects.filter(pk=task.pk).values_list("run_date", flat=True).first()
+        else ScheduledTask.objects.filter(pk=task.pk).values("run_date", "status").first()
     )
-    must_be_future = run_date_must_be_future(task, is_new=is_new, previous_run_date=stored)
+    if stored is not None:
+        _check_status_change(
+            task, new_status=task.status, stored_status=stored["status"], actor=actor
+        )
+    must_be_future = run_date_must_be_future(
+        task, is_new=is_new, previous_run_date=stored["run_date"] if stored else None
+    )
     task_validate(task, now=now, require_future_run_date=must_be_future)
     return _save(task, now=now)
 
@@ -277,10 +357,11 @@ def tasks_delete(tasks: QuerySet[ScheduledTask]) -> int:
 def tasks_set_status(
     tasks: QuerySet[ScheduledTask], status: str, *, now: dt.datetime | None = None
 ) -> int:
-    """Pause, resume, enable or disable tasks; returns how many changed.
+    """Set the status of tasks, whatever it was; returns how many changed.
 
-    Resumed tasks get a fresh next fire time counted from now, so a task paused
-    for a week does not fire a week of missed runs.
+    The primitive behind tasks_pause/_resume/_enable/_disable, which apply each
+    action's rule; callers use those. Resumed tasks get a fresh next fire time
+    counted from now, so a task paused for a week does not fire a week of missed runs.
     """
     now = now or timezone.now()
     if status not in ScheduledTask.Status.values:
@@ -300,16 +381,83 @@ def tasks_set_status(
     return len(changed)
 
 
+#: What pause and resume act on. Both leave a disabled task alone: disabling is the
+#: deliberate, stronger "off", which a pause would not change (a disabled task does
+#: not fire) and a resume, applied to a selection of paused tasks, would switch back
+#: on unnoticed. Enabling (status set to active) is how a disabled task comes back.
+PAUSABLE_STATUSES = (ScheduledTask.Status.ACTIVE, ScheduledTask.Status.PAUSED)
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """What a pause or resume of several tasks did."""
+
+    #: How many tasks changed status.
+    changed: int
+    #: The names of the tasks it left alone because they are disabled.
+    disabled: list[str]
+
+
+def _tasks_pause_or_resume(
+    tasks: QuerySet[ScheduledTask], status: str, *, now: dt.datetime | None
+) -> StatusChange:
+    with transaction.atomic():
+        disabled = list(
+            tasks.filter(status=ScheduledTask.Status.DISABLED)
+            .order_by("name")
+            .values_list("name", flat=True)
+        )
+        changed = tasks_set_status(
+            tasks.filter(status__in=PAUSABLE_STATUSES), status, now=now
+        )
+    return StatusChange(changed=changed, disabled=disabled)
+
+
+def tasks_pause(
+    tasks: QuerySet[ScheduledTask], *, now: dt.datetime | None = None
+) -> StatusChange:
+    """Pause active tasks; disabled ones are left alone and named in the result."""
+    return _tasks_pause_or_resume(tasks, ScheduledTask.Status.PAUSED, now=now)
+
+
+def tasks_resume(
+    tasks: QuerySet[ScheduledTask], *, now: dt.datetime | None = None
+) -> StatusChange:
+    """Resume paused tasks from now on; disabled ones are left alone and named."""
+    return _tasks_pause_or_resume(tasks, ScheduledTask.Status.ACTIVE, now=now)
+
+
+def tasks_enable(tasks: QuerySet[ScheduledTask], *, now: dt.datetime | None = None) -> int:
+    """Turn disabled tasks back on (firing from now); others are left as they are."""
+    return tasks_set_status(
+        tasks.filter(status=ScheduledTask.Status.DISABLED),
+        ScheduledTask.Status.ACTIVE,
+        now=now,
+    )
+
+
+def tasks_disable(tasks: QuerySet[ScheduledTask], *, now: dt.datetime | None = None) -> int:
+    """Switch tasks off until they are enabled again, whatever their status."""
+    return tasks_set_status(tasks, ScheduledTask.Status.DISABLED, now=now)
+
+
 def task_pause(task: ScheduledTask, *, now: dt.datetime | None = None) -> ScheduledTask:
-    """Stop firing a task until it is resumed (run-now still works)."""
-    tasks_set_status(ScheduledTask.objects.filter(pk=task.pk), ScheduledTask.Status.PAUSED, now=now)
+    """Stop firing a task until it is resumed (run-now still works).
+
+    A disabled task is refused (InvalidTransition): see PAUSABLE_STATUSES.
+    """
+    change = tasks_pause(ScheduledTask.objects.filter(pk=task.pk), now=now)
+    if change.disabled:
+        raise InvalidTransition(MSG_PAUSE_DISABLED % {"name": task.name})
     task.refresh_from_db()
     return task
 
 
 def task_resume(task: ScheduledTask, *, now: dt.datetime | None = None) -> ScheduledTask:
-    """Fire a paused or disabled task again, from now on."""
-    tasks_set_status(ScheduledTask.objects.filter(pk=task.pk), ScheduledTask.Status.ACTIVE, now=now)
+    """Fire a paused task again, from now on; a disabled task is refused."""
+    change = tasks_resume(ScheduledTask.objects.filter(pk=task.pk), now=now)
+    if change.disabled:
+        raise InvalidTransition(MSG_RESUME_DISABLED % {"name": task.name})
     task.refresh_from_db()
     return task
 

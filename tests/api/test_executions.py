@@ -145,6 +145,28 @@ def test_cancel_needs_the_run_permission(viewer: APIClient, client_with: Any) ->
     assert runner.post(url(execution, "cancel")).status_code == 200
 
 
+def test_cancel_answers_a_user_without_view_permission_id_and_status_only(
+    client_with: Any,
+) -> None:
+    execution = make_execution(
+        status="running",
+        kwargs={"token": "s3cret"},
+        log_output="[00:00:01] connecting with s3cret",
+        error_message="s3cret failed",
+        error_traceback="Traceback: s3cret",
+    )
+    runner = client_with("run_scheduledtask")
+
+    response = runner.post(url(execution, "cancel"))
+
+    assert response.status_code == 200
+    assert response.json() == {"id": execution.pk, "status": "running"}
+    assert "s3cret" not in response.content.decode()
+    execution.refresh_from_db()
+    assert execution.cancel_requested
+    assert runner.get(url(execution)).status_code == 403
+
+
 def test_list_of_all_executions_filters_by_task(api: APIClient) -> None:
     task = make_task()
     mine = make_execution(task)

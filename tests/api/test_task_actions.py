@@ -121,16 +121,15 @@ def test_pause_and_resume_change_the_status_through_the_services(
 
     paused = api.post(url("pausable", "pause"))
     assert paused.status_code == 200
-    assert paused.json()["status"] == "paused" and paused.json()["next_run_at"] is None
+    assert paused.json() == {"id": task.pk, "status": "paused"}
+    task.refresh_from_db()
+    assert task.next_run_at is None
 
     resumed = api.post(url("pausable", "resume"))
     assert resumed.status_code == 200
-    assert (
-        resumed.json()["status"] == "active"
-        and resumed.json()["next_run_at"] is not None
-    )
+    assert resumed.json() == {"id": task.pk, "status": "active"}
     task.refresh_from_db()
-    assert task.status == "active"
+    assert task.status == "active" and task.next_run_at is not None
 
 
 def test_pause_and_resume_need_the_pause_permission(
@@ -143,6 +142,44 @@ def test_pause_and_resume_need_the_pause_permission(
     assert viewer.post(url(task, "resume")).status_code == 403
     assert operator.post(url(task, "pause")).status_code == 200
     assert operator.post(url(task, "resume")).status_code == 200
+
+
+@pytest.mark.parametrize("action", ["pause", "resume"])
+def test_pause_and_resume_answer_a_user_without_view_permission_id_and_status_only(
+    client_with: Any, action: str
+) -> None:
+    task = make_task(
+        description="secret plans", handler_kwargs={"token": "'s3cret'"}
+    )
+    operator = client_with("pause_scheduledtask")
+
+    response = operator.post(url(task, action))
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "id": task.pk,
+        "status": "paused" if action == "pause" else "active",
+    }
+    assert operator.get("%s/%d" % (TASKS, task.pk)).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("action", "says"), [("pause", "not paused"), ("resume", "not resumed")]
+)
+def test_pause_and_resume_of_a_disabled_task_are_409_and_leave_it_disabled(
+    api: APIClient, action: str, says: str
+) -> None:
+    task = make_task(name="switched_off", status=ScheduledTask.Status.DISABLED)
+
+    response = api.post(url(task, action))
+
+    assert response.status_code == 409
+    body = response.json()
+    assert body["code"] == "invalid_state"
+    assert "switched_off" in body["detail"] and says in body["detail"]
+    assert "set its status to active" in body["detail"]
+    task.refresh_from_db()
+    assert task.status == ScheduledTask.Status.DISABLED
 
 
 def test_pause_and_resume_of_an_unknown_task_is_404(api: APIClient) -> None:

@@ -425,6 +425,75 @@ def test_update_needs_the_change_permission(viewer: APIClient) -> None:
     assert viewer.put(task_url(task), VALID, format="json").status_code == 403
 
 
+CHANGE_ONLY = ("view_scheduledtask", "change_scheduledtask")
+
+
+@pytest.mark.parametrize("status", ["paused", "disabled"])
+def test_patch_of_the_status_needs_the_pause_permission(
+    client_with: Any, status: str
+) -> None:
+    task = make_task(description="before")
+    editor = client_with(*CHANGE_ONLY)
+
+    response = editor.patch(
+        task_url(task), {"status": status, "description": "after"}, format="json"
+    )
+
+    assert response.status_code == 403, response.content
+    body = response.json()
+    assert body["code"] == "permission_denied" and body["field"] == "status"
+    assert "Can pause and resume tasks" in body["detail"]
+    task.refresh_from_db()
+    assert task.status == "active" and task.description == "before"
+    # The same change-only user is refused /pause as well: one rule.
+    assert editor.post(task_url(task) + "/pause").status_code == 403
+
+
+def test_put_that_changes_the_status_needs_the_pause_permission(
+    client_with: Any,
+) -> None:
+    task = make_task(status=ScheduledTask.Status.PAUSED)
+    editor = client_with(*CHANGE_ONLY)
+
+    response = editor.put(
+        task_url(task), {**VALID, "name": task.name, "status": "active"}, format="json"
+    )
+
+    assert response.status_code == 403, response.content
+    task.refresh_from_db()
+    assert task.status == "paused" and task.task_type == "interval"
+
+
+def test_a_change_only_user_may_edit_when_the_status_stays_as_it_is(
+    client_with: Any,
+) -> None:
+    task = make_task(status=ScheduledTask.Status.PAUSED)
+    editor = client_with(*CHANGE_ONLY)
+
+    unchanged = editor.patch(
+        task_url(task), {"status": "paused", "description": "x"}, format="json"
+    )
+    without = editor.put(task_url(task), {**VALID, "name": task.name}, format="json")
+
+    assert unchanged.status_code == 200, unchanged.content
+    assert without.status_code == 200, without.content
+    task.refresh_from_db()
+    assert task.status == "paused" and task.task_type == "cron"
+
+
+def test_patch_of_the_status_with_the_pause_permission_pauses_the_task(
+    client_with: Any,
+) -> None:
+    task = make_task()
+    operator = client_with(*CHANGE_ONLY, "pause_scheduledtask")
+
+    response = operator.patch(task_url(task), {"status": "paused"}, format="json")
+
+    assert response.status_code == 200, response.content
+    task.refresh_from_db()
+    assert task.status == "paused" and task.next_run_at is None
+
+
 def test_update_of_an_unknown_task_is_404(api: APIClient) -> None:
     patch = api.patch(task_url("ghost"), {"description": "x"}, format="json")
     put = api.put(task_url("ghost"), VALID, format="json")

@@ -8,18 +8,27 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from scheduler_app.exceptions import SystemTaskProtected, TaskNotFound
+from scheduler_app.exceptions import (
+    InvalidTransition,
+    StatusChangeForbidden,
+    SystemTaskProtected,
+    TaskNotFound,
+)
 from scheduler_app.models import ScheduledTask, TaskExecution
 from scheduler_app.services import (
     TaskInvalid,
+    may_change_status,
     task_create,
     task_delete,
     task_get,
     task_pause,
     task_request_run,
     task_resume,
+    task_save,
     task_update,
     tasks_delete,
+    tasks_pause,
+    tasks_resume,
     tasks_set_status,
 )
 
@@ -190,6 +199,96 @@ def test_pause_clears_next_run_and_resume_counts_from_now() -> None:
     task_resume(task, now=later)
     assert task.status == "active"
     assert task.next_run_at == later + dt.timedelta(seconds=60)
+
+
+@pytest.mark.parametrize(
+    ("action", "says"), [(task_pause, "not paused"), (task_resume, "not resumed")]
+)
+def test_pause_and_resume_refuse_a_disabled_task(action: Any, says: str) -> None:
+    task = create(status="disabled")
+
+    with pytest.raises(InvalidTransition, match=says) as raised:
+        action(task, now=NOW)
+
+    assert "set its status to active" in raised.value.message
+    assert ScheduledTask.objects.get(pk=task.pk).status == "disabled"
+
+
+@pytest.mark.parametrize(
+    ("action", "status"), [(tasks_pause, "paused"), (tasks_resume, "active")]
+)
+def test_bulk_pause_and_resume_leave_disabled_tasks_alone_and_name_them(
+    action: Any, status: str
+) -> None:
+    create(name="on", status="active")
+    create(name="held", status="paused")
+    create(name="off_b", status="disabled")
+    create(name="off_a", status="disabled")
+
+    change = action(ScheduledTask.objects.filter(name__in=["on", "held", "off_a", "off_b"]))
+
+    assert change.changed == 1
+    assert change.disabled == ["off_a", "off_b"]
+    assert dict(
+        ScheduledTask.objects.filter(name__in=["on", "held"]).values_list("name", "status")
+    ) == {"on": status, "held": status}
+    assert set(
+        ScheduledTask.objects.filter(name__startswith="off_").values_list("status", flat=True)
+    ) == {"disabled"}
+
+
+class User:
+    """An actor holding exactly `perms`."""
+
+    def __init__(self, *perms: str) -> None:
+        self.perms = set(perms)
+
+    def has_perm(self, perm: str, obj: Any = None) -> bool:
+        return perm in self.perms
+
+
+EDITOR = User("scheduler_app.change_scheduledtask")
+OPERATOR = User("scheduler_app.change_scheduledtask", "scheduler_app.pause_scheduledtask")
+
+
+def test_changing_the_status_needs_the_pause_permission() -> None:
+    task = create(description="before")
+
+    with pytest.raises(StatusChangeForbidden, match="Can pause and resume tasks") as raised:
+        task_update(task, actor=EDITOR, now=NOW, status="paused", description="after")
+
+    assert raised.value.field == "status" and raised.value.http_status == 403
+    stored = ScheduledTask.objects.get(pk=task.pk)
+    assert (stored.status, stored.description) == ("active", "before")
+    assert task_update(task, actor=OPERATOR, now=NOW, status="paused").status == "paused"
+
+
+def test_an_edit_that_keeps_the_status_needs_no_pause_permission() -> None:
+    task = create(status="paused")
+
+    task_update(task, actor=EDITOR, now=NOW, status="paused", description="edited")
+
+    assert ScheduledTask.objects.get(pk=task.pk).description == "edited"
+
+
+def test_task_save_checks_the_status_against_the_stored_one() -> None:
+    task = create()
+    task.status = "disabled"
+
+    with pytest.raises(StatusChangeForbidden):
+        task_save(task, actor=EDITOR, now=NOW)
+
+    assert ScheduledTask.objects.get(pk=task.pk).status == "active"
+    task_save(task, actor=OPERATOR, now=NOW)
+    assert ScheduledTask.objects.get(pk=task.pk).status == "disabled"
+
+
+def test_trusted_code_without_an_actor_may_change_the_status() -> None:
+    assert may_change_status(None)
+    assert not may_change_status(EDITOR)
+    task = create()
+
+    assert task_update(task, now=NOW, status="disabled").status == "disabled"
 
 
 def test_set_status_counts_only_tasks_that_changed() -> None:
