@@ -22,6 +22,21 @@ else:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# HTTPS. With DEBUG off the defaults are production's: plain http is redirected to
+# https, browsers are told to use https only (HSTS, a year, subdomains included, and
+# the preload directive), and the session and CSRF cookies travel over https only.
+# With DEBUG on (`make run`, http://127.0.0.1:8000) none of it applies. A reverse
+# proxy that terminates TLS must say so: SECURE_PROXY_SSL_HEADER names the header it
+# sets, e.g. HTTP_X_FORWARDED_PROTO,https (the proxy must also overwrite that header
+# when a client sends it); unset, Django trusts no header.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_PROXY_SSL_HEADER = env.tuple("SECURE_PROXY_SSL_HEADER", default=()) or None
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -37,6 +52,10 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "scheduler_app",
 ]
+
+# Messages live in the session (the database), not in a cookie: a new API key is
+# shown once as a message, and a cookie would carry it readable to the browser.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

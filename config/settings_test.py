@@ -11,13 +11,20 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # An installed app whose scheduled_tasks.py registers handlers (@scheduler_app.handler).
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
 # The sample handler modules of the tests, allowed the way a project allows code it
-# cannot decorate. Subprocesses started by the tests get the same list.
+# cannot decorate.
 SCHEDULER_HANDLER_MODULES = [
     "tests.services.sample_handlers",
     "tests.api.sample_handlers",
     "tests.handlers.sample_handlers",
     "tests.browser.handlers",
 ]
+
+# The test client and the browser tests' live server speak plain http, as `make run`
+# does; tests/test_settings.py checks the production defaults in a subprocess.
+SECURE_SSL_REDIRECT = False
+SECURE_HSTS_SECONDS = 0
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     import tempfile

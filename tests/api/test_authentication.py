@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import pytest
@@ -173,6 +174,31 @@ def test_api_keys_are_created_in_the_admin_and_shown_once(superuser: User) -> No
             "/admin/scheduler_app/userapikey/%s/change/" % api_key.pk
         ).content.decode()
     )
+
+
+def test_a_new_key_is_never_in_a_cookie_and_is_shown_once(superuser: User) -> None:
+    client = Client()
+    client.force_login(superuser)
+
+    created = client.post(KEY_ADMIN_ADD, {"name": "ci", "user": superuser.pk})
+    shown_page = client.get(created["Location"])
+    again = client.get(created["Location"])
+
+    assert created.status_code == 302
+    api_key = UserAPIKey.objects.get(name="ci")
+    found = re.search(
+        r"The API key for ci is: (%s\.\S+?)\. " % re.escape(api_key.prefix),
+        shown_page.content.decode(),
+    )
+    assert found, "the key is not on the page after its creation"
+    shown = found.group(1)
+    assert APIClient().get(TASKS, HTTP_X_API_KEY=shown).status_code == 200
+    for response in (created, shown_page, again):
+        for cookie in response.cookies.values():
+            assert shown not in cookie.value, cookie.key
+            assert api_key.prefix not in cookie.value, cookie.key
+    assert "messages" not in client.cookies
+    assert shown not in again.content.decode()
 
 
 def _staff_with_key_permissions(username: str) -> User:

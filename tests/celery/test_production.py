@@ -64,16 +64,20 @@ def test_gunicorn_as_shown_serves_the_admin(tmp_path: Path) -> None:
     command = readme_command("gunicorn ").replace(
         "127.0.0.1:8000", "127.0.0.1:%d" % port
     )
+    # Behind the README's proxy, which terminates TLS and says so in a header.
+    proxy = {"SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https"}
     web = WorkerProcess(
-        venv_command(command), process_env(no_broker()), tmp_path / "web.log"
+        venv_command(command), process_env(no_broker(), proxy), tmp_path / "web.log"
     )
     try:
 
         def login_page() -> int | None:
+            request = urllib.request.Request(
+                "http://127.0.0.1:%d/admin/login/" % port,
+                headers={"X-Forwarded-Proto": "https"},
+            )
             try:
-                with urllib.request.urlopen(
-                    "http://127.0.0.1:%d/admin/login/" % port, timeout=10
-                ) as response:
+                with urllib.request.urlopen(request, timeout=10) as response:
                     return int(response.status)
             except OSError:  # not listening yet (URLError, refused, reset)
                 return None
