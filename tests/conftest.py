@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from django.test.client import ClientHandler
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -44,3 +45,26 @@ def redis_url(settings: pytest.FixtureRequest) -> Iterator[str]:
     keys = list(client.scan_iter(f"{settings.SCHEDULER_REDIS_PREFIX}*"))
     if keys:
         client.delete(*keys)
+
+
+@pytest.fixture(autouse=True)
+def _wsgi_header_types(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail a test-client request whose response a WSGI server would refuse.
+
+    WSGI (PEP 3333) wants header names and values of type `str` exactly;
+    `runserver` (wsgiref) answers 500 to anything else, such as a DRF `Hyperlink`
+    (a `str` subclass), while the test client passes it through unchecked.
+    """
+    handle = ClientHandler.__call__
+
+    def checked(self: ClientHandler, environ: dict[str, object]) -> object:
+        response = handle(self, environ)
+        wrong = [
+            (name, type(value).__name__)
+            for name, value in response.items()
+            if type(name) is not str or type(value) is not str
+        ]
+        assert not wrong, "headers that are not of type str: %r" % wrong
+        return response
+
+    monkeypatch.setattr(ClientHandler, "__call__", checked)

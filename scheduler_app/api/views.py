@@ -207,8 +207,12 @@ class ScheduledTaskViewSet(
         data = serializers.RunResponseSerializer(
             execution, context=self.get_serializer_context()
         ).data
+        # data["url"] is a DRF Hyperlink, a str subclass; WSGI wants exactly str
+        # (runserver answered 500 to it after the run was created).
         return Response(
-            data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]}
+            data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": str(data["url"])},
         )
 
     @extend_schema(
