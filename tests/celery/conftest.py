@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,8 +24,12 @@ from celery import Celery
 
 from scheduler_app.engine.celery_executor import CeleryExecutor
 from scheduler_app.models import SchedulerInstance
-from tests.engine.test_end_to_end import REPO_ROOT, WITHHELD_VARIABLES, database_env
-from tests.helpers import wait_until
+from tests.processes import (
+    LoggedProcess,
+    child_env,
+    venv_command,
+)
+from tests.processes import wait_for_processes as wait_for_workers
 
 #: Worker start (Django setup, imports, pool processes forked) on a slow CI machine.
 WORKER_STARTUP_TIMEOUT = 30.0
@@ -35,8 +37,6 @@ WORKER_STARTUP_TIMEOUT = 30.0
 HEARTBEAT_INTERVAL = 0.3
 INSTANCE_STALE_SECONDS = 2
 TASK_LOCK_TTL = 3
-
-README = REPO_ROOT / "README.md"
 
 SCRIPTS = {
     "logger.py": '''"""Writes a few log lines."""
@@ -185,74 +185,20 @@ def executor(celery_app: Celery) -> CeleryExecutor:
 
 def process_env(broker: Broker, extra: dict[str, str] | None = None) -> dict[str, str]:
     """A worker's or scheduler's environment: this test's database and broker."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        # The test run's own settings (and what .env put in os.environ) stay out.
-        if not key.startswith(("SCHEDULER_", "CELERY_"))
-        and key not in WITHHELD_VARIABLES
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        SECRET_KEY="test",
-        DEBUG="false",
-        LOG_LEVEL="INFO",
-        PYTHONUNBUFFERED="1",
+    env = child_env(
         SCHEDULER_HEARTBEAT_INTERVAL=str(HEARTBEAT_INTERVAL),
         SCHEDULER_INSTANCE_STALE_SECONDS=str(INSTANCE_STALE_SECONDS),
         SCHEDULER_TASK_LOCK_TTL=str(TASK_LOCK_TTL),
         **broker.env(),
     )
-    env.update(database_env())
     env.update(extra or {})
     return env
 
 
-def venv_command(command: str) -> list[str]:
-    """A shell command line as shown in the README, run with this virtualenv's tools."""
-    words = command.split()
-    if words[0] == "python":
-        words[0] = sys.executable
-    else:
-        words[0] = str(Path(sys.executable).parent / words[0])
-    return words
-
-
-class WorkerProcess:
+class WorkerProcess(LoggedProcess):
     """One `celery -A config worker` subprocess, in a session of its own."""
 
-    def __init__(self, command: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log_file = log_path.open("wb")
-        self.popen = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.killed = False
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def output(self, tail: int = 8000) -> str:
-        return self.log_path.read_text(errors="replace")[-tail:]
-
-    def report(self) -> str:
-        code = self.popen.poll()
-        state = "running" if code is None else "exited with %s" % code
-        return "--- celery worker (pid %s, %s) output ---\n%s" % (
-            self.pid,
-            state,
-            self.output(),
-        )
-
-    def died(self) -> bool:
-        return not self.killed and self.popen.poll() is not None
+    label = "celery worker"
 
     def pool_rows(self) -> list[SchedulerInstance]:
         """The heartbeat rows of this worker's pool processes (its main's children)."""
@@ -287,21 +233,6 @@ class WorkerProcess:
             pass
         self.popen.wait(timeout=10)
 
-    def stop(self) -> None:
-        """Warm shutdown (SIGTERM); whatever is left after a few seconds is killed."""
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.pid, signal.SIGKILL)  # pool processes left behind, if any
-        except ProcessLookupError:
-            pass
-        self.popen.wait(timeout=10)
-        self._log_file.close()
-
 
 def _parent_pid(pid: int) -> int | None:
     try:
@@ -310,23 +241,6 @@ def _parent_pid(pid: int) -> int | None:
         return None
     # "pid (comm) state ppid ...": comm may hold spaces, so split after the ")".
     return int(stat.rsplit(")", 1)[1].split()[1])
-
-
-def wait_for_workers(
-    predicate: Callable[[], Any], timeout: float, *workers: Any
-) -> Any:
-    """wait_until, failing at once if a process died, with the processes' output."""
-
-    def check() -> Any:
-        if any(worker.died() for worker in workers):
-            raise AssertionError("a subprocess died")
-        return predicate()
-
-    try:
-        return wait_until(check, timeout=timeout, interval=0.05)
-    except AssertionError as exc:
-        output = "\n".join(worker.report() for worker in workers)
-        raise AssertionError("%s\n%s" % (exc, output)) from None
 
 
 @pytest.fixture
@@ -361,29 +275,6 @@ def start_worker(
     yield start
     for worker in workers:
         worker.stop()
-
-
-def readme_production_commands() -> list[str]:
-    """The command lines of the README's "Production" section (first code block)."""
-    text = README.read_text()
-    section = text.split("\n## Production\n", 1)[1].split("\n## ", 1)[0]
-    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
-    return [
-        line.strip()
-        for line in block.splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-
-
-def readme_command(prefix: str) -> str:
-    """The README's production command line that starts with `prefix`."""
-    matches = [
-        command
-        for command in readme_production_commands()
-        if command.startswith(prefix)
-    ]
-    assert len(matches) == 1, (prefix, readme_production_commands())
-    return matches[0]
 
 
 def worker_instance(execution_instance_id: str) -> SchedulerInstance:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -10,15 +9,18 @@ from pathlib import Path
 import pytest
 
 from tests.celery.conftest import (
-    REPO_ROOT,
     WORKER_STARTUP_TIMEOUT,
     Broker,
     WorkerProcess,
     process_env,
+    wait_for_workers,
+)
+from tests.processes import (
+    REPO_ROOT,
+    free_port,
     readme_command,
     readme_production_commands,
     venv_command,
-    wait_for_workers,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -51,12 +53,6 @@ def test_migrate_and_collectstatic_run_as_shown(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, (prefix, done.stdout, done.stderr)
     assert (tmp_path / "static" / "admin" / "css" / "base.css").is_file()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_gunicorn_as_shown_serves_the_admin(tmp_path: Path) -> None:

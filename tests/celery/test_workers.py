@@ -29,10 +29,10 @@ from tests.celery.conftest import (
     WorkerProcess,
     _parent_pid,
     process_env,
-    readme_command,
     wait_for_workers,
 )
 from tests.engine.test_end_to_end import SchedulerProcess, stop_all
+from tests.processes import readme_command
 
 pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
 

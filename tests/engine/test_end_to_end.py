@@ -9,7 +9,6 @@ database), so the tests commit for real (`transaction=True`).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import pytest
 from django.db import connection
@@ -27,12 +25,11 @@ from django.utils import timezone
 from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
 from scheduler_app.services import task_create, task_pause, task_request_run
 from tests.helpers import wait_until
+from tests.processes import REPO_ROOT, child_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 T = TypeVar("T")
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 Status = TaskExecution.Status
 Trigger = TaskExecution.TriggerType
@@ -45,13 +42,6 @@ LEADER_LOCK_REFRESH_INTERVAL = 1
 SHUTDOWN_GRACE_SECONDS = 2
 #: Process start (Django setup, checks, first tick) on a slow CI machine.
 STARTUP_TIMEOUT = 20.0
-#: Variables of the test run that must not leak into the schedulers.
-WITHHELD_VARIABLES = (
-    "DATABASE_URL",
-    "REDIS_URL",
-    "SQLITE_PATH",
-    "DJANGO_SETTINGS_MODULE",
-)
 
 SLEEPER_SCRIPT = '''"""Sleeps, to stand for a long-running job."""
 
@@ -69,24 +59,6 @@ TICK_SCRIPT = '''"""Does nothing, quickly."""
 def run() -> dict:
     return {"ticked": True}
 '''
-
-
-def database_env() -> dict[str, str]:
-    """Environment that points a subprocess at the database this test uses."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        path = str(db["NAME"])
-        # DATABASE_URL too, so a DATABASE_URL in .env or the shell cannot win.
-        return {"SQLITE_PATH": path, "DATABASE_URL": "sqlite:///%s" % path}
-    if connection.vendor == "postgresql":
-        auth = quote(db["USER"] or "", safe="")
-        if db.get("PASSWORD"):
-            auth += ":" + quote(db["PASSWORD"], safe="")
-        host = db.get("HOST") or "127.0.0.1"
-        port = ":%s" % db["PORT"] if db.get("PORT") else ""
-        url = "postgres://%s@%s%s/%s" % (auth, host, port, db["NAME"])
-        return {"DATABASE_URL": url}
-    pytest.skip("these tests need SQLite or PostgreSQL, not %s" % connection.vendor)
 
 
 class SchedulerProcess:
@@ -216,18 +188,7 @@ def start_scheduler(
         redis_prefix: str = "",
         extra_env: dict[str, str] | None = None,
     ) -> SchedulerProcess:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            # The test run's own settings (and what .env put in os.environ) stay out.
-            if not key.startswith("SCHEDULER_") and key not in WITHHELD_VARIABLES
-        }
-        env.update(
-            DJANGO_SETTINGS_MODULE="config.settings",
-            SECRET_KEY="test",
-            DEBUG="false",
-            LOG_LEVEL="INFO",
-            PYTHONUNBUFFERED="1",
+        env = child_env(
             REDIS_URL=redis_url,
             SCHEDULER_HEARTBEAT_INTERVAL=str(HEARTBEAT_INTERVAL),
             SCHEDULER_INSTANCE_STALE_SECONDS=str(INSTANCE_STALE_SECONDS),
@@ -238,7 +199,6 @@ def start_scheduler(
         )
         if redis_prefix:
             env["SCHEDULER_REDIS_PREFIX"] = redis_prefix
-        env.update(database_env())
         env.update(extra_env or {})
         name = "ABCDEFGH"[len(processes)]
         log_path = tmp_path / ("runscheduler-%s.log" % name)
