@@ -160,6 +160,8 @@ class WebServer(LoggedProcess):
         env = child_env(
             HOST="127.0.0.1",
             PORT=str(port),
+            # make run serves with .env.example's DEBUG=true; production without.
+            DEBUG="true" if name == "runserver" else "false",
             # As `make run` does, so `python` and `gunicorn` are the virtualenv's.
             PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"],
         )
