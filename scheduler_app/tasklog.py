@@ -30,6 +30,7 @@ from itertools import islice
 from typing import Protocol
 
 from .exceptions import ExecutionCancelled
+from .storable import storable_text
 
 logger = logging.getLogger(__name__)
 console_logger = logging.getLogger("scheduler_app.task")
@@ -150,6 +151,7 @@ class RunLog:
         self._max_lines = max_lines
         self._dropped = 0
         self._written = 0
+        self._altered = 0
         # Bumped by every change; each sink remembers the version it last saw.
         self._version = 0
         self._progress: tuple[int | None, int | None] = (None, None)
@@ -168,10 +170,18 @@ class RunLog:
         self._listeners.append(listener)
 
     def write(self, message: str) -> str:
-        """Append one line, prefixed with [HH:MM:SS]; return the line."""
-        line = "[%s] %s" % (self._clock().strftime("%H:%M:%S"), message)
+        """Append one line, prefixed with [HH:MM:SS]; return the line.
+
+        NUL characters and lone surrogates are replaced (`storable_text`): every
+        sink (the row, Redis, a console) can then take the line as it is.
+        `altered_lines` counts the lines that had some.
+        """
+        stored = storable_text(message)
+        line = "[%s] %s" % (self._clock().strftime("%H:%M:%S"), stored)
         parts = line.split("\n")
         with self._lock:
+            if stored is not message:
+                self._altered += 1
             for part in parts:
                 if len(self._head) < self._head_limit:
                     self._head.append(part)
@@ -208,6 +218,11 @@ class RunLog:
     @property
     def dropped(self) -> int:
         return self._dropped
+
+    @property
+    def altered_lines(self) -> int:
+        """How many lines had characters replaced to be storable."""
+        return self._altered
 
     @property
     def version(self) -> int:

@@ -274,3 +274,16 @@ def test_a_run_that_wrote_nothing_leaves_its_line_sink_alone() -> None:
 
     assert not lines.closed and lines.batches == []
     assert quiet.live_logs() == []
+
+
+def test_log_lines_are_made_storable_and_counted() -> None:
+    run_log = RunLog(max_lines=10)
+
+    first = run_log.write("x\x00y")
+    run_log.write("plain")
+    run_log.write("caf" + b"\xe9".decode("utf-8", "surrogateescape"))
+
+    assert first.endswith("] x\ufffdy")
+    assert run_log.altered_lines == 2
+    run_log.text().encode("utf-8")  # every sink can take it
+    assert "\x00" not in run_log.text()
