@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ..models import ScheduledTask, TaskExecution
 from ..schedules import MACROS, describe_interval
+from ..storable import storable_json
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +63,18 @@ def execution_badge(execution: TaskExecution) -> str:
 
 
 def pretty_json(value: Any) -> str:
-    """JSON indented for reading, escaped, in a <pre>."""
+    """JSON indented for reading, escaped, in a <pre>.
+
+    Made storable first: a lone surrogate stored before that was done on the
+    way in (SQLite's JSON text keeps it as an escape) cannot be sent as UTF-8.
+    """
     if value in (None, "", {}, []):
         return EMPTY
     return format_html(
         '<pre class="scheduler-pre">{}</pre>',
-        json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str),
+        json.dumps(
+            storable_json(value), indent=2, ensure_ascii=False, sort_keys=True, default=str
+        ),
     )
 
 

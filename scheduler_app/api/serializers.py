@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from django.db import models
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
@@ -14,6 +15,7 @@ from .. import services
 from ..exceptions import SchedulerError
 from ..models import ScheduledTask, SchedulerInstance, TaskExecution
 from ..services.tasks import EDITABLE_FIELDS
+from ..storable import storable_json
 from .exceptions import errors_by_field
 
 MSG_NOT_AN_OBJECT = _(
@@ -228,8 +230,21 @@ class ProgressSerializer(serializers.Serializer):
     percent = serializers.FloatField(source="progress_percent", allow_null=True)
 
 
+class StoredJSONField(serializers.JSONField):
+    """A JSON value as stored, made storable: a lone surrogate stored before that
+    was done on the way in (SQLite keeps it as an escape) cannot be sent as UTF-8."""
+
+    def to_representation(self, value: Any) -> Any:
+        return super().to_representation(storable_json(value))
+
+
 class ExecutionSerializer(serializers.ModelSerializer):
     """An execution in a list: everything but the log, traceback and result."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.JSONField: StoredJSONField,
+    }
 
     url = serializers.HyperlinkedIdentityField(view_name="api:execution-detail")
     task_name = serializers.CharField(read_only=True)

@@ -21,8 +21,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import (
-    DatabaseError,
     IntegrityError,
+    InterfaceError,
+    OperationalError,
     close_old_connections,
     connections,
     models,
@@ -40,6 +41,7 @@ from ..handlers.registry import resolve_handler
 from ..handlers.results import json_safe, outcome_from_return
 from ..locks import DatabaseLockBackend, LockBackend, get_lock_backend, lock_key, task_lock_key
 from ..models import ScheduledTask, SchedulerInstance, SchedulerLock, TaskExecution
+from ..storable import REPLACEMENT, storable_json, storable_text
 from ..tasklog import LogSnapshot, RunLog, bind
 from .batch_sql import row_datetime, rows_table, task_rows_lock, typed_param
 from .instances import instance_id, instances_alive_ids
@@ -55,6 +57,10 @@ FailureKind = TaskExecution.FailureKind
 REPLACE_GRACE_SECONDS = 5.0
 #: How often a running execution looks for a cancel request made elsewhere.
 CANCEL_POLL_SECONDS = 1.0
+
+#: Errors worth the same statement again a moment later: a lost connection, a busy
+#: SQLite, a deadlock. Others (a value, a constraint) fail the same way every time.
+_TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
 
 @dataclass
@@ -255,6 +261,8 @@ class Run:
     keep_log: bool = False
     #: When the run stage ended: the record (often batched, later) says so.
     ended_at: dt.datetime | None = None
+    #: Fields whose values were made storable before the record (see `_make_storable`).
+    altered: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # The handler's task_extend_lock() finds the run through its bound log.
@@ -443,20 +451,24 @@ def runs_claim(
     started_at = timezone.now()
     wanted = {execution.pk: execution for execution in executions}
     backend = get_lock_backend()
-    locks_in_transaction = isinstance(backend, DatabaseLockBackend)
-    with transaction.atomic():
-        claimed = _claim_rows(list(wanted), me=me, started_at=started_at)
-        runs = _make_runs(
-            [wanted[pk] for pk in wanted if pk in claimed],
-            me=me,
-            started_at=started_at,
-            log_listener=log_listener,
-            echo=echo,
+    claim = functools.partial(
+        _claim, backend=backend, me=me, started_at=started_at, log_listener=log_listener, echo=echo
+    )
+    not_claimed: set[int] = set()  # for a reason logged already
+    try:
+        runs = claim(list(wanted.values()))
+    except _TRANSIENT_ERRORS:
+        raise  # a busy or lost database: they stay pending and are offered again
+    except Exception:  # a row the batch broke on must not hold back the others
+        logger.error(
+            "Could not claim %d execution(s) in one batch; claiming them one by one",
+            len(wanted),
+            exc_info=True,
         )
-        if locks_in_transaction:
-            _take_task_locks(runs, backend)
-    if not locks_in_transaction:
+        runs, not_claimed = _claim_one_by_one(list(wanted.values()), claim)
+    if not isinstance(backend, DatabaseLockBackend):
         _take_task_locks(runs, backend)
+    claimed = {run.execution.pk for run in runs} | not_claimed
     for run in runs:  # from now on its lock is kept alive and a cancel reaches it
         _watchdog.add(run)
     for pk in wanted.keys() - claimed:
@@ -469,6 +481,106 @@ def runs_claim(
             run.execution.trigger_type,
         )
     return runs
+
+
+def _claim(
+    executions: list[TaskExecution],
+    *,
+    backend: LockBackend,
+    me: str,
+    started_at: dt.datetime,
+    log_listener: Callable[[str], None] | None,
+    echo: bool | None,
+) -> list[Run]:
+    """Claim the executions still pending, in one transaction with their database locks.
+
+    Locks of another backend (Redis) are the caller's to take, after the commit.
+    """
+    with transaction.atomic():
+        claimed = _claim_rows([e.pk for e in executions], me=me, started_at=started_at)
+        runs = _make_runs(
+            [execution for execution in executions if execution.pk in claimed],
+            me=me,
+            started_at=started_at,
+            log_listener=log_listener,
+            echo=echo,
+        )
+        if isinstance(backend, DatabaseLockBackend):
+            _take_task_locks(runs, backend)
+    return runs
+
+
+def _claim_one_by_one(
+    executions: list[TaskExecution], claim: Callable[[list[TaskExecution]], list[Run]]
+) -> tuple[list[Run], set[int]]:
+    """Claim each execution on its own; record failed one that cannot be claimed at all.
+
+    A transient error leaves its execution pending, offered again later. Returns
+    the runs, and the ids of the executions not claimed for one of these reasons.
+    """
+    runs: list[Run] = []
+    not_claimed: set[int] = set()
+    for execution in executions:
+        try:
+            runs += claim([execution])
+        except _TRANSIENT_ERRORS:
+            logger.warning(
+                "Could not claim execution %s; it stays pending", execution.pk, exc_info=True
+            )
+            not_claimed.add(execution.pk)
+        except Exception as error:  # recorded on the execution
+            _fail_unstartable(execution, error)
+            not_claimed.add(execution.pk)
+    return runs, not_claimed
+
+
+def _error_text(error: BaseException) -> str:
+    """An error as a record names it: storable, and short."""
+    return storable_text("%s: %s" % (type(error).__name__, error))[:500]
+
+
+def _fail_unstartable(execution: TaskExecution, error: Exception) -> None:
+    """Record failed a pending execution that cannot be claimed: counters, retry, signal.
+
+    Best effort: when even that cannot be written, the execution stays pending
+    and the error is logged.
+    """
+    reason = _error_text(error)
+    message = _(
+        "This run could not be started: its execution could not be claimed (%(error)s)."
+    ) % {"error": reason}
+    now = timezone.now()
+    try:
+        task = execution.task
+        with task_rows_lock, transaction.atomic():
+            if not TaskExecution.objects.filter(pk=execution.pk, status=Status.PENDING).update(
+                status=Status.FAILED,
+                failure_kind=FailureKind.ERROR,
+                started_at=now,
+                finished_at=now,
+                duration_ms=0,
+                error_message=message,
+            ):
+                return  # claimed, cancelled or deleted meanwhile
+            execution.refresh_from_db()
+            run = Run(execution=execution, task=task, run_log=RunLog(max_lines=1))
+            _add_counters([run])
+            if _wants_retry(run):
+                _schedule_retry(execution, task, now)
+    except Exception:  # nothing more can be done for it here
+        logger.exception(
+            "Execution %s can neither be claimed nor recorded failed; it stays pending",
+            execution.pk,
+        )
+        return
+    logger.error(
+        "Execution %s of task %s could not be claimed (%s); recorded as failed",
+        execution.pk,
+        task.name,
+        reason,
+        exc_info=error,
+    )
+    _send(signals.execution_failed, task, execution)
 
 
 def _claim_rows(ids: list[int], *, me: str, started_at: dt.datetime) -> set[int]:
@@ -696,7 +808,10 @@ def _evaluate_and_call(run: Run, *, inline: bool) -> _Result:
         return _Result(
             status=Status.FAILED, error_message=exc.message, failure_kind=FailureKind.ERROR
         )
-    execution.kwargs = json_safe(kwargs)
+    evaluated = json_safe(kwargs)
+    execution.kwargs = storable_json(evaluated)  # the live log's row updates carry it
+    if execution.kwargs is not evaluated:
+        run.altered.append("kwargs")
     invocation = run.invocation = _Invocation(func, kwargs)
     if run.cancel_event.is_set():
         return _Result(status=Status.CANCELLED, error_message=_("Cancelled on request."))
@@ -811,8 +926,11 @@ _FINAL_FIELDS = (
 def runs_finish(runs: Sequence[Run], *, now: dt.datetime | None = None) -> set[int]:
     """Record the end of runs: final states, task counters, lock releases, retries.
 
-    One transaction for the batch, retried on database errors (a lost connection,
-    a busy SQLite) so no record is lost. A run is recorded only if it is still
+    One transaction for the batch, retried on transient database errors (a lost
+    connection, a busy SQLite) so no record is lost; when it still fails, row by
+    row, so that a row the database refuses spoils no other run's record (that
+    row is recorded failed, see `_record_ends`). Values no database can store
+    were replaced first (`_make_storable`). A run is recorded only if it is still
     `running` (nobody recovered, interrupted or replaced it meanwhile); otherwise
     that other ending stands and the late result is ignored. Returns the ids of
     the runs recorded here.
@@ -847,34 +965,16 @@ def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
             run.execution.log_output = snapshot.text
             run.execution.progress_done = snapshot.progress_done
             run.execution.progress_total = snapshot.progress_total
+        _make_storable(run)
     backend = get_lock_backend()
-    locks_in_transaction = isinstance(backend, DatabaseLockBackend)
-    held = [(run.lock.key, run.lock.token) for run in runs if run.lock and not run.lock.lost]
-    for attempt in range(5):
-        try:
-            with task_rows_lock, transaction.atomic():
-                written = _write_finals(runs)
-                _add_counters([run for run in runs if run.execution.pk in written])
-                if locks_in_transaction:
-                    backend.release_many(held)
-                retries = [
-                    _schedule_retry(run.execution, run.task, run.execution.finished_at)
-                    for run in runs
-                    if run.execution.pk in written and _wants_retry(run)
-                ]
-            break
-        except DatabaseError:
-            if attempt == 4:
-                raise
-            logger.warning("Could not record the end of %d run(s); retrying", len(runs), exc_info=True)
-            close_old_connections()
-            time.sleep(0.2 * (attempt + 1))
-    if not locks_in_transaction:
+    written, retries = _record_ends(runs, backend)
+    if not isinstance(backend, DatabaseLockBackend):
+        held = _held_locks(runs)
         try:
             backend.release_many(held)
         except Exception:
             logger.exception("Could not release %d task lock(s); they expire by themselves", len(held))
-    for retry, run in zip(retries, [r for r in runs if r.execution.pk in written and _wants_retry(r)]):
+    for run, retry in retries:
         logger.info(
             "Execution %s of task %s failed; retry %s/%s is execution %s at %s",
             run.execution.pk,
@@ -910,6 +1010,206 @@ def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
         if signal is not None:
             _send(signal, run.task, execution)
     return written
+
+
+#: The final values of a run that are a handler's text, and its JSON values.
+_STORABLE_TEXT_FIELDS = ("error_message", "error_traceback", "log_output")
+_STORABLE_JSON_FIELDS = ("result", "kwargs")
+
+
+def _field_names(names: Sequence[str]) -> str:
+    """The verbose names of execution fields, for a message: "result, log"."""
+    seen = dict.fromkeys(names)
+    return ", ".join(str(TaskExecution._meta.get_field(name).verbose_name) for name in seen)
+
+
+def _log_appended(run: Run, text: str, message: str) -> str:
+    """`text` with a line like the run log's own appended."""
+    line = "[%s] %s" % (task_local_now(run.task).strftime("%H:%M:%S"), message)
+    return "%s\n%s" % (text, line) if text else line
+
+
+def _make_storable(run: Run) -> None:
+    """Replace what no database can store in a run's final values; say so in its log.
+
+    NUL characters and lone surrogates, wherever the handler put them: its
+    result, error, traceback, log lines (`RunLog` replaced those as they were
+    written) and evaluated parameters (replaced before the run).
+    """
+    execution = run.execution
+    altered = list(run.altered)
+    if run.run_log.altered_lines:
+        altered.append("log_output")
+    for name in _STORABLE_JSON_FIELDS:
+        value = getattr(execution, name)
+        stored = storable_json(value)
+        if stored is not value:
+            setattr(execution, name, stored)
+            altered.append(name)
+    for name in _STORABLE_TEXT_FIELDS:
+        value = getattr(execution, name)
+        if value is None:
+            continue
+        if type(value) is not str:  # TaskResult.failed(error=<an exception>)
+            value = str(value)
+            setattr(execution, name, value)
+        stored = storable_text(value)
+        if stored is not value:
+            setattr(execution, name, stored)
+            altered.append(name)
+    if altered:
+        message = _(
+            "WARNING: NUL characters or lone surrogates, which the database cannot "
+            "store, were replaced by “%(replacement)s” in: %(fields)s."
+        ) % {"replacement": REPLACEMENT, "fields": _field_names(altered)}
+        execution.log_output = _log_appended(run, execution.log_output, message)
+
+
+def _held_locks(runs: Sequence[Run]) -> list[tuple[str, str]]:
+    return [(run.lock.key, run.lock.token) for run in runs if run.lock and not run.lock.lost]
+
+
+_Recorded = tuple[set[int], list[tuple[Run, TaskExecution]]]
+
+
+def _record_ends(runs: Sequence[Run], backend: LockBackend) -> _Recorded:
+    """Record the ends of runs in one transaction, or row by row when it fails.
+
+    Whatever the batch broke on (a value, a constraint, a deadlock that would
+    not go away), one row must not keep the others `running`: each is then
+    written on its own, and a row that still cannot be is recorded failed
+    without the value at fault (`_record_unstorable`). Returns the ids written
+    and the retries scheduled. Raises only when a row cannot be recorded at all
+    (the database is gone), after the other rows were.
+    """
+    try:
+        return _retrying(functools.partial(_record_batch, runs, backend))
+    except Exception as error:  # every row is tried on its own next
+        if len(runs) == 1:
+            return _record_unstorable(runs[0], backend, error)
+        logger.error(
+            "Could not record the end of %d runs in one batch; recording them one by one",
+            len(runs),
+            exc_info=True,
+        )
+    written: set[int] = set()
+    retries: list[tuple[Run, TaskExecution]] = []
+    broken: Exception | None = None
+    for run in runs:
+        try:
+            try:
+                row_written, row_retries = _retrying(
+                    functools.partial(_record_batch, [run], backend)
+                )
+            except Exception as error:  # recorded failed instead
+                row_written, row_retries = _record_unstorable(run, backend, error)
+        except Exception as error:  # the other rows still get theirs
+            logger.exception("Could not record the end of execution %s", run.execution.pk)
+            broken = broken or error
+            continue
+        written |= row_written
+        retries += row_retries
+    if broken is not None:
+        raise broken
+    return written, retries
+
+
+def _retrying(record: Callable[[], _Recorded]) -> _Recorded:
+    """`record()`, again a moment later on a transient database error (up to 5 times)."""
+    for attempt in range(5):
+        try:
+            return record()
+        except _TRANSIENT_ERRORS:
+            if attempt == 4:
+                raise
+            logger.warning("Could not record the end of runs; retrying", exc_info=True)
+            close_old_connections()
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _record_batch(runs: Sequence[Run], backend: LockBackend) -> _Recorded:
+    """Final rows, task counters, database lock releases and retries: one transaction."""
+    with task_rows_lock, transaction.atomic():
+        written = _write_finals(runs)
+        ended = [run for run in runs if run.execution.pk in written]
+        _add_counters(ended)
+        if isinstance(backend, DatabaseLockBackend):
+            backend.release_many(_held_locks(runs))
+        retries = [
+            (run, _schedule_retry(run.execution, run.task, run.execution.finished_at))
+            for run in ended
+            if _wants_retry(run)
+        ]
+    return written, retries
+
+
+#: What `_record_unstorable` leaves out of a row, in turn, until the row can be
+#: written; the last try leaves out all of them. Values that stand for "none".
+_UNSTORABLE_CANDIDATES: tuple[tuple[str, ...], ...] = (
+    ("result",),
+    ("kwargs",),
+    ("error_traceback",),
+    ("log_output",),
+    ("error_message",),
+    ("progress_done", "progress_total"),
+)
+_EMPTY_VALUES: dict[str, Any] = {
+    "result": None,
+    "kwargs": {},
+    "error_traceback": "",
+    "log_output": "",
+    "error_message": "",
+    "progress_done": None,
+    "progress_total": None,
+}
+
+
+def _record_unstorable(run: Run, backend: LockBackend, error: Exception) -> _Recorded:
+    """Record failed a run whose end could not be written as it is.
+
+    Leaves out one value after another (`_UNSTORABLE_CANDIDATES`) until the row
+    can be written; the error names what was left out and why. Counters, lock
+    and retry as for any failure; the caller sends `execution_failed`.
+    """
+    execution = run.execution
+    kept = {name: getattr(execution, name) for name in _EMPTY_VALUES}
+    ended = execution.get_status_display()
+    reason = _error_text(error)
+    attempts = [*_UNSTORABLE_CANDIDATES, tuple(_EMPTY_VALUES)]
+    for number, left_out in enumerate(attempts, start=1):
+        for name, value in kept.items():
+            setattr(execution, name, _EMPTY_VALUES[name] if name in left_out else value)
+        fields = _field_names(left_out)
+        message = _(
+            "The end of this run could not be stored (%(error)s), so it is recorded "
+            "as failed without its %(fields)s. The run itself ended “%(status)s”."
+        ) % {"error": reason, "fields": fields, "status": ended}
+        if "error_message" not in left_out and kept["error_message"]:
+            message = "%s\n%s" % (message, kept["error_message"])
+        execution.status = Status.FAILED
+        execution.failure_kind = FailureKind.ERROR
+        execution.error_message = message
+        try:
+            if number < len(attempts):
+                recorded = _record_batch([run], backend)
+            else:
+                recorded = _retrying(functools.partial(_record_batch, [run], backend))
+        except Exception:  # the next try leaves out more
+            if number == len(attempts):
+                raise
+            continue
+        logger.error(
+            "Execution %s of task %s could not be stored as it ended (%s); recorded "
+            "as failed without its %s",
+            execution.pk,
+            run.task.name,
+            reason,
+            fields,
+            exc_info=error,
+        )
+        return recorded
+    raise AssertionError("unreachable")
 
 
 def executions_fail(
@@ -987,8 +1287,7 @@ def runs_release(runs: Sequence[Run]) -> None:
         TaskExecution.objects.filter(
             pk__in=[run.execution.pk for run in runs], status=Status.RUNNING
         ).update(status=Status.PENDING, instance_id="", started_at=None)
-        held = [(run.lock.key, run.lock.token) for run in runs if run.lock and not run.lock.lost]
-        get_lock_backend().release_many(held)
+        get_lock_backend().release_many(_held_locks(runs))
     finally:
         for run in runs:
             _watchdog.remove(run)
@@ -1316,8 +1615,15 @@ def executions_create_scheduled(
     try:
         with transaction.atomic():
             _insert_fires(rows)
-    except IntegrityError:
-        # A task deleted since the scheduler loaded it: one by one, leaving it out.
+    except Exception as error:  # one bad fire must not lose the others
+        # A task deleted since the scheduler loaded it (IntegrityError), or any
+        # other row the statement broke on: one by one, leaving out what fails.
+        if not isinstance(error, IntegrityError):
+            logger.error(
+                "Could not record %d fire(s) in one statement; recording them one by one",
+                len(rows),
+                exc_info=True,
+            )
         for row in rows:
             row.pk = None
             try:
@@ -1331,6 +1637,9 @@ def executions_create_scheduled(
                     row.scheduled_for,
                 )
                 row.pk = None
+            except Exception as row_error:  # recorded failed instead
+                row.pk = None
+                _fire_failed(row, row_error, now=now)
         return [row for row in rows if row.pk is not None]
     for row in rows:
         if row.pk is None:
@@ -1340,6 +1649,46 @@ def executions_create_scheduled(
                 row.scheduled_for,
             )
     return [row for row in rows if row.pk is not None]
+
+
+def _fire_failed(row: TaskExecution, error: Exception, *, now: dt.datetime) -> None:
+    """Record as a failed execution a fire that cannot be recorded pending.
+
+    Counters, retry and signal as for any failure; when even that cannot be
+    written, the fire is left out and the error logged.
+    """
+    reason = _error_text(error)
+    logger.error(
+        "Fire of task %s at %s could not be recorded (%s); recording it as failed",
+        row.task_id,
+        row.scheduled_for,
+        reason,
+        exc_info=error,
+    )
+    task = row.task
+    failed = _copy_row(
+        row,
+        task=task,
+        status=Status.FAILED,
+        failure_kind=FailureKind.ERROR,
+        run_after=None,
+        started_at=now,
+        finished_at=now,
+        duration_ms=0,
+        error_message=_("This fire could not be recorded as a pending run (%(error)s).")
+        % {"error": reason},
+    )
+    run = Run(execution=failed, task=task, run_log=RunLog(max_lines=1))
+    try:
+        with task_rows_lock, transaction.atomic():
+            failed.save(force_insert=True)
+            _add_counters([run])
+            if _wants_retry(run):
+                _schedule_retry(failed, task, now)
+    except Exception:  # nothing more can be done for this fire
+        logger.exception("Fire of task %s at %s is lost", row.task_id, row.scheduled_for)
+        return
+    _send(signals.execution_failed, task, failed)
 
 
 def _copy_row(prototype: TaskExecution, *, task: ScheduledTask, **values: Any) -> TaskExecution:

@@ -110,3 +110,38 @@ class NightlyTotals(BaseTask):
     async def run(self, region: str = "all") -> TaskResult:
         task_log("totals for", region)
         return TaskResult.success("done", region=region, orders=3)
+
+
+# -- text the databases cannot store as it is (NUL, lone surrogates) ---------------
+
+
+def echo(target: str = "all") -> dict:
+    task_log("target is", target)
+    return {"target": target}
+
+
+def returns_nul() -> dict:
+    return {"s": "a\x00b"}
+
+
+def returns_surrogate() -> dict:
+    return {"s": "a\ud800b", "a\udfffkey": 1}
+
+
+def raises_nul() -> dict:
+    raise ValueError("a\x00b")
+
+
+def logs_nul() -> dict:
+    task_log("x\x00y")
+    return {}
+
+
+def logs_undecodable() -> dict:
+    # What os.fsdecode / surrogateescape makes of a byte that is not UTF-8.
+    task_log("file", b"caf\xe9.txt".decode("utf-8", "surrogateescape"))
+    return {}
+
+
+def fails_with_odd_error() -> TaskResult:
+    return TaskResult.failed(error=ValueError("a\x00b"))  # not even a string
