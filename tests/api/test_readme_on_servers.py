@@ -162,6 +162,10 @@ class WebServer(LoggedProcess):
             PORT=str(port),
             # make run serves with .env.example's DEBUG=true; production without.
             DEBUG="true" if name == "runserver" else "false",
+            # In production a TLS proxy stands in front of gunicorn (README,
+            # Production) and the https redirect is on; these requests reach it
+            # directly over plain http, as the proxy's would.
+            SECURE_SSL_REDIRECT="false",
             # As `make run` does, so `python` and `gunicorn` are the virtualenv's.
             PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"],
         )
