@@ -314,7 +314,10 @@ def _parse(text: str, prefix: str) -> ast.Expression:
     """
     try:
         return ast.parse(text, mode="eval")
-    except RecursionError as exc:
+    except (RecursionError, MemoryError) as exc:
+        # CPython's parser reports a nesting beyond its stack (about 6,000 levels,
+        # e.g. "-" * 6000 + "1", within MAX_EXPRESSION_LENGTH) as MemoryError, or
+        # RecursionError in other versions: either way the input is too deep.
         raise _too_deep() from exc
     except SyntaxError as exc:
         if "too many nested" in (exc.msg or ""):
@@ -348,7 +351,7 @@ def _statement_kind(text: str) -> str | None:
     """Describe the statement(s) in text when it parses as statements, else None."""
     try:
         module = ast.parse(text, mode="exec")
-    except (SyntaxError, ValueError, RecursionError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     if len(module.body) > 1:
         return f"{len(module.body)} statements"

@@ -369,6 +369,14 @@ BOMBS: list[tuple[str, str]] = [
         r"Expression does too much work: .* at most 1000000",
     ),
     ("-" * 5000 + "1", r"Expression too deeply nested"),
+    # Beyond the parser's own stack (about 6,000 levels), which it reports as
+    # MemoryError or RecursionError, still within MAX_EXPRESSION_LENGTH.
+    ("-" * 6000 + "1", r"Expression too deeply nested"),
+    ("~" * 9999 + "1", r"Expression too deeply nested"),
+    ("+" * 7000 + "1", r"Expression too deeply nested"),
+    ("not " * 2499 + "1", r"Expression too deeply nested"),
+    ("[" * 6000, r"Expression too deeply nested"),
+    ("1" + "**1" * 3000, r"Expression too deeply nested"),
     ("1" + " + 1" * 2000, r"Expression too deeply nested"),
     ("1" * 10_001, r"Expression too long: at most 10000 characters"),
     ("[" + "0, " * 100_001 + "]", r"Expression too long: at most 10000 characters"),
@@ -385,7 +393,7 @@ def test_resource_bomb_is_refused_before_it_is_computed(
         safe_eval(expression, now=NOW)
 
     assert caught.value.__context__ is None or isinstance(
-        caught.value.__context__, SyntaxError | RecursionError
+        caught.value.__context__, SyntaxError | RecursionError | MemoryError
     )
 
 

@@ -187,6 +187,26 @@ def test_an_unsafe_expression_is_shown_on_its_input(admin_client: Client) -> Non
     assert errors["param_copies"][0].startswith("Parameter “copies”")
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"param_copies": "-" * 6000 + "1"},
+        {"handler_kwargs": json.dumps({"copies": "-" * 6000 + "1"})},
+    ],
+)
+def test_an_expression_nested_too_deeply_is_a_form_error(
+    admin_client: Client, changes: dict[str, str]
+) -> None:
+    response = admin_client.post(TASK_ADD, report_form_data(**changes))
+
+    errors = form_errors(response)
+    [messages_shown] = errors.values()
+    assert messages_shown == [
+        "Parameter “copies”: Expression too deeply nested (at most 50 levels)"
+    ]
+    assert not ScheduledTask.objects.filter(name="weekly_report").exists()
+
+
 def test_a_bad_queue_name_is_shown_on_its_input(admin_client: Client) -> None:
     response = admin_client.post(TASK_ADD, report_form_data(queue="reports now!"))
 
@@ -554,4 +574,22 @@ def test_run_with_parameters_shows_a_bad_value_on_its_input(
     errors = response.context["form"].errors
     assert list(errors) == ["param_days"]
     assert errors["param_days"][0].startswith("Parameter “days”: expected an integer")
+    assert not TaskExecution.objects.exists()
+
+
+def test_run_with_parameters_refuses_an_expression_nested_too_deeply(
+    admin_client: Client,
+) -> None:
+    task = make_task(handler_path="scripts:data_sync")
+
+    response = admin_client.post(
+        task_url("run_with_parameters", task), {"param_days": "-" * 6000 + "1"}
+    )
+
+    assert response.status_code == 200
+    assert response.context["form"].errors == {
+        "param_days": [
+            "Parameter “days”: Expression too deeply nested (at most 50 levels)"
+        ]
+    }
     assert not TaskExecution.objects.exists()

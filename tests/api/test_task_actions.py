@@ -64,6 +64,7 @@ def test_run_takes_parameter_overrides_for_this_run_only(api: APIClient) -> None
         ({"days": '"many"'}, "kwargs.days", "integer"),
         ({"colour": '"red"'}, "kwargs.colour", "not accepted"),
         ({"days": "open('/etc/passwd')"}, "kwargs.days", "days"),
+        ({"days": "-" * 6000 + "1"}, "kwargs.days", "days”: Expression too deeply nested"),
     ],
 )
 def test_run_validates_overrides_like_the_task_parameters(

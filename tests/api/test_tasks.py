@@ -16,6 +16,8 @@ from tests.factories import make_execution, make_task
 pytestmark = pytest.mark.django_db
 
 TASKS = "/api/v1/tasks"
+#: 6,001 characters, within the expression length limit, nested too deeply to parse.
+DEEP_EXPRESSION = "-" * 6000 + "1"
 VALID = {
     "name": "nightly_sync",
     "description": "Sync the last week",
@@ -280,6 +282,12 @@ def test_the_seed_curl_example_works_with_an_api_key_in_the_url(superuser: Any) 
             "not accepted",
         ),
         ({"handler_kwargs": ["days"]}, "handler_kwargs", "JSON object"),
+        # Beyond the Python parser's own stack, which it reports as MemoryError.
+        (
+            {"handler_kwargs": {"days": DEEP_EXPRESSION}},
+            "handler_kwargs.days",
+            "Parameter “days”: Expression too deeply nested",
+        ),
         ({"handler_kwargs": {"target": "a\x00b"}}, "handler_kwargs", "NUL"),
         ({"timezone": "Mars/Olympus"}, "timezone", "Unknown time zone"),
         (
@@ -378,6 +386,21 @@ def test_update_validates_like_create(api: APIClient) -> None:
     assert "interval_seconds" in found
     task.refresh_from_db()
     assert task.interval_seconds == 60
+
+
+def test_update_refuses_a_parameter_nested_too_deeply(api: APIClient) -> None:
+    task = make_task(handler_path="scripts:data_sync", handler_kwargs={"days": "7"})
+
+    response = api.patch(
+        task_url(task), {"handler_kwargs": {"days": DEEP_EXPRESSION}}, format="json"
+    )
+
+    found = errors(response)
+    assert found["handler_kwargs.days"] == [
+        "Parameter “days”: Expression too deeply nested (at most 50 levels)"
+    ]
+    task.refresh_from_db()
+    assert task.handler_kwargs == {"days": "7"}
 
 
 def test_update_keeps_a_past_run_date_that_did_not_change(api: APIClient) -> None:

@@ -141,6 +141,21 @@ def test_parameter_error_at_run_time_fails_naming_the_parameter() -> None:
     assert "Parameter “a”" in execution.error_message
 
 
+def test_a_parameter_nested_too_deeply_fails_the_run_naming_it() -> None:
+    task = make("add", handler_kwargs={"a": "1"})
+    ScheduledTask.objects.filter(pk=task.pk).update(
+        handler_kwargs={"a": "-" * 6000 + "1", "b": "2"}
+    )
+
+    execution = run(task)
+
+    assert execution.status == Status.FAILED
+    assert execution.error_message == (
+        "Parameter “a”: Expression too deeply nested (at most 50 levels)"
+    )
+    assert execution.finished_at is not None
+
+
 def test_missing_handler_at_run_time_fails_naming_it() -> None:
     task = make("add", handler_kwargs={"a": "1"})
     ScheduledTask.objects.filter(pk=task.pk).update(handler_path="scripts:gone_away")
