@@ -7,10 +7,10 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import PAGE_VAR
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import URLPattern, path, reverse
 from django.utils.decorators import method_decorator
@@ -318,8 +318,14 @@ class TaskExecutionAdmin(admin.ModelAdmin):
         ]
 
     def _viewable(self, request: HttpRequest, object_id: str) -> TaskExecution:
+        # An id that is no number ("abc", "1.5") names no execution: a 404, as the
+        # change page treats it, not the ValueError that filter(pk="abc") raises.
+        try:
+            pk = self.opts.pk.to_python(object_id)
+        except ValidationError:
+            raise Http404 from None
         execution = get_object_or_404(
-            TaskExecution.objects.select_related("task"), pk=object_id
+            TaskExecution.objects.select_related("task"), pk=pk
         )
         if not self.has_view_permission(request, execution):
             raise PermissionDenied

@@ -132,6 +132,52 @@ def test_every_admin_page_loads_in_each_language(
     assert statuses == {url: 200 for url in urls}
 
 
+#: Ids that name no row: not a number, not whole, beyond a 64-bit column, negative.
+NOT_AN_ID = ["abc", "1.5", "99999999999999999999", "-1", "7x"]
+#: Every admin URL that takes an object id, with the method it answers.
+OBJECT_URLS = [
+    ("get", "taskexecution_change"),
+    ("get", "taskexecution_history"),
+    ("get", "taskexecution_log"),
+    ("get", "taskexecution_log_download"),
+    ("post", "taskexecution_cancel"),
+    ("get", "scheduledtask_change"),
+    ("get", "scheduledtask_history"),
+    ("get", "scheduledtask_delete"),
+    ("post", "scheduledtask_run"),
+    ("get", "scheduledtask_run_with_parameters"),
+    ("post", "scheduledtask_run_with_parameters"),
+    ("get", "schedulerinstance_change"),
+]
+#: The run page's own endpoints answer JSON or a file: an unknown id is a plain 404.
+EXECUTION_ENDPOINTS = {
+    "taskexecution_log",
+    "taskexecution_log_download",
+    "taskexecution_cancel",
+}
+
+
+@pytest.mark.parametrize("object_id", NOT_AN_ID)
+def test_an_id_that_names_no_row_is_never_a_server_error(
+    admin_client: Client, object_id: str
+) -> None:
+    make_execution(make_task())
+
+    statuses = {
+        (method, name): getattr(admin_client, method)(
+            reverse("admin:scheduler_app_%s" % name, args=[object_id])
+        ).status_code
+        for method, name in OBJECT_URLS
+    }
+
+    # The stock pages redirect with "does not exist"; the run buttons go back
+    # to the list; the execution endpoints answer 404.
+    assert statuses == {
+        (method, name): 404 if name in EXECUTION_ENDPOINTS else 302
+        for method, name in OBJECT_URLS
+    }
+
+
 def test_a_staff_user_without_permissions_gets_none_of_the_pages(
     client: Client,
 ) -> None:
