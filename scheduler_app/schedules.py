@@ -25,6 +25,11 @@ from scheduler_app.exceptions import ScheduleError
 
 # ScheduledTask.TaskType's values; models stay unimported so every layer can use this.
 TASK_TYPES = ("cron", "interval", "date", "manual")
+#: Run dates are kept where every time zone has whole-minute offsets (before 1970
+#: some zones used local mean time, e.g. +08:05:43) and far from datetime's limit
+#: (year 9999), so converting one to any zone and adding a delay never overflows.
+RUN_DATE_MIN = datetime(1970, 1, 2, tzinfo=UTC)
+RUN_DATE_MAX = datetime(9000, 1, 1, tzinfo=UTC)
 
 CRON_MISSING = _("Enter a cron expression, e.g. “0 2 * * *” for every day at 02:00.")
 CRON_FIELD_COUNT = _(
@@ -75,6 +80,12 @@ INTERVAL_NOT_POSITIVE = _(
 )
 RUN_DATE_MISSING = _("Enter a run date: a one-off task runs once, at that time.")
 RUN_DATE_IN_PAST = _("Run date %(run_date)s is in the past; pick a future time.")
+RUN_DATE_RANGE = _(
+    "Enter a run date between 1970 and 9000, e.g. 2030-01-31T02:00:00Z."
+)
+INTERVAL_TOO_LONG = _(
+    "Interval of %(value)s seconds is too long to schedule; enter a shorter one."
+)
 JITTER_NEGATIVE = _(
     "Jitter must be zero or a positive number of seconds, got %(value)s."
 )
@@ -500,8 +511,9 @@ def resolve_timezone(name: str) -> ZoneInfo:
     key = name or settings.TIME_ZONE
     try:
         return ZoneInfo(key)
-    except (ZoneInfoNotFoundError, ValueError):
-        # ValueError: keys that are not a relative path, such as "/etc/passwd".
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # ValueError: keys that are not a relative path, such as "/etc/passwd", or
+        # hold a NUL; OSError: a key too long to be a file name.
         raise ScheduleError(
             TIMEZONE_UNKNOWN % {"name": key}, field="timezone"
         ) from None
@@ -562,16 +574,26 @@ def build_trigger(
     if task_type == "interval":
         seconds = _check_interval(interval_seconds)
         start = _in_zone(start_at or django_timezone.now(), tz)
-        return IntervalTrigger(
-            seconds=seconds,
-            start_date=start,
-            timezone=tz,
-            jitter=jitter_seconds or None,
-        )
+        try:
+            return IntervalTrigger(
+                seconds=seconds,
+                start_date=start,
+                timezone=tz,
+                jitter=jitter_seconds or None,
+            )
+        except OverflowError:
+            # Beyond timedelta's range (about 2.7 million years): a row written
+            # behind task_validate's back, whose bounds refuse far less.
+            raise ScheduleError(
+                INTERVAL_TOO_LONG % {"value": seconds}, field="interval_seconds"
+            ) from None
     if task_type == "date":
         if run_date is None:
             raise ScheduleError(str(RUN_DATE_MISSING), field="run_date")
-        return DateTrigger(run_date=_in_zone(run_date, tz), timezone=tz)
+        try:
+            return DateTrigger(run_date=_in_zone(run_date, tz), timezone=tz)
+        except OverflowError:
+            raise ScheduleError(str(RUN_DATE_RANGE), field="run_date") from None
     return None
 
 
@@ -586,8 +608,15 @@ def validate_schedule(
     require_future_run_date: bool = False,
     jitter_seconds: int = 0,
 ) -> None:
-    """Raise ScheduleError, with the field at fault, if the schedule cannot run."""
+    """Raise ScheduleError, with the field at fault, if the schedule cannot run.
+
+    A run date must lie between RUN_DATE_MIN and RUN_DATE_MAX whatever the type
+    (a stored one is converted to the task's zone), and ahead of `now` for a
+    one-off task when `require_future_run_date`.
+    """
     now = now or django_timezone.now()
+    if run_date is not None:
+        _check_run_date_range(run_date, resolve_timezone(timezone_name))
     build_trigger(
         task_type=task_type,
         cron_expression=cron_expression,
@@ -607,6 +636,15 @@ def validate_schedule(
             )
 
 
+def _check_run_date_range(run_date: datetime, tz: ZoneInfo) -> None:
+    try:
+        in_range = RUN_DATE_MIN <= _in_zone(run_date, tz) < RUN_DATE_MAX
+    except OverflowError:  # year 1 or 9999 in a zone that moves it out of range
+        in_range = False
+    if not in_range:
+        raise ScheduleError(str(RUN_DATE_RANGE), field="run_date")
+
+
 def _zone_of(trigger: BaseTrigger) -> tzinfo | None:
     if isinstance(trigger, BaseCombiningTrigger):
         return _zone_of(trigger.triggers[0]) if trigger.triggers else None
@@ -622,7 +660,8 @@ def next_fire_times(
     """Return up to `count` fire times strictly after `after`, in the trigger's zone.
 
     Fewer come back when the trigger ends (a date trigger gives one at most), none
-    for a manual task (trigger None). The times strictly increase even if the
+    for a manual task (trigger None), and when the next one would lie beyond
+    datetime's range (year 9999). The times strictly increase even if the
     trigger repeats itself.
     """
     if trigger is None or count <= 0:
@@ -635,23 +674,30 @@ def next_fire_times(
     now = after
     stalls = 0
     while len(fire_times) < count:
-        fire_at = trigger.get_next_fire_time(previous, now)
-        if fire_at is None:
-            break
-        floor = fire_times[-1] if fire_times else after
-        # Compare instants: aware datetimes sharing a tzinfo compare as wall times,
-        # which makes the two 01:30s of a fall-back night equal.
-        if fire_at.timestamp() <= floor.timestamp():
-            stalls += 1
-            if stalls > _MAX_STALLS:
+        try:
+            fire_at = trigger.get_next_fire_time(previous, now)
+            if fire_at is None:
                 break
-            previous = fire_at
-            now = datetime.fromtimestamp(
-                max(fire_at.timestamp(), floor.timestamp()), UTC
-            ) + timedelta(microseconds=1)
-            continue
+            floor = fire_times[-1] if fire_times else after
+            # Compare instants: aware datetimes sharing a tzinfo compare as wall
+            # times, which makes the two 01:30s of a fall-back night equal.
+            if fire_at.timestamp() <= floor.timestamp():
+                stalls += 1
+                if stalls > _MAX_STALLS:
+                    break
+                previous = fire_at
+                now = datetime.fromtimestamp(
+                    max(fire_at.timestamp(), floor.timestamp()), UTC
+                ) + timedelta(microseconds=1)
+                continue
+            local = fire_at.astimezone(zone) if zone else fire_at
+        except (OverflowError, ValueError, OSError):
+            # The next fire time lies past year 9999 (a long interval, jitter, a
+            # cron date late in the calendar): datetime, fromtimestamp() or the
+            # platform's time_t cannot hold it, so the schedule ends here.
+            break
         stalls = 0
-        fire_times.append(fire_at.astimezone(zone) if zone else fire_at)
+        fire_times.append(local)
         previous = now = fire_at
     return fire_times
 
@@ -677,6 +723,12 @@ def describe_interval(seconds: int) -> str:
     return EVERY_DURATION % {"duration": duration}
 
 
+#: The instants dst_transitions_between probes: a day inside datetime's range, so
+#: that a probe converted to any zone (offsets stay within a day) is a datetime.
+_FIRST_SCANNABLE = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+_LAST_SCANNABLE = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
+
+
 def dst_transitions_between(
     start: datetime, end: datetime, tz: ZoneInfo
 ) -> list[datetime]:
@@ -684,11 +736,14 @@ def dst_transitions_between(
 
     Each is the first wall time under the new offset (03:00 EDT, or 01:00 EST with
     fold=1). The scan is hourly, so two changes within one hour would go unseen;
-    no zone has any.
+    no zone has any. It costs one probe per hour of the span: callers bound it
+    (schedule_preview looks DST_SCAN_HORIZON ahead at most). Instants within a
+    day of datetime's limits are not scanned, so no probe overflows.
     """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("`start` and `end` must be aware datetimes.")
-    first, last = start.timestamp(), end.timestamp()
+    first = max(start.timestamp(), _FIRST_SCANNABLE)
+    last = min(end.timestamp(), _LAST_SCANNABLE)
     if last < first:
         return []
 

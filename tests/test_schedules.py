@@ -1074,3 +1074,40 @@ def test_dst_transitions_between_is_empty_for_a_range_without_a_change() -> None
     start = datetime(2025, 4, 1, tzinfo=NEW_YORK)
 
     assert dst_transitions_between(start, start + timedelta(days=30), NEW_YORK) == []
+
+
+# --- values beyond datetime's range ------------------------------------------------
+
+
+@pytest.mark.parametrize("seconds", [10**14, 10**30])
+def test_an_interval_beyond_timedelta_is_a_schedule_error_not_an_overflow(
+    seconds: int,
+) -> None:
+    # The engine skips a task whose trigger cannot be built (ScheduleError) and
+    # keeps scheduling the others; an OverflowError used to end every pass.
+    with pytest.raises(ScheduleError, match="too long to schedule") as caught:
+        build_trigger(task_type="interval", interval_seconds=seconds)
+
+    assert caught.value.field == "interval_seconds"
+
+
+def test_next_fire_times_end_where_datetime_does() -> None:
+    trigger = parse_cron("0 0 29 2 *", tz=NEW_YORK)  # leap days only
+
+    times = next_fire_times(trigger, after=datetime(9990, 1, 1, tzinfo=UTC), count=5)
+
+    assert [moment.year for moment in times] == [9992, 9996]
+
+
+def test_dst_transitions_stop_short_of_datetimes_limit() -> None:
+    end = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+
+    transitions = dst_transitions_between(datetime(9999, 1, 1, tzinfo=UTC), end, NEW_YORK)
+
+    assert [moment.month for moment in transitions] == [3, 11]
+
+
+@pytest.mark.parametrize("name", ["x" * 300, "a\x00b"])
+def test_a_zone_name_no_file_can_have_is_unknown(name: str) -> None:
+    with pytest.raises(ScheduleError, match="Unknown time zone"):
+        resolve_timezone(name)
