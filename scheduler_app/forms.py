@@ -12,7 +12,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from . import services
-from .exceptions import ParameterError, SchedulerError
+from .exceptions import ParameterError, SchedulerError, StatusChangeForbidden
 from .handlers.params import ParamSpec
 from .handlers.registry import KIND_SCRIPT, HandlerInfo, get_handler, list_handlers
 from .models import ScheduledTask
@@ -311,16 +311,10 @@ class ScheduledTaskForm(forms.ModelForm):
             self, self.instance, self._meta.fields, self._meta.exclude
         )
         try:
-            services.task_validate(
-                task,
-                require_future_run_date=task.pk is None
-                and task.task_type == ScheduledTask.TaskType.DATE,
-            )
+            services.task_save_validate(task, actor=self.actor)
         except services.TaskInvalid as exc:
             add_service_errors(self, exc, self.parameter_names)
-        try:
-            services.task_check_status_change(task, actor=self.actor)
-        except SchedulerError as exc:
+        except StatusChangeForbidden as exc:
             self.add_error("status" if "status" in self.fields else None, exc.message)
         return cleaned
 

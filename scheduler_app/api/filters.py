@@ -125,7 +125,9 @@ class ExecutionFilter(django_filters.FilterSet):
 class AllExecutionsFilter(ExecutionFilter):
     """The executions of every task: the same filters plus the task's id."""
 
-    task = IntegerFilter(field_name="task_id", label=_("Task id"))
+    # "task__id", not "task_id": the schema's type comes from the field named
+    # (the id's AutoField: integer), and the filter still reads the column alone.
+    task = IntegerFilter(field_name="task__id", label=_("Task id"))
 
     class Meta(ExecutionFilter.Meta):
         fields = [*ExecutionFilter.Meta.fields, "task"]

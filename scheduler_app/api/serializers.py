@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import copy
-import datetime as dt
-from collections.abc import Mapping
 from typing import Any
 
 from django.db import models
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .. import services
 from ..exceptions import SchedulerError
 from ..models import ScheduledTask, SchedulerInstance, TaskExecution
-from ..services.tasks import EDITABLE_FIELDS
+from ..services.tasks import EDITABLE_FIELDS, INTEGER_BOUNDS
 from ..storable import storable_json
 from .exceptions import errors_by_field
 
@@ -22,18 +22,6 @@ MSG_NOT_AN_OBJECT = _(
     "Enter a JSON object mapping parameter names to expressions, e.g. "
     '{"days": "7", "since": "date.today()"}.'
 )
-MSG_NUL_CHARACTER = _("Remove the NUL character (\\u0000): it cannot be stored.")
-MSG_RUN_DATE_RANGE = _(
-    "Enter a run date between 1970 and 9000, e.g. 2030-01-31T02:00:00Z."
-)
-
-#: The largest value of a PostgreSQL integer column. SQLite would take up to 2**63,
-#: which makes the schema depend on the database and overflows time arithmetic.
-INTEGER_MAX = 2_147_483_647
-#: Run dates are kept where every time zone has whole-minute offsets (before 1970
-#: some zones used local mean time, e.g. +08:05:43) and far from datetime's limit.
-RUN_DATE_MIN = dt.datetime(1970, 1, 2, tzinfo=dt.timezone.utc)
-RUN_DATE_MAX = dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc)
 
 #: Fields of a task that the API never writes: `is_system` belongs to the system
 #: (clearing it would make a system task deletable), the rest to the scheduler.
@@ -49,25 +37,52 @@ TASK_STATS_FIELDS = (
 )
 
 
-def _contains_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, Mapping):
-        return any(
-            _contains_nul(key) or _contains_nul(item) for key, item in value.items()
-        )
-    if isinstance(value, list | tuple):
-        return any(_contains_nul(item) for item in value)
-    return False
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {},
+        "example": {"days": "7", "since": "date.today() - timedelta(days=1)"},
+    }
+)
+class ParametersField(serializers.JSONField):
+    """Parameter name → expression (or JSON literal): an object, never null.
+
+    What the values may be is the validation service's to say.
+    """
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            raise serializers.ValidationError(MSG_NOT_AN_OBJECT, code="invalid")
+        return value
 
 
-def validate_parameters_object(value: Any) -> dict[str, Any]:
-    """A JSON object of parameter expressions that the database can store."""
-    if not isinstance(value, dict):
-        raise serializers.ValidationError(MSG_NOT_AN_OBJECT, code="invalid")
-    if _contains_nul(value):
-        raise serializers.ValidationError(MSG_NUL_CHARACTER, code="invalid")
-    return value
+class BoundedIntegerField(serializers.IntegerField):
+    """An integer field whose schema shows the service's bounds (INTEGER_BOUNDS).
+
+    The bounds are task_validate's rule, so they are documented here, not checked:
+    a value out of range gets the service's message, the same as in the admin.
+    """
+
+    def __init__(self, *, bounds: tuple[int, int], **kwargs: Any) -> None:
+        kwargs.pop("min_value", None)
+        kwargs.pop("max_value", None)
+        # A PositiveIntegerField's MinValueValidator(0) comes in `validators`.
+        kwargs["validators"] = [
+            validator
+            for validator in kwargs.get("validators", [])
+            if not hasattr(validator, "limit_value")
+        ]
+        super().__init__(**kwargs)
+        # Read by drf-spectacular for `minimum` / `maximum`; no validator is added.
+        self.min_value, self.max_value = bounds
+
+
+#: The label and help of the task's parameters, as the model field has them.
+PARAMETERS_TEXT = {
+    "label": capfirst(ScheduledTask._meta.get_field("handler_kwargs").verbose_name),
+    "help_text": ScheduledTask._meta.get_field("handler_kwargs").help_text,
+}
 
 
 class TaskSerializer(serializers.ModelSerializer):
@@ -83,6 +98,7 @@ class TaskSerializer(serializers.ModelSerializer):
             "Successes / (successes + failures), null before any finished run."
         ),
     )
+    handler_kwargs = ParametersField(read_only=True, **PARAMETERS_TEXT)
     last_execution_id = serializers.IntegerField(read_only=True, allow_null=True)
     last_execution_status = serializers.ChoiceField(
         choices=TaskExecution.Status.choices, read_only=True, allow_null=True
@@ -118,33 +134,24 @@ class TaskWriteSerializer(serializers.ModelSerializer):
     cron field, interval, run date, handler or parameter is a 400 naming the field.
     """
 
+    handler_kwargs = ParametersField(required=False, **PARAMETERS_TEXT)
+
     class Meta:
         model = ScheduledTask
         fields = list(TASK_WRITE_FIELDS)
         extra_kwargs = {
             # The service reports a taken name (constraint on save) with its message.
             "name": {"validators": []},
-            **{
-                name: {"max_value": INTEGER_MAX}
-                for name in (
-                    "interval_seconds",
-                    "max_instances",
-                    "timeout_seconds",
-                    "max_retries",
-                    "retry_delay_seconds",
-                    "misfire_grace_seconds",
-                    "jitter_seconds",
-                )
-            },
         }
 
-    def validate_run_date(self, value: dt.datetime | None) -> dt.datetime | None:
-        if value is not None and not RUN_DATE_MIN <= value < RUN_DATE_MAX:
-            raise serializers.ValidationError(MSG_RUN_DATE_RANGE, code="invalid")
-        return value
-
-    def validate_handler_kwargs(self, value: Any) -> dict[str, Any]:
-        return validate_parameters_object(value)
+    def build_standard_field(
+        self, field_name: str, model_field: models.Field[Any, Any]
+    ) -> tuple[type[serializers.Field], dict[str, Any]]:
+        field_class, kwargs = super().build_standard_field(field_name, model_field)
+        if field_name in INTEGER_BOUNDS:
+            kwargs["bounds"] = INTEGER_BOUNDS[field_name]
+            return BoundedIntegerField, kwargs
+        return field_class, kwargs
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         original = self.instance
@@ -169,8 +176,7 @@ class TaskWriteSerializer(serializers.ModelSerializer):
 class RunRequestSerializer(serializers.Serializer):
     """Parameter overrides for one run; checked like the task's own parameters."""
 
-    kwargs = serializers.DictField(
-        child=serializers.JSONField(),
+    kwargs = ParametersField(
         required=False,
         default=dict,
         help_text=_(
@@ -178,9 +184,6 @@ class RunRequestSerializer(serializers.Serializer):
             "task's other parameters keep their values."
         ),
     )
-
-    def validate_kwargs(self, value: Any) -> dict[str, Any]:
-        return validate_parameters_object(value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         task: ScheduledTask = self.context["task"]

@@ -3,15 +3,47 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from ..exceptions import ParameterError
 from ..handlers.params import ParamSpec, check_kwargs, coerce_value
 from ..handlers.registry import HandlerInfo, get_handler
 from ..safe_eval import UnsafeExpressionError, safe_eval
+
+#: Characters no database column stores: NUL (PostgreSQL refuses it in text and
+#: JSON) and unpaired surrogates (not UTF-8: no database, and no JSON answer).
+UNSTORABLE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
+MSG_UNSTORABLE_PARAMETER = gettext_lazy(
+    "Parameter “%(name)s”: remove the NUL character (\\u0000) or unpaired "
+    "surrogate (\\ud800-\\udfff); it cannot be stored."
+)
+MSG_UNSTORABLE_NAME = gettext_lazy(
+    "Parameter names: remove the NUL character (\\u0000) or unpaired surrogate "
+    "(\\ud800-\\udfff) from “%(name)s”; it cannot be stored."
+)
+
+
+def has_unstorable_text(value: Any) -> bool:
+    """Whether a string anywhere in this JSON value holds a character no database stores."""
+    if isinstance(value, str):
+        return UNSTORABLE_CHARACTERS.search(value) is not None
+    if isinstance(value, Mapping):
+        return any(
+            has_unstorable_text(key) or has_unstorable_text(item)
+            for key, item in value.items()
+        )
+    if isinstance(value, list | tuple):
+        return any(has_unstorable_text(item) for item in value)
+    return False
+
+
+def _printable(text: str) -> str:
+    return UNSTORABLE_CHARACTERS.sub("\ufffd", text)
 
 
 def parameter_evaluate(spec: ParamSpec | None, name: str, raw: Any, *, now: dt.datetime) -> Any:
@@ -55,8 +87,10 @@ def parameters_validate(
 ) -> list[ParameterError]:
     """Every problem with these parameters for this handler (empty list when valid).
 
-    Used when a task is saved (admin form, API, Python API) so each error can be
-    shown on its own parameter; at run time `parameters_evaluate` checks again.
+    Used when a task is saved (admin form, API, Python API) and a run is requested
+    with overrides, so each error can be shown on its own parameter; at run time
+    `parameters_evaluate` checks again. Text no database can store (NUL, unpaired
+    surrogates) is refused here, before anything is written.
     """
     handler = get_handler(handler_path)
     if not isinstance(raw_kwargs, Mapping):
@@ -67,6 +101,16 @@ def parameters_validate(
             )
         ]
     errors: list[ParameterError] = []
+    unstorable_names = [name for name in raw_kwargs if has_unstorable_text(name)]
+    if unstorable_names:
+        # Nothing else is checked: the names would be shown in the messages.
+        return [
+            ParameterError(
+                MSG_UNSTORABLE_NAME % {"name": _printable(str(name))},
+                field="handler_kwargs",
+            )
+            for name in unstorable_names
+        ]
     specs = {spec.name: spec for spec in handler.params}
     try:
         check_kwargs(
@@ -77,6 +121,11 @@ def parameters_validate(
     for name, raw in raw_kwargs.items():
         if name not in specs and not handler.accepts_var_kwargs:
             continue  # already reported as unknown
+        if has_unstorable_text(raw):
+            errors.append(
+                ParameterError(MSG_UNSTORABLE_PARAMETER % {"name": name}, field=name)
+            )
+            continue
         try:
             parameter_evaluate(specs.get(name), name, raw, now=now)
         except ParameterError as exc:

@@ -14,6 +14,11 @@ from ..schedules import (
     resolve_timezone,
     validate_schedule,
 )
+from .tasks import task_fields_validate
+
+#: How far ahead the preview looks for DST changes among the fire times: the scan
+#: is hourly, and a schedule may span centuries (5 fires 68 years apart).
+DST_SCAN_HORIZON = dt.timedelta(days=5 * 366)
 
 
 @dataclass(frozen=True)
@@ -35,12 +40,23 @@ def schedule_preview(
     now: dt.datetime | None = None,
     count: int = 5,
 ) -> SchedulePreview:
-    """Preview the next `count` fire times after `now`; raise ScheduleError if invalid.
+    """Preview the next `count` fire times after `now`; raise SchedulerError if invalid.
 
-    Writes nothing. The DST changes are those between now and the last fire time
-    shown, so a form can warn that the listed times straddle one.
+    Writes nothing. The fields are checked as task_validate checks them (the
+    interval's bounds included). The DST changes are those between now and the
+    last fire time shown (within DST_SCAN_HORIZON), so a form can warn that the
+    listed times straddle one.
     """
     now = now or timezone.now()
+    errors = task_fields_validate(
+        {
+            "interval_seconds": interval_seconds,
+            "cron_expression": cron_expression,
+            "timezone": timezone_name,
+        }
+    )
+    if errors:
+        raise errors[0]
     validate_schedule(
         task_type=task_type,
         cron_expression=cron_expression,
@@ -62,7 +78,11 @@ def schedule_preview(
         moment.astimezone(zone)
         for moment in next_fire_times(trigger, after=now, count=count)
     ]
-    transitions = dst_transitions_between(now, times[-1], zone) if times else []
+    transitions = (
+        dst_transitions_between(now, min(times[-1], now + DST_SCAN_HORIZON), zone)
+        if times
+        else []
+    )
     return SchedulePreview(
         timezone_name=zone.key, fire_times=times, dst_transitions=transitions
     )

@@ -14,6 +14,7 @@ from apscheduler.triggers.base import BaseTrigger
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -32,7 +33,7 @@ from ..models import ScheduledTask, SchedulerState, TaskExecution
 from .batch_sql import row_datetime, rows_table, task_rows_lock
 from .prepared import PreparedQuery
 from ..schedules import build_trigger, next_fire_times, resolve_timezone, validate_schedule
-from .params import parameters_validate
+from .params import has_unstorable_text, parameters_validate
 
 logger = logging.getLogger(__name__)
 
@@ -84,18 +85,31 @@ def _check_status_change(
     )
 
 
-def task_check_status_change(task: ScheduledTask, *, actor: Actor | None) -> None:
-    """Refuse `task.status` if it differs from the stored one and `actor` may not change it.
-
-    A new task may start with any status. task_save and task_update apply the same
-    check; a form calls this to show the error on its status input.
-    """
-    if task.pk is None:
-        return
-    stored = ScheduledTask.objects.filter(pk=task.pk).values_list("status", flat=True).first()
-    if stored is not None:
-        _check_status_change(task, new_status=task.status, stored_status=stored, actor=actor)
-
+#: The largest value of a PostgreSQL integer column. SQLite would store up to 2**63,
+#: which would make what a task accepts depend on the database (and 10**14 s
+#: overflows time arithmetic), so every database gets this bound.
+INTEGER_MAX = 2_147_483_647
+#: Inclusive bounds of a task's integer fields: the one rule that the admin form,
+#: the API (which documents them in its schema) and the Python API apply, through
+#: task_validate. A positive interval for interval tasks is the schedule's rule.
+INTEGER_BOUNDS: dict[str, tuple[int, int]] = {
+    "interval_seconds": (0, INTEGER_MAX),
+    "max_instances": (0, INTEGER_MAX),
+    "timeout_seconds": (0, INTEGER_MAX),
+    "max_retries": (0, INTEGER_MAX),
+    "retry_delay_seconds": (0, INTEGER_MAX),
+    "misfire_grace_seconds": (0, INTEGER_MAX),
+    "jitter_seconds": (0, INTEGER_MAX),
+}
+MSG_INTEGER_RANGE = gettext_lazy(
+    "%(field)s: enter a whole number from %(min)s to %(max)s (got %(value)s)."
+)
+#: Text fields of a task, checked for characters no database column can store.
+TEXT_FIELDS = ("name", "description", "cron_expression", "timezone", "handler_path", "queue")
+MSG_UNSTORABLE_TEXT = gettext_lazy(
+    "%(field)s: remove the NUL character (\\u0000) or unpaired surrogate "
+    "(\\ud800-\\udfff); it cannot be stored."
+)
 
 #: Fields a caller may set through task_create / task_update.
 EDITABLE_FIELDS = (
@@ -139,6 +153,43 @@ def task_local_now(task: ScheduledTask, *, now: dt.datetime | None = None) -> dt
     return now.astimezone(resolve_timezone(task.timezone)).replace(tzinfo=None)
 
 
+def _field_label(name: str) -> str:
+    return capfirst(str(ScheduledTask._meta.get_field(name).verbose_name))
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if not isinstance(value, int) else str(value)
+    return text if len(text) <= 24 else text[:20] + "…"
+
+
+def task_fields_validate(values: Mapping[str, Any]) -> list[SchedulerError]:
+    """The bounds of the integer fields and storable text of the text fields among `values`.
+
+    One error per field at fault (empty list when all are fine); task_validate
+    applies it to every field, the schedule preview to the interval it is given.
+    `interval_seconds` may be None (tasks of other types have none).
+    """
+    errors: list[SchedulerError] = []
+    for name, (low, high) in INTEGER_BOUNDS.items():
+        if name not in values or (name == "interval_seconds" and values[name] is None):
+            continue
+        value = values[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            message = MSG_INTEGER_RANGE % {
+                "field": _field_label(name),
+                "min": low,
+                "max": high,
+                "value": _shown(value),
+            }
+            errors.append(SchedulerError(message, field=name, code="invalid"))
+    for name in TEXT_FIELDS:
+        value = values.get(name)
+        if isinstance(value, str) and has_unstorable_text(value):
+            message = MSG_UNSTORABLE_TEXT % {"field": _field_label(name)}
+            errors.append(SchedulerError(message, field=name, code="invalid"))
+    return errors
+
+
 def task_validate(
     task: ScheduledTask,
     *,
@@ -146,44 +197,57 @@ def task_validate(
     require_future_run_date: bool = False,
     handler_must_be_allowed: bool = True,
 ) -> None:
-    """Check schedule, handler and parameters; raise TaskInvalid listing every problem.
+    """Check fields, schedule, handler and parameters; raise TaskInvalid listing every problem.
 
-    The admin form and the API serializer call this, so both give the same messages.
-    Only an allowed handler passes (a script, or one registered in code: see the
-    registry); `handler_must_be_allowed=False` lets the importer keep a task whose
-    handler is not registered yet, paused, with its parameters unchecked.
+    The admin form, the API serializer and the Python API call this, so all give
+    the same messages. Only an allowed handler passes (a script, or one registered
+    in code: see the registry); `handler_must_be_allowed=False` lets the importer
+    keep a task whose handler is not registered yet, paused, with its parameters
+    unchecked.
     """
     now = now or timezone.now()
-    errors: list[SchedulerError] = []
-    try:
-        validate_schedule(
-            task_type=task.task_type,
-            cron_expression=task.cron_expression,
-            interval_seconds=task.interval_seconds,
-            run_date=task.run_date,
-            timezone_name=task.timezone,
-            now=now,
-            require_future_run_date=require_future_run_date,
-        )
-    except SchedulerError as exc:
-        errors.append(exc)
-    try:
-        get_handler(task.handler_path)
-    except HandlerNotAllowed as exc:
-        if handler_must_be_allowed:
-            errors.append(exc)
-    except SchedulerError as exc:
-        exc.field = exc.field or "handler_path"
-        errors.append(exc)
-    else:
+    errors: list[SchedulerError] = task_fields_validate(
+        {name: getattr(task, name) for name in (*INTEGER_BOUNDS, *TEXT_FIELDS)}
+    )
+    schedule_fields = {"interval_seconds", "timezone", "cron_expression"}
+    if not any(error.field in schedule_fields for error in errors):
+        # (Otherwise the schedule cannot be read: its field's error says why.)
         try:
-            local_now = task_local_now(task, now=now)
-        except SchedulerError:
-            local_now = timezone.localtime(now).replace(tzinfo=None)
-        errors.extend(parameters_validate(task.handler_path, task.handler_kwargs, now=local_now))
-    if task.queue and not QUEUE_NAME.fullmatch(task.queue):
+            validate_schedule(
+                task_type=task.task_type,
+                cron_expression=task.cron_expression,
+                interval_seconds=task.interval_seconds,
+                run_date=task.run_date,
+                timezone_name=task.timezone,
+                now=now,
+                require_future_run_date=require_future_run_date,
+            )
+        except SchedulerError as exc:
+            errors.append(exc)
+    if not any(error.field == "handler_path" for error in errors):
+        try:
+            get_handler(task.handler_path)
+        except HandlerNotAllowed as exc:
+            if handler_must_be_allowed:
+                errors.append(exc)
+        except SchedulerError as exc:
+            exc.field = exc.field or "handler_path"
+            errors.append(exc)
+        else:
+            try:
+                local_now = task_local_now(task, now=now)
+            except SchedulerError:
+                local_now = timezone.localtime(now).replace(tzinfo=None)
+            errors.extend(
+                parameters_validate(task.handler_path, task.handler_kwargs, now=local_now)
+            )
+    if task.queue and not QUEUE_NAME.fullmatch(task.queue) and not has_unstorable_text(task.queue):
         errors.append(SchedulerError(MSG_QUEUE_NAME % {"queue": task.queue}, field="queue"))
-    if task.overlap_policy != ScheduledTask.OverlapPolicy.ALLOW and task.max_instances > 1:
+    if (
+        task.overlap_policy != ScheduledTask.OverlapPolicy.ALLOW
+        and isinstance(task.max_instances, int)
+        and task.max_instances > 1
+    ):
         errors.append(
             SchedulerError(
                 _("“Max concurrent runs” only applies to the allow overlap policy."),
@@ -309,14 +373,17 @@ def task_update(
     return _save(task, now=now)
 
 
-def task_save(
+def task_save_validate(
     task: ScheduledTask, *, actor: Actor | None = None, now: dt.datetime | None = None
-) -> ScheduledTask:
-    """Validate and save a task built or edited elsewhere (the admin form's instance).
+) -> None:
+    """Validate a task built or edited elsewhere exactly as task_save will; raise.
 
-    As in task_update, a status other than the stored one needs the pause permission.
+    The admin form calls this from clean(), so what task_save would refuse is a
+    form error. The run date is compared with the stored row's
+    (run_date_must_be_future): it must lie ahead when the task is new or the date
+    was changed. As in task_update, a status other than the stored one needs the
+    pause permission (StatusChangeForbidden); the other problems are TaskInvalid.
     """
-    now = now or timezone.now()
     is_new = task.pk is None
     stored = (
         None
@@ -331,6 +398,14 @@ def task_save(
         task, is_new=is_new, previous_run_date=stored["run_date"] if stored else None
     )
     task_validate(task, now=now, require_future_run_date=must_be_future)
+
+
+def task_save(
+    task: ScheduledTask, *, actor: Actor | None = None, now: dt.datetime | None = None
+) -> ScheduledTask:
+    """Validate and save a task built or edited elsewhere (the admin form's instance)."""
+    now = now or timezone.now()
+    task_save_validate(task, actor=actor, now=now)
     return _save(task, now=now)
 
 

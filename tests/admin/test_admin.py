@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -31,6 +32,7 @@ from tests.admin.helpers import (
     sent_messages,
     task_url,
 )
+from tests.api.conftest import key_client, key_for
 from tests.factories import make_execution, make_task
 
 pytestmark = pytest.mark.django_db
@@ -573,6 +575,112 @@ def test_change_form_saves_a_valid_edit_and_recomputes_next_run(
     task.refresh_from_db()
     assert task.interval_seconds == 300
     assert task.next_run_at is not None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("interval_seconds", "2147483648"),
+        ("interval_seconds", str(10**14)),
+        ("interval_seconds", "9" * 30),
+        ("timeout_seconds", str(10**14)),
+        ("max_retries", "2147483648"),
+        ("retry_delay_seconds", str(10**14)),
+        ("misfire_grace_seconds", str(10**14)),
+        ("jitter_seconds", str(10**14)),
+        ("max_instances", str(10**14)),
+    ],
+)
+def test_add_form_applies_the_apis_integer_bounds(
+    admin_client: Client, admin_user: User, field: str, value: str
+) -> None:
+    changes = {"task_type": "interval", "cron_expression": "", "interval_seconds": "60"}
+    if field == "max_instances":
+        changes["overlap_policy"] = ScheduledTask.OverlapPolicy.ALLOW
+    changes[field] = value
+
+    response = admin_client.post(TASK_ADD, add_form_data(**changes))
+
+    errors = form_errors(response)
+    assert list(errors) == [field]
+    assert not ScheduledTask.objects.filter(name="nightly_sync").exists()
+    # The same rule, so the same words, as the API's.
+    body = {**changes, field: int(value), "name": "nightly_sync"}
+    body.update(handler_path="scripts:data_sync")
+    answer = key_client(key_for(admin_user)).post("/api/v1/tasks", body, format="json")
+    assert answer.status_code == 400
+    assert answer.json()["errors"][field] == errors[field]
+
+
+def test_add_form_refuses_a_run_date_beyond_9000(admin_client: Client) -> None:
+    response = admin_client.post(
+        TASK_ADD,
+        add_form_data(
+            task_type="date",
+            cron_expression="",
+            run_date_0="9999-12-31",
+            run_date_1="23:59:59",
+        ),
+    )
+
+    assert form_errors(response) == {
+        "run_date": [
+            "Enter a run date between 1970 and 9000, e.g. 2030-01-31T02:00:00Z."
+        ]
+    }
+
+
+def one_off_task(run_date: dt.datetime) -> ScheduledTask:
+    return make_task(
+        name="one_off",
+        task_type=ScheduledTask.TaskType.DATE,
+        interval_seconds=None,
+        run_date=run_date,
+        handler_path="scripts:data_sync",
+    )
+
+
+def one_off_form_data(run_date: dt.datetime, **changes: str) -> dict[str, str]:
+    local = timezone.localtime(run_date)
+    return add_form_data(
+        name="one_off",
+        task_type="date",
+        cron_expression="",
+        run_date_0=local.strftime("%Y-%m-%d"),
+        run_date_1=local.strftime("%H:%M:%S"),
+        **changes,
+    )
+
+
+def test_change_form_refuses_moving_a_one_off_run_date_into_the_past(
+    admin_client: Client,
+) -> None:
+    ahead = (timezone.now() + dt.timedelta(days=2)).replace(microsecond=0)
+    task = one_off_task(ahead)
+    past = dt.datetime(2001, 1, 1, 8, 0, tzinfo=dt.timezone.utc)
+
+    response = admin_client.post(task_url("change", task), one_off_form_data(past))
+
+    errors = form_errors(response)
+    assert list(errors) == ["run_date"]
+    assert "is in the past; pick a future time" in errors["run_date"][0]
+    task.refresh_from_db()
+    assert task.run_date == ahead
+
+
+def test_change_form_keeps_a_one_off_run_date_that_passed_unchanged(
+    admin_client: Client,
+) -> None:
+    ran = (timezone.now() - dt.timedelta(days=2)).replace(microsecond=0)
+    task = one_off_task(ran)
+
+    response = admin_client.post(
+        task_url("change", task), one_off_form_data(ran, description="ran already")
+    )
+
+    assert response.status_code == 302, form_errors(response)
+    task.refresh_from_db()
+    assert task.description == "ran already" and task.run_date == ran
 
 
 # Escaping

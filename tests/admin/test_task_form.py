@@ -444,6 +444,65 @@ def test_preview_has_no_dst_note_in_a_zone_without_dst(admin_client: Client) -> 
     assert data["dst_note"] == ""
 
 
+@pytest.mark.parametrize(
+    ("query", "field", "says"),
+    [
+        (
+            {"task_type": "interval", "interval_seconds": str(10**14)},
+            "interval_seconds",
+            "Interval (seconds): enter a whole number from 0 to 2147483647",
+        ),
+        (
+            {"task_type": "interval", "interval_seconds": "9" * 40},
+            "interval_seconds",
+            "Interval (seconds): enter a whole number from 0 to 2147483647",
+        ),
+        (
+            {"task_type": "date", "run_date_0": "9999-12-31", "run_date_1": "23:59:59"},
+            "run_date",
+            "Enter a run date between 1970 and 9000",
+        ),
+        (
+            {
+                "task_type": "date",
+                "run_date_0": "9999-12-31",
+                "run_date_1": "23:59:59",
+                "timezone": "America/New_York",
+            },
+            "run_date",
+            "Enter a run date between 1970 and 9000",
+        ),
+        (
+            {"task_type": "cron", "cron_expression": "0 2 * * *", "timezone": "x" * 300},
+            "timezone",
+            "Unknown time zone",
+        ),
+    ],
+)
+def test_preview_of_a_schedule_out_of_range_shows_a_message(
+    admin_client: Client, query: dict[str, str], field: str, says: str
+) -> None:
+    data = admin_client.get(PREVIEW, query).json()
+
+    assert data["ok"] is False
+    assert data["field"] == field
+    assert data["error"].startswith(says)
+
+
+def test_preview_of_the_longest_interval_lists_its_times(admin_client: Client) -> None:
+    data = admin_client.get(
+        PREVIEW,
+        {
+            "task_type": "interval",
+            "interval_seconds": "2147483647",
+            "timezone": "Europe/Paris",
+        },
+    ).json()
+
+    assert data["ok"] is True
+    assert len(data["times"]) == 5
+
+
 def test_preview_reports_an_invalid_schedule_with_its_field(
     admin_client: Client,
 ) -> None:

@@ -8,6 +8,7 @@ import pytest
 from django.contrib.staticfiles import finders
 from rest_framework.test import APIClient
 
+from scheduler_app.services.tasks import INTEGER_BOUNDS
 from tests.factories import make_task
 
 pytestmark = pytest.mark.django_db
@@ -106,6 +107,48 @@ def test_the_schema_is_served_as_openapi_3_and_needs_authentication(
         schema["components"]["securitySchemes"]
     )
     assert anonymous.get("/api/v1/schema/").status_code == 401
+
+
+def test_the_schema_says_what_the_server_accepts(api: APIClient) -> None:
+    schema = api.get("/api/v1/schema/", {"format": "json"}).json()
+    components = schema["components"]["schemas"]
+    executions = schema["paths"]["/api/v1/tasks/executions/"]["get"]
+    [task_filter] = [p for p in executions["parameters"] if p["name"] == "task"]
+
+    # An id: "1.5" is refused, so the schema must not say `number`.
+    assert task_filter["schema"] == {"type": "integer"}
+    assert api.get("/api/v1/tasks/executions/", {"task": "1.5"}).status_code == 400
+    # Parameters are an object, never null, in every shape of a task.
+    for name in ("TaskWriteRequest", "PatchedTaskWriteRequest", "Task"):
+        parameters = components[name]["properties"]["handler_kwargs"]
+        assert parameters["type"] == "object", name
+        assert not parameters.get("nullable"), name
+    overrides = components["RunRequestRequest"]["properties"]["kwargs"]
+    assert overrides["type"] == "object" and not overrides.get("nullable")
+    # The service's bounds (INTEGER_BOUNDS), whatever the database.
+    for field, (low, high) in INTEGER_BOUNDS.items():
+        bounds = components["TaskWriteRequest"]["properties"][field]
+        assert (bounds["minimum"], bounds["maximum"]) == (low, high), field
+
+
+def test_null_parameters_are_refused_as_the_schema_says(api: APIClient) -> None:
+    task = make_task()
+
+    created = api.post(
+        "/api/v1/tasks",
+        {
+            "name": "n",
+            "task_type": "manual",
+            "handler_path": "scripts:data_sync",
+            "handler_kwargs": None,
+        },
+        format="json",
+    )
+    run = api.post("/api/v1/tasks/%d/run" % task.pk, {"kwargs": None}, format="json")
+
+    assert created.status_code == run.status_code == 400
+    assert created.json()["field"] == "handler_kwargs"
+    assert run.json()["field"] == "kwargs"
 
 
 @pytest.mark.parametrize("path", ["/api/v1/docs/", "/api/v1/redoc/"])

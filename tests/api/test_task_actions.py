@@ -81,6 +81,29 @@ def test_run_validates_overrides_like_the_task_parameters(
     assert not TaskExecution.objects.filter(task=task).exists()
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    ['{"options": {"a": "\\ud800"}}', '{"target": "\\u0000"}', '{"\\ud800": "1"}'],
+)
+def test_run_refuses_overrides_no_database_can_store(
+    api: APIClient, kwargs: str
+) -> None:
+    task = make_task(handler_path="scripts:data_sync")
+
+    response = api.generic(
+        "POST",
+        url(task, "run"),
+        '{"kwargs": %s}' % kwargs,
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["field"].startswith("kwargs")
+    assert "cannot be stored" in body["detail"]
+    assert not TaskExecution.objects.filter(task=task).exists()
+
+
 def test_run_refuses_overrides_that_are_not_an_object(api: APIClient) -> None:
     task = make_task()
 

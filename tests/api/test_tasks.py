@@ -288,14 +288,15 @@ def test_the_seed_curl_example_works_with_an_api_key_in_the_url(superuser: Any) 
             "handler_kwargs.days",
             "Parameter “days”: Expression too deeply nested",
         ),
-        ({"handler_kwargs": {"target": "a\x00b"}}, "handler_kwargs", "NUL"),
+        ({"handler_kwargs": {"target": "a\x00b"}}, "handler_kwargs.target", "NUL"),
+        ({"handler_kwargs": {"\x00": "1"}}, "handler_kwargs", "NUL"),
         ({"timezone": "Mars/Olympus"}, "timezone", "Unknown time zone"),
         (
             {"task_type": "date", "run_date": "1900-01-01T00:00:00Z"},
             "run_date",
             "between 1970 and 9000",
         ),
-        ({"jitter_seconds": 2**40}, "jitter_seconds", "less than or equal to"),
+        ({"jitter_seconds": 2**40}, "jitter_seconds", "from 0 to 2147483647"),
         ({"task_type": "weekly"}, "task_type", "valid choice"),
         ({"name": ""}, "name", "blank"),
         ({"queue": "reports now"}, "queue", "letters, digits, dots"),
@@ -312,6 +313,33 @@ def test_create_names_the_field_at_fault(
     assert field in found, found
     assert any(says in message for message in found[field]), found[field]
     assert not ScheduledTask.objects.filter(name=VALID["name"]).exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('"handler_kwargs": {"options": {"a": ["\\ud800"]}}', "handler_kwargs.options"),
+        ('"handler_kwargs": {"options": {"\\udfff": 1}}', "handler_kwargs.options"),
+        ('"handler_kwargs": {"target": "\'\\ud800\'"}', "handler_kwargs.target"),
+        ('"description": "a\\ud800b"', "description"),
+    ],
+)
+def test_create_refuses_an_unpaired_surrogate_no_answer_could_encode(
+    api: APIClient, body: str, field: str
+) -> None:
+    # JSON may spell one (\ud800); stored, it would break every later answer
+    # about the task, since UTF-8 cannot encode it.
+    response = api.generic(
+        "POST",
+        TASKS,
+        '{"name": "odd", "handler_path": "scripts:data_sync", "task_type": "manual", '
+        + body
+        + "}",
+        content_type="application/json",
+    )
+
+    assert field in errors(response)
+    assert not ScheduledTask.objects.filter(name="odd").exists()
 
 
 def test_create_reports_a_missing_required_parameter(api: APIClient) -> None:

@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler_app.exceptions import ScheduleError
+from scheduler_app.exceptions import ScheduleError, SchedulerError
 from scheduler_app.services import schedule_preview
+from scheduler_app.services.previews import DST_SCAN_HORIZON
 
 PARIS = ZoneInfo("Europe/Paris")
 UTC = dt.timezone.utc
@@ -86,3 +87,72 @@ def test_an_invalid_schedule_raises_with_its_field() -> None:
         schedule_preview(task_type="cron", cron_expression="0 25 * * *")
 
     assert caught.value.field == "cron_expression"
+
+
+def test_the_longest_interval_previews_within_the_dst_horizon() -> None:
+    now = dt.datetime(2025, 1, 1, tzinfo=UTC)
+
+    preview = schedule_preview(
+        task_type="interval",
+        interval_seconds=2**31 - 1,
+        timezone_name="Europe/Paris",
+        now=now,
+    )
+
+    # Five fires 68 years apart, the last in 2365; DST changes are looked for in
+    # the first five years only (two a year), not hour by hour for 340 years.
+    assert len(preview.fire_times) == 5
+    assert preview.fire_times[-1].year == 2365
+    assert len(preview.dst_transitions) == 10
+    assert preview.dst_transitions[-1] < now + DST_SCAN_HORIZON
+
+
+@pytest.mark.parametrize("seconds", [2**31, 10**14, 10**30])
+def test_an_interval_beyond_its_bound_is_a_message_not_an_overflow(seconds: int) -> None:
+    with pytest.raises(SchedulerError) as caught:
+        schedule_preview(task_type="interval", interval_seconds=seconds)
+
+    assert caught.value.field == "interval_seconds"
+    assert "from 0 to 2147483647" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "run_date",
+    [
+        dt.datetime(9999, 12, 31, 23, 59, 59),
+        dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+        dt.datetime(1, 1, 1),
+    ],
+)
+def test_a_run_date_out_of_range_is_a_message_not_an_overflow(
+    run_date: dt.datetime,
+) -> None:
+    with pytest.raises(ScheduleError) as caught:
+        schedule_preview(
+            task_type="date", run_date=run_date, timezone_name="America/New_York"
+        )
+
+    assert caught.value.field == "run_date"
+    assert "between 1970 and 9000" in caught.value.message
+
+
+def test_fire_times_past_year_9999_end_the_schedule() -> None:
+    now = dt.datetime(9800, 1, 1, tzinfo=UTC)
+
+    preview = schedule_preview(
+        task_type="interval",
+        interval_seconds=2**31 - 1,
+        timezone_name="Pacific/Kiritimati",
+        now=now,
+    )
+
+    # 9868, 9936, then 10004: beyond datetime, so the list ends there.
+    assert [moment.year for moment in preview.fire_times] == [9868, 9936]
+
+
+@pytest.mark.parametrize("name", ["x" * 5000, "a\x00b", "../../etc/passwd"])
+def test_a_time_zone_that_cannot_be_a_file_name_is_a_message(name: str) -> None:
+    with pytest.raises(SchedulerError) as caught:
+        schedule_preview(task_type="cron", cron_expression="0 2 * * *", timezone_name=name)
+
+    assert caught.value.field == "timezone"

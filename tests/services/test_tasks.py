@@ -382,3 +382,124 @@ def test_database_refuses_a_cron_task_without_expression() -> None:
 
     with pytest.raises(IntegrityError), transaction.atomic():
         ScheduledTask.objects.create(name="x", task_type="cron", handler_path="scripts:example_task")
+
+
+# Bounds: one rule for every way in (task_validate)
+
+BOUNDED_FIELDS = [
+    "interval_seconds",
+    "max_instances",
+    "timeout_seconds",
+    "max_retries",
+    "retry_delay_seconds",
+    "misfire_grace_seconds",
+    "jitter_seconds",
+]
+
+
+@pytest.mark.parametrize("field", BOUNDED_FIELDS)
+@pytest.mark.parametrize("value", [2**31, 10**14, 10**30, -1, "7", 1.5, True])
+def test_an_integer_field_out_of_its_bounds_is_refused_naming_it(
+    field: str, value: Any
+) -> None:
+    extra = {"task_type": "interval", "cron_expression": ""}
+    if field != "interval_seconds":
+        extra["interval_seconds"] = 60
+    if field == "max_instances":
+        extra["overlap_policy"] = "allow"
+
+    with pytest.raises(TaskInvalid) as excinfo:
+        create(**extra, **{field: value})
+
+    message = errors_of(excinfo)[field]
+    label = str(ScheduledTask._meta.get_field(field).verbose_name).capitalize()
+    assert message.startswith(
+        "%s: enter a whole number from 0 to 2147483647 (got " % label
+    ), message
+    assert not ScheduledTask.objects.filter(name="nightly").exists()
+
+
+@pytest.mark.parametrize("field", BOUNDED_FIELDS)
+def test_an_integer_field_at_its_bound_is_accepted(field: str) -> None:
+    extra: dict[str, Any] = {"task_type": "interval", "cron_expression": ""}
+    extra["interval_seconds"] = 60
+    if field == "max_instances":
+        extra["overlap_policy"] = "allow"
+    extra[field] = 2**31 - 1
+
+    task = create(**extra)
+
+    task.refresh_from_db()
+    assert getattr(task, field) == 2**31 - 1
+
+
+def test_the_interval_bound_message_is_the_only_one_for_its_field() -> None:
+    with pytest.raises(TaskInvalid) as excinfo:
+        create(task_type="interval", cron_expression="", interval_seconds=10**14)
+
+    assert [error.field for error in excinfo.value.errors] == ["interval_seconds"]
+    assert errors_of(excinfo)["interval_seconds"] == (
+        "Interval (seconds): enter a whole number from 0 to 2147483647 "
+        "(got 100000000000000)."
+    )
+
+
+@pytest.mark.parametrize(
+    "field", ["name", "description", "cron_expression", "timezone", "queue"]
+)
+@pytest.mark.parametrize("text", ["a\x00b", "a\ud800b"])
+def test_text_no_database_can_store_is_refused_naming_its_field(
+    field: str, text: str
+) -> None:
+    with pytest.raises(TaskInvalid) as excinfo:
+        create(**{field: text})
+
+    assert "it cannot be stored" in errors_of(excinfo)[field]
+    assert not ScheduledTask.objects.exclude(is_system=True).exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"target": "'a\x00b'"}, {"options": {"k": ["\ud800"]}}, {"a\x00": "1"}],
+)
+def test_parameters_no_database_can_store_are_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(TaskInvalid) as excinfo:
+        create(handler_kwargs=kwargs)
+
+    assert "cannot be stored" in excinfo.value.message
+
+
+def test_run_overrides_no_database_can_store_are_refused() -> None:
+    task = create()
+
+    with pytest.raises(TaskInvalid) as excinfo:
+        task_request_run(task, overrides={"target": "'\ud800'"}, now=NOW)
+
+    assert errors_of(excinfo) == {
+        "target": "Parameter “target”: remove the NUL character (\\u0000) or "
+        "unpaired surrogate (\\ud800-\\udfff); it cannot be stored."
+    }
+    assert not TaskExecution.objects.filter(task=task).exists()
+
+
+@pytest.mark.parametrize(
+    "run_date",
+    [
+        dt.datetime(9999, 12, 31, 23, 59, tzinfo=dt.timezone.utc),
+        dt.datetime(9999, 12, 31, 23, 59),  # naive: wall time in the task's zone
+        dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc),
+        dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc),
+    ],
+)
+def test_a_run_date_beyond_the_supported_years_is_refused(run_date: dt.datetime) -> None:
+    with pytest.raises(TaskInvalid) as excinfo:
+        create(
+            task_type="date",
+            cron_expression="",
+            run_date=run_date,
+            timezone="America/New_York",
+        )
+
+    assert errors_of(excinfo)["run_date"] == (
+        "Enter a run date between 1970 and 9000, e.g. 2030-01-31T02:00:00Z."
+    )
