@@ -37,8 +37,9 @@ from django.utils.translation import gettext as _
 from .exceptions import ParameterError, ScheduleError, TaskNotFound
 from .handlers.registry import check_allowed, get_handler, handler_path_for
 from .models import ScheduledTask, TaskExecution
-from .schedules import resolve_timezone
+from .schedules import RUN_DATE_RANGE, resolve_timezone
 from .services import (
+    TaskInvalid,
     task_create,
     task_delete,
     task_get,
@@ -198,7 +199,9 @@ def add_interval_job(
     **options: Any,
 ) -> ScheduledTask:
     """Run `handler` every so often."""
-    total = int(dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds).total_seconds())
+    # Plain arithmetic, not timedelta, which overflows on huge values: the bounds
+    # of interval_seconds are task_validate's to report, as for the admin and API.
+    total = int(seconds + 60 * minutes + 3600 * hours + 86400 * days)
     return _add(
         handler,
         name=name,
@@ -227,7 +230,10 @@ def add_date_job(
     if (run_date is None) == (delay_seconds is None):
         raise ParameterError(_("Give either run_date or delay_seconds."), field="run_date")
     if run_date is None:
-        run_date = timezone.now() + dt.timedelta(seconds=float(delay_seconds or 0))
+        try:
+            run_date = timezone.now() + dt.timedelta(seconds=float(delay_seconds or 0))
+        except OverflowError:  # beyond year 9999
+            raise TaskInvalid([ScheduleError(str(RUN_DATE_RANGE), field="run_date")]) from None
     elif timezone.is_naive(run_date):
         # Wall-clock time in the task's zone, as the schedules read a naive run date.
         run_date = timezone.make_aware(run_date, _zone(options.get("timezone", "")))

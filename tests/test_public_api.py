@@ -222,6 +222,27 @@ def test_zero_interval_raises_task_invalid_on_interval_seconds() -> None:
     assert [error.field for error in excinfo.value.errors] == ["interval_seconds"]
 
 
+@pytest.mark.parametrize(
+    "units", [{"seconds": 2**31}, {"days": 10**9}, {"days": 10**12, "hours": 1}]
+)
+def test_an_interval_beyond_its_bound_raises_task_invalid_not_overflow(
+    units: dict[str, int],
+) -> None:
+    with pytest.raises(TaskInvalid) as excinfo:
+        scheduler.add_interval_job("scripts:example_task", **units)
+
+    [error] = excinfo.value.errors
+    assert error.field == "interval_seconds"
+    assert "from 0 to 2147483647" in error.message
+
+
+def test_an_option_beyond_its_bound_raises_task_invalid() -> None:
+    with pytest.raises(TaskInvalid) as excinfo:
+        scheduler.add_interval_job("scripts:example_task", seconds=30, timeout_seconds=10**14)
+
+    assert [error.field for error in excinfo.value.errors] == ["timeout_seconds"]
+
+
 # add_date_job
 
 
@@ -277,6 +298,17 @@ def test_date_job_needs_exactly_one_of_run_date_and_delay() -> None:
         scheduler.add_date_job("scripts:example_task")
     with pytest.raises(ParameterError, match="Give either run_date or delay_seconds"):
         scheduler.add_date_job("scripts:example_task", in_a_day(), delay_seconds=5)
+
+
+@pytest.mark.parametrize("delay", [1e12, 1e20])
+def test_a_delay_beyond_the_supported_years_raises_task_invalid_on_run_date(
+    delay: float,
+) -> None:
+    with pytest.raises(TaskInvalid) as excinfo:
+        scheduler.add_date_job("scripts:example_task", delay_seconds=delay)
+
+    assert [error.field for error in excinfo.value.errors] == ["run_date"]
+    assert "between 1970 and 9000" in excinfo.value.message
 
 
 def test_date_job_in_the_past_raises_task_invalid_on_run_date() -> None:
