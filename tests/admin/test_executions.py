@@ -134,6 +134,26 @@ def test_filter_by_trigger_task_and_date(admin_client: Client) -> None:
     assert mine.pk in listed_ids(by_date)
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?created_at__gte=0001-01-01",
+        "?created_at__lt=0001-01-01+00:00:00",
+        "?created_at__gte=not-a-date",
+    ],
+)
+def test_a_date_filter_no_column_can_hold_is_an_incorrect_lookup(
+    admin_client: Client, query: str
+) -> None:
+    make_execution()
+
+    response = admin_client.get(EXECUTION_CHANGELIST + query)
+
+    # What the admin does with any lookup it cannot apply: back to the list, ?e=1.
+    assert response.status_code == 302
+    assert response["Location"].endswith("?e=1")
+
+
 def test_list_never_counts_rows(admin_client: Client) -> None:
     for _ in range(3):
         make_execution(status=Status.SUCCESS)
