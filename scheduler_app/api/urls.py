@@ -68,6 +68,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="scheduler-status",
     ),
     *router.urls,
-    # Last: anything else under /api/v1/ is a JSON 404, not Django's HTML page.
-    re_path(r"^(?P<path>.*)$", views.not_found),
+    # Last: anything else under /api/v1/ is a JSON 404, not Django's HTML page;
+    # [\s\S], not ".", so that a path holding a newline (%0A) matches too.
+    re_path(r"^(?P<path>[\s\S]*)$", views.not_found),
 ]

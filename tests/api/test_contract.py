@@ -49,7 +49,14 @@ def test_a_wrong_method_is_405_json(api: APIClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/v1/nothing-here", "/api/v1/tasks/1/nonsense/deeper"]
+    "path",
+    [
+        "/api/v1/nothing-here",
+        "/api/v1/tasks/1/nonsense/deeper",
+        # A newline: "." in a route's pattern matches anything else.
+        "/api/v1/tasks/a%2F%0A/lock/",
+        "/api/v1/nothing%0Ahere",
+    ],
 )
 def test_an_unknown_api_url_is_a_json_404(api: APIClient, path: str) -> None:
     response = api.get(path)
