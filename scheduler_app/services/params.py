@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,10 +13,8 @@ from ..exceptions import ParameterError
 from ..handlers.params import ParamSpec, check_kwargs, coerce_value
 from ..handlers.registry import HandlerInfo, get_handler
 from ..safe_eval import UnsafeExpressionError, safe_eval
+from ..storable import storable_json, storable_text
 
-#: Characters no database column stores: NUL (PostgreSQL refuses it in text and
-#: JSON) and unpaired surrogates (not UTF-8: no database, and no JSON answer).
-UNSTORABLE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
 MSG_UNSTORABLE_PARAMETER = gettext_lazy(
     "Parameter “%(name)s”: remove the NUL character (\\u0000) or unpaired "
     "surrogate (\\ud800-\\udfff); it cannot be stored."
@@ -29,21 +26,16 @@ MSG_UNSTORABLE_NAME = gettext_lazy(
 
 
 def has_unstorable_text(value: Any) -> bool:
-    """Whether a string anywhere in this JSON value holds a character no database stores."""
-    if isinstance(value, str):
-        return UNSTORABLE_CHARACTERS.search(value) is not None
-    if isinstance(value, Mapping):
-        return any(
-            has_unstorable_text(key) or has_unstorable_text(item)
-            for key, item in value.items()
-        )
-    if isinstance(value, list | tuple):
-        return any(has_unstorable_text(item) for item in value)
-    return False
+    """Whether a string anywhere in this JSON value holds a character no database stores.
+
+    What a user typed is refused with a message (this); what a handler produced is
+    stored replaced (scheduler_app.storable).
+    """
+    return storable_json(value) is not value
 
 
 def _printable(text: str) -> str:
-    return UNSTORABLE_CHARACTERS.sub("\ufffd", text)
+    return storable_text(text)
 
 
 def parameter_evaluate(spec: ParamSpec | None, name: str, raw: Any, *, now: dt.datetime) -> Any:
