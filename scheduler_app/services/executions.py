@@ -263,6 +263,9 @@ class Run:
     ended_at: dt.datetime | None = None
     #: Fields whose values were made storable before the record (see `_make_storable`).
     altered: list[str] = field(default_factory=list)
+    #: Recorded failed only because its end could not be stored (`_record_unstorable`):
+    #: its handler did run, so no retry runs it again.
+    unstorable: bool = False
 
     def __post_init__(self) -> None:
         # The handler's task_extend_lock() finds the run through its bound log.
@@ -967,9 +970,10 @@ def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
             run.execution.progress_total = snapshot.progress_total
         _make_storable(run)
     backend = get_lock_backend()
-    written, retries = _record_ends(runs, backend)
+    written, retries, unrecorded, broken = _record_ends(runs, backend)
     if not isinstance(backend, DatabaseLockBackend):
-        held = _held_locks(runs)
+        # A run whose end is not recorded keeps its lock: it is still `running`.
+        held = _held_locks([run for run in runs if run.execution.pk not in unrecorded])
         try:
             backend.release_many(held)
         except Exception:
@@ -986,6 +990,8 @@ def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
         )
     for run in runs:
         execution = run.execution
+        if execution.pk in unrecorded:
+            continue  # logged by _record_ends; the error is raised below
         if execution.pk not in written:
             # Someone else ended this run meanwhile (replaced, recovered): theirs stands.
             execution.refresh_from_db()
@@ -1009,6 +1015,8 @@ def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
         }.get(execution.status)
         if signal is not None:
             _send(signal, run.task, execution)
+    if broken is not None:
+        raise broken
     return written
 
 
@@ -1070,23 +1078,31 @@ def _held_locks(runs: Sequence[Run]) -> list[tuple[str, str]]:
 
 
 _Recorded = tuple[set[int], list[tuple[Run, TaskExecution]]]
+#: What `_record_ends` did: ids written, retries scheduled, the ids it could not
+#: record at all, and the error that stopped them (raised once the rest is done).
+_Ended = tuple[set[int], list[tuple[Run, TaskExecution]], set[int], Exception | None]
 
 
-def _record_ends(runs: Sequence[Run], backend: LockBackend) -> _Recorded:
+def _record_ends(runs: Sequence[Run], backend: LockBackend) -> _Ended:
     """Record the ends of runs in one transaction, or row by row when it fails.
 
     Whatever the batch broke on (a value, a constraint, a deadlock that would
     not go away), one row must not keep the others `running`: each is then
     written on its own, and a row that still cannot be is recorded failed
-    without the value at fault (`_record_unstorable`). Returns the ids written
-    and the retries scheduled. Raises only when a row cannot be recorded at all
-    (the database is gone), after the other rows were.
+    without the value at fault (`_record_unstorable`). A transient error (the
+    database away) is no fault of a row: it is retried, then raised as before,
+    leaving the rows as they were. Returns the ids written, the retries
+    scheduled, and the error that kept a row from being recorded at all (the
+    caller finishes the written rows, then raises it).
     """
     try:
-        return _retrying(functools.partial(_record_batch, runs, backend))
+        written, retries = _retrying(functools.partial(_record_batch, runs, backend))
+        return written, retries, set(), None
+    except _TRANSIENT_ERRORS:
+        raise
     except Exception as error:  # every row is tried on its own next
         if len(runs) == 1:
-            return _record_unstorable(runs[0], backend, error)
+            return (*_record_unstorable(runs[0], backend, error), set(), None)
         logger.error(
             "Could not record the end of %d runs in one batch; recording them one by one",
             len(runs),
@@ -1095,23 +1111,30 @@ def _record_ends(runs: Sequence[Run], backend: LockBackend) -> _Recorded:
     written: set[int] = set()
     retries: list[tuple[Run, TaskExecution]] = []
     broken: Exception | None = None
-    for run in runs:
+    unrecorded: set[int] = set()
+    for index, run in enumerate(runs):
         try:
             try:
                 row_written, row_retries = _retrying(
                     functools.partial(_record_batch, [run], backend)
                 )
+            except _TRANSIENT_ERRORS:
+                raise
             except Exception as error:  # recorded failed instead
                 row_written, row_retries = _record_unstorable(run, backend, error)
+        except _TRANSIENT_ERRORS as error:  # the database went away: the rest waits too
+            logger.exception("Could not record the end of execution %s", run.execution.pk)
+            broken = broken or error
+            unrecorded.update(later.execution.pk for later in runs[index:])
+            break
         except Exception as error:  # the other rows still get theirs
             logger.exception("Could not record the end of execution %s", run.execution.pk)
             broken = broken or error
+            unrecorded.add(run.execution.pk)
             continue
         written |= row_written
         retries += row_retries
-    if broken is not None:
-        raise broken
-    return written, retries
+    return written, retries, unrecorded, broken
 
 
 def _retrying(record: Callable[[], _Recorded]) -> _Recorded:
@@ -1190,11 +1213,14 @@ def _record_unstorable(run: Run, backend: LockBackend, error: Exception) -> _Rec
         execution.status = Status.FAILED
         execution.failure_kind = FailureKind.ERROR
         execution.error_message = message
+        run.unstorable = True
         try:
             if number < len(attempts):
                 recorded = _record_batch([run], backend)
             else:
                 recorded = _retrying(functools.partial(_record_batch, [run], backend))
+        except _TRANSIENT_ERRORS:
+            raise
         except Exception:  # the next try leaves out more
             if number == len(attempts):
                 raise
@@ -1413,6 +1439,7 @@ def _wants_retry(run: Run) -> bool:
     execution = run.execution
     return (
         execution.status == Status.FAILED
+        and not run.unstorable
         and execution.trigger_type != TaskExecution.TriggerType.CLI
         and execution.attempt <= run.task.max_retries
     )
@@ -1615,6 +1642,10 @@ def executions_create_scheduled(
     try:
         with transaction.atomic():
             _insert_fires(rows)
+    except _TRANSIENT_ERRORS:
+        # The database is away: nothing was recorded, and the engine stages these
+        # fires again on its next pass (recording one failed would lose it).
+        raise
     except Exception as error:  # one bad fire must not lose the others
         # A task deleted since the scheduler loaded it (IntegrityError), or any
         # other row the statement broke on: one by one, leaving out what fails.
@@ -1629,6 +1660,8 @@ def executions_create_scheduled(
             try:
                 with transaction.atomic():
                     row.save(force_insert=True)
+            except _TRANSIENT_ERRORS:
+                raise
             except IntegrityError:
                 logger.warning(
                     "Fire of task %s at %s not recorded: the task is gone, or the fire "

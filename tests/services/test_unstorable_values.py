@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import DataError, connection
+from django.db import DataError, OperationalError, connection
 from django.test import Client
 from django.utils import timezone
 
@@ -225,8 +225,8 @@ def test_a_row_that_still_cannot_be_written_is_recorded_failed_like_any_failure(
     bad.refresh_from_db()
     assert (bad.run_count, bad.success_count, bad.fail_count) == (1, 0, 1)
     assert get_lock_backend().get(task_lock_key(bad.pk)) is None
-    retry = TaskExecution.objects.get(retry_of=row)
-    assert (retry.status, retry.trigger_type) == (Status.PENDING, "retry")
+    # Its handler ran (and succeeded): a retry would run it again, so none is queued.
+    assert not TaskExecution.objects.filter(retry_of=row).exists()
     assert [execution.pk for execution in failed_signals] == [row.pk]
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert errors[1:] == [
@@ -352,3 +352,49 @@ def test_pages_of_an_execution_stored_with_a_lone_surrogate_answer(admin_client:
     assert_pages_answer(admin_client, execution, "a%sb" % R)
     listed = admin_client.get("/api/v1/tasks/executions")
     assert listed.status_code == 200 and R in listed.content.decode()
+
+
+# A database that is away is not a bad row: nothing is recorded failed for it
+
+
+def test_fires_are_not_recorded_failed_while_the_database_is_away(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    task = make("add", name="punctual")
+
+    def insert_fires(rows: list[TaskExecution]) -> None:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(executions_module, "_insert_fires", insert_fires)
+
+    with pytest.raises(OperationalError):
+        executions_create_scheduled([(task, timezone.now() - dt.timedelta(seconds=1))])
+
+    assert not TaskExecution.objects.filter(task=task).exists()  # staged again next pass
+    task.refresh_from_db()
+    assert task.fail_count == 0
+
+
+def test_ends_are_not_recorded_failed_while_the_database_is_away(
+    monkeypatch: pytest.MonkeyPatch, failed_signals: list[TaskExecution]
+) -> None:
+    tasks = [make("add", name="add-%d" % n, handler_kwargs={"a": str(n)}) for n in range(2)]
+    executions = [task_request_run(task) for task in tasks]
+    runs = runs_claim(executions)
+    for run in runs:
+        run_claimed(run)
+    calls: list[int] = []
+
+    def write_finals(runs: list[Any]) -> set[int]:
+        calls.append(len(runs))
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(executions_module, "_write_finals", write_finals)
+    monkeypatch.setattr(executions_module.time, "sleep", lambda seconds: None)
+
+    with pytest.raises(OperationalError):
+        runs_finish(runs)
+
+    assert calls == [2] * 5  # the batch, retried; never row by row, never left out
+    assert [stored(e).status for e in executions] == [Status.RUNNING, Status.RUNNING]
+    assert failed_signals == []
