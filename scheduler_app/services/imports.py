@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import inspect
+import io
 import logging
 import pickle
 import re
+import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +20,7 @@ from django.db import connection
 from django.utils.translation import gettext as _
 
 from ..exceptions import SchedulerError
-from ..handlers.registry import check_allowed
+from ..handlers.registry import check_allowed, is_standard_library
 from ..models import ScheduledTask
 from .tasks import TaskInvalid, task_create
 
@@ -26,6 +30,58 @@ logger = logging.getLogger(__name__)
 DJANGO_APSCHEDULER_TABLE = "django_apscheduler_djangojob"
 
 _APSCHEDULER_WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+#: What an APScheduler 3 job state may refer to, by module: its triggers (and their
+#: cron fields and expressions), datetimes and time zones. Unpickling anything else
+#: could call any function, so a job state naming it is refused.
+_PICKLE_MODULES = ("apscheduler.triggers",)
+_PICKLE_GLOBALS = {
+    ("datetime", name) for name in ("date", "datetime", "time", "timedelta", "timezone")
+} | {
+    ("zoneinfo", "ZoneInfo"),
+    ("pytz", "_p"),
+    ("pytz", "_UTC"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "object"),
+    ("copyreg", "_reconstructor"),
+}
+
+
+def _zoneinfo_getattr(obj: Any, name: str) -> Any:
+    """The one getattr a pickled ZoneInfo needs: ZoneInfo._unpickle."""
+    if obj is zoneinfo.ZoneInfo and name == "_unpickle":
+        return zoneinfo.ZoneInfo._unpickle
+    raise pickle.UnpicklingError("a job state never asks for %r of %r" % (name, obj))
+
+
+class _JobStateUnpickler(pickle.Unpickler):
+    """Unpickles django-apscheduler job states, refusing every other global."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("builtins", "getattr"):
+            return _zoneinfo_getattr
+        if (module, name) in _PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        if module.startswith(tuple(prefix + "." for prefix in _PICKLE_MODULES)):
+            found = getattr(importlib.import_module(module), name, None)
+            if inspect.isclass(found) and found.__module__ == module:
+                return found
+        raise pickle.UnpicklingError(
+            _(
+                "its pickled state refers to %(name)s, which no APScheduler job state "
+                "holds; it was not unpickled"
+            )
+            % {"name": "%s.%s" % (module, name)}
+        )
+
+
+def job_state_loads(blob: bytes) -> dict[str, Any]:
+    """A pickled APScheduler 3 job state, unpickled with only the globals it may hold."""
+    state = _JobStateUnpickler(io.BytesIO(blob)).load()
+    if not isinstance(state, dict):
+        raise pickle.UnpicklingError(_("its pickled state is not a job state"))
+    return state
 
 
 @dataclass
@@ -39,6 +95,13 @@ class ImportReport:
 
 def _not_allowed_note(handler_path: str) -> str:
     module = handler_path.partition(":")[0]
+    if is_standard_library(module):
+        return _(
+            "Not runnable: its callable %(handler)s is part of Python's standard "
+            "library, which is never a handler. Wrap what the job did in a function "
+            "of your own decorated with @scheduler_app.handler, point the task at it, "
+            "then resume it."
+        ) % {"handler": handler_path}
     return _(
         "Not runnable yet: its callable %(handler)s is not a registered handler. "
         "Decorate it with @scheduler_app.handler (or list the module %(module)s in "
@@ -117,8 +180,8 @@ def tasks_import_from_apscheduler(*, paused: bool = True, now: dt.datetime | Non
     stop the old one, then resume the imported tasks. A job whose callable is not an
     allowed handler (registry) is created paused whatever `paused` says, its
     description saying what to register; until then its runs are refused. Job states
-    are pickles written by that installation's own scheduler; only import from a
-    database you trust.
+    are pickles: they are unpickled allowing only what a job state holds (triggers,
+    datetimes, time zones), so a hostile row cannot run code.
     """
     report = ImportReport()
     if DJANGO_APSCHEDULER_TABLE not in connection.introspection.table_names():
@@ -138,7 +201,7 @@ def tasks_import_from_apscheduler(*, paused: bool = True, now: dt.datetime | Non
             report.existing.append(name)
             continue
         try:
-            state = pickle.loads(bytes(blob))  # noqa: S301 (the installation's own job store)
+            state = job_state_loads(bytes(blob))
             fields = apscheduler_job_fields(state)
             if paused:
                 fields["status"] = ScheduledTask.Status.PAUSED

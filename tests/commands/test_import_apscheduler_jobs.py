@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import pickle
 from collections.abc import Iterator
 from io import StringIO
@@ -16,7 +17,8 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from scheduler_app.models import ScheduledTask
-from scheduler_app.services import TaskInvalid, task_request_run
+from scheduler_app.services import TaskInvalid, execution_run, task_request_run, task_resume
+from tests.factories import make_execution
 
 pytestmark = pytest.mark.django_db
 
@@ -120,22 +122,51 @@ def test_a_job_whose_callable_is_not_registered_arrives_paused_saying_what_to_re
 
     call_command("import_apscheduler_jobs", *(["--active"] if active else []), stdout=out)
 
-    for name, handler, module in [
-        ("apscheduler:shell", "os:system", "os"),
-        ("apscheduler:legacy", "myproject.jobs:send_mail", "myproject.jobs"),
-    ]:
-        task = ScheduledTask.objects.get(name=name)
-        assert task.status == "paused"
-        assert task.handler_path == handler
-        assert "@scheduler_app.handler" in task.description
-        assert "SCHEDULER_HANDLER_MODULES" in task.description and module in task.description
+    legacy = ScheduledTask.objects.get(name="apscheduler:legacy")
+    assert (legacy.status, legacy.handler_path) == ("paused", "myproject.jobs:send_mail")
+    assert "Decorate it with @scheduler_app.handler" in legacy.description
+    assert "list the module myproject.jobs in SCHEDULER_HANDLER_MODULES" in legacy.description
+    shell = ScheduledTask.objects.get(name="apscheduler:shell")
+    assert (shell.status, shell.handler_path) == ("paused", "os:system")
+    # The standard library is never a handler: the note does not suggest listing os.
+    assert "part of Python's standard library" in shell.description
+    assert "SCHEDULER_HANDLER_MODULES" not in shell.description
     assert "created  apscheduler:shell (paused: its callable is not a registered handler" in out.getvalue()
     assert "2 created, 0 already there, 0 skipped" in out.getvalue()
-    # Resumed anyway, it still runs nothing: the run-now request is refused too.
-    shell = ScheduledTask.objects.get(name="apscheduler:shell")
+    # Resumed anyway, it runs nothing: run-now is refused, and a fire fails saying why.
+    task_resume(shell)
     with pytest.raises(TaskInvalid, match="is not allowed"):
         task_request_run(shell)
+    fired = execution_run(make_execution(shell, trigger_type="scheduled"))
+    assert fired.status == "failed" and "is not allowed" in fired.error_message
     assert not canary.exists()
+
+
+class _Hostile:
+    """What an attacker would store in the job table: unpickling it runs a command."""
+
+    def __init__(self, canary: Any) -> None:
+        self.canary = canary
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, ("touch %s" % self.canary,))
+
+
+def test_a_job_state_holding_anything_but_a_job_is_refused_unpickled(
+    job_table: None, tmp_path: Any
+) -> None:
+    canary = tmp_path / "canary"
+    store("hostile", IntervalTrigger(hours=1, timezone="UTC"), kwargs={"x": _Hostile(canary)})
+    store("fine", CronTrigger.from_crontab("0 2 * * *", timezone="Europe/Paris"), kwargs={"a": 1})
+    err = StringIO()
+
+    with pytest.raises(CommandError, match="Some jobs were not imported"):
+        call_command("import_apscheduler_jobs", stdout=StringIO(), stderr=err)
+
+    assert "hostile: its pickled state refers to posix.system" in err.getvalue()
+    assert not canary.exists()
+    assert not ScheduledTask.objects.filter(name="apscheduler:hostile").exists()
+    assert ScheduledTask.objects.get(name="apscheduler:fine").timezone == "Europe/Paris"
 
 
 def test_without_the_table_the_command_says_there_is_nothing_to_import() -> None:
