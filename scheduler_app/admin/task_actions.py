@@ -41,10 +41,11 @@ class TaskActionsMixin(admin.ModelAdmin):
 
     @admin.action(description=_("Run selected tasks now"), permissions=["run"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[ScheduledTask]) -> None:
-        try:
-            count = services.tasks_request_run(queryset)
-        except SchedulerError as exc:
-            self.message_user(request, exc.message, messages.ERROR)
+        requests = services.tasks_request_run(queryset)
+        for refusal in requests.refused:
+            self.message_user(request, refusal, messages.ERROR)
+        count = requests.requested
+        if not count:
             return
         self.message_user(
             request,

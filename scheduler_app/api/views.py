@@ -263,7 +263,7 @@ class ScheduledTaskViewSet(
         return self.get_paginated_response(data)
 
     @extend_schema(
-        summary="Every handler in the scripts folder, broken ones with their error",
+        summary="Every allowed handler (scripts, then registered in code), broken ones with their error",
         responses=serializers.HandlerSerializer(many=True),
     )
     @action(

@@ -284,19 +284,14 @@ def list_code_handlers() -> list[HandlerInfo]:
         module_name, attr = _parse(path)
         try:
             target, registration = _allowed_object(path, module_name, attr)
-            infos.append(_describe_object(path, attr, target, registration)[0])
-        except _Broken as exc:
-            kind = KIND_CLASS if inspect.isclass(_registered_target(path)) else KIND_FUNCTION
-            infos.append(_broken_info(path, kind, attr, str(exc)))
         except SchedulerError:  # unregistered or gone between listing and describing
             continue
+        try:
+            infos.append(_describe_object(path, attr, target, registration)[0])
+        except _Broken as exc:
+            kind = KIND_CLASS if inspect.isclass(target) else KIND_FUNCTION
+            infos.append(_broken_info(path, kind, attr, str(exc)))
     return infos
-
-
-def _registered_target(path: str) -> Any:
-    with _lock:
-        registration = _registered.get(path)
-    return registration.target if registration is not None else None
 
 
 def list_scripts() -> list[HandlerInfo]:

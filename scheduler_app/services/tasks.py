@@ -599,28 +599,36 @@ def task_request_run(
     return execution
 
 
-def tasks_request_run(tasks: Iterable[ScheduledTask], *, now: dt.datetime | None = None) -> int:
-    """Request a run of each task (the admin's bulk action); returns how many.
+@dataclass(frozen=True)
+class RunRequests:
+    """What a bulk run request did."""
 
-    Like task_request_run it refuses tasks whose handler is not allowed: then it
-    requests nothing, and TaskInvalid says which tasks and why.
+    #: How many runs were requested.
+    requested: int
+    #: Why each task left out was refused ("Task “x”: Handler ... is not allowed").
+    refused: list[str]
+
+
+def tasks_request_run(
+    tasks: Iterable[ScheduledTask], *, now: dt.datetime | None = None
+) -> RunRequests:
+    """Request a run of each task (the admin's bulk action).
+
+    Like task_request_run it refuses tasks whose handler is not allowed: those
+    are left out, and `refused` says which and why; the others are requested.
     """
     now = now or timezone.now()
-    tasks = list(tasks)
-    refused: list[SchedulerError] = []
+    allowed: list[ScheduledTask] = []
+    refused: list[str] = []
     for task in tasks:
         try:
             check_allowed(task.handler_path)
         except SchedulerError as exc:
             refused.append(
-                SchedulerError(
-                    _("Task “%(name)s”: %(error)s") % {"name": task.name, "error": exc.message},
-                    field="handler_path",
-                    code=exc.code,
-                )
+                _("Task “%(name)s”: %(error)s") % {"name": task.name, "error": exc.message}
             )
-    if refused:
-        raise TaskInvalid(refused)
+        else:
+            allowed.append(task)
     executions = [
         TaskExecution(
             task=task,
@@ -628,11 +636,12 @@ def tasks_request_run(tasks: Iterable[ScheduledTask], *, now: dt.datetime | None
             trigger_type=TaskExecution.TriggerType.MANUAL,
             created_at=now,
         )
-        for task in tasks
+        for task in allowed
     ]
-    TaskExecution.objects.bulk_create(executions)
-    notify.publish(notify.RUN_REQUESTED)
-    return len(executions)
+    if executions:
+        TaskExecution.objects.bulk_create(executions)
+        notify.publish(notify.RUN_REQUESTED)
+    return RunRequests(requested=len(executions), refused=refused)
 
 
 def tasks_record_next_runs(next_runs: Mapping[int, dt.datetime | None]) -> None:
@@ -690,6 +699,29 @@ def _tasks_changed() -> None:
     if not bumped:
         SchedulerState.objects.get_or_create(key=SchedulerState.TASKS_VERSION, defaults={"value": 1})
     notify.publish(notify.TASKS_CHANGED)
+
+
+def tasks_with_refused_handlers() -> list[tuple[str, str]]:
+    """(task name, why) for each task that is not disabled and whose handler may not run.
+
+    Such a task is a row written behind the services' back, or one saved before
+    handlers had to be registered (an upgrade): each of its runs fails saying
+    why. The scheduler logs them at start, so an operator hears of them at once.
+    """
+    reasons: dict[str, str] = {}
+    refused: list[tuple[str, str]] = []
+    tasks = ScheduledTask.objects.exclude(status=ScheduledTask.Status.DISABLED)
+    for name, path in tasks.order_by("name").values_list("name", "handler_path"):
+        if path not in reasons:
+            try:
+                check_allowed(path)
+            except SchedulerError as exc:
+                reasons[path] = exc.message
+            else:
+                reasons[path] = ""
+        if reasons[path]:
+            refused.append((name, reasons[path]))
+    return refused
 
 
 def tasks_ensure_declared(*, now: dt.datetime | None = None) -> list[ScheduledTask]:

@@ -344,6 +344,9 @@ def test_a_row_with_a_handler_that_is_not_allowed_runs_nothing_in_runscheduler(
     )
     wait_for(lambda: scheduled_runs(active).filter(status=Status.SUCCESS).exists(), 5, scheduler)
 
+    assert "Task e2e hostile will not run: Handler “os:system” is not allowed" in (
+        scheduler.output()
+    ), reports(scheduler)
     # Fires staged ahead of their time are still pending; every other run failed.
     for execution in TaskExecution.objects.filter(task=hostile).exclude(status=Status.PENDING):
         assert execution.status == Status.FAILED, reports(scheduler)

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -15,6 +16,7 @@ from scheduler_app import checks
 from scheduler_app.conf import app_settings
 from scheduler_app.engine.executor import InlineExecutor
 from scheduler_app.engine.scheduler import Engine, Executor
+from scheduler_app.services import tasks_with_refused_handlers
 
 logger = logging.getLogger("scheduler_app.engine")
 
@@ -68,6 +70,11 @@ class Command(BaseCommand):
             "on" if app_settings.SCHEDULER_LEADER_LOCK_ENABLED else "off",
             settings.TIME_ZONE,
         )
+        try:
+            for name, reason in tasks_with_refused_handlers():
+                logger.warning("Task %s will not run: %s", name, reason)
+        except DatabaseError:  # the engine waits for the database, and says so
+            logger.warning("Could not check the tasks' handlers", exc_info=True)
         engine.start()
         try:
             engine.run_forever(stop)
