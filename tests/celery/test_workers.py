@@ -179,6 +179,35 @@ def test_a_message_delivered_twice_runs_the_execution_once(
     )
 
 
+def test_a_worker_runs_nothing_for_a_row_whose_handler_is_not_allowed(
+    start_worker: Callable[..., WorkerProcess],
+    celery_app: Celery,
+    broker: Broker,
+    tmp_path: Path,
+) -> None:
+    """A row written behind the services' back (SQL, a restored dump) with os:system."""
+    canary = tmp_path / "canary"
+    task = ScheduledTask.objects.create(
+        name="hostile",
+        task_type="manual",
+        handler_path="os:system",
+        handler_kwargs={"command": repr("touch %s" % canary)},
+    )
+    execution = TaskExecution.objects.create(
+        task=task, status=Status.PENDING, trigger_type=TaskExecution.TriggerType.MANUAL
+    )
+    worker = start_worker()
+    worker.wait_ready(processes=2)
+
+    celery_app.send_task(RUN_EXECUTION, args=[execution.pk], queue=broker.queue)
+    execution = wait_for_workers(ended(execution), 10, worker)
+
+    assert execution.status == Status.FAILED, worker.report()
+    assert "is not allowed" in execution.error_message
+    assert "@scheduler_app.handler" in execution.error_message
+    assert not canary.exists()
+
+
 def test_the_executor_sends_each_execution_once_until_a_worker_claims_it(
     start_worker: Callable[..., WorkerProcess],
     executor: CeleryExecutor,
