@@ -26,6 +26,18 @@ def make_task(**overrides: Any) -> ScheduledTask:
     return ScheduledTask.objects.create(**fields)
 
 
+def make_sample_task(handler: str, **overrides: Any) -> ScheduledTask:
+    """A saved manual task running tests.services.sample_handlers:<handler>."""
+    fields: dict[str, Any] = {
+        "name": "task-%s" % handler,
+        "task_type": ScheduledTask.TaskType.MANUAL,
+        "interval_seconds": None,
+        "handler_path": "tests.services.sample_handlers:" + handler,
+    }
+    fields.update(overrides)
+    return make_task(**fields)
+
+
 def make_execution(task: ScheduledTask | None = None, **overrides: Any) -> TaskExecution:
     """A saved TaskExecution (pending, manual) of `task`, or of a new task."""
     fields: dict[str, Any] = {

@@ -12,13 +12,13 @@ from django.utils import timezone
 from scheduler_app.engine.executor import InlineExecutor
 from scheduler_app.models import ScheduledTask, TaskExecution
 from scheduler_app.services import task_request_run
+from tests.factories import make_sample_task as make
 from tests.helpers import wait_until
 from tests.services import sample_handlers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = TaskExecution.Status
-H = "tests.services.sample_handlers:"
 
 
 @pytest.fixture(autouse=True)
@@ -38,14 +38,6 @@ def executors() -> Iterator[list[InlineExecutor]]:
         executor.shutdown(grace_seconds=5)
 
 
-def make(handler: str, **fields: Any) -> ScheduledTask:
-    defaults: dict[str, Any] = {
-        "name": "task-%s" % handler,
-        "task_type": ScheduledTask.TaskType.MANUAL,
-        "handler_path": H + handler,
-    }
-    defaults.update(fields)
-    return ScheduledTask.objects.create(**defaults)
 
 
 def statuses(executions: list[TaskExecution]) -> list[str]:

@@ -23,23 +23,13 @@ from scheduler_app.services import (
 )
 from scheduler_app.services import executions as executions_module
 from scheduler_app.tasklog import RunLog
+from tests.factories import make_sample_task as make
 from tests.helpers import wait_until
 from tests.services import sample_handlers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = TaskExecution.Status
-H = "tests.services.sample_handlers:"
-
-
-def make(handler: str, **fields: Any) -> ScheduledTask:
-    defaults: dict[str, Any] = {
-        "name": "task-%s" % handler.rsplit(":", 1)[-1],
-        "task_type": ScheduledTask.TaskType.MANUAL,
-        "handler_path": H + handler,
-    }
-    defaults.update(fields)
-    return ScheduledTask.objects.create(**defaults)
 
 
 def run(task: ScheduledTask, **request: Any) -> TaskExecution:

@@ -26,24 +26,16 @@ from scheduler_app.services import (
 from scheduler_app.services import executions as executions_module
 from scheduler_app.services.workers import execution_record_broken
 from scheduler_app.storable import REPLACEMENT
+from tests.factories import make_sample_task as make
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = TaskExecution.Status
-H = "tests.services.sample_handlers:"
 R = REPLACEMENT
 #: What the run's log says when a value was made storable.
 ALTERED = "NUL characters or lone surrogates, which the database cannot store, were replaced"
 
 
-def make(handler: str, **fields: Any) -> ScheduledTask:
-    defaults: dict[str, Any] = {
-        "name": "task-%s" % handler,
-        "task_type": ScheduledTask.TaskType.MANUAL,
-        "handler_path": H + handler,
-    }
-    defaults.update(fields)
-    return ScheduledTask.objects.create(**defaults)
 
 
 def stored(execution: TaskExecution) -> TaskExecution:
