@@ -293,6 +293,10 @@ def _save(task: ScheduledTask, *, now: dt.datetime) -> ScheduledTask:
     try:
         with transaction.atomic():
             task.save()
+            if task.status != ScheduledTask.Status.ACTIVE:
+                # Paused or disabled through an edit (form, PUT/PATCH): its fires
+                # staged ahead are withdrawn, as tasks_set_status withdraws them.
+                TaskExecution.objects.staged(after=now).filter(task_id=task.pk).delete()
             _tasks_changed()
     except IntegrityError as exc:
         if ScheduledTask.objects.filter(name=task.name).exclude(pk=task.pk).exists():

@@ -588,6 +588,22 @@ def test_pausing_a_task_withdraws_its_staged_fire() -> None:
     assert task.pk not in engine.store
 
 
+@pytest.mark.parametrize("status", ["paused", "disabled"])
+def test_an_edit_that_stops_a_task_withdraws_its_staged_fire(status: str) -> None:
+    """The same as a pause, when the status is changed on the form or by PATCH."""
+    start = local(2026, 3, 2, 12, 0)
+    engine = make_engine()
+    task, due = staged_interval_task(engine, start)
+    assert TaskExecution.objects.filter(task=task).exists()
+
+    task_update(task, now=due - dt.timedelta(seconds=0.4), status=status)
+
+    assert not TaskExecution.objects.filter(task=task).exists()
+    engine.tick(due)
+    assert not TaskExecution.objects.filter(task=task).exists()
+    assert task.pk not in engine.store
+
+
 def test_editing_a_task_restages_its_fire_once() -> None:
     start = local(2026, 3, 2, 12, 0)
     task = create(start, cron_expression="* * * * *")
