@@ -386,7 +386,8 @@ def task_save_validate(
     form error. The run date is compared with the stored row's
     (run_date_must_be_future): it must lie ahead when the task is new or the date
     was changed. As in task_update, a status other than the stored one needs the
-    pause permission (StatusChangeForbidden); the other problems are TaskInvalid.
+    pause permission: StatusChangeForbidden alone, or among the errors of
+    TaskInvalid when there are others, so a form shows them all at once.
     """
     is_new = task.pk is None
     stored = (
@@ -394,14 +395,25 @@ def task_save_validate(
         if is_new
         else ScheduledTask.objects.filter(pk=task.pk).values("run_date", "status").first()
     )
+    forbidden: StatusChangeForbidden | None = None
     if stored is not None:
-        _check_status_change(
-            task, new_status=task.status, stored_status=stored["status"], actor=actor
-        )
+        try:
+            _check_status_change(
+                task, new_status=task.status, stored_status=stored["status"], actor=actor
+            )
+        except StatusChangeForbidden as exc:
+            forbidden = exc
     must_be_future = run_date_must_be_future(
         task, is_new=is_new, previous_run_date=stored["run_date"] if stored else None
     )
-    task_validate(task, now=now, require_future_run_date=must_be_future)
+    try:
+        task_validate(task, now=now, require_future_run_date=must_be_future)
+    except TaskInvalid as exc:
+        if forbidden is not None:
+            raise TaskInvalid([forbidden, *exc.errors]) from None
+        raise
+    if forbidden is not None:
+        raise forbidden
 
 
 def task_save(

@@ -355,6 +355,26 @@ def test_the_form_refuses_a_status_change_by_a_user_without_the_pause_permission
     assert ScheduledTask.objects.get(pk=task.pk).status == ScheduledTask.Status.ACTIVE
 
 
+def test_a_refused_status_change_is_shown_beside_the_other_errors(admin_client: Client) -> None:
+    from scheduler_app.forms import ScheduledTaskForm, handler_info
+
+    task = make_task(name="nightly_sync")
+    form_class = type(
+        "Form",
+        (ScheduledTaskForm.for_handler(handler_info("scripts:data_sync")),),
+        {"actor": staff_user(*CHANGE_ONLY)},
+    )
+
+    form = form_class(
+        add_form_data(status=ScheduledTask.Status.PAUSED, cron_expression="61 * * * *"),
+        instance=task,
+    )
+
+    assert not form.is_valid()
+    assert "Can pause and resume tasks" in form.errors["status"][0]
+    assert form.errors["cron_expression"]
+
+
 # The JSON endpoints behind the form's script
 
 
