@@ -106,7 +106,7 @@ def _check_handler_modules() -> list[Any]:
             )
             continue
         try:
-            importlib.import_module(name)
+            module = importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001 - any import failure is the finding
             problems.append(
                 Error(
@@ -117,7 +117,29 @@ def _check_handler_modules() -> list[Any]:
                     id="scheduler_app.E008",
                 )
             )
+            continue
+        if _is_installed_package(module):
+            problems.append(
+                Warning(
+                    "SCHEDULER_HANDLER_MODULES lists %r, an installed package rather "
+                    "than your project's code: every public function defined in it "
+                    "becomes a handler that anyone who may add a task can call." % name,
+                    hint="List modules of your own code; for a third-party function, "
+                    "decorate a wrapper of your own with @scheduler_app.handler.",
+                    id="scheduler_app.W002",
+                )
+            )
     return problems
+
+
+def _is_installed_package(module: Any) -> bool:
+    """Whether a module was installed by pip (lives in site-packages or dist-packages)."""
+    from pathlib import Path
+
+    path = getattr(module, "__file__", None)
+    return bool(path) and any(
+        part in ("site-packages", "dist-packages") for part in Path(path).parts
+    )
 
 
 def _celery_broker_url() -> str:

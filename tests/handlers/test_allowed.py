@@ -215,3 +215,15 @@ def test_scripts_are_allowed_without_registration() -> None:
     check_allowed("scripts:example_task")
     assert get_handler("scripts:example_task").kind == "script"
 
+
+
+def test_listing_an_installed_package_is_warned_about(settings: Any) -> None:
+    settings.SCHEDULER_HANDLER_MODULES = ["django.core.management", "tests.api.sample_handlers"]
+
+    warnings = [
+        problem for problem in run_checks(tags=["scheduler"]) if problem.id == "scheduler_app.W002"
+    ]
+
+    assert [warning.msg.split(",")[0] for warning in warnings] == [
+        "SCHEDULER_HANDLER_MODULES lists 'django.core.management'"
+    ]
