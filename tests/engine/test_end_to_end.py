@@ -25,7 +25,7 @@ from django.utils import timezone
 from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
 from scheduler_app.services import task_create, task_pause, task_request_run
 from tests.helpers import wait_until
-from tests.processes import REPO_ROOT, child_env
+from tests.processes import LoggedProcess, child_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -61,42 +61,14 @@ def run() -> dict:
 '''
 
 
-class SchedulerProcess:
+class SchedulerProcess(LoggedProcess):
     """One `manage.py runscheduler` subprocess; its stdout and stderr go to a file."""
 
     def __init__(self, name: str, env: dict[str, str], log_path: Path) -> None:
+        super().__init__([sys.executable, "manage.py", "runscheduler"], env, log_path)
         self.name = name
-        self.log_path = log_path
-        self._log_file = log_path.open("wb")
-        self.popen = subprocess.Popen(
-            [sys.executable, "manage.py", "runscheduler"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
+        self.label = "runscheduler %s" % name
         self._instance_id = ""
-        #: Set when the test stops the process itself, so an exit is no failure.
-        self.signalled = False
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def output(self, tail: int = 6000) -> str:
-        text = self.log_path.read_text(errors="replace")
-        return text[-tail:]
-
-    def report(self) -> str:
-        code = self.popen.poll()
-        state = "running" if code is None else "exited with %s" % code
-        return "--- runscheduler %s (pid %s, %s) output ---\n%s" % (
-            self.name,
-            self.pid,
-            state,
-            self.output(),
-        )
 
     def instance_row(self) -> SchedulerInstance | None:
         rows = SchedulerInstance.objects.filter(pid=self.pid)
@@ -115,12 +87,8 @@ class SchedulerProcess:
         return bool(row and row.is_leader and row.stopped_at is None)
 
     def send_signal(self, signum: int) -> None:
-        self.signalled = True
+        self.killed = True  # an exit is no failure now
         self.popen.send_signal(signum)
-
-    def died(self) -> bool:
-        """Whether it exited without being told to (a crash, a bad setting)."""
-        return not self.signalled and self.popen.poll() is not None
 
     def reap(self, deadline: float) -> None:
         """Wait for the exit until `deadline` (monotonic), then kill."""
