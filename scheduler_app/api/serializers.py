@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from django.db import models
@@ -130,8 +129,9 @@ class TaskStatusSerializer(serializers.ModelSerializer):
 class TaskWriteSerializer(serializers.ModelSerializer):
     """A task as it is created or changed; the answer is a TaskSerializer.
 
-    `validate()` runs the same checks as the admin form (`task_validate`), so a bad
-    cron field, interval, run date, handler or parameter is a 400 naming the field.
+    It checks the shape of each field only. Every rule is the service's:
+    task_create / task_update validate the task as the admin form does, and the
+    exception handler turns their TaskInvalid into a 400 naming each field.
     """
 
     handler_kwargs = ParametersField(required=False, **PARAMETERS_TEXT)
@@ -152,22 +152,6 @@ class TaskWriteSerializer(serializers.ModelSerializer):
             kwargs["bounds"] = INTEGER_BOUNDS[field_name]
             return BoundedIntegerField, kwargs
         return field_class, kwargs
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        original = self.instance
-        candidate = copy.copy(original) if original is not None else ScheduledTask()
-        for name, value in attrs.items():
-            setattr(candidate, name, value)
-        require_future = services.run_date_must_be_future(
-            candidate,
-            is_new=original is None,
-            previous_run_date=original.run_date if original is not None else None,
-        )
-        try:
-            services.task_validate(candidate, require_future_run_date=require_future)
-        except services.TaskInvalid as exc:
-            raise serializers.ValidationError(errors_by_field(exc.errors)) from exc
-        return attrs
 
     def to_representation(self, instance: ScheduledTask) -> dict[str, Any]:
         return dict(TaskSerializer(instance, context=self.context).data)
