@@ -10,12 +10,9 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .. import services
-from ..exceptions import SchedulerError
 from ..models import ScheduledTask, SchedulerInstance, TaskExecution
 from ..services.tasks import EDITABLE_FIELDS, INTEGER_BOUNDS
 from ..storable import storable_json
-from .exceptions import errors_by_field
 
 MSG_NOT_AN_OBJECT = _(
     "Enter a JSON object mapping parameter names to expressions, e.g. "
@@ -158,7 +155,7 @@ class TaskWriteSerializer(serializers.ModelSerializer):
 
 
 class RunRequestSerializer(serializers.Serializer):
-    """Parameter overrides for one run; checked like the task's own parameters."""
+    """Parameter overrides for one run; task_request_run checks them like the task's own."""
 
     kwargs = ParametersField(
         required=False,
@@ -168,27 +165,6 @@ class RunRequestSerializer(serializers.Serializer):
             "task's other parameters keep their values."
         ),
     )
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        task: ScheduledTask = self.context["task"]
-        overrides = attrs.get("kwargs") or {}
-        if not overrides:
-            return attrs
-        try:
-            problems = services.parameters_validate(
-                task.handler_path,
-                {**task.handler_kwargs, **overrides},
-                now=services.task_local_now(task),
-            )
-        except SchedulerError as exc:
-            raise serializers.ValidationError(
-                errors_by_field([exc], parameters_field="kwargs")
-            ) from exc
-        if problems:
-            raise serializers.ValidationError(
-                errors_by_field(problems, parameters_field="kwargs")
-            )
-        return attrs
 
 
 class RunResponseSerializer(serializers.ModelSerializer):

@@ -18,6 +18,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -29,7 +30,7 @@ from ..handlers.registry import list_handlers
 from ..locks import task_lock_key
 from ..models import ScheduledTask, TaskExecution
 from . import serializers
-from .exceptions import error_body
+from .exceptions import error_body, errors_by_field
 from .filters import (
     AllExecutionsFilter,
     ExecutionFilter,
@@ -201,9 +202,13 @@ class ScheduledTaskViewSet(
             data=request.data, context={**self.get_serializer_context(), "task": task}
         )
         body.is_valid(raise_exception=True)
-        execution = services.task_request_run(
-            task, overrides=body.validated_data["kwargs"]
-        )
+        try:
+            execution = services.task_request_run(
+                task, overrides=body.validated_data["kwargs"]
+            )
+        except services.TaskInvalid as exc:
+            # The overrides came in as `kwargs`: their errors are named so.
+            raise ValidationError(errors_by_field(exc.errors, parameters_field="kwargs")) from exc
         data = serializers.RunResponseSerializer(
             execution, context=self.get_serializer_context()
         ).data
