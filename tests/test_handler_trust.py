@@ -365,3 +365,18 @@ def test_the_bulk_run_action_requests_the_allowed_tasks_and_names_the_refused_on
     assert any(text.startswith("Requested a run of 1 task") for text in texts)
     assert TaskExecution.objects.filter(task=fine, status=TaskExecution.Status.PENDING).count() == 1
     assert not TaskExecution.objects.filter(task=hostile).exists()
+
+
+def test_the_tasks_whose_handler_is_refused_are_named_once_each_by_name() -> None:
+    from scheduler_app.services import tasks_with_refused_handlers
+
+    make_task(name="b-shell", handler_path="os:system")
+    make_task(name="a-shell", handler_path="os:system")
+    make_task(name="off", handler_path="os:system", status=ScheduledTask.Status.DISABLED)
+    make_task(name="legacy", handler_path="myproject.jobs:send")
+    make_task(name="fine", handler_path="scripts:example_task")
+
+    refused = tasks_with_refused_handlers()
+
+    assert [name for name, _why in refused] == ["a-shell", "b-shell", "legacy"]
+    assert all(NOT_ALLOWED in why for _name, why in refused)

@@ -317,7 +317,7 @@ def list_scripts() -> list[HandlerInfo]:
 
 
 def get_handler(path: str) -> HandlerInfo:
-    """Describe one handler; raise HandlerNotFound or HandlerBroken otherwise."""
+    """Describe one handler; raise HandlerNotAllowed, HandlerNotFound or HandlerBroken otherwise."""
     info, _func = resolve_handler(path)
     return info
 
@@ -370,6 +370,15 @@ def check_allowed(path: str) -> None:
     module_name, attr = _parse(path)
     if module_name != SCRIPTS_PREFIX:
         _allowed_object(path, module_name, attr)
+
+
+def refusal(path: str) -> SchedulerError | None:
+    """Why `path` may not run (check_allowed's error), or None when it is allowed."""
+    try:
+        check_allowed(path)
+    except SchedulerError as exc:
+        return exc
+    return None
 
 
 def _parse(path: str) -> tuple[str, str]:

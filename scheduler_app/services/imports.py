@@ -20,7 +20,7 @@ from django.db import connection
 from django.utils.translation import gettext as _
 
 from ..exceptions import SchedulerError
-from ..handlers.registry import check_allowed, is_standard_library
+from ..handlers.registry import is_standard_library, refusal
 from ..models import ScheduledTask
 from .tasks import TaskInvalid, task_create
 
@@ -205,7 +205,7 @@ def tasks_import_from_apscheduler(*, paused: bool = True, now: dt.datetime | Non
             fields = apscheduler_job_fields(state)
             if paused:
                 fields["status"] = ScheduledTask.Status.PAUSED
-            allowed = _is_allowed(fields["handler_path"])
+            allowed = refusal(fields["handler_path"]) is None
             if not allowed:
                 fields["status"] = ScheduledTask.Status.PAUSED
                 fields["description"] += " " + _not_allowed_note(fields["handler_path"])
@@ -220,10 +220,3 @@ def tasks_import_from_apscheduler(*, paused: bool = True, now: dt.datetime | Non
                 report.not_allowed.append(name)
     return report
 
-
-def _is_allowed(handler_path: str) -> bool:
-    try:
-        check_allowed(handler_path)
-    except SchedulerError:
-        return False
-    return True

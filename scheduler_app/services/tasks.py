@@ -26,7 +26,7 @@ from ..exceptions import (
     SystemTaskProtected,
     TaskNotFound,
 )
-from ..handlers.registry import check_allowed, get_handler, list_scripts
+from ..handlers.registry import get_handler, list_scripts, refusal
 from ..locks import get_lock_backend
 from .. import notify
 from ..models import ScheduledTask, SchedulerState, TaskExecution
@@ -591,12 +591,11 @@ def task_request_run(
     """
     now = now or timezone.now()
     overrides = dict(overrides or {})
-    try:
-        # A task whose handler is not allowed (a row written behind the services'
-        # back) would only fail: refuse to queue the run, saying what to register.
-        check_allowed(task.handler_path)
-    except SchedulerError as exc:
-        raise TaskInvalid([exc]) from None
+    # A task whose handler is not allowed (a row written behind the services'
+    # back) would only fail: refuse to queue the run, saying what to register.
+    refused = refusal(task.handler_path)
+    if refused is not None:
+        raise TaskInvalid([refused])
     if overrides:
         merged = {**task.handler_kwargs, **overrides}
         problems = parameters_validate(task.handler_path, merged, now=task_local_now(task, now=now))
@@ -637,14 +636,13 @@ def tasks_request_run(
     allowed: list[ScheduledTask] = []
     refused: list[str] = []
     for task in tasks:
-        try:
-            check_allowed(task.handler_path)
-        except SchedulerError as exc:
-            refused.append(
-                _("Task “%(name)s”: %(error)s") % {"name": task.name, "error": exc.message}
-            )
-        else:
+        why = refusal(task.handler_path)
+        if why is None:
             allowed.append(task)
+        else:
+            refused.append(
+                _("Task “%(name)s”: %(error)s") % {"name": task.name, "error": why.message}
+            )
     executions = [
         TaskExecution(
             task=task,
@@ -724,20 +722,17 @@ def tasks_with_refused_handlers() -> list[tuple[str, str]]:
     handlers had to be registered (an upgrade): each of its runs fails saying
     why. The scheduler logs them at start, so an operator hears of them at once.
     """
-    reasons: dict[str, str] = {}
-    refused: list[tuple[str, str]] = []
     tasks = ScheduledTask.objects.exclude(status=ScheduledTask.Status.DISABLED)
-    for name, path in tasks.order_by("name").values_list("name", "handler_path"):
-        if path not in reasons:
-            try:
-                check_allowed(path)
-            except SchedulerError as exc:
-                reasons[path] = exc.message
-            else:
-                reasons[path] = ""
-        if reasons[path]:
-            refused.append((name, reasons[path]))
-    return refused
+    # One check per handler, not per task: installations have few handlers.
+    reasons = {
+        path: why.message
+        for path in tasks.order_by().values_list("handler_path", flat=True).distinct()
+        if (why := refusal(path)) is not None
+    }
+    if not reasons:
+        return []
+    refused = tasks.filter(handler_path__in=reasons).order_by("name")
+    return [(name, reasons[path]) for name, path in refused.values_list("name", "handler_path")]
 
 
 def tasks_ensure_declared(*, now: dt.datetime | None = None) -> list[ScheduledTask]:
