@@ -1101,12 +1101,12 @@ def _record_ends(runs: Sequence[Run], backend: LockBackend) -> _Ended:
     except _TRANSIENT_ERRORS:
         raise
     except Exception as error:  # every row is tried on its own next
-        if len(runs) == 1:
-            return (*_record_unstorable(runs[0], backend, error), set(), None)
+        batch_error = error
+    if len(runs) > 1:
         logger.error(
             "Could not record the end of %d runs in one batch; recording them one by one",
             len(runs),
-            exc_info=True,
+            exc_info=batch_error,
         )
     written: set[int] = set()
     retries: list[tuple[Run, TaskExecution]] = []
@@ -1115,6 +1115,8 @@ def _record_ends(runs: Sequence[Run], backend: LockBackend) -> _Ended:
     for index, run in enumerate(runs):
         try:
             try:
+                if len(runs) == 1:  # the batch was this row: what it broke on is known
+                    raise batch_error
                 row_written, row_retries = _retrying(
                     functools.partial(_record_batch, [run], backend)
                 )

@@ -390,3 +390,36 @@ def test_ends_are_not_recorded_failed_while_the_database_is_away(
     assert calls == [2] * 5  # the batch, retried; never row by row, never left out
     assert [stored(e).status for e in executions] == [Status.RUNNING, Status.RUNNING]
     assert failed_signals == []
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_run_that_cannot_be_recorded_at_all_keeps_running_and_its_lock(
+    monkeypatch: pytest.MonkeyPatch, failed_signals: list[TaskExecution], count: int
+) -> None:
+    tasks = [
+        make("add", name="add-%d" % n, handler_kwargs={"a": str(n)}, overlap_policy="skip")
+        for n in range(count)
+    ]
+    executions = [task_request_run(task) for task in tasks]
+    runs = runs_claim(executions)
+    for run in runs:
+        run_claimed(run)
+    cursed = executions[-1].pk
+    real = executions_module._write_finals
+
+    def write_finals(runs: list[Any]) -> set[int]:
+        if len(runs) > 1 or runs[0].execution.pk == cursed:
+            raise DataError("the database refuses this row, even empty")
+        return real(runs)
+
+    monkeypatch.setattr(executions_module, "_write_finals", write_finals)
+
+    with pytest.raises(DataError):
+        runs_finish(runs)
+
+    assert stored(executions[-1]).status == Status.RUNNING
+    assert get_lock_backend().get(task_lock_key(tasks[-1].pk)) is not None
+    # The others of the batch are recorded, their locks freed, their signals sent.
+    assert [stored(e).status for e in executions[:-1]] == [Status.SUCCESS] * (count - 1)
+    assert all(get_lock_backend().get(task_lock_key(t.pk)) is None for t in tasks[:-1])
+    assert failed_signals == []
