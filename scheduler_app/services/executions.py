@@ -566,10 +566,7 @@ def _fail_unstartable(execution: TaskExecution, error: Exception) -> None:
             ):
                 return  # claimed, cancelled or deleted meanwhile
             execution.refresh_from_db()
-            run = Run(execution=execution, task=task, run_log=RunLog(max_lines=1))
-            _add_counters([run])
-            if _wants_retry(run):
-                _schedule_retry(execution, task, now)
+            _count_failure(execution, task, now=now)
     except Exception:  # nothing more can be done for it here
         logger.exception(
             "Execution %s can neither be claimed nor recorded failed; it stays pending",
@@ -1686,6 +1683,14 @@ def executions_create_scheduled(
     return [row for row in rows if row.pk is not None]
 
 
+def _count_failure(execution: TaskExecution, task: ScheduledTask, *, now: dt.datetime) -> None:
+    """The task's counters and retry for a failure recorded without a run (in a transaction)."""
+    run = Run(execution=execution, task=task, run_log=RunLog(max_lines=1))
+    _add_counters([run])
+    if _wants_retry(run):
+        _schedule_retry(execution, task, now)
+
+
 def _fire_failed(row: TaskExecution, error: Exception, *, now: dt.datetime) -> None:
     """Record as a failed execution a fire that cannot be recorded pending.
 
@@ -1713,13 +1718,10 @@ def _fire_failed(row: TaskExecution, error: Exception, *, now: dt.datetime) -> N
         error_message=_("This fire could not be recorded as a pending run (%(error)s).")
         % {"error": reason},
     )
-    run = Run(execution=failed, task=task, run_log=RunLog(max_lines=1))
     try:
         with task_rows_lock, transaction.atomic():
             failed.save(force_insert=True)
-            _add_counters([run])
-            if _wants_retry(run):
-                _schedule_retry(failed, task, now)
+            _count_failure(failed, task, now=now)
     except Exception:  # nothing more can be done for this fire
         logger.exception("Fire of task %s at %s is lost", row.task_id, row.scheduled_for)
         return
