@@ -32,6 +32,15 @@ def storable_text(text: str) -> str:
     return joined.replace("\x00", REPLACEMENT)
 
 
+def is_unstorable(value: Any) -> bool:
+    """Whether a string anywhere in this JSON value holds a character no database stores.
+
+    What a user typed is refused with a message (this); what a handler produced is
+    stored replaced (storable_json).
+    """
+    return storable_json(value) is not value
+
+
 def storable_json(value: Any) -> Any:
     """A JSON value (dicts, lists, strings, numbers) with every string storable.
 

@@ -13,7 +13,7 @@ from ..exceptions import ParameterError
 from ..handlers.params import ParamSpec, check_kwargs, coerce_value
 from ..handlers.registry import HandlerInfo, get_handler
 from ..safe_eval import UnsafeExpressionError, safe_eval
-from ..storable import storable_json, storable_text
+from ..storable import is_unstorable, storable_text
 
 MSG_UNSTORABLE_PARAMETER = gettext_lazy(
     "Parameter “%(name)s”: remove the NUL character (\\u0000) or unpaired "
@@ -23,19 +23,6 @@ MSG_UNSTORABLE_NAME = gettext_lazy(
     "Parameter names: remove the NUL character (\\u0000) or unpaired surrogate "
     "(\\ud800-\\udfff) from “%(name)s”; it cannot be stored."
 )
-
-
-def has_unstorable_text(value: Any) -> bool:
-    """Whether a string anywhere in this JSON value holds a character no database stores.
-
-    What a user typed is refused with a message (this); what a handler produced is
-    stored replaced (scheduler_app.storable).
-    """
-    return storable_json(value) is not value
-
-
-def _printable(text: str) -> str:
-    return storable_text(text)
 
 
 def parameter_evaluate(spec: ParamSpec | None, name: str, raw: Any, *, now: dt.datetime) -> Any:
@@ -93,12 +80,12 @@ def parameters_validate(
             )
         ]
     errors: list[ParameterError] = []
-    unstorable_names = [name for name in raw_kwargs if has_unstorable_text(name)]
+    unstorable_names = [name for name in raw_kwargs if is_unstorable(name)]
     if unstorable_names:
         # Nothing else is checked: the names would be shown in the messages.
         return [
             ParameterError(
-                MSG_UNSTORABLE_NAME % {"name": _printable(str(name))},
+                MSG_UNSTORABLE_NAME % {"name": storable_text(str(name))},
                 field="handler_kwargs",
             )
             for name in unstorable_names
@@ -113,7 +100,7 @@ def parameters_validate(
     for name, raw in raw_kwargs.items():
         if name not in specs and not handler.accepts_var_kwargs:
             continue  # already reported as unknown
-        if has_unstorable_text(raw):
+        if is_unstorable(raw):
             errors.append(
                 ParameterError(MSG_UNSTORABLE_PARAMETER % {"name": name}, field=name)
             )

@@ -33,7 +33,8 @@ from ..models import ScheduledTask, SchedulerState, TaskExecution
 from .batch_sql import row_datetime, rows_table, task_rows_lock
 from .prepared import PreparedQuery
 from ..schedules import build_trigger, next_fire_times, resolve_timezone, validate_schedule
-from .params import has_unstorable_text, parameters_validate
+from ..storable import is_unstorable
+from .params import parameters_validate
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ def task_fields_validate(values: Mapping[str, Any]) -> list[SchedulerError]:
             errors.append(SchedulerError(message, field=name, code="invalid"))
     for name in TEXT_FIELDS:
         value = values.get(name)
-        if isinstance(value, str) and has_unstorable_text(value):
+        if isinstance(value, str) and is_unstorable(value):
             message = MSG_UNSTORABLE_TEXT % {"field": _field_label(name)}
             errors.append(SchedulerError(message, field=name, code="invalid"))
     return errors
@@ -241,7 +242,7 @@ def task_validate(
             errors.extend(
                 parameters_validate(task.handler_path, task.handler_kwargs, now=local_now)
             )
-    if task.queue and not QUEUE_NAME.fullmatch(task.queue) and not has_unstorable_text(task.queue):
+    if task.queue and not QUEUE_NAME.fullmatch(task.queue) and not is_unstorable(task.queue):
         errors.append(SchedulerError(MSG_QUEUE_NAME % {"queue": task.queue}, field="queue"))
     if (
         task.overlap_policy != ScheduledTask.OverlapPolicy.ALLOW
