@@ -1,4 +1,4 @@
-"""Scheduled tasks for Django: register handlers with `handler`; they call `task_log` and its siblings."""
+"""Scheduled tasks for Django: `handler` registers handlers, which call `task_log` and kin."""
 
 from .handlers.registry import handler
 from .tasklog import task_extend_lock, task_log, task_progress

@@ -208,7 +208,8 @@ class ScheduledTaskViewSet(
             )
         except services.TaskInvalid as exc:
             # The overrides came in as `kwargs`: their errors are named so.
-            raise ValidationError(errors_by_field(exc.errors, parameters_field="kwargs")) from exc
+            errors = errors_by_field(exc.errors, parameters_field="kwargs")
+            raise ValidationError(errors) from exc
         data = serializers.RunResponseSerializer(
             execution, context=self.get_serializer_context()
         ).data
@@ -268,7 +269,7 @@ class ScheduledTaskViewSet(
         return self.get_paginated_response(data)
 
     @extend_schema(
-        summary="Every allowed handler (scripts, then registered in code), broken ones with their error",
+        summary="Every allowed handler (scripts, then code), broken ones with their error",
         responses=serializers.HandlerSerializer(many=True),
     )
     @action(

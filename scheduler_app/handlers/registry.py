@@ -246,7 +246,7 @@ def configured_handler_modules() -> list[str]:
 
 
 def is_standard_library(module_name: str) -> bool:
-    """Whether a module is Python's own: never a source of handlers (os, subprocess, builtins...)."""
+    """Whether a module is Python's own: never a source of handlers (os, subprocess...)."""
     return module_name.partition(".")[0] in sys.stdlib_module_names
 
 
