@@ -1,6 +1,6 @@
 # Everything a fresh machine needs, from Python and make alone.
 #   make run    set up (virtualenv, dependencies, database, admin login) and start the product
-#   make test   run the test suite on SQLite, then on PostgreSQL (required under CI=true)
+#   make test   lint, then run the test suite on SQLite, then on PostgreSQL (required under CI=true)
 #               (browser tests included: they drive Debian's chromium, installed if missing)
 
 PYTHON ?= python3
@@ -10,7 +10,7 @@ PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run setup venv test test-sqlite test-postgres check-migrations clean bench browser-deps screenshots messages
+.PHONY: run setup venv lint test test-sqlite test-postgres check-migrations clean bench browser-deps screenshots messages
 
 venv: $(VENV)/.installed
 
@@ -37,7 +37,13 @@ run: setup
 check-migrations: venv
 	SECRET_KEY=check $(PY) manage.py makemigrations --check --dry-run
 
-test: test-sqlite test-postgres
+test: lint test-sqlite test-postgres
+
+# ruff (lint + black-style format check) over the code; settings in pyproject.toml.
+LINTED := scheduler_app tests bench config scripts manage.py
+lint: venv
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 test-sqlite: venv check-migrations browser-deps
 	$(PY) -m pytest

@@ -84,19 +84,28 @@ def _measure(
         wait_until(lambda: executions.count() >= COUNT, timeout=timeout, every=0.02)
         fired_seen = time.time()
         wait_until(
-            lambda: executions.filter(status=TaskExecution.Status.SUCCESS).count() >= COUNT,
+            lambda: (
+                executions.filter(status=TaskExecution.Status.SUCCESS).count() >= COUNT
+            ),
             timeout=timeout,
             every=0.25,
         )
         done = time.time()
-        figures = {**sampler.figures(due, done), **(workers.figures(due, done) if workers else {})}
+        figures = {
+            **sampler.figures(due, done),
+            **(workers.figures(due, done) if workers else {}),
+        }
     finally:
         sampler.stop()
         process.stop()
-    rows = list(executions.values_list("created_at", "started_at", "finished_at", "status"))
+    rows = list(
+        executions.values_list("created_at", "started_at", "finished_at", "status")
+    )
     succeeded = sum(1 for *_, status in rows if status == TaskExecution.Status.SUCCESS)
     started = [s.timestamp() for _c, s, _f, _st in rows if s is not None]
-    finished = [f.timestamp() for _c, _s, f, st in rows if f is not None and st == "success"]
+    finished = [
+        f.timestamp() for _c, _s, f, st in rows if f is not None and st == "success"
+    ]
     created = [c for c, *_ in rows]
     complete = succeeded == COUNT
     return {

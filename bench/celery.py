@@ -110,7 +110,9 @@ def _wait_pong(app: Any, nodes: list[str], processes: list[Process]) -> None:
 class CeleryWorkers:
     """`celery -A config worker` processes (bench.common.Workers) on the bench's broker."""
 
-    def __init__(self, ctx: Context, *, nodes: int = NODES, concurrency: int = CONCURRENCY):
+    def __init__(
+        self, ctx: Context, *, nodes: int = NODES, concurrency: int = CONCURRENCY
+    ):
         assert isinstance(ctx.db, PostgresDatabase)
         self.ctx = ctx
         self.db: PostgresDatabase = ctx.db
@@ -143,13 +145,28 @@ class CeleryWorkers:
             nodes.append(node)
             process = Process(
                 [
-                    PYTHON, "-m", "celery", "-A", "config", "worker",
-                    "--pool", "prefork", "-c", str(self.concurrency), "-Q", QUEUE,
-                    "-n", node, "--without-mingle", "--without-gossip",
-                    "--loglevel", "WARNING",
+                    PYTHON,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "--pool",
+                    "prefork",
+                    "-c",
+                    str(self.concurrency),
+                    "-Q",
+                    QUEUE,
+                    "-n",
+                    node,
+                    "--without-mingle",
+                    "--without-gossip",
+                    "--loglevel",
+                    "WARNING",
                 ],
                 env=env,
-                log=self.ctx.workdir / ("%s-%s-worker%d.log" % (self.db.label, name, number)),
+                log=self.ctx.workdir
+                / ("%s-%s-worker%d.log" % (self.db.label, name, number)),
                 session=True,
             )
             self.processes.append(process.start())
@@ -184,7 +201,10 @@ def _total(values: list[float | None]) -> float | None:
 
 def _others(metrics: dict) -> float | None:
     """Other processes' CPU: the scheduler's sampler counts the workers as others."""
-    others, workers = metrics.get("others_cpu_percent"), metrics.get("workers_cpu_percent")
+    others, workers = (
+        metrics.get("others_cpu_percent"),
+        metrics.get("workers_cpu_percent"),
+    )
     if others is None:
         return None
     return max(0.0, others - (workers or 0.0))
@@ -203,11 +223,17 @@ def beat_virtualenv(path: Path) -> Path:
     marker = path / ".bench-installed"
     if marker.exists():
         return python
-    print("   creating %s (pip install %s) ..." % (path, " ".join(BEAT_REQUIREMENTS)), flush=True)
+    print(
+        "   creating %s (pip install %s) ..." % (path, " ".join(BEAT_REQUIREMENTS)),
+        flush=True,
+    )
     started = time.monotonic()
     try:
         subprocess.run(
-            [PYTHON, "-m", "venv", str(path)], check=True, capture_output=True, text=True
+            [PYTHON, "-m", "venv", str(path)],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", *BEAT_REQUIREMENTS],
@@ -222,7 +248,8 @@ def beat_virtualenv(path: Path) -> Path:
         output = getattr(exc, "stderr", "") or getattr(exc, "stdout", "") or str(exc)
         lines = [line for line in output.splitlines() if line.strip()]
         raise Skipped(
-            "could not install %s: %s" % (" ".join(BEAT_REQUIREMENTS), (lines or [str(exc)])[-1])
+            "could not install %s: %s"
+            % (" ".join(BEAT_REQUIREMENTS), (lines or [str(exc)])[-1])
         ) from None
     marker.write_text(str(time.time()))
     print("   (virtualenv ready in %.0f s)" % (time.monotonic() - started), flush=True)
@@ -238,7 +265,9 @@ def _beat_run(python: Path, env: dict[str, str], *args: str) -> None:
         text=True,
     )
     if done.returncode != 0:
-        raise RuntimeError("celerybeat_app %s failed:\n%s%s" % (args[0], done.stdout, done.stderr))
+        raise RuntimeError(
+            "celerybeat_app %s failed:\n%s%s" % (args[0], done.stdout, done.stderr)
+        )
 
 
 def beat_stats(records: list[list[Any]], *, t0: float, end: float, count: int) -> dict:
@@ -303,9 +332,22 @@ def measure_beat(ctx: Context, venv: Path) -> dict:
     node = "bench%d-beatworker@%s" % (os.getpid(), socket.gethostname())
     worker = Process(
         [
-            celery, "-A", "bench.celerybeat_app", "worker", "--pool", "prefork", "-c", "2",
-            "-Q", BEAT_QUEUE, "-n", node, "--without-mingle", "--without-gossip",
-            "--loglevel", "WARNING",
+            celery,
+            "-A",
+            "bench.celerybeat_app",
+            "worker",
+            "--pool",
+            "prefork",
+            "-c",
+            "2",
+            "-Q",
+            BEAT_QUEUE,
+            "-n",
+            node,
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "WARNING",
         ],
         env=env,
         log=ctx.workdir / ("%s-celerybeat-worker.log" % db.label),
@@ -313,9 +355,16 @@ def measure_beat(ctx: Context, venv: Path) -> dict:
     )
     beat = Process(
         [
-            celery, "-A", "bench.celerybeat_app", "beat",
-            "-S", "bench.celerybeat_app:DueStampingScheduler",
-            "-s", str(ctx.workdir / "celerybeat-schedule"), "--loglevel", "WARNING",
+            celery,
+            "-A",
+            "bench.celerybeat_app",
+            "beat",
+            "-S",
+            "bench.celerybeat_app:DueStampingScheduler",
+            "-s",
+            str(ctx.workdir / "celerybeat-schedule"),
+            "--loglevel",
+            "WARNING",
         ],
         env=env,
         log=ctx.workdir / ("%s-celerybeat.log" % db.label),
@@ -367,7 +416,9 @@ def measure_beat(ctx: Context, venv: Path) -> dict:
         "db_cpu_percent": db_cpu,
         "workers_cpu_percent": worker_cpu,
         "others_cpu_percent": (
-            max(0.0, host_others - (worker_cpu or 0.0)) if host_others is not None else None
+            max(0.0, host_others - (worker_cpu or 0.0))
+            if host_others is not None
+            else None
         ),
         "left_in_queue": left,
         "started_before_t0_s": t0 - beat_started,
@@ -422,10 +473,14 @@ def ratios(metrics: dict) -> list[list[Any]]:
 
 
 def run(ctx: Context, *, beat_venv: Path | None = None, beat: bool = True) -> Outcome:
-    workers_note = "%d x `celery -A config worker --pool prefork -c %d`" % (NODES, CONCURRENCY)
+    workers_note = "%d x `celery -A config worker --pool prefork -c %d`" % (
+        NODES,
+        CONCURRENCY,
+    )
     outcome = Outcome(
         "celery",
-        "7. Celery executor (SCHEDULER_EXECUTOR=celery, %s) and celery beat" % workers_note,
+        "7. Celery executor (SCHEDULER_EXECUTOR=celery, %s) and celery beat"
+        % workers_note,
         HEADERS,
     )
     if not (isinstance(ctx.db, PostgresDatabase) and ctx.db.redis):
@@ -448,7 +503,9 @@ def run(ctx: Context, *, beat_venv: Path | None = None, beat: bool = True) -> Ou
             runnow["all_started_s"],
             runnow["all_finished_s"],
             runnow["rate_per_s"],
-            None, None, None,
+            None,
+            None,
+            None,
             runnow["requests"] - runnow["succeeded"],
             runnow["cpu_percent"],
             runnow["workers_cpu_percent"],
@@ -458,7 +515,9 @@ def run(ctx: Context, *, beat_venv: Path | None = None, beat: bool = True) -> Ou
     )
     print("    run-now: %s" % _brief(outcome.rows[-1]), flush=True)
 
-    spike = burst.measure(ctx, workers=workers, name="celery-burst", timeout=BURST_TIMEOUT_SECONDS)
+    spike = burst.measure(
+        ctx, workers=workers, name="celery-burst", timeout=BURST_TIMEOUT_SECONDS
+    )
     outcome.metrics["burst"] = spike
     outcome.rows.append(
         [
@@ -492,7 +551,9 @@ def run(ctx: Context, *, beat_venv: Path | None = None, beat: bool = True) -> Ou
             "%d tasks/s spread, %d s" % (RATE, ctx.duration),
             late["expected"],
             late["ran"],
-            None, None, None,
+            None,
+            None,
+            None,
             late["lateness_ms"]["p50"],
             late["lateness_ms"]["p99"],
             late["lateness_ms"]["max"],
@@ -506,7 +567,8 @@ def run(ctx: Context, *, beat_venv: Path | None = None, beat: bool = True) -> Ou
     print("    lateness: %s" % _brief(outcome.rows[-1]), flush=True)
     if late["ready_before_t0_s"] < 0:
         outcome.notes.append(
-            "%d tasks/s: the scheduler led only %.1f s after T0" % (RATE, -late["ready_before_t0_s"])
+            "%d tasks/s: the scheduler led only %.1f s after T0"
+            % (RATE, -late["ready_before_t0_s"])
         )
     if late["unstarted"]:
         outcome.notes.append(
@@ -515,7 +577,9 @@ def run(ctx: Context, *, beat_venv: Path | None = None, beat: bool = True) -> Ou
             % (RATE, late["unstarted"], fires.DRAIN_SECONDS)
         )
     if late["duplicates"]:
-        outcome.notes.append("%d tasks/s: %d duplicate runs" % (RATE, late["duplicates"]))
+        outcome.notes.append(
+            "%d tasks/s: %d duplicate runs" % (RATE, late["duplicates"])
+        )
 
     if not beat:
         return outcome
@@ -532,7 +596,9 @@ def run(ctx: Context, *, beat_venv: Path | None = None, beat: bool = True) -> Ou
             "celery beat + django-celery-beat, %d/s" % RATE,
             theirs["scheduled"],
             theirs["ran"],
-            None, None, None,
+            None,
+            None,
+            None,
             theirs["lateness_ms"]["p50"],
             theirs["lateness_ms"]["p99"],
             theirs["lateness_ms"]["max"],

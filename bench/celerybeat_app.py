@@ -115,7 +115,9 @@ class DueStampingScheduler(DatabaseScheduler):
 
 
 @before_task_publish.connect
-def _stamp(sender: str | None = None, headers: dict | None = None, **kwargs: Any) -> None:
+def _stamp(
+    sender: str | None = None, headers: dict | None = None, **kwargs: Any
+) -> None:
     """In beat: the run's due time, and when beat publishes it."""
     if sender == TASK and headers is not None:
         headers["bench_due"] = _sending_due
@@ -152,7 +154,7 @@ def schedule(tasks: int, t0: float) -> None:
             interval=every,
             args=json.dumps([i]),
             # Due = last_run_at + 1 s: the first run of task i at T0 + i/N.
-            last_run_at=dt.datetime.fromtimestamp(t0 + i / tasks - 1.0, tz=dt.timezone.utc),
+            last_run_at=dt.datetime.fromtimestamp(t0 + i / tasks - 1.0, tz=dt.UTC),
             enabled=True,
         )
         for i in range(tasks)

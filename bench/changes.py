@@ -29,6 +29,7 @@ import time
 
 from django.db import transaction
 from django.utils import timezone
+
 from scheduler_app.models import ScheduledTask, TaskExecution
 from scheduler_app.services import task_create, task_request_run, task_update
 
@@ -66,7 +67,10 @@ def run(ctx: Context) -> Outcome:
     rng = random.Random(3)
     tomorrow = time.time() + 86400
     create_tasks(
-        PREFIX + "-edit", SAMPLES // 2, task_type="date", run_date=utc(tomorrow),
+        PREFIX + "-edit",
+        SAMPLES // 2,
+        task_type="date",
+        run_date=utc(tomorrow),
         next_run_at=lambda i: utc(tomorrow),
     )
     create_tasks(PREFIX + "-runnow", 1, task_type="manual")
@@ -89,7 +93,7 @@ def run(ctx: Context) -> Outcome:
             # An outer transaction only to timestamp the commit: this callback runs
             # right after COMMIT, before the service's own (the Redis notification).
             with transaction.atomic():
-                transaction.on_commit(lambda: commits.append(time.time()))
+                transaction.on_commit(lambda sink=commits: sink.append(time.time()))
                 if i % 2 == 0:
                     task = task_create(
                         now=now,
@@ -120,7 +124,9 @@ def run(ctx: Context) -> Outcome:
             if execution is None or execution.started_at is None:
                 lost["run-now"] += 1
                 continue
-            run_now.append((execution.started_at - execution.created_at).total_seconds())
+            run_now.append(
+                (execution.started_at - execution.created_at).total_seconds()
+            )
     finally:
         process.stop()
     metrics = {
@@ -140,7 +146,9 @@ def run(ctx: Context) -> Outcome:
         ("run-now (started - created)", "run_now_ms"),
     ):
         figures = metrics[key]
-        rows.append([label, figures["n"], figures["p50"], figures["p99"], figures["max"]])
+        rows.append(
+            [label, figures["n"], figures["p50"], figures["p99"], figures["max"]]
+        )
     outcome = Outcome(
         "changes",
         "3. Change propagation and run-now latency (%s)"
@@ -150,5 +158,7 @@ def run(ctx: Context) -> Outcome:
         metrics=metrics,
     )
     if any(lost.values()):
-        outcome.notes.append("samples not seen within %.0f s: %s" % (SAMPLE_TIMEOUT, lost))
+        outcome.notes.append(
+            "samples not seen within %.0f s: %s" % (SAMPLE_TIMEOUT, lost)
+        )
     return outcome

@@ -7,6 +7,7 @@ environment and calls django.setup() first (the parent process never does).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import os
@@ -51,7 +52,7 @@ def base_env() -> dict[str, str]:
 
 
 def utc(timestamp: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc)
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
 
 
 def next_whole_second(after: float) -> float:
@@ -139,7 +140,9 @@ class PostgresDatabase:
     def describe(self) -> str:
         return "PostgreSQL database %s, %s" % (
             self.name,
-            "Redis %s (prefix %s)" % (self.redis_url, self.prefix) if self.redis else "no Redis",
+            "Redis %s (prefix %s)" % (self.redis_url, self.prefix)
+            if self.redis
+            else "no Redis",
         )
 
     def url(self, name: str) -> str:
@@ -158,7 +161,9 @@ class PostgresDatabase:
     def _admin(self, *statements: str) -> None:
         import psycopg
 
-        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as conn:
+        with psycopg.connect(
+            self.admin_url, autocommit=True, connect_timeout=5
+        ) as conn:
             for statement in statements:
                 conn.execute(statement)  # type: ignore[arg-type]
 
@@ -167,7 +172,9 @@ class PostgresDatabase:
             'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % self.template_name,
             'CREATE DATABASE "%s"' % self.template_name,
         )
-        _migrate({**base_env(), **self.env(), "DATABASE_URL": self.url(self.template_name)})
+        _migrate(
+            {**base_env(), **self.env(), "DATABASE_URL": self.url(self.template_name)}
+        )
 
     def reset(self) -> None:
         _close_django_connections()
@@ -349,7 +356,9 @@ class ProcSampler:
         self.session = SessionProcesses(pid) if session else None
         self.samples: list[Sample] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="bench-sampler", daemon=True
+        )
 
     def start(self) -> ProcSampler:
         self._thread.start()
@@ -365,13 +374,21 @@ class ProcSampler:
             if not ticks and not rss_kb:
                 return None
             return Sample(
-                at=time.time(), cpu_ticks=ticks, rss_kb=rss_kb, host_ticks=_host_busy_ticks()
+                at=time.time(),
+                cpu_ticks=ticks,
+                rss_kb=rss_kb,
+                host_ticks=_host_busy_ticks(),
             )
         try:
             ticks = _process_ticks(self.pid)
             with open("/proc/%d/status" % self.pid) as status:
                 rss = next(
-                    (int(line.split()[1]) for line in status if line.startswith("VmRSS:")), 0
+                    (
+                        int(line.split()[1])
+                        for line in status
+                        if line.startswith("VmRSS:")
+                    ),
+                    0,
                 )
         except (OSError, IndexError, ValueError):
             return None
@@ -447,7 +464,12 @@ class Process:
     """
 
     def __init__(
-        self, args: Sequence[str], *, env: dict[str, str], log: Path, session: bool = False
+        self,
+        args: Sequence[str],
+        *,
+        env: dict[str, str],
+        log: Path,
+        session: bool = False,
     ) -> None:
         self.args = list(args)
         self.env = env
@@ -476,11 +498,21 @@ class Process:
             # Where the time goes (bench/README.md, "Profiling"): collapsed stacks of
             # every thread, GIL holders only, next to the process's log.
             subprocess.Popen(
-                [profiler, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "200",
-                 # BENCH_PYSPY_IDLE=1: every thread, waiting included (where time goes,
-                 # not CPU: a thread blocked on the database shows up).
-                 *(["--idle"] if os.environ.get("BENCH_PYSPY_IDLE") else ["--gil"]),
-                 "--output", str(self.log.with_suffix(".pyspy.txt"))],
+                [
+                    profiler,
+                    "record",
+                    "--pid",
+                    str(self.pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "200",
+                    # BENCH_PYSPY_IDLE=1: every thread, waiting included (where time goes,
+                    # not CPU: a thread blocked on the database shows up).
+                    *(["--idle"] if os.environ.get("BENCH_PYSPY_IDLE") else ["--gil"]),
+                    "--output",
+                    str(self.log.with_suffix(".pyspy.txt")),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -504,14 +536,14 @@ class Process:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                print("  ! %s did not stop in %.0f s: killed" % (self.log.name, timeout))
+                print(
+                    "  ! %s did not stop in %.0f s: killed" % (self.log.name, timeout)
+                )
                 self.proc.kill()
                 self.proc.wait()
         if self.session:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)  # pool processes left behind
-            except ProcessLookupError:
-                pass
         return self.proc.returncode
 
 
@@ -574,7 +606,9 @@ def running(workers: Workers | None, name: str) -> Iterator[dict[str, str]]:
         workers.stop()
 
 
-def wait_until(condition: Callable[[], Any], *, timeout: float, every: float = 0.05) -> Any:
+def wait_until(
+    condition: Callable[[], Any], *, timeout: float, every: float = 0.05
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -600,7 +634,9 @@ def wait_leader(process: Process, *, timeout: float = 30.0) -> float:
         ).exists()
 
     if not wait_until(ready, timeout=timeout, every=0.05):
-        raise RuntimeError("the scheduler did not become leader:\n" + process.log_tail())
+        raise RuntimeError(
+            "the scheduler did not become leader:\n" + process.log_tail()
+        )
     return time.time()
 
 
@@ -671,7 +707,7 @@ def fmt(value: Any, digits: int = 1) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
-        return "{:,}".format(value)
+        return f"{value:,}"
     if isinstance(value, float):
         if math.isinf(value):
             return "inf"
@@ -693,7 +729,7 @@ def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     def line(row: Sequence[str]) -> str:
         return "  ".join(
             cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths))
+            for i, (cell, width) in enumerate(zip(row, widths, strict=False))
         ).rstrip()
 
     out = [title, line(cells[0]), line(["-" * width for width in widths])]

@@ -56,9 +56,19 @@ def measure(ctx: Context, count: int, phase: str) -> dict:
     env = {**base_env(), **ctx.db.env(), "DJANGO_SETTINGS_MODULE": "bench.settings"}
     process = Process(
         [
-            PYTHON, "-m", "bench.djapscheduler_runner",
-            "--tasks", str(count), "--phase", phase, "--t0", repr(t0),
-            "--out", str(out), "--ready", str(ready),
+            PYTHON,
+            "-m",
+            "bench.djapscheduler_runner",
+            "--tasks",
+            str(count),
+            "--phase",
+            phase,
+            "--t0",
+            repr(t0),
+            "--out",
+            str(out),
+            "--ready",
+            str(ready),
         ],
         env=env,
         log=ctx.workdir / ("%s-%s.log" % (ctx.db.label, name)),
@@ -67,7 +77,9 @@ def measure(ctx: Context, count: int, phase: str) -> dict:
     sampler = ctx.sampler(process.pid)
     try:
         if not wait_until(ready.exists, timeout=LEAD_SECONDS + 30, every=0.05):
-            raise RuntimeError("django-apscheduler did not start:\n" + process.log_tail())
+            raise RuntimeError(
+                "django-apscheduler did not start:\n" + process.log_tail()
+            )
         ready_at = float(ready.read_text() or time.time())
         sleep_until(end + DRAIN_SECONDS)
         cpu = sampler.cpu_percent(t0, end)
@@ -79,7 +91,9 @@ def measure(ctx: Context, count: int, phase: str) -> dict:
         # Its results are on disk once SIGTERM is handled; a stuck shutdown is killed.
         process.stop(timeout=15)
     if not out.exists():
-        raise RuntimeError("django-apscheduler wrote no results:\n" + process.log_tail())
+        raise RuntimeError(
+            "django-apscheduler wrote no results:\n" + process.log_tail()
+        )
     data = json.loads(out.read_text())
 
     offsets = [(i / count if phase == "spread" else 0.0) for i in range(count)]
@@ -94,7 +108,7 @@ def measure(ctx: Context, count: int, phase: str) -> dict:
     lateness = []
     per_fire: Counter[tuple[int, float]] = Counter()
     for index, times in scheduled.items():
-        for when, began in zip(sorted(times), sorted(starts[index])):
+        for when, began in zip(sorted(times), sorted(starts[index]), strict=False):
             if t0 <= when < end:
                 lateness.append(began - when)
                 per_fire[(index, round(when, 6))] += 1

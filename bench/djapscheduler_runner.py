@@ -67,7 +67,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, required=True)
     parser.add_argument("--phase", choices=("spread", "aligned"), default="spread")
-    parser.add_argument("--t0", type=float, required=True, help="first fire (unix time)")
+    parser.add_argument(
+        "--t0", type=float, required=True, help="first fire (unix time)"
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--ready", type=Path, required=True)
     args = parser.parse_args()
@@ -116,7 +118,7 @@ def main() -> None:
             timed_job,
             trigger=IntervalTrigger(
                 seconds=1,
-                start_date=dt.datetime.fromtimestamp(args.t0 + offset, tz=dt.timezone.utc),
+                start_date=dt.datetime.fromtimestamp(args.t0 + offset, tz=dt.UTC),
             ),
             args=[i],
             id="bench-%05d" % i,
@@ -142,7 +144,9 @@ def main() -> None:
 
     def write_results() -> None:
         with _timings_lock:
-            timings = {name: {"calls": c, "seconds": s} for name, (c, s) in _timings.items()}
+            timings = {
+                name: {"calls": c, "seconds": s} for name, (c, s) in _timings.items()
+            }
         args.out.write_text(
             json.dumps(
                 {

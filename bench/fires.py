@@ -97,7 +97,10 @@ def fire_stats(*, prefix: str, start: float, end: float, offsets: list[float]) -
         for _t, scheduled, _c, started, _st in rows
         if started is not None
     ]
-    staged_ahead = [(scheduled - created).total_seconds() for _t, scheduled, created, _s, _st in rows]
+    staged_ahead = [
+        (scheduled - created).total_seconds()
+        for _t, scheduled, created, _s, _st in rows
+    ]
     return {
         "expected": expected,
         "recorded": len(per_fire),
@@ -107,7 +110,9 @@ def fire_stats(*, prefix: str, start: float, end: float, offsets: list[float]) -
         "unstarted": sum(1 for row in rows if row[3] is None),
         "statuses": dict(statuses),
         "lateness_ms": summary_ms(lateness),
-        "staged_ahead_min_ms": round(min(staged_ahead) * 1000, 1) if staged_ahead else None,
+        "staged_ahead_min_ms": round(min(staged_ahead) * 1000, 1)
+        if staged_ahead
+        else None,
     }
 
 
@@ -153,7 +158,10 @@ def _measure(
     try:
         ready = wait_leader(process)
         sleep_until(end + DRAIN_SECONDS)
-        figures = {**sampler.figures(t0, end), **(workers.figures(t0, end) if workers else {})}
+        figures = {
+            **sampler.figures(t0, end),
+            **(workers.figures(t0, end) if workers else {}),
+        }
     finally:
         sampler.stop()
         process.stop()
@@ -195,7 +203,8 @@ def row(result: dict) -> list:
 def run(ctx: Context, *, counts: list[int], phases: list[str]) -> Outcome:
     outcome = Outcome(
         "fires",
-        "1. N tasks every 1 s for %d s (runscheduler, %d threads)" % (ctx.duration, ctx.threads),
+        "1. N tasks every 1 s for %d s (runscheduler, %d threads)"
+        % (ctx.duration, ctx.threads),
         HEADERS,
     )
     for count in counts:
@@ -210,10 +219,14 @@ def run(ctx: Context, *, counts: list[int], phases: list[str]) -> Outcome:
                     % (count, phase, -result["ready_before_t0_s"])
                 )
             others = {
-                status: n for status, n in result["statuses"].items() if status != "success"
+                status: n
+                for status, n in result["statuses"].items()
+                if status != "success"
             }
             if others:
-                outcome.notes.append("%d %s: statuses other than success: %s" % (count, phase, others))
+                outcome.notes.append(
+                    "%d %s: statuses other than success: %s" % (count, phase, others)
+                )
     return outcome
 
 

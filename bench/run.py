@@ -39,18 +39,32 @@ from bench.common import (  # noqa: E402
     table,
 )
 
-SCENARIOS = ("fires", "idle", "burst", "changes", "throughput", "djapscheduler", "celery")
+SCENARIOS = (
+    "fires",
+    "idle",
+    "burst",
+    "changes",
+    "throughput",
+    "djapscheduler",
+    "celery",
+)
 DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.run", description="Scheduler benchmarks (see bench/README.md)."
+        prog="python -m bench.run",
+        description="Scheduler benchmarks (see bench/README.md).",
     )
-    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument(
-        "--duration", type=int, default=60, help="seconds of each firing window (default 60)"
+        "--backend", choices=("sqlite", "postgres", "both"), default="both"
+    )
+    parser.add_argument(
+        "--duration",
+        type=int,
+        default=60,
+        help="seconds of each firing window (default 60)",
     )
     parser.add_argument(
         "--only",
@@ -58,10 +72,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated scenarios among %s (default: all)" % ", ".join(SCENARIOS),
     )
     parser.add_argument(
-        "--tasks", default="200,1000", help="task counts of scenario 1 (default 200,1000)"
+        "--tasks",
+        default="200,1000",
+        help="task counts of scenario 1 (default 200,1000)",
     )
     parser.add_argument(
-        "--phases", default="spread,aligned", help="phases of scenario 1 (default spread,aligned)"
+        "--phases",
+        default="spread,aligned",
+        help="phases of scenario 1 (default spread,aligned)",
     )
     parser.add_argument(
         "--djapscheduler-tasks",
@@ -77,7 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--pg-url",
         default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL),
-        help="PostgreSQL server to create the bench database on (default %s)" % DEFAULT_PG_URL,
+        help="PostgreSQL server to create the bench database on (default %s)"
+        % DEFAULT_PG_URL,
     )
     parser.add_argument(
         "--redis-url",
@@ -98,8 +117,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="virtualenv of the celery beat comparison (scenario celery): created there when "
         "missing and kept; default: a fresh one in the work dir",
     )
-    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
-    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs) afterwards")
+    parser.add_argument(
+        "--json", type=Path, help="also write every figure to this JSON file"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work dir (logs) afterwards"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--results", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
@@ -112,7 +135,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--duration must be at least 2 seconds")
     for name in ("tasks", "djapscheduler_tasks"):
         try:
-            setattr(args, name, [int(n) for n in getattr(args, name).split(",") if n.strip()])
+            setattr(
+                args,
+                name,
+                [int(n) for n in getattr(args, name).split(",") if n.strip()],
+            )
         except ValueError:
             parser.error("--%s takes comma-separated integers" % name.replace("_", "-"))
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
@@ -143,7 +170,9 @@ def run_backend(args: argparse.Namespace) -> None:
     name = str(settings.DATABASES["default"]["NAME"])
     expected = str(db.path) if args.backend == "sqlite" else db.name
     if name != expected:
-        raise SystemExit("bench: the settings point at %s, not at %s" % (name, expected))
+        raise SystemExit(
+            "bench: the settings point at %s, not at %s" % (name, expected)
+        )
 
     from bench import burst, celery, changes, djapscheduler, fires, throughput
 
@@ -191,7 +220,11 @@ def run_backend(args: argparse.Namespace) -> None:
             }
     finally:
         db.drop()
-    results["_backend"] = {"label": db.label, "redis": db.redis, "describe": db.describe()}
+    results["_backend"] = {
+        "label": db.label,
+        "redis": db.redis,
+        "describe": db.describe(),
+    }
     args.results.write_text(json.dumps(results, default=str))
 
 
@@ -224,7 +257,14 @@ def targets(label: str, results: dict) -> list[list[str]]:
         verdict = "-" if ok is None else ("PASS" if ok else "MISS")
         others = (source or {}).get("others_cpu_percent")
         rows.append(
-            [label, what, goal, shown if shown is not None else fmt(value), verdict, fmt(others)]
+            [
+                label,
+                what,
+                goal,
+                shown if shown is not None else fmt(value),
+                verdict,
+                fmt(others),
+            ]
         )
 
     def fire(key: str) -> dict | None:
@@ -234,28 +274,59 @@ def targets(label: str, results: dict) -> list[list[str]]:
     if spread200:
         p99 = spread200["lateness_ms"]["p99"]
         src = spread200
-        check("spread 200/s lateness p99", "<= 10 ms", p99, p99 is not None and p99 <= 10, source=src)
+        check(
+            "spread 200/s lateness p99",
+            "<= 10 ms",
+            p99,
+            p99 is not None and p99 <= 10,
+            source=src,
+        )
         check("spread 200/s missed", "0", src["missed"], src["missed"] == 0, source=src)
-        check("spread 200/s duplicates", "0", src["duplicates"], src["duplicates"] == 0, source=src)
+        check(
+            "spread 200/s duplicates",
+            "0",
+            src["duplicates"],
+            src["duplicates"] == 0,
+            source=src,
+        )
         cpu = src["cpu_percent"]
         check(
-            "CPU at 200 tasks/s", "<= 25 % of a core", cpu, cpu is not None and cpu <= 25, source=src
+            "CPU at 200 tasks/s",
+            "<= 25 % of a core",
+            cpu,
+            cpu is not None and cpu <= 25,
+            source=src,
         )
     spread1000 = fire("spread-1000")
     if spread1000:
         src = spread1000
-        check("spread 1000/s missed", "0", src["missed"], src["missed"] == 0, source=src)
+        check(
+            "spread 1000/s missed", "0", src["missed"], src["missed"] == 0, source=src
+        )
         p99 = src["lateness_ms"]["p99"]
-        check("spread 1000/s lateness p99", "<= 50 ms", p99, p99 is not None and p99 <= 50, source=src)
+        check(
+            "spread 1000/s lateness p99",
+            "<= 50 ms",
+            p99,
+            p99 is not None and p99 <= 50,
+            source=src,
+        )
         rss = src["peak_rss_mb"]
         check(
-            "scheduler RSS at 1000 tasks", "<= 100 MB", rss, rss is not None and rss <= 100, source=src
+            "scheduler RSS at 1000 tasks",
+            "<= 100 MB",
+            rss,
+            rss is not None and rss <= 100,
+            source=src,
         )
     aligned200 = fire("aligned-200")
     if aligned200:
         p99 = aligned200["lateness_ms"]["p99"]
         check(
-            "aligned 200/s lateness p99", "<= 50 ms", p99, p99 is not None and p99 <= 50,
+            "aligned 200/s lateness p99",
+            "<= 50 ms",
+            p99,
+            p99 is not None and p99 <= 50,
             source=aligned200,
         )
     burst = _get(results, "burst", "metrics")
@@ -272,7 +343,10 @@ def targets(label: str, results: dict) -> list[list[str]]:
             )
     changes = _get(results, "changes", "metrics")
     if changes:
-        for key, what in (("propagation_ms", "change propagation p99"), ("run_now_ms", "run-now p99")):
+        for key, what in (
+            ("propagation_ms", "change propagation p99"),
+            ("run_now_ms", "run-now p99"),
+        ):
             value = changes[key]["p99"]
             complete = not any(changes["lost"].values())
             check(
@@ -285,7 +359,10 @@ def targets(label: str, results: dict) -> list[list[str]]:
     if throughput:
         rate = throughput["rate_per_s"]
         check(
-            "run-now throughput (1000)", ">= 500/s", rate, rate is not None and rate >= 500,
+            "run-now throughput (1000)",
+            ">= 500/s",
+            rate,
+            rate is not None and rate >= 500,
             source=throughput,
         )
     return rows
@@ -328,7 +405,10 @@ def revision() -> str:
     """The commit measured (read-only git calls), "+changes" when the tree is dirty."""
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True
@@ -356,14 +436,17 @@ def cpu_reference() -> float:
 
 
 def machine() -> str:
-    return "%s, %d cores (nproc), %s, Python %s, SQLite %s, commit %s, CPU reference %.3f s" % (
-        platform.node(),
-        os.cpu_count() or 0,
-        platform.machine(),
-        platform.python_version(),
-        sqlite3.sqlite_version,
-        revision(),
-        cpu_reference(),
+    return (
+        "%s, %d cores (nproc), %s, Python %s, SQLite %s, commit %s, CPU reference %.3f s"
+        % (
+            platform.node(),
+            os.cpu_count() or 0,
+            platform.machine(),
+            platform.python_version(),
+            sqlite3.sqlite_version,
+            revision(),
+            cpu_reference(),
+        )
     )
 
 
@@ -374,14 +457,20 @@ def reachable(args: argparse.Namespace) -> tuple[bool, str]:
 
         psycopg.connect(args.pg_url, connect_timeout=3).close()
     except Exception as exc:
-        print("PostgreSQL not reachable at %s (%s): skipping that pass." % (args.pg_url, exc))
+        print(
+            "PostgreSQL not reachable at %s (%s): skipping that pass."
+            % (args.pg_url, exc)
+        )
         return False, ""
     try:
         import redis
 
         redis.Redis.from_url(args.redis_url, socket_connect_timeout=3).ping()
     except Exception as exc:
-        print("Redis not reachable at %s (%s): PostgreSQL pass without Redis." % (args.redis_url, exc))
+        print(
+            "Redis not reachable at %s (%s): PostgreSQL pass without Redis."
+            % (args.redis_url, exc)
+        )
         return True, ""
     return True, args.redis_url
 
@@ -409,24 +498,45 @@ def main(argv: list[str] | None = None) -> None:
                     continue
             results_file = workdir / ("%s-results.json" % backend)
             argv_child = [
-                PYTHON, "-m", "bench.run", "--child",
-                "--backend", backend,
-                "--duration", str(args.duration),
-                "--only", ",".join(args.only),
-                "--tasks", ",".join(map(str, args.tasks)),
-                "--phases", ",".join(args.phases),
-                "--djapscheduler-tasks", ",".join(map(str, args.djapscheduler_tasks)),
-                "--threads", str(args.threads),
-                "--wait-quiet", str(args.wait_quiet),
-                *(["--beat-venv", str(args.beat_venv.resolve())] if args.beat_venv else []),
-                "--pg-url", args.pg_url,
-                "--redis-url", redis_url,
-                "--results", str(results_file),
-                "--workdir", str(workdir),
+                PYTHON,
+                "-m",
+                "bench.run",
+                "--child",
+                "--backend",
+                backend,
+                "--duration",
+                str(args.duration),
+                "--only",
+                ",".join(args.only),
+                "--tasks",
+                ",".join(map(str, args.tasks)),
+                "--phases",
+                ",".join(args.phases),
+                "--djapscheduler-tasks",
+                ",".join(map(str, args.djapscheduler_tasks)),
+                "--threads",
+                str(args.threads),
+                "--wait-quiet",
+                str(args.wait_quiet),
+                *(
+                    ["--beat-venv", str(args.beat_venv.resolve())]
+                    if args.beat_venv
+                    else []
+                ),
+                "--pg-url",
+                args.pg_url,
+                "--redis-url",
+                redis_url,
+                "--results",
+                str(results_file),
+                "--workdir",
+                str(workdir),
             ]
             done = subprocess.run(argv_child, cwd=ROOT, env=base_env())
             if done.returncode != 0 or not results_file.exists():
-                print("bench: the %s pass failed (exit %s)" % (backend, done.returncode))
+                print(
+                    "bench: the %s pass failed (exit %s)" % (backend, done.returncode)
+                )
                 continue
             collected[backend] = json.loads(results_file.read_text())
     finally:
@@ -474,7 +584,11 @@ def main(argv: list[str] | None = None) -> None:
         misses = sum(1 for row in rows if row[4] == "MISS")
         print("\n%d target(s) met, %d missed." % (len(rows) - misses, misses))
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "results": collected}, indent=1, default=str))
+        args.json.write_text(
+            json.dumps(
+                {"machine": machine(), "results": collected}, indent=1, default=str
+            )
+        )
         print("bench: figures written to %s" % args.json)
 
 

@@ -29,7 +29,9 @@ TIMEOUT_SECONDS = 120.0
 PREFIX = "bench-runnow"
 
 
-def measure(ctx: Context, *, workers: Workers | None = None, name: str = "throughput") -> dict:
+def measure(
+    ctx: Context, *, workers: Workers | None = None, name: str = "throughput"
+) -> dict:
     """One measurement; with `workers`, the executions run on them (scenario 7)."""
     ctx.settle()
     ctx.db.reset()
@@ -58,11 +60,16 @@ def _measure(
             every=0.1,
         )
         done = time.time()
-        figures = {**sampler.figures(requested_at, done), **(workers.figures(requested_at, done) if workers else {})}
+        figures = {
+            **sampler.figures(requested_at, done),
+            **(workers.figures(requested_at, done) if workers else {}),
+        }
     finally:
         sampler.stop()
         process.stop()
-    rows = list(executions.values_list("created_at", "started_at", "finished_at", "status"))
+    rows = list(
+        executions.values_list("created_at", "started_at", "finished_at", "status")
+    )
     created = min(c.timestamp() for c, *_ in rows)
     started = [s.timestamp() for _c, s, _f, _st in rows if s is not None]
     finished = [f.timestamp() for _c, _s, f, _st in rows if f is not None]
@@ -113,6 +120,7 @@ def run(ctx: Context) -> Outcome:
     )
     if metrics["finished"] < COUNT:
         outcome.notes.append(
-            "only %d of %d finished within %.0f s" % (metrics["finished"], COUNT, TIMEOUT_SECONDS)
+            "only %d of %d finished within %.0f s"
+            % (metrics["finished"], COUNT, TIMEOUT_SECONDS)
         )
     return outcome

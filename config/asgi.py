@@ -1,4 +1,5 @@
 """ASGI entry point for the web process (never starts the scheduler)."""
+
 import os
 
 from django.core.asgi import get_asgi_application

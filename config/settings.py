@@ -31,7 +31,9 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # when a client sends it); unset, Django trusts no header.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG
+)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
@@ -98,9 +100,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         # takes the write lock at BEGIN so concurrent writers wait (busy timeout)
         # instead of failing with "database is locked" half-way through.
         "init_command": (
-            "PRAGMA journal_mode=WAL;"
-            "PRAGMA synchronous=NORMAL;"
-            "PRAGMA foreign_keys=ON;"
+            "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA foreign_keys=ON;"
         ),
         "transaction_mode": "IMMEDIATE",
         "timeout": env.int("SQLITE_BUSY_TIMEOUT", default=20),
@@ -129,7 +129,9 @@ ADMIN_USERNAME = env.str("ADMIN_USERNAME", default="admin")
 ADMIN_PASSWORD = env.str("ADMIN_PASSWORD", default="")
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
+    },
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
@@ -219,7 +221,9 @@ SPECTACULAR_SETTINGS = {
 # Fire tasks at all (a scheduler with this off still heartbeats and runs run-now).
 SCHEDULER_ENABLED = env.bool("SCHEDULER_ENABLED", default=True)
 # Folder scanned for `scripts:<file>` handlers.
-SCHEDULER_SCRIPTS_PATH = env.str("SCHEDULER_SCRIPTS_PATH", default=str(BASE_DIR / "scripts"))
+SCHEDULER_SCRIPTS_PATH = env.str(
+    "SCHEDULER_SCRIPTS_PATH", default=str(BASE_DIR / "scripts")
+)
 # Modules whose public functions and BaseTask subclasses may be handlers, for code
 # that cannot use the @scheduler_app.handler decorator (comma-separated). Scripts and
 # decorated handlers need no entry; standard library modules are never allowed.
@@ -232,7 +236,9 @@ SCHEDULER_EXECUTOR = env.str("SCHEDULER_EXECUTOR", default="inline")
 SCHEDULER_THREAD_POOL_SIZE = env.int("SCHEDULER_THREAD_POOL_SIZE", default=10)
 # Leader election among several runscheduler instances.
 SCHEDULER_LEADER_LOCK_ENABLED = env.bool("SCHEDULER_LEADER_LOCK_ENABLED", default=True)
-SCHEDULER_LEADER_LOCK_KEY = env.str("SCHEDULER_LEADER_LOCK_KEY", default="scheduler:leader")
+SCHEDULER_LEADER_LOCK_KEY = env.str(
+    "SCHEDULER_LEADER_LOCK_KEY", default="scheduler:leader"
+)
 SCHEDULER_LEADER_LOCK_TTL = env.int("SCHEDULER_LEADER_LOCK_TTL", default=30)
 SCHEDULER_LEADER_LOCK_REFRESH_INTERVAL = env.int(
     "SCHEDULER_LEADER_LOCK_REFRESH_INTERVAL", default=10
@@ -242,17 +248,27 @@ SCHEDULER_TASK_LOCK_TTL = env.int("SCHEDULER_TASK_LOCK_TTL", default=60)
 # Prefix of every Redis key the scheduler writes.
 SCHEDULER_REDIS_PREFIX = env.str("SCHEDULER_REDIS_PREFIX", default="scheduler:")
 # Live log: flush at most this often (seconds), keep at most this many lines.
-SCHEDULER_LOG_PUBLISH_INTERVAL = env.float("SCHEDULER_LOG_PUBLISH_INTERVAL", default=0.3)
-SCHEDULER_LOG_BUFFER_MAX_LINES = env.int("SCHEDULER_LOG_BUFFER_MAX_LINES", default=20000)
+SCHEDULER_LOG_PUBLISH_INTERVAL = env.float(
+    "SCHEDULER_LOG_PUBLISH_INTERVAL", default=0.3
+)
+SCHEDULER_LOG_BUFFER_MAX_LINES = env.int(
+    "SCHEDULER_LOG_BUFFER_MAX_LINES", default=20000
+)
 # With REDIS_URL, live lines go through Redis: they expire SCHEDULER_LOG_REDIS_TTL
 # seconds after a run's last write, and the row is updated every ..._ROW_FLUSH_INTERVAL.
 SCHEDULER_LOG_REDIS_TTL = env.int("SCHEDULER_LOG_REDIS_TTL", default=3600)
-SCHEDULER_LOG_ROW_FLUSH_INTERVAL = env.float("SCHEDULER_LOG_ROW_FLUSH_INTERVAL", default=5)
+SCHEDULER_LOG_ROW_FLUSH_INTERVAL = env.float(
+    "SCHEDULER_LOG_ROW_FLUSH_INTERVAL", default=5
+)
 # Instances heartbeat this often; one silent for SCHEDULER_INSTANCE_STALE_SECONDS is gone.
 SCHEDULER_HEARTBEAT_INTERVAL = env.float("SCHEDULER_HEARTBEAT_INTERVAL", default=5)
-SCHEDULER_INSTANCE_STALE_SECONDS = env.int("SCHEDULER_INSTANCE_STALE_SECONDS", default=30)
+SCHEDULER_INSTANCE_STALE_SECONDS = env.int(
+    "SCHEDULER_INSTANCE_STALE_SECONDS", default=30
+)
 # On SIGTERM, running executions get this long to finish before they are interrupted.
-SCHEDULER_SHUTDOWN_GRACE_SECONDS = env.int("SCHEDULER_SHUTDOWN_GRACE_SECONDS", default=30)
+SCHEDULER_SHUTDOWN_GRACE_SECONDS = env.int(
+    "SCHEDULER_SHUTDOWN_GRACE_SECONDS", default=30
+)
 # Celery queue for tasks whose `queue` field is blank.
 SCHEDULER_DEFAULT_QUEUE = env.str("SCHEDULER_DEFAULT_QUEUE", default="scheduler")
 # On Celery a task's timeout_seconds is the soft time limit (an exception in the

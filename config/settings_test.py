@@ -32,5 +32,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not ":memory:", so threads (handler, log publisher) use real WAL
     # connections with the busy timeout, as in production.
     DATABASES["default"]["TEST"] = {  # noqa: F405
-        "NAME": os.path.join(tempfile.gettempdir(), "scheduler-test-%d.sqlite3" % os.getpid())
+        "NAME": os.path.join(
+            tempfile.gettempdir(), "scheduler-test-%d.sqlite3" % os.getpid()
+        )
     }

@@ -1,4 +1,5 @@
 """WSGI entry point for the web process (never starts the scheduler)."""
+
 import os
 
 from django.core.wsgi import get_wsgi_application

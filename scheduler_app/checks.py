@@ -10,7 +10,6 @@ from django.core.checks import Error, Warning, register
 
 from .conf import app_settings
 
-
 #: The tag of this app's checks, so a command can run them without the URL checks.
 TAG = "scheduler"
 
@@ -62,14 +61,19 @@ def check_scheduler_settings(app_configs: Any = None, **kwargs: Any) -> list[Any
     for name in ("SCHEDULER_LOG_PUBLISH_INTERVAL", "SCHEDULER_LOG_ROW_FLUSH_INTERVAL"):
         if getattr(app_settings, name) <= 0:
             problems.append(
-                Error("%s must be a positive number of seconds." % name, id="scheduler_app.E004")
+                Error(
+                    "%s must be a positive number of seconds." % name,
+                    id="scheduler_app.E004",
+                )
             )
     try:
         ZoneInfo(settings.TIME_ZONE)
     except (ZoneInfoNotFoundError, ValueError):
         problems.append(
-            Error("TIME_ZONE %r is not a known time zone." % settings.TIME_ZONE,
-                  id="scheduler_app.E005")
+            Error(
+                "TIME_ZONE %r is not a known time zone." % settings.TIME_ZONE,
+                id="scheduler_app.E005",
+            )
         )
     from pathlib import Path
 

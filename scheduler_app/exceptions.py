@@ -11,7 +11,9 @@ class SchedulerError(Exception):
     code = "scheduler_error"
     http_status = 400
 
-    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
+    def __init__(
+        self, message: str, *, field: str | None = None, code: str | None = None
+    ):
         super().__init__(str(message))
         self.message = str(message)
         self.field = field

@@ -166,10 +166,14 @@ def handler_choices(current: str) -> tuple[list[Any], dict[str, HandlerInfo]]:
     """
     infos = {info.path: info for info in list_handlers()}
     scripts = [
-        (path, _option_label(info)) for path, info in infos.items() if info.kind == KIND_SCRIPT
+        (path, _option_label(info))
+        for path, info in infos.items()
+        if info.kind == KIND_SCRIPT
     ]
     registered = [
-        (path, _option_label(info)) for path, info in infos.items() if info.kind != KIND_SCRIPT
+        (path, _option_label(info))
+        for path, info in infos.items()
+        if info.kind != KIND_SCRIPT
     ]
     choices: list[Any] = [("", "---------")]
     if scripts:
@@ -230,12 +234,30 @@ class ScheduledTaskForm(forms.ModelForm):
 
     class Meta:
         model = ScheduledTask
-        exclude = [
-            "last_run_at",
-            "next_run_at",
-            "run_count",
-            "success_count",
-            "fail_count",
+        # The stored counters and run times (last_run_at, next_run_at, run_count,
+        # success_count, fail_count) are the engine's, never the form's.
+        fields = [
+            "name",
+            "description",
+            "task_type",
+            "cron_expression",
+            "interval_seconds",
+            "run_date",
+            "timezone",
+            "handler_path",
+            "handler_kwargs",
+            "status",
+            "is_system",
+            "overlap_policy",
+            "max_instances",
+            "queue",
+            "timeout_seconds",
+            "max_retries",
+            "retry_delay_seconds",
+            "retry_backoff",
+            "misfire_grace_seconds",
+            "coalesce",
+            "jitter_seconds",
         ]
         labels = {"handler_kwargs": _("Other parameters (JSON)")}
         help_texts = {

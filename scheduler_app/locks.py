@@ -36,8 +36,7 @@ TASK_LOCKED_MESSAGE = _(
     "that run to finish, or force-release the lock if its holder is gone."
 )
 TASK_LOCK_BUSY_MESSAGE = _(
-    "Lock “%(key)s” was held and has just been released. Wait a moment and try "
-    "again."
+    "Lock “%(key)s” was held and has just been released. Wait a moment and try again."
 )
 
 
@@ -163,7 +162,9 @@ class DatabaseLockBackend:
     def acquire_many(
         self, owners: Mapping[str, str], *, ttl_seconds: float
     ) -> dict[str, str | None]:
-        """Take several locks (key -> owner) in one statement: an insert that takes over expired rows.
+        """Take several locks (key -> owner) in one statement.
+
+        One insert that takes over expired rows:
 
         `INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE expires_at <= now RETURNING
         key` (SQLite 3.35+, PostgreSQL) inserts the free keys, takes the expired ones
@@ -184,18 +185,29 @@ class DatabaseLockBackend:
         table = quote(SchedulerLock._meta.db_table)
         adapt = connection.ops.adapt_datetimefield_value
         tokens = {key: _new_token() for key in keys}
-        columns = ", ".join(quote(c) for c in ("key", "token", "owner", "acquired_at", "expires_at"))
+        columns = ", ".join(
+            quote(c) for c in ("key", "token", "owner", "acquired_at", "expires_at")
+        )
         sql = (
             f"INSERT INTO {table} ({columns}) VALUES "
             + ", ".join(["(%s, %s, %s, %s, %s)"] * len(keys))
             + f" ON CONFLICT ({quote('key')}) DO UPDATE SET "
-            + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in ("token", "owner", "acquired_at", "expires_at"))
+            + ", ".join(
+                f"{quote(c)} = excluded.{quote(c)}"
+                for c in ("token", "owner", "acquired_at", "expires_at")
+            )
             + f" WHERE {table}.{quote('expires_at')} <= %s RETURNING {quote('key')}"
         )
         params: builtins.list[Any] = []
         acquired_at, expires_at = adapt(now), adapt(expires)
         for key in keys:
-            params += [key, tokens[key], owners[key][:OWNER_MAX_LENGTH], acquired_at, expires_at]
+            params += [
+                key,
+                tokens[key],
+                owners[key][:OWNER_MAX_LENGTH],
+                acquired_at,
+                expires_at,
+            ]
         params.append(acquired_at)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -266,8 +278,8 @@ class DatabaseLockBackend:
             key=row.key,
             token=row.token,
             owner=row.owner,
-            acquired_at=row.acquired_at.astimezone(dt.timezone.utc),
-            expires_at=row.expires_at.astimezone(dt.timezone.utc),
+            acquired_at=row.acquired_at.astimezone(dt.UTC),
+            expires_at=row.expires_at.astimezone(dt.UTC),
         )
 
 
@@ -397,8 +409,13 @@ class RedisLockBackend:
             for key in keys
         ]
         prefix = self.namespace()
-        taken = self._acquire_many(keys=[prefix + key for key in keys], args=[px, *values])
-        return {key: tokens[key] if ok else None for key, ok in zip(keys, taken)}
+        taken = self._acquire_many(
+            keys=[prefix + key for key in keys], args=[px, *values]
+        )
+        return {
+            key: tokens[key] if ok else None
+            for key, ok in zip(keys, taken, strict=False)
+        }
 
     def release_many(self, held: builtins.list[tuple[str, str]]) -> None:
         """The owner-checked release of each (key, token), in one script call."""
@@ -466,8 +483,8 @@ class RedisLockBackend:
             key=key,
             token=token,
             owner=owner,
-            acquired_at=acquired_at.astimezone(dt.timezone.utc),
-            expires_at=expires_at.astimezone(dt.timezone.utc),
+            acquired_at=acquired_at.astimezone(dt.UTC),
+            expires_at=expires_at.astimezone(dt.UTC),
         )
 
 

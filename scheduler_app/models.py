@@ -66,7 +66,9 @@ class ScheduledTask(models.Model):
         max_length=64,
         blank=True,
         default="",
-        help_text=_("IANA name such as Europe/Paris; blank means the project time zone."),
+        help_text=_(
+            "IANA name such as Europe/Paris; blank means the project time zone."
+        ),
     )
     handler_path = models.CharField(
         _("handler"),
@@ -99,7 +101,9 @@ class ScheduledTask(models.Model):
     max_instances = models.PositiveIntegerField(
         _("max concurrent runs"),
         default=0,
-        help_text=_("With the allow policy: at most this many runs at once (0 = no cap)."),
+        help_text=_(
+            "With the allow policy: at most this many runs at once (0 = no cap)."
+        ),
     )
     queue = models.CharField(
         _("queue"),
@@ -112,7 +116,9 @@ class ScheduledTask(models.Model):
         _("timeout (seconds)"), default=0, help_text=_("0 = no timeout.")
     )
     max_retries = models.PositiveIntegerField(_("max retries"), default=0)
-    retry_delay_seconds = models.PositiveIntegerField(_("retry delay (seconds)"), default=60)
+    retry_delay_seconds = models.PositiveIntegerField(
+        _("retry delay (seconds)"), default=60
+    )
     retry_backoff = models.BooleanField(
         _("exponential backoff"),
         default=False,
@@ -121,7 +127,9 @@ class ScheduledTask(models.Model):
     misfire_grace_seconds = models.PositiveIntegerField(
         _("misfire grace (seconds)"),
         default=60,
-        help_text=_("A fire missed by more than this (e.g. during downtime) is dropped."),
+        help_text=_(
+            "A fire missed by more than this (e.g. during downtime) is dropped."
+        ),
     )
     coalesce = models.BooleanField(
         _("coalesce"),
@@ -244,7 +252,12 @@ class TaskExecutionQuerySet(models.QuerySet["TaskExecution"]):
         """
         return (
             self.pending()
-            .exclude(trigger_type__in=[TaskExecution.TriggerType.CLI, TaskExecution.TriggerType.SCHEDULED])
+            .exclude(
+                trigger_type__in=[
+                    TaskExecution.TriggerType.CLI,
+                    TaskExecution.TriggerType.SCHEDULED,
+                ]
+            )
             .filter(run_after__gt=now)
             .aggregate(first=models.Min("run_after"))["first"]
         )
@@ -314,7 +327,10 @@ class TaskExecution(models.Model):
         default=TriggerType.MANUAL,
     )
     scheduled_for = models.DateTimeField(
-        _("scheduled for"), null=True, blank=True, help_text=_("The fire time this run serves.")
+        _("scheduled for"),
+        null=True,
+        blank=True,
+        help_text=_("The fire time this run serves."),
     )
     attempt = models.PositiveIntegerField(_("attempt"), default=1)
     retry_of = models.ForeignKey(
@@ -337,19 +353,23 @@ class TaskExecution(models.Model):
         blank=True,
         help_text=_("Expressions given for this run only, replacing the task's."),
     )
-    kwargs = models.JSONField(
-        _("evaluated parameters"), default=dict, blank=True
-    )
+    kwargs = models.JSONField(_("evaluated parameters"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
-    duration_ms = models.PositiveBigIntegerField(_("duration (ms)"), null=True, blank=True)
+    duration_ms = models.PositiveBigIntegerField(
+        _("duration (ms)"), null=True, blank=True
+    )
     result = models.JSONField(_("result"), null=True, blank=True)
     error_message = models.TextField(_("error"), blank=True, default="")
     error_traceback = models.TextField(_("traceback"), blank=True, default="")
     log_output = models.TextField(_("log"), blank=True, default="")
-    progress_done = models.PositiveBigIntegerField(_("progress done"), null=True, blank=True)
-    progress_total = models.PositiveBigIntegerField(_("progress total"), null=True, blank=True)
+    progress_done = models.PositiveBigIntegerField(
+        _("progress done"), null=True, blank=True
+    )
+    progress_total = models.PositiveBigIntegerField(
+        _("progress total"), null=True, blank=True
+    )
     instance_id = models.CharField(
         _("instance"),
         max_length=200,
@@ -369,7 +389,9 @@ class TaskExecution(models.Model):
             # A task's history, newest first (inline, API executions endpoint).
             models.Index(fields=["task", "-created_at"], name="exec_task_created_idx"),
             # Executions by status (pending pick-up, running recovery, admin filter).
-            models.Index(fields=["status", "created_at"], name="exec_status_created_idx"),
+            models.Index(
+                fields=["status", "created_at"], name="exec_status_created_idx"
+            ),
             # Retention cleanup and the time-ordered changelist.
             models.Index(fields=["created_at"], name="exec_created_idx"),
         ]
@@ -439,7 +461,9 @@ class TaskExecution(models.Model):
         self.status = status
         self.finished_at = now
         if self.started_at is not None:
-            self.duration_ms = max(0, int((now - self.started_at).total_seconds() * 1000))
+            self.duration_ms = max(
+                0, int((now - self.started_at).total_seconds() * 1000)
+            )
         self.result = result
         self.error_message = error_message
         self.error_traceback = error_traceback

@@ -62,7 +62,9 @@ class Listener:
     def __init__(self, callback: Callable[[str], None]) -> None:
         self._callback = callback
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="scheduler-notify", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="scheduler-notify", daemon=True
+        )
         self.live = False
 
     def start(self) -> None:
@@ -89,7 +91,9 @@ class Listener:
                         self._callback(str(message["data"]))
                 pubsub.close()
             except Exception:
-                logger.warning("Redis notifications interrupted; reconnecting", exc_info=True)
+                logger.warning(
+                    "Redis notifications interrupted; reconnecting", exc_info=True
+                )
                 # Changes are still seen through the database version check meanwhile.
                 self.live = False
                 self._stop.wait(1.0)

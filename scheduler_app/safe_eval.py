@@ -160,8 +160,7 @@ def _sum(items: Any, start: Any = 0) -> Any:
     for value in [start, *values]:
         if not isinstance(value, (int, float, datetime.timedelta)):
             raise UnsafeExpressionError(
-                "sum() only adds numbers or timedeltas, "
-                f"not {type(value).__name__}"
+                f"sum() only adds numbers or timedeltas, not {type(value).__name__}"
             )
     return sum(values, start)
 
@@ -191,6 +190,7 @@ _NAMESPACE: dict[str, Any] = {
 }
 ALLOWED_NAMES: frozenset[str] = frozenset(_NAMESPACE) | {"True", "False", "None"}
 _NAMES_HINT = ", ".join(sorted(_NAMESPACE))
+
 
 def _is_in(left: Any, right: Any) -> bool:
     return left in right
@@ -601,7 +601,7 @@ class _Evaluator:
 
     def _dict(self, node: ast.Dict) -> dict[Any, Any]:
         result = {}
-        for key_node, value_node in zip(node.keys, node.values):
+        for key_node, value_node in zip(node.keys, node.values, strict=False):
             key = self.value(key_node)  # type: ignore[arg-type]
             result[key] = self.value(value_node)
         return result
@@ -615,8 +615,10 @@ class _Evaluator:
         kind = type(node.op)
         if kind is ast.Mult:
             return self._multiply(left, right)
-        if kind is ast.Add and type(left) is type(right) and isinstance(
-            left, _SEQUENCE_TYPES
+        if (
+            kind is ast.Add
+            and type(left) is type(right)
+            and isinstance(left, _SEQUENCE_TYPES)
         ):
             unit = "characters" if isinstance(left, str) else "items"
             self._limit(len(left) + len(right), unit)
@@ -624,11 +626,15 @@ class _Evaluator:
             return self._remember(left + right, size)
         if kind is ast.Pow and _is_int(left) and _is_int(right):
             self._check_power(left, right)
-        if kind is ast.LShift and _is_int(left) and _is_int(right):
-            if right > MAX_INT_BITS or left.bit_length() + right > MAX_INT_BITS:
-                raise UnsafeExpressionError(
-                    f"Integer result too large: at most {MAX_INT_BITS} bits"
-                )
+        if (
+            kind is ast.LShift
+            and _is_int(left)
+            and _is_int(right)
+            and (right > MAX_INT_BITS or left.bit_length() + right > MAX_INT_BITS)
+        ):
+            raise UnsafeExpressionError(
+                f"Integer result too large: at most {MAX_INT_BITS} bits"
+            )
         if kind is ast.Mod and isinstance(left, str):
             # "%0999999999d" % 1 would allocate a gigabyte.
             raise UnsafeExpressionError("String formatting with % is not allowed")
@@ -661,11 +667,14 @@ class _Evaluator:
                 f"Exponent too large (at most {MAX_POWER_EXPONENT})"
             )
         # |base| < 2**k, so |base ** e| < 2**(k*e): refuse before computing.
-        if exponent > 0 and abs(base) > 1:
-            if base.bit_length() * exponent > MAX_INT_BITS:
-                raise UnsafeExpressionError(
-                    f"Integer result too large: at most {MAX_INT_BITS} bits"
-                )
+        if (
+            exponent > 0
+            and abs(base) > 1
+            and base.bit_length() * exponent > MAX_INT_BITS
+        ):
+            raise UnsafeExpressionError(
+                f"Integer result too large: at most {MAX_INT_BITS} bits"
+            )
 
     def _boolean(self, node: ast.BoolOp) -> Any:
         # Short-circuit exactly like Python: return the deciding operand.
@@ -679,7 +688,7 @@ class _Evaluator:
 
     def _compare(self, node: ast.Compare) -> Any:
         left = self.value(node.left)
-        for op, comparator in zip(node.ops, node.comparators):
+        for op, comparator in zip(node.ops, node.comparators, strict=False):
             right = self.value(comparator)
             if not _COMPARISONS[type(op)](left, right):
                 return False

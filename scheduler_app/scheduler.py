@@ -18,7 +18,8 @@ running scheduler like any other task::
 Handlers are a `"scripts:<file>"` / `"module:function"` string or a module-level
 callable, which must be an allowed handler: a script, or a function or BaseTask
 class registered with `@scheduler_app.handler` (or listed in
-SCHEDULER_HANDLER_MODULES); anything else is refused with HandlerNotAllowed. Argument values are Python values (stored as literal JSON or as the
+SCHEDULER_HANDLER_MODULES); anything else is refused with HandlerNotAllowed.
+Argument values are Python values (stored as literal JSON or as the
 equivalent safe_eval expression); to store an expression evaluated at each run,
 wrap it: `kwargs={"since": Expr("date.today() - timedelta(days=1)")}`.
 """
@@ -92,18 +93,30 @@ def to_expression(name: str, value: Any, *, tz: dt.tzinfo | None = None) -> Any:
         if timezone.is_aware(value):
             value = timezone.localtime(value, tz).replace(tzinfo=None)
         return "datetime(%d, %d, %d, %d, %d, %d, %d)" % (
-            value.year, value.month, value.day,
-            value.hour, value.minute, value.second, value.microsecond,
+            value.year,
+            value.month,
+            value.day,
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
         )
     if isinstance(value, dt.date):
         return "date(%d, %d, %d)" % (value.year, value.month, value.day)
     if isinstance(value, dt.time):
-        return "time(%d, %d, %d, %d)" % (value.hour, value.minute, value.second, value.microsecond)
+        return "time(%d, %d, %d, %d)" % (
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
+        )
     if isinstance(value, dt.timedelta):
         return "timedelta(seconds=%r)" % value.total_seconds()
     if isinstance(value, (list, tuple, dict)):
         try:
-            return json.loads(json.dumps(list(value) if isinstance(value, tuple) else value))
+            return json.loads(
+                json.dumps(list(value) if isinstance(value, tuple) else value)
+            )
         except (TypeError, ValueError):
             pass
     raise ParameterError(
@@ -124,11 +137,13 @@ def _handler_kwargs(
         names = [spec.name for spec in get_handler(path).params]
         if len(args) > len(names):
             raise ParameterError(
-                _("%(handler)s takes %(count)d parameters, %(given)d positional arguments given.")
+                _(
+                    "%(handler)s takes %(count)d parameters, %(given)d positional arguments given."
+                )
                 % {"handler": path, "count": len(names), "given": len(args)},
                 field="args",
             )
-        for name, value in zip(names, args):
+        for name, value in zip(names, args, strict=False):
             if name in values:
                 raise ParameterError(
                     _("Parameter “%(name)s” given twice (positionally and by name).")
@@ -153,7 +168,9 @@ def _add(
     check_allowed(path)  # HandlerNotAllowed names the decorator and the setting
     name = name or default_name(path)
     existing = ScheduledTask.objects.filter(name=name).first()
-    zone_name = fields.get("timezone", existing.timezone if existing and replace_existing else "")
+    zone_name = fields.get(
+        "timezone", existing.timezone if existing and replace_existing else ""
+    )
     fields["handler_path"] = path
     fields["handler_kwargs"] = _handler_kwargs(path, args, kwargs, _zone(zone_name))
     if existing is not None and replace_existing:
@@ -228,12 +245,16 @@ def add_date_job(
 ) -> ScheduledTask:
     """Run `handler` once, at `run_date` or `delay_seconds` from now."""
     if (run_date is None) == (delay_seconds is None):
-        raise ParameterError(_("Give either run_date or delay_seconds."), field="run_date")
+        raise ParameterError(
+            _("Give either run_date or delay_seconds."), field="run_date"
+        )
     if run_date is None:
         try:
             run_date = timezone.now() + dt.timedelta(seconds=float(delay_seconds or 0))
         except OverflowError:  # beyond year 9999
-            raise TaskInvalid([ScheduleError(str(RUN_DATE_RANGE), field="run_date")]) from None
+            raise TaskInvalid(
+                [ScheduleError(str(RUN_DATE_RANGE), field="run_date")]
+            ) from None
     elif timezone.is_naive(run_date):
         # Wall-clock time in the task's zone, as the schedules read a naive run date.
         run_date = timezone.make_aware(run_date, _zone(options.get("timezone", "")))
@@ -285,5 +306,8 @@ def run_job(name: str | int, **overrides: Any) -> TaskExecution:
     task = task_get(name)
     tz = _zone(task.timezone)
     return task_request_run(
-        task, overrides={key: to_expression(key, value, tz=tz) for key, value in overrides.items()}
+        task,
+        overrides={
+            key: to_expression(key, value, tz=tz) for key, value in overrides.items()
+        },
     )

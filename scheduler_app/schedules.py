@@ -80,9 +80,7 @@ INTERVAL_NOT_POSITIVE = _(
 )
 RUN_DATE_MISSING = _("Enter a run date: a one-off task runs once, at that time.")
 RUN_DATE_IN_PAST = _("Run date %(run_date)s is in the past; pick a future time.")
-RUN_DATE_RANGE = _(
-    "Enter a run date between 1970 and 9000, e.g. 2030-01-31T02:00:00Z."
-)
+RUN_DATE_RANGE = _("Enter a run date between 1970 and 9000, e.g. 2030-01-31T02:00:00Z.")
 INTERVAL_TOO_LONG = _(
     "Interval of %(value)s seconds is too long to schedule; enter a shorter one."
 )

@@ -329,7 +329,9 @@ def scheduler_status(*, now: dt.datetime | None = None) -> SchedulerStatus:
     )
 
 
-def _instances_status(kind: str, alive: set[str], now: dt.datetime) -> list[InstanceStatus]:
+def _instances_status(
+    kind: str, alive: set[str], now: dt.datetime
+) -> list[InstanceStatus]:
     """The instances of one kind, most recent heartbeat first (one query)."""
     return [
         InstanceStatus(

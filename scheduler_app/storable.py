@@ -60,7 +60,7 @@ def storable_json(value: Any) -> Any:
         return dict(items) if changed else value
     if isinstance(value, (list, tuple)):
         new_items = [storable_json(item) for item in value]
-        if any(new is not old for new, old in zip(new_items, value)):
+        if any(new is not old for new, old in zip(new_items, value, strict=False)):
             return new_items
         return value
     return value

@@ -307,7 +307,11 @@ class LogPublisher:
             subscription = self._live.pop(id(run_log), None)
             # A run that wrote nothing (most runs) has nothing to close: no wake-up
             # of this thread for each of them.
-            if subscription is not None and subscription.line_sink is not None and run_log.version:
+            if (
+                subscription is not None
+                and subscription.line_sink is not None
+                and run_log.version
+            ):
                 self._closing.append(subscription)
                 self._wake.set()
 

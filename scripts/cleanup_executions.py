@@ -15,7 +15,10 @@ TASK_INFO = {
         "and the rows of instances not heard of for as long."
     ),
     "params": {
-        "days": {"label": "Keep days", "help": "Empty: the SCHEDULER_HISTORY_DAYS setting."},
+        "days": {
+            "label": "Keep days",
+            "help": "Empty: the SCHEDULER_HISTORY_DAYS setting.",
+        },
         "batch_size": {"label": "Batch size", "help": "Rows deleted per statement."},
     },
     "schedule": {"cron": "0 2 * * *"},

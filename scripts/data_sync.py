@@ -1,4 +1,7 @@
-"""Data sync: the seed's example of typed parameters (int, str, Optional datetime, Optional dict)."""
+"""Data sync: the seed's example of typed parameters.
+
+An int, a str, an Optional datetime and an Optional dict.
+"""
 
 import datetime
 
@@ -14,7 +17,10 @@ TASK_INFO = {
             "label": "Start",
             "help": "Start of the window; empty means now. E.g. datetime.now() - timedelta(days=1)",
         },
-        "options": {"label": "Options", "help": 'Extra options, e.g. {"dry_run": True}'},
+        "options": {
+            "label": "Options",
+            "help": 'Extra options, e.g. {"dry_run": True}',
+        },
     },
 }
 
@@ -28,7 +34,9 @@ async def run(
     if start_date is None:
         start_date = datetime.datetime.now()
     options = options or {}
-    task_log("Synchronising", days, "days of", repr(target), "from", start_date.isoformat())
+    task_log(
+        "Synchronising", days, "days of", repr(target), "from", start_date.isoformat()
+    )
     if options:
         task_log("Options:", options)
     return {

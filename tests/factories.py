@@ -38,7 +38,9 @@ def make_sample_task(handler: str, **overrides: Any) -> ScheduledTask:
     return make_task(**fields)
 
 
-def make_execution(task: ScheduledTask | None = None, **overrides: Any) -> TaskExecution:
+def make_execution(
+    task: ScheduledTask | None = None, **overrides: Any
+) -> TaskExecution:
     """A saved TaskExecution (pending, manual) of `task`, or of a new task."""
     fields: dict[str, Any] = {
         "task": task if task is not None else make_task(),

@@ -8,6 +8,7 @@ of the child's environment.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -171,14 +172,10 @@ class LoggedProcess:
         """SIGTERM (a clean shutdown); what is left after a few seconds is killed."""
         if self.popen.poll() is None:
             self.popen.terminate()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)  # children left behind, if any
-        except ProcessLookupError:
-            pass
         self.popen.wait(timeout=10)
         self._log_file.close()
 

@@ -26,7 +26,13 @@ from scheduler_app import scheduler
 from scheduler_app.exceptions import HandlerNotAllowed
 from scheduler_app.models import ScheduledTask, TaskExecution
 from scheduler_app.services import execution_run
-from tests.admin.helpers import TASK_ADD, add_form_data, form_errors, sent_messages, task_url
+from tests.admin.helpers import (
+    TASK_ADD,
+    add_form_data,
+    form_errors,
+    sent_messages,
+    task_url,
+)
 from tests.factories import make_execution, make_task
 
 pytestmark = pytest.mark.django_db
@@ -60,8 +66,10 @@ def hostile_kwargs(handler: str, canary: Path) -> dict[str, str]:
 
 
 def says_not_allowed(text: str) -> bool:
-    return NOT_ALLOWED in text and "@scheduler_app.handler" in text and (
-        "SCHEDULER_HANDLER_MODULES" in text
+    return (
+        NOT_ALLOWED in text
+        and "@scheduler_app.handler" in text
+        and ("SCHEDULER_HANDLER_MODULES" in text)
     )
 
 
@@ -88,7 +96,9 @@ def test_the_api_refuses_a_hostile_handler_on_create_and_on_change(
     }
     created = api.post(TASKS, body, format="json")
     task = make_task(handler_path="scripts:example_task")
-    changed = api.patch("%s/%d" % (TASKS, task.pk), {"handler_path": handler}, format="json")
+    changed = api.patch(
+        "%s/%d" % (TASKS, task.pk), {"handler_path": handler}, format="json"
+    )
 
     for response in (created, changed):
         assert response.status_code == 400, response.content
@@ -103,10 +113,15 @@ def test_the_api_refuses_a_hostile_handler_on_create_and_on_change(
 def test_the_admin_add_and_change_forms_refuse_a_hostile_handler(
     admin_client: Client, handler: str
 ) -> None:
-    added = admin_client.post(TASK_ADD, add_form_data(handler_path=handler, handler_kwargs="{}"))
+    added = admin_client.post(
+        TASK_ADD, add_form_data(handler_path=handler, handler_kwargs="{}")
+    )
     system = ScheduledTask.objects.get(name="cleanup_executions")
     change_data = add_form_data(
-        name=system.name, handler_path=handler, handler_kwargs="{}", cron_expression="0 2 * * *"
+        name=system.name,
+        handler_path=handler,
+        handler_kwargs="{}",
+        cron_expression="0 2 * * *",
     )
     changed = admin_client.post(task_url("change", system), change_data)
 
@@ -130,7 +145,9 @@ def test_the_python_api_refuses_a_hostile_handler_naming_the_decorator_and_the_s
 
 
 @pytest.mark.parametrize("func", [os.system, subprocess.getoutput, eval, exec])
-def test_the_python_api_refuses_an_unregistered_callable(func: Callable[..., Any]) -> None:
+def test_the_python_api_refuses_an_unregistered_callable(
+    func: Callable[..., Any],
+) -> None:
     with pytest.raises(HandlerNotAllowed, match=NOT_ALLOWED):
         scheduler.add_interval_job(func, minutes=5, name="innocent")
 
@@ -157,7 +174,9 @@ def test_a_row_with_a_hostile_handler_runs_nothing_and_its_run_says_why(
     handler: str, tmp_path: Path
 ) -> None:
     canary = tmp_path / "canary"
-    task = make_task(handler_path=handler, handler_kwargs=hostile_kwargs(handler, canary))
+    task = make_task(
+        handler_path=handler, handler_kwargs=hostile_kwargs(handler, canary)
+    )
     modules_before = set(sys.modules)
 
     execution = execution_run(make_execution(task))
@@ -171,7 +190,9 @@ def test_a_row_with_a_hostile_handler_runs_nothing_and_its_run_says_why(
 
 def test_the_canary_would_tell_a_handler_that_ran(tmp_path: Path) -> None:
     canary = tmp_path / "canary"
-    task = make_task(handler_path=REGISTERED, handler_kwargs={"path": repr(str(canary))})
+    task = make_task(
+        handler_path=REGISTERED, handler_kwargs={"path": repr(str(canary))}
+    )
 
     execution = execution_run(make_execution(task))
 
@@ -179,7 +200,9 @@ def test_the_canary_would_tell_a_handler_that_ran(tmp_path: Path) -> None:
     assert canary.read_text() == "ran"
 
 
-def test_an_undecorated_function_beside_registered_ones_does_not_run(tmp_path: Path) -> None:
+def test_an_undecorated_function_beside_registered_ones_does_not_run(
+    tmp_path: Path,
+) -> None:
     canary = tmp_path / "canary"
     task = make_task(
         handler_path="tests.testapp.scheduled_tasks:not_registered",
@@ -201,7 +224,9 @@ def test_run_now_of_a_hostile_row_is_refused_with_or_without_overrides(
     url = "%s/%d/run" % (TASKS, task.pk)
 
     plain = api.post(url, {}, format="json")
-    overridden = api.post(url, {"kwargs": hostile_kwargs(handler, tmp_path / "c")}, format="json")
+    overridden = api.post(
+        url, {"kwargs": hostile_kwargs(handler, tmp_path / "c")}, format="json"
+    )
     button = admin_client.post(task_url("run", task))
     with_parameters = admin_client.post(task_url("run_with_parameters", task), {})
     action = admin_client.post(
@@ -237,7 +262,9 @@ def test_no_request_makes_the_web_process_import_a_module_it_names(
         {"name": "x", "task_type": "manual", "handler_path": path},
         format="json",
     )
-    added = admin_client.post(TASK_ADD, add_form_data(handler_path=path, handler_kwargs="{}"))
+    added = admin_client.post(
+        TASK_ADD, add_form_data(handler_path=path, handler_kwargs="{}")
+    )
 
     assert described.status_code == 200
     assert described.json()["found"] is False
@@ -262,7 +289,9 @@ def test_a_registered_handler_is_accepted_by_the_api_and_runs(api: APIClient) ->
         format="json",
     )
     assert created.status_code == 201, created.content
-    run = api.post("%s/greeting/run" % TASKS, {"kwargs": {"name": "'Grace'"}}, format="json")
+    run = api.post(
+        "%s/greeting/run" % TASKS, {"kwargs": {"name": "'Grace'"}}, format="json"
+    )
     assert run.status_code == 202, run.content
 
     execution = execution_run(TaskExecution.objects.get(pk=run.json()["id"]))
@@ -296,7 +325,10 @@ def test_a_registered_handler_is_offered_and_accepted_by_the_admin_form(
     ]
     assert saved.status_code == 302, form_errors(saved)
     task = ScheduledTask.objects.get(name="nightly_sync")
-    assert (task.handler_path, task.handler_kwargs) == (REGISTERED, {"path": "'/tmp/x'"})
+    assert (task.handler_path, task.handler_kwargs) == (
+        REGISTERED,
+        {"path": "'/tmp/x'"},
+    )
 
 
 def test_a_registered_handler_is_accepted_by_the_python_api() -> None:
@@ -316,7 +348,11 @@ def test_the_api_lists_scripts_and_registered_handlers_only(
     api: APIClient, settings: Any
 ) -> None:
     # Even listed, the standard library's functions are no handlers.
-    settings.SCHEDULER_HANDLER_MODULES = [*settings.SCHEDULER_HANDLER_MODULES, "os", "subprocess"]
+    settings.SCHEDULER_HANDLER_MODULES = [
+        *settings.SCHEDULER_HANDLER_MODULES,
+        "os",
+        "subprocess",
+    ]
 
     response = api.get(TASKS + "/handlers", {"page_size": 500})
 
@@ -332,13 +368,19 @@ def test_the_api_lists_scripts_and_registered_handlers_only(
         or row["path"].startswith(("tests.handlers.", "tests.browser.", "tests.test_"))
         for row in rows.values()
     )
-    assert not any(path.split(":")[0] in ("os", "subprocess", "builtins") for path in rows)
+    assert not any(
+        path.split(":")[0] in ("os", "subprocess", "builtins") for path in rows
+    )
 
 
 @pytest.mark.parametrize("handler", ["os:system", "builtins:exec"])
-def test_run_task_refuses_a_hostile_row_and_runs_nothing(handler: str, tmp_path: Path) -> None:
+def test_run_task_refuses_a_hostile_row_and_runs_nothing(
+    handler: str, tmp_path: Path
+) -> None:
     canary = tmp_path / "canary"
-    task = make_task(handler_path=handler, handler_kwargs=hostile_kwargs(handler, canary))
+    task = make_task(
+        handler_path=handler, handler_kwargs=hostile_kwargs(handler, canary)
+    )
 
     with pytest.raises(CommandError) as excinfo:
         call_command("run_task", task.name)
@@ -361,9 +403,17 @@ def test_the_bulk_run_action_requests_the_allowed_tasks_and_names_the_refused_on
     )
 
     texts = [text for _level, text in sent_messages(response)]
-    assert any(text.startswith("Task “hostile”: Handler “os:system” is not allowed") for text in texts)
+    assert any(
+        text.startswith("Task “hostile”: Handler “os:system” is not allowed")
+        for text in texts
+    )
     assert any(text.startswith("Requested a run of 1 task") for text in texts)
-    assert TaskExecution.objects.filter(task=fine, status=TaskExecution.Status.PENDING).count() == 1
+    assert (
+        TaskExecution.objects.filter(
+            task=fine, status=TaskExecution.Status.PENDING
+        ).count()
+        == 1
+    )
     assert not TaskExecution.objects.filter(task=hostile).exists()
 
 
@@ -372,7 +422,9 @@ def test_the_tasks_whose_handler_is_refused_are_named_once_each_by_name() -> Non
 
     make_task(name="b-shell", handler_path="os:system")
     make_task(name="a-shell", handler_path="os:system")
-    make_task(name="off", handler_path="os:system", status=ScheduledTask.Status.DISABLED)
+    make_task(
+        name="off", handler_path="os:system", status=ScheduledTask.Status.DISABLED
+    )
     make_task(name="legacy", handler_path="myproject.jobs:send")
     make_task(name="fine", handler_path="scripts:example_task")
 

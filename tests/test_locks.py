@@ -318,7 +318,8 @@ def test_acquire_many_takes_free_and_expired_keys_and_refuses_held_ones(
     expire(backend, "task:expired")
 
     tokens = backend.acquire_many(
-        {"task:free": "run 1", "task:expired": "run 2", "task:held": "run 3"}, ttl_seconds=30
+        {"task:free": "run 1", "task:expired": "run 2", "task:held": "run 3"},
+        ttl_seconds=30,
     )
 
     assert tokens["task:held"] is None
@@ -350,7 +351,9 @@ def test_racing_acquire_many_gives_each_key_to_one_caller(
     def take() -> None:
         try:
             barrier.wait()
-            results.append(threaded_backend.acquire_many(dict.fromkeys(keys, "me"), ttl_seconds=30))
+            results.append(
+                threaded_backend.acquire_many(dict.fromkeys(keys, "me"), ttl_seconds=30)
+            )
         finally:
             connection.close()
 
@@ -515,9 +518,11 @@ def test_task_lock_context_raises_task_locked_naming_key_and_holder(
 ) -> None:
     backend.acquire(KEY, owner="sched-1/exec 12", ttl_seconds=30)
 
-    with pytest.raises(TaskLocked) as excinfo:
-        with task_lock_context(KEY, owner="exec 2", backend=backend):
-            pytest.fail("the body must not run while the lock is held")
+    with (
+        pytest.raises(TaskLocked) as excinfo,
+        task_lock_context(KEY, owner="exec 2", backend=backend),
+    ):
+        pytest.fail("the body must not run while the lock is held")
 
     message = str(excinfo.value)
     assert KEY in message
@@ -533,17 +538,21 @@ def test_task_lock_context_says_try_again_when_the_holder_just_left(
     # The holder releases between the refused acquire and the look-up of its name.
     monkeypatch.setattr(backend, "acquire", lambda *args, **kwargs: None)
 
-    with pytest.raises(TaskLocked) as excinfo:
-        with task_lock_context(KEY, owner="exec 2", backend=backend):
-            pytest.fail("the body must not run without the lock")
+    with (
+        pytest.raises(TaskLocked) as excinfo,
+        task_lock_context(KEY, owner="exec 2", backend=backend),
+    ):
+        pytest.fail("the body must not run without the lock")
 
     assert str(excinfo.value) == TASK_LOCK_BUSY_MESSAGE % {"key": KEY}
 
 
 def test_task_lock_context_releases_when_the_body_raises(backend: LockBackend) -> None:
-    with pytest.raises(RuntimeError, match="boom"):
-        with task_lock_context(KEY, owner="exec 1", ttl_seconds=30, backend=backend):
-            raise RuntimeError("boom")
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        task_lock_context(KEY, owner="exec 1", ttl_seconds=30, backend=backend),
+    ):
+        raise RuntimeError("boom")
 
     assert backend.get(KEY) is None
 

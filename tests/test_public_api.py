@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+import scheduler_app
 from scheduler_app import scheduler
 from scheduler_app.exceptions import (
     HandlerNotFound,
@@ -18,7 +19,6 @@ from scheduler_app.exceptions import (
     TaskNotFound,
 )
 from scheduler_app.models import ScheduledTask, TaskExecution
-import scheduler_app
 from scheduler_app.scheduler import Expr
 from scheduler_app.services import TaskInvalid
 from tests.factories import make_task
@@ -26,11 +26,13 @@ from tests.factories import make_task
 pytestmark = pytest.mark.django_db
 
 HANDLER = "tests.test_public_api:send_report"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @scheduler_app.handler
-def send_report(report_id: int, to: str = "ops@example.com", since: dt.datetime | None = None) -> dict:
+def send_report(
+    report_id: int, to: str = "ops@example.com", since: dt.datetime | None = None
+) -> dict:
     """A module-level handler: importable again by the scheduler process."""
     return {"report_id": report_id, "to": to}
 
@@ -79,7 +81,10 @@ def test_expr_values_are_kept_as_written() -> None:
     task = scheduler.add_cron_job(
         "scripts:data_sync",
         "@daily",
-        kwargs={"start_date": Expr("datetime.now() - timedelta(days=1)"), "days": Expr("3")},
+        kwargs={
+            "start_date": Expr("datetime.now() - timedelta(days=1)"),
+            "days": Expr("3"),
+        },
     )
 
     assert task.handler_kwargs == {
@@ -89,12 +94,16 @@ def test_expr_values_are_kept_as_written() -> None:
 
 
 def test_str_that_looks_like_code_is_stored_as_a_string_literal() -> None:
-    task = scheduler.add_cron_job("scripts:data_sync", "@daily", kwargs={"target": "date.today()"})
+    task = scheduler.add_cron_job(
+        "scripts:data_sync", "@daily", kwargs={"target": "date.today()"}
+    )
 
     assert task.handler_kwargs == {"target": "'date.today()'"}
 
 
-def test_aware_datetime_is_stored_as_wall_clock_time_in_the_project_zone(settings: Any) -> None:
+def test_aware_datetime_is_stored_as_wall_clock_time_in_the_project_zone(
+    settings: Any,
+) -> None:
     settings.TIME_ZONE = "Asia/Shanghai"
 
     task = scheduler.add_cron_job(
@@ -106,7 +115,9 @@ def test_aware_datetime_is_stored_as_wall_clock_time_in_the_project_zone(setting
     assert task.handler_kwargs == {"start_date": "datetime(2024, 1, 2, 11, 0, 0, 0)"}
 
 
-def test_aware_datetime_is_stored_as_wall_clock_time_in_the_task_zone(settings: Any) -> None:
+def test_aware_datetime_is_stored_as_wall_clock_time_in_the_task_zone(
+    settings: Any,
+) -> None:
     settings.TIME_ZONE = "Asia/Shanghai"
 
     task = scheduler.add_cron_job(
@@ -151,7 +162,9 @@ def test_cron_job_is_named_after_its_handler_by_default() -> None:
 
 
 def test_value_that_cannot_be_stored_raises_naming_the_parameter() -> None:
-    with pytest.raises(ParameterError, match="Parameter “target”: a set cannot be stored") as excinfo:
+    with pytest.raises(
+        ParameterError, match="Parameter “target”: a set cannot be stored"
+    ) as excinfo:
         scheduler.add_cron_job("scripts:data_sync", "@daily", kwargs={"target": {"a"}})
 
     assert excinfo.value.field == "target"
@@ -167,7 +180,9 @@ def test_bad_cron_expression_raises_task_invalid_on_its_field() -> None:
 
 
 def test_wrongly_typed_parameter_raises_task_invalid_naming_it() -> None:
-    with pytest.raises(TaskInvalid, match="Parameter “days”: expected an integer") as excinfo:
+    with pytest.raises(
+        TaskInvalid, match="Parameter “days”: expected an integer"
+    ) as excinfo:
         scheduler.add_cron_job("scripts:data_sync", "@daily", kwargs={"days": "seven"})
 
     assert [error.field for error in excinfo.value.errors] == ["days"]
@@ -177,7 +192,9 @@ def test_wrongly_typed_parameter_raises_task_invalid_naming_it() -> None:
 
 
 def test_add_interval_job_adds_up_the_units() -> None:
-    task = scheduler.add_interval_job("scripts:example_task", hours=1, minutes=30, seconds=15)
+    task = scheduler.add_interval_job(
+        "scripts:example_task", hours=1, minutes=30, seconds=15
+    )
 
     assert task.task_type == ScheduledTask.TaskType.INTERVAL
     assert task.interval_seconds == 5415
@@ -186,7 +203,9 @@ def test_add_interval_job_adds_up_the_units() -> None:
 
 
 def test_module_level_function_becomes_a_module_function_handler() -> None:
-    task = scheduler.add_interval_job(send_report, minutes=5, args=[42], kwargs={"to": "me@example.com"})
+    task = scheduler.add_interval_job(
+        send_report, minutes=5, args=[42], kwargs={"to": "me@example.com"}
+    )
 
     assert task.name == HANDLER
     assert task.handler_path == HANDLER
@@ -205,7 +224,11 @@ def test_interval_job_passes_execution_options_through() -> None:
         status=ScheduledTask.Status.PAUSED,
     )
 
-    assert (task.timeout_seconds, task.overlap_policy, task.max_retries) == (10, "replace", 2)
+    assert (task.timeout_seconds, task.overlap_policy, task.max_retries) == (
+        10,
+        "replace",
+        2,
+    )
     assert task.status == ScheduledTask.Status.PAUSED
     assert task.next_run_at is None
 
@@ -238,7 +261,9 @@ def test_an_interval_beyond_its_bound_raises_task_invalid_not_overflow(
 
 def test_an_option_beyond_its_bound_raises_task_invalid() -> None:
     with pytest.raises(TaskInvalid) as excinfo:
-        scheduler.add_interval_job("scripts:example_task", seconds=30, timeout_seconds=10**14)
+        scheduler.add_interval_job(
+            "scripts:example_task", seconds=30, timeout_seconds=10**14
+        )
 
     assert [error.field for error in excinfo.value.errors] == ["timeout_seconds"]
 
@@ -260,7 +285,9 @@ def test_add_date_job_at_a_run_date() -> None:
 def test_naive_run_date_is_wall_clock_time_in_the_task_zone() -> None:
     naive = (timezone.now() + dt.timedelta(days=2)).replace(tzinfo=None, microsecond=0)
 
-    task = scheduler.add_date_job("scripts:example_task", naive, timezone="Europe/Paris")
+    task = scheduler.add_date_job(
+        "scripts:example_task", naive, timezone="Europe/Paris"
+    )
 
     assert task.run_date == naive.replace(tzinfo=zoneinfo.ZoneInfo("Europe/Paris"))
 
@@ -276,12 +303,18 @@ def test_naive_run_date_without_a_task_zone_is_in_the_project_zone() -> None:
 def test_add_date_job_after_a_delay_maps_positional_args_to_parameter_names() -> None:
     before = timezone.now()
 
-    task = scheduler.add_date_job(send_report, delay_seconds=30, args=[42, "me@example.com"])
+    task = scheduler.add_date_job(
+        send_report, delay_seconds=30, args=[42, "me@example.com"]
+    )
 
     after = timezone.now()
     assert task.handler_path == HANDLER
     assert task.handler_kwargs == {"report_id": 42, "to": "'me@example.com'"}
-    assert before + dt.timedelta(seconds=30) <= task.run_date <= after + dt.timedelta(seconds=30)
+    assert (
+        before + dt.timedelta(seconds=30)
+        <= task.run_date
+        <= after + dt.timedelta(seconds=30)
+    )
     assert task.name.startswith(HANDLER + "@")
 
 
@@ -313,26 +346,37 @@ def test_a_delay_beyond_the_supported_years_raises_task_invalid_on_run_date(
 
 def test_date_job_in_the_past_raises_task_invalid_on_run_date() -> None:
     with pytest.raises(TaskInvalid) as excinfo:
-        scheduler.add_date_job("scripts:example_task", timezone.now() - dt.timedelta(hours=1))
+        scheduler.add_date_job(
+            "scripts:example_task", timezone.now() - dt.timedelta(hours=1)
+        )
 
     assert [error.field for error in excinfo.value.errors] == ["run_date"]
 
 
 def test_more_positional_args_than_parameters_raises() -> None:
-    with pytest.raises(ParameterError, match="takes 3 parameters, 4 positional arguments given"):
-        scheduler.add_date_job(send_report, delay_seconds=5, args=[1, "a", None, "extra"])
+    with pytest.raises(
+        ParameterError, match="takes 3 parameters, 4 positional arguments given"
+    ):
+        scheduler.add_date_job(
+            send_report, delay_seconds=5, args=[1, "a", None, "extra"]
+        )
 
 
 def test_parameter_given_positionally_and_by_name_raises() -> None:
     with pytest.raises(ParameterError, match="Parameter “report_id” given twice"):
-        scheduler.add_date_job(send_report, delay_seconds=5, args=[1], kwargs={"report_id": 2})
+        scheduler.add_date_job(
+            send_report, delay_seconds=5, args=[1], kwargs={"report_id": 2}
+        )
 
 
 # Handlers the scheduler process could not import again
 
 
 def test_lambda_raises_handler_not_found_with_a_hint() -> None:
-    with pytest.raises(HandlerNotFound, match="cannot be a handler: use a function or BaseTask class defined at the top level"):
+    with pytest.raises(
+        HandlerNotFound,
+        match="cannot be a handler: use a function or BaseTask class defined at the top level",
+    ):
         scheduler.add_interval_job(lambda: None, seconds=30)
 
     assert not ScheduledTask.objects.filter(handler_path__startswith="tests.").exists()
@@ -342,7 +386,9 @@ def test_nested_function_raises_handler_not_found_with_a_hint() -> None:
     def nested() -> None:
         pass
 
-    with pytest.raises(HandlerNotFound, match="not a lambda, a nested function, a method"):
+    with pytest.raises(
+        HandlerNotFound, match="not a lambda, a nested function, a method"
+    ):
         scheduler.add_cron_job(nested, "@daily")
 
 
@@ -362,7 +408,9 @@ def test_unknown_handler_string_raises_task_invalid_on_handler_path() -> None:
 
 
 def test_replace_existing_updates_the_task_with_that_name() -> None:
-    original = scheduler.add_cron_job("scripts:data_sync", "0 2 * * *", name="nightly_sync")
+    original = scheduler.add_cron_job(
+        "scripts:data_sync", "0 2 * * *", name="nightly_sync"
+    )
 
     replaced = scheduler.add_cron_job(
         "scripts:data_sync",
@@ -380,15 +428,21 @@ def test_replace_existing_updates_the_task_with_that_name() -> None:
 
 
 def test_replace_existing_creates_the_task_when_there_is_none() -> None:
-    task = scheduler.add_cron_job("scripts:example_task", "@daily", name="fresh", replace_existing=True)
+    task = scheduler.add_cron_job(
+        "scripts:example_task", "@daily", name="fresh", replace_existing=True
+    )
 
     assert ScheduledTask.objects.get(name="fresh").pk == task.pk
 
 
 def test_duplicate_name_without_replace_existing_raises_on_the_name_field() -> None:
-    original = scheduler.add_cron_job("scripts:data_sync", "0 2 * * *", name="nightly_sync")
+    original = scheduler.add_cron_job(
+        "scripts:data_sync", "0 2 * * *", name="nightly_sync"
+    )
 
-    with pytest.raises(TaskInvalid, match="A task named “nightly_sync” already exists") as excinfo:
+    with pytest.raises(
+        TaskInvalid, match="A task named “nightly_sync” already exists"
+    ) as excinfo:
         scheduler.add_cron_job("scripts:data_sync", "30 3 * * *", name="nightly_sync")
 
     assert [error.field for error in excinfo.value.errors] == ["name"]
@@ -481,7 +535,10 @@ def test_run_job_requests_a_pending_manual_run_with_overrides_as_expressions() -
     task = scheduler.add_cron_job("scripts:data_sync", "@daily", name="nightly_sync")
 
     execution = scheduler.run_job(
-        "nightly_sync", days=1, target="users", start_date=dt.datetime(2024, 1, 2, 3, 4, 5)
+        "nightly_sync",
+        days=1,
+        target="users",
+        start_date=dt.datetime(2024, 1, 2, 3, 4, 5),
     )
 
     execution.refresh_from_db()

@@ -233,7 +233,7 @@ def test_now_of_a_datetime_subclass_comes_back_as_a_plain_datetime() -> None:
 
 
 def test_aware_now_is_kept() -> None:
-    aware = NOW.replace(tzinfo=datetime.timezone.utc)
+    aware = NOW.replace(tzinfo=datetime.UTC)
 
     assert safe_eval("datetime.now()", now=aware) == aware
 

@@ -523,14 +523,15 @@ def weekday(moment: datetime) -> int:
         ("0 0 * * 0", lambda m: (m.hour, m.minute, weekday(m)) == (0, 0, 0)),
         (
             "0 0 1,15 * 1",
-            lambda m: (m.hour, m.minute) == (0, 0)
-            and (m.day in (1, 15) or weekday(m) == 1),
+            lambda m: (
+                (m.hour, m.minute) == (0, 0) and (m.day in (1, 15) or weekday(m) == 1)
+            ),
         ),
         (
             "0 0 */2 * 1",
-            lambda m: (m.hour, m.minute) == (0, 0)
-            and m.day % 2 == 1
-            and weekday(m) == 1,
+            lambda m: (
+                (m.hour, m.minute) == (0, 0) and m.day % 2 == 1 and weekday(m) == 1
+            ),
         ),
         (
             "0 9 * * 1-5",
@@ -1102,7 +1103,9 @@ def test_next_fire_times_end_where_datetime_does() -> None:
 def test_dst_transitions_stop_short_of_datetimes_limit() -> None:
     end = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
 
-    transitions = dst_transitions_between(datetime(9999, 1, 1, tzinfo=UTC), end, NEW_YORK)
+    transitions = dst_transitions_between(
+        datetime(9999, 1, 1, tzinfo=UTC), end, NEW_YORK
+    )
 
     assert [moment.month for moment in transitions] == [3, 11]
 

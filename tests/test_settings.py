@@ -89,7 +89,9 @@ def test_check_deploy_has_no_warning_with_the_readme_production_env(
     variables = {**readme_production_env(), "SQLITE_PATH": str(tmp_path / "db.sqlite3")}
     assert variables["DEBUG"] == "false"
 
-    done = run_with(variables, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    done = run_with(
+        variables, "manage.py", "check", "--deploy", "--fail-level", "WARNING"
+    )
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "System check identified no issues (0 silenced)." in done.stdout

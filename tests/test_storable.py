@@ -34,9 +34,14 @@ def test_storable_text_comes_back_as_it_is(text: str) -> None:
 def test_json_values_are_replaced_in_strings_and_keys_at_any_depth() -> None:
     value = {"a\x00": [1, "x\ud800", {"deep": ("t\x00",)}], "ok": None}
 
-    assert storable_json(value) == {"a%s" % R: [1, "x%s" % R, {"deep": ["t%s" % R]}], "ok": None}
+    assert storable_json(value) == {
+        "a%s" % R: [1, "x%s" % R, {"deep": ["t%s" % R]}],
+        "ok": None,
+    }
 
 
-@pytest.mark.parametrize("value", [None, 1, 2.5, True, "text", [], {}, {"a": [1, "b", {"c": None}]}])
+@pytest.mark.parametrize(
+    "value", [None, 1, 2.5, True, "text", [], {}, {"a": [1, "b", {"c": None}]}]
+)
 def test_storable_json_returns_a_storable_value_itself(value: Any) -> None:
     assert storable_json(value) is value

@@ -38,9 +38,14 @@ def test_outside_a_run_task_log_just_logs(caplog: pytest.LogCaptureFixture) -> N
     assert caplog.records[-1].getMessage() == "hello 1"
 
 
-def test_print_console_forces_or_silences_the_echo(caplog: pytest.LogCaptureFixture) -> None:
+def test_print_console_forces_or_silences_the_echo(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     run_log = RunLog(max_lines=100, clock=CLOCK, echo=False)
-    with caplog.at_level(logging.INFO, logger="scheduler_app.task"), bind(run_log, sink=None, interval=0.3):
+    with (
+        caplog.at_level(logging.INFO, logger="scheduler_app.task"),
+        bind(run_log, sink=None, interval=0.3),
+    ):
         task_log("quiet")
         task_log("loud", print_console=True)
 
@@ -55,7 +60,9 @@ def test_cap_keeps_first_and_last_lines_and_counts_the_dropped() -> None:
 
     lines = run_log.text().splitlines()
     assert lines[:2] == ["[14:30:25] 0", "[14:30:25] 1"]
-    assert "6 lines dropped" in lines[2] and "SCHEDULER_LOG_BUFFER_MAX_LINES=4" in lines[2]
+    assert (
+        "6 lines dropped" in lines[2] and "SCHEDULER_LOG_BUFFER_MAX_LINES=4" in lines[2]
+    )
     assert lines[3:] == ["[14:30:25] 8", "[14:30:25] 9"]
     assert run_log.dropped == 6
 

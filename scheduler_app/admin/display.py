@@ -73,7 +73,11 @@ def pretty_json(value: Any) -> str:
     return format_html(
         '<pre class="scheduler-pre">{}</pre>',
         json.dumps(
-            storable_json(value), indent=2, ensure_ascii=False, sort_keys=True, default=str
+            storable_json(value),
+            indent=2,
+            ensure_ascii=False,
+            sort_keys=True,
+            default=str,
         ),
     )
 

@@ -1,4 +1,7 @@
-"""Execution admin: a list that stays fast on millions of rows, and the run page with its live log."""
+"""Execution admin: a list that stays fast on millions of rows, and the run page.
+
+The run page shows its log live while the run goes on.
+"""
 
 from __future__ import annotations
 
@@ -120,7 +123,7 @@ class CreatedDateFilter(admin.DateFieldListFilter):
                     if isinstance(moment, dt.datetime):
                         if timezone.is_naive(moment):
                             moment = timezone.make_aware(moment)
-                        moment.astimezone(dt.timezone.utc)
+                        moment.astimezone(dt.UTC)
                 except (OverflowError, ValidationError) as exc:
                     raise IncorrectLookupParameters(exc) from exc
         return super().queryset(request, queryset)
@@ -383,7 +386,9 @@ class TaskExecutionAdmin(admin.ModelAdmin):
 
     @method_decorator(require_GET)
     def log_download_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        execution = selectors.execution_with_live_log(self._viewable(request, object_id))
+        execution = selectors.execution_with_live_log(
+            self._viewable(request, object_id)
+        )
         response = HttpResponse(
             execution.log_output, content_type="text/plain; charset=utf-8"
         )

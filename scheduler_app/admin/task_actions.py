@@ -63,7 +63,9 @@ class TaskActionsMixin(admin.ModelAdmin):
         change = services.tasks_pause(queryset)
         self.message_user(
             request,
-            ngettext("Paused %(count)d task.", "Paused %(count)d tasks.", change.changed)
+            ngettext(
+                "Paused %(count)d task.", "Paused %(count)d tasks.", change.changed
+            )
             % {"count": change.changed},
             messages.SUCCESS,
         )

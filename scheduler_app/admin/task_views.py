@@ -65,7 +65,9 @@ def run_now(
         execution = services.task_request_run(task)
     except SchedulerError as exc:
         model_admin.message_user(request, exc.message, messages.ERROR)
-        return redirect(reverse("admin:scheduler_app_scheduledtask_change", args=[task.pk]))
+        return redirect(
+            reverse("admin:scheduler_app_scheduledtask_change", args=[task.pk])
+        )
     model_admin.message_user(
         request,
         MSG_RUN_REQUESTED % {"name": task.name, "id": execution.pk},

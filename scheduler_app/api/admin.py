@@ -29,7 +29,9 @@ class UserAPIKeyAdmin(APIKeyModelAdmin):
         "user__username",
     )
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: Any = None
+    ) -> tuple[str, ...]:
         fields = tuple(super().get_readonly_fields(request, obj))
         return fields if obj is None else (*fields, "last_used_at")
 

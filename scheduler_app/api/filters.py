@@ -94,7 +94,7 @@ class UtcIsoDateTimeField(IsoDateTimeField):
     def to_python(self, value: Any) -> dt.datetime | None:
         try:
             parsed = super().to_python(value)
-            return None if parsed is None else parsed.astimezone(dt.timezone.utc)
+            return None if parsed is None else parsed.astimezone(dt.UTC)
         except OverflowError:
             raise forms.ValidationError(
                 self.error_messages["out_of_range"], code="out_of_range"

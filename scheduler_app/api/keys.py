@@ -9,7 +9,6 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey
 
-
 #: A key's last use is written again only once this much older (requests are many).
 LAST_USE_PRECISION = datetime.timedelta(minutes=1)
 
@@ -51,7 +50,10 @@ class UserAPIKey(AbstractAPIKey):
 
     def record_use(self, now: datetime.datetime) -> None:
         """Note that the key was used at `now`: at most one write a minute per key."""
-        if self.last_used_at is not None and now - self.last_used_at < LAST_USE_PRECISION:
+        if (
+            self.last_used_at is not None
+            and now - self.last_used_at < LAST_USE_PRECISION
+        ):
             return
         UserAPIKey.objects.filter(pk=self.pk).update(last_used_at=now)
         self.last_used_at = now

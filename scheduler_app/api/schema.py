@@ -47,9 +47,9 @@ def add_error_responses(
     (the browsable API's filter form sends every field), an empty value means
     the parameter was not given.
     """
-    result.setdefault("components", {}).setdefault("schemas", {})[
-        "Error"
-    ] = ERROR_SCHEMA
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = (
+        ERROR_SCHEMA
+    )
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
             for parameter in operation.get("parameters", []):

@@ -383,7 +383,9 @@ class SchedulerStatusSerializer(serializers.Serializer):
     )
     workers = InstanceSerializer(
         many=True,
-        help_text=_("Celery worker processes that run executions (SCHEDULER_EXECUTOR=celery)."),
+        help_text=_(
+            "Celery worker processes that run executions (SCHEDULER_EXECUTOR=celery)."
+        ),
     )
     worker_count = serializers.IntegerField(
         help_text=_("How many Celery worker processes have a fresh heartbeat.")

@@ -14,6 +14,7 @@ each to the pool at its time: at the fire time only the start is left to do.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -88,8 +89,12 @@ class InlineExecutor:
         self._inflight: set[int] = set()
         self._running: set[int] = set()  # claimed, not yet recorded
         self._ended_since = 0.0  # when the oldest run in _ended ended
-        self._record_after_starts = False  # a record waits for the runs waiting to start
-        self._claim_waits = False  # executions wait to be claimed until a thread is free
+        self._record_after_starts = (
+            False  # a record waits for the runs waiting to start
+        )
+        self._claim_waits = (
+            False  # executions wait to be claimed until a thread is free
+        )
         self._work: queue.SimpleQueue[Run | None] = queue.SimpleQueue()
         #: Claimed runs waiting for their time, and executions whose claim waits for
         #: theirs: a heap of (timestamp, sequence, item), watched by the timer thread.
@@ -101,9 +106,13 @@ class InlineExecutor:
         self._bookkeeper = threading.Thread(
             target=self._bookkeep, name="scheduler-bookkeeper", daemon=True
         )
-        self._timer = threading.Thread(target=self._time, name="scheduler-timer", daemon=True)
+        self._timer = threading.Thread(
+            target=self._time, name="scheduler-timer", daemon=True
+        )
         self._workers = [
-            threading.Thread(target=self._work_loop, name="scheduler-run-%d" % n, daemon=True)
+            threading.Thread(
+                target=self._work_loop, name="scheduler-run-%d" % n, daemon=True
+            )
             for n in range(self.max_workers)
         ]
         self._bookkeeper.start()
@@ -183,13 +192,17 @@ class InlineExecutor:
                 # still set when its handler really starts.
                 outstanding = len(self._running) - len(self._ended) - self._timed_runs
                 free = self.max_workers + CLAIM_AHEAD - outstanding
-                take = [self._intake.popleft() for _ in range(min(free, len(self._intake)))]
+                take = [
+                    self._intake.popleft() for _ in range(min(free, len(self._intake)))
+                ]
                 # Left over for want of threads: the next run to end wakes us for them.
                 self._claim_waits = bool(self._intake) and not take
                 # Recording can wait a little (RECORD_EVERY_SECONDS) to group runs:
                 # nobody waits for it, while a claim is what lateness is made of.
                 ended: list[Run] = []
-                if self._ended and (self._stopping or self._record_due_in_locked() == 0):
+                if self._ended and (
+                    self._stopping or self._record_due_in_locked() == 0
+                ):
                     ended = list(self._ended)
                     self._ended.clear()
             if not ended and not take:
@@ -259,19 +272,28 @@ class InlineExecutor:
         try:
             runs = runs_claim(take)
         except Exception:  # e.g. SQLite busy beyond its timeout: they stay pending
-            logger.exception("Could not claim %d execution(s); the engine offers them again", len(take))
+            logger.exception(
+                "Could not claim %d execution(s); the engine offers them again",
+                len(take),
+            )
             self._reset_connection()
             runs = []
         now = time.time()
         # A run claimed before its time and refused its task lock is not skipped
         # yet: the previous run may still end before then. It is given back and
         # claimed again at its time, when the refusal counts.
-        early = [run for run in runs if run.result is not None and _due(run.execution) > now]
+        early = [
+            run for run in runs if run.result is not None and _due(run.execution) > now
+        ]
         if early:
             try:
                 runs_release(early)
-            except Exception:  # recorded as skipped instead: a little early, but recorded
-                logger.exception("Could not give back %d run(s) claimed early", len(early))
+            except (
+                Exception
+            ):  # recorded as skipped instead: a little early, but recorded
+                logger.exception(
+                    "Could not give back %d run(s) claimed early", len(early)
+                )
                 self._reset_connection()
                 early = []
         deferred = {run.execution.pk for run in early}
@@ -288,7 +310,9 @@ class InlineExecutor:
                         self._at(_due(run.execution), run.execution)
                     else:
                         self._inflight.discard(run.execution.pk)
-                elif run.result is not None:  # skipped at claim time: straight to the record
+                elif (
+                    run.result is not None
+                ):  # skipped at claim time: straight to the record
                     self._run_ended(run)
                 elif _due(run.execution) <= now:
                     self._work.put(run)
@@ -345,10 +369,8 @@ class InlineExecutor:
 
     @staticmethod
     def _reset_connection() -> None:
-        try:
+        with contextlib.suppress(DatabaseError):
             connections.close_all()
-        except DatabaseError:
-            pass
 
     def _work_loop(self) -> None:
         keeper = ConnectionKeeper()

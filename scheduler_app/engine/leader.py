@@ -50,7 +50,9 @@ class Leadership:
         started = self._clock()
         backend = self._backend()
         was_leader = self.is_leader
-        if self._token is not None and backend.extend(key, self._token, self.ttl_seconds):
+        if self._token is not None and backend.extend(
+            key, self._token, self.ttl_seconds
+        ):
             self._valid_until = started + self.ttl_seconds * SAFE_SHARE_OF_TTL
             return True
         if self._token is not None:

@@ -38,9 +38,9 @@ from ..services import (
     instance_heartbeat,
     instance_id,
     instance_stopped,
+    task_trigger,
     tasks_ensure_declared,
     tasks_record_next_runs,
-    task_trigger,
     tasks_version,
 )
 from ..services.prepared import PreparedQuery
@@ -77,7 +77,9 @@ PENDING_BATCH = 500
 #: asked four times a second).
 _startable_ids = PreparedQuery(
     TaskExecution,
-    lambda now, limit: TaskExecution.objects.startable(now=now).values_list("pk", flat=True)[:limit],
+    lambda now, limit: TaskExecution.objects.startable(now=now).values_list(
+        "pk", flat=True
+    )[:limit],
 )
 
 
@@ -203,15 +205,21 @@ class Engine:
         """
         every = (
             not self._listener.live
-            or self._loaded_version is None  # (again) the leader: load, start what waits
+            or self._loaded_version
+            is None  # (again) the leader: load, start what waits
             or self._next_checks is None
             or now >= self._next_checks
         )
         if every:
-            self._next_checks = now + dt.timedelta(seconds=CHECK_SECONDS_WITH_NOTIFICATIONS)
+            self._next_checks = now + dt.timedelta(
+                seconds=CHECK_SECONDS_WITH_NOTIFICATIONS
+            )
         retry_due = self._next_pending_at is not None and now >= self._next_pending_at
         with self._checks_lock:  # a notification arriving meanwhile is not lost
-            tasks, pending = self._check_tasks or every, self._check_pending or every or retry_due
+            tasks, pending = (
+                self._check_tasks or every,
+                self._check_pending or every or retry_due,
+            )
             self._check_tasks = self._check_pending = False
         return tasks, pending
 
@@ -296,7 +304,9 @@ class Engine:
     def _sleep_seconds(self, now: dt.datetime) -> float:
         wake_at = self._next_housekeeping or now
         if self._staged_heap and self.firing_enabled:
-            sleep = min((wake_at - now).total_seconds(), self._handover_at() - now.timestamp())
+            sleep = min(
+                (wake_at - now).total_seconds(), self._handover_at() - now.timestamp()
+            )
         else:
             sleep = (wake_at - now).total_seconds()
         return max(0.0, sleep)
@@ -362,9 +372,9 @@ class Engine:
         """
         # Whole rows: each job keeps its task, which its executions carry to the
         # execution path, so no fire fetches its task again.
-        tasks = ScheduledTask.objects.filter(status=ScheduledTask.Status.ACTIVE).exclude(
-            task_type=ScheduledTask.TaskType.MANUAL
-        )
+        tasks = ScheduledTask.objects.filter(
+            status=ScheduledTask.Status.ACTIVE
+        ).exclude(task_type=ScheduledTask.TaskType.MANUAL)
         seen: set[int] = set()
         changed: set[int] = set()
         for task in tasks.iterator(chunk_size=2000):
@@ -384,12 +394,18 @@ class Engine:
         self._unstage({*gone, *changed}, now)
         logger.info("Loaded %d scheduled task(s)", len(self.store))
 
-    def _load(self, task: ScheduledTask, now: dt.datetime, *, trust_next_run: bool) -> None:
+    def _load(
+        self, task: ScheduledTask, now: dt.datetime, *, trust_next_run: bool
+    ) -> None:
         try:
             anchor = task.next_run_at if trust_next_run and task.next_run_at else now
             trigger = task_trigger(task, start_at=anchor)
         except SchedulerError as exc:
-            logger.error("Task %s has an invalid schedule and is not scheduled: %s", task.name, exc)
+            logger.error(
+                "Task %s has an invalid schedule and is not scheduled: %s",
+                task.name,
+                exc,
+            )
             self.store.remove(task.pk)
             return
         if task.task_type == ScheduledTask.TaskType.DATE:
@@ -453,7 +469,9 @@ class Engine:
                 continue
             past = [when for when in run_times if when <= now]
             due = [
-                when for when in past if (now - when).total_seconds() <= job.misfire_grace_seconds
+                when
+                for when in past
+                if (now - when).total_seconds() <= job.misfire_grace_seconds
             ]
             missed = len(past) - len(due)
             if missed:
@@ -464,7 +482,9 @@ class Engine:
                     job.misfire_grace_seconds,
                 )
             if job.coalesce and len(due) > 1:
-                logger.warning("Task %s: %d missed fires coalesced into one", job.name, len(due))
+                logger.warning(
+                    "Task %s: %d missed fires coalesced into one", job.name, len(due)
+                )
                 due = due[-1:]
             due += run_times[len(past) :]
             fires.extend((job.task, when) for when in due)
@@ -476,7 +496,9 @@ class Engine:
         executions = executions_create_scheduled(fires, now=now)
         for execution in executions:
             self._staged[execution.pk] = execution
-            heapq.heappush(self._staged_heap, (execution.scheduled_for.timestamp(), execution.pk))
+            heapq.heappush(
+                self._staged_heap, (execution.scheduled_for.timestamp(), execution.pk)
+            )
         return executions
 
     def dispatch_due(self, now: dt.datetime) -> list[TaskExecution]:
@@ -485,7 +507,11 @@ class Engine:
         An executor with a lead (`lead_seconds`) gets them ahead of their time, in
         groups: once the first is within half the lead, every fire within the lead.
         """
-        if not self.firing_enabled or not self._staged_heap or not self.leadership.is_leader:
+        if (
+            not self.firing_enabled
+            or not self._staged_heap
+            or not self.leadership.is_leader
+        ):
             return []
         if self._handover_at() > now.timestamp():
             return []
@@ -544,14 +570,18 @@ class Engine:
         inflight = self.executor.inflight()
         wanted = PENDING_BATCH + len(inflight) + len(self._staged)
         ids = _startable_ids(now, limit=1 << (wanted - 1).bit_length())  # a few limits
-        new = [pk for pk in ids if pk not in inflight and pk not in self._staged][:PENDING_BATCH]
+        new = [pk for pk in ids if pk not in inflight and pk not in self._staged][
+            :PENDING_BATCH
+        ]
         if self._listener.live:
             # A retry is recorded with its delay and no notification comes when the
             # delay is over: look again then.
             self._next_pending_at = TaskExecution.objects.waiting_for_delay(now=now)
         if not new:
             return []
-        rows = TaskExecution.objects.filter(pk__in=new, status=TaskExecution.Status.PENDING)
+        rows = TaskExecution.objects.filter(
+            pk__in=new, status=TaskExecution.Status.PENDING
+        )
         by_id = {execution.pk: execution for execution in rows.select_related("task")}
         executions = [by_id[pk] for pk in new if pk in by_id]
         self.executor.submit(executions)

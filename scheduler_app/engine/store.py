@@ -109,5 +109,10 @@ class JobStore:
         if job.next_run_at is not None:
             heapq.heappush(
                 self._heap,
-                (job.next_run_at.timestamp(), next(self._sequence), job.task_id, job.generation),
+                (
+                    job.next_run_at.timestamp(),
+                    next(self._sequence),
+                    job.task_id,
+                    job.generation,
+                ),
             )

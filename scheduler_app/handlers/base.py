@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from .results import TaskResult
@@ -13,7 +13,7 @@ from .results import TaskResult
 __all__ = ["BaseTask", "ScheduleType", "TaskResult", "TaskSchedule", "snake_case"]
 
 
-class ScheduleType(str, Enum):
+class ScheduleType(StrEnum):
     CRON = "cron"
     INTERVAL = "interval"
     DATE = "date"

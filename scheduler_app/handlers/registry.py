@@ -35,7 +35,12 @@ from typing import Any
 from django.utils.translation import gettext_lazy as _
 
 from ..conf import app_settings
-from ..exceptions import HandlerBroken, HandlerNotAllowed, HandlerNotFound, SchedulerError
+from ..exceptions import (
+    HandlerBroken,
+    HandlerNotAllowed,
+    HandlerNotFound,
+    SchedulerError,
+)
 from .base import BaseTask, TaskSchedule, snake_case
 from .params import ParamSpec, specs_from_callable
 from .results import json_safe
@@ -227,14 +232,22 @@ def handler_path_for(obj: Any) -> str:
     module = getattr(obj, "__module__", None)
     qualname = getattr(obj, "__qualname__", "")
     # Only a module-level name can be found again by another process.
-    if not module or module == "__main__" or not qualname or "." in qualname or "<" in qualname:
+    if (
+        not module
+        or module == "__main__"
+        or not qualname
+        or "." in qualname
+        or "<" in qualname
+    ):
         raise HandlerNotFound(MSG_NOT_MODULE_LEVEL % {"handler": obj}, field=FIELD)
     return "%s:%s" % (module, qualname)
 
 
 def handler_modules() -> list[str]:
     """The modules of SCHEDULER_HANDLER_MODULES that count (standard library ones never do)."""
-    return [name for name in configured_handler_modules() if not is_standard_library(name)]
+    return [
+        name for name in configured_handler_modules() if not is_standard_library(name)
+    ]
 
 
 def configured_handler_modules() -> list[str]:
@@ -273,7 +286,9 @@ def list_code_handlers() -> list[HandlerInfo]:
             module = importlib.import_module(module_name)
         except Exception as exc:  # noqa: BLE001 - reported by the system check too
             logger.warning(
-                "SCHEDULER_HANDLER_MODULES: module %s cannot be imported: %s", module_name, exc
+                "SCHEDULER_HANDLER_MODULES: module %s cannot be imported: %s",
+                module_name,
+                exc,
             )
             continue
         for attr, obj in vars(module).items():
@@ -664,7 +679,9 @@ def _describe_class(
     if run is BaseTask.run:
         raise _Broken(ERROR_CLASS_RUN_ABSTRACT % cls.__name__)
     _check_constructible(cls)
-    specs, accepts_var_kwargs = _specs(run, "%s.run()" % cls.__name__, registration.params)
+    specs, accepts_var_kwargs = _specs(
+        run, "%s.run()" % cls.__name__, registration.params
+    )
     is_async = inspect.iscoroutinefunction(run)
     info = HandlerInfo(
         path=path,

@@ -49,13 +49,13 @@ from .tasks import (
     tasks_disable,
     tasks_enable,
     tasks_ensure_declared,
-    tasks_with_refused_handlers,
     tasks_pause,
     tasks_record_next_runs,
     tasks_request_run,
     tasks_resume,
     tasks_set_status,
     tasks_version,
+    tasks_with_refused_handlers,
 )
 
 __all__ = [

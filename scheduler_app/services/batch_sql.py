@@ -37,7 +37,9 @@ def rows_table(
         params: list[Any] = [json.dumps(rows, default=_json_literal, allow_nan=False)]
     else:
         row_sql = "(%s)" % ", ".join(["%s"] * len(columns))
-        source = _with(connection, columns, "VALUES " + ", ".join([row_sql] * len(rows)))
+        source = _with(
+            connection, columns, "VALUES " + ", ".join([row_sql] * len(rows))
+        )
         params = [value for row in rows for value in row]
     return source, params
 
@@ -80,7 +82,9 @@ def row_datetime(connection: Any) -> Callable[[dt.datetime | None], Any]:
         return lambda value: None if value is None else value.isoformat()
     if connection.vendor == "sqlite" and connection.timezone is not None:
         zone = connection.timezone
-        return lambda value: None if value is None else str(value.astimezone(zone).replace(tzinfo=None))
+        return lambda value: (
+            None if value is None else str(value.astimezone(zone).replace(tzinfo=None))
+        )
     return connection.ops.adapt_datetimefield_value
 
 

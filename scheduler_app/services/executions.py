@@ -39,7 +39,13 @@ from ..conf import app_settings
 from ..exceptions import ExecutionCancelled, InvalidTransition, SchedulerError
 from ..handlers.registry import resolve_handler
 from ..handlers.results import json_safe, outcome_from_return
-from ..locks import DatabaseLockBackend, LockBackend, get_lock_backend, lock_key, task_lock_key
+from ..locks import (
+    DatabaseLockBackend,
+    LockBackend,
+    get_lock_backend,
+    lock_key,
+    task_lock_key,
+)
 from ..models import ScheduledTask, SchedulerInstance, SchedulerLock, TaskExecution
 from ..storable import REPLACEMENT, storable_json, storable_text
 from ..tasklog import LogSnapshot, RunLog, bind
@@ -90,7 +96,9 @@ class _SharedLoop:
             if self._loop is None or self._pid != os.getpid():
                 loop = asyncio.new_event_loop()
                 threading.Thread(
-                    target=loop.run_forever, name="scheduler-async-handlers", daemon=True
+                    target=loop.run_forever,
+                    name="scheduler-async-handlers",
+                    daemon=True,
                 ).start()
                 self._loop, self._pid = loop, os.getpid()
             return self._loop
@@ -193,7 +201,10 @@ def _send(signal: Any, task: ScheduledTask, execution: TaskExecution) -> None:
     ):
         if isinstance(response, Exception):
             logger.error(
-                "Signal receiver %r failed for execution %s: %r", receiver, execution.pk, response
+                "Signal receiver %r failed for execution %s: %r",
+                receiver,
+                execution.pk,
+                response,
             )
 
 
@@ -371,7 +382,9 @@ class _Watchdog:
             self._runs[run.execution.pk] = run
             if self._pid != os.getpid():  # first use, or the first after a fork
                 self._pid = os.getpid()
-                threading.Thread(target=self._loop, name="scheduler-watchdog", daemon=True).start()
+                threading.Thread(
+                    target=self._loop, name="scheduler-watchdog", daemon=True
+                ).start()
         self._wake.set()
 
     def remove(self, run: Run) -> None:
@@ -455,7 +468,12 @@ def runs_claim(
     wanted = {execution.pk: execution for execution in executions}
     backend = get_lock_backend()
     claim = functools.partial(
-        _claim, backend=backend, me=me, started_at=started_at, log_listener=log_listener, echo=echo
+        _claim,
+        backend=backend,
+        me=me,
+        started_at=started_at,
+        log_listener=log_listener,
+        echo=echo,
     )
     not_claimed: set[int] = set()  # for a reason logged already
     try:
@@ -528,7 +546,9 @@ def _claim_one_by_one(
             runs += claim([execution])
         except _TRANSIENT_ERRORS:
             logger.warning(
-                "Could not claim execution %s; it stays pending", execution.pk, exc_info=True
+                "Could not claim execution %s; it stays pending",
+                execution.pk,
+                exc_info=True,
             )
             not_claimed.add(execution.pk)
         except Exception as error:  # recorded on the execution
@@ -556,7 +576,9 @@ def _fail_unstartable(execution: TaskExecution, error: Exception) -> None:
     try:
         task = execution.task
         with task_rows_lock, transaction.atomic():
-            if not TaskExecution.objects.filter(pk=execution.pk, status=Status.PENDING).update(
+            if not TaskExecution.objects.filter(
+                pk=execution.pk, status=Status.PENDING
+            ).update(
                 status=Status.FAILED,
                 failure_kind=FailureKind.ERROR,
                 started_at=now,
@@ -674,7 +696,9 @@ def _take_task_locks(runs: list[Run], backend: LockBackend) -> None:
         if token is not None:
             waiting[0].lock = _RunLock(backend, key, token, ttl)
             holder = _lock_owner(waiting[0].execution)
-            waiting = waiting[1:]  # two runs of one task in a batch: the first one has it
+            waiting = waiting[
+                1:
+            ]  # two runs of one task in a batch: the first one has it
         for run in waiting:
             if run.task.overlap_policy == ScheduledTask.OverlapPolicy.REPLACE:
                 run.lock_wanted = "replace"
@@ -682,9 +706,9 @@ def _take_task_locks(runs: list[Run], backend: LockBackend) -> None:
             if not holder:
                 info = backend.get(key)
                 holder = info.owner if info else _("another run")
-            message = _("Skipped: the previous run is still going (held by %(holder)s).") % {
-                "holder": holder
-            }
+            message = _(
+                "Skipped: the previous run is still going (held by %(holder)s)."
+            ) % {"holder": holder}
             run.result = _Result(status=Status.SKIPPED, result={"message": message})
             run.run_log.write(message)
 
@@ -737,7 +761,9 @@ def _replace_running(run: Run) -> None:
         backend.force_release(key)
         token = backend.acquire(key, owner=owner, ttl_seconds=ttl)
         if token is None:
-            raise SchedulerError(_("Could not take over the task lock %(key)s.") % {"key": key})
+            raise SchedulerError(
+                _("Could not take over the task lock %(key)s.") % {"key": key}
+            )
     run.lock = _RunLock(backend, key, token, ttl)
 
 
@@ -752,7 +778,7 @@ def run_claimed(run: Run, *, inline: bool = False) -> None:
     """
     if run.result is not None:  # refused its lock at claim time
         return
-    execution, task = run.execution, run.task
+    execution, _task = run.execution, run.task
     # The handler's turn has come: a claimed run may have waited for a free thread,
     # and started_at says when it really started (written with the final state).
     execution.started_at = timezone.now()
@@ -806,7 +832,9 @@ def _evaluate_and_call(run: Run, *, inline: bool) -> _Result:
     except SchedulerError as exc:
         run.run_log.write(exc.message)
         return _Result(
-            status=Status.FAILED, error_message=exc.message, failure_kind=FailureKind.ERROR
+            status=Status.FAILED,
+            error_message=exc.message,
+            failure_kind=FailureKind.ERROR,
         )
     evaluated = json_safe(kwargs)
     execution.kwargs = storable_json(evaluated)  # the live log's row updates carry it
@@ -814,7 +842,9 @@ def _evaluate_and_call(run: Run, *, inline: bool) -> _Result:
         run.altered.append("kwargs")
     invocation = run.invocation = _Invocation(func, kwargs)
     if run.cancel_event.is_set():
-        return _Result(status=Status.CANCELLED, error_message=_("Cancelled on request."))
+        return _Result(
+            status=Status.CANCELLED, error_message=_("Cancelled on request.")
+        )
     deadline = None
     if task.timeout_seconds and (invocation.is_async or not inline):
         deadline = time.monotonic() + task.timeout_seconds
@@ -847,7 +877,9 @@ def _wait_for_handler(run: Run, deadline: float | None) -> _Result:
         if run.cancel_event.is_set() and not invocation.done.is_set():
             invocation.done.wait(1.0)  # an async handler gets its CancelledError
             if not invocation.done.is_set():
-                return _Result(status=Status.CANCELLED, error_message=_("Cancelled on request."))
+                return _Result(
+                    status=Status.CANCELLED, error_message=_("Cancelled on request.")
+                )
     if invocation.error is not None:
         return _result_from_error(run, invocation.error)
     outcome = outcome_from_return(invocation.value)
@@ -873,11 +905,15 @@ def _result_from_error(run: Run, error: BaseException) -> _Result:
         isinstance(error, (asyncio.CancelledError, concurrent.futures.CancelledError))
         and run.cancel_event.is_set()
     ):
-        return _Result(status=Status.CANCELLED, error_message=_("Cancelled on request."))
+        return _Result(
+            status=Status.CANCELLED, error_message=_("Cancelled on request.")
+        )
     if is_soft_time_limit(error):
         return _Result(
             status=Status.FAILED,
-            error_message=_("Soft time limit reached after %(seconds)s s (timeout_seconds).")
+            error_message=_(
+                "Soft time limit reached after %(seconds)s s (timeout_seconds)."
+            )
             % {"seconds": run.task.timeout_seconds},
             error_traceback=_format_traceback(error),
             failure_kind=FailureKind.TIMEOUT,
@@ -974,7 +1010,10 @@ def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
         try:
             backend.release_many(held)
         except Exception:
-            logger.exception("Could not release %d task lock(s); they expire by themselves", len(held))
+            logger.exception(
+                "Could not release %d task lock(s); they expire by themselves",
+                len(held),
+            )
     for run, retry in retries:
         logger.info(
             "Execution %s of task %s failed; retry %s/%s is execution %s at %s",
@@ -1025,7 +1064,9 @@ _STORABLE_JSON_FIELDS = ("result", "kwargs")
 def _field_names(names: Sequence[str]) -> str:
     """The verbose names of execution fields, for a message: "result, log"."""
     seen = dict.fromkeys(names)
-    return ", ".join(str(TaskExecution._meta.get_field(name).verbose_name) for name in seen)
+    return ", ".join(
+        str(TaskExecution._meta.get_field(name).verbose_name) for name in seen
+    )
 
 
 def _log_appended(run: Run, text: str, message: str) -> str:
@@ -1071,7 +1112,9 @@ def _make_storable(run: Run) -> None:
 
 
 def _held_locks(runs: Sequence[Run]) -> list[tuple[str, str]]:
-    return [(run.lock.key, run.lock.token) for run in runs if run.lock and not run.lock.lost]
+    return [
+        (run.lock.key, run.lock.token) for run in runs if run.lock and not run.lock.lost
+    ]
 
 
 _Recorded = tuple[set[int], list[tuple[Run, TaskExecution]]]
@@ -1122,12 +1165,16 @@ def _record_ends(runs: Sequence[Run], backend: LockBackend) -> _Ended:
             except Exception as error:  # recorded failed instead
                 row_written, row_retries = _record_unstorable(run, backend, error)
         except _TRANSIENT_ERRORS as error:  # the database went away: the rest waits too
-            logger.exception("Could not record the end of execution %s", run.execution.pk)
+            logger.exception(
+                "Could not record the end of execution %s", run.execution.pk
+            )
             broken = broken or error
             unrecorded.update(later.execution.pk for later in runs[index:])
             break
         except Exception as error:  # the other rows still get theirs
-            logger.exception("Could not record the end of execution %s", run.execution.pk)
+            logger.exception(
+                "Could not record the end of execution %s", run.execution.pk
+            )
             broken = broken or error
             unrecorded.add(run.execution.pk)
             continue
@@ -1291,7 +1338,11 @@ def _free_locks_of(executions: Sequence[TaskExecution]) -> None:
                 info = backend.get(key)
                 if info is not None and info.owner == owner:
                     backend.release(key, info.token)
-                    logger.info("Freed the task lock %s of ended execution %s", key, execution.pk)
+                    logger.info(
+                        "Freed the task lock %s of ended execution %s",
+                        key,
+                        execution.pk,
+                    )
             except Exception:  # it expires by its TTL instead
                 logger.warning("Could not free the task lock %s", key, exc_info=True)
 
@@ -1331,27 +1382,36 @@ def _write_finals(runs: Sequence[Run]) -> set[int]:
     quote = connection.ops.quote_name
     fields = [meta.get_field(name) for name in _FINAL_FIELDS]
     table, pk = quote(meta.db_table), quote(meta.pk.column)
-    assignments = ", ".join("%s = v.%s" % (quote(f.column), quote(f.column)) for f in fields)
+    assignments = ", ".join(
+        "%s = v.%s" % (quote(f.column), quote(f.column)) for f in fields
+    )
     columns = [(meta.pk.column, meta.pk), *((f.column, f) for f in fields)]
     preps = [(f.attname, _db_prep(f, connection)) for f in fields]
     written: set[int] = set()
     with connection.cursor() as cursor:
         for start in range(0, len(runs), _FINALS_PER_STATEMENT):
             rows = [
-                [run.execution.pk, *(prep(getattr(run.execution, name)) for name, prep in preps)]
+                [
+                    run.execution.pk,
+                    *(prep(getattr(run.execution, name)) for name, prep in preps),
+                ]
                 for run in runs[start : start + _FINALS_PER_STATEMENT]
             ]
             source, params = rows_table(connection, columns, rows)
-            sql = source + "UPDATE %s SET %s FROM v WHERE %s.%s = v.%s AND %s.%s = %%s RETURNING %s.%s" % (
-                table,
-                assignments,
-                table,
-                pk,
-                pk,
-                table,
-                quote(meta.get_field("status").column),
-                table,
-                pk,
+            sql = (
+                source
+                + "UPDATE %s SET %s FROM v WHERE %s.%s = v.%s AND %s.%s = %%s RETURNING %s.%s"
+                % (
+                    table,
+                    assignments,
+                    table,
+                    pk,
+                    pk,
+                    table,
+                    quote(meta.get_field("status").column),
+                    table,
+                    pk,
+                )
             )
             cursor.execute(sql, [*params, Status.RUNNING])
             written.update(row[0] for row in cursor.fetchall())
@@ -1368,7 +1428,9 @@ def _db_prep(field: Any, connection: Any) -> Callable[[Any], Any]:
     slow = functools.partial(field.get_db_prep_save, connection=connection)
     if isinstance(field, models.DateTimeField):
         adapt = row_datetime(connection)
-        return lambda value: adapt(value) if value is None or timezone.is_aware(value) else slow(value)
+        return lambda value: (
+            adapt(value) if value is None or timezone.is_aware(value) else slow(value)
+        )
     if isinstance(field, models.JSONField) and field.encoder is None:
         # What Django's adapt_json_value sends, as text: SQL NULL stays None.
         return lambda value: value if value is None else json.dumps(value)
@@ -1408,15 +1470,22 @@ def _add_counters(runs: Sequence[Run]) -> None:
     adapt = row_datetime(connection)
     source, params = rows_table(
         connection,
-        [("id", meta.pk), ("ran", count), ("ok", count), ("failed", count), ("latest", last)],
+        [
+            ("id", meta.pk),
+            ("ran", count),
+            ("ok", count),
+            ("failed", count),
+            ("latest", last),
+        ],
         [
             (task_id, ran, succeeded, failed, adapt(latest))
             for task_id, (ran, succeeded, failed, latest) in sorted(per_task.items())
         ],
     )
-    column = {name: quote(meta.get_field(name).column) for name in (
-        "run_count", "success_count", "fail_count", "last_run_at"
-    )}
+    column = {
+        name: quote(meta.get_field(name).column)
+        for name in ("run_count", "success_count", "fail_count", "last_run_at")
+    }
     sql = source + (
         "UPDATE {t} SET {runs} = {t}.{runs} + v.ran, {ok} = {t}.{ok} + v.ok, "
         "{failed} = {t}.{failed} + v.failed, {last} = CASE WHEN {t}.{last} IS NOT NULL "
@@ -1507,7 +1576,9 @@ def _withdraw_pending(execution_id: int) -> None:
             logger.exception("Could not withdraw cancelled execution %s", execution_id)
 
 
-def execution_cancel(execution: TaskExecution, *, now: dt.datetime | None = None) -> TaskExecution:
+def execution_cancel(
+    execution: TaskExecution, *, now: dt.datetime | None = None
+) -> TaskExecution:
     """Cancel a pending execution at once, or ask a running one to stop.
 
     A pending one is withdrawn from its executor too (`pending_cancel_hooks`). A
@@ -1527,7 +1598,10 @@ def execution_cancel(execution: TaskExecution, *, now: dt.datetime | None = None
     execution.refresh_from_db()
     if execution.status != Status.RUNNING:
         raise InvalidTransition(
-            _("Execution #%(id)s is already %(status)s; only pending or running runs can be cancelled.")
+            _(
+                "Execution #%(id)s is already %(status)s; only pending or running runs "
+                "can be cancelled."
+            )
             % {"id": execution.pk, "status": execution.get_status_display()}
         )
     _request_cancel(execution.pk)
@@ -1545,7 +1619,9 @@ def executions_recover_abandoned(*, now: dt.datetime | None = None) -> int:
     started within that window are left alone: their instance may not have beaten yet.
     """
     now = now or timezone.now()
-    stale_before = now - dt.timedelta(seconds=app_settings.SCHEDULER_INSTANCE_STALE_SECONDS)
+    stale_before = now - dt.timedelta(
+        seconds=app_settings.SCHEDULER_INSTANCE_STALE_SECONDS
+    )
     alive = instances_alive_ids(now=now)
     orphans = (
         TaskExecution.objects.running()
@@ -1565,7 +1641,10 @@ def executions_recover_abandoned(*, now: dt.datetime | None = None) -> int:
             message = _(
                 "Abandoned: instance “%(instance)s” stopped while this run was going "
                 "(last heartbeat %(heartbeat)s)."
-            ) % {"instance": gone, "heartbeat": timezone.localtime(last).strftime("%Y-%m-%d %H:%M:%S")}
+            ) % {
+                "instance": gone,
+                "heartbeat": timezone.localtime(last).strftime("%Y-%m-%d %H:%M:%S"),
+            }
         else:
             message = _(
                 "Abandoned: instance “%(instance)s” stopped while this run was going."
@@ -1588,7 +1667,9 @@ def executions_recover_abandoned(*, now: dt.datetime | None = None) -> int:
         )
         count = len(ended)
         if count:
-            logger.warning("Marked %d execution(s) of gone instance %s as abandoned", count, gone)
+            logger.warning(
+                "Marked %d execution(s) of gone instance %s as abandoned", count, gone
+            )
         recovered += count
     return recovered
 
@@ -1603,7 +1684,9 @@ def executions_cleanup(
     """
     days = app_settings.SCHEDULER_HISTORY_DAYS if days is None else days
     cutoff = (now or timezone.now()) - dt.timedelta(days=days)
-    old = TaskExecution.objects.older_than(cutoff).filter(status__in=TaskExecution.FINISHED_STATUSES)
+    old = TaskExecution.objects.older_than(cutoff).filter(
+        status__in=TaskExecution.FINISHED_STATUSES
+    )
     deleted = 0
     while True:
         batch = list(old.order_by().values_list("pk", flat=True)[:batch_size])
@@ -1613,7 +1696,9 @@ def executions_cleanup(
 
 
 def executions_create_scheduled(
-    fires: Sequence[tuple[ScheduledTask, dt.datetime]], *, now: dt.datetime | None = None
+    fires: Sequence[tuple[ScheduledTask, dt.datetime]],
+    *,
+    now: dt.datetime | None = None,
 ) -> list[TaskExecution]:
     """Record fires as pending executions; returns the ones recorded here.
 
@@ -1627,7 +1712,9 @@ def executions_create_scheduled(
         return []
     now = now or timezone.now()
     prototype = TaskExecution(
-        status=Status.PENDING, trigger_type=TaskExecution.TriggerType.SCHEDULED, created_at=now
+        status=Status.PENDING,
+        trigger_type=TaskExecution.TriggerType.SCHEDULED,
+        created_at=now,
     )
     rows = [
         _copy_row(
@@ -1683,7 +1770,9 @@ def executions_create_scheduled(
     return [row for row in rows if row.pk is not None]
 
 
-def _count_failure(execution: TaskExecution, task: ScheduledTask, *, now: dt.datetime) -> None:
+def _count_failure(
+    execution: TaskExecution, task: ScheduledTask, *, now: dt.datetime
+) -> None:
     """The task's counters and retry for a failure recorded without a run (in a transaction)."""
     run = Run(execution=execution, task=task, run_log=RunLog(max_lines=1))
     _add_counters([run])
@@ -1723,12 +1812,16 @@ def _fire_failed(row: TaskExecution, error: Exception, *, now: dt.datetime) -> N
             failed.save(force_insert=True)
             _count_failure(failed, task, now=now)
     except Exception:  # nothing more can be done for this fire
-        logger.exception("Fire of task %s at %s is lost", row.task_id, row.scheduled_for)
+        logger.exception(
+            "Fire of task %s at %s is lost", row.task_id, row.scheduled_for
+        )
         return
     _send(signals.execution_failed, task, failed)
 
 
-def _copy_row(prototype: TaskExecution, *, task: ScheduledTask, **values: Any) -> TaskExecution:
+def _copy_row(
+    prototype: TaskExecution, *, task: ScheduledTask, **values: Any
+) -> TaskExecution:
     """A new unsaved execution like `prototype`, for `task`, with `values` set.
 
     Model.__init__ (every field's default, the foreign key's descriptor) took
@@ -1756,7 +1849,7 @@ def _instant(value: dt.datetime | str) -> int:
     if isinstance(value, str):  # SQLite without type detection
         value = dt.datetime.fromisoformat(value)
     if value.tzinfo is None:  # stored as UTC by Django (USE_TZ)
-        value = value.replace(tzinfo=dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
     return round(value.timestamp() * 1_000_000)
 
 
@@ -1775,7 +1868,8 @@ def _insert_fires(rows: list[TaskExecution]) -> None:
     # are sent once, as parameters of the SELECT list.
     varying = [meta.get_field(name) for name in ("task", "scheduled_for", "run_after")]
     select_list = ", ".join(
-        "v.%s" % quote(f.column) if f in varying else typed_param(connection, f) for f in fields
+        "v.%s" % quote(f.column) if f in varying else typed_param(connection, f)
+        for f in fields
     )
     constants = [
         f.get_db_prep_save(getattr(rows[0], f.attname), connection)
@@ -1797,7 +1891,10 @@ def _insert_fires(rows: list[TaskExecution]) -> None:
         table, params = rows_table(
             connection,
             [(f.column, f) for f in varying],
-            [(row.task_id, adapt(row.scheduled_for), adapt(row.run_after)) for row in chunk],
+            [
+                (row.task_id, adapt(row.scheduled_for), adapt(row.run_after))
+                for row in chunk
+            ],
         )
         # WHERE 1 = 1: SQLite's parser needs a WHERE before an upsert's ON CONFLICT.
         sql = table + (
@@ -1830,7 +1927,9 @@ def executions_unstage(execution_ids: Sequence[int]) -> set[int]:
     """Withdraw staged fires that have not started; returns the task ids they were of."""
     if not execution_ids:
         return set()
-    staged = TaskExecution.objects.filter(pk__in=list(execution_ids), status=Status.PENDING)
+    staged = TaskExecution.objects.filter(
+        pk__in=list(execution_ids), status=Status.PENDING
+    )
     task_ids = set(staged.values_list("task_id", flat=True))
     staged.delete()
     return task_ids
@@ -1849,7 +1948,11 @@ def executions_interrupt(*, instance: str, now: dt.datetime | None = None) -> in
     message = _(
         "Interrupted: the scheduler instance “%(instance)s” stopped before the run finished."
     ) % {"instance": instance}
-    going = list(TaskExecution.objects.running().filter(instance_id=instance).select_related("task"))
+    going = list(
+        TaskExecution.objects.running()
+        .filter(instance_id=instance)
+        .select_related("task")
+    )
     for execution in going:
         run = _watchdog.get(execution.pk)
         if run is not None:  # its log here is newer than the row's
@@ -1858,7 +1961,10 @@ def executions_interrupt(*, instance: str, now: dt.datetime | None = None) -> in
             execution.progress_done = snapshot.progress_done
             execution.progress_total = snapshot.progress_total
     ended = executions_fail(
-        going, failure_kind=FailureKind.INTERRUPTED, message=lambda _execution: message, now=now
+        going,
+        failure_kind=FailureKind.INTERRUPTED,
+        message=lambda _execution: message,
+        now=now,
     )
     for run in _watchdog.runs():
         run.cancel()

@@ -111,7 +111,9 @@ def _not_allowed_note(handler_path: str) -> str:
 
 def _weekday_names(expression: str) -> str:
     # APScheduler numbers weekdays from Monday = 0; crontab from Sunday = 0.
-    return re.sub(r"\d+", lambda match: _APSCHEDULER_WEEKDAYS[int(match.group()) % 7], expression)
+    return re.sub(
+        r"\d+", lambda match: _APSCHEDULER_WEEKDAYS[int(match.group()) % 7], expression
+    )
 
 
 def _cron_expression(trigger: CronTrigger) -> str:
@@ -119,7 +121,9 @@ def _cron_expression(trigger: CronTrigger) -> str:
     for name in ("year", "week"):
         if not fields[name].is_default:
             raise SchedulerError(
-                _("its cron trigger uses the %(field)s field, which crontab cannot express")
+                _(
+                    "its cron trigger uses the %(field)s field, which crontab cannot express"
+                )
                 % {"field": name}
             )
     parts = [
@@ -141,7 +145,8 @@ def apscheduler_job_fields(state: dict[str, Any]) -> dict[str, Any]:
     trigger = state["trigger"]
     fields: dict[str, Any] = {
         "handler_path": state["func"],
-        "description": _("Imported from django-apscheduler job “%(id)s”.") % {"id": state["id"]},
+        "description": _("Imported from django-apscheduler job “%(id)s”.")
+        % {"id": state["id"]},
         "coalesce": bool(state.get("coalesce", True)),
         "misfire_grace_seconds": int(state.get("misfire_grace_time") or 3600),
         "overlap_policy": (
@@ -149,31 +154,41 @@ def apscheduler_job_fields(state: dict[str, Any]) -> dict[str, Any]:
             if state.get("max_instances", 1) == 1
             else ScheduledTask.OverlapPolicy.ALLOW
         ),
-        "max_instances": 0 if state.get("max_instances", 1) == 1 else state["max_instances"],
+        "max_instances": 0
+        if state.get("max_instances", 1) == 1
+        else state["max_instances"],
     }
     if isinstance(trigger, CronTrigger):
         fields.update(task_type="cron", cron_expression=_cron_expression(trigger))
         fields["timezone"] = str(trigger.timezone)
         fields["jitter_seconds"] = int(trigger.jitter or 0)
     elif isinstance(trigger, IntervalTrigger):
-        fields.update(task_type="interval", interval_seconds=int(trigger.interval_length))
+        fields.update(
+            task_type="interval", interval_seconds=int(trigger.interval_length)
+        )
         fields["jitter_seconds"] = int(trigger.jitter or 0)
     elif isinstance(trigger, DateTrigger):
         fields.update(task_type="date", run_date=trigger.run_date)
     else:
         raise SchedulerError(
-            _("its trigger %(trigger)s has no equivalent here") % {"trigger": type(trigger).__name__}
+            _("its trigger %(trigger)s has no equivalent here")
+            % {"trigger": type(trigger).__name__}
         )
     if state.get("args"):
         # Positional arguments have no parameter names to show in the admin.
-        raise SchedulerError(_("it passes positional arguments; give them names and import again"))
+        raise SchedulerError(
+            _("it passes positional arguments; give them names and import again")
+        )
     fields["handler_kwargs"] = {
-        key: to_expression(key, value) for key, value in (state.get("kwargs") or {}).items()
+        key: to_expression(key, value)
+        for key, value in (state.get("kwargs") or {}).items()
     }
     return fields
 
 
-def tasks_import_from_apscheduler(*, paused: bool = True, now: dt.datetime | None = None) -> ImportReport:
+def tasks_import_from_apscheduler(
+    *, paused: bool = True, now: dt.datetime | None = None
+) -> ImportReport:
     """Create a task for every job in django-apscheduler's table (skipping names taken).
 
     Tasks are created paused by default, so both schedulers never fire the same job:
@@ -186,7 +201,9 @@ def tasks_import_from_apscheduler(*, paused: bool = True, now: dt.datetime | Non
     report = ImportReport()
     if DJANGO_APSCHEDULER_TABLE not in connection.introspection.table_names():
         raise SchedulerError(
-            _("No %(table)s table in this database: nothing to import from django-apscheduler.")
+            _(
+                "No %(table)s table in this database: nothing to import from django-apscheduler."
+            )
             % {"table": DJANGO_APSCHEDULER_TABLE}
         )
     with connection.cursor() as cursor:
@@ -211,12 +228,19 @@ def tasks_import_from_apscheduler(*, paused: bool = True, now: dt.datetime | Non
                 fields["description"] += " " + _not_allowed_note(fields["handler_path"])
             task_create(name=name, now=now, handler_must_be_allowed=False, **fields)
         except TaskInvalid as exc:
-            report.failed.append((job_id, "; ".join(error.message for error in exc.errors)))
-        except (SchedulerError, pickle.UnpicklingError, AttributeError, ImportError, KeyError) as exc:
+            report.failed.append(
+                (job_id, "; ".join(error.message for error in exc.errors))
+            )
+        except (
+            SchedulerError,
+            pickle.UnpicklingError,
+            AttributeError,
+            ImportError,
+            KeyError,
+        ) as exc:
             report.failed.append((job_id, str(exc)))
         else:
             report.created.append(name)
             if not allowed:
                 report.not_allowed.append(name)
     return report
-

@@ -45,7 +45,11 @@ def instance_id() -> str:
     # Recomputed after fork (Celery prefork, runserver reload) so children differ.
     if pid not in _instance_ids:
         host, _ = _identity()
-        _instance_ids[pid] = "%s:%d:%s" % (_process_name or host, pid, uuid.uuid4().hex[:6])
+        _instance_ids[pid] = "%s:%d:%s" % (
+            _process_name or host,
+            pid,
+            uuid.uuid4().hex[:6],
+        )
     return _instance_ids[pid]
 
 
@@ -60,7 +64,9 @@ def instance_set_worker(*, node_name: str) -> None:
     _instance_ids.pop(os.getpid(), None)
 
 
-def instance_heartbeat(*, now: dt.datetime | None = None, is_leader: bool = False) -> None:
+def instance_heartbeat(
+    *, now: dt.datetime | None = None, is_leader: bool = False
+) -> None:
     """Record that this instance is alive (creates its row on the first beat)."""
     now = now or timezone.now()
     host, pid = _identity()
@@ -101,7 +107,9 @@ def instances_alive_ids(
     Schedulers and workers alike, or only those of `kind` ("scheduler", "worker").
     """
     now = now or timezone.now()
-    fresh_after = now - dt.timedelta(seconds=app_settings.SCHEDULER_INSTANCE_STALE_SECONDS)
+    fresh_after = now - dt.timedelta(
+        seconds=app_settings.SCHEDULER_INSTANCE_STALE_SECONDS
+    )
     alive = SchedulerInstance.objects.filter(
         last_heartbeat_at__gte=fresh_after, stopped_at__isnull=True
     )

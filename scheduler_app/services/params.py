@@ -25,7 +25,9 @@ MSG_UNSTORABLE_NAME = gettext_lazy(
 )
 
 
-def parameter_evaluate(spec: ParamSpec | None, name: str, raw: Any, *, now: dt.datetime) -> Any:
+def parameter_evaluate(
+    spec: ParamSpec | None, name: str, raw: Any, *, now: dt.datetime
+) -> Any:
     """One parameter's value: strings are expressions, other JSON values are literal."""
     if isinstance(raw, str):
         try:
@@ -53,7 +55,11 @@ def parameters_evaluate(
             _("Parameters must be an object mapping parameter names to expressions."),
             field="handler_kwargs",
         )
-    check_kwargs(list(handler.params), raw_kwargs.keys(), accepts_var_kwargs=handler.accepts_var_kwargs)
+    check_kwargs(
+        list(handler.params),
+        raw_kwargs.keys(),
+        accepts_var_kwargs=handler.accepts_var_kwargs,
+    )
     specs = {spec.name: spec for spec in handler.params}
     return {
         name: parameter_evaluate(specs.get(name), name, raw, now=now)
@@ -75,7 +81,9 @@ def parameters_validate(
     if not isinstance(raw_kwargs, Mapping):
         return [
             ParameterError(
-                _("Parameters must be an object mapping parameter names to expressions."),
+                _(
+                    "Parameters must be an object mapping parameter names to expressions."
+                ),
                 field="handler_kwargs",
             )
         ]
@@ -93,7 +101,9 @@ def parameters_validate(
     specs = {spec.name: spec for spec in handler.params}
     try:
         check_kwargs(
-            list(handler.params), raw_kwargs.keys(), accepts_var_kwargs=handler.accepts_var_kwargs
+            list(handler.params),
+            raw_kwargs.keys(),
+            accepts_var_kwargs=handler.accepts_var_kwargs,
         )
     except ParameterError as exc:
         errors.append(exc)

@@ -17,7 +17,7 @@ from django.db import connections, models, router
 from django.db.models import QuerySet
 
 #: Stands for the time while compiling; found again among the compiled parameters.
-_PLACEHOLDER = dt.datetime(1970, 1, 2, 3, 4, 5, 678901, tzinfo=dt.timezone.utc)
+_PLACEHOLDER = dt.datetime(1970, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
 
 
 class PreparedQuery:
@@ -29,13 +29,19 @@ class PreparedQuery:
     """
 
     def __init__(
-        self, model: type[models.Model], build: Callable[[dt.datetime, int | None], QuerySet[Any, Any]]
+        self,
+        model: type[models.Model],
+        build: Callable[[dt.datetime, int | None], QuerySet[Any, Any]],
     ) -> None:
         self._model = model
         self._build = build
-        self._compiled: dict[tuple[str, int | None], tuple[str, tuple[Any, ...], list[int]]] = {}
+        self._compiled: dict[
+            tuple[str, int | None], tuple[str, tuple[Any, ...], list[int]]
+        ] = {}
 
-    def __call__(self, now: dt.datetime | None = None, *, limit: int | None = None) -> list[Any]:
+    def __call__(
+        self, now: dt.datetime | None = None, *, limit: int | None = None
+    ) -> list[Any]:
         alias = router.db_for_read(self._model)
         connection = connections[alias]
         compiled = self._compiled.get((alias, limit))
@@ -53,7 +59,9 @@ class PreparedQuery:
             cursor.execute(sql, params)
             return [row[0] for row in cursor.fetchall()]
 
-    def _compile(self, connection: Any, limit: int | None) -> tuple[str, tuple[Any, ...], list[int]]:
+    def _compile(
+        self, connection: Any, limit: int | None
+    ) -> tuple[str, tuple[Any, ...], list[int]]:
         queryset = self._build(_PLACEHOLDER, limit)
         sql, params = queryset.query.get_compiler(connection=connection).as_sql()
         placeholder = connection.ops.adapt_datetimefield_value(_PLACEHOLDER)

@@ -18,6 +18,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from .. import notify
 from ..exceptions import (
     HandlerNotAllowed,
     InvalidTransition,
@@ -28,13 +29,17 @@ from ..exceptions import (
 )
 from ..handlers.registry import get_handler, list_scripts, refusal
 from ..locks import get_lock_backend
-from .. import notify
 from ..models import ScheduledTask, SchedulerState, TaskExecution
-from .batch_sql import row_datetime, rows_table, task_rows_lock
-from .prepared import PreparedQuery
-from ..schedules import build_trigger, next_fire_times, resolve_timezone, validate_schedule
+from ..schedules import (
+    build_trigger,
+    next_fire_times,
+    resolve_timezone,
+    validate_schedule,
+)
 from ..storable import is_unstorable
+from .batch_sql import row_datetime, rows_table, task_rows_lock
 from .params import parameters_validate
+from .prepared import PreparedQuery
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +111,14 @@ MSG_INTEGER_RANGE = gettext_lazy(
     "%(field)s: enter a whole number from %(min)s to %(max)s (got %(value)s)."
 )
 #: Text fields of a task, checked for characters no database column can store.
-TEXT_FIELDS = ("name", "description", "cron_expression", "timezone", "handler_path", "queue")
+TEXT_FIELDS = (
+    "name",
+    "description",
+    "cron_expression",
+    "timezone",
+    "handler_path",
+    "queue",
+)
 MSG_UNSTORABLE_TEXT = gettext_lazy(
     "%(field)s: remove the NUL character (\\u0000) or unpaired surrogate "
     "(\\ud800-\\udfff); it cannot be stored."
@@ -148,7 +160,9 @@ class TaskInvalid(SchedulerError):
         self.errors = errors
 
 
-def task_local_now(task: ScheduledTask, *, now: dt.datetime | None = None) -> dt.datetime:
+def task_local_now(
+    task: ScheduledTask, *, now: dt.datetime | None = None
+) -> dt.datetime:
     """Naive wall-clock time in the task's zone: what `datetime.now()` means in its parameters."""
     now = now or timezone.now()
     return now.astimezone(resolve_timezone(task.timezone)).replace(tzinfo=None)
@@ -175,7 +189,11 @@ def task_fields_validate(values: Mapping[str, Any]) -> list[SchedulerError]:
         if name not in values or (name == "interval_seconds" and values[name] is None):
             continue
         value = values[name]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not low <= value <= high
+        ):
             message = MSG_INTEGER_RANGE % {
                 "field": _field_label(name),
                 "min": low,
@@ -240,10 +258,18 @@ def task_validate(
             except SchedulerError:
                 local_now = timezone.localtime(now).replace(tzinfo=None)
             errors.extend(
-                parameters_validate(task.handler_path, task.handler_kwargs, now=local_now)
+                parameters_validate(
+                    task.handler_path, task.handler_kwargs, now=local_now
+                )
             )
-    if task.queue and not QUEUE_NAME.fullmatch(task.queue) and not is_unstorable(task.queue):
-        errors.append(SchedulerError(MSG_QUEUE_NAME % {"queue": task.queue}, field="queue"))
+    if (
+        task.queue
+        and not QUEUE_NAME.fullmatch(task.queue)
+        and not is_unstorable(task.queue)
+    ):
+        errors.append(
+            SchedulerError(MSG_QUEUE_NAME % {"queue": task.queue}, field="queue")
+        )
     if (
         task.overlap_policy != ScheduledTask.OverlapPolicy.ALLOW
         and isinstance(task.max_instances, int)
@@ -304,7 +330,9 @@ def _save(task: ScheduledTask, *, now: dt.datetime) -> ScheduledTask:
             raise TaskInvalid(
                 [
                     SchedulerError(
-                        _("A task named “%(name)s” already exists; choose another name.")
+                        _(
+                            "A task named “%(name)s” already exists; choose another name."
+                        )
                         % {"name": task.name},
                         field="name",
                         code="unique",
@@ -330,7 +358,10 @@ def run_date_must_be_future(
 
 
 def task_create(
-    *, now: dt.datetime | None = None, handler_must_be_allowed: bool = True, **fields: Any
+    *,
+    now: dt.datetime | None = None,
+    handler_must_be_allowed: bool = True,
+    **fields: Any,
 ) -> ScheduledTask:
     """Validate and create a task; its next fire time is computed and stored.
 
@@ -339,7 +370,9 @@ def task_create(
     now = now or timezone.now()
     unknown = set(fields) - set(EDITABLE_FIELDS)
     if unknown:
-        raise TypeError("task_create() got unknown fields: %s" % ", ".join(sorted(unknown)))
+        raise TypeError(
+            "task_create() got unknown fields: %s" % ", ".join(sorted(unknown))
+        )
     task = ScheduledTask(**fields)
     task_validate(
         task,
@@ -365,7 +398,9 @@ def task_update(
     now = now or timezone.now()
     unknown = set(fields) - set(EDITABLE_FIELDS)
     if unknown:
-        raise TypeError("task_update() got unknown fields: %s" % ", ".join(sorted(unknown)))
+        raise TypeError(
+            "task_update() got unknown fields: %s" % ", ".join(sorted(unknown))
+        )
     if "status" in fields:
         _check_status_change(
             task, new_status=fields["status"], stored_status=task.status, actor=actor
@@ -373,7 +408,9 @@ def task_update(
     previous_run_date = task.run_date
     for name, value in fields.items():
         setattr(task, name, value)
-    must_be_future = run_date_must_be_future(task, is_new=False, previous_run_date=previous_run_date)
+    must_be_future = run_date_must_be_future(
+        task, is_new=False, previous_run_date=previous_run_date
+    )
     task_validate(task, now=now, require_future_run_date=must_be_future)
     return _save(task, now=now)
 
@@ -394,13 +431,18 @@ def task_save_validate(
     stored = (
         None
         if is_new
-        else ScheduledTask.objects.filter(pk=task.pk).values("run_date", "status").first()
+        else ScheduledTask.objects.filter(pk=task.pk)
+        .values("run_date", "status")
+        .first()
     )
     forbidden: StatusChangeForbidden | None = None
     if stored is not None:
         try:
             _check_status_change(
-                task, new_status=task.status, stored_status=stored["status"], actor=actor
+                task,
+                new_status=task.status,
+                stored_status=stored["status"],
+                actor=actor,
             )
         except StatusChangeForbidden as exc:
             forbidden = exc
@@ -519,7 +561,9 @@ def tasks_resume(
     return _tasks_pause_or_resume(tasks, ScheduledTask.Status.ACTIVE, now=now)
 
 
-def tasks_enable(tasks: QuerySet[ScheduledTask], *, now: dt.datetime | None = None) -> int:
+def tasks_enable(
+    tasks: QuerySet[ScheduledTask], *, now: dt.datetime | None = None
+) -> int:
     """Turn disabled tasks back on (firing from now); others are left as they are."""
     return tasks_set_status(
         tasks.filter(status=ScheduledTask.Status.DISABLED),
@@ -528,7 +572,9 @@ def tasks_enable(tasks: QuerySet[ScheduledTask], *, now: dt.datetime | None = No
     )
 
 
-def tasks_disable(tasks: QuerySet[ScheduledTask], *, now: dt.datetime | None = None) -> int:
+def tasks_disable(
+    tasks: QuerySet[ScheduledTask], *, now: dt.datetime | None = None
+) -> int:
     """Switch tasks off until they are enabled again, whatever their status."""
     return tasks_set_status(tasks, ScheduledTask.Status.DISABLED, now=now)
 
@@ -545,7 +591,9 @@ def task_pause(task: ScheduledTask, *, now: dt.datetime | None = None) -> Schedu
     return task
 
 
-def task_resume(task: ScheduledTask, *, now: dt.datetime | None = None) -> ScheduledTask:
+def task_resume(
+    task: ScheduledTask, *, now: dt.datetime | None = None
+) -> ScheduledTask:
     """Fire a paused task again, from now on; a disabled task is refused."""
     change = tasks_resume(ScheduledTask.objects.filter(pk=task.pk), now=now)
     if change.disabled:
@@ -599,7 +647,9 @@ def task_request_run(
         raise TaskInvalid([refused])
     if overrides:
         merged = {**task.handler_kwargs, **overrides}
-        problems = parameters_validate(task.handler_path, merged, now=task_local_now(task, now=now))
+        problems = parameters_validate(
+            task.handler_path, merged, now=task_local_now(task, now=now)
+        )
         if problems:
             raise TaskInvalid(list(problems))
     # task_id, not task: the run loads the task as it is when it starts.
@@ -642,7 +692,8 @@ def tasks_request_run(
             allowed.append(task)
         else:
             refused.append(
-                _("Task “%(name)s”: %(error)s") % {"name": task.name, "error": why.message}
+                _("Task “%(name)s”: %(error)s")
+                % {"name": task.name, "error": why.message}
             )
     executions = [
         TaskExecution(
@@ -677,20 +728,27 @@ def tasks_record_next_runs(next_runs: Mapping[int, dt.datetime | None]) -> None:
         [("id", meta.pk), ("next_run_at", meta.get_field("next_run_at"))],
         [(pk, adapt(when)) for pk, when in sorted(next_runs.items())],
     )
-    sql = source + "UPDATE {t} SET {next} = v.next_run_at FROM v WHERE {t}.{pk} = v.id".format(
-        t=quote(meta.db_table),
-        next=quote(meta.get_field("next_run_at").column),
-        pk=quote(meta.pk.column),
+    sql = (
+        source
+        + "UPDATE {t} SET {next} = v.next_run_at FROM v WHERE {t}.{pk} = v.id".format(
+            t=quote(meta.db_table),
+            next=quote(meta.get_field("next_run_at").column),
+            pk=quote(meta.pk.column),
+        )
     )
-    with task_rows_lock, transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+    with (
+        task_rows_lock,
+        transaction.atomic(using=connection.alias),
+        connection.cursor() as cursor,
+    ):
         cursor.execute(sql, params)
 
 
 _tasks_version = PreparedQuery(
     SchedulerState,
-    lambda now, limit: SchedulerState.objects.filter(key=SchedulerState.TASKS_VERSION).values_list(
-        "value", flat=True
-    )[:1],
+    lambda now, limit: SchedulerState.objects.filter(
+        key=SchedulerState.TASKS_VERSION
+    ).values_list("value", flat=True)[:1],
 )
 
 
@@ -712,7 +770,9 @@ def _tasks_changed() -> None:
         value=F("value") + 1
     )
     if not bumped:
-        SchedulerState.objects.get_or_create(key=SchedulerState.TASKS_VERSION, defaults={"value": 1})
+        SchedulerState.objects.get_or_create(
+            key=SchedulerState.TASKS_VERSION, defaults={"value": 1}
+        )
     notify.publish(notify.TASKS_CHANGED)
 
 
@@ -733,7 +793,10 @@ def tasks_with_refused_handlers() -> list[tuple[str, str]]:
     if not reasons:
         return []
     refused = tasks.filter(handler_path__in=reasons).order_by("name")
-    return [(name, reasons[path]) for name, path in refused.values_list("name", "handler_path")]
+    return [
+        (name, reasons[path])
+        for name, path in refused.values_list("name", "handler_path")
+    ]
 
 
 def tasks_ensure_declared(*, now: dt.datetime | None = None) -> list[ScheduledTask]:
@@ -752,7 +815,10 @@ def tasks_ensure_declared(*, now: dt.datetime | None = None) -> list[ScheduledTa
                 _state, first_time = SchedulerState.objects.get_or_create(
                     key="declared:%s" % info.path
                 )
-                if not first_time or ScheduledTask.objects.filter(handler_path=info.path).exists():
+                if (
+                    not first_time
+                    or ScheduledTask.objects.filter(handler_path=info.path).exists()
+                ):
                     continue
                 name = info.path.split(":", 1)[1]
                 if ScheduledTask.objects.filter(name=name).exists():
@@ -769,7 +835,11 @@ def tasks_ensure_declared(*, now: dt.datetime | None = None) -> list[ScheduledTa
         except SchedulerError as exc:
             logger.error("Declared schedule of %s was not created: %s", info.path, exc)
     for task in created:
-        logger.info("Created task %s from the schedule declared by %s", task.name, task.handler_path)
+        logger.info(
+            "Created task %s from the schedule declared by %s",
+            task.name,
+            task.handler_path,
+        )
     return created
 
 

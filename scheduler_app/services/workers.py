@@ -30,11 +30,13 @@ def execution_record_worker_lost(
     return _fail_running(
         execution_id,
         failure_kind=FailureKind.ABANDONED,
-        message=lambda instance: _(
-            "Abandoned: the worker process “%(instance)s” died while this run was "
-            "going (%(error)s)."
-        )
-        % {"instance": instance, "error": error},
+        message=lambda instance: (
+            _(
+                "Abandoned: the worker process “%(instance)s” died while this run was "
+                "going (%(error)s)."
+            )
+            % {"instance": instance, "error": error}
+        ),
         now=now,
     )
 
@@ -46,13 +48,15 @@ def execution_record_hard_timeout(
     return _fail_running(
         execution_id,
         failure_kind=FailureKind.TIMEOUT,
-        message=lambda instance: _(
-            "Timed out: the hard time limit of %(seconds)s s (timeout_seconds plus "
-            "SCHEDULER_CELERY_HARD_LIMIT_GRACE_SECONDS) killed the worker process "
-            "“%(instance)s” (TimeLimitExceeded); the handler did not stop at the soft "
-            "time limit."
-        )
-        % {"seconds": _format_seconds(limit_seconds), "instance": instance},
+        message=lambda instance: (
+            _(
+                "Timed out: the hard time limit of %(seconds)s s (timeout_seconds plus "
+                "SCHEDULER_CELERY_HARD_LIMIT_GRACE_SECONDS) killed the worker process "
+                "“%(instance)s” (TimeLimitExceeded); the handler did not stop at the soft "
+                "time limit."
+            )
+            % {"seconds": _format_seconds(limit_seconds), "instance": instance}
+        ),
         now=now,
     )
 
@@ -72,9 +76,13 @@ def execution_record_broken(
     """
     return _fail_running(
         execution_id,
-        failure_kind=FailureKind.TIMEOUT if is_soft_time_limit(error) else FailureKind.ERROR,
-        message=lambda _instance: _("The run broke outside its handler: %(error)s")
-        % {"error": "%s: %s" % (type(error).__name__, error)},
+        failure_kind=FailureKind.TIMEOUT
+        if is_soft_time_limit(error)
+        else FailureKind.ERROR,
+        message=lambda _instance: (
+            _("The run broke outside its handler: %(error)s")
+            % {"error": "%s: %s" % (type(error).__name__, error)}
+        ),
         instance=instance,
         now=now,
     )

@@ -43,7 +43,9 @@ def scheduler_warning(context: template.Context) -> dict[str, Any]:
         and is_scheduler_page(request)
     ):
         return {"show": False}
-    return {"show": not services.instances_alive_ids(kind=SchedulerInstance.Kind.SCHEDULER)}
+    return {
+        "show": not services.instances_alive_ids(kind=SchedulerInstance.Kind.SCHEDULER)
+    }
 
 
 @register.inclusion_tag("admin/scheduler_app/includes/page_links.html")

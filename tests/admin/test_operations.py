@@ -214,7 +214,9 @@ def test_health_page_lists_celery_workers_beside_scheduler_instances(
     status = response.context["status"]
     assert status.instances == [] and status.worker_count == 1
     assert "1 Celery worker process alive" in content
-    workers = content.split('id="scheduler-workers"', 1)[1].split('id="scheduler-due"', 1)[0]
+    workers = content.split('id="scheduler-workers"', 1)[1].split(
+        'id="scheduler-due"', 1
+    )[0]
     assert "<code>celery@work-1:20:cccccc</code>" in workers
     assert 'data-status="running">Alive<' in workers
     assert 'data-status="failed">Gone<' in workers

@@ -355,7 +355,9 @@ def test_the_form_refuses_a_status_change_by_a_user_without_the_pause_permission
     assert ScheduledTask.objects.get(pk=task.pk).status == ScheduledTask.Status.ACTIVE
 
 
-def test_a_refused_status_change_is_shown_beside_the_other_errors(admin_client: Client) -> None:
+def test_a_refused_status_change_is_shown_beside_the_other_errors(
+    admin_client: Client,
+) -> None:
     from scheduler_app.forms import ScheduledTaskForm, handler_info
 
     task = make_task(name="nightly_sync")
@@ -493,7 +495,11 @@ def test_preview_has_no_dst_note_in_a_zone_without_dst(admin_client: Client) -> 
             "Enter a run date between 1970 and 9000",
         ),
         (
-            {"task_type": "cron", "cron_expression": "0 2 * * *", "timezone": "x" * 300},
+            {
+                "task_type": "cron",
+                "cron_expression": "0 2 * * *",
+                "timezone": "x" * 300,
+            },
             "timezone",
             "Unknown time zone",
         ),

@@ -262,11 +262,18 @@ def test_the_last_use_of_a_key_is_recorded_to_the_minute(superuser: User) -> Non
     key = key_for(superuser)
     stored = UserAPIKey.objects.get()
     assert stored.last_used_at is None
-    start = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 
     def call_at(when: dt.datetime) -> dt.datetime | None:
-        with mock.patch("scheduler_app.api.authentication.timezone.now", return_value=when):
-            assert APIClient().get("/api/v1/tasks/handlers", HTTP_X_API_KEY=key).status_code == 200
+        with mock.patch(
+            "scheduler_app.api.authentication.timezone.now", return_value=when
+        ):
+            assert (
+                APIClient()
+                .get("/api/v1/tasks/handlers", HTTP_X_API_KEY=key)
+                .status_code
+                == 200
+            )
         return UserAPIKey.objects.get().last_used_at
 
     assert call_at(start) == start
@@ -283,7 +290,9 @@ def test_the_admin_lists_when_each_key_was_last_used(superuser: User) -> None:
     client.force_login(superuser)
 
     listing = client.get("/admin/scheduler_app/userapikey/").content.decode()
-    page = client.get("/admin/scheduler_app/userapikey/%s/change/" % UserAPIKey.objects.get().pk)
+    page = client.get(
+        "/admin/scheduler_app/userapikey/%s/change/" % UserAPIKey.objects.get().pk
+    )
 
     assert "Last used" in listing
     assert page.status_code == 200 and "Last used" in page.content.decode()

@@ -67,7 +67,9 @@ def test_an_unknown_api_url_is_a_json_404(api: APIClient, path: str) -> None:
 
 
 @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
-def test_writing_to_an_unknown_api_url_is_a_json_404_not_a_csrf_page(method: str) -> None:
+def test_writing_to_an_unknown_api_url_is_a_json_404_not_a_csrf_page(
+    method: str,
+) -> None:
     # A client with an API key sends no CSRF token; a path the fuzzing found.
     client = APIClient(enforce_csrf_checks=True)
     response = getattr(client, method)("/api/v1/tasks/handler-parameters%2F/")

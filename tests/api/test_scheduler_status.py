@@ -81,7 +81,9 @@ def test_status_costs_the_same_queries_however_many_tasks(
         viewer.get(STATUS)
 
 
-def test_status_lists_celery_workers_apart_from_scheduler_instances(api: APIClient) -> None:
+def test_status_lists_celery_workers_apart_from_scheduler_instances(
+    api: APIClient,
+) -> None:
     instance("celery@host:11:aaaaaa", age_seconds=1, kind="worker")
     instance("celery@host:12:bbbbbb", age_seconds=600, kind="worker")
 
@@ -96,7 +98,9 @@ def test_status_lists_celery_workers_apart_from_scheduler_instances(api: APIClie
     assert {row["kind"] for row in body["workers"]} == {"worker"}
 
 
-def test_status_counts_only_alive_scheduler_instances_as_running(api: APIClient) -> None:
+def test_status_counts_only_alive_scheduler_instances_as_running(
+    api: APIClient,
+) -> None:
     instance("vm:1:cccccc", age_seconds=1, is_leader=True)
     instance("celery@host:11:aaaaaa", age_seconds=1, kind="worker")
 

@@ -64,7 +64,11 @@ def test_run_takes_parameter_overrides_for_this_run_only(api: APIClient) -> None
         ({"days": '"many"'}, "kwargs.days", "integer"),
         ({"colour": '"red"'}, "kwargs.colour", "not accepted"),
         ({"days": "open('/etc/passwd')"}, "kwargs.days", "days"),
-        ({"days": "-" * 6000 + "1"}, "kwargs.days", "days”: Expression too deeply nested"),
+        (
+            {"days": "-" * 6000 + "1"},
+            "kwargs.days",
+            "days”: Expression too deeply nested",
+        ),
     ],
 )
 def test_run_validates_overrides_like_the_task_parameters(
@@ -172,9 +176,7 @@ def test_pause_and_resume_need_the_pause_permission(
 def test_pause_and_resume_answer_a_user_without_view_permission_id_and_status_only(
     client_with: Any, action: str
 ) -> None:
-    task = make_task(
-        description="secret plans", handler_kwargs={"token": "'s3cret'"}
-    )
+    task = make_task(description="secret plans", handler_kwargs={"token": "'s3cret'"})
     operator = client_with("pause_scheduledtask")
 
     response = operator.post(url(task, action))
@@ -286,7 +288,9 @@ def test_executions_cost_the_same_queries_for_1_and_30_rows(
     for _ in range(rows):
         make_execution(task, status="success")
 
-    viewer.get(url("busy", "executions"))  # the key's first use of the minute also records it
+    viewer.get(
+        url("busy", "executions")
+    )  # the key's first use of the minute also records it
     # Key with user, permissions (2), the task, count, page.
     with django_assert_num_queries(6):
         response = viewer.get(url("busy", "executions"))
@@ -336,7 +340,9 @@ def test_handlers_lists_every_script_with_params_and_broken_ones(
 
     assert response.status_code == 200
     by_path = {
-        row["path"]: row for row in response.json()["results"] if row["kind"] == "script"
+        row["path"]: row
+        for row in response.json()["results"]
+        if row["kind"] == "script"
     }
     assert set(by_path) == {"scripts:good", "scripts:broken"}
     good = by_path["scripts:good"]

@@ -215,7 +215,9 @@ def test_create_routes_the_task_to_a_celery_queue(api: APIClient) -> None:
 
     assert response.status_code == 201, response.content
     assert response.json()["queue"] == "reports.high-priority_2"
-    assert ScheduledTask.objects.get(name=VALID["name"]).queue == "reports.high-priority_2"
+    assert (
+        ScheduledTask.objects.get(name=VALID["name"]).queue == "reports.high-priority_2"
+    )
 
 
 def test_create_ignores_is_system(api: APIClient) -> None:

@@ -9,6 +9,7 @@ Without Redis these tests skip locally; under CI=true the run fails (tests/conft
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -227,10 +228,8 @@ class WorkerProcess(LoggedProcess):
     def kill_all(self) -> None:
         """kill -9 the main process and its pool processes at once."""
         self.killed = True
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.popen.wait(timeout=10)
 
 

@@ -108,8 +108,9 @@ def test_a_scheduled_run_and_a_run_now_end_as_complete_records_on_a_worker(
         )
 
         wait_for_workers(
-            lambda: runs.filter(status=Status.SUCCESS).count() >= 2
-            and ended(run_now)(),
+            lambda: (
+                runs.filter(status=Status.SUCCESS).count() >= 2 and ended(run_now)()
+            ),
             WORKER_STARTUP_TIMEOUT,
             worker,
             scheduler,
@@ -320,8 +321,9 @@ def test_a_run_whose_worker_is_killed_is_abandoned_and_the_next_fire_runs(
             assert "WorkerLostError" in long_run.error_message
             # The message went back to the queue; delivered again, it ran nothing.
             wait_for_workers(
-                lambda: "Execution %d is already failed" % long_run.pk
-                in owner.output(),
+                lambda: (
+                    "Execution %d is already failed" % long_run.pk in owner.output()
+                ),
                 10,
                 *processes,
             )

@@ -17,7 +17,12 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from scheduler_app.models import ScheduledTask
-from scheduler_app.services import TaskInvalid, execution_run, task_request_run, task_resume
+from scheduler_app.services import (
+    TaskInvalid,
+    execution_run,
+    task_request_run,
+    task_resume,
+)
 from tests.factories import make_execution
 
 pytestmark = pytest.mark.django_db
@@ -29,40 +34,63 @@ def job_table() -> Iterator[None]:
     with connection.cursor() as cursor:
         cursor.execute(
             "CREATE TABLE django_apscheduler_djangojob "
-            "(id varchar(255) PRIMARY KEY, next_run_time timestamp NULL, job_state %s)" % blob
+            "(id varchar(255) PRIMARY KEY, next_run_time timestamp NULL, job_state %s)"
+            % blob
         )
     yield
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE django_apscheduler_djangojob")
 
 
-def store(job_id: str, trigger: Any, func: str = "tests.services.sample_handlers:add", **job: Any) -> None:
+def store(
+    job_id: str,
+    trigger: Any,
+    func: str = "tests.services.sample_handlers:add",
+    **job: Any,
+) -> None:
     # What DjangoJobStore pickles: APScheduler 3's Job.__getstate__() dict.
     state = {
-        "version": 1, "id": job_id, "func": func, "trigger": trigger, "executor": "default",
-        "args": (), "kwargs": {}, "name": job_id, "misfire_grace_time": 60, "coalesce": True,
-        "max_instances": 1, "next_run_time": None,
+        "version": 1,
+        "id": job_id,
+        "func": func,
+        "trigger": trigger,
+        "executor": "default",
+        "args": (),
+        "kwargs": {},
+        "name": job_id,
+        "misfire_grace_time": 60,
+        "coalesce": True,
+        "max_instances": 1,
+        "next_run_time": None,
     }
     state.update(job)
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO django_apscheduler_djangojob (id, next_run_time, job_state) VALUES (%s, NULL, %s)",
+            "INSERT INTO django_apscheduler_djangojob (id, next_run_time, job_state) "
+            "VALUES (%s, NULL, %s)",
             [job_id, pickle.dumps(state)],
         )
 
 
 def test_cron_interval_and_date_jobs_become_paused_tasks(job_table: None) -> None:
-    store("weekday-report", CronTrigger.from_crontab("*/5 2 * * mon-fri", timezone="Europe/Paris"),
-          kwargs={"a": 1, "b": 2})
+    store(
+        "weekday-report",
+        CronTrigger.from_crontab("*/5 2 * * mon-fri", timezone="Europe/Paris"),
+        kwargs={"a": 1, "b": 2},
+    )
     store("every-hour", IntervalTrigger(hours=1, timezone="UTC"), kwargs={"a": 3})
-    when = dt.datetime(2099, 1, 1, 8, 0, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2099, 1, 1, 8, 0, tzinfo=dt.UTC)
     store("once", DateTrigger(run_date=when), kwargs={"a": 4})
     out = StringIO()
 
     call_command("import_apscheduler_jobs", stdout=out)
 
     cron = ScheduledTask.objects.get(name="apscheduler:weekday-report")
-    assert (cron.task_type, cron.cron_expression, cron.timezone) == ("cron", "*/5 2 * * mon-fri", "Europe/Paris")
+    assert (cron.task_type, cron.cron_expression, cron.timezone) == (
+        "cron",
+        "*/5 2 * * mon-fri",
+        "Europe/Paris",
+    )
     assert cron.handler_kwargs == {"a": 1, "b": 2}
     assert cron.status == "paused"
     interval = ScheduledTask.objects.get(name="apscheduler:every-hour")
@@ -72,8 +100,12 @@ def test_cron_interval_and_date_jobs_become_paused_tasks(job_table: None) -> Non
     assert "3 created, 0 already there, 0 skipped" in out.getvalue()
 
 
-def test_numeric_apscheduler_weekdays_are_translated_to_crontab_names(job_table: None) -> None:
-    store("mondays", CronTrigger(day_of_week="0", hour=9, timezone="UTC"), kwargs={"a": 1})
+def test_numeric_apscheduler_weekdays_are_translated_to_crontab_names(
+    job_table: None,
+) -> None:
+    store(
+        "mondays", CronTrigger(day_of_week="0", hour=9, timezone="UTC"), kwargs={"a": 1}
+    )
 
     call_command("import_apscheduler_jobs", "--active", stdout=StringIO())
 
@@ -92,7 +124,9 @@ def test_a_second_import_leaves_existing_tasks_alone(job_table: None) -> None:
     assert "0 created, 1 already there" in out.getvalue()
 
 
-def test_jobs_that_cannot_be_expressed_are_reported_and_the_rest_imported(job_table: None) -> None:
+def test_jobs_that_cannot_be_expressed_are_reported_and_the_rest_imported(
+    job_table: None,
+) -> None:
     store("positional", IntervalTrigger(hours=1, timezone="UTC"), args=(1,))
     store("bad-path", IntervalTrigger(hours=1, timezone="UTC"), func="not a path")
     store("fine", IntervalTrigger(hours=1, timezone="UTC"), kwargs={"a": 1})
@@ -117,21 +151,36 @@ def test_a_job_whose_callable_is_not_registered_arrives_paused_saying_what_to_re
         func="os:system",
         kwargs={"command": "touch %s" % canary},
     )
-    store("legacy", IntervalTrigger(hours=1, timezone="UTC"), func="myproject.jobs:send_mail")
+    store(
+        "legacy",
+        IntervalTrigger(hours=1, timezone="UTC"),
+        func="myproject.jobs:send_mail",
+    )
     out = StringIO()
 
-    call_command("import_apscheduler_jobs", *(["--active"] if active else []), stdout=out)
+    call_command(
+        "import_apscheduler_jobs", *(["--active"] if active else []), stdout=out
+    )
 
     legacy = ScheduledTask.objects.get(name="apscheduler:legacy")
-    assert (legacy.status, legacy.handler_path) == ("paused", "myproject.jobs:send_mail")
+    assert (legacy.status, legacy.handler_path) == (
+        "paused",
+        "myproject.jobs:send_mail",
+    )
     assert "Decorate it with @scheduler_app.handler" in legacy.description
-    assert "list the module myproject.jobs in SCHEDULER_HANDLER_MODULES" in legacy.description
+    assert (
+        "list the module myproject.jobs in SCHEDULER_HANDLER_MODULES"
+        in legacy.description
+    )
     shell = ScheduledTask.objects.get(name="apscheduler:shell")
     assert (shell.status, shell.handler_path) == ("paused", "os:system")
     # The standard library is never a handler: the note does not suggest listing os.
     assert "part of Python's standard library" in shell.description
     assert "SCHEDULER_HANDLER_MODULES" not in shell.description
-    assert "created  apscheduler:shell (paused: its callable is not a registered handler" in out.getvalue()
+    assert (
+        "created  apscheduler:shell (paused: its callable is not a registered handler"
+        in out.getvalue()
+    )
     assert "2 created, 0 already there, 0 skipped" in out.getvalue()
     # Resumed anyway, it runs nothing: run-now is refused, and a fire fails saying why.
     task_resume(shell)
@@ -156,8 +205,16 @@ def test_a_job_state_holding_anything_but_a_job_is_refused_unpickled(
     job_table: None, tmp_path: Any
 ) -> None:
     canary = tmp_path / "canary"
-    store("hostile", IntervalTrigger(hours=1, timezone="UTC"), kwargs={"x": _Hostile(canary)})
-    store("fine", CronTrigger.from_crontab("0 2 * * *", timezone="Europe/Paris"), kwargs={"a": 1})
+    store(
+        "hostile",
+        IntervalTrigger(hours=1, timezone="UTC"),
+        kwargs={"x": _Hostile(canary)},
+    )
+    store(
+        "fine",
+        CronTrigger.from_crontab("0 2 * * *", timezone="Europe/Paris"),
+        kwargs={"a": 1},
+    )
     err = StringIO()
 
     with pytest.raises(CommandError, match="Some jobs were not imported"):

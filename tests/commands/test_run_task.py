@@ -21,10 +21,10 @@ from tests.factories import make_task
 
 run_task_db = pytest.mark.django_db(transaction=True)
 
-FAILING_SCRIPT = '''
+FAILING_SCRIPT = """
 def run(count: int = 1) -> None:
     raise RuntimeError("the database is on fire")
-'''
+"""
 
 
 def run_task(*args: str) -> tuple[str, str]:
@@ -91,7 +91,9 @@ def test_run_task_accepts_the_task_id() -> None:
 def test_param_overrides_a_parameter_for_this_run_only() -> None:
     task = make_sync_task()
 
-    out, _err = run_task("nightly_sync", "--param", "days=2", "--param", "options={'dry_run': True}")
+    out, _err = run_task(
+        "nightly_sync", "--param", "days=2", "--param", "options={'dry_run': True}"
+    )
 
     execution = TaskExecution.objects.get(task=task)
     assert execution.kwargs_overrides == {"days": "2", "options": "{'dry_run': True}"}
@@ -109,7 +111,9 @@ def test_unknown_task_name_raises_naming_the_closest_names() -> None:
     make_task(name="nightly_cleanup")
     make_task(name="unrelated")
 
-    with pytest.raises(CommandError, match="No task “nightly_synk”. Did you mean: nightly_sync"):
+    with pytest.raises(
+        CommandError, match="No task “nightly_synk”. Did you mean: nightly_sync"
+    ):
         run_task("nightly_synk")
 
     assert not TaskExecution.objects.exists()
@@ -121,7 +125,9 @@ def test_failing_handler_raises_and_records_a_failed_run_with_traceback(
 ) -> None:
     stderr = io.StringIO()
 
-    with pytest.raises(CommandError, match=r"failed in \d+ ms\. RuntimeError: the database is on fire"):
+    with pytest.raises(
+        CommandError, match=r"failed in \d+ ms\. RuntimeError: the database is on fire"
+    ):
         call_command("run_task", "on_fire", stdout=io.StringIO(), stderr=stderr)
 
     execution = TaskExecution.objects.get(task=failing_task)
@@ -162,10 +168,14 @@ def test_run_skipped_by_a_held_lock_exits_with_code_2() -> None:
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("param", ["days", "=2", " =2"])
-def test_param_without_name_and_equals_sign_raises_with_the_syntax_hint(param: str) -> None:
+def test_param_without_name_and_equals_sign_raises_with_the_syntax_hint(
+    param: str,
+) -> None:
     make_sync_task()
 
-    with pytest.raises(CommandError, match="write it as name=expression, e.g. --param days=7"):
+    with pytest.raises(
+        CommandError, match="write it as name=expression, e.g. --param days=7"
+    ):
         run_task("nightly_sync", "--param", param)
 
     assert not TaskExecution.objects.exists()
@@ -175,7 +185,9 @@ def test_param_without_name_and_equals_sign_raises_with_the_syntax_hint(param: s
 def test_param_of_the_wrong_type_raises_naming_the_parameter() -> None:
     make_sync_task()
 
-    with pytest.raises(CommandError, match="Parameter “days”: expected an integer, got 'abc'"):
+    with pytest.raises(
+        CommandError, match="Parameter “days”: expected an integer, got 'abc'"
+    ):
         run_task("nightly_sync", "--param", "days='abc'")
 
     assert not TaskExecution.objects.exists()
@@ -248,7 +260,9 @@ def test_ensure_admin_generates_a_password_and_keeps_it_private(
 
 
 @pytest.mark.django_db
-def test_ensure_admin_second_call_creates_no_other_user(settings: Any, project_dir: Path) -> None:
+def test_ensure_admin_second_call_creates_no_other_user(
+    settings: Any, project_dir: Path
+) -> None:
     settings.ADMIN_USERNAME = "boss"
     settings.ADMIN_PASSWORD = ""
     ensure_admin()
@@ -258,11 +272,16 @@ def test_ensure_admin_second_call_creates_no_other_user(settings: Any, project_d
 
     assert User.objects.filter(is_superuser=True).count() == 1
     assert (project_dir / PASSWORD_FILE).read_text() == password
-    assert "Admin login: %s (as generated into %s" % (password.strip(), PASSWORD_FILE) in out
+    assert (
+        "Admin login: %s (as generated into %s" % (password.strip(), PASSWORD_FILE)
+        in out
+    )
 
 
 @pytest.mark.django_db
-def test_ensure_admin_leaves_an_existing_superuser_alone(settings: Any, project_dir: Path) -> None:
+def test_ensure_admin_leaves_an_existing_superuser_alone(
+    settings: Any, project_dir: Path
+) -> None:
     User.objects.create_superuser("root", password="old-password")
     settings.ADMIN_USERNAME = "boss"
     settings.ADMIN_PASSWORD = "new-password"

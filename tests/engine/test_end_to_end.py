@@ -306,17 +306,25 @@ def test_a_row_with_a_handler_that_is_not_allowed_runs_nothing_in_runscheduler(
         scheduler,
     )
     wait_for(
-        lambda: TaskExecution.objects.filter(pk=requested.pk, status=Status.FAILED).exists(),
+        lambda: TaskExecution.objects.filter(
+            pk=requested.pk, status=Status.FAILED
+        ).exists(),
         5,
         scheduler,
     )
-    wait_for(lambda: scheduled_runs(active).filter(status=Status.SUCCESS).exists(), 5, scheduler)
+    wait_for(
+        lambda: scheduled_runs(active).filter(status=Status.SUCCESS).exists(),
+        5,
+        scheduler,
+    )
 
     assert "Task e2e hostile will not run: Handler “os:system” is not allowed" in (
         scheduler.output()
     ), reports(scheduler)
     # Fires staged ahead of their time are still pending; every other run failed.
-    for execution in TaskExecution.objects.filter(task=hostile).exclude(status=Status.PENDING):
+    for execution in TaskExecution.objects.filter(task=hostile).exclude(
+        status=Status.PENDING
+    ):
         assert execution.status == Status.FAILED, reports(scheduler)
         assert "is not allowed" in execution.error_message
         assert "@scheduler_app.handler" in execution.error_message
@@ -416,7 +424,10 @@ def test_two_instances_elect_one_leader_and_fire_every_second_of_every_task_once
         )
         assert len(set(fire_times)) == len(fire_times), (task.name, fire_times)
         # Every second fired: no gap between consecutive fires...
-        gaps = [later - earlier for earlier, later in zip(fire_times, fire_times[1:])]
+        gaps = [
+            later - earlier
+            for earlier, later in zip(fire_times, fire_times[1:], strict=False)
+        ]
         assert set(gaps) == {dt.timedelta(seconds=1)}, (task.name, fire_times)
         # ...and none missing at either end (the newest may still be on its way).
         elapsed = (checked_at - task.created_at).total_seconds()
@@ -482,7 +493,9 @@ def test_standby_takes_over_after_leader_is_killed_and_marks_its_runs_abandoned(
     killed_at = timezone.now()
 
     wait_for(second.is_leader, LEADER_LOCK_TTL + 6, *both)
-    standby_fires = scheduled_runs(tick).filter(instance_id=second_id, scheduled_for__gt=killed_at)
+    standby_fires = scheduled_runs(tick).filter(
+        instance_id=second_id, scheduled_for__gt=killed_at
+    )
     # It fires at once. A fire the killed leader had claimed ahead of its time
     # still holds the tick's task lock, so the first may be skipped...
     wait_for(standby_fires.exists, 5, *both)

@@ -83,7 +83,15 @@ def run_until(engine: Engine, end: dt.datetime) -> None:
         engine.tick(due)
 
 
-def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0, *, tz: ZoneInfo = SHANGHAI) -> dt.datetime:
+def local(
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    *,
+    tz: ZoneInfo = SHANGHAI,
+) -> dt.datetime:
     return dt.datetime(year, month, day, hour, minute, tzinfo=tz)
 
 
@@ -113,13 +121,21 @@ def test_interval_task_fires_every_interval() -> None:
 
     run_until(engine, start + dt.timedelta(minutes=2))
 
-    assert fires_of(engine, task) == [start + dt.timedelta(seconds=30 * n) for n in range(1, 5)]
+    assert fires_of(engine, task) == [
+        start + dt.timedelta(seconds=30 * n) for n in range(1, 5)
+    ]
 
 
 def test_manual_and_paused_tasks_never_fire() -> None:
     start = local(2026, 3, 2, 12, 0)
     manual = create(start, name="manual", task_type="manual", cron_expression="")
-    paused = create(start, name="paused", task_type="interval", cron_expression="", interval_seconds=1)
+    paused = create(
+        start,
+        name="paused",
+        task_type="interval",
+        cron_expression="",
+        interval_seconds=1,
+    )
     task_pause(paused, now=start)
     engine = make_engine()
     engine.tick(start)
@@ -144,7 +160,9 @@ def test_date_task_fires_once_even_across_a_restart() -> None:
 
     assert fires_of(engine, task) == [when]
     # The restarted engine resumes the recorded (still pending) fire; it fires nothing new.
-    assert list(TaskExecution.objects.filter(task=task).values_list("scheduled_for", flat=True)) == [when]
+    assert list(
+        TaskExecution.objects.filter(task=task).values_list("scheduled_for", flat=True)
+    ) == [when]
     task.refresh_from_db()
     assert task.next_run_at is None
 
@@ -152,8 +170,12 @@ def test_date_task_fires_once_even_across_a_restart() -> None:
 def test_after_downtime_a_coalescing_task_runs_once() -> None:
     start = local(2026, 3, 2, 12, 0)
     task = create(
-        start, task_type="interval", cron_expression="", interval_seconds=60,
-        misfire_grace_seconds=3600, coalesce=True,
+        start,
+        task_type="interval",
+        cron_expression="",
+        interval_seconds=60,
+        misfire_grace_seconds=3600,
+        coalesce=True,
     )
     engine = make_engine()
 
@@ -162,11 +184,17 @@ def test_after_downtime_a_coalescing_task_runs_once() -> None:
     assert fires_of(engine, task) == [start + dt.timedelta(hours=1)]
 
 
-def test_after_downtime_a_non_coalescing_task_runs_the_fires_still_within_grace() -> None:
+def test_after_downtime_a_non_coalescing_task_runs_the_fires_still_within_grace() -> (
+    None
+):
     start = local(2026, 3, 2, 12, 0)
     task = create(
-        start, task_type="interval", cron_expression="", interval_seconds=60,
-        misfire_grace_seconds=300, coalesce=False,
+        start,
+        task_type="interval",
+        cron_expression="",
+        interval_seconds=60,
+        misfire_grace_seconds=300,
+        coalesce=False,
     )
     engine = make_engine()
     now = start + dt.timedelta(hours=1, seconds=1)
@@ -179,9 +207,17 @@ def test_after_downtime_a_non_coalescing_task_runs_the_fires_still_within_grace(
     assert task.next_run_at == start + dt.timedelta(minutes=61)
 
 
-def test_fires_missed_beyond_grace_are_dropped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+def test_fires_missed_beyond_grace_are_dropped_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     start = local(2026, 3, 2, 12, 0)
-    create(start, task_type="interval", cron_expression="", interval_seconds=60, misfire_grace_seconds=10)
+    create(
+        start,
+        task_type="interval",
+        cron_expression="",
+        interval_seconds=60,
+        misfire_grace_seconds=10,
+    )
     engine = make_engine()
 
     engine.tick(start + dt.timedelta(hours=1, seconds=30))
@@ -291,7 +327,9 @@ def test_cron_does_not_lose_the_spring_forward_day_in_new_york() -> None:
 
 def test_a_leader_that_cannot_refresh_stops_firing_before_its_lease_expires() -> None:
     ticks = {"now": 0.0}
-    leader = Leadership(owner="a", enabled=True, ttl_seconds=10, clock=lambda: ticks["now"])
+    leader = Leadership(
+        owner="a", enabled=True, ttl_seconds=10, clock=lambda: ticks["now"]
+    )
     start = local(2026, 3, 2, 12, 0)
     task = create(start, task_type="interval", cron_expression="", interval_seconds=1)
     engine = make_engine(leadership=leader)
@@ -333,7 +371,9 @@ def test_a_standby_does_not_fire_and_drops_its_jobs() -> None:
     create(start, task_type="interval", cron_expression="", interval_seconds=1)
     holder = Leadership(owner="other", enabled=True, ttl_seconds=30)
     holder.refresh()
-    engine = make_engine(leadership=Leadership(owner="me", enabled=True, ttl_seconds=30))
+    engine = make_engine(
+        leadership=Leadership(owner="me", enabled=True, ttl_seconds=30)
+    )
 
     engine.tick(start + dt.timedelta(seconds=5))
 
@@ -356,10 +396,14 @@ def test_declared_schedule_creates_a_task_once(settings: Any, tmp_path: Any) -> 
     task_delete(task)
     make_engine(clock=lambda: start).start()
 
-    assert not ScheduledTask.objects.filter(handler_path="scripts:nightly_report").exists()
+    assert not ScheduledTask.objects.filter(
+        handler_path="scripts:nightly_report"
+    ).exists()
 
 
-def test_with_redis_a_change_wakes_the_scheduler_by_notification(redis_url: str) -> None:
+def test_with_redis_a_change_wakes_the_scheduler_by_notification(
+    redis_url: str,
+) -> None:
     from scheduler_app import notify
 
     received: list[str] = []
@@ -386,7 +430,9 @@ def test_with_redis_a_change_wakes_the_scheduler_by_notification(redis_url: str)
     assert not listener.live
 
 
-def test_with_live_notifications_the_database_is_asked_when_told_and_once_a_second() -> None:
+def test_with_live_notifications_the_database_is_asked_when_told_and_once_a_second() -> (
+    None
+):
     from scheduler_app import notify
 
     start = local(2026, 3, 2, 12, 0)
@@ -403,7 +449,13 @@ def test_with_live_notifications_the_database_is_asked_when_told_and_once_a_seco
     engine.tick(at(0.35))
     assert [e.pk for e in engine.executor.submitted] == [requested.pk]
 
-    interval = create(start, name="every", task_type="interval", cron_expression="", interval_seconds=60)
+    interval = create(
+        start,
+        name="every",
+        task_type="interval",
+        cron_expression="",
+        interval_seconds=60,
+    )
     engine.tick(at(0.6))
     assert engine.store.get(interval.pk) is None
     engine._on_notification(notify.TASKS_CHANGED)
@@ -461,12 +513,22 @@ def test_stop_interrupts_runs_still_going_after_the_grace_period() -> None:
             return {running.pk}
 
     task_update(task, max_retries=1)
-    engine = Engine(executor=StuckExecutor(), leadership=Leadership(owner="t", enabled=False, ttl_seconds=30))
+    engine = Engine(
+        executor=StuckExecutor(),
+        leadership=Leadership(owner="t", enabled=False, ttl_seconds=30),
+    )
     running = TaskExecution.objects.create(
-        task=task, status=TaskExecution.Status.RUNNING, instance_id=engine.instance, started_at=start
+        task=task,
+        status=TaskExecution.Status.RUNNING,
+        instance_id=engine.instance,
+        started_at=start,
     )
     backend = get_lock_backend()
-    backend.acquire(task_lock_key(task.pk), owner=f"{engine.instance} exec:{running.pk}", ttl_seconds=60)
+    backend.acquire(
+        task_lock_key(task.pk),
+        owner=f"{engine.instance} exec:{running.pk}",
+        ttl_seconds=60,
+    )
 
     engine.stop(grace_seconds=0)
 
@@ -477,25 +539,38 @@ def test_stop_interrupts_runs_still_going_after_the_grace_period() -> None:
     # Recorded as any failed run is: counted, retried by the next scheduler, lock freed.
     task.refresh_from_db()
     assert (task.run_count, task.fail_count) == (1, 1)
-    assert TaskExecution.objects.get(retry_of=running).status == TaskExecution.Status.PENDING
+    assert (
+        TaskExecution.objects.get(retry_of=running).status
+        == TaskExecution.Status.PENDING
+    )
     assert backend.get(task_lock_key(task.pk)) is None
 
 
-def test_a_new_leader_recovers_the_dead_leaders_runs_once_its_heartbeat_is_stale(settings: Any) -> None:
+def test_a_new_leader_recovers_the_dead_leaders_runs_once_its_heartbeat_is_stale(
+    settings: Any,
+) -> None:
     from scheduler_app.models import SchedulerInstance
 
     settings.SCHEDULER_INSTANCE_STALE_SECONDS = 30
     start = local(2026, 3, 2, 12, 0)
     task = create(start, task_type="manual", cron_expression="")
-    SchedulerInstance.objects.create(instance_id="dead-leader", last_heartbeat_at=start - dt.timedelta(seconds=5))
+    SchedulerInstance.objects.create(
+        instance_id="dead-leader", last_heartbeat_at=start - dt.timedelta(seconds=5)
+    )
     orphan = TaskExecution.objects.create(
-        task=task, status=TaskExecution.Status.RUNNING, instance_id="dead-leader",
+        task=task,
+        status=TaskExecution.Status.RUNNING,
+        instance_id="dead-leader",
         started_at=start - dt.timedelta(minutes=10),
     )
-    engine = make_engine(leadership=Leadership(owner="new", enabled=True, ttl_seconds=30))
+    engine = make_engine(
+        leadership=Leadership(owner="new", enabled=True, ttl_seconds=30)
+    )
 
     engine.tick(start)  # takes the lease; the dead leader still looks alive
-    assert TaskExecution.objects.get(pk=orphan.pk).status == TaskExecution.Status.RUNNING
+    assert (
+        TaskExecution.objects.get(pk=orphan.pk).status == TaskExecution.Status.RUNNING
+    )
 
     engine.tick(start + dt.timedelta(seconds=31))  # well before the 60 s routine check
 
@@ -507,7 +582,9 @@ def test_a_new_leader_recovers_the_dead_leaders_runs_once_its_heartbeat_is_stale
 # -- staging: fires recorded ahead of their time ------------------------------------
 
 
-def staged_interval_task(engine: Engine, start: dt.datetime) -> tuple[ScheduledTask, dt.datetime]:
+def staged_interval_task(
+    engine: Engine, start: dt.datetime
+) -> tuple[ScheduledTask, dt.datetime]:
     """A 10 s interval task whose first fire (start + 10 s) the engine has staged."""
     task = create(start, task_type="interval", cron_expression="", interval_seconds=10)
     engine.tick(start)
@@ -525,7 +602,9 @@ def test_fires_are_recorded_ahead_and_handed_over_at_their_time() -> None:
     assert staged.status == TaskExecution.Status.PENDING
     assert staged.scheduled_for == due and staged.run_after == due
     assert fires_of(engine, task) == []
-    assert not TaskExecution.objects.startable(now=due - dt.timedelta(seconds=0.1)).exists()
+    assert not TaskExecution.objects.startable(
+        now=due - dt.timedelta(seconds=0.1)
+    ).exists()
 
     engine.tick(due)
 
@@ -570,7 +649,9 @@ def test_staging_waits_a_round_while_the_executor_is_busy_but_never_too_long() -
     due = start + dt.timedelta(seconds=10)
     executor.busy = lambda: True  # type: ignore[method-assign]
 
-    engine.housekeep(due - dt.timedelta(seconds=0.9))  # would be staged 0.65 s ahead next round
+    engine.housekeep(
+        due - dt.timedelta(seconds=0.9)
+    )  # would be staged 0.65 s ahead next round
     assert not TaskExecution.objects.filter(task=task).exists()
     engine.housekeep(due - dt.timedelta(seconds=0.7))  # next round would be too late
     assert TaskExecution.objects.get(task=task).scheduled_for == due
@@ -622,7 +703,9 @@ def test_editing_a_task_restages_its_fire_once() -> None:
     assert [e.pk for e in engine.executor.submitted] == [restaged.pk]
 
 
-def test_shutdown_withdraws_staged_fires_and_keeps_their_time_for_the_next_start() -> None:
+def test_shutdown_withdraws_staged_fires_and_keeps_their_time_for_the_next_start() -> (
+    None
+):
     start = local(2026, 3, 2, 12, 0)
     engine = make_engine()
     task, due = staged_interval_task(engine, start)

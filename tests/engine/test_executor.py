@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -38,16 +37,18 @@ def executors() -> Iterator[list[InlineExecutor]]:
         executor.shutdown(grace_seconds=5)
 
 
-
-
 def statuses(executions: list[TaskExecution]) -> list[str]:
     by_id = dict(
-        TaskExecution.objects.filter(pk__in=[e.pk for e in executions]).values_list("pk", "status")
+        TaskExecution.objects.filter(pk__in=[e.pk for e in executions]).values_list(
+            "pk", "status"
+        )
     )
     return [by_id[e.pk] for e in executions]
 
 
-def test_submitted_executions_are_run_and_recorded_in_batches(executors: list[InlineExecutor]) -> None:
+def test_submitted_executions_are_run_and_recorded_in_batches(
+    executors: list[InlineExecutor],
+) -> None:
     tasks = [
         make("add", name="add-%d" % n, handler_kwargs={"a": str(n)}) for n in range(25)
     ]
@@ -114,7 +115,9 @@ def test_started_at_is_when_the_handler_started_not_when_it_was_claimed(
 
     executor.submit([blocking, queued])
     assert sample_handlers.started.wait(10)
-    assert wait_until(lambda: statuses([queued]) == [Status.RUNNING])  # claimed, waiting
+    assert wait_until(
+        lambda: statuses([queued]) == [Status.RUNNING]
+    )  # claimed, waiting
     claimed_at = TaskExecution.objects.get(pk=queued.pk).started_at
     sample_handlers.release.set()
 
@@ -144,7 +147,9 @@ def test_a_duplicate_submission_runs_once(executors: list[InlineExecutor]) -> No
 def due_in(execution: TaskExecution, seconds: float) -> dt.datetime:
     """Make a pending execution due `seconds` from now, as a staged fire is."""
     due = timezone.now() + dt.timedelta(seconds=seconds)
-    TaskExecution.objects.filter(pk=execution.pk).update(run_after=due, scheduled_for=due)
+    TaskExecution.objects.filter(pk=execution.pk).update(
+        run_after=due, scheduled_for=due
+    )
     execution.run_after = execution.scheduled_for = due
     return due
 
@@ -216,7 +221,9 @@ def test_a_run_claimed_early_is_skipped_at_its_time_when_the_lock_is_still_held(
     assert statuses([first]) == [Status.RUNNING]
 
 
-def test_shutdown_gives_back_runs_waiting_for_their_time(executors: list[InlineExecutor]) -> None:
+def test_shutdown_gives_back_runs_waiting_for_their_time(
+    executors: list[InlineExecutor],
+) -> None:
     execution = task_request_run(make("add", handler_kwargs={"a": "1"}))
     due_in(execution, 30)
     executor = InlineExecutor(max_workers=2)

@@ -4,7 +4,6 @@
 # objects, while test_params.py covers string annotations.
 
 import datetime
-import typing
 from typing import Any
 
 from scheduler_app.handlers.base import (
@@ -25,7 +24,7 @@ def sync_accounts(days: int = 7, target: str = "all", **kwargs: Any) -> dict[str
     return {"days": days, "target": target, **kwargs}
 
 
-async def fetch_report(when: datetime.date, limit: typing.Optional[int] = None) -> dict:
+async def fetch_report(when: datetime.date, limit: int | None = None) -> dict:
     return {"when": when, "limit": limit}
 
 
@@ -36,7 +35,7 @@ def real_annotations(
     window: datetime.timedelta = datetime.timedelta(hours=6),
     at: datetime.time = datetime.time(8, 30),
     tags: list[str] = ["a"],  # noqa: B006 - read only, for the default expression
-    options: typing.Dict[str, int] | None = None,
+    options: dict[str, int] | None = None,
     anything=None,
 ) -> None:
     """Every supported annotation written as a real object."""

@@ -21,7 +21,9 @@ APP = "tests.testapp.scheduled_tasks"
 
 
 @pytest.fixture
-def listed_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any) -> str:
+def listed_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> str:
     """A module of the project's own code, listed in SCHEDULER_HANDLER_MODULES."""
     (tmp_path / "project_jobs.py").write_text(
         textwrap.dedent(
@@ -29,7 +31,7 @@ def listed_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any
             from os import system
             from scheduler_app.handlers import BaseTask
             from tests.api.sample_handlers import needs_day
-            
+
             LIMIT = 5
 
             def refresh(days: int = 1) -> dict:
@@ -54,11 +56,17 @@ def listed_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any
     return "project_jobs"
 
 
-def test_the_decorator_registers_a_function_with_its_name_description_and_labels() -> None:
+def test_the_decorator_registers_a_function_with_its_name_description_and_labels() -> (
+    None
+):
     plain = get_handler(APP + ":greet")
     described = get_handler(APP + ":write_canary")
 
-    assert (plain.kind, plain.name, plain.description) == ("function", "greet", "Say hello to someone.")
+    assert (plain.kind, plain.name, plain.description) == (
+        "function",
+        "greet",
+        "Say hello to someone.",
+    )
     assert described.name == "Write a canary file"
     assert described.description.startswith("Writes the given text")
     assert [(spec.name, spec.label, spec.help_text) for spec in described.params] == [
@@ -70,11 +78,17 @@ def test_the_decorator_registers_a_function_with_its_name_description_and_labels
 def test_the_decorator_registers_a_base_task_class() -> None:
     info = get_handler(APP + ":Report")
 
-    assert (info.kind, info.name, info.description) == ("class", "Daily report", "Build a report.")
+    assert (info.kind, info.name, info.description) == (
+        "class",
+        "Daily report",
+        "Build a report.",
+    )
     assert [spec.name for spec in info.params] == ["days"]
 
 
-def test_a_function_of_a_scheduled_tasks_module_that_is_not_decorated_is_not_allowed() -> None:
+def test_a_function_of_a_scheduled_tasks_module_that_is_not_decorated_is_not_allowed() -> (
+    None
+):
     with pytest.raises(HandlerNotAllowed, match="@scheduler_app.handler"):
         get_handler(APP + ":not_registered")
 
@@ -132,19 +146,35 @@ def test_a_listed_module_allows_its_own_public_functions_and_task_classes(
 ) -> None:
     paths = {info.path for info in list_handlers()}
 
-    assert {"project_jobs:refresh", "project_jobs:refresh_async", "project_jobs:Rebuild"} <= paths
+    assert {
+        "project_jobs:refresh",
+        "project_jobs:refresh_async",
+        "project_jobs:Rebuild",
+    } <= paths
     assert get_handler("project_jobs:refresh").description == "Refresh the caches."
-    assert not {
-        "project_jobs:system", "project_jobs:needs_day", "project_jobs:_helper", "project_jobs:LIMIT"
-    } & paths
+    assert (
+        not {
+            "project_jobs:system",
+            "project_jobs:needs_day",
+            "project_jobs:_helper",
+            "project_jobs:LIMIT",
+        }
+        & paths
+    )
     assert "project_jobs:BaseTask" not in paths
 
 
 @pytest.mark.parametrize(
     ("attr", "reason"),
     [
-        ("needs_day", "is imported from module “tests.api.sample_handlers”, not defined in it"),
-        ("system", "is a builtin_function_or_method, not a function or a BaseTask subclass"),
+        (
+            "needs_day",
+            "is imported from module “tests.api.sample_handlers”, not defined in it",
+        ),
+        (
+            "system",
+            "is a builtin_function_or_method, not a function or a BaseTask subclass",
+        ),
         ("_helper", "is private"),
         ("LIMIT", "is a int, not a function or a BaseTask subclass"),
         ("BaseTask", "is BaseTask itself, not a subclass of it"),
@@ -181,14 +211,18 @@ def test_a_module_that_is_not_listed_is_refused_before_it_is_imported(
     assert "project_jobs" not in sys.modules
 
 
-def test_the_setting_may_be_a_comma_separated_string(listed_module: str, settings: Any) -> None:
+def test_the_setting_may_be_a_comma_separated_string(
+    listed_module: str, settings: Any
+) -> None:
     settings.SCHEDULER_HANDLER_MODULES = " project_jobs , tests.api.sample_handlers"
 
     check_allowed("project_jobs:refresh")
     check_allowed("tests.api.sample_handlers:needs_day")
 
 
-@pytest.mark.parametrize("module", ["os", "subprocess", "builtins", "importlib", "os.path"])
+@pytest.mark.parametrize(
+    "module", ["os", "subprocess", "builtins", "importlib", "os.path"]
+)
 def test_standard_library_modules_never_count_even_when_listed(
     settings: Any, module: str
 ) -> None:
@@ -197,16 +231,22 @@ def test_standard_library_modules_never_count_even_when_listed(
     with pytest.raises(HandlerNotAllowed):
         check_allowed("%s:system" % module)
     [error] = [
-        problem for problem in run_checks(tags=["scheduler"]) if problem.id == "scheduler_app.E007"
+        problem
+        for problem in run_checks(tags=["scheduler"])
+        if problem.id == "scheduler_app.E007"
     ]
     assert module in error.msg
 
 
-def test_a_listed_module_that_cannot_be_imported_fails_the_system_check(settings: Any) -> None:
+def test_a_listed_module_that_cannot_be_imported_fails_the_system_check(
+    settings: Any,
+) -> None:
     settings.SCHEDULER_HANDLER_MODULES = ["no_such_project.jobs"]
 
     [error] = [
-        problem for problem in run_checks(tags=["scheduler"]) if problem.id == "scheduler_app.E008"
+        problem
+        for problem in run_checks(tags=["scheduler"])
+        if problem.id == "scheduler_app.E008"
     ]
     assert "no_such_project.jobs" in error.msg and "ModuleNotFoundError" in error.msg
 
@@ -216,12 +256,16 @@ def test_scripts_are_allowed_without_registration() -> None:
     assert get_handler("scripts:example_task").kind == "script"
 
 
-
 def test_listing_an_installed_package_is_warned_about(settings: Any) -> None:
-    settings.SCHEDULER_HANDLER_MODULES = ["django.core.management", "tests.api.sample_handlers"]
+    settings.SCHEDULER_HANDLER_MODULES = [
+        "django.core.management",
+        "tests.api.sample_handlers",
+    ]
 
     warnings = [
-        problem for problem in run_checks(tags=["scheduler"]) if problem.id == "scheduler_app.W002"
+        problem
+        for problem in run_checks(tags=["scheduler"])
+        if problem.id == "scheduler_app.W002"
     ]
 
     assert [warning.msg.split(",")[0] for warning in warnings] == [

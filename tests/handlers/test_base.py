@@ -56,7 +56,7 @@ def test_interval_schedule_allowing_concurrency_uses_the_allow_policy() -> None:
 
 
 def test_date_schedule_keeps_its_run_date() -> None:
-    when = datetime.datetime(2030, 1, 1, 9, 0, tzinfo=datetime.timezone.utc)
+    when = datetime.datetime(2030, 1, 1, 9, 0, tzinfo=datetime.UTC)
 
     fields = TaskSchedule(
         schedule_type=ScheduleType.DATE, run_date=when

@@ -7,7 +7,7 @@ import json
 import re
 import typing
 from datetime import date, time, timedelta
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -173,15 +173,15 @@ def test_real_object_annotations_map_to_type_names() -> None:
 
 def string_annotations(
     a: int | None,
-    b: Optional[int],
-    c: typing.Union[None, str],
+    b: int | None,
+    c: None | str,
     d: datetime.date,
     e: date,
     f: time,
     g: timedelta,
     h: list[int],
     i: dict[str, int],
-    j: typing.List[str],
+    j: list[str],
     k: bool,
     m: int | str,
     n: Any,
@@ -257,7 +257,7 @@ def test_spec_to_dict_is_json_safe() -> None:
         (time(8, 30), "time(8, 30)"),
         (timedelta(days=7), "timedelta(days=7)"),
         # No expression for these: the handler's own default then applies.
-        (datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc), ""),
+        (datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC), ""),
         (float("inf"), ""),
         (object(), ""),
         ([1, object()], ""),
@@ -294,7 +294,7 @@ def test_default_expression_writes_defaults_as_expressions(
         (
             "datetime",
             "2024-01-01T08:00:00+00:00",
-            datetime.datetime(2024, 1, 1, 8, 0, tzinfo=datetime.timezone.utc),
+            datetime.datetime(2024, 1, 1, 8, 0, tzinfo=datetime.UTC),
         ),
         ("date", date(2024, 1, 1), date(2024, 1, 1)),
         ("date", datetime.datetime(2024, 1, 1), date(2024, 1, 1)),

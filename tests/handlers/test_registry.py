@@ -411,7 +411,8 @@ def test_concurrent_listing_imports_each_script_once(
 
         def run():
             pass
-        """ % str(marker),
+        """
+        % str(marker),
     )
     barrier = threading.Barrier(8)
     results: list[list[HandlerInfo]] = []
@@ -529,7 +530,9 @@ def test_async_module_function_is_reported_async() -> None:
     ]
 
 
-def test_missing_listed_module_is_not_found_with_the_import_error(settings: Any) -> None:
+def test_missing_listed_module_is_not_found_with_the_import_error(
+    settings: Any,
+) -> None:
     settings.SCHEDULER_HANDLER_MODULES = ["no_such_pkg.tasks"]
 
     with pytest.raises(
@@ -550,7 +553,9 @@ def test_missing_attribute_is_not_found_naming_it() -> None:
 
 
 def test_attribute_that_is_not_a_function_is_not_a_handler() -> None:
-    with pytest.raises(HandlerNotAllowed, match="“NOT_CALLABLE” is a int, not a function") as exc:
+    with pytest.raises(
+        HandlerNotAllowed, match="“NOT_CALLABLE” is a int, not a function"
+    ) as exc:
         get_handler(SAMPLES + ":NOT_CALLABLE")
 
     assert exc.value.field == "handler_path"
@@ -559,7 +564,10 @@ def test_attribute_that_is_not_a_function_is_not_a_handler() -> None:
 def test_listed_module_that_fails_to_import_is_broken_not_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
-    settings.SCHEDULER_HANDLER_MODULES = ["exploding_handlers_mod", "needy_handlers_mod"]
+    settings.SCHEDULER_HANDLER_MODULES = [
+        "exploding_handlers_mod",
+        "needy_handlers_mod",
+    ]
     (tmp_path / "exploding_handlers_mod.py").write_text(
         "raise RuntimeError('kaboom')\n"
     )
@@ -631,7 +639,9 @@ def test_async_task_class_gives_a_coroutine_function() -> None:
 
 @pytest.mark.parametrize("attr", ["DuckTypedTask", "NoRunClass"])
 def test_class_that_is_not_a_base_task_is_not_a_handler(attr: str) -> None:
-    with pytest.raises(HandlerNotAllowed, match="is a type, not a function or a BaseTask"):
+    with pytest.raises(
+        HandlerNotAllowed, match="is a type, not a function or a BaseTask"
+    ):
         get_handler("%s:%s" % (SAMPLES, attr))
 
 

@@ -152,7 +152,7 @@ class BrokenRepr:
         (float("inf"), "inf"),
         (datetime.datetime(2024, 1, 1, 8, 30), "2024-01-01T08:30:00"),
         (
-            datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc),
+            datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC),
             "2024-01-01T00:00:00+00:00",
         ),
         (datetime.date(2024, 1, 1), "2024-01-01"),

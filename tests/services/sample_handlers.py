@@ -97,7 +97,11 @@ def returns_odd_values() -> dict:
     import datetime as dt
     import decimal
 
-    return {"when": dt.datetime(2024, 1, 1, 8, 0), "amount": decimal.Decimal("1.50"), "tags": {"a"}}
+    return {
+        "when": dt.datetime(2024, 1, 1, 8, 0),
+        "amount": decimal.Decimal("1.50"),
+        "tags": {"a"},
+    }
 
 
 class NightlyTotals(BaseTask):
@@ -105,7 +109,9 @@ class NightlyTotals(BaseTask):
 
     name = "nightly_totals"
     description = "Adds up the day's orders"
-    schedule = TaskSchedule(schedule_type=ScheduleType.CRON, cron_expression="0 1 * * *")
+    schedule = TaskSchedule(
+        schedule_type=ScheduleType.CRON, cron_expression="0 1 * * *"
+    )
 
     async def run(self, region: str = "all") -> TaskResult:
         task_log("totals for", region)

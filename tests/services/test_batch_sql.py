@@ -15,26 +15,41 @@ pytestmark = pytest.mark.django_db
 
 
 def test_datetimes_of_a_batch_are_stored_as_the_instants_they_are() -> None:
-    task = ScheduledTask.objects.create(name="t", task_type="manual", handler_path="scripts:example_task")
+    task = ScheduledTask.objects.create(
+        name="t", task_type="manual", handler_path="scripts:example_task"
+    )
     when = [
-        dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.timezone.utc),
+        dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC),
         dt.datetime(2026, 3, 29, 3, 30, 0, 5, tzinfo=ZoneInfo("Europe/Paris")),
-        dt.datetime(2026, 11, 1, 1, 30, 59, 999999, tzinfo=ZoneInfo("America/New_York")),
+        dt.datetime(
+            2026, 11, 1, 1, 30, 59, 999999, tzinfo=ZoneInfo("America/New_York")
+        ),
         None,
     ]
-    rows = [TaskExecution.objects.create(task=task, run_after=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)) for _ in when]
+    rows = [
+        TaskExecution.objects.create(
+            task=task, run_after=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+        )
+        for _ in when
+    ]
     meta = TaskExecution._meta
     adapt = row_datetime(connection)
     source, params = rows_table(
         connection,
         [("id", meta.pk), ("at", meta.get_field("run_after"))],
-        [(row.pk, adapt(value)) for row, value in zip(rows, when)],
+        [(row.pk, adapt(value)) for row, value in zip(rows, when, strict=False)],
     )
     table = connection.ops.quote_name(meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(source + f"UPDATE {table} SET run_after = v.at FROM v WHERE {table}.id = v.id", params)
+        cursor.execute(
+            source
+            + f"UPDATE {table} SET run_after = v.at FROM v WHERE {table}.id = v.id",
+            params,
+        )
 
     stored = dict(TaskExecution.objects.values_list("pk", "run_after"))
     # Instants compared (an ambiguous local time never equals another zone's).
     instant = lambda value: value and value.timestamp()  # noqa: E731
-    assert [instant(stored[row.pk]) for row in rows] == [instant(value) for value in when]
+    assert [instant(stored[row.pk]) for row in rows] == [
+        instant(value) for value in when
+    ]

@@ -62,7 +62,10 @@ def test_successful_run_records_result_timing_kwargs_and_counters() -> None:
     assert execution.status == Status.SUCCESS
     assert execution.result == {"sum": 15}
     assert execution.kwargs == {"a": 5, "b": 10}
-    assert execution.started_at is not None and execution.finished_at >= execution.started_at
+    assert (
+        execution.started_at is not None
+        and execution.finished_at >= execution.started_at
+    )
     assert execution.duration_ms is not None
     assert execution.instance_id == instance_id()
     assert "adding 5 and 10" in execution.log_output
@@ -117,7 +120,11 @@ def test_results_are_made_json_safe() -> None:
     execution = run(make("returns_odd_values"))
 
     execution.refresh_from_db()
-    assert execution.result == {"when": "2024-01-01T08:00:00", "amount": "1.50", "tags": ["a"]}
+    assert execution.result == {
+        "when": "2024-01-01T08:00:00",
+        "amount": "1.50",
+        "tags": ["a"],
+    }
 
 
 def test_parameter_error_at_run_time_fails_naming_the_parameter() -> None:
@@ -186,7 +193,9 @@ def test_two_deliveries_of_one_execution_run_the_handler_once() -> None:
 def test_skip_policy_records_skipped_while_the_lock_is_held(lock_backend: str) -> None:
     task = make("add", handler_kwargs={"a": "1"})
     backend = get_lock_backend()
-    token = backend.acquire(task_lock_key(task.pk), owner="other-host exec:1", ttl_seconds=30)
+    token = backend.acquire(
+        task_lock_key(task.pk), owner="other-host exec:1", ttl_seconds=30
+    )
 
     execution = run(task)
 
@@ -241,12 +250,22 @@ def test_allow_policy_without_a_cap_runs_concurrently() -> None:
     assert status_of(also) == Status.SUCCESS
 
 
-def test_replace_policy_cancels_the_holder_and_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_replace_policy_cancels_the_holder_and_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(executions_module, "REPLACE_GRACE_SECONDS", 0.1)
-    task = make("add", handler_kwargs={"a": "1"}, overlap_policy=ScheduledTask.OverlapPolicy.REPLACE)
+    task = make(
+        "add",
+        handler_kwargs={"a": "1"},
+        overlap_policy=ScheduledTask.OverlapPolicy.REPLACE,
+    )
     # A run held by another (unreachable) process: it never lets go by itself.
-    old = TaskExecution.objects.create(task=task, status=Status.RUNNING, instance_id="elsewhere")
-    get_lock_backend().acquire(task_lock_key(task.pk), owner="elsewhere", ttl_seconds=30)
+    old = TaskExecution.objects.create(
+        task=task, status=Status.RUNNING, instance_id="elsewhere"
+    )
+    get_lock_backend().acquire(
+        task_lock_key(task.pk), owner="elsewhere", ttl_seconds=30
+    )
 
     execution = run(task)
 
@@ -330,7 +349,9 @@ def test_failed_run_schedules_a_retry_linked_to_the_first_attempt() -> None:
     assert retry.status == Status.PENDING
     assert retry.trigger_type == TaskExecution.TriggerType.RETRY
     assert retry.attempt == 2
-    assert retry.run_after == pytest.approx(first.finished_at + dt.timedelta(seconds=30), abs=dt.timedelta(seconds=1))
+    assert retry.run_after == pytest.approx(
+        first.finished_at + dt.timedelta(seconds=30), abs=dt.timedelta(seconds=1)
+    )
 
     TaskExecution.objects.filter(pk=retry.pk).update(run_after=None)
     second = execution_run(retry)
@@ -338,18 +359,22 @@ def test_failed_run_schedules_a_retry_linked_to_the_first_attempt() -> None:
     assert second.status == Status.FAILED
     assert third.retry_of_id == first.pk
     # Exponential backoff: the second retry waits twice as long.
-    assert third.run_after - second.finished_at == pytest.approx(dt.timedelta(seconds=60), abs=dt.timedelta(seconds=1))
+    assert third.run_after - second.finished_at == pytest.approx(
+        dt.timedelta(seconds=60), abs=dt.timedelta(seconds=1)
+    )
 
     TaskExecution.objects.filter(pk=third.pk).update(run_after=None)
     execution_run(third)
     assert not TaskExecution.objects.filter(attempt=4).exists()
 
 
-def test_recorded_fires_match_their_rows_and_share_nothing(django_assert_num_queries: Any) -> None:
+def test_recorded_fires_match_their_rows_and_share_nothing(
+    django_assert_num_queries: Any,
+) -> None:
     from scheduler_app.services import executions_create_scheduled
 
     task = make("add")
-    now = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
     past, future = now - dt.timedelta(seconds=1), now + dt.timedelta(seconds=1)
 
     rows = executions_create_scheduled([(task, past), (task, future)], now=now)
@@ -359,13 +384,21 @@ def test_recorded_fires_match_their_rows_and_share_nothing(django_assert_num_que
     for row in rows:
         stored = TaskExecution.objects.get(pk=row.pk)
         fields = [f.attname for f in TaskExecution._meta.concrete_fields]
-        assert {f: getattr(row, f) for f in fields} == {f: getattr(stored, f) for f in fields}
+        assert {f: getattr(row, f) for f in fields} == {
+            f: getattr(stored, f) for f in fields
+        }
         assert not row._state.adding
-    assert [(r.scheduled_for, r.run_after) for r in rows] == [(past, None), (future, future)]
+    assert [(r.scheduled_for, r.run_after) for r in rows] == [
+        (past, None),
+        (future, future),
+    ]
     with django_assert_num_queries(0):
         assert rows[0].task is task
     rows[0].kwargs["changed"] = True
-    assert rows[1].kwargs == {} and rows[0].kwargs_overrides is not rows[1].kwargs_overrides
+    assert (
+        rows[1].kwargs == {}
+        and rows[0].kwargs_overrides is not rows[1].kwargs_overrides
+    )
 
 
 def test_a_retry_is_announced_to_the_schedulers(redis_url: str) -> None:
@@ -382,7 +415,9 @@ def test_a_retry_is_announced_to_the_schedulers(redis_url: str) -> None:
         wait_until(lambda: notify.RUN_REQUESTED in received, timeout=10)
     finally:
         listener.stop()
-    assert TaskExecution.objects.filter(task=task, trigger_type=TaskExecution.TriggerType.RETRY).exists()
+    assert TaskExecution.objects.filter(
+        task=task, trigger_type=TaskExecution.TriggerType.RETRY
+    ).exists()
 
 
 def test_cli_runs_do_not_retry() -> None:
@@ -393,16 +428,24 @@ def test_cli_runs_do_not_retry() -> None:
     assert TaskExecution.objects.filter(task=task).count() == 1
 
 
-def test_signals_announce_start_and_outcome_and_a_broken_receiver_changes_nothing() -> None:
+def test_signals_announce_start_and_outcome_and_a_broken_receiver_changes_nothing() -> (
+    None
+):
     seen: list[tuple[str, str]] = []
 
     def record(name: str) -> Any:
-        def handler(sender: Any, task: ScheduledTask, execution: TaskExecution, **kwargs: Any) -> None:
+        def handler(
+            sender: Any, task: ScheduledTask, execution: TaskExecution, **kwargs: Any
+        ) -> None:
             seen.append((name, task.name))
 
         return handler
 
-    started, succeeded, failed = record("started"), record("succeeded"), record("failed")
+    started, succeeded, failed = (
+        record("started"),
+        record("succeeded"),
+        record("failed"),
+    )
     signals.execution_started.connect(started)
     signals.execution_succeeded.connect(succeeded)
     signals.execution_failed.connect(failed)
@@ -512,7 +555,11 @@ def test_cancel_of_a_finished_execution_is_refused() -> None:
 
 
 def test_concurrent_runs_update_the_counters_atomically() -> None:
-    task = make("add", handler_kwargs={"a": "1"}, overlap_policy=ScheduledTask.OverlapPolicy.ALLOW)
+    task = make(
+        "add",
+        handler_kwargs={"a": "1"},
+        overlap_policy=ScheduledTask.OverlapPolicy.ALLOW,
+    )
     executions = [task_request_run(task) for _ in range(6)]
 
     threads = [run_in_thread(execution) for execution in executions]
@@ -535,7 +582,9 @@ def test_a_seed_001_class_handler_runs_through_the_same_path() -> None:
 @pytest.mark.parametrize("script", ["example_task", "data_sync", "cleanup_executions"])
 def test_shipped_scripts_run_successfully(script: str) -> None:
     task = ScheduledTask.objects.create(
-        name="shipped-%s" % script, task_type="manual", handler_path="scripts:%s" % script
+        name="shipped-%s" % script,
+        task_type="manual",
+        handler_path="scripts:%s" % script,
     )
 
     execution = run(task)
@@ -549,7 +598,7 @@ def test_cleanup_script_reports_how_many_it_deleted() -> None:
     task = ScheduledTask.objects.create(
         name="cleanup", task_type="manual", handler_path="scripts:cleanup_executions"
     )
-    old = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+    old = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
     for _ in range(3):
         TaskExecution.objects.create(task=task, status=Status.SUCCESS, created_at=old)
     SchedulerInstance.objects.create(instance_id="gone:1:abc", last_heartbeat_at=old)
@@ -573,7 +622,9 @@ def test_finished_at_is_when_the_handler_ended_not_when_the_run_was_recorded() -
 
     execution.refresh_from_db()
     assert execution.finished_at == ended_at
-    assert execution.duration_ms == int((ended_at - execution.started_at).total_seconds() * 1000)
+    assert execution.duration_ms == int(
+        (ended_at - execution.started_at).total_seconds() * 1000
+    )
 
 
 def test_a_run_leaves_no_reference_cycle_for_the_garbage_collector() -> None:

@@ -13,12 +13,14 @@ from scheduler_app.services.prepared import PreparedQuery
 
 pytestmark = pytest.mark.django_db
 
-T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 Status, Trigger = TaskExecution.Status, TaskExecution.TriggerType
 
 
 def test_startable_ids_follow_the_time_and_the_limit() -> None:
-    task = ScheduledTask.objects.create(name="t", task_type="manual", handler_path="scripts:example_task")
+    task = ScheduledTask.objects.create(
+        name="t", task_type="manual", handler_path="scripts:example_task"
+    )
     for seconds, status, trigger in [
         (None, Status.PENDING, Trigger.MANUAL),
         (-5, Status.PENDING, Trigger.RETRY),
@@ -38,14 +40,20 @@ def test_startable_ids_follow_the_time_and_the_limit() -> None:
     for seconds in (-10, 0, 5, 7, 60):
         now = T0 + dt.timedelta(seconds=seconds)
         for limit in (1, 2, 512):
-            expected = list(TaskExecution.objects.startable(now=now).values_list("pk", flat=True)[:limit])
+            expected = list(
+                TaskExecution.objects.startable(now=now).values_list("pk", flat=True)[
+                    :limit
+                ]
+            )
             assert _startable_ids(now, limit=limit) == expected, (seconds, limit)
     assert len(_startable_ids(T0 + dt.timedelta(seconds=60), limit=512)) == 5
 
 
 def test_the_tasks_version_moves_with_every_change() -> None:
     before = tasks_version()
-    task = task_create(name="v", task_type="manual", handler_path="scripts:example_task")
+    task = task_create(
+        name="v", task_type="manual", handler_path="scripts:example_task"
+    )
     created = tasks_version()
     task_pause(task)
 
@@ -53,6 +61,11 @@ def test_the_tasks_version_moves_with_every_change() -> None:
 
 
 def test_a_query_on_the_time_must_be_given_the_time() -> None:
-    query = PreparedQuery(TaskExecution, lambda now, limit: TaskExecution.objects.startable(now=now).values_list("pk", flat=True))
+    query = PreparedQuery(
+        TaskExecution,
+        lambda now, limit: TaskExecution.objects.startable(now=now).values_list(
+            "pk", flat=True
+        ),
+    )
     with pytest.raises(TypeError):
         query()

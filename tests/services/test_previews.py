@@ -12,7 +12,7 @@ from scheduler_app.services import schedule_preview
 from scheduler_app.services.previews import DST_SCAN_HORIZON
 
 PARIS = ZoneInfo("Europe/Paris")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def test_cron_preview_lists_fire_times_in_the_tasks_zone() -> None:
@@ -108,7 +108,9 @@ def test_the_longest_interval_previews_within_the_dst_horizon() -> None:
 
 
 @pytest.mark.parametrize("seconds", [2**31, 10**14, 10**30])
-def test_an_interval_beyond_its_bound_is_a_message_not_an_overflow(seconds: int) -> None:
+def test_an_interval_beyond_its_bound_is_a_message_not_an_overflow(
+    seconds: int,
+) -> None:
     with pytest.raises(SchedulerError) as caught:
         schedule_preview(task_type="interval", interval_seconds=seconds)
 
@@ -153,6 +155,8 @@ def test_fire_times_past_year_9999_end_the_schedule() -> None:
 @pytest.mark.parametrize("name", ["x" * 5000, "a\x00b", "../../etc/passwd"])
 def test_a_time_zone_that_cannot_be_a_file_name_is_a_message(name: str) -> None:
     with pytest.raises(SchedulerError) as caught:
-        schedule_preview(task_type="cron", cron_expression="0 2 * * *", timezone_name=name)
+        schedule_preview(
+            task_type="cron", cron_expression="0 2 * * *", timezone_name=name
+        )
 
     assert caught.value.field == "timezone"

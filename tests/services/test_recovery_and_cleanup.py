@@ -25,16 +25,22 @@ Status = TaskExecution.Status
 
 @pytest.fixture
 def task() -> ScheduledTask:
-    return ScheduledTask.objects.create(name="t", task_type="manual", handler_path="scripts:example_task")
+    return ScheduledTask.objects.create(
+        name="t", task_type="manual", handler_path="scripts:example_task"
+    )
 
 
-def running(task: ScheduledTask, instance: str, started_at: dt.datetime) -> TaskExecution:
+def running(
+    task: ScheduledTask, instance: str, started_at: dt.datetime
+) -> TaskExecution:
     return TaskExecution.objects.create(
         task=task, status=Status.RUNNING, instance_id=instance, started_at=started_at
     )
 
 
-def test_runs_of_an_instance_with_a_stale_heartbeat_are_marked_abandoned(task: ScheduledTask) -> None:
+def test_runs_of_an_instance_with_a_stale_heartbeat_are_marked_abandoned(
+    task: ScheduledTask,
+) -> None:
     now = timezone.now()
     SchedulerInstance.objects.create(
         instance_id="dead-host:12:abc", last_heartbeat_at=now - dt.timedelta(minutes=5)
@@ -47,11 +53,15 @@ def test_runs_of_an_instance_with_a_stale_heartbeat_are_marked_abandoned(task: S
     assert recovered == 1
     assert orphan.status == Status.FAILED
     assert orphan.failure_kind == TaskExecution.FailureKind.ABANDONED
-    assert orphan.error_message.startswith("Abandoned: instance “dead-host:12:abc” stopped")
+    assert orphan.error_message.startswith(
+        "Abandoned: instance “dead-host:12:abc” stopped"
+    )
     assert orphan.finished_at == now
 
 
-def test_runs_of_live_instances_and_fresh_runs_are_left_alone(task: ScheduledTask) -> None:
+def test_runs_of_live_instances_and_fresh_runs_are_left_alone(
+    task: ScheduledTask,
+) -> None:
     now = timezone.now()
     instance_heartbeat(now=now)
     mine = running(task, instance_id(), now - dt.timedelta(hours=1))
@@ -59,12 +69,19 @@ def test_runs_of_live_instances_and_fresh_runs_are_left_alone(task: ScheduledTas
     fresh = running(task, "new-host:1:xyz", now - dt.timedelta(seconds=2))
 
     assert executions_recover_abandoned(now=now) == 0
-    assert TaskExecution.objects.filter(pk__in=[mine.pk, fresh.pk], status=Status.RUNNING).count() == 2
+    assert (
+        TaskExecution.objects.filter(
+            pk__in=[mine.pk, fresh.pk], status=Status.RUNNING
+        ).count()
+        == 2
+    )
 
 
 def test_an_instance_that_stopped_cleanly_is_not_alive(task: ScheduledTask) -> None:
     now = timezone.now()
-    SchedulerInstance.objects.create(instance_id="gone", last_heartbeat_at=now, stopped_at=now)
+    SchedulerInstance.objects.create(
+        instance_id="gone", last_heartbeat_at=now, stopped_at=now
+    )
 
     assert "gone" not in instances_alive_ids(now=now)
 
@@ -85,17 +102,27 @@ def test_cleanup_deletes_only_old_finished_runs_in_batches(task: ScheduledTask) 
     old = now - dt.timedelta(days=31)
     for _ in range(5):
         TaskExecution.objects.create(task=task, status=Status.SUCCESS, created_at=old)
-    first = TaskExecution.objects.create(task=task, status=Status.FAILED, created_at=old)
-    recent = TaskExecution.objects.create(task=task, status=Status.SUCCESS, created_at=now)
+    first = TaskExecution.objects.create(
+        task=task, status=Status.FAILED, created_at=old
+    )
+    recent = TaskExecution.objects.create(
+        task=task, status=Status.SUCCESS, created_at=now
+    )
     retry = TaskExecution.objects.create(
         task=task, status=Status.FAILED, retry_of=first, attempt=2, created_at=now
     )
-    stuck = TaskExecution.objects.create(task=task, status=Status.RUNNING, created_at=old)
+    stuck = TaskExecution.objects.create(
+        task=task, status=Status.RUNNING, created_at=old
+    )
 
     deleted = executions_cleanup(days=30, batch_size=2, now=now)
 
     assert deleted == 6
-    assert set(TaskExecution.objects.values_list("pk", flat=True)) == {recent.pk, retry.pk, stuck.pk}
+    assert set(TaskExecution.objects.values_list("pk", flat=True)) == {
+        recent.pk,
+        retry.pk,
+        stuck.pk,
+    }
     retry.refresh_from_db()
     assert retry.retry_of is None
 
@@ -103,7 +130,9 @@ def test_cleanup_deletes_only_old_finished_runs_in_batches(task: ScheduledTask) 
 def test_cleanup_uses_the_history_setting(task: ScheduledTask, settings) -> None:
     settings.SCHEDULER_HISTORY_DAYS = 2
     now = timezone.now()
-    TaskExecution.objects.create(task=task, status=Status.SUCCESS, created_at=now - dt.timedelta(days=3))
+    TaskExecution.objects.create(
+        task=task, status=Status.SUCCESS, created_at=now - dt.timedelta(days=3)
+    )
 
     assert executions_cleanup(now=now) == 1
 
@@ -116,14 +145,21 @@ def test_instance_rows_not_heard_of_for_the_history_days_are_deleted() -> None:
         )
 
     assert instances_cleanup(days=30, now=now) == 1
-    assert set(SchedulerInstance.objects.values_list("instance_id", flat=True)) == {"recent", "alive"}
+    assert set(SchedulerInstance.objects.values_list("instance_id", flat=True)) == {
+        "recent",
+        "alive",
+    }
 
 
-def test_an_abandoned_run_is_counted_keeps_its_log_and_is_retried(task: ScheduledTask) -> None:
+def test_an_abandoned_run_is_counted_keeps_its_log_and_is_retried(
+    task: ScheduledTask,
+) -> None:
     task.max_retries = 2
     task.save()
     now = timezone.now()
-    SchedulerInstance.objects.create(instance_id="dead", last_heartbeat_at=now - dt.timedelta(minutes=5))
+    SchedulerInstance.objects.create(
+        instance_id="dead", last_heartbeat_at=now - dt.timedelta(minutes=5)
+    )
     orphan = running(task, "dead", now - dt.timedelta(minutes=6))
     TaskExecution.objects.filter(pk=orphan.pk).update(log_output="[10:00] step 1\n")
 
@@ -133,18 +169,30 @@ def test_an_abandoned_run_is_counted_keeps_its_log_and_is_retried(task: Schedule
     task.refresh_from_db()
     assert orphan.log_output == "[10:00] step 1\n"
     assert orphan.duration_ms == 6 * 60 * 1000
-    assert (task.run_count, task.fail_count, task.last_run_at) == (1, 1, orphan.started_at)
+    assert (task.run_count, task.fail_count, task.last_run_at) == (
+        1,
+        1,
+        orphan.started_at,
+    )
     retry = TaskExecution.objects.get(retry_of=orphan)
     assert retry.status == Status.PENDING and retry.attempt == 2
 
 
-def test_an_abandoned_run_frees_the_task_lock_it_held_and_no_other(task: ScheduledTask) -> None:
+def test_an_abandoned_run_frees_the_task_lock_it_held_and_no_other(
+    task: ScheduledTask,
+) -> None:
     now = timezone.now()
-    SchedulerInstance.objects.create(instance_id="dead", last_heartbeat_at=now - dt.timedelta(minutes=5))
+    SchedulerInstance.objects.create(
+        instance_id="dead", last_heartbeat_at=now - dt.timedelta(minutes=5)
+    )
     orphan = running(task, "dead", now - dt.timedelta(minutes=6))
-    other = ScheduledTask.objects.create(name="other", task_type="manual", handler_path="scripts:example_task")
+    other = ScheduledTask.objects.create(
+        name="other", task_type="manual", handler_path="scripts:example_task"
+    )
     backend = get_lock_backend()
-    backend.acquire(task_lock_key(task.pk), owner="dead exec:%s" % orphan.pk, ttl_seconds=600)
+    backend.acquire(
+        task_lock_key(task.pk), owner="dead exec:%s" % orphan.pk, ttl_seconds=600
+    )
     # Another task's lock, held by a live run of another process, stays.
     backend.acquire(task_lock_key(other.pk), owner="alive exec:1", ttl_seconds=600)
 
@@ -154,9 +202,13 @@ def test_an_abandoned_run_frees_the_task_lock_it_held_and_no_other(task: Schedul
     assert backend.get(task_lock_key(other.pk)).owner == "alive exec:1"
 
 
-def test_recovery_leaves_a_task_lock_another_run_took_since(task: ScheduledTask) -> None:
+def test_recovery_leaves_a_task_lock_another_run_took_since(
+    task: ScheduledTask,
+) -> None:
     now = timezone.now()
-    SchedulerInstance.objects.create(instance_id="dead", last_heartbeat_at=now - dt.timedelta(minutes=5))
+    SchedulerInstance.objects.create(
+        instance_id="dead", last_heartbeat_at=now - dt.timedelta(minutes=5)
+    )
     running(task, "dead", now - dt.timedelta(minutes=6))
     backend = get_lock_backend()
     backend.acquire(task_lock_key(task.pk), owner="alive exec:99", ttl_seconds=600)

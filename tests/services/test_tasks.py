@@ -34,7 +34,7 @@ from scheduler_app.services import (
 
 pytestmark = pytest.mark.django_db
 
-NOW = dt.datetime(2026, 3, 2, 10, 15, tzinfo=dt.timezone.utc)  # 18:15 in Shanghai
+NOW = dt.datetime(2026, 3, 2, 10, 15, tzinfo=dt.UTC)  # 18:15 in Shanghai
 
 
 def create(**fields: Any) -> ScheduledTask:
@@ -55,13 +55,13 @@ def errors_of(excinfo: pytest.ExceptionInfo[TaskInvalid]) -> dict[str | None, st
 def test_cron_task_gets_its_next_fire_time_in_the_project_zone() -> None:
     task = create()
 
-    assert task.next_run_at == dt.datetime(2026, 3, 2, 18, 0, tzinfo=dt.timezone.utc)
+    assert task.next_run_at == dt.datetime(2026, 3, 2, 18, 0, tzinfo=dt.UTC)
 
 
 def test_cron_task_in_its_own_zone() -> None:
     task = create(timezone="Europe/Paris")
 
-    assert task.next_run_at == dt.datetime(2026, 3, 3, 1, 0, tzinfo=dt.timezone.utc)
+    assert task.next_run_at == dt.datetime(2026, 3, 3, 1, 0, tzinfo=dt.UTC)
 
 
 def test_interval_task_next_fire_is_one_interval_away() -> None:
@@ -99,7 +99,10 @@ def test_parameter_of_the_wrong_type_names_parameter_and_type() -> None:
     with pytest.raises(TaskInvalid) as excinfo:
         create(handler_kwargs={"days": "'abc'"})
 
-    assert errors_of(excinfo)["days"] == "Parameter “days”: expected an integer, got 'abc' (str)."
+    assert (
+        errors_of(excinfo)["days"]
+        == "Parameter “days”: expected an integer, got 'abc' (str)."
+    )
 
 
 def test_unknown_parameter_is_refused_listing_the_known_ones() -> None:
@@ -135,14 +138,18 @@ def test_interval_must_be_positive_and_run_date_in_the_future() -> None:
     with pytest.raises(TaskInvalid) as interval:
         create(task_type="interval", cron_expression="", interval_seconds=0)
     with pytest.raises(TaskInvalid) as past:
-        create(task_type="date", cron_expression="", run_date=NOW - dt.timedelta(days=1))
+        create(
+            task_type="date", cron_expression="", run_date=NOW - dt.timedelta(days=1)
+        )
 
     assert "interval_seconds" in errors_of(interval)
     assert "in the past" in errors_of(past)["run_date"]
 
 
 @pytest.mark.parametrize("save", ["task_update", "task_save"])
-def test_a_run_date_must_be_ahead_when_changed_not_when_the_task_is_edited_later(save: str) -> None:
+def test_a_run_date_must_be_ahead_when_changed_not_when_the_task_is_edited_later(
+    save: str,
+) -> None:
     from scheduler_app.services import task_save
 
     def edit(task: ScheduledTask, **fields: Any) -> None:
@@ -153,7 +160,9 @@ def test_a_run_date_must_be_ahead_when_changed_not_when_the_task_is_edited_later
                 setattr(task, name, value)
             task_save(task, now=later)
 
-    task = create(task_type="date", cron_expression="", run_date=NOW + dt.timedelta(hours=1))
+    task = create(
+        task_type="date", cron_expression="", run_date=NOW + dt.timedelta(hours=1)
+    )
     later = NOW + dt.timedelta(days=2)  # the run date has passed (it fired)
 
     edit(task, description="still editable")
@@ -169,7 +178,10 @@ def test_task_name_taken_is_a_field_error() -> None:
     with pytest.raises(TaskInvalid) as excinfo:
         create()
 
-    assert errors_of(excinfo)["name"] == "A task named “nightly” already exists; choose another name."
+    assert (
+        errors_of(excinfo)["name"]
+        == "A task named “nightly” already exists; choose another name."
+    )
 
 
 def test_update_recomputes_the_next_fire_time() -> None:
@@ -177,7 +189,7 @@ def test_update_recomputes_the_next_fire_time() -> None:
 
     task_update(task, now=NOW, cron_expression="30 19 * * *")
 
-    assert task.next_run_at == dt.datetime(2026, 3, 2, 11, 30, tzinfo=dt.timezone.utc)
+    assert task.next_run_at == dt.datetime(2026, 3, 2, 11, 30, tzinfo=dt.UTC)
 
 
 def test_invalid_update_changes_nothing_in_the_database() -> None:
@@ -225,15 +237,21 @@ def test_bulk_pause_and_resume_leave_disabled_tasks_alone_and_name_them(
     create(name="off_b", status="disabled")
     create(name="off_a", status="disabled")
 
-    change = action(ScheduledTask.objects.filter(name__in=["on", "held", "off_a", "off_b"]))
+    change = action(
+        ScheduledTask.objects.filter(name__in=["on", "held", "off_a", "off_b"])
+    )
 
     assert change.changed == 1
     assert change.disabled == ["off_a", "off_b"]
     assert dict(
-        ScheduledTask.objects.filter(name__in=["on", "held"]).values_list("name", "status")
+        ScheduledTask.objects.filter(name__in=["on", "held"]).values_list(
+            "name", "status"
+        )
     ) == {"on": status, "held": status}
     assert set(
-        ScheduledTask.objects.filter(name__startswith="off_").values_list("status", flat=True)
+        ScheduledTask.objects.filter(name__startswith="off_").values_list(
+            "status", flat=True
+        )
     ) == {"disabled"}
 
 
@@ -248,19 +266,25 @@ class User:
 
 
 EDITOR = User("scheduler_app.change_scheduledtask")
-OPERATOR = User("scheduler_app.change_scheduledtask", "scheduler_app.pause_scheduledtask")
+OPERATOR = User(
+    "scheduler_app.change_scheduledtask", "scheduler_app.pause_scheduledtask"
+)
 
 
 def test_changing_the_status_needs_the_pause_permission() -> None:
     task = create(description="before")
 
-    with pytest.raises(StatusChangeForbidden, match="Can pause and resume tasks") as raised:
+    with pytest.raises(
+        StatusChangeForbidden, match="Can pause and resume tasks"
+    ) as raised:
         task_update(task, actor=EDITOR, now=NOW, status="paused", description="after")
 
     assert raised.value.field == "status" and raised.value.http_status == 403
     stored = ScheduledTask.objects.get(pk=task.pk)
     assert (stored.status, stored.description) == ("active", "before")
-    assert task_update(task, actor=OPERATOR, now=NOW, status="paused").status == "paused"
+    assert (
+        task_update(task, actor=OPERATOR, now=NOW, status="paused").status == "paused"
+    )
 
 
 def test_an_edit_that_keeps_the_status_needs_no_pause_permission() -> None:
@@ -371,7 +395,9 @@ def test_startable_skips_cli_runs_and_retries_still_waiting() -> None:
     ready = task_request_run(task)
     task_request_run(task, trigger_type=TaskExecution.TriggerType.CLI)
     TaskExecution.objects.create(
-        task=task, trigger_type="retry", run_after=timezone.now() + dt.timedelta(minutes=5)
+        task=task,
+        trigger_type="retry",
+        run_after=timezone.now() + dt.timedelta(minutes=5),
     )
 
     assert list(TaskExecution.objects.startable(now=timezone.now())) == [ready]
@@ -381,7 +407,9 @@ def test_database_refuses_a_cron_task_without_expression() -> None:
     from django.db import IntegrityError, transaction
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        ScheduledTask.objects.create(name="x", task_type="cron", handler_path="scripts:example_task")
+        ScheduledTask.objects.create(
+            name="x", task_type="cron", handler_path="scripts:example_task"
+        )
 
 
 # Bounds: one rule for every way in (task_validate)
@@ -485,13 +513,15 @@ def test_run_overrides_no_database_can_store_are_refused() -> None:
 @pytest.mark.parametrize(
     "run_date",
     [
-        dt.datetime(9999, 12, 31, 23, 59, tzinfo=dt.timezone.utc),
+        dt.datetime(9999, 12, 31, 23, 59, tzinfo=dt.UTC),
         dt.datetime(9999, 12, 31, 23, 59),  # naive: wall time in the task's zone
-        dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc),
-        dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc),
+        dt.datetime(9000, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(1, 1, 1, tzinfo=dt.UTC),
     ],
 )
-def test_a_run_date_beyond_the_supported_years_is_refused(run_date: dt.datetime) -> None:
+def test_a_run_date_beyond_the_supported_years_is_refused(
+    run_date: dt.datetime,
+) -> None:
     with pytest.raises(TaskInvalid) as excinfo:
         create(
             task_type="date",

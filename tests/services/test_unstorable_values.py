@@ -33,9 +33,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 Status = TaskExecution.Status
 R = REPLACEMENT
 #: What the run's log says when a value was made storable.
-ALTERED = "NUL characters or lone surrogates, which the database cannot store, were replaced"
-
-
+ALTERED = (
+    "NUL characters or lone surrogates, which the database cannot store, were replaced"
+)
 
 
 def stored(execution: TaskExecution) -> TaskExecution:
@@ -79,7 +79,10 @@ def test_a_run_now_override_evaluating_to_odd_text_is_stored_replaced(
     assert row.kwargs == {"target": "x%sy" % R}
     assert row.result == {"target": "x%sy" % R}
     assert "target is x%sy" % R in row.log_output
-    assert ALTERED in row.log_output and "evaluated parameters, log, result" in row.log_output
+    assert (
+        ALTERED in row.log_output
+        and "evaluated parameters, log, result" in row.log_output
+    )
     assert (task.run_count, task.success_count) == (1, 1)
     assert_pages_answer(admin_client, row, "x%sy" % R)
 
@@ -95,7 +98,13 @@ def test_a_run_now_override_evaluating_to_odd_text_is_stored_replaced(
             {"s": "a%sb" % R, "a%skey" % R: 1},
             "result",
         ),
-        ("raises_nul", Status.FAILED, "error_message", "ValueError: a%sb" % R, "error, traceback"),
+        (
+            "raises_nul",
+            Status.FAILED,
+            "error_message",
+            "ValueError: a%sb" % R,
+            "error, traceback",
+        ),
         ("fails_with_odd_error", Status.FAILED, "error_message", "a%sb" % R, "error"),
         ("logs_nul", Status.SUCCESS, "log_output", "x%sy" % R, "log"),
         ("logs_undecodable", Status.SUCCESS, "log_output", "file caf%s.txt" % R, "log"),
@@ -123,7 +132,9 @@ def test_odd_text_from_a_handler_is_stored_replaced_and_the_log_says_so(
 
 
 def test_innocent_runs_of_a_batch_beside_poisoned_ones_all_end() -> None:
-    innocent = [make("add", name="add-%d" % n, handler_kwargs={"a": str(n)}) for n in range(6)]
+    innocent = [
+        make("add", name="add-%d" % n, handler_kwargs={"a": str(n)}) for n in range(6)
+    ]
     poisoned = [make("echo", name="echo-nul"), make("echo", name="echo-surrogate")]
     executions = [task_request_run(task) for task in innocent]
     executions += [
@@ -139,7 +150,9 @@ def test_innocent_runs_of_a_batch_beside_poisoned_ones_all_end() -> None:
     assert written == {execution.pk for execution in executions}
     rows = TaskExecution.objects.in_bulk([execution.pk for execution in executions])
     assert {row.status for row in rows.values()} == {Status.SUCCESS}
-    assert [rows[e.pk].result for e in executions[:6]] == [{"sum": n + 1} for n in range(6)]
+    assert [rows[e.pk].result for e in executions[:6]] == [
+        {"sum": n + 1} for n in range(6)
+    ]
     assert [rows[e.pk].result for e in executions[6:]] == [{"target": "x%sy" % R}] * 2
     assert all(ALTERED not in rows[e.pk].log_output for e in executions[:6])
 
@@ -165,7 +178,9 @@ def flaky_finals(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_a_failed_batch_write_falls_back_to_row_by_row_writes(
     flaky_finals: list[int], caplog: pytest.LogCaptureFixture
 ) -> None:
-    tasks = [make("add", name="add-%d" % n, handler_kwargs={"a": str(n)}) for n in range(3)]
+    tasks = [
+        make("add", name="add-%d" % n, handler_kwargs={"a": str(n)}) for n in range(3)
+    ]
     executions = [task_request_run(task) for task in tasks]
     runs = runs_claim(executions)
     for run in runs:
@@ -174,16 +189,31 @@ def test_a_failed_batch_write_falls_back_to_row_by_row_writes(
     written = runs_finish(runs)
 
     assert written == {execution.pk for execution in executions}
-    assert [stored(e).result for e in executions] == [{"sum": 1}, {"sum": 2}, {"sum": 3}]
-    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING] == [
-        ("ERROR", "Could not record the end of 3 runs in one batch; recording them one by one")
+    assert [stored(e).result for e in executions] == [
+        {"sum": 1},
+        {"sum": 2},
+        {"sum": 3},
     ]
-    assert all(task.run_count == task.success_count == 1 for task in
-               ScheduledTask.objects.filter(pk__in=[t.pk for t in tasks]))
+    assert [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.levelno >= logging.WARNING
+    ] == [
+        (
+            "ERROR",
+            "Could not record the end of 3 runs in one batch; recording them one by one",
+        )
+    ]
+    assert all(
+        task.run_count == task.success_count == 1
+        for task in ScheduledTask.objects.filter(pk__in=[t.pk for t in tasks])
+    )
 
 
 def test_a_row_that_still_cannot_be_written_is_recorded_failed_like_any_failure(
-    flaky_finals: list[int], failed_signals: list[TaskExecution], caplog: pytest.LogCaptureFixture
+    flaky_finals: list[int],
+    failed_signals: list[TaskExecution],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     good = make("add", name="good", handler_kwargs={"a": "1"})
     bad = make(
@@ -244,7 +274,9 @@ def test_a_single_run_that_cannot_be_written_at_all_is_recorded_failed(
 
     row = stored(execution)
     assert row.status == Status.FAILED
-    assert row.error_message.startswith("The end of this run could not be stored (DataError")
+    assert row.error_message.startswith(
+        "The end of this run could not be stored (DataError"
+    )
     assert "without its result." in row.error_message
 
 
@@ -302,7 +334,9 @@ def test_failed_fire_inserts_fall_back_to_one_by_one_and_fail_the_fire_they_cann
 
     recorded = executions_create_scheduled([(good, when), (bad, when)])
 
-    assert [(row.task_id, row.status) for row in recorded] == [(good.pk, Status.PENDING)]
+    assert [(row.task_id, row.status) for row in recorded] == [
+        (good.pk, Status.PENDING)
+    ]
     failed = TaskExecution.objects.get(task=bad)
     assert failed.status == Status.FAILED
     assert failed.scheduled_for == when
@@ -321,18 +355,25 @@ def test_a_worker_error_with_odd_text_is_stored_replaced() -> None:
         status=Status.RUNNING, instance_id="w1", started_at=timezone.now()
     )
 
-    assert execution_record_broken(execution.pk, error=ValueError("a\x00b"), instance="w1")
+    assert execution_record_broken(
+        execution.pk, error=ValueError("a\x00b"), instance="w1"
+    )
 
     row = stored(execution)
     assert row.status == Status.FAILED
-    assert row.error_message == "The run broke outside its handler: ValueError: a%sb" % R
+    assert (
+        row.error_message == "The run broke outside its handler: ValueError: a%sb" % R
+    )
     assert ALTERED in row.log_output
 
 
 @pytest.mark.skipif(
-    connection.vendor != "sqlite", reason="PostgreSQL never stored such a value: jsonb refuses it"
+    connection.vendor != "sqlite",
+    reason="PostgreSQL never stored such a value: jsonb refuses it",
 )
-def test_pages_of_an_execution_stored_with_a_lone_surrogate_answer(admin_client: Client) -> None:
+def test_pages_of_an_execution_stored_with_a_lone_surrogate_answer(
+    admin_client: Client,
+) -> None:
     task = make("add")
     execution = task_request_run(task)
     # As rows written before values were made storable hold it: a JSON escape.
@@ -362,7 +403,9 @@ def test_fires_are_not_recorded_failed_while_the_database_is_away(
     with pytest.raises(OperationalError):
         executions_create_scheduled([(task, timezone.now() - dt.timedelta(seconds=1))])
 
-    assert not TaskExecution.objects.filter(task=task).exists()  # staged again next pass
+    assert not TaskExecution.objects.filter(
+        task=task
+    ).exists()  # staged again next pass
     task.refresh_from_db()
     assert task.fail_count == 0
 
@@ -370,7 +413,9 @@ def test_fires_are_not_recorded_failed_while_the_database_is_away(
 def test_ends_are_not_recorded_failed_while_the_database_is_away(
     monkeypatch: pytest.MonkeyPatch, failed_signals: list[TaskExecution]
 ) -> None:
-    tasks = [make("add", name="add-%d" % n, handler_kwargs={"a": str(n)}) for n in range(2)]
+    tasks = [
+        make("add", name="add-%d" % n, handler_kwargs={"a": str(n)}) for n in range(2)
+    ]
     executions = [task_request_run(task) for task in tasks]
     runs = runs_claim(executions)
     for run in runs:
@@ -397,7 +442,12 @@ def test_a_run_that_cannot_be_recorded_at_all_keeps_running_and_its_lock(
     monkeypatch: pytest.MonkeyPatch, failed_signals: list[TaskExecution], count: int
 ) -> None:
     tasks = [
-        make("add", name="add-%d" % n, handler_kwargs={"a": str(n)}, overlap_policy="skip")
+        make(
+            "add",
+            name="add-%d" % n,
+            handler_kwargs={"a": str(n)},
+            overlap_policy="skip",
+        )
         for n in range(count)
     ]
     executions = [task_request_run(task) for task in tasks]

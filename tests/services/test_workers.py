@@ -159,7 +159,9 @@ def test_an_error_named_like_a_time_limit_is_not_one() -> None:
         pass
 
     assert execution_record_broken(
-        execution.pk, error=SoftTimeLimitExceeded("mine"), instance="celery@box:4242:abcdef"
+        execution.pk,
+        error=SoftTimeLimitExceeded("mine"),
+        instance="celery@box:4242:abcdef",
     )
     execution.refresh_from_db()
     assert execution.failure_kind == "error"

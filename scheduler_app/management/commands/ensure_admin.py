@@ -34,7 +34,8 @@ class Command(BaseCommand):
             else:
                 self.stdout.write(
                     "Admin login: superuser “%s” (use `manage.py changepassword %s` "
-                    "if the password is lost)" % (existing.get_username(), existing.get_username())
+                    "if the password is lost)"
+                    % (existing.get_username(), existing.get_username())
                 )
             return
         username = settings.ADMIN_USERNAME

@@ -19,7 +19,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--active", action="store_true", help="Create the tasks active instead of paused."
+            "--active",
+            action="store_true",
+            help="Create the tasks active instead of paused.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

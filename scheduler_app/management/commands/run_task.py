@@ -23,7 +23,7 @@ def _parse_param(text: str) -> tuple[str, str]:
     if not sep or not name.strip():
         raise CommandError(
             "--param %r: write it as name=expression, e.g. --param days=7 "
-            "or --param \"since=date.today() - timedelta(days=1)\"." % text
+            'or --param "since=date.today() - timedelta(days=1)".' % text
         )
     return name.strip(), expression
 
@@ -58,7 +58,9 @@ class Command(BaseCommand):
         except SchedulerError as exc:
             raise CommandError(exc.message) from exc
 
-        self.stdout.write("Running task %s (execution #%s)…" % (task.name, execution.pk))
+        self.stdout.write(
+            "Running task %s (execution #%s)…" % (task.name, execution.pk)
+        )
         with instance_heartbeating():
             execution = execution_run(
                 execution, log_listener=lambda line: self.stdout.write(line), echo=False

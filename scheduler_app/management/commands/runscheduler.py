@@ -8,9 +8,9 @@ import threading
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError
 from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
 from scheduler_app import checks
 from scheduler_app.conf import app_settings
@@ -48,7 +48,11 @@ class Command(BaseCommand):
         stop = threading.Event()
 
         def request_stop(signum: int, frame: Any) -> None:
-            logger.info("Received %s: stopping (grace %.0f s)", signal.Signals(signum).name, grace)
+            logger.info(
+                "Received %s: stopping (grace %.0f s)",
+                signal.Signals(signum).name,
+                grace,
+            )
             stop.set()
             engine.wake.set()
 
