@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from .. import notify
 from ..conf import app_settings
+from ..db.prepared import PreparedQuery
 from ..exceptions import SchedulerError
 from ..models import ScheduledTask, TaskExecution
 from ..schedules import next_fire_times
@@ -43,7 +44,6 @@ from ..services import (
     tasks_record_next_runs,
     tasks_version,
 )
-from ..services.prepared import PreparedQuery
 from .executor import ConnectionKeeper
 from .leader import Leadership
 from .store import Job, JobStore

@@ -36,6 +36,7 @@ from django.utils.translation import gettext as _
 
 from .. import livelog, notify, signals
 from ..conf import app_settings
+from ..db.batch import row_datetime, rows_table, task_rows_lock, typed_param
 from ..exceptions import ExecutionCancelled, InvalidTransition, SchedulerError
 from ..handlers.registry import resolve_handler
 from ..handlers.results import json_safe, outcome_from_return
@@ -49,7 +50,6 @@ from ..locks import (
 from ..models import ScheduledTask, SchedulerInstance, SchedulerLock, TaskExecution
 from ..storable import REPLACEMENT, storable_json, storable_text
 from ..tasklog import LogSnapshot, RunLog, bind
-from .batch_sql import row_datetime, rows_table, task_rows_lock, typed_param
 from .instances import instance_id, instances_alive_ids
 from .params import parameters_evaluate
 from .tasks import task_local_now

@@ -19,6 +19,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from .. import notify
+from ..db.batch import row_datetime, rows_table, task_rows_lock
+from ..db.prepared import PreparedQuery
 from ..exceptions import (
     HandlerNotAllowed,
     InvalidTransition,
@@ -37,9 +39,7 @@ from ..schedules import (
     validate_schedule,
 )
 from ..storable import is_unstorable
-from .batch_sql import row_datetime, rows_table, task_rows_lock
 from .params import parameters_validate
-from .prepared import PreparedQuery
 
 logger = logging.getLogger(__name__)
 

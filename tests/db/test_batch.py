@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.db import connection
 
+from scheduler_app.db.batch import row_datetime, rows_table
 from scheduler_app.models import ScheduledTask, TaskExecution
-from scheduler_app.services.batch_sql import row_datetime, rows_table
 
 pytestmark = pytest.mark.django_db
 
