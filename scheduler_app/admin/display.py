@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import json
-import logging
-import re
 from collections.abc import Sequence
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-import cron_descriptor
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.dates import MONTHS, WEEKDAYS
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince, timeuntil
-from django.utils.translation import get_language, gettext, to_locale
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from ..models import ScheduledTask, TaskExecution
-from ..schedules import MACROS, describe_interval
+from ..schedules import Schedule
 from ..storable import storable_json
-
-logger = logging.getLogger(__name__)
 
 EMPTY = "—"
 #: Absolute times in lists and previews: unambiguous in every language.
@@ -140,88 +131,18 @@ def format_duration(milliseconds: float | None) -> str:
 
 # Schedules
 
-_CRON_LOCALES = frozenset(
-    path.stem
-    for path in (Path(cron_descriptor.__file__).parent / "locale").glob("*.mo")
-)
-# Django language codes whose cron-descriptor locale is not simply lang_LANG.
-_CRON_LOCALE_ALIASES = {"zh-hans": "zh_CN", "zh-hant": "zh_TW", "en": "en_US"}
-_CRON_ERRORS = (
-    cron_descriptor.FormatException,
-    cron_descriptor.MissingFieldException,
-    cron_descriptor.WrongArgumentException,
-    ValueError,
-    IndexError,
-    KeyError,
-)
-
-
-def _cron_locale(language: str) -> str:
-    language = (language or "en").lower()
-    if language in _CRON_LOCALE_ALIASES:
-        return _CRON_LOCALE_ALIASES[language]
-    code = to_locale(language)
-    if code in _CRON_LOCALES:
-        return code
-    base = code.split("_")[0]
-    return next(
-        (name for name in sorted(_CRON_LOCALES) if name.split("_")[0] == base), "en_US"
-    )
-
-
-def _translate_names(text: str) -> str:
-    """cron-descriptor names days and months in the process locale (English here)."""
-    # calendar.day_name starts on Monday, as Django's WEEKDAYS does.
-    for index, english in enumerate(calendar.day_name):
-        text = re.sub(r"\b%s\b" % english, str(WEEKDAYS[index]), text)
-    for index, english in enumerate(calendar.month_name[1:], start=1):
-        text = re.sub(r"\b%s\b" % english, str(MONTHS[index]), text)
-    return text
-
-
-@lru_cache(maxsize=2048)
-def _describe_cron(expression: str, language: str) -> str:
-    text = MACROS.get(expression.strip().lower(), expression.strip())
-    locale_code = _cron_locale(language)
-    options = cron_descriptor.Options(
-        locale_code=locale_code,
-        use_24hour_time_format=not locale_code.startswith("en"),
-    )
-    try:
-        description = cron_descriptor.ExpressionDescriptor(
-            text, options
-        ).get_description()
-    except _CRON_ERRORS:
-        logger.debug("No description for cron expression %r", expression, exc_info=True)
-        return expression
-    if not language.lower().startswith("en"):
-        description = _translate_names(description)
-    return description
-
-
-def describe_cron(expression: str) -> str:
-    """A cron expression in words, in the active language ('At 02:00 AM', '在 02:00')."""
-    if not expression.strip():
-        return ""
-    return _describe_cron(expression, get_language() or "en")
-
 
 def describe_schedule(task: ScheduledTask) -> str:
     """The task's schedule in words; the cron expression itself in the tooltip."""
-    if task.task_type == ScheduledTask.TaskType.CRON:
+    schedule = Schedule.of(task)
+    if schedule.kind == ScheduledTask.TaskType.CRON:
         return format_html(
             '<span title="{}">{}</span><br><code class="scheduler-code">{}</code>',
-            task.cron_expression,
-            describe_cron(task.cron_expression),
-            task.cron_expression,
+            schedule.cron,
+            schedule.describe(),
+            schedule.cron,
         )
-    if task.task_type == ScheduledTask.TaskType.INTERVAL and task.interval_seconds:
-        return str(describe_interval(task.interval_seconds))
-    if task.task_type == ScheduledTask.TaskType.DATE and task.run_date:
-        return gettext("once, at %(when)s") % {"when": absolute_time(task.run_date)}
-    if task.task_type == ScheduledTask.TaskType.MANUAL:
-        return gettext("only when run by hand")
-    return EMPTY
+    return schedule.describe() or EMPTY
 
 
 # The run history chart

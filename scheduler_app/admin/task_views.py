@@ -31,7 +31,8 @@ from ..forms import (
 )
 from ..handlers.registry import get_handler
 from ..models import ScheduledTask, TaskExecution
-from .display import DATETIME_FORMAT, describe_cron, relative_time
+from ..schedules import describe_cron
+from .display import DATETIME_FORMAT, relative_time
 
 if TYPE_CHECKING:
     from .tasks import ScheduledTaskAdmin

@@ -7,13 +7,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from ..schedules import (
-    build_trigger,
-    dst_transitions_between,
-    next_fire_times,
-    resolve_timezone,
-    validate_schedule,
-)
+from ..schedules import Schedule
 from .tasks import task_fields_validate
 
 #: How far ahead the preview looks for DST changes among the fire times: the scan
@@ -57,29 +51,18 @@ def schedule_preview(
     )
     if errors:
         raise errors[0]
-    validate_schedule(
-        task_type=task_type,
-        cron_expression=cron_expression,
-        interval_seconds=interval_seconds,
+    schedule = Schedule(
+        kind=task_type,
+        cron=cron_expression,
+        every_seconds=interval_seconds,
         run_date=run_date,
-        timezone_name=timezone_name,
-        now=now,
+        zone=timezone_name,
     )
-    zone = resolve_timezone(timezone_name)
-    trigger = build_trigger(
-        task_type=task_type,
-        cron_expression=cron_expression,
-        interval_seconds=interval_seconds,
-        run_date=run_date,
-        timezone_name=timezone_name,
-        start_at=now,
-    )
-    times = [
-        moment.astimezone(zone)
-        for moment in next_fire_times(trigger, after=now, count=count)
-    ]
+    schedule.validate(now=now)
+    zone = schedule.tz
+    times = schedule.next_fire_times(after=now, count=count)
     transitions = (
-        dst_transitions_between(now, min(times[-1], now + DST_SCAN_HORIZON), zone)
+        schedule.dst_transitions(start=now, end=min(times[-1], now + DST_SCAN_HORIZON))
         if times
         else []
     )
