@@ -60,12 +60,6 @@ class ScheduleError(SchedulerError):
     code = "invalid_schedule"
 
 
-class SafeEvalError(SchedulerError):
-    """An expression was refused or failed to evaluate."""
-
-    code = "invalid_expression"
-
-
 class TaskLocked(SchedulerError):
     code = "task_locked"
     http_status = 409

@@ -1,4 +1,4 @@
-"""Task handlers: discovery (registry), parameter specs, results and BaseTask."""
+"""Task handlers: the registry and its parts, parameter specs, results and BaseTask."""
 
 from .base import BaseTask, ScheduleType, TaskSchedule
 from .params import ParamSpec, check_kwargs, coerce_value, specs_from_callable

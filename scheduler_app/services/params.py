@@ -10,9 +10,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from ..exceptions import ParameterError
+from ..expressions import UnsafeExpressionError, safe_eval
 from ..handlers.params import ParamSpec, check_kwargs, coerce_value
 from ..handlers.registry import HandlerInfo, get_handler
-from ..safe_eval import UnsafeExpressionError, safe_eval
 from ..storable import is_unstorable, storable_text
 
 MSG_UNSTORABLE_PARAMETER = gettext_lazy(
