@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextvars
 import datetime as dt
 import functools
-import inspect
 import json
 import logging
-import os
-import threading
 import time
-import traceback
-import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -37,17 +28,19 @@ from django.utils.translation import gettext as _
 from .. import livelog, notify, signals
 from ..conf import app_settings
 from ..db.batch import row_datetime, rows_table, task_rows_lock, typed_param
-from ..exceptions import ExecutionCancelled, InvalidTransition, SchedulerError
+from ..exceptions import InvalidTransition, SchedulerError
 from ..handlers.registry import resolve_handler
-from ..handlers.results import json_safe, outcome_from_return
+from ..handlers.results import json_safe
 from ..locks import (
     DatabaseLockBackend,
     LockBackend,
     get_lock_backend,
-    lock_key,
-    task_lock_key,
 )
-from ..models import ScheduledTask, SchedulerInstance, SchedulerLock, TaskExecution
+from ..models import ScheduledTask, SchedulerInstance, TaskExecution
+from ..runtime.invocation import call_handler, is_soft_time_limit, result_from_error
+from ..runtime.leases import held_locks, request_cancel, watchdog
+from ..runtime.overlap import lock_keys, lock_owner, take_claim_locks, take_wanted_lock
+from ..runtime.run import Result, Run
 from ..storable import REPLACEMENT, storable_json, storable_text
 from ..tasklog import LogSnapshot, RunLog, bind
 from .instances import instance_id, instances_alive_ids
@@ -59,136 +52,10 @@ logger = logging.getLogger(__name__)
 Status = TaskExecution.Status
 FailureKind = TaskExecution.FailureKind
 
-#: How long a `replace` run waits for the run it cancels to let go of the lock.
-REPLACE_GRACE_SECONDS = 5.0
-#: How often a running execution looks for a cancel request made elsewhere.
-CANCEL_POLL_SECONDS = 1.0
 
 #: Errors worth the same statement again a moment later: a lost connection, a busy
 #: SQLite, a deadlock. Others (a value, a constraint) fail the same way every time.
 _TRANSIENT_ERRORS = (OperationalError, InterfaceError)
-
-
-@dataclass
-class _Result:
-    status: str
-    result: Any = None
-    error_message: str = ""
-    error_traceback: str = ""
-    failure_kind: str = ""
-
-
-class _SharedLoop:
-    """One event loop per process, in its own thread, for every async handler.
-
-    Async handlers of all runs share it (cheap: no thread or loop per run); each
-    run's context (its task_log binding) travels with the task it submits.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pid = 0
-
-    def get(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            # After a fork (Celery prefork) the parent's loop thread does not exist here.
-            if self._loop is None or self._pid != os.getpid():
-                loop = asyncio.new_event_loop()
-                threading.Thread(
-                    target=loop.run_forever,
-                    name="scheduler-async-handlers",
-                    daemon=True,
-                ).start()
-                self._loop, self._pid = loop, os.getpid()
-            return self._loop
-
-
-_shared_loop = _SharedLoop()
-
-
-class _Invocation:
-    """One call of a handler.
-
-    An async handler runs on the shared loop. A sync handler runs in the calling
-    thread (a thread of the executor's pool, or a Celery worker's), or, when the
-    task has a timeout to enforce, in a thread of its own, so the run can be
-    ended at the deadline whatever the handler does (its late result is ignored).
-    """
-
-    def __init__(self, func: Callable[..., Any], kwargs: dict[str, Any]):
-        self.func = func
-        self.kwargs = kwargs
-        #: The handler returned or raised.
-        self.done = threading.Event()
-        #: `done`, or a cancel the waiting thread must look at.
-        self.settled = threading.Event()
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self._future: concurrent.futures.Future[Any] | None = None
-
-    @property
-    def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.func)
-
-    def start_async(self) -> None:
-        try:
-            coroutine = self.func(**self.kwargs)
-        except BaseException as exc:  # bad arguments, raised before the first await
-            self.error = exc
-            self._finish()
-            return
-        self._future = asyncio.run_coroutine_threadsafe(coroutine, _shared_loop.get())
-        self._future.add_done_callback(self._collect)
-
-    def start_thread(self) -> None:
-        """Call a sync handler in a thread of its own, with the caller's context."""
-
-        def target() -> None:
-            try:
-                self._call()
-            finally:
-                connections.close_all()  # the handler's queries ran on this thread's connection
-
-        context = contextvars.copy_context()
-        threading.Thread(
-            target=context.run, args=(target,), name="scheduler-handler", daemon=True
-        ).start()
-
-    def call_here(self) -> None:
-        """Call a sync handler in this thread; returns when it has."""
-        self._call()
-
-    def _call(self) -> None:
-        try:
-            value = self.func(**self.kwargs)
-            if inspect.isawaitable(value):
-                self._future = asyncio.run_coroutine_threadsafe(
-                    _awaited(value), _shared_loop.get()
-                )
-                value = self._future.result()
-            self.value = value
-        except BaseException as exc:  # the handler boundary: everything is recorded
-            self.error = exc
-        finally:
-            self._finish()
-
-    def _collect(self, future: concurrent.futures.Future[Any]) -> None:
-        try:
-            self.value = future.result()
-        except BaseException as exc:  # the handler boundary: everything is recorded
-            self.error = exc
-        self._finish()
-
-    def _finish(self) -> None:
-        self.done.set()
-        self.settled.set()
-
-    def cancel(self) -> None:
-        """Cancel an async handler on its loop and wake whoever waits for the call."""
-        if self._future is not None:
-            self._future.cancel()
-        self.settled.set()
 
 
 async def _awaited(awaitable: Any) -> Any:
@@ -206,242 +73,6 @@ def _send(signal: Any, task: ScheduledTask, execution: TaskExecution) -> None:
                 execution.pk,
                 response,
             )
-
-
-def _format_traceback(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(exc))
-
-
-class _RunLock:
-    """The lock a run holds, kept alive by the watchdog while the run lives."""
-
-    def __init__(self, backend: LockBackend, key: str, token: str, ttl: float):
-        self.backend = backend
-        self.key = key
-        self.token = token
-        self.ttl = ttl
-        self.lost = False
-        self.next_extend = time.monotonic() + ttl / 3
-        # The watchdog and the handler (task_extend_lock) may extend at once.
-        self._mutex = threading.Lock()
-
-    def extend(
-        self, seconds: float | None = None, *, on_lost: Callable[[], None] | None = None
-    ) -> bool:
-        """Make the lock expire `seconds` (default: its TTL) from now; False once lost.
-
-        The watchdog's next extension falls due when two thirds of the TTL are
-        left, so it never shortens a longer explicit one. `on_lost` is called
-        once, by the caller that finds the lock lost.
-        """
-        ttl = self.ttl if seconds is None else seconds
-        with self._mutex:
-            if self.lost:
-                return False
-            if not self.backend.extend(self.key, self.token, ttl):
-                self.lost = True
-                if on_lost is not None:
-                    on_lost()
-                return False
-            self.next_extend = time.monotonic() + ttl - self.ttl * 2 / 3
-            return True
-
-
-@dataclass(eq=False)
-class Run:
-    """A claimed execution on its way through the path: claimed, run, recorded.
-
-    `runs_claim` makes them (pending -> running, locks taken), `run_claimed` calls
-    the handler and sets `result`, `runs_finish` records them. `execution_run` is
-    the three for one execution; the inline executor batches the first and last.
-    """
-
-    execution: TaskExecution
-    task: ScheduledTask
-    run_log: RunLog
-    cancel_event: threading.Event = field(default_factory=threading.Event)
-    lock: _RunLock | None = None
-    #: A lock still to take when the handler's turn comes: "slot" (allow with
-    #: max_instances) or "replace" (cancel the run holding the task lock first).
-    lock_wanted: str = ""
-    #: Set by the run stage; a run refused its lock at claim time has it already.
-    result: _Result | None = None
-    invocation: _Invocation | None = None
-    since: float = field(default_factory=time.monotonic)
-    #: Record the log and progress the row has (the run's process is gone), not run_log's.
-    keep_log: bool = False
-    #: When the run stage ended: the record (often batched, later) says so.
-    ended_at: dt.datetime | None = None
-    #: Fields whose values were made storable before the record (see `_make_storable`).
-    altered: list[str] = field(default_factory=list)
-    #: Recorded failed only because its end could not be stored (`_record_unstorable`):
-    #: its handler did run, so no retry runs it again.
-    unstorable: bool = False
-
-    def __post_init__(self) -> None:
-        # The handler's task_extend_lock() finds the run through its bound log.
-        # Through a weak reference: a cycle (run -> log -> run) would leave every
-        # ended run to the garbage collector's full passes, which stop all threads.
-        run = weakref.ref(self)
-
-        def extend(seconds: float | None) -> bool:
-            alive = run()
-            return alive.extend_lock(seconds) if alive is not None else False
-
-        self.run_log.lock_extender = extend
-
-    def cancel(self) -> None:
-        """Stop the run: async handlers at once, sync ones at their next task_log."""
-        self.cancel_event.set()
-        self.run_log.cancelled = True
-        if self.invocation is not None:
-            self.invocation.cancel()
-
-    def extend_lock(self, seconds: float | None = None) -> bool:
-        """Extend the run's task lock now (the watchdog; a handler's task_extend_lock).
-
-        True while the run holds its lock or holds none (`allow` without
-        max_instances); False once it is lost, which the run's log says once. A
-        lock backend error is logged and changes nothing: the watchdog tries again.
-        """
-        lock = self.lock
-        if lock is None:
-            return True
-        try:
-            return _committed_at_once(
-                lock.backend,
-                functools.partial(lock.extend, seconds, on_lost=self._lock_lost),
-            )
-        except Exception:  # Redis or the database away: not a reason to stop the run
-            logger.warning(
-                "Could not extend the task lock %s of execution %s",
-                lock.key,
-                self.execution.pk,
-                exc_info=True,
-            )
-            return not lock.lost
-
-    def _lock_lost(self) -> None:
-        assert self.lock is not None
-        self.run_log.write(
-            _("WARNING: the task lock %(key)s was lost; another run may start.")
-            % {"key": self.lock.key}
-        )
-        logger.warning(
-            "Execution %s lost its task lock %s", self.execution.pk, self.lock.key
-        )
-
-
-def _committed_at_once(backend: LockBackend, write: Callable[[], bool]) -> bool:
-    """Call `write` (a lock backend write) so that it commits at once.
-
-    A handler may call task_extend_lock() inside its own transaction.atomic(): a
-    lock row updated there would commit only with the handler's work, and block
-    the watchdog's extensions until then. That call runs on a thread (and
-    database connection) of its own instead. Not on SQLite: there the handler's
-    transaction holds the one write lock (BEGIN IMMEDIATE), so no other connection
-    could write, nor take the task lock over, before it ends.
-    """
-    connection = connections[router.db_for_write(SchedulerLock)]
-    if (
-        not isinstance(backend, DatabaseLockBackend)
-        or not connection.in_atomic_block
-        or connection.vendor == "sqlite"
-    ):
-        return write()
-
-    def on_own_connection() -> bool:
-        try:
-            return write()
-        finally:
-            connections.close_all()
-
-    with concurrent.futures.ThreadPoolExecutor(
-        1, thread_name_prefix="scheduler-lock"
-    ) as pool:
-        return pool.submit(on_own_connection).result()
-
-
-class _Watchdog:
-    """This process's live runs, and one thread that looks after them all.
-
-    Every CANCEL_POLL_SECONDS it asks the database, in one query, which of the
-    runs going for a while were asked to stop from elsewhere (another process,
-    another machine), and it extends the task locks of long runs before they
-    expire. A cancel made in this process reaches its run at once, without it.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._runs: dict[int, Run] = {}
-        self._wake = threading.Event()
-        self._pid = 0
-
-    def add(self, run: Run) -> None:
-        with self._lock:
-            self._runs[run.execution.pk] = run
-            if self._pid != os.getpid():  # first use, or the first after a fork
-                self._pid = os.getpid()
-                threading.Thread(
-                    target=self._loop, name="scheduler-watchdog", daemon=True
-                ).start()
-        self._wake.set()
-
-    def remove(self, run: Run) -> None:
-        with self._lock:
-            if self._runs.get(run.execution.pk) is run:
-                del self._runs[run.execution.pk]
-
-    def get(self, execution_id: int) -> Run | None:
-        with self._lock:
-            return self._runs.get(execution_id)
-
-    def runs(self) -> list[Run]:
-        with self._lock:
-            return list(self._runs.values())
-
-    def _loop(self) -> None:
-        while True:
-            if not self.runs():
-                connections.close_all()  # idle: hold no connection (nor a test database)
-                self._wake.wait()
-                self._wake.clear()
-                continue
-            time.sleep(CANCEL_POLL_SECONDS)
-            try:
-                self.check(self.runs())
-            except Exception:  # the thread boundary: the next round tries again
-                logger.exception("The run watchdog failed; trying again")
-                close_old_connections()
-
-    def check(self, runs: list[Run]) -> None:
-        """Deliver cancel requests made elsewhere; extend the locks due for it."""
-        now = time.monotonic()
-        polled = {
-            run.execution.pk: run
-            for run in runs
-            if not run.cancel_event.is_set() and now - run.since >= CANCEL_POLL_SECONDS
-        }
-        if polled:
-            requested = TaskExecution.objects.filter(
-                pk__in=list(polled), cancel_requested=True
-            ).values_list("pk", flat=True)
-            for pk in requested:
-                polled[pk].cancel()
-        for run in runs:
-            lock = run.lock
-            if lock is not None and not lock.lost and now >= lock.next_extend:
-                run.extend_lock()
-
-
-_watchdog = _Watchdog()
-
-
-def _request_cancel(execution_id: int) -> None:
-    TaskExecution.objects.filter(pk=execution_id).update(cancel_requested=True)
-    run = _watchdog.get(execution_id)
-    if run is not None:
-        run.cancel()
 
 
 # -- stage 1: claim -------------------------------------------------------------------
@@ -488,10 +119,10 @@ def runs_claim(
         )
         runs, not_claimed = _claim_one_by_one(list(wanted.values()), claim)
     if not isinstance(backend, DatabaseLockBackend):
-        _take_task_locks(runs, backend)
+        take_claim_locks(runs, backend)
     claimed = {run.execution.pk for run in runs} | not_claimed
     for run in runs:  # from now on its lock is kept alive and a cancel reaches it
-        _watchdog.add(run)
+        watchdog.add(run)
     for pk in wanted.keys() - claimed:
         logger.warning("Execution %s is not pending any more: not running it again", pk)
     for run in runs:
@@ -527,7 +158,7 @@ def _claim(
             echo=echo,
         )
         if isinstance(backend, DatabaseLockBackend):
-            _take_task_locks(runs, backend)
+            take_claim_locks(runs, backend)
     return runs
 
 
@@ -670,103 +301,6 @@ def _make_runs(
     return runs
 
 
-def _lock_owner(execution: TaskExecution) -> str:
-    return "%s exec:%s" % (execution.instance_id, execution.pk)
-
-
-def _take_task_locks(runs: list[Run], backend: LockBackend) -> None:
-    """Take the task lock of each `skip`/`replace` run (one call for the batch)."""
-    ttl = float(app_settings.SCHEDULER_TASK_LOCK_TTL)
-    by_key: dict[str, list[Run]] = {}
-    for run in runs:
-        policy = run.task.overlap_policy
-        if policy == ScheduledTask.OverlapPolicy.ALLOW:
-            run.lock_wanted = "slot" if run.task.max_instances else ""
-            continue
-        by_key.setdefault(task_lock_key(run.task.pk), []).append(run)
-    if not by_key:
-        return
-    tokens = backend.acquire_many(
-        {key: _lock_owner(waiting[0].execution) for key, waiting in by_key.items()},
-        ttl_seconds=ttl,
-    )
-    for key, waiting in by_key.items():
-        token = tokens.get(key)
-        holder = ""
-        if token is not None:
-            waiting[0].lock = _RunLock(backend, key, token, ttl)
-            holder = _lock_owner(waiting[0].execution)
-            waiting = waiting[
-                1:
-            ]  # two runs of one task in a batch: the first one has it
-        for run in waiting:
-            if run.task.overlap_policy == ScheduledTask.OverlapPolicy.REPLACE:
-                run.lock_wanted = "replace"
-                continue
-            if not holder:
-                info = backend.get(key)
-                holder = info.owner if info else _("another run")
-            message = _(
-                "Skipped: the previous run is still going (held by %(holder)s)."
-            ) % {"holder": holder}
-            run.result = _Result(status=Status.SKIPPED, result={"message": message})
-            run.run_log.write(message)
-
-
-def _slot_key(task_id: int, slot: int) -> str:
-    return lock_key("task-slot", "%s:%s" % (task_id, slot))
-
-
-def _take_slot(run: Run) -> str:
-    """Take one of the task's max_instances slots; why not, if none is free."""
-    backend = get_lock_backend()
-    ttl = float(app_settings.SCHEDULER_TASK_LOCK_TTL)
-    task = run.task
-    for slot in range(task.max_instances):
-        key = _slot_key(task.pk, slot)
-        token = backend.acquire(key, owner=_lock_owner(run.execution), ttl_seconds=ttl)
-        if token:
-            run.lock = _RunLock(backend, key, token, ttl)
-            return ""
-    return _(
-        "Skipped: %(count)d runs of this task are already running (max concurrent runs)."
-    ) % {"count": task.max_instances}
-
-
-def _replace_running(run: Run) -> None:
-    """Cancel the task's running executions and take the task lock from them."""
-    backend = get_lock_backend()
-    ttl = float(app_settings.SCHEDULER_TASK_LOCK_TTL)
-    task, execution = run.task, run.execution
-    key, owner = task_lock_key(task.pk), _lock_owner(execution)
-    running = TaskExecution.objects.filter(task=task, status=Status.RUNNING).exclude(
-        pk=execution.pk
-    )
-    ids = list(running.values_list("pk", flat=True))
-    for pk in ids:
-        _request_cancel(pk)
-    deadline = time.monotonic() + REPLACE_GRACE_SECONDS
-    token = backend.acquire(key, owner=owner, ttl_seconds=ttl)
-    while token is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-        token = backend.acquire(key, owner=owner, ttl_seconds=ttl)
-    if token is None:
-        # The old run did not let go in time: end its record and take the lock over.
-        TaskExecution.objects.filter(pk__in=ids, status=Status.RUNNING).update(
-            status=Status.CANCELLED,
-            finished_at=timezone.now(),
-            error_message=_("Replaced by execution #%(id)s (overlap policy: replace).")
-            % {"id": execution.pk},
-        )
-        backend.force_release(key)
-        token = backend.acquire(key, owner=owner, ttl_seconds=ttl)
-        if token is None:
-            raise SchedulerError(
-                _("Could not take over the task lock %(key)s.") % {"key": key}
-            )
-    run.lock = _RunLock(backend, key, token, ttl)
-
-
 # -- stage 2: run -----------------------------------------------------------------------
 
 
@@ -791,14 +325,7 @@ def run_claimed(run: Run, *, inline: bool = False) -> None:
 def _run_stage(run: Run, *, inline: bool) -> None:
     execution, task = run.execution, run.task
     try:
-        refused = ""
-        if run.lock_wanted == "slot":
-            refused = _take_slot(run)
-        elif run.lock_wanted == "replace":
-            _replace_running(run)
-        if refused:
-            run.result = _Result(status=Status.SKIPPED, result={"message": refused})
-            run.run_log.write(refused)
+        if not take_wanted_lock(run):  # no free slot: skipped
             return
         _send(signals.execution_started, task, execution)
         with bind(
@@ -812,16 +339,16 @@ def _run_stage(run: Run, *, inline: bool) -> None:
         if run.invocation is not None:
             run.invocation.cancel()
         logger.exception("Execution %s of task %s broke", execution.pk, task.name)
-        run.result = _result_from_error(run, exc)
+        run.result = result_from_error(run, exc)
     except BaseException as exc:  # a Celery time limit raised while waiting
         if not is_soft_time_limit(exc):
             raise
         if run.invocation is not None:
             run.invocation.cancel()
-        run.result = _result_from_error(run, exc)
+        run.result = result_from_error(run, exc)
 
 
-def _evaluate_and_call(run: Run, *, inline: bool) -> _Result:
+def _evaluate_and_call(run: Run, *, inline: bool) -> Result:
     execution, task = run.execution, run.task
     try:
         info, func = resolve_handler(task.handler_path)
@@ -831,7 +358,7 @@ def _evaluate_and_call(run: Run, *, inline: bool) -> _Result:
         )
     except SchedulerError as exc:
         run.run_log.write(exc.message)
-        return _Result(
+        return Result(
             status=Status.FAILED,
             error_message=exc.message,
             failure_kind=FailureKind.ERROR,
@@ -840,90 +367,7 @@ def _evaluate_and_call(run: Run, *, inline: bool) -> _Result:
     execution.kwargs = storable_json(evaluated)  # the live log's row updates carry it
     if execution.kwargs is not evaluated:
         run.altered.append("kwargs")
-    invocation = run.invocation = _Invocation(func, kwargs)
-    if run.cancel_event.is_set():
-        return _Result(
-            status=Status.CANCELLED, error_message=_("Cancelled on request.")
-        )
-    deadline = None
-    if task.timeout_seconds and (invocation.is_async or not inline):
-        deadline = time.monotonic() + task.timeout_seconds
-    if invocation.is_async:
-        invocation.start_async()
-    elif deadline is None:
-        invocation.call_here()
-    else:
-        invocation.start_thread()
-    return _wait_for_handler(run, deadline)
-
-
-def _wait_for_handler(run: Run, deadline: float | None) -> _Result:
-    """Wait for the call to end, for its deadline, or for a cancel."""
-    invocation = run.invocation
-    assert invocation is not None
-    while not invocation.done.is_set():
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            run.run_log.cancelled = True
-            invocation.cancel()
-            invocation.done.wait(1.0)
-            return _Result(
-                status=Status.FAILED,
-                error_message=_("Timed out after %(seconds)s s (timeout_seconds).")
-                % {"seconds": run.task.timeout_seconds},
-                failure_kind=FailureKind.TIMEOUT,
-            )
-        invocation.settled.wait(remaining)
-        if run.cancel_event.is_set() and not invocation.done.is_set():
-            invocation.done.wait(1.0)  # an async handler gets its CancelledError
-            if not invocation.done.is_set():
-                return _Result(
-                    status=Status.CANCELLED, error_message=_("Cancelled on request.")
-                )
-    if invocation.error is not None:
-        return _result_from_error(run, invocation.error)
-    outcome = outcome_from_return(invocation.value)
-    return _Result(
-        status=outcome.status,
-        result=outcome.result,
-        error_message=outcome.error_message,
-        failure_kind=FailureKind.ERROR if outcome.status == Status.FAILED else "",
-    )
-
-
-def is_soft_time_limit(error: BaseException) -> bool:
-    """A Celery worker's soft time limit, raised inside the handler (issue: Celery)."""
-    try:
-        from celery.exceptions import SoftTimeLimitExceeded
-    except ImportError:  # Celery is optional
-        return False
-    return isinstance(error, SoftTimeLimitExceeded)
-
-
-def _result_from_error(run: Run, error: BaseException) -> _Result:
-    if isinstance(error, ExecutionCancelled) or (
-        isinstance(error, (asyncio.CancelledError, concurrent.futures.CancelledError))
-        and run.cancel_event.is_set()
-    ):
-        return _Result(
-            status=Status.CANCELLED, error_message=_("Cancelled on request.")
-        )
-    if is_soft_time_limit(error):
-        return _Result(
-            status=Status.FAILED,
-            error_message=_(
-                "Soft time limit reached after %(seconds)s s (timeout_seconds)."
-            )
-            % {"seconds": run.task.timeout_seconds},
-            error_traceback=_format_traceback(error),
-            failure_kind=FailureKind.TIMEOUT,
-        )
-    return _Result(
-        status=Status.FAILED,
-        error_message="%s: %s" % (type(error).__name__, error),
-        error_traceback=_format_traceback(error),
-        failure_kind=FailureKind.ERROR,
-    )
+    return call_handler(run, func, kwargs, inline=inline)
 
 
 def _live_sink(execution: TaskExecution) -> Callable[[LogSnapshot], None]:
@@ -977,13 +421,13 @@ def runs_finish(runs: Sequence[Run], *, now: dt.datetime | None = None) -> set[i
         return _finish(runs, now=now)
     finally:
         for run in runs:
-            _watchdog.remove(run)
+            watchdog.remove(run)
 
 
 def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
     recorded_at = timezone.now()
     for run in runs:
-        result = run.result or _Result(
+        result = run.result or Result(
             status=Status.FAILED,
             error_message=_("The run stopped unexpectedly."),
             failure_kind=FailureKind.ERROR,
@@ -1006,7 +450,7 @@ def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
     written, retries, unrecorded, broken = _record_ends(runs, backend)
     if not isinstance(backend, DatabaseLockBackend):
         # A run whose end is not recorded keeps its lock: it is still `running`.
-        held = _held_locks([run for run in runs if run.execution.pk not in unrecorded])
+        held = held_locks([run for run in runs if run.execution.pk not in unrecorded])
         try:
             backend.release_many(held)
         except Exception:
@@ -1111,12 +555,6 @@ def _make_storable(run: Run) -> None:
         execution.log_output = _log_appended(run, execution.log_output, message)
 
 
-def _held_locks(runs: Sequence[Run]) -> list[tuple[str, str]]:
-    return [
-        (run.lock.key, run.lock.token) for run in runs if run.lock and not run.lock.lost
-    ]
-
-
 _Recorded = tuple[set[int], list[tuple[Run, TaskExecution]]]
 #: What `_record_ends` did: ids written, retries scheduled, the ids it could not
 #: record at all, and the error that stopped them (raised once the rest is done).
@@ -1204,7 +642,7 @@ def _record_batch(runs: Sequence[Run], backend: LockBackend) -> _Recorded:
         ended = [run for run in runs if run.execution.pk in written]
         _add_counters(ended)
         if isinstance(backend, DatabaseLockBackend):
-            backend.release_many(_held_locks(runs))
+            backend.release_many(held_locks(runs))
         retries = [
             (run, _schedule_retry(run.execution, run.task, run.execution.finished_at))
             for run in ended
@@ -1305,7 +743,7 @@ def executions_fail(
             task=execution.task,
             run_log=RunLog(max_lines=1),
             keep_log=True,
-            result=_Result(
+            result=Result(
                 status=Status.FAILED,
                 error_message=message(execution),
                 failure_kind=failure_kind,
@@ -1328,12 +766,8 @@ def _free_locks_of(executions: Sequence[TaskExecution]) -> None:
     backend = get_lock_backend()
     for execution in executions:
         task = execution.task
-        if task.uses_lock:
-            keys = [task_lock_key(task.pk)]
-        else:
-            keys = [_slot_key(task.pk, n) for n in range(task.max_instances)]
-        owner = _lock_owner(execution)
-        for key in keys:
+        owner = lock_owner(execution)
+        for key in lock_keys(task):
             try:
                 info = backend.get(key)
                 if info is not None and info.owner == owner:
@@ -1363,10 +797,10 @@ def runs_release(runs: Sequence[Run]) -> None:
         TaskExecution.objects.filter(
             pk__in=[run.execution.pk for run in runs], status=Status.RUNNING
         ).update(status=Status.PENDING, instance_id="", started_at=None)
-        get_lock_backend().release_many(_held_locks(runs))
+        get_lock_backend().release_many(held_locks(runs))
     finally:
         for run in runs:
-            _watchdog.remove(run)
+            watchdog.remove(run)
     logger.info("%d claimed run(s) not started yet are pending again", len(runs))
 
 
@@ -1604,7 +1038,7 @@ def execution_cancel(
             )
             % {"id": execution.pk, "status": execution.get_status_display()}
         )
-    _request_cancel(execution.pk)
+    request_cancel(execution.pk)
     execution.cancel_requested = True
     return execution
 
@@ -1954,7 +1388,7 @@ def executions_interrupt(*, instance: str, now: dt.datetime | None = None) -> in
         .select_related("task")
     )
     for execution in going:
-        run = _watchdog.get(execution.pk)
+        run = watchdog.get(execution.pk)
         if run is not None:  # its log here is newer than the row's
             snapshot = run.run_log.snapshot()
             execution.log_output = snapshot.text
@@ -1966,6 +1400,6 @@ def executions_interrupt(*, instance: str, now: dt.datetime | None = None) -> in
         message=lambda _execution: message,
         now=now,
     )
-    for run in _watchdog.runs():
+    for run in watchdog.runs():
         run.cancel()
     return len(ended)

@@ -15,6 +15,7 @@ from scheduler_app import signals
 from scheduler_app.exceptions import InvalidTransition
 from scheduler_app.locks import get_lock_backend, lock_key, task_lock_key
 from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
+from scheduler_app.runtime import overlap
 from scheduler_app.services import (
     execution_cancel,
     execution_run,
@@ -253,7 +254,7 @@ def test_allow_policy_without_a_cap_runs_concurrently() -> None:
 def test_replace_policy_cancels_the_holder_and_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(executions_module, "REPLACE_GRACE_SECONDS", 0.1)
+    monkeypatch.setattr(overlap, "REPLACE_GRACE_SECONDS", 0.1)
     task = make(
         "add",
         handler_kwargs={"a": "1"},
