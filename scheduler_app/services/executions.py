@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -16,9 +15,6 @@ from django.db import (
     InterfaceError,
     OperationalError,
     close_old_connections,
-    connections,
-    models,
-    router,
     transaction,
 )
 from django.db.models.base import ModelState
@@ -27,7 +23,11 @@ from django.utils.translation import gettext as _
 
 from .. import livelog, notify, signals
 from ..conf import app_settings
-from ..db.batch import row_datetime, rows_table, task_rows_lock, typed_param
+from ..db.batch import task_rows_lock
+from ..db.claims import claim_pending
+from ..db.counters import add_run_counts
+from ..db.finals import write_finals
+from ..db.fires import insert_fires
 from ..exceptions import InvalidTransition, SchedulerError
 from ..handlers.registry import resolve_handler
 from ..handlers.results import json_safe
@@ -149,7 +149,9 @@ def _claim(
     Locks of another backend (Redis) are the caller's to take, after the commit.
     """
     with transaction.atomic():
-        claimed = _claim_rows([e.pk for e in executions], me=me, started_at=started_at)
+        claimed = claim_pending(
+            ids=[e.pk for e in executions], instance=me, now=started_at
+        )
         runs = _make_runs(
             [execution for execution in executions if execution.pk in claimed],
             me=me,
@@ -234,42 +236,6 @@ def _fail_unstartable(execution: TaskExecution, error: Exception) -> None:
         exc_info=error,
     )
     _send(signals.execution_failed, task, execution)
-
-
-def _claim_rows(ids: list[int], *, me: str, started_at: dt.datetime) -> set[int]:
-    """pending -> running for these ids, in one conditional UPDATE ... RETURNING.
-
-    `started_at` is the claim, or the run's `run_after` when it is claimed ahead of
-    its time (a staged fire): a row never says it started before it was due. The
-    run stage writes the real start with the final state.
-    """
-    connection = connections[router.db_for_write(TaskExecution)]
-    meta = TaskExecution._meta
-    quote = connection.ops.quote_name
-    column = {
-        name: quote(meta.get_field(name).column)
-        for name in ("status", "instance_id", "started_at", "run_after")
-    }
-    sql = (
-        "UPDATE %s SET %s = %%s, %s = %%s, %s = CASE WHEN %s > %%s THEN %s ELSE %%s END "
-        "WHERE %s IN (%s) AND %s = %%s RETURNING %s"
-    ) % (
-        quote(meta.db_table),
-        column["status"],
-        column["instance_id"],
-        column["started_at"],
-        column["run_after"],
-        column["run_after"],
-        quote(meta.pk.column),
-        ", ".join(["%s"] * len(ids)),
-        column["status"],
-        quote(meta.pk.column),
-    )
-    now = connection.ops.adapt_datetimefield_value(started_at)
-    params = [Status.RUNNING, me, now, now, *ids, Status.PENDING]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {row[0] for row in cursor.fetchall()}
 
 
 def _make_runs(
@@ -385,22 +351,6 @@ def _live_sink(execution: TaskExecution) -> Callable[[LogSnapshot], None]:
 
 
 # -- stage 3: record ------------------------------------------------------------------
-
-#: What the end of a run writes on its execution row.
-_FINAL_FIELDS = (
-    "status",
-    "started_at",
-    "finished_at",
-    "duration_ms",
-    "result",
-    "error_message",
-    "error_traceback",
-    "failure_kind",
-    "log_output",
-    "progress_done",
-    "progress_total",
-    "kwargs",
-)
 
 
 def runs_finish(runs: Sequence[Run], *, now: dt.datetime | None = None) -> set[int]:
@@ -638,7 +588,7 @@ def _retrying(record: Callable[[], _Recorded]) -> _Recorded:
 def _record_batch(runs: Sequence[Run], backend: LockBackend) -> _Recorded:
     """Final rows, task counters, database lock releases and retries: one transaction."""
     with task_rows_lock, transaction.atomic():
-        written = _write_finals(runs)
+        written = write_finals(executions=[run.execution for run in runs])
         ended = [run for run in runs if run.execution.pk in written]
         _add_counters(ended)
         if isinstance(backend, DatabaseLockBackend):
@@ -781,10 +731,6 @@ def _free_locks_of(executions: Sequence[TaskExecution]) -> None:
                 logger.warning("Could not free the task lock %s", key, exc_info=True)
 
 
-#: Runs per final UPDATE statement (12 parameters each, well under SQLite's limit).
-_FINALS_PER_STATEMENT = 400
-
-
 def runs_release(runs: Sequence[Run]) -> None:
     """Give claimed runs whose handler never started back: pending again, locks freed.
 
@@ -804,85 +750,8 @@ def runs_release(runs: Sequence[Run]) -> None:
     logger.info("%d claimed run(s) not started yet are pending again", len(runs))
 
 
-def _write_finals(runs: Sequence[Run]) -> set[int]:
-    """The final state of every run in one conditional UPDATE ... FROM the batch's rows.
-
-    Only rows still `running` are written; returns the ids that were. One
-    statement for the batch, not one per run: on PostgreSQL a round trip each was
-    what bounded a batch.
-    """
-    connection = connections[router.db_for_write(TaskExecution)]
-    meta = TaskExecution._meta
-    quote = connection.ops.quote_name
-    fields = [meta.get_field(name) for name in _FINAL_FIELDS]
-    table, pk = quote(meta.db_table), quote(meta.pk.column)
-    assignments = ", ".join(
-        "%s = v.%s" % (quote(f.column), quote(f.column)) for f in fields
-    )
-    columns = [(meta.pk.column, meta.pk), *((f.column, f) for f in fields)]
-    preps = [(f.attname, _db_prep(f, connection)) for f in fields]
-    written: set[int] = set()
-    with connection.cursor() as cursor:
-        for start in range(0, len(runs), _FINALS_PER_STATEMENT):
-            rows = [
-                [
-                    run.execution.pk,
-                    *(prep(getattr(run.execution, name)) for name, prep in preps),
-                ]
-                for run in runs[start : start + _FINALS_PER_STATEMENT]
-            ]
-            source, params = rows_table(connection, columns, rows)
-            sql = (
-                source
-                + "UPDATE %s SET %s FROM v WHERE %s.%s = v.%s AND %s.%s = %%s RETURNING %s.%s"
-                % (
-                    table,
-                    assignments,
-                    table,
-                    pk,
-                    pk,
-                    table,
-                    quote(meta.get_field("status").column),
-                    table,
-                    pk,
-                )
-            )
-            cursor.execute(sql, [*params, Status.RUNNING])
-            written.update(row[0] for row in cursor.fetchall())
-    return written
-
-
-def _db_prep(field: Any, connection: Any) -> Callable[[Any], Any]:
-    """`field.get_db_prep_save`, short-cut for the values it would return unchanged.
-
-    Field.get_db_prep_save for every value of every ended run was a third of
-    recording them: text, integers, aware datetimes and JSON without a custom
-    encoder (both as `rows_table` takes them) skip it.
-    """
-    slow = functools.partial(field.get_db_prep_save, connection=connection)
-    if isinstance(field, models.DateTimeField):
-        adapt = row_datetime(connection)
-        return lambda value: (
-            adapt(value) if value is None or timezone.is_aware(value) else slow(value)
-        )
-    if isinstance(field, models.JSONField) and field.encoder is None:
-        # What Django's adapt_json_value sends, as text: SQL NULL stays None.
-        return lambda value: value if value is None else json.dumps(value)
-    if isinstance(field, (models.CharField, models.TextField)):
-        kind: type = str
-    elif isinstance(field, models.IntegerField):
-        kind = int
-    else:
-        return slow
-    return lambda value: value if value is None or type(value) is kind else slow(value)
-
-
 def _add_counters(runs: Sequence[Run]) -> None:
-    """Add the runs to their tasks' counters, last_run_at kept the latest: one statement.
-
-    Run for every batch of runs, so it is one UPDATE ... FROM the batch's rows,
-    not a query per task (which cost more than the runs themselves).
-    """
+    """Add the runs to their tasks' counters: one statement (`add_run_counts`)."""
     per_task: dict[int, list[Any]] = {}
     for run in runs:
         execution = run.execution
@@ -893,48 +762,8 @@ def _add_counters(runs: Sequence[Run]) -> None:
         counts[1] += execution.status == Status.SUCCESS
         counts[2] += execution.status == Status.FAILED
         counts[3] = max(counts[3], execution.started_at)
-    if not per_task:
-        return
-    connection = connections[router.db_for_write(ScheduledTask)]
-    meta = ScheduledTask._meta
-    quote = connection.ops.quote_name
-    table = quote(meta.db_table)
-    count = meta.get_field("run_count")
-    last = meta.get_field("last_run_at")
-    adapt = row_datetime(connection)
-    source, params = rows_table(
-        connection,
-        [
-            ("id", meta.pk),
-            ("ran", count),
-            ("ok", count),
-            ("failed", count),
-            ("latest", last),
-        ],
-        [
-            (task_id, ran, succeeded, failed, adapt(latest))
-            for task_id, (ran, succeeded, failed, latest) in sorted(per_task.items())
-        ],
-    )
-    column = {
-        name: quote(meta.get_field(name).column)
-        for name in ("run_count", "success_count", "fail_count", "last_run_at")
-    }
-    sql = source + (
-        "UPDATE {t} SET {runs} = {t}.{runs} + v.ran, {ok} = {t}.{ok} + v.ok, "
-        "{failed} = {t}.{failed} + v.failed, {last} = CASE WHEN {t}.{last} IS NOT NULL "
-        "AND {t}.{last} > v.latest THEN {t}.{last} ELSE v.latest END "
-        "FROM v WHERE {t}.{pk} = v.id"
-    ).format(
-        t=table,
-        runs=column["run_count"],
-        ok=column["success_count"],
-        failed=column["fail_count"],
-        last=column["last_run_at"],
-        pk=quote(meta.pk.column),
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    if per_task:
+        add_run_counts(counts=per_task)
 
 
 def _wants_retry(run: Run) -> bool:
@@ -1161,7 +990,7 @@ def executions_create_scheduled(
     ]
     try:
         with transaction.atomic():
-            _insert_fires(rows)
+            insert_fires(rows=rows)
     except _TRANSIENT_ERRORS:
         # The database is away: nothing was recorded, and the engine stages these
         # fires again on its next pass (recording one failed would lose it).
@@ -1272,89 +1101,6 @@ def _copy_row(
     row._state = ModelState()
     row._state.fields_cache["task"] = task
     return row
-
-
-#: Rows per INSERT statement of `_insert_fires` (well under SQLite's 32766 parameters).
-_FIRES_PER_INSERT = 500
-
-
-def _instant(value: dt.datetime | str) -> int:
-    """A fire time as UTC microseconds, however the database driver returned it."""
-    if isinstance(value, str):  # SQLite without type detection
-        value = dt.datetime.fromisoformat(value)
-    if value.tzinfo is None:  # stored as UTC by Django (USE_TZ)
-        value = value.replace(tzinfo=dt.UTC)
-    return round(value.timestamp() * 1_000_000)
-
-
-def _insert_fires(rows: list[TaskExecution]) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING: sets the pk of each row recorded.
-
-    The scheduler stages every fire through here, so the statement is built from
-    one prepared prototype row rather than by bulk_create's per-value compiling.
-    The conflict target names the partial unique index `exec_one_per_fire`.
-    """
-    connection = connections[router.db_for_write(TaskExecution)]
-    meta = TaskExecution._meta
-    quote = connection.ops.quote_name
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
-    # Three columns differ from fire to fire; the rest are the same for all, and
-    # are sent once, as parameters of the SELECT list.
-    varying = [meta.get_field(name) for name in ("task", "scheduled_for", "run_after")]
-    select_list = ", ".join(
-        "v.%s" % quote(f.column) if f in varying else typed_param(connection, f)
-        for f in fields
-    )
-    constants = [
-        f.get_db_prep_save(getattr(rows[0], f.attname), connection)
-        for f in fields
-        if f not in varying
-    ]
-    adapt = row_datetime(connection)
-    pk, task_id, scheduled_for = (
-        quote(meta.pk.column),
-        quote(meta.get_field("task").column),
-        quote(meta.get_field("scheduled_for").column),
-    )
-    columns = ", ".join(quote(f.column) for f in fields)
-    by_key: dict[tuple[int, Any], TaskExecution] = {}
-    for start in range(0, len(rows), _FIRES_PER_INSERT):
-        chunk = rows[start : start + _FIRES_PER_INSERT]
-        for row in chunk:
-            by_key[(row.task_id, _instant(row.scheduled_for))] = row
-        table, params = rows_table(
-            connection,
-            [(f.column, f) for f in varying],
-            [
-                (row.task_id, adapt(row.scheduled_for), adapt(row.run_after))
-                for row in chunk
-            ],
-        )
-        # WHERE 1 = 1: SQLite's parser needs a WHERE before an upsert's ON CONFLICT.
-        sql = table + (
-            "INSERT INTO %s (%s) SELECT %s FROM v WHERE 1 = 1 ON CONFLICT (%s, %s) "
-            "WHERE %s = '%s' DO NOTHING RETURNING %s, %s, %s"
-            % (
-                quote(meta.db_table),
-                columns,
-                select_list,
-                task_id,
-                scheduled_for,
-                quote(meta.get_field("trigger_type").column),
-                TaskExecution.TriggerType.SCHEDULED,
-                pk,
-                task_id,
-                scheduled_for,
-            )
-        )
-        params = [*params, *constants]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            for new_pk, row_task_id, row_scheduled_for in cursor.fetchall():
-                row = by_key.get((row_task_id, _instant(row_scheduled_for)))
-                if row is not None:
-                    row.pk = new_pk
-                    row._state.adding = False
 
 
 def executions_unstage(execution_ids: Sequence[int]) -> set[int]:
