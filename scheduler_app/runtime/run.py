@@ -70,9 +70,9 @@ class Run:
     keep_log: bool = False
     #: When the run stage ended: the record (often batched, later) says so.
     ended_at: dt.datetime | None = None
-    #: Fields whose values were made storable before the record (see `make_storable`).
+    #: Fields whose values were made storable before the record (services.records).
     altered: list[str] = field(default_factory=list)
-    #: Recorded failed only because its end could not be stored (`record_unstorable`):
+    #: Recorded failed only because its end could not be stored (services.records):
     #: its handler did run, so no retry runs it again.
     unstorable: bool = False
 

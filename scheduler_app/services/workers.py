@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 
 from ..models import TaskExecution
 from ..runtime.invocation import is_soft_time_limit
-from .executions import executions_fail
+from .outcomes import executions_fail
 
 logger = logging.getLogger(__name__)
 
