@@ -16,6 +16,7 @@ from django.db import transaction
 
 from .conf import app_settings
 from .redis_client import get_redis
+from .runtime import threads
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +63,7 @@ class Listener:
     def __init__(self, callback: Callable[[str], None]) -> None:
         self._callback = callback
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="scheduler-notify", daemon=True
-        )
+        self._thread = threads.NOTIFY.new(self._run)
         self.live = False
 
     def start(self) -> None:

@@ -30,6 +30,7 @@ from itertools import islice
 from typing import Protocol
 
 from .exceptions import ExecutionCancelled
+from .runtime import threads
 from .storable import storable_text
 
 logger = logging.getLogger(__name__)
@@ -293,10 +294,7 @@ class LogPublisher:
                 self.interval = interval
                 self._wake.set()
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._loop, name="scheduler-log-publisher", daemon=True
-                )
-                self._thread.start()
+                self._thread = threads.LOG_PUBLISHER.start(self._loop)
 
     def unregister(self, run_log: RunLog) -> None:
         """Stop publishing `run_log`; its line sink gets the last lines next flush.

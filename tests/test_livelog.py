@@ -400,7 +400,7 @@ def test_complete_text_adds_what_redis_has_beyond_the_row(live: Any) -> None:
 def test_a_run_on_the_execution_path_is_tailed_from_redis(
     live: Any, admin_client: Client
 ) -> None:
-    # Needs the execution path to bind livelog.sink_for(...) (services/executions.py).
+    # Needs the execution path to bind livelog.sink_for(...) (services/runs.py).
     live.SCHEDULER_LOG_PUBLISH_INTERVAL = 0.05
     sample_handlers.reset()
     task = ScheduledTask.objects.create(

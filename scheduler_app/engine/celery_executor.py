@@ -22,7 +22,7 @@ from kombu.exceptions import OperationalError
 
 from ..conf import app_settings
 from ..models import ScheduledTask, TaskExecution
-from ..services.executions import pending_cancel_hooks
+from ..services.runs import pending_cancel_hooks
 
 logger = logging.getLogger(__name__)
 

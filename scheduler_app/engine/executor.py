@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from django.db import DatabaseError, close_old_connections, connections
 
 from ..models import TaskExecution
+from ..runtime import threads
 from ..services import Run, run_claimed, runs_claim, runs_finish, runs_release
 
 logger = logging.getLogger(__name__)
@@ -103,16 +104,10 @@ class InlineExecutor:
         self._sequence = itertools.count()
         self._timer_wake = threading.Condition(self._lock)
         self._stopping = False
-        self._bookkeeper = threading.Thread(
-            target=self._bookkeep, name="scheduler-bookkeeper", daemon=True
-        )
-        self._timer = threading.Thread(
-            target=self._time, name="scheduler-timer", daemon=True
-        )
+        self._bookkeeper = threads.ENGINE_BOOKKEEPER.new(self._bookkeep)
+        self._timer = threads.ENGINE_TIMER.new(self._time)
         self._workers = [
-            threading.Thread(
-                target=self._work_loop, name="scheduler-run-%d" % n, daemon=True
-            )
+            threads.ENGINE_RUN.new(self._work_loop, suffix=str(n))
             for n in range(self.max_workers)
         ]
         self._bookkeeper.start()

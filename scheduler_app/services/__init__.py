@@ -1,20 +1,8 @@
 """The service layer: every write and use case. Admin, API, CLI, engine and Celery call these."""
 
-from .executions import (
-    Run,
-    execution_cancel,
-    execution_run,
-    executions_cleanup,
-    executions_create_scheduled,
-    executions_fail,
-    executions_interrupt,
-    executions_recover_abandoned,
-    executions_unstage,
-    run_claimed,
-    runs_claim,
-    runs_finish,
-    runs_release,
-)
+from ..runtime.run import Run
+from .fires import executions_create_scheduled, executions_unstage
+from .history import executions_cleanup
 from .instances import (
     instance_heartbeat,
     instance_heartbeating,
@@ -23,8 +11,21 @@ from .instances import (
     instances_alive_ids,
     instances_cleanup,
 )
+from .outcomes import (
+    executions_fail,
+    executions_interrupt,
+    executions_recover_abandoned,
+)
 from .params import parameters_evaluate, parameters_validate
 from .previews import SchedulePreview, schedule_preview
+from .records import runs_finish
+from .runs import (
+    execution_cancel,
+    execution_run,
+    run_claimed,
+    runs_claim,
+    runs_release,
+)
 from .tasks import (
     PAUSE_PERMISSION,
     StatusChange,

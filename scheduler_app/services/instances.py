@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from ..conf import app_settings
 from ..models import SchedulerInstance
+from ..runtime import threads
 
 logger = logging.getLogger(__name__)
 
@@ -149,8 +150,7 @@ def instance_heartbeating(*, interval: float | None = None) -> Iterator[None]:
                 close_old_connections()
 
     instance_heartbeat()
-    thread = threading.Thread(target=beat, name="scheduler-heartbeat", daemon=True)
-    thread.start()
+    thread = threads.HEARTBEAT.start(beat)
     try:
         yield
     finally:

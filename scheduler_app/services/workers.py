@@ -15,7 +15,8 @@ from collections.abc import Callable
 from django.utils.translation import gettext as _
 
 from ..models import TaskExecution
-from .executions import executions_fail, is_soft_time_limit
+from ..runtime.invocation import is_soft_time_limit
+from .outcomes import executions_fail
 
 logger = logging.getLogger(__name__)
 

@@ -193,7 +193,7 @@ def running_then_due(
 def test_a_run_claimed_early_is_not_skipped_for_a_lock_freed_before_its_time(
     executors: list[InlineExecutor], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level("INFO", logger="scheduler_app.services.executions")
+    caplog.set_level("INFO", logger="scheduler_app.services.runs")
     executor, first, later, due = running_then_due(executors, 1.5)
 
     executor.submit([later])

@@ -15,13 +15,17 @@ from scheduler_app import signals
 from scheduler_app.exceptions import InvalidTransition
 from scheduler_app.locks import get_lock_backend, lock_key, task_lock_key
 from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
+from scheduler_app.runtime import overlap
+from scheduler_app.runtime.run import Run
 from scheduler_app.services import (
     execution_cancel,
     execution_run,
     instance_id,
+    run_claimed,
+    runs_claim,
+    runs_finish,
     task_request_run,
 )
-from scheduler_app.services import executions as executions_module
 from scheduler_app.tasklog import RunLog
 from tests.factories import make_sample_task as make
 from tests.helpers import wait_until
@@ -253,7 +257,7 @@ def test_allow_policy_without_a_cap_runs_concurrently() -> None:
 def test_replace_policy_cancels_the_holder_and_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(executions_module, "REPLACE_GRACE_SECONDS", 0.1)
+    monkeypatch.setattr(overlap, "REPLACE_GRACE_SECONDS", 0.1)
     task = make(
         "add",
         handler_kwargs={"a": "1"},
@@ -612,13 +616,13 @@ def test_cleanup_script_reports_how_many_it_deleted() -> None:
 
 def test_finished_at_is_when_the_handler_ended_not_when_the_run_was_recorded() -> None:
     execution = task_request_run(make("add", handler_kwargs={"a": "1"}))
-    [claimed] = executions_module.runs_claim([execution])
-    executions_module.run_claimed(claimed)
+    [claimed] = runs_claim([execution])
+    run_claimed(claimed)
     ended_at = claimed.ended_at
     assert ended_at is not None
 
     # The inline executor records ended runs in batches, a little later.
-    executions_module.runs_finish([claimed])
+    runs_finish([claimed])
 
     execution.refresh_from_db()
     assert execution.finished_at == ended_at
@@ -636,7 +640,7 @@ def test_a_run_leaves_no_reference_cycle_for_the_garbage_collector() -> None:
     try:
         run(task)
         gc.collect()
-        left = [o for o in gc.garbage if isinstance(o, (executions_module.Run, RunLog))]
+        left = [o for o in gc.garbage if isinstance(o, (Run, RunLog))]
     finally:
         gc.set_debug(0)
         gc.garbage.clear()

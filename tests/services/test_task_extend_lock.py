@@ -11,7 +11,7 @@ from django.db import connection
 
 from scheduler_app.locks import get_lock_backend, task_lock_key
 from scheduler_app.models import ScheduledTask, TaskExecution
-from scheduler_app.services import executions as executions_module
+from scheduler_app.runtime.leases import watchdog
 from scheduler_app.services import task_request_run
 from tests.services import sample_handlers
 from tests.services.test_execution_run import make, run, run_in_thread
@@ -46,7 +46,7 @@ def test_the_lock_is_extended_to_the_seconds_the_handler_asks(
 
     execution, thread = start_blocked(task)
     lock = get_lock_backend().get(task_lock_key(task.pk))
-    run = executions_module._watchdog.get(execution.pk)
+    run = watchdog.get(execution.pk)
     execution = finish(execution, thread)
 
     assert lock is not None and lock.ttl_seconds > 500, lock

@@ -23,7 +23,9 @@ from scheduler_app.services import (
     runs_finish,
     task_request_run,
 )
-from scheduler_app.services import executions as executions_module
+from scheduler_app.services import fires as fires_module
+from scheduler_app.services import records as records_module
+from scheduler_app.services import runs as runs_module
 from scheduler_app.services.workers import execution_record_broken
 from scheduler_app.storable import REPLACEMENT
 from tests.factories import make_sample_task as make
@@ -160,18 +162,18 @@ def test_innocent_runs_of_a_batch_beside_poisoned_ones_all_end() -> None:
 @pytest.fixture
 def flaky_finals(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The final write fails for any batch, and for the listed executions' results."""
-    real = executions_module._write_finals
+    real = records_module.write_finals
     bad: list[int] = []
 
-    def write_finals(runs: list[Any]) -> set[int]:
-        if len(runs) > 1:
+    def write_finals(*, executions: list[TaskExecution]) -> set[int]:
+        if len(executions) > 1:
             raise DataError("forced failure of the batch statement")
-        execution = runs[0].execution
+        execution = executions[0]
         if execution.pk in bad and execution.result is not None:
             raise DataError("value too large for the result column")
-        return real(runs)
+        return real(executions=executions)
 
-    monkeypatch.setattr(executions_module, "_write_finals", write_finals)
+    monkeypatch.setattr(records_module, "write_finals", write_finals)
     return bad
 
 
@@ -261,14 +263,14 @@ def test_a_single_run_that_cannot_be_written_at_all_is_recorded_failed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     task = make("add", handler_kwargs={"a": "1"})
-    real = executions_module._write_finals
+    real = records_module.write_finals
 
-    def write_finals(runs: list[Any]) -> set[int]:
-        if runs[0].execution.status != Status.FAILED:
+    def write_finals(*, executions: list[TaskExecution]) -> set[int]:
+        if executions[0].status != Status.FAILED:
             raise DataError("the row is cursed")
-        return real(runs)
+        return real(executions=executions)
 
-    monkeypatch.setattr(executions_module, "_write_finals", write_finals)
+    monkeypatch.setattr(records_module, "write_finals", write_finals)
 
     execution = execution_run(task_request_run(task))
 
@@ -286,14 +288,14 @@ def test_a_failed_claim_batch_claims_one_by_one_and_fails_the_row_it_cannot_clai
     good = make("add", name="good", handler_kwargs={"a": "1"})
     bad = make("add", name="bad", handler_kwargs={"a": "2"})
     executions = [task_request_run(good), task_request_run(bad)]
-    real = executions_module._claim_rows
+    real = runs_module.claim_pending
 
-    def claim_rows(ids: list[int], **kwargs: Any) -> set[int]:
+    def claim_pending(*, ids: list[int], **kwargs: Any) -> set[int]:
         if len(ids) > 1 or ids == [executions[1].pk]:
             raise DataError("forced failure of the claim")
-        return real(ids, **kwargs)
+        return real(ids=ids, **kwargs)
 
-    monkeypatch.setattr(executions_module, "_claim_rows", claim_rows)
+    monkeypatch.setattr(runs_module, "claim_pending", claim_pending)
 
     runs = runs_claim(executions)
 
@@ -319,7 +321,7 @@ def test_failed_fire_inserts_fall_back_to_one_by_one_and_fail_the_fire_they_cann
     bad = make("add", name="bad")
     when = timezone.now() - dt.timedelta(seconds=1)
 
-    def insert_fires(rows: list[TaskExecution]) -> None:
+    def insert_fires(*, rows: list[TaskExecution]) -> None:
         raise DataError("forced failure of the fires statement")
 
     real_save = TaskExecution.save
@@ -329,7 +331,7 @@ def test_failed_fire_inserts_fall_back_to_one_by_one_and_fail_the_fire_they_cann
             raise DataError("this fire is cursed")
         real_save(self, *args, **kwargs)
 
-    monkeypatch.setattr(executions_module, "_insert_fires", insert_fires)
+    monkeypatch.setattr(fires_module, "insert_fires", insert_fires)
     monkeypatch.setattr(TaskExecution, "save", save)
 
     recorded = executions_create_scheduled([(good, when), (bad, when)])
@@ -395,10 +397,10 @@ def test_fires_are_not_recorded_failed_while_the_database_is_away(
 ) -> None:
     task = make("add", name="punctual")
 
-    def insert_fires(rows: list[TaskExecution]) -> None:
+    def insert_fires(*, rows: list[TaskExecution]) -> None:
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(executions_module, "_insert_fires", insert_fires)
+    monkeypatch.setattr(fires_module, "insert_fires", insert_fires)
 
     with pytest.raises(OperationalError):
         executions_create_scheduled([(task, timezone.now() - dt.timedelta(seconds=1))])
@@ -422,12 +424,12 @@ def test_ends_are_not_recorded_failed_while_the_database_is_away(
         run_claimed(run)
     calls: list[int] = []
 
-    def write_finals(runs: list[Any]) -> set[int]:
-        calls.append(len(runs))
+    def write_finals(*, executions: list[TaskExecution]) -> set[int]:
+        calls.append(len(executions))
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(executions_module, "_write_finals", write_finals)
-    monkeypatch.setattr(executions_module.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(records_module, "write_finals", write_finals)
+    monkeypatch.setattr(records_module.time, "sleep", lambda seconds: None)
 
     with pytest.raises(OperationalError):
         runs_finish(runs)
@@ -455,14 +457,14 @@ def test_a_run_that_cannot_be_recorded_at_all_keeps_running_and_its_lock(
     for run in runs:
         run_claimed(run)
     cursed = executions[-1].pk
-    real = executions_module._write_finals
+    real = records_module.write_finals
 
-    def write_finals(runs: list[Any]) -> set[int]:
-        if len(runs) > 1 or runs[0].execution.pk == cursed:
+    def write_finals(*, executions: list[TaskExecution]) -> set[int]:
+        if len(executions) > 1 or executions[0].pk == cursed:
             raise DataError("the database refuses this row, even empty")
-        return real(runs)
+        return real(executions=executions)
 
-    monkeypatch.setattr(executions_module, "_write_finals", write_finals)
+    monkeypatch.setattr(records_module, "write_finals", write_finals)
 
     with pytest.raises(DataError):
         runs_finish(runs)

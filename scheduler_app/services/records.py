@@ -1,0 +1,417 @@
+"""Stage 3 of the execution path: recording the end of runs (`runs_finish`).
+
+Final states, task counters, lock releases and retries, for a batch of runs in
+one transaction; row by row when the batch breaks on one; a row that cannot be
+stored as it is recorded failed without the value at fault. Also what every
+recording path shares: the signals sent, an error's text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    transaction,
+)
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .. import signals
+from ..db.batch import task_rows_lock
+from ..db.counters import add_run_counts
+from ..db.finals import write_finals
+from ..locks import DatabaseLockBackend, LockBackend, get_lock_backend
+from ..models import ScheduledTask, TaskExecution
+from ..runtime.leases import held_locks, watchdog
+from ..runtime.run import Result, Run
+from ..storable import REPLACEMENT, storable_json, storable_text
+from .retries import retry_schedule, wants_retry
+from .tasks import task_local_now
+
+logger = logging.getLogger(__name__)
+
+Status = TaskExecution.Status
+FailureKind = TaskExecution.FailureKind
+
+#: Errors worth the same statement again a moment later: a lost connection, a busy
+#: SQLite, a deadlock. Others (a value, a constraint) fail the same way every time.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+
+
+def send_signal(signal: Any, task: ScheduledTask, execution: TaskExecution) -> None:
+    """Send an execution signal; a receiver that fails is logged, never raised."""
+    for receiver, response in signal.send_robust(
+        sender=ScheduledTask, task=task, execution=execution
+    ):
+        if isinstance(response, Exception):
+            logger.error(
+                "Signal receiver %r failed for execution %s: %r",
+                receiver,
+                execution.pk,
+                response,
+            )
+
+
+def error_text(error: BaseException) -> str:
+    """An error as a record names it: storable, and short."""
+    return storable_text("%s: %s" % (type(error).__name__, error))[:500]
+
+
+#: The signal sent for a run recorded with each final status (none for the others).
+_ENDED_SIGNALS: dict[str, Any] = {
+    Status.SUCCESS: signals.execution_succeeded,
+    Status.FAILED: signals.execution_failed,
+    Status.SKIPPED: signals.execution_skipped,
+}
+
+
+def runs_finish(runs: Sequence[Run], *, now: dt.datetime | None = None) -> set[int]:
+    """Record the end of runs: final states, task counters, lock releases, retries.
+
+    One transaction for the batch, retried on transient database errors (a lost
+    connection, a busy SQLite) so no record is lost; when it still fails, row by
+    row, so that a row the database refuses spoils no other run's record (that
+    row is recorded failed, see `_record_ends`). Values no database can store
+    were replaced first (`make_storable`). A run is recorded only if it is still
+    `running` (nobody recovered, interrupted or replaced it meanwhile); otherwise
+    that other ending stands and the late result is ignored. Returns the ids of
+    the runs recorded here.
+    """
+    if not runs:
+        return set()
+    try:
+        return _finish(runs, now=now)
+    finally:
+        for run in runs:
+            watchdog.remove(run)
+
+
+def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
+    recorded_at = timezone.now()
+    for run in runs:
+        result = run.result or Result(
+            status=Status.FAILED,
+            error_message=_("The run stopped unexpectedly."),
+            failure_kind=FailureKind.ERROR,
+        )
+        run.execution.mark_finished(
+            status=result.status,
+            now=now or run.ended_at or recorded_at,
+            result=result.result,
+            error_message=result.error_message,
+            error_traceback=result.error_traceback,
+            failure_kind=result.failure_kind,
+        )
+        if not run.keep_log:
+            snapshot = run.run_log.snapshot()
+            run.execution.log_output = snapshot.text
+            run.execution.progress_done = snapshot.progress_done
+            run.execution.progress_total = snapshot.progress_total
+        make_storable(run)
+    backend = get_lock_backend()
+    written, retries, unrecorded, broken = _record_ends(runs, backend)
+    if not isinstance(backend, DatabaseLockBackend):
+        # A run whose end is not recorded keeps its lock: it is still `running`.
+        held = held_locks([run for run in runs if run.execution.pk not in unrecorded])
+        try:
+            backend.release_many(held)
+        except Exception:
+            logger.exception(
+                "Could not release %d task lock(s); they expire by themselves",
+                len(held),
+            )
+    for run, retry in retries:
+        logger.info(
+            "Execution %s of task %s failed; retry %s/%s is execution %s at %s",
+            run.execution.pk,
+            run.task.name,
+            run.execution.attempt,
+            run.task.max_retries,
+            retry.pk,
+            retry.run_after,
+        )
+    for run in runs:
+        execution = run.execution
+        if execution.pk in unrecorded:
+            continue  # logged by _record_ends; the error is raised below
+        if execution.pk not in written:
+            # Someone else ended this run meanwhile (replaced, recovered): theirs stands.
+            execution.refresh_from_db()
+            logger.warning(
+                "Execution %s was ended elsewhere (%s); its late result is ignored",
+                execution.pk,
+                execution.status,
+            )
+            continue
+        logger.info(
+            "Execution %s of task %s ended: %s in %s ms",
+            execution.pk,
+            run.task.name,
+            execution.status,
+            execution.duration_ms,
+        )
+        signal = _ENDED_SIGNALS.get(execution.status)
+        if signal is not None:
+            send_signal(signal, run.task, execution)
+    if broken is not None:
+        raise broken
+    return written
+
+
+#: The final values of a run that are a handler's text, and its JSON values.
+_STORABLE_TEXT_FIELDS = ("error_message", "error_traceback", "log_output")
+_STORABLE_JSON_FIELDS = ("result", "kwargs")
+
+
+def _field_names(names: Sequence[str]) -> str:
+    """The verbose names of execution fields, for a message: "result, log"."""
+    seen = dict.fromkeys(names)
+    return ", ".join(
+        str(TaskExecution._meta.get_field(name).verbose_name)  # type: ignore[union-attr]
+        for name in seen
+    )
+
+
+def _log_appended(run: Run, text: str, message: str) -> str:
+    """`text` with a line like the run log's own appended."""
+    line = "[%s] %s" % (task_local_now(run.task).strftime("%H:%M:%S"), message)
+    return "%s\n%s" % (text, line) if text else line
+
+
+def make_storable(run: Run) -> None:
+    """Replace what no database can store in a run's final values; say so in its log.
+
+    NUL characters and lone surrogates, wherever the handler put them: its
+    result, error, traceback, log lines (`RunLog` replaced those as they were
+    written) and evaluated parameters (replaced before the run).
+    """
+    execution = run.execution
+    altered = list(run.altered)
+    if run.run_log.altered_lines:
+        altered.append("log_output")
+    for name in _STORABLE_JSON_FIELDS:
+        value = getattr(execution, name)
+        stored = storable_json(value)
+        if stored is not value:
+            setattr(execution, name, stored)
+            altered.append(name)
+    for name in _STORABLE_TEXT_FIELDS:
+        value = getattr(execution, name)
+        if value is None:
+            continue
+        if type(value) is not str:  # TaskResult.failed(error=<an exception>)
+            value = str(value)
+            setattr(execution, name, value)
+        stored = storable_text(value)
+        if stored is not value:
+            setattr(execution, name, stored)
+            altered.append(name)
+    if altered:
+        message = _(
+            "WARNING: NUL characters or lone surrogates, which the database cannot "
+            "store, were replaced by “%(replacement)s” in: %(fields)s."
+        ) % {"replacement": REPLACEMENT, "fields": _field_names(altered)}
+        execution.log_output = _log_appended(run, execution.log_output, message)
+
+
+_Recorded = tuple[set[int], list[tuple[Run, TaskExecution]]]
+#: What `_record_ends` did: ids written, retries scheduled, the ids it could not
+#: record at all, and the error that stopped them (raised once the rest is done).
+_Ended = tuple[set[int], list[tuple[Run, TaskExecution]], set[int], Exception | None]
+
+
+def _record_ends(runs: Sequence[Run], backend: LockBackend) -> _Ended:
+    """Record the ends of runs in one transaction, or row by row when it fails.
+
+    Whatever the batch broke on (a value, a constraint, a deadlock that would
+    not go away), one row must not keep the others `running`: each is then
+    written on its own, and a row that still cannot be is recorded failed
+    without the value at fault (`_record_unstorable`). A transient error (the
+    database away) is no fault of a row: it is retried, then raised as before,
+    leaving the rows as they were. Returns the ids written, the retries
+    scheduled, and the error that kept a row from being recorded at all (the
+    caller finishes the written rows, then raises it).
+    """
+    try:
+        batch_written, batch_retries = _retrying(
+            functools.partial(_record_batch, runs, backend)
+        )
+        return batch_written, batch_retries, set(), None
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as error:  # every row is tried on its own next
+        batch_error = error
+    if len(runs) > 1:
+        logger.error(
+            "Could not record the end of %d runs in one batch; recording them one by one",
+            len(runs),
+            exc_info=batch_error,
+        )
+    written: set[int] = set()
+    retries: list[tuple[Run, TaskExecution]] = []
+    broken: Exception | None = None
+    unrecorded: set[int] = set()
+    for index, run in enumerate(runs):
+        try:
+            try:
+                if len(runs) == 1:  # the batch was this row: what it broke on is known
+                    raise batch_error
+                row_written, row_retries = _retrying(
+                    functools.partial(_record_batch, [run], backend)
+                )
+            except TRANSIENT_ERRORS:
+                raise
+            except Exception as error:  # recorded failed instead
+                row_written, row_retries = _record_unstorable(run, backend, error)
+        except TRANSIENT_ERRORS as error:  # the database went away: the rest waits too
+            logger.exception(
+                "Could not record the end of execution %s", run.execution.pk
+            )
+            broken = broken or error
+            unrecorded.update(later.execution.pk for later in runs[index:])
+            break
+        except Exception as error:  # the other rows still get theirs
+            logger.exception(
+                "Could not record the end of execution %s", run.execution.pk
+            )
+            broken = broken or error
+            unrecorded.add(run.execution.pk)
+            continue
+        written |= row_written
+        retries += row_retries
+    return written, retries, unrecorded, broken
+
+
+def _retrying(record: Callable[[], _Recorded]) -> _Recorded:
+    """`record()`, again a moment later on a transient database error (up to 5 times)."""
+    for attempt in range(5):
+        try:
+            return record()
+        except TRANSIENT_ERRORS:
+            if attempt == 4:
+                raise
+            logger.warning("Could not record the end of runs; retrying", exc_info=True)
+            close_old_connections()
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _record_batch(runs: Sequence[Run], backend: LockBackend) -> _Recorded:
+    """Final rows, task counters, database lock releases and retries: one transaction."""
+    with task_rows_lock, transaction.atomic():
+        written = write_finals(executions=[run.execution for run in runs])
+        ended = [run for run in runs if run.execution.pk in written]
+        add_counters([run.execution for run in ended])
+        if isinstance(backend, DatabaseLockBackend):
+            backend.release_many(held_locks(runs))
+        retries = [
+            (
+                run,
+                retry_schedule(
+                    execution=run.execution,
+                    task=run.task,
+                    now=run.execution.finished_at,  # type: ignore[arg-type]  # just set
+                ),
+            )
+            for run in ended
+            if wants_retry(run)
+        ]
+    return written, retries
+
+
+#: What `_record_unstorable` leaves out of a row, in turn, until the row can be
+#: written; the last try leaves out all of them. Values that stand for "none".
+_UNSTORABLE_CANDIDATES: tuple[tuple[str, ...], ...] = (
+    ("result",),
+    ("kwargs",),
+    ("error_traceback",),
+    ("log_output",),
+    ("error_message",),
+    ("progress_done", "progress_total"),
+)
+_EMPTY_VALUES: dict[str, Any] = {
+    "result": None,
+    "kwargs": {},
+    "error_traceback": "",
+    "log_output": "",
+    "error_message": "",
+    "progress_done": None,
+    "progress_total": None,
+}
+
+
+def _record_unstorable(run: Run, backend: LockBackend, error: Exception) -> _Recorded:
+    """Record failed a run whose end could not be written as it is.
+
+    Leaves out one value after another (`_UNSTORABLE_CANDIDATES`) until the row
+    can be written; the error names what was left out and why. Counters, lock
+    and retry as for any failure; the caller sends `execution_failed`.
+    """
+    execution = run.execution
+    kept = {name: getattr(execution, name) for name in _EMPTY_VALUES}
+    ended = execution.get_status_display()
+    reason = error_text(error)
+    attempts = [*_UNSTORABLE_CANDIDATES, tuple(_EMPTY_VALUES)]
+    for number, left_out in enumerate(attempts, start=1):
+        for name, value in kept.items():
+            setattr(execution, name, _EMPTY_VALUES[name] if name in left_out else value)
+        fields = _field_names(left_out)
+        message = _(
+            "The end of this run could not be stored (%(error)s), so it is recorded "
+            "as failed without its %(fields)s. The run itself ended “%(status)s”."
+        ) % {"error": reason, "fields": fields, "status": ended}
+        if "error_message" not in left_out and kept["error_message"]:
+            message = "%s\n%s" % (message, kept["error_message"])
+        execution.status = Status.FAILED
+        execution.failure_kind = FailureKind.ERROR
+        execution.error_message = message
+        run.unstorable = True
+        try:
+            if number < len(attempts):
+                recorded = _record_batch([run], backend)
+            else:
+                recorded = _retrying(functools.partial(_record_batch, [run], backend))
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception:  # the next try leaves out more
+            if number == len(attempts):
+                raise
+            continue
+        logger.error(
+            "Execution %s of task %s could not be stored as it ended (%s); recorded "
+            "as failed without its %s",
+            execution.pk,
+            run.task.name,
+            reason,
+            fields,
+            exc_info=error,
+        )
+        return recorded
+    raise AssertionError("unreachable")
+
+
+def add_counters(executions: Sequence[TaskExecution]) -> None:
+    """Add ended runs to their tasks' counters (skipped runs count for nothing).
+
+    Run for every batch of runs, so it is one statement for the batch
+    (`add_run_counts`), not a query per task.
+    """
+    per_task: dict[int, list[Any]] = {}
+    for execution in executions:
+        if execution.status == Status.SKIPPED:
+            continue
+        counts = per_task.setdefault(execution.task_id, [0, 0, 0, execution.started_at])
+        counts[0] += 1
+        counts[1] += execution.status == Status.SUCCESS
+        counts[2] += execution.status == Status.FAILED
+        counts[3] = max(counts[3], execution.started_at)
+    if per_task:
+        add_run_counts(counts=per_task)

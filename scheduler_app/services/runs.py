@@ -1,0 +1,369 @@
+"""The execution path: claim, run, record (`execution_run`), and cancelling a run.
+
+`runs_claim` (stage 1) takes pending executions (pending -> running, locks
+taken), `run_claimed` (stage 2) calls the handler, `runs_finish` (stage 3,
+services/records.py) records the end. The inline executor batches stages 1 and 3;
+`execution_run` is the three for one execution. The machinery (threads, the
+event loop, leases, overlap policies) is in scheduler_app/runtime/.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+from collections.abc import Callable, Sequence
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .. import livelog, signals
+from ..conf import app_settings
+from ..db.claims import claim_pending
+from ..exceptions import InvalidTransition, SchedulerError
+from ..handlers.registry import resolve_handler
+from ..handlers.results import json_safe
+from ..locks import DatabaseLockBackend, LockBackend, get_lock_backend
+from ..models import ScheduledTask, TaskExecution
+from ..runtime.invocation import call_handler, is_soft_time_limit, result_from_error
+from ..runtime.leases import held_locks, request_cancel, watchdog
+from ..runtime.overlap import take_claim_locks, take_wanted_lock
+from ..runtime.run import Result, Run
+from ..storable import storable_json
+from ..tasklog import LogSnapshot, RunLog, bind
+from .instances import instance_id
+from .outcomes import fail_unstartable
+from .params import parameters_evaluate
+from .records import TRANSIENT_ERRORS, runs_finish, send_signal
+from .tasks import task_local_now
+
+logger = logging.getLogger(__name__)
+
+Status = TaskExecution.Status
+FailureKind = TaskExecution.FailureKind
+
+
+# -- stage 1: claim -------------------------------------------------------------------
+
+
+def runs_claim(
+    executions: Sequence[TaskExecution],
+    *,
+    log_listener: Callable[[str], None] | None = None,
+    echo: bool | None = None,
+) -> list[Run]:
+    """Claim pending executions for this instance and take their task locks.
+
+    pending -> running by one conditional update, so an execution claimed already
+    (a second delivery, a second scheduler) is left out: it never runs twice. The
+    locks of the `skip` and `replace` policies are taken in the same transaction
+    (database locks) or one Redis round trip; a `skip` run refused its lock is
+    returned with its `skipped` result already set.
+    """
+    if not executions:
+        return []
+    me = instance_id()
+    started_at = timezone.now()
+    wanted = {execution.pk: execution for execution in executions}
+    backend = get_lock_backend()
+    claim = functools.partial(
+        _claim,
+        backend=backend,
+        me=me,
+        started_at=started_at,
+        log_listener=log_listener,
+        echo=echo,
+    )
+    not_claimed: set[int] = set()  # for a reason logged already
+    try:
+        runs = claim(list(wanted.values()))
+    except TRANSIENT_ERRORS:
+        raise  # a busy or lost database: they stay pending and are offered again
+    except Exception:  # a row the batch broke on must not hold back the others
+        logger.error(
+            "Could not claim %d execution(s) in one batch; claiming them one by one",
+            len(wanted),
+            exc_info=True,
+        )
+        runs, not_claimed = _claim_one_by_one(list(wanted.values()), claim)
+    if not isinstance(backend, DatabaseLockBackend):
+        take_claim_locks(runs, backend)
+    claimed = {run.execution.pk for run in runs} | not_claimed
+    for run in runs:  # from now on its lock is kept alive and a cancel reaches it
+        watchdog.add(run)
+    for pk in wanted.keys() - claimed:
+        logger.warning("Execution %s is not pending any more: not running it again", pk)
+    for run in runs:
+        logger.info(
+            "Execution %s of task %s started (trigger %s)",
+            run.execution.pk,
+            run.task.name,
+            run.execution.trigger_type,
+        )
+    return runs
+
+
+def _claim(
+    executions: list[TaskExecution],
+    *,
+    backend: LockBackend,
+    me: str,
+    started_at: dt.datetime,
+    log_listener: Callable[[str], None] | None,
+    echo: bool | None,
+) -> list[Run]:
+    """Claim the executions still pending, in one transaction with their database locks.
+
+    Locks of another backend (Redis) are the caller's to take, after the commit.
+    """
+    with transaction.atomic():
+        claimed = claim_pending(
+            ids=[e.pk for e in executions], instance=me, now=started_at
+        )
+        runs = _make_runs(
+            [execution for execution in executions if execution.pk in claimed],
+            me=me,
+            started_at=started_at,
+            log_listener=log_listener,
+            echo=echo,
+        )
+        if isinstance(backend, DatabaseLockBackend):
+            take_claim_locks(runs, backend)
+    return runs
+
+
+def _claim_one_by_one(
+    executions: list[TaskExecution], claim: Callable[[list[TaskExecution]], list[Run]]
+) -> tuple[list[Run], set[int]]:
+    """Claim each execution on its own; record failed one that cannot be claimed at all.
+
+    A transient error leaves its execution pending, offered again later. Returns
+    the runs, and the ids of the executions not claimed for one of these reasons.
+    """
+    runs: list[Run] = []
+    not_claimed: set[int] = set()
+    for execution in executions:
+        try:
+            runs += claim([execution])
+        except TRANSIENT_ERRORS:
+            logger.warning(
+                "Could not claim execution %s; it stays pending",
+                execution.pk,
+                exc_info=True,
+            )
+            not_claimed.add(execution.pk)
+        except Exception as error:  # recorded on the execution
+            fail_unstartable(execution, error)
+            not_claimed.add(execution.pk)
+    return runs, not_claimed
+
+
+def _make_runs(
+    executions: list[TaskExecution],
+    *,
+    me: str,
+    started_at: dt.datetime,
+    log_listener: Callable[[str], None] | None,
+    echo: bool | None,
+) -> list[Run]:
+    # The engine hands executions over with their task loaded (one query per
+    # batch); the others get theirs here, again in one query.
+    missing = {e.task_id for e in executions if not TaskExecution.task.is_cached(e)}
+    tasks = ScheduledTask.objects.in_bulk(missing) if missing else {}
+    runs = []
+    for execution in executions:
+        if not TaskExecution.task.is_cached(execution):
+            execution.task = tasks[execution.task_id]
+        task = execution.task
+        execution.mark_running(instance_id=me, now=started_at)
+        run_log = RunLog(
+            max_lines=app_settings.SCHEDULER_LOG_BUFFER_MAX_LINES,
+            echo=settings.DEBUG if echo is None else echo,
+            clock=functools.partial(task_local_now, task),
+        )
+        if log_listener is not None:
+            run_log.add_listener(log_listener)
+        runs.append(Run(execution=execution, task=task, run_log=run_log))
+    return runs
+
+
+# -- stage 2: run -----------------------------------------------------------------------
+
+
+def run_claimed(run: Run, *, inline: bool = False) -> None:
+    """Call a claimed run's handler under its timeout and cancels; sets `run.result`.
+
+    `inline=True` (Celery workers) calls a sync handler in this thread even when
+    the task has a timeout: the worker's own time limits enforce it there.
+    """
+    if run.result is not None:  # refused its lock at claim time
+        return
+    execution, _task = run.execution, run.task
+    # The handler's turn has come: a claimed run may have waited for a free thread,
+    # and started_at says when it really started (written with the final state).
+    execution.started_at = timezone.now()
+    try:
+        _run_stage(run, inline=inline)
+    finally:
+        run.ended_at = timezone.now()
+
+
+def _run_stage(run: Run, *, inline: bool) -> None:
+    execution, task = run.execution, run.task
+    try:
+        if not take_wanted_lock(run):  # no free slot: skipped
+            return
+        send_signal(signals.execution_started, task, execution)
+        with bind(
+            run.run_log,
+            sink=_live_sink(execution),
+            interval=app_settings.SCHEDULER_LOG_PUBLISH_INTERVAL,
+            line_sink=livelog.sink_for(execution.pk),  # None without Redis
+        ):
+            run.result = _evaluate_and_call(run, inline=inline)
+    except Exception as exc:  # the run boundary: whatever broke is recorded on the run
+        if run.invocation is not None:
+            run.invocation.cancel()
+        logger.exception("Execution %s of task %s broke", execution.pk, task.name)
+        run.result = result_from_error(run, exc)
+    except BaseException as exc:  # a Celery time limit raised while waiting
+        if not is_soft_time_limit(exc):
+            raise
+        if run.invocation is not None:
+            run.invocation.cancel()
+        run.result = result_from_error(run, exc)
+
+
+def _evaluate_and_call(run: Run, *, inline: bool) -> Result:
+    execution, task = run.execution, run.task
+    try:
+        info, func = resolve_handler(task.handler_path)
+        raw = {**task.handler_kwargs, **execution.kwargs_overrides}
+        kwargs = parameters_evaluate(
+            info, raw, now=task_local_now(task, now=execution.started_at)
+        )
+    except SchedulerError as exc:
+        run.run_log.write(exc.message)
+        return Result(
+            status=Status.FAILED,
+            error_message=exc.message,
+            failure_kind=FailureKind.ERROR,
+        )
+    evaluated = json_safe(kwargs)
+    execution.kwargs = storable_json(evaluated)  # the live log's row updates carry it
+    if execution.kwargs is not evaluated:
+        run.altered.append("kwargs")
+    return call_handler(run, func, kwargs, inline=inline)
+
+
+def _live_sink(execution: TaskExecution) -> Callable[[LogSnapshot], None]:
+    def sink(snapshot: LogSnapshot) -> None:
+        # The evaluated parameters ride along with the first flush: no statement of
+        # their own for the many runs that end before any flush.
+        TaskExecution.objects.filter(pk=execution.pk, status=Status.RUNNING).update(
+            log_output=snapshot.text,
+            progress_done=snapshot.progress_done,
+            progress_total=snapshot.progress_total,
+            kwargs=execution.kwargs,
+        )
+
+    return sink
+
+
+# -- giving claimed runs back, the path for one execution, cancelling ------------
+
+
+def runs_release(runs: Sequence[Run]) -> None:
+    """Give claimed runs whose handler never started back: pending again, locks freed.
+
+    For an executor that stops with runs claimed but still waiting for a thread:
+    the next scheduler starts them, as if they had never been claimed.
+    """
+    if not runs:
+        return
+    try:
+        TaskExecution.objects.filter(
+            pk__in=[run.execution.pk for run in runs], status=Status.RUNNING
+        ).update(status=Status.PENDING, instance_id="", started_at=None)
+        get_lock_backend().release_many(held_locks(runs))
+    finally:
+        for run in runs:
+            watchdog.remove(run)
+    logger.info("%d claimed run(s) not started yet are pending again", len(runs))
+
+
+def execution_run(
+    execution: TaskExecution,
+    *,
+    log_listener: Callable[[str], None] | None = None,
+    echo: bool | None = None,
+    inline: bool = False,
+) -> TaskExecution:
+    """Run one pending execution to its end: the one execution path.
+
+    Claims the execution (pending -> running, by a conditional update, so a second
+    delivery of the same execution does nothing), takes the lock its overlap policy
+    needs (recording `skipped` when it cannot), evaluates the parameters, runs the
+    handler under its timeout, records the outcome, updates the task's counters and
+    schedules a retry when the task asks for one. Returns the execution as stored.
+
+    The three stages are `runs_claim`, `run_claimed` and `runs_finish`; the inline
+    executor calls the same three with its batches.
+    """
+    runs = runs_claim([execution], log_listener=log_listener, echo=echo)
+    if not runs:
+        execution.refresh_from_db()
+        return execution
+    run_claimed(runs[0], inline=inline)
+    runs_finish(runs)
+    return execution
+
+
+#: Called, once the cancel is committed, with the id of each pending execution
+#: `execution_cancel` cancelled, so that an executor which handed it elsewhere
+#: withdraws it there (the Celery executor revokes its message). Best effort: a
+#: message delivered anyway finds the execution cancelled and runs nothing.
+pending_cancel_hooks: list[Callable[[int], None]] = []
+
+
+def _withdraw_pending(execution_id: int) -> None:
+    for hook in pending_cancel_hooks:
+        try:
+            hook(execution_id)
+        except Exception:  # the cancel stands whatever a hook does
+            logger.exception("Could not withdraw cancelled execution %s", execution_id)
+
+
+def execution_cancel(
+    execution: TaskExecution, *, now: dt.datetime | None = None
+) -> TaskExecution:
+    """Cancel a pending execution at once, or ask a running one to stop.
+
+    A pending one is withdrawn from its executor too (`pending_cancel_hooks`). A
+    running async handler is cancelled on its loop; a sync handler is stopped at
+    its next task_log/task_progress call, or recorded cancelled and left to finish
+    unobserved once the executor sees the request (within about a second).
+    """
+    now = now or timezone.now()
+    if TaskExecution.objects.filter(pk=execution.pk, status=Status.PENDING).update(
+        status=Status.CANCELLED,
+        finished_at=now,
+        error_message=_("Cancelled before it started."),
+    ):
+        transaction.on_commit(functools.partial(_withdraw_pending, execution.pk))
+        execution.refresh_from_db()
+        return execution
+    execution.refresh_from_db()
+    if execution.status != Status.RUNNING:
+        raise InvalidTransition(
+            _(
+                "Execution #%(id)s is already %(status)s; only pending or running runs "
+                "can be cancelled."
+            )
+            % {"id": execution.pk, "status": execution.get_status_display()}
+        )
+    request_cancel(execution.pk)
+    execution.cancel_requested = True
+    return execution

@@ -1,0 +1,52 @@
+"""ADD_RUN_COUNTS: a batch's runs added to their tasks' counters in one statement."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from pytest_django import DjangoAssertNumQueries
+
+from scheduler_app.db.counters import add_run_counts
+from scheduler_app.models import ScheduledTask
+from tests.factories import make_task
+
+pytestmark = pytest.mark.django_db
+
+T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
+
+
+def counters(task: ScheduledTask) -> tuple[object, ...]:
+    task.refresh_from_db()
+    return (task.run_count, task.success_count, task.fail_count, task.last_run_at)
+
+
+def test_counts_are_added_and_last_run_at_stays_the_latest() -> None:
+    never = make_task()
+    later_stored = make_task(
+        run_count=10, success_count=7, fail_count=3, last_run_at=T0
+    )
+    earlier_stored = make_task(
+        run_count=1, success_count=1, last_run_at=T0 - dt.timedelta(days=1)
+    )
+    untouched = make_task(run_count=5, last_run_at=T0)
+
+    add_run_counts(
+        counts={
+            earlier_stored.pk: (3, 1, 2, T0),
+            never.pk: (2, 2, 0, T0 + dt.timedelta(microseconds=1)),
+            later_stored.pk: (1, 0, 1, T0 - dt.timedelta(hours=1)),
+        }
+    )
+
+    assert counters(never) == (2, 2, 0, T0 + dt.timedelta(microseconds=1))
+    assert counters(later_stored) == (11, 7, 4, T0)
+    assert counters(earlier_stored) == (4, 2, 2, T0)
+    assert counters(untouched) == (5, 0, 0, T0)
+
+
+def test_no_counts_send_no_statement(
+    django_assert_num_queries: DjangoAssertNumQueries,
+) -> None:
+    with django_assert_num_queries(0):
+        add_run_counts(counts={})
