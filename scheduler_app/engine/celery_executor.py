@@ -191,9 +191,8 @@ class CeleryExecutor:
         pending: set[int] = set()
         for start in range(0, len(ids), self.check_batch):
             pending.update(
-                TaskExecution.objects.filter(
-                    pk__in=ids[start : start + self.check_batch],
-                    status=TaskExecution.Status.PENDING,
+                TaskExecution.objects.still_pending(
+                    ids[start : start + self.check_batch]
                 ).values_list("pk", flat=True)
             )
         expired = {pk for pk in pending if now - sent[pk] >= self.resend_seconds}
