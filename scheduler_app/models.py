@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import models
@@ -18,6 +19,10 @@ class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
     def due(self, *, now: dt.datetime) -> ScheduledTaskQuerySet:
         """Active tasks whose next fire time has come (served by `task_due_idx`)."""
         return self.active().filter(next_run_at__lte=now)
+
+    def schedulable(self) -> ScheduledTaskQuerySet:
+        """Active tasks the scheduler fires on their schedule (manual ones: on request)."""
+        return self.active().exclude(task_type=ScheduledTask.TaskType.MANUAL)
 
 
 class ScheduledTask(models.Model):
@@ -226,6 +231,10 @@ class ScheduledTask(models.Model):
 class TaskExecutionQuerySet(models.QuerySet["TaskExecution"]):
     def pending(self) -> TaskExecutionQuerySet:
         return self.filter(status=TaskExecution.Status.PENDING)
+
+    def still_pending(self, ids: Iterable[int]) -> TaskExecutionQuerySet:
+        """Those of `ids` that are still pending (not claimed, cancelled or ended)."""
+        return self.filter(pk__in=ids, status=TaskExecution.Status.PENDING)
 
     def staged(self, *, after: dt.datetime) -> TaskExecutionQuerySet:
         """Fires the scheduler recorded ahead of their time (after `after`), not started."""

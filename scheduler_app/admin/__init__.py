@@ -1,12 +1,18 @@
 """The admin, the main UI: tasks, executions, scheduler instances, locks and health pages.
 
-Split by model; importing this package registers everything with admin.site.
+Split by model (operations.py: instances and locks, with the Health and Locks
+pages); importing this package registers everything with admin.site.
 """
 
 from .executions import TaskExecutionAdmin
-from .instances import SchedulerInstanceAdmin
+from .operations import SchedulerInstanceAdmin, SchedulerLockAdmin
 from .tasks import ScheduledTaskAdmin
 
-__all__ = ["ScheduledTaskAdmin", "SchedulerInstanceAdmin", "TaskExecutionAdmin"]
+__all__ = [
+    "ScheduledTaskAdmin",
+    "SchedulerInstanceAdmin",
+    "SchedulerLockAdmin",
+    "TaskExecutionAdmin",
+]
 
 from ..api import admin as _api_admin  # noqa: E402,F401

@@ -17,7 +17,7 @@ from .. import selectors, services
 from ..forms import ScheduledTaskForm, handler_info, param_field_name
 from ..handlers.registry import HandlerInfo
 from ..models import ScheduledTask, TaskExecution
-from . import operations, task_views
+from . import task_views
 from .display import (
     EMPTY,
     describe_schedule,
@@ -352,7 +352,7 @@ class ScheduledTaskAdmin(TaskActionsMixin):
     ) -> None:
         services.tasks_delete(queryset)
 
-    # Pages of their own: run buttons, JSON for the form's script, operations
+    # Pages of their own: run buttons, JSON for the form's script
 
     def get_urls(self) -> list[URLPattern]:
         info = self.opts.app_label, self.opts.model_name
@@ -385,13 +385,6 @@ class ScheduledTaskAdmin(TaskActionsMixin):
                 view(task_views.schedule_preview),
                 name="%s_%s_preview" % info,
             ),
-            path("locks/", view(operations.locks), name="%s_%s_locks" % info),
-            path(
-                "locks/release/",
-                view(operations.release_lock),
-                name="%s_%s_release_lock" % info,
-            ),
-            path("health/", view(operations.health), name="%s_%s_health" % info),
             *super().get_urls(),
         ]
 
@@ -402,9 +395,6 @@ class ScheduledTaskAdmin(TaskActionsMixin):
 
     def has_pause_permission(self, request: HttpRequest) -> bool:
         return services.may_change_status(request.user)
-
-    def has_release_lock_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("scheduler_app.release_lock_scheduledtask")
 
     def has_delete_permission(
         self, request: HttpRequest, obj: ScheduledTask | None = None

@@ -2,7 +2,7 @@
 
 One message per execution, carrying only its id, to the task's queue (or
 SCHEDULER_DEFAULT_QUEUE). A worker runs it through the one execution path
-(`scheduler_app.tasks.run_execution`), which claims it first: a message delivered
+(`scheduler_app.celery.tasks.run_execution`), which claims it first: a message delivered
 twice, or sent again, runs nothing twice. Its task id names the execution, so
 cancelling a pending execution revokes its message (`execution_revoke`, which this
 module registers with the services when it is imported: apps.py imports it when
@@ -26,7 +26,7 @@ from ..services.runs import pending_cancel_hooks
 
 logger = logging.getLogger(__name__)
 
-#: The Celery task name of `scheduler_app.tasks.run_execution` (sent by name, so
+#: The Celery task name of `scheduler_app.celery.tasks.run_execution` (sent by name, so
 #: the scheduler never imports the worker side).
 RUN_EXECUTION = "scheduler_app.run_execution"
 
@@ -191,9 +191,8 @@ class CeleryExecutor:
         pending: set[int] = set()
         for start in range(0, len(ids), self.check_batch):
             pending.update(
-                TaskExecution.objects.filter(
-                    pk__in=ids[start : start + self.check_batch],
-                    status=TaskExecution.Status.PENDING,
+                TaskExecution.objects.still_pending(
+                    ids[start : start + self.check_batch]
                 ).values_list("pk", flat=True)
             )
         expired = {pk for pk in pending if now - sent[pk] >= self.resend_seconds}

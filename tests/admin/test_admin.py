@@ -96,9 +96,9 @@ def every_scheduler_admin_url() -> list[str]:
         admin_url("scheduledtask_handler_parameters") + "?path=scripts:data_sync",
         admin_url("scheduledtask_preview")
         + "?task_type=cron&cron_expression=0+2+*+*+*",
-        admin_url("scheduledtask_locks"),
-        admin_url("scheduledtask_release_lock") + "?key=" + key,
-        admin_url("scheduledtask_health"),
+        admin_url("schedulerlock_changelist"),
+        admin_url("schedulerlock_release") + "?key=" + key,
+        admin_url("schedulerinstance_health"),
         EXECUTION_CHANGELIST,
         EXECUTION_CHANGELIST + "?status=timeout&trigger_type__exact=manual",
         execution_url(execution),
@@ -204,9 +204,7 @@ def test_the_post_views_refuse_a_staff_user_without_permissions(client: Client) 
         client.post(
             reverse("admin:scheduler_app_taskexecution_cancel", args=[execution.pk])
         ),
-        client.post(
-            reverse("admin:scheduler_app_scheduledtask_release_lock"), {"key": key}
-        ),
+        client.post(reverse("admin:scheduler_app_schedulerlock_release"), {"key": key}),
     ]
 
     assert [response.status_code for response in responses] == [403, 403, 403, 403]

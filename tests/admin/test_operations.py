@@ -19,9 +19,9 @@ from tests.factories import make_task
 
 pytestmark = pytest.mark.django_db
 
-LOCKS = reverse("admin:scheduler_app_scheduledtask_locks")
-RELEASE = reverse("admin:scheduler_app_scheduledtask_release_lock")
-HEALTH = reverse("admin:scheduler_app_scheduledtask_health")
+LOCKS = reverse("admin:scheduler_app_schedulerlock_changelist")
+RELEASE = reverse("admin:scheduler_app_schedulerlock_release")
+HEALTH = reverse("admin:scheduler_app_schedulerinstance_health")
 APP_INDEX = reverse("admin:app_list", args=["scheduler_app"])
 
 
@@ -271,3 +271,12 @@ def test_app_index_and_task_list_link_to_the_operations_pages(
 
     assert 'href="%s"' % HEALTH in content
     assert 'href="%s"' % LOCKS in content
+
+
+def test_the_locks_admin_is_a_page_not_a_row_of_the_model_list(
+    admin_client: Client,
+) -> None:
+    content = admin_client.get(APP_INDEX).content.decode()
+
+    assert "model-schedulerlock" not in content
+    assert "model-schedulerinstance" in content

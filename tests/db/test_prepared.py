@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from scheduler_app.db.prepared import PreparedQuery
-from scheduler_app.engine.scheduler import _startable_ids
+from scheduler_app.engine.loop import _startable_ids
 from scheduler_app.models import ScheduledTask, TaskExecution
 from scheduler_app.services import task_create, task_pause, tasks_version
 

@@ -10,6 +10,7 @@ import pytest
 from django.core.management import CommandError
 from kombu.exceptions import OperationalError
 
+from scheduler_app.celery.tasks import run_execution
 from scheduler_app.checks import check_scheduler_settings
 from scheduler_app.engine.celery_executor import (
     RUN_EXECUTION,
@@ -20,7 +21,6 @@ from scheduler_app.engine.executor import InlineExecutor
 from scheduler_app.management.commands.runscheduler import make_executor
 from scheduler_app.models import TaskExecution
 from scheduler_app.services import execution_cancel
-from scheduler_app.tasks import run_execution
 from tests.factories import make_execution, make_task
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from scheduler_app.engine.leader import Leadership
-from scheduler_app.engine.scheduler import Engine
+from scheduler_app.engine.loop import Engine
 from scheduler_app.locks import get_lock_backend, task_lock_key
 from scheduler_app.models import ScheduledTask, TaskExecution
 from scheduler_app.services import (

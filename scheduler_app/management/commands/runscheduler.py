@@ -15,7 +15,7 @@ from django.db import DatabaseError
 from scheduler_app import checks
 from scheduler_app.conf import app_settings
 from scheduler_app.engine.executor import InlineExecutor
-from scheduler_app.engine.scheduler import Engine, Executor
+from scheduler_app.engine.loop import Engine, Executor
 from scheduler_app.services import tasks_with_refused_handlers
 
 logger = logging.getLogger("scheduler_app.engine")

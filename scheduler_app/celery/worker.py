@@ -1,6 +1,7 @@
 """The Celery worker side: who a worker process is, its heartbeat, and the runs it lost.
 
-Connected when a worker imports `scheduler_app.tasks` (config/celery.py finds it):
+Connected when a worker imports `scheduler_app.celery.tasks` (config/celery.py has it
+find it):
 
 - `celeryd_after_setup` (main process): the worker's processes are `worker`
   instances named after its node (`celery@host:pid:random`);
@@ -37,8 +38,8 @@ from celery.signals import (
 from celery.worker.request import Request
 from django.db import DatabaseError, close_old_connections
 
-from .services.instances import instance_heartbeating, instance_id, instance_set_worker
-from .services.workers import (
+from ..services.instances import instance_heartbeating, instance_id, instance_set_worker
+from ..services.workers import (
     execution_record_hard_timeout,
     execution_record_worker_lost,
 )

@@ -47,6 +47,7 @@ from ..services import (
 from .executor import ConnectionKeeper
 from .leader import Leadership
 from .store import Job, JobStore
+from .timers import Deadline, Every
 
 logger = logging.getLogger(__name__)
 
@@ -122,19 +123,19 @@ class Engine:
         self.wake = threading.Event()
         self._loaded_version: int | None = None
         self._next_runs: dict[int, dt.datetime | None] = {}
-        self._next_heartbeat: dt.datetime | None = None
-        self._next_lease_refresh: dt.datetime | None = None
-        self._next_recover: dt.datetime | None = None
-        self._takeover_recover_at: dt.datetime | None = None
-        self._next_housekeeping: dt.datetime | None = None
-        self._housekeeping_requested = False
+        # When each periodic step is due (a notification makes housekeeping due).
+        self.housekeeping = Every(POLL_SECONDS)
+        self.heartbeat = Every(app_settings.SCHEDULER_HEARTBEAT_INTERVAL)
+        self.lease_refresh = Every(app_settings.SCHEDULER_LEADER_LOCK_REFRESH_INTERVAL)
+        self.recovery = Every(RECOVER_EVERY_SECONDS)
         #: What the next housekeeping asks the database (see _plan_checks); set by
         #: the notification thread too, hence the lock.
         self._checks_lock = threading.Lock()
         self._check_tasks = True
         self._check_pending = True
-        self._next_checks: dt.datetime | None = None
-        self._next_pending_at: dt.datetime | None = None
+        self._checks_net = Every(CHECK_SECONDS_WITH_NOTIFICATIONS)
+        #: When the first pending run still in its retry delay becomes startable.
+        self._first_retry = Deadline()
         #: Staged fires not handed over yet: (fire timestamp, execution id) heap + rows.
         self._staged_heap: list[tuple[float, int]] = []
         self._staged: dict[int, TaskExecution] = {}
@@ -193,7 +194,7 @@ class Engine:
                 self._check_pending = True
             else:  # (re)subscribed: anything may have been missed meanwhile
                 self._check_tasks = self._check_pending = True
-        self._housekeeping_requested = True
+        self.housekeeping.soon()
         self.wake.set()
 
     def _plan_checks(self, now: dt.datetime) -> tuple[bool, bool]:
@@ -203,18 +204,13 @@ class Engine:
         a known pending run (a retry) comes due, and every
         CHECK_SECONDS_WITH_NOTIFICATIONS as a net.
         """
-        every = (
-            not self._listener.live
-            or self._loaded_version
-            is None  # (again) the leader: load, start what waits
-            or self._next_checks is None
-            or now >= self._next_checks
-        )
-        if every:
-            self._next_checks = now + dt.timedelta(
-                seconds=CHECK_SECONDS_WITH_NOTIFICATIONS
-            )
-        retry_due = self._next_pending_at is not None and now >= self._next_pending_at
+        if not self._listener.live or self._loaded_version is None:
+            # No notifications, or (again) the leader: load, start what waits.
+            every = True
+            self._checks_net.restart(now)
+        else:
+            every = self._checks_net.due(now)
+        retry_due = self._first_retry.passed(now)
         with self._checks_lock:  # a notification arriving meanwhile is not lost
             tasks, pending = (
                 self._check_tasks or every,
@@ -230,7 +226,7 @@ class Engine:
         now = now or self.clock()
         try:
             self.dispatch_due(now)
-            if self._housekeeping_due(now):
+            if self.housekeeping.due(now):
                 self.housekeep(now)
                 self.dispatch_due(now)  # fires staged just now that are due already
         except DatabaseError:
@@ -239,26 +235,17 @@ class Engine:
             # after they are recorded, and missed ones are caught up within grace.
             logger.exception("Database error in the scheduler loop; retrying in 1 s")
             close_old_connections()
-            self._next_housekeeping = now + dt.timedelta(seconds=1)
+            self.housekeeping.restart(now, seconds=1.0)
             return 1.0
         except Exception:
             # The loop boundary: a bug in one step must not kill the scheduler.
             logger.exception("Error in the scheduler loop; retrying in 1 s")
-            self._next_housekeeping = now + dt.timedelta(seconds=1)
+            self.housekeeping.restart(now, seconds=1.0)
             return 1.0
         return self._sleep_seconds(self.clock())
 
-    def _housekeeping_due(self, now: dt.datetime) -> bool:
-        return (
-            self._housekeeping_requested
-            or self._next_housekeeping is None
-            or now >= self._next_housekeeping
-        )
-
     def housekeep(self, now: dt.datetime) -> None:
-        """Every step that talks to the database, at most every POLL_SECONDS."""
-        self._housekeeping_requested = False
-        self._next_housekeeping = now + dt.timedelta(seconds=POLL_SECONDS)
+        """Every step that talks to the database (tick: every POLL_SECONDS)."""
         self._connection.before_use()
         started = time.monotonic()
 
@@ -302,7 +289,7 @@ class Engine:
         return first < latest
 
     def _sleep_seconds(self, now: dt.datetime) -> float:
-        wake_at = self._next_housekeeping or now
+        wake_at = self.housekeeping.next_at or now
         if self._staged_heap and self.firing_enabled:
             sleep = min(
                 (wake_at - now).total_seconds(), self._handover_at() - now.timestamp()
@@ -312,45 +299,36 @@ class Engine:
         return max(0.0, sleep)
 
     def heartbeat_if_due(self, now: dt.datetime) -> None:
-        if self._next_heartbeat is None or now >= self._next_heartbeat:
+        if self.heartbeat.due(now):
             instance_heartbeat(now=now, is_leader=self.leadership.is_leader)
-            self._next_heartbeat = now + dt.timedelta(
-                seconds=app_settings.SCHEDULER_HEARTBEAT_INTERVAL
-            )
 
     def refresh_lease_if_due(self, now: dt.datetime) -> None:
         """Extend the lease (leader) or try to take it (standby, every second)."""
-        if self._next_lease_refresh is not None and now < self._next_lease_refresh:
+        if not self.lease_refresh.due(now):
             return
         was_leader = self.leadership.is_leader
         leader = self.leadership.refresh()
-        interval = (
-            app_settings.SCHEDULER_LEADER_LOCK_REFRESH_INTERVAL
-            if leader
-            else STANDBY_RETRY_SECONDS
-        )
-        self._next_lease_refresh = now + dt.timedelta(seconds=interval)
+        if not leader:
+            self.lease_refresh.restart(now, seconds=STANDBY_RETRY_SECONDS)
         if leader != was_leader:
             # Leadership changed: tell the instances table now, not at the next beat.
-            self._next_heartbeat = None
+            self.heartbeat.soon()
             self.heartbeat_if_due(now)
         if leader and not was_leader:
             # The previous leader may have just died, and its runs count as abandoned
             # only once its heartbeat is SCHEDULER_INSTANCE_STALE_SECONDS old, which
             # is often after the takeover: look now, and again once that is surely
             # so (1 s for this tick's own calls), not RECOVER_EVERY_SECONDS later.
-            self._next_recover = None
-            self._takeover_recover_at = now + dt.timedelta(
-                seconds=app_settings.SCHEDULER_INSTANCE_STALE_SECONDS + 1
+            self.recovery.soon(
+                then=now
+                + dt.timedelta(
+                    seconds=app_settings.SCHEDULER_INSTANCE_STALE_SECONDS + 1
+                )
             )
 
     def recover_if_due(self, now: dt.datetime) -> None:
-        if self._next_recover is None or now >= self._next_recover:
+        if self.recovery.due(now):
             executions_recover_abandoned(now=now)
-            self._next_recover = now + dt.timedelta(seconds=RECOVER_EVERY_SECONDS)
-            if self._takeover_recover_at is not None:
-                self._next_recover = min(self._next_recover, self._takeover_recover_at)
-                self._takeover_recover_at = None
 
     # -- staying in step with the database ----------------------------------------
 
@@ -372,9 +350,7 @@ class Engine:
         """
         # Whole rows: each job keeps its task, which its executions carry to the
         # execution path, so no fire fetches its task again.
-        tasks = ScheduledTask.objects.filter(
-            status=ScheduledTask.Status.ACTIVE
-        ).exclude(task_type=ScheduledTask.TaskType.MANUAL)
+        tasks = ScheduledTask.objects.schedulable()
         seen: set[int] = set()
         changed: set[int] = set()
         for task in tasks.iterator(chunk_size=2000):
@@ -576,13 +552,11 @@ class Engine:
         if self._listener.live:
             # A retry is recorded with its delay and no notification comes when the
             # delay is over: look again then.
-            self._next_pending_at = TaskExecution.objects.waiting_for_delay(now=now)
+            self._first_retry.at = TaskExecution.objects.waiting_for_delay(now=now)
         if not new:
             return []
-        rows = TaskExecution.objects.filter(
-            pk__in=new, status=TaskExecution.Status.PENDING
-        )
-        by_id = {execution.pk: execution for execution in rows.select_related("task")}
+        rows = TaskExecution.objects.still_pending(new).select_related("task")
+        by_id = {execution.pk: execution for execution in rows}
         executions = [by_id[pk] for pk in new if pk in by_id]
         self.executor.submit(executions)
         return executions

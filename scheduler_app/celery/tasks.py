@@ -7,11 +7,11 @@ import logging
 from celery import shared_task
 from django.db import close_old_connections
 
-from .engine.celery_executor import RUN_EXECUTION
-from .models import TaskExecution
-from .services import execution_run
-from .services.instances import instance_id
-from .services.workers import execution_record_broken
+from ..engine.celery_executor import RUN_EXECUTION
+from ..models import TaskExecution
+from ..services import execution_run
+from ..services.instances import instance_id
+from ..services.workers import execution_record_broken
 from .worker import ExecutionTask, heartbeat_ensure
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,50 @@
+"""Timers of the engine loop: "is it time for this step?" asked with the loop's `now`.
+
+They read no clock of their own: every step is given `now` (the engine's clock, or
+the time a test injects), and the timers compare against it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+
+@dataclass
+class Every:
+    """Due at the first call, then every `seconds`; `soon()` makes it due again at once."""
+
+    seconds: float
+    next_at: dt.datetime | None = None
+    #: Set by soon(then=...): the time after the next one is no later than this.
+    _then: dt.datetime | None = None
+
+    def due(self, now: dt.datetime) -> bool:
+        """Whether it is time; if so, the next time is `seconds` from `now`."""
+        if self.next_at is not None and now < self.next_at:
+            return False
+        next_at = now + dt.timedelta(seconds=self.seconds)
+        if self._then is not None:
+            next_at, self._then = min(next_at, self._then), None
+        self.next_at = next_at
+        return True
+
+    def soon(self, *, then: dt.datetime | None = None) -> None:
+        """Be due at the next call, and (with `then`) again by `then` at the latest."""
+        self.next_at = None
+        self._then = then
+
+    def restart(self, now: dt.datetime, *, seconds: float | None = None) -> None:
+        """Not due again before `seconds` (by default its period) from `now`."""
+        period = self.seconds if seconds is None else seconds
+        self.next_at = now + dt.timedelta(seconds=period)
+
+
+@dataclass
+class Deadline:
+    """A point in time to act at, or None: nothing to wait for."""
+
+    at: dt.datetime | None = None
+
+    def passed(self, now: dt.datetime) -> bool:
+        return self.at is not None and now >= self.at
