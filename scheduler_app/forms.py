@@ -333,7 +333,7 @@ class ScheduledTaskForm(forms.ModelForm):
             self, self.instance, self._meta.fields, self._meta.exclude
         )
         try:
-            services.task_save_validate(task, actor=self.actor)
+            services.task_validate(task=task, actor=self.actor)
         except services.TaskInvalid as exc:
             add_service_errors(self, exc, self.parameter_names)
         except StatusChangeForbidden as exc:

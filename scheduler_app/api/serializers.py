@@ -11,7 +11,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import ScheduledTask, SchedulerInstance, TaskExecution
-from ..services.tasks import EDITABLE_FIELDS, INTEGER_BOUNDS
+from ..services.tasks import EDITABLE_FIELDS
+from ..services.validation import INTEGER_BOUNDS
 from ..storable import storable_json
 
 MSG_NOT_AN_OBJECT = _(

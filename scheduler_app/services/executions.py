@@ -51,8 +51,7 @@ from ..models import ScheduledTask, SchedulerInstance, SchedulerLock, TaskExecut
 from ..storable import REPLACEMENT, storable_json, storable_text
 from ..tasklog import LogSnapshot, RunLog, bind
 from .instances import instance_id, instances_alive_ids
-from .params import parameters_evaluate
-from .tasks import task_local_now
+from .params import parameters_evaluate, task_local_now
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from ..schedules import (
     resolve_timezone,
     validate_schedule,
 )
-from .tasks import task_fields_validate
+from .validation import task_fields_validate
 
 #: How far ahead the preview looks for DST changes among the fire times: the scan
 #: is hourly, and a schedule may span centuries (5 fires 68 years apart).
