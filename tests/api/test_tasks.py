@@ -283,7 +283,7 @@ def test_the_seed_curl_example_works_with_an_api_key_in_the_url(superuser: Any) 
             "handler_kwargs.colour",
             "not accepted",
         ),
-        ({"handler_kwargs": ["days"]}, "handler_kwargs", "JSON object"),
+        ({"handler_kwargs": ["days"]}, "handler_kwargs", "must be an object"),
         # Beyond the Python parser's own stack, which it reports as MemoryError.
         (
             {"handler_kwargs": {"days": DEEP_EXPRESSION}},
