@@ -181,6 +181,15 @@ def test_task_name_taken_is_a_field_error() -> None:
     )
 
 
+def test_create_takes_a_new_task_and_update_known_fields_only() -> None:
+    task = create()
+
+    with pytest.raises(ValueError, match="use task_update"):
+        task_create(task=task, now=NOW)
+    with pytest.raises(TypeError, match="unknown fields: colour, run_count"):
+        task_update(task=task, changes={"colour": "red", "run_count": 7}, now=NOW)
+
+
 def test_update_recomputes_the_next_fire_time() -> None:
     task = create()
 
