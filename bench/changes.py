@@ -3,8 +3,9 @@
 Propagation: how long a change committed elsewhere (here: the bench process,
 through the services the admin and API use) takes to be acted on by the running
 scheduler. Each sample makes a one-off task due at once, alternately
-  - created:  services.task_create(task_type="date", run_date=now + 1 ms)
-  - edited:   services.task_update(<an active date task due tomorrow>, run_date=now + 1 ms)
+  - created:  services.task_create(task=ScheduledTask(task_type="date", run_date=now + 1 ms))
+  - edited:   services.task_update(task=<an active date task due tomorrow>,
+                                   changes={"run_date": now + 1 ms})
 and propagation = created_at of the fire the engine records - the commit (timed by
 an on_commit callback that runs right after COMMIT, before the service's own
 Redis notification). created_at is the clock of the engine tick that recorded the
@@ -14,7 +15,7 @@ change and record its fire; "to start" adds the hand-over to the thread pool
 (started_at - commit). Without Redis the engine notices on its next poll (every
 0.25 s); with Redis a notification wakes it at once.
 
-Run-now latency: services.task_request_run(<a manual task>) while the scheduler
+Run-now latency: services.task_request_run(task=<a manual task>) while the scheduler
 runs; latency = started_at - created_at of the pending execution it creates.
 
 Samples are spaced by a random 0.2-0.6 s (so they land anywhere in the poll cycle),
@@ -96,15 +97,19 @@ def run(ctx: Context) -> Outcome:
                 transaction.on_commit(lambda sink=commits: sink.append(time.time()))
                 if i % 2 == 0:
                     task = task_create(
+                        task=ScheduledTask(
+                            name="%s-new-%02d" % (PREFIX, i),
+                            task_type="date",
+                            run_date=run_date,
+                            handler_path=HANDLER,
+                        ),
                         now=now,
-                        name="%s-new-%02d" % (PREFIX, i),
-                        task_type="date",
-                        run_date=run_date,
-                        handler_path=HANDLER,
                     )
                     kind = "created"
                 else:
-                    task = task_update(edits[i // 2], now=now, run_date=run_date)
+                    task = task_update(
+                        task=edits[i // 2], changes={"run_date": run_date}, now=now
+                    )
                     kind = "edited"
             committed = commits[0]
             execution = _wait_finished({"task": task, "trigger_type": "scheduled"})
@@ -119,7 +124,7 @@ def run(ctx: Context) -> Outcome:
         manual = ScheduledTask.objects.get(name__startswith=PREFIX + "-runnow-")
         for _ in range(SAMPLES):
             time.sleep(rng.uniform(0.2, 0.6))
-            requested = task_request_run(manual)
+            requested = task_request_run(task=manual)
             execution = _wait_finished({"pk": requested.pk})
             if execution is None or execution.started_at is None:
                 lost["run-now"] += 1

@@ -53,7 +53,9 @@ def _measure(
         wait_leader(process)
         time.sleep(1.0)
         requested_at = time.time()
-        tasks_request_run(ScheduledTask.objects.filter(name__startswith=PREFIX + "-"))
+        tasks_request_run(
+            tasks=ScheduledTask.objects.filter(name__startswith=PREFIX + "-")
+        )
         wait_until(
             lambda: executions.filter(finished_at__isnull=False).count() >= COUNT,
             timeout=TIMEOUT_SECONDS,

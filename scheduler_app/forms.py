@@ -16,15 +16,12 @@ from .exceptions import ParameterError, SchedulerError, StatusChangeForbidden
 from .handlers.params import ParamSpec
 from .handlers.registry import KIND_SCRIPT, HandlerInfo, get_handler, list_handlers
 from .models import ScheduledTask
+from .services.validation import INTEGER_BOUNDS
 
 #: Parameter inputs are named param_<parameter>, so they never clash with task fields.
 PARAM_PREFIX = "param_"
 #: The longest handler description shown inside an <option>.
 OPTION_DESCRIPTION_LENGTH = 90
-
-MSG_KWARGS_NOT_OBJECT = _(
-    'Other parameters must be a JSON object such as {"name": "expression"}.'
-)
 
 
 def param_field_name(name: str) -> str:
@@ -286,6 +283,16 @@ class ScheduledTaskForm(forms.ModelForm):
             current = self.data.get(self.add_prefix("handler_path"), "")
         else:
             current = self.initial.get("handler_path") or ""
+        for name in INTEGER_BOUNDS:
+            if name in self.fields:
+                # The bounds are task_validate's, with its message; the model
+                # field's own (MinValueValidator(0)) would answer first.
+                field = self.fields[name]
+                field.validators = [
+                    validator
+                    for validator in field.validators
+                    if not hasattr(validator, "limit_value")
+                ]
         choices, infos = handler_choices(str(current))
         widget = self.fields["handler_path"].widget
         widget.choices = choices
@@ -304,13 +311,17 @@ class ScheduledTaskForm(forms.ModelForm):
             if key not in self.parameter_names
         }
 
-    def _collect_kwargs(self) -> dict[str, Any] | None:
+    def _collect_kwargs(self) -> Any:
+        """The parameter inputs merged into "other parameters" (the JSON).
+
+        JSON that is no object is handed on as it is, for the validation service
+        to refuse with its message.
+        """
         extras = self.cleaned_data.get("handler_kwargs")
         if extras in (None, ""):
             extras = {}
         if not isinstance(extras, Mapping):
-            self.add_error("handler_kwargs", MSG_KWARGS_NOT_OBJECT)
-            return None
+            return extras
         # An input wins over the same name in the JSON; an empty input leaves it.
         kwargs = dict(extras)
         for name in self.parameter_names:
@@ -319,21 +330,31 @@ class ScheduledTaskForm(forms.ModelForm):
                 kwargs[name] = text
         return kwargs
 
+    def clean_run_date(self) -> Any:
+        """The stored run date when the inputs show it unchanged.
+
+        The inputs show whole seconds: a run date stored with a fraction of a
+        second (set through the API or the Python API) comes back without it, and
+        would count as changed (a changed run date must lie ahead).
+        """
+        value = self.cleaned_data.get("run_date")
+        stored = self.instance.run_date if self.instance.pk else None
+        if value and stored and value == stored.replace(microsecond=0):
+            return stored
+        return value
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         if self.errors:
             return cleaned
-        kwargs = self._collect_kwargs()
-        if kwargs is None:
-            return cleaned
-        cleaned["handler_kwargs"] = kwargs
+        cleaned["handler_kwargs"] = self._collect_kwargs()
         # ModelForm copies cleaned_data onto the instance only after clean(); do it
         # now so the submitted values are validated, not the stored ones.
         task = construct_instance(
             self, self.instance, self._meta.fields, self._meta.exclude
         )
         try:
-            services.task_save_validate(task, actor=self.actor)
+            services.task_validate(task=task, actor=self.actor)
         except services.TaskInvalid as exc:
             add_service_errors(self, exc, self.parameter_names)
         except StatusChangeForbidden as exc:

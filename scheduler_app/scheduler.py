@@ -22,12 +22,19 @@ SCHEDULER_HANDLER_MODULES); anything else is refused with HandlerNotAllowed.
 Argument values are Python values (stored as literal JSON or as the
 equivalent safe_eval expression); to store an expression evaluated at each run,
 wrap it: `kwargs={"since": Expr("date.today() - timedelta(days=1)")}`.
+
+Errors: what is wrong with the call's own arguments is raised at once, before
+any task is built: HandlerNotAllowed for a handler that is not allowed (the
+default name and positional arguments are read from it), ParameterError for a
+value that cannot be stored or surplus positional arguments, TypeError for an
+unknown option. Everything the task's fields break is one TaskInvalid listing
+each problem with its field, from the same validation as the admin form and the
+API (which show the same errors, HandlerNotAllowed among them, per field).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -40,6 +47,7 @@ from .handlers.registry import check_allowed, get_handler, handler_path_for
 from .models import ScheduledTask, TaskExecution
 from .schedules import RUN_DATE_RANGE, resolve_timezone
 from .services import (
+    EDITABLE_FIELDS,
     TaskInvalid,
     task_create,
     task_delete,
@@ -49,12 +57,23 @@ from .services import (
     task_resume,
     task_update,
 )
+from .services.params import Expr, to_expression
+
+__all__ = [
+    "Expr",
+    "add_cron_job",
+    "add_date_job",
+    "add_interval_job",
+    "get_job",
+    "get_jobs",
+    "handler_path_of",
+    "pause_job",
+    "remove_job",
+    "resume_job",
+    "run_job",
+]
 
 Handler = str | Callable[..., Any]
-
-
-class Expr(str):
-    """A parameter value that is an expression, evaluated at each run."""
 
 
 def handler_path_of(handler: Handler) -> str:
@@ -75,58 +94,6 @@ def _zone(name: str) -> dt.tzinfo:
         return resolve_timezone(name)
     except ScheduleError:
         return timezone.get_default_timezone()
-
-
-def to_expression(name: str, value: Any, *, tz: dt.tzinfo | None = None) -> Any:
-    """A Python value as stored in handler_kwargs: a literal JSON value or an expression.
-
-    An aware datetime becomes wall-clock time in `tz` (the task's zone; default: the
-    project's), which is how handlers and expressions read naive datetimes.
-    """
-    if isinstance(value, Expr):
-        return str(value)
-    if isinstance(value, str):
-        return repr(value)
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, dt.datetime):
-        if timezone.is_aware(value):
-            value = timezone.localtime(value, tz).replace(tzinfo=None)
-        return "datetime(%d, %d, %d, %d, %d, %d, %d)" % (
-            value.year,
-            value.month,
-            value.day,
-            value.hour,
-            value.minute,
-            value.second,
-            value.microsecond,
-        )
-    if isinstance(value, dt.date):
-        return "date(%d, %d, %d)" % (value.year, value.month, value.day)
-    if isinstance(value, dt.time):
-        return "time(%d, %d, %d, %d)" % (
-            value.hour,
-            value.minute,
-            value.second,
-            value.microsecond,
-        )
-    if isinstance(value, dt.timedelta):
-        return "timedelta(seconds=%r)" % value.total_seconds()
-    if isinstance(value, (list, tuple, dict)):
-        try:
-            return json.loads(
-                json.dumps(list(value) if isinstance(value, tuple) else value)
-            )
-        except (TypeError, ValueError):
-            pass
-    raise ParameterError(
-        _(
-            "Parameter “%(name)s”: a %(type)s cannot be stored; use str, int, float, bool, "
-            "None, list, dict, datetime, date, time or timedelta."
-        )
-        % {"name": name, "type": type(value).__name__},
-        field=name,
-    )
 
 
 def _handler_kwargs(
@@ -164,8 +131,14 @@ def _add(
     default_name: Callable[[str], str],
     **fields: Any,
 ) -> ScheduledTask:
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError("unknown fields: %s" % ", ".join(sorted(unknown)))
     path = handler_path_of(handler)
-    check_allowed(path)  # HandlerNotAllowed names the decorator and the setting
+    # The handler is this call's argument, checked first: the default name and
+    # positional arguments come from it. HandlerNotAllowed names the decorator and
+    # the setting (see the module docstring).
+    check_allowed(path)
     name = name or default_name(path)
     existing = ScheduledTask.objects.filter(name=name).first()
     zone_name = fields.get(
@@ -174,8 +147,8 @@ def _add(
     fields["handler_path"] = path
     fields["handler_kwargs"] = _handler_kwargs(path, args, kwargs, _zone(zone_name))
     if existing is not None and replace_existing:
-        return task_update(existing, **fields)
-    return task_create(name=name, **fields)
+        return task_update(task=existing, changes=fields)
+    return task_create(task=ScheduledTask(name=name, **fields))
 
 
 def add_cron_job(
@@ -289,16 +262,16 @@ def get_jobs(*, status: str | None = None) -> list[ScheduledTask]:
 
 
 def pause_job(name: str | int) -> ScheduledTask:
-    return task_pause(task_get(name))
+    return task_pause(task=task_get(name))
 
 
 def resume_job(name: str | int) -> ScheduledTask:
-    return task_resume(task_get(name))
+    return task_resume(task=task_get(name))
 
 
 def remove_job(name: str | int) -> None:
     """Delete the task and its history (system tasks refuse)."""
-    task_delete(task_get(name))
+    task_delete(task=task_get(name))
 
 
 def run_job(name: str | int, **overrides: Any) -> TaskExecution:
@@ -306,7 +279,7 @@ def run_job(name: str | int, **overrides: Any) -> TaskExecution:
     task = task_get(name)
     tz = _zone(task.timezone)
     return task_request_run(
-        task,
+        task=task,
         overrides={
             key: to_expression(key, value, tz=tz) for key, value in overrides.items()
         },

@@ -408,7 +408,7 @@ def test_a_run_on_the_execution_path_is_tailed_from_redis(
         task_type=ScheduledTask.TaskType.MANUAL,
         handler_path="tests.services.sample_handlers:log_then_block",
     )
-    execution = task_request_run(task)
+    execution = task_request_run(task=task)
     key = livelog.log_key(execution.pk)
 
     def target() -> None:

@@ -41,7 +41,7 @@ class TaskActionsMixin(admin.ModelAdmin):
 
     @admin.action(description=_("Run selected tasks now"), permissions=["run"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[ScheduledTask]) -> None:
-        requests = services.tasks_request_run(queryset)
+        requests = services.tasks_request_run(tasks=queryset)
         for refusal in requests.refused:
             self.message_user(request, refusal, messages.ERROR)
         count = requests.requested
@@ -60,7 +60,7 @@ class TaskActionsMixin(admin.ModelAdmin):
 
     @admin.action(description=_("Pause selected tasks"), permissions=["pause"])
     def pause(self, request: HttpRequest, queryset: QuerySet[ScheduledTask]) -> None:
-        change = services.tasks_pause(queryset)
+        change = services.tasks_pause(tasks=queryset)
         self.message_user(
             request,
             ngettext(
@@ -73,7 +73,7 @@ class TaskActionsMixin(admin.ModelAdmin):
 
     @admin.action(description=_("Resume selected tasks"), permissions=["pause"])
     def resume(self, request: HttpRequest, queryset: QuerySet[ScheduledTask]) -> None:
-        change = services.tasks_resume(queryset)
+        change = services.tasks_resume(tasks=queryset)
         self.message_user(
             request,
             ngettext(
@@ -86,7 +86,7 @@ class TaskActionsMixin(admin.ModelAdmin):
 
     @admin.action(description=_("Enable selected tasks"), permissions=["pause"])
     def enable(self, request: HttpRequest, queryset: QuerySet[ScheduledTask]) -> None:
-        count = services.tasks_enable(queryset)
+        count = services.tasks_enable(tasks=queryset)
         self.message_user(
             request,
             ngettext("Enabled %(count)d task.", "Enabled %(count)d tasks.", count)
@@ -96,7 +96,7 @@ class TaskActionsMixin(admin.ModelAdmin):
 
     @admin.action(description=_("Disable selected tasks"), permissions=["pause"])
     def disable(self, request: HttpRequest, queryset: QuerySet[ScheduledTask]) -> None:
-        count = services.tasks_disable(queryset)
+        count = services.tasks_disable(tasks=queryset)
         self.message_user(
             request,
             ngettext("Disabled %(count)d task.", "Disabled %(count)d tasks.", count)
@@ -109,7 +109,7 @@ class TaskActionsMixin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[ScheduledTask]
     ) -> None:
         try:
-            count = services.tasks_delete(queryset)
+            count = services.tasks_delete(tasks=queryset)
         except SchedulerError as exc:
             self.message_user(request, exc.message, messages.ERROR)
             return

@@ -63,7 +63,7 @@ def run_now(
     if task is None:
         return redirect(reverse("admin:scheduler_app_scheduledtask_changelist"))
     try:
-        execution = services.task_request_run(task)
+        execution = services.task_request_run(task=task)
     except SchedulerError as exc:
         model_admin.message_user(request, exc.message, messages.ERROR)
         return redirect(
@@ -96,7 +96,9 @@ def run_with_parameters(
         form = form_class(request.POST, task=task)
         if form.is_valid():
             try:
-                execution = services.task_request_run(task, overrides=form.overrides())
+                execution = services.task_request_run(
+                    task=task, overrides=form.overrides()
+                )
             except services.TaskInvalid as exc:
                 add_service_errors(form, exc, form.parameter_names)
             else:

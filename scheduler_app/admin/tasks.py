@@ -342,15 +342,19 @@ class ScheduledTaskAdmin(TaskActionsMixin):
     def save_model(
         self, request: HttpRequest, obj: ScheduledTask, form: Any, change: bool
     ) -> None:
-        services.task_save(obj, actor=request.user)
+        # The form validated the task (task_validate); these validate it again.
+        if change:
+            services.task_update(task=obj, actor=request.user)
+        else:
+            services.task_create(task=obj)
 
     def delete_model(self, request: HttpRequest, obj: ScheduledTask) -> None:
-        services.task_delete(obj)
+        services.task_delete(task=obj)
 
     def delete_queryset(
         self, request: HttpRequest, queryset: QuerySet[ScheduledTask]
     ) -> None:
-        services.tasks_delete(queryset)
+        services.tasks_delete(tasks=queryset)
 
     # Pages of their own: run buttons, JSON for the form's script
 

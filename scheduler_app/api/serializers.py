@@ -11,13 +11,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import ScheduledTask, SchedulerInstance, TaskExecution
-from ..services.tasks import EDITABLE_FIELDS, INTEGER_BOUNDS
+from ..services.params import MSG_PARAMETERS_NOT_OBJECT
+from ..services.tasks import EDITABLE_FIELDS
+from ..services.validation import INTEGER_BOUNDS
 from ..storable import storable_json
-
-MSG_NOT_AN_OBJECT = _(
-    "Enter a JSON object mapping parameter names to expressions, e.g. "
-    '{"days": "7", "since": "date.today()"}.'
-)
 
 #: Fields of a task that the API never writes: `is_system` belongs to the system
 #: (clearing it would make a system task deletable), the rest to the scheduler.
@@ -43,13 +40,17 @@ TASK_STATS_FIELDS = (
 class ParametersField(serializers.JSONField):
     """Parameter name → expression (or JSON literal): an object, never null.
 
-    What the values may be is the validation service's to say.
+    An object is what the services take (run overrides are merged into it), so
+    anything else is refused here, with the validation service's message; what
+    the values may be is the service's to say.
     """
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         value = super().to_internal_value(data)
         if not isinstance(value, dict):
-            raise serializers.ValidationError(MSG_NOT_AN_OBJECT, code="invalid")
+            raise serializers.ValidationError(
+                str(MSG_PARAMETERS_NOT_OBJECT), code="invalid"
+            )
         return value
 
 

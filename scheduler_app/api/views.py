@@ -173,17 +173,18 @@ class ScheduledTaskViewSet(
         return Response(self.get_serializer(task).data)
 
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
-        serializer.instance = services.task_create(**serializer.validated_data)
+        task = ScheduledTask(**serializer.validated_data)
+        serializer.instance = services.task_create(task=task)
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         task = cast(ScheduledTask, serializer.instance)
         task = services.task_update(
-            task, actor=self.request.user, **serializer.validated_data
+            task=task, changes=serializer.validated_data, actor=self.request.user
         )
         serializer.instance = self._with_stats(task)
 
     def perform_destroy(self, instance: ScheduledTask) -> None:
-        services.task_delete(instance)
+        services.task_delete(task=instance)
 
     def _status_response(self, task: ScheduledTask) -> Response:
         # The id and the new status only: pausing does not need the view permission.
@@ -204,7 +205,7 @@ class ScheduledTaskViewSet(
         body.is_valid(raise_exception=True)
         try:
             execution = services.task_request_run(
-                task, overrides=body.validated_data["kwargs"]
+                task=task, overrides=body.validated_data["kwargs"]
             )
         except services.TaskInvalid as exc:
             # The overrides came in as `kwargs`: their errors are named so.
@@ -229,7 +230,7 @@ class ScheduledTaskViewSet(
     )
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, id_or_name: str) -> Response:
-        return self._status_response(services.task_pause(self.get_object()))
+        return self._status_response(services.task_pause(task=self.get_object()))
 
     @extend_schema(
         summary="Resume a paused task (it fires again from now on; 409 if disabled)",
@@ -239,7 +240,7 @@ class ScheduledTaskViewSet(
     )
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, id_or_name: str) -> Response:
-        return self._status_response(services.task_resume(self.get_object()))
+        return self._status_response(services.task_resume(task=self.get_object()))
 
     @extend_schema(
         summary="A task's executions, newest first",

@@ -16,9 +16,10 @@ from .outcomes import (
     executions_interrupt,
     executions_recover_abandoned,
 )
-from .params import parameters_evaluate, parameters_validate
+from .params import parameters_evaluate, parameters_validate, task_local_now
 from .previews import SchedulePreview, schedule_preview
 from .records import runs_finish
+from .run_requests import RunRequests, task_request_run, tasks_request_run
 from .runs import (
     execution_cancel,
     execution_run,
@@ -27,40 +28,39 @@ from .runs import (
     runs_release,
 )
 from .tasks import (
-    PAUSE_PERMISSION,
+    EDITABLE_FIELDS,
     StatusChange,
-    TaskInvalid,
     lock_force_release,
-    may_change_status,
-    run_date_must_be_future,
     task_create,
     task_delete,
     task_get,
-    task_local_now,
     task_next_run,
     task_pause,
-    task_request_run,
     task_resume,
-    task_save,
-    task_save_validate,
     task_trigger,
     task_update,
-    task_validate,
     tasks_delete,
     tasks_disable,
     tasks_enable,
     tasks_ensure_declared,
     tasks_pause,
     tasks_record_next_runs,
-    tasks_request_run,
     tasks_resume,
     tasks_set_status,
     tasks_version,
     tasks_with_refused_handlers,
 )
+from .validation import (
+    PAUSE_PERMISSION,
+    TaskInvalid,
+    may_change_status,
+    task_validate,
+)
 
 __all__ = [
+    "EDITABLE_FIELDS",
     "PAUSE_PERMISSION",
+    "RunRequests",
     "Run",
     "SchedulePreview",
     "StatusChange",
@@ -83,7 +83,6 @@ __all__ = [
     "may_change_status",
     "parameters_evaluate",
     "run_claimed",
-    "run_date_must_be_future",
     "runs_claim",
     "runs_finish",
     "runs_release",
@@ -97,8 +96,6 @@ __all__ = [
     "task_pause",
     "task_request_run",
     "task_resume",
-    "task_save",
-    "task_save_validate",
     "task_trigger",
     "task_update",
     "task_validate",

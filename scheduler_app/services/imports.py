@@ -22,7 +22,9 @@ from django.utils.translation import gettext as _
 from ..exceptions import SchedulerError
 from ..handlers.registry import is_standard_library, refusal
 from ..models import ScheduledTask
-from .tasks import TaskInvalid, task_create
+from .params import to_expression
+from .tasks import task_create
+from .validation import TaskInvalid
 
 logger = logging.getLogger(__name__)
 
@@ -140,8 +142,6 @@ def _cron_expression(trigger: CronTrigger) -> str:
 
 def apscheduler_job_fields(state: dict[str, Any]) -> dict[str, Any]:
     """ScheduledTask fields for one pickled APScheduler 3 job state."""
-    from ..scheduler import to_expression
-
     trigger = state["trigger"]
     fields: dict[str, Any] = {
         "handler_path": state["func"],
@@ -226,7 +226,11 @@ def tasks_import_from_apscheduler(
             if not allowed:
                 fields["status"] = ScheduledTask.Status.PAUSED
                 fields["description"] += " " + _not_allowed_note(fields["handler_path"])
-            task_create(name=name, now=now, handler_must_be_allowed=False, **fields)
+            task_create(
+                task=ScheduledTask(name=name, **fields),
+                now=now,
+                handler_must_be_allowed=False,
+            )
         except TaskInvalid as exc:
             report.failed.append(
                 (job_id, "; ".join(error.message for error in exc.errors))

@@ -1,11 +1,18 @@
-"""Handler parameters: evaluate expressions with safe_eval and check them against the signature."""
+"""Handler parameters: evaluate expressions with safe_eval and check them against the signature.
+
+Also how a Python value is stored as a parameter (to_expression, Expr), which the
+Python API and the importer both use, and what `now` means in a task's
+parameters (task_local_now).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from typing import Any
 
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -13,8 +20,15 @@ from ..exceptions import ParameterError
 from ..expressions import UnsafeExpressionError, safe_eval
 from ..handlers.params import ParamSpec, check_kwargs, coerce_value
 from ..handlers.registry import HandlerInfo, get_handler
+from ..models import ScheduledTask
+from ..schedules import resolve_timezone
 from ..storable import is_unstorable, storable_text
 
+#: Parameters are a JSON object; the admin form and the API parse it as one and
+#: answer anything else with this message.
+MSG_PARAMETERS_NOT_OBJECT = gettext_lazy(
+    "Parameters must be an object mapping parameter names to expressions."
+)
 MSG_UNSTORABLE_PARAMETER = gettext_lazy(
     "Parameter “%(name)s”: remove the NUL character (\\u0000) or unpaired "
     "surrogate (\\ud800-\\udfff); it cannot be stored."
@@ -23,6 +37,14 @@ MSG_UNSTORABLE_NAME = gettext_lazy(
     "Parameter names: remove the NUL character (\\u0000) or unpaired surrogate "
     "(\\ud800-\\udfff) from “%(name)s”; it cannot be stored."
 )
+
+
+def task_local_now(
+    task: ScheduledTask, *, now: dt.datetime | None = None
+) -> dt.datetime:
+    """Naive wall-clock time in the task's zone: what `datetime.now()` means in its parameters."""
+    now = now or timezone.now()
+    return now.astimezone(resolve_timezone(task.timezone)).replace(tzinfo=None)
 
 
 def parameter_evaluate(
@@ -51,10 +73,7 @@ def parameters_evaluate(
     `date.today()` mean inside the expressions.
     """
     if not isinstance(raw_kwargs, Mapping):
-        raise ParameterError(
-            _("Parameters must be an object mapping parameter names to expressions."),
-            field="handler_kwargs",
-        )
+        raise ParameterError(str(MSG_PARAMETERS_NOT_OBJECT), field="handler_kwargs")
     check_kwargs(
         list(handler.params),
         raw_kwargs.keys(),
@@ -79,14 +98,7 @@ def parameters_validate(
     """
     handler = get_handler(handler_path)
     if not isinstance(raw_kwargs, Mapping):
-        return [
-            ParameterError(
-                _(
-                    "Parameters must be an object mapping parameter names to expressions."
-                ),
-                field="handler_kwargs",
-            )
-        ]
+        return [ParameterError(str(MSG_PARAMETERS_NOT_OBJECT), field="handler_kwargs")]
     errors: list[ParameterError] = []
     unstorable_names = [name for name in raw_kwargs if is_unstorable(name)]
     if unstorable_names:
@@ -120,3 +132,59 @@ def parameters_validate(
         except ParameterError as exc:
             errors.append(exc)
     return errors
+
+
+class Expr(str):
+    """A parameter value that is an expression, evaluated at each run."""
+
+
+def to_expression(name: str, value: Any, *, tz: dt.tzinfo | None = None) -> Any:
+    """A Python value as stored in handler_kwargs: a literal JSON value or an expression.
+
+    An aware datetime becomes wall-clock time in `tz` (the task's zone; default: the
+    project's), which is how handlers and expressions read naive datetimes.
+    """
+    if isinstance(value, Expr):
+        return str(value)
+    if isinstance(value, str):
+        return repr(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, dt.datetime):
+        if timezone.is_aware(value):
+            value = timezone.localtime(value, tz).replace(tzinfo=None)
+        return "datetime(%d, %d, %d, %d, %d, %d, %d)" % (
+            value.year,
+            value.month,
+            value.day,
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
+        )
+    if isinstance(value, dt.date):
+        return "date(%d, %d, %d)" % (value.year, value.month, value.day)
+    if isinstance(value, dt.time):
+        return "time(%d, %d, %d, %d)" % (
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
+        )
+    if isinstance(value, dt.timedelta):
+        return "timedelta(seconds=%r)" % value.total_seconds()
+    if isinstance(value, (list, tuple, dict)):
+        try:
+            return json.loads(
+                json.dumps(list(value) if isinstance(value, tuple) else value)
+            )
+        except (TypeError, ValueError):
+            pass
+    raise ParameterError(
+        _(
+            "Parameter “%(name)s”: a %(type)s cannot be stored; use str, int, float, bool, "
+            "None, list, dict, datetime, date, time or timedelta."
+        )
+        % {"name": name, "type": type(value).__name__},
+        field=name,
+    )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from ..schedules import Schedule
-from .tasks import task_fields_validate
+from .validation import task_fields_validate
 
 #: How far ahead the preview looks for DST changes among the fire times: the scan
 #: is hourly, and a schedule may span centuries (5 fires 68 years apart).

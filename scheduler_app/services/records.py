@@ -33,8 +33,8 @@ from ..models import ScheduledTask, TaskExecution
 from ..runtime.leases import held_locks, watchdog
 from ..runtime.run import Result, Run
 from ..storable import REPLACEMENT, storable_json, storable_text
+from .params import task_local_now
 from .retries import retry_schedule, wants_retry
-from .tasks import task_local_now
 
 logger = logging.getLogger(__name__)
 

@@ -35,9 +35,8 @@ from ..storable import storable_json
 from ..tasklog import LogSnapshot, RunLog, bind
 from .instances import instance_id
 from .outcomes import fail_unstartable
-from .params import parameters_evaluate
+from .params import parameters_evaluate, task_local_now
 from .records import TRANSIENT_ERRORS, runs_finish, send_signal
-from .tasks import task_local_now
 
 logger = logging.getLogger(__name__)
 

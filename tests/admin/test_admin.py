@@ -681,6 +681,37 @@ def test_change_form_keeps_a_one_off_run_date_that_passed_unchanged(
     assert task.description == "ran already" and task.run_date == ran
 
 
+def test_change_form_keeps_a_passed_run_date_stored_with_a_fraction_of_a_second(
+    admin_client: Client,
+) -> None:
+    # Set through the API or the Python API (delay_seconds=30): the inputs show
+    # whole seconds, so the date came back "changed", and into the past.
+    ran = (timezone.now() - dt.timedelta(days=2)).replace(microsecond=250_000)
+    task = one_off_task(ran)
+
+    response = admin_client.post(
+        task_url("change", task), one_off_form_data(ran, description="ran already")
+    )
+
+    assert response.status_code == 302, form_errors(response)
+    task.refresh_from_db()
+    assert task.description == "ran already" and task.run_date == ran
+
+
+def test_change_form_moving_a_fractional_run_date_into_the_past_is_a_field_error(
+    admin_client: Client,
+) -> None:
+    ahead = (timezone.now() + dt.timedelta(days=2)).replace(microsecond=250_000)
+    task = one_off_task(ahead)
+    past = dt.datetime(2001, 1, 1, 8, 0, tzinfo=dt.UTC)
+
+    response = admin_client.post(task_url("change", task), one_off_form_data(past))
+
+    assert list(form_errors(response)) == ["run_date"]
+    task.refresh_from_db()
+    assert task.run_date == ahead
+
+
 # Escaping
 
 

@@ -216,6 +216,28 @@ def test_a_bad_queue_name_is_shown_on_its_input(admin_client: Client) -> None:
     assert not ScheduledTask.objects.filter(name="weekly_report").exists()
 
 
+@pytest.mark.parametrize("field", ["timeout_seconds", "max_retries", "jitter_seconds"])
+@pytest.mark.parametrize("value", ["-1", "3000000000"])
+def test_a_number_out_of_bounds_gets_the_services_message(
+    admin_client: Client, field: str, value: str
+) -> None:
+    response = admin_client.post(TASK_ADD, add_form_data(**{field: value}))
+
+    [message] = form_errors(response)[field]
+    assert "enter a whole number from 0 to 2147483647 (got %s)" % value in message
+    assert not ScheduledTask.objects.filter(name="nightly_sync").exists()
+
+
+def test_other_parameters_that_are_no_object_get_the_services_message(
+    admin_client: Client,
+) -> None:
+    response = admin_client.post(TASK_ADD, add_form_data(handler_kwargs="[1, 2]"))
+
+    assert form_errors(response)["handler_kwargs"] == [
+        "Parameters must be an object mapping parameter names to expressions."
+    ]
+
+
 def test_a_queue_routes_the_task_to_celery_workers_of_that_queue(
     admin_client: Client,
 ) -> None:

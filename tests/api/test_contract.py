@@ -8,7 +8,7 @@ import pytest
 from django.contrib.staticfiles import finders
 from rest_framework.test import APIClient
 
-from scheduler_app.services.tasks import INTEGER_BOUNDS
+from scheduler_app.services.validation import INTEGER_BOUNDS
 from tests.factories import make_task
 
 pytestmark = pytest.mark.django_db

@@ -332,8 +332,8 @@ ENDPOINT_BODY = {
 
 
 def test_every_endpoint_of_the_readme_table_answers(server: WebServer) -> None:
-    task = task_create(**TABLE_TASK)
-    pending = task_request_run(task)
+    task = task_create(task=ScheduledTask(**TABLE_TASK))
+    pending = task_request_run(task=task)
     # Deletes last, so the other rows still find the task.
     endpoints = sorted(readme_endpoint_table(), key=lambda row: row[0] == "DELETE")
 
@@ -368,7 +368,9 @@ def test_keys_sent_the_three_documented_ways_authenticate(server: WebServer) -> 
     )
     tasks = README_ADDRESS + "/api/v1/tasks"
     task_create(
-        name="readme_auth", task_type="manual", handler_path="scripts:example_task"
+        task=ScheduledTask(
+            name="readme_auth", task_type="manual", handler_path="scripts:example_task"
+        )
     )
 
     for arguments in (

@@ -283,7 +283,7 @@ def test_the_seed_curl_example_works_with_an_api_key_in_the_url(superuser: Any) 
             "handler_kwargs.colour",
             "not accepted",
         ),
-        ({"handler_kwargs": ["days"]}, "handler_kwargs", "JSON object"),
+        ({"handler_kwargs": ["days"]}, "handler_kwargs", "must be an object"),
         # Beyond the Python parser's own stack, which it reports as MemoryError.
         (
             {"handler_kwargs": {"days": DEEP_EXPRESSION}},
@@ -500,6 +500,25 @@ def test_patch_of_the_status_needs_the_pause_permission(
     assert task.status == "active" and task.description == "before"
     # The same change-only user is refused /pause as well: one rule.
     assert editor.post(task_url(task) + "/pause").status_code == 403
+
+
+def test_a_refused_status_change_is_listed_beside_the_other_errors(
+    client_with: Any,
+) -> None:
+    # task_validate, as for the admin form: every problem at once.
+    task = make_task(description="before")
+    editor = client_with(*CHANGE_ONLY)
+
+    response = editor.patch(
+        task_url(task), {"status": "paused", "queue": "reports now"}, format="json"
+    )
+
+    assert response.status_code == 400, response.content
+    found = errors(response)
+    assert "Can pause and resume tasks" in found["status"][0]
+    assert "letters, digits, dots" in found["queue"][0]
+    task.refresh_from_db()
+    assert task.status == "active" and task.queue == ""
 
 
 def test_put_that_changes_the_status_needs_the_pause_permission(

@@ -67,7 +67,7 @@ def test_live_log_lines_from_a_worker_are_readable_through_the_api_while_the_run
 ) -> None:
     go = tmp_path / "go"
     task = manual("waits", "scripts:waits", handler_kwargs={"until": repr(str(go))})
-    execution = pending(task_request_run(task))
+    execution = pending(task_request_run(task=task))
     worker = start_worker()
     worker.wait_ready(processes=2)
 
@@ -123,10 +123,10 @@ def test_a_cancelled_pending_execution_is_revoked_and_never_runs(
     counted = manual(
         "counted", "scripts:counted", handler_kwargs={"path": repr(str(calls))}
     )
-    busy = pending(task_request_run(blocker))
+    busy = pending(task_request_run(task=blocker))
     executor.submit([busy])
     wait_for_workers(running(busy), WORKER_STARTUP_TIMEOUT, worker)
-    waiting = pending(task_request_run(counted))
+    waiting = pending(task_request_run(task=counted))
     executor.submit([waiting])
 
     response = api.post("/api/v1/tasks/executions/%d/cancel" % waiting.pk)

@@ -63,7 +63,11 @@ def running(execution: TaskExecution) -> Callable[[], TaskExecution | None]:
 
 
 def manual(name: str, handler: str, **fields: Any) -> ScheduledTask:
-    return task_create(name=name, task_type="manual", handler_path=handler, **fields)
+    return task_create(
+        task=ScheduledTask(
+            name=name, task_type="manual", handler_path=handler, **fields
+        )
+    )
 
 
 # 1. Runs on workers ------------------------------------------------------------------
@@ -95,14 +99,16 @@ def test_a_scheduled_run_and_a_run_now_end_as_complete_records_on_a_worker(
     )
     try:
         interval = task_create(
-            name="every second",
-            task_type="interval",
-            interval_seconds=1,
-            handler_path="scripts:logger",
+            task=ScheduledTask(
+                name="every second",
+                task_type="interval",
+                interval_seconds=1,
+                handler_path="scripts:logger",
+            )
         )
         on_demand = manual("on demand", "scripts:logger", handler_kwargs={"lines": "5"})
         worker.wait_ready(processes=1)
-        run_now = task_request_run(on_demand)
+        run_now = task_request_run(task=on_demand)
         runs = TaskExecution.objects.filter(
             task=interval, trigger_type=Trigger.SCHEDULED
         )
@@ -157,7 +163,7 @@ def test_a_message_delivered_twice_runs_the_execution_once(
     task = manual(
         "counted", "scripts:counted", handler_kwargs={"path": repr(str(calls))}
     )
-    execution = task_request_run(task)
+    execution = task_request_run(task=task)
     worker = start_worker()
     worker.wait_ready(processes=2)
 
@@ -215,7 +221,7 @@ def test_the_executor_sends_each_execution_once_until_a_worker_claims_it(
     broker: Broker,
 ) -> None:
     task = manual("logged", "scripts:logger")
-    execution = pending(task_request_run(task))
+    execution = pending(task_request_run(task=task))
 
     executor.submit([execution])
     executor.submit([execution])  # the engine offering it again: not sent twice
@@ -276,11 +282,13 @@ def test_a_run_whose_worker_is_killed_is_abandoned_and_the_next_fire_runs(
             spare.wait_ready(processes=2)
         # Created once the workers are ready, so the first fire is the first run.
         task = task_create(
-            name="killed mid-run",
-            task_type="interval",
-            interval_seconds=1,
-            handler_path="scripts:first_sleeps",
-            handler_kwargs={"marker": repr(str(marker))},
+            task=ScheduledTask(
+                name="killed mid-run",
+                task_type="interval",
+                interval_seconds=1,
+                handler_path="scripts:first_sleeps",
+                handler_kwargs={"marker": repr(str(marker))},
+            )
         )
         # The first fire's handler is in its long sleep once the marker exists.
         wait_for_workers(marker.exists, WORKER_STARTUP_TIMEOUT, *processes)
@@ -354,7 +362,7 @@ def test_the_hard_time_limit_kills_a_handler_that_ignores_the_soft_one(
 ) -> None:
     settings.SCHEDULER_CELERY_HARD_LIMIT_GRACE_SECONDS = 1
     task = manual("stubborn", "scripts:stubborn", timeout_seconds=1)
-    execution = pending(task_request_run(task))
+    execution = pending(task_request_run(task=task))
     worker = start_worker()
     worker.wait_ready(processes=2)
 
@@ -376,7 +384,7 @@ def test_the_soft_time_limit_stops_a_handler_and_the_worker_process_lives_on(
     start_worker: Callable[..., WorkerProcess], executor: CeleryExecutor
 ) -> None:
     task = manual("sleepy", "scripts:sleeper", timeout_seconds=1)
-    execution = pending(task_request_run(task))
+    execution = pending(task_request_run(task=task))
     worker = start_worker()
     worker.wait_ready(processes=2)
 

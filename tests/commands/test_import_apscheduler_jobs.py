@@ -183,9 +183,9 @@ def test_a_job_whose_callable_is_not_registered_arrives_paused_saying_what_to_re
     )
     assert "2 created, 0 already there, 0 skipped" in out.getvalue()
     # Resumed anyway, it runs nothing: run-now is refused, and a fire fails saying why.
-    task_resume(shell)
+    task_resume(task=shell)
     with pytest.raises(TaskInvalid, match="is not allowed"):
-        task_request_run(shell)
+        task_request_run(task=shell)
     fired = execution_run(make_execution(shell, trigger_type="scheduled"))
     assert fired.status == "failed" and "is not allowed" in fired.error_message
     assert not canary.exists()

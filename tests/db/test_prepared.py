@@ -52,10 +52,12 @@ def test_startable_ids_follow_the_time_and_the_limit() -> None:
 def test_the_tasks_version_moves_with_every_change() -> None:
     before = tasks_version()
     task = task_create(
-        name="v", task_type="manual", handler_path="scripts:example_task"
+        task=ScheduledTask(
+            name="v", task_type="manual", handler_path="scripts:example_task"
+        )
     )
     created = tasks_version()
-    task_pause(task)
+    task_pause(task=task)
 
     assert before < created < tasks_version()
 

@@ -195,12 +195,16 @@ def scheduled_runs(task: ScheduledTask) -> Any:
 
 def make_interval(name: str, handler: str = "scripts:example_task") -> ScheduledTask:
     return task_create(
-        name=name, task_type="interval", interval_seconds=1, handler_path=handler
+        task=ScheduledTask(
+            name=name, task_type="interval", interval_seconds=1, handler_path=handler
+        )
     )
 
 
 def make_manual(name: str, handler: str = "scripts:example_task") -> ScheduledTask:
-    return task_create(name=name, task_type="manual", handler_path=handler)
+    return task_create(
+        task=ScheduledTask(name=name, task_type="manual", handler_path=handler)
+    )
 
 
 def succeeded(execution: TaskExecution) -> bool:
@@ -218,10 +222,12 @@ def test_runscheduler_fires_interval_and_cron_tasks_and_records_each_fire(
     # Created after the start: the running process must pick them up.
     interval = make_interval("e2e interval")
     cron = task_create(
-        name="e2e cron",
-        task_type="cron",
-        cron_expression="*/1 * * * * *",
-        handler_path="scripts:data_sync",
+        task=ScheduledTask(
+            name="e2e cron",
+            task_type="cron",
+            cron_expression="*/1 * * * * *",
+            handler_path="scripts:data_sync",
+        )
     )
 
     def three_successes_each() -> bool:
@@ -261,12 +267,12 @@ def test_pause_stops_fires_and_run_now_is_executed_while_runscheduler_runs(
     scheduler = start_scheduler()
     wait_for(lambda: scheduled_runs(paused).exists(), STARTUP_TIMEOUT, scheduler)
 
-    task_pause(paused)
-    first = task_request_run(manual)
+    task_pause(task=paused)
+    first = task_request_run(task=manual)
     wait_for(lambda: succeeded(first), 5, scheduler)
     # The run-now was requested after the pause committed, and a tick fires before
     # it starts pending runs: from the tick after, the paused task is unloaded.
-    second = task_request_run(manual)
+    second = task_request_run(task=manual)
     wait_for(lambda: succeeded(second), 5, scheduler)
     fires_after_pause = scheduled_runs(paused).count()
     # Let two more seconds pass, seen as two more fires of the active task.
@@ -339,7 +345,7 @@ def test_sigterm_exits_cleanly_after_the_grace_period_and_interrupts_long_runs(
 ) -> None:
     sleeper = make_manual("e2e sleeper", handler="scripts:sleeper")
     scheduler = start_scheduler(extra_env={"SCHEDULER_SCRIPTS_PATH": str(scripts_dir)})
-    run = task_request_run(sleeper)
+    run = task_request_run(task=sleeper)
     wait_for(
         lambda: TaskExecution.objects.filter(pk=run.pk, status=Status.RUNNING).exists(),
         STARTUP_TIMEOUT,
@@ -474,7 +480,7 @@ def test_standby_takes_over_after_leader_is_killed_and_marks_its_runs_abandoned(
 
     first = start_scheduler(extra_env=env, **redis_options)
     wait_for(first.is_leader, STARTUP_TIMEOUT, first)
-    long_run = task_request_run(sleeper)
+    long_run = task_request_run(task=sleeper)
     wait_for(
         lambda: TaskExecution.objects.filter(
             pk=long_run.pk, status=Status.RUNNING, instance_id=first.instance_id

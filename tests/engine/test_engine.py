@@ -67,7 +67,7 @@ def create(now: dt.datetime, **fields: Any) -> ScheduledTask:
         "handler_path": "scripts:example_task",
     }
     defaults.update(fields)
-    return task_create(now=now, **defaults)
+    return task_create(task=ScheduledTask(**defaults), now=now)
 
 
 def fires_of(engine: Engine, task: ScheduledTask) -> list[dt.datetime]:
@@ -136,7 +136,7 @@ def test_manual_and_paused_tasks_never_fire() -> None:
         cron_expression="",
         interval_seconds=1,
     )
-    task_pause(paused, now=start)
+    task_pause(task=paused, now=start)
     engine = make_engine()
     engine.tick(start)
 
@@ -234,19 +234,21 @@ def test_edits_pauses_resumes_and_deletes_are_picked_up() -> None:
     engine.tick(start)
     assert engine.reconcile_if_changed(start) is False
 
-    task_update(task, now=start, cron_expression="0 4 * * *")
+    task_update(task=task, changes={"cron_expression": "0 4 * * *"}, now=start)
     assert engine.reconcile_if_changed(start) is True
     assert engine.store.get(task.pk).next_run_at == local(2026, 3, 3, 4, 0)
 
-    tasks_set_status(ScheduledTask.objects.filter(pk=task.pk), "paused")
+    tasks_set_status(tasks=ScheduledTask.objects.filter(pk=task.pk), status="paused")
     engine.reconcile_if_changed(start)
     assert task.pk not in engine.store
 
-    tasks_set_status(ScheduledTask.objects.filter(pk=task.pk), "active", now=start)
+    tasks_set_status(
+        tasks=ScheduledTask.objects.filter(pk=task.pk), status="active", now=start
+    )
     engine.reconcile_if_changed(start)
     assert task.pk in engine.store
 
-    task_delete(other)
+    task_delete(task=other)
     engine.reconcile_if_changed(start)
     assert other.pk not in engine.store
 
@@ -281,7 +283,7 @@ def test_disabled_firing_still_starts_run_now_requests(settings: Any) -> None:
     start = local(2026, 3, 2, 12, 0)
     task = create(start, task_type="interval", cron_expression="", interval_seconds=10)
     engine = make_engine()
-    requested = task_request_run(task)
+    requested = task_request_run(task=task)
 
     engine.tick(start + dt.timedelta(minutes=5))
 
@@ -291,8 +293,8 @@ def test_disabled_firing_still_starts_run_now_requests(settings: Any) -> None:
 def test_start_pending_leaves_cli_runs_and_does_not_resubmit_inflight() -> None:
     start = local(2026, 3, 2, 12, 0)
     task = create(start, task_type="manual", cron_expression="")
-    requested = task_request_run(task)
-    task_request_run(task, trigger_type=TaskExecution.TriggerType.CLI)
+    requested = task_request_run(task=task)
+    task_request_run(task=task, trigger_type=TaskExecution.TriggerType.CLI)
     engine = make_engine()
 
     engine.start_pending(start)
@@ -392,8 +394,8 @@ def test_declared_schedule_creates_a_task_once(settings: Any, tmp_path: Any) -> 
     task = ScheduledTask.objects.get(handler_path="scripts:nightly_report")
     assert (task.name, task.cron_expression) == ("nightly_report", "15 3 * * *")
 
-    task_update(task, cron_expression="0 5 * * *")
-    task_delete(task)
+    task_update(task=task, changes={"cron_expression": "0 5 * * *"})
+    task_delete(task=task)
     make_engine(clock=lambda: start).start()
 
     assert not ScheduledTask.objects.filter(
@@ -416,14 +418,14 @@ def test_with_redis_a_change_wakes_the_scheduler_by_notification(
 
         def notified() -> bool:
             if notify.TASKS_CHANGED not in received:
-                task_pause(task)
-                task_update(task, description="again")
+                task_pause(task=task)
+                task_update(task=task, changes={"description": "again"})
             return notify.TASKS_CHANGED in received
 
         wait_until(notified, timeout=10, interval=0.1)
         assert received[0] == notify.SUBSCRIBED
         assert listener.live
-        task_request_run(task)
+        task_request_run(task=task)
         wait_until(lambda: notify.RUN_REQUESTED in received, timeout=10)
     finally:
         listener.stop()
@@ -442,7 +444,7 @@ def test_with_live_notifications_the_database_is_asked_when_told_and_once_a_seco
     engine.tick(start)
     at = lambda seconds: start + dt.timedelta(seconds=seconds)  # noqa: E731
 
-    requested = task_request_run(task)
+    requested = task_request_run(task=task)
     engine.tick(at(0.3))  # housekeeping, but no notification: not asked
     assert engine.executor.submitted == []
     engine._on_notification(notify.RUN_REQUESTED)
@@ -464,7 +466,7 @@ def test_with_live_notifications_the_database_is_asked_when_told_and_once_a_seco
 
     # A notification lost (its publishing failed) is made up for by the check
     # a second after the last one, at the first housekeeping from then on.
-    again = task_request_run(task)
+    again = task_request_run(task=task)
     engine.tick(at(0.9))
     assert again.pk not in {e.pk for e in engine.executor.submitted}
     engine.tick(at(1.15))
@@ -498,7 +500,7 @@ def test_without_live_notifications_every_housekeeping_asks_the_database() -> No
     engine = make_engine()
     engine.tick(start)
 
-    requested = task_request_run(task)
+    requested = task_request_run(task=task)
     engine.tick(start + dt.timedelta(seconds=0.3))
 
     assert [e.pk for e in engine.executor.submitted] == [requested.pk]
@@ -512,7 +514,7 @@ def test_stop_interrupts_runs_still_going_after_the_grace_period() -> None:
         def shutdown(self, *, grace_seconds: float) -> set[int]:
             return {running.pk}
 
-    task_update(task, max_retries=1)
+    task_update(task=task, changes={"max_retries": 1})
     engine = Engine(
         executor=StuckExecutor(),
         leadership=Leadership(owner="t", enabled=False, ttl_seconds=30),
@@ -662,7 +664,7 @@ def test_pausing_a_task_withdraws_its_staged_fire() -> None:
     engine = make_engine()
     task, due = staged_interval_task(engine, start)
 
-    task_pause(task, now=due - dt.timedelta(seconds=0.4))
+    task_pause(task=task, now=due - dt.timedelta(seconds=0.4))
     engine.tick(due)
 
     assert not TaskExecution.objects.filter(task=task).exists()
@@ -677,7 +679,9 @@ def test_an_edit_that_stops_a_task_withdraws_its_staged_fire(status: str) -> Non
     task, due = staged_interval_task(engine, start)
     assert TaskExecution.objects.filter(task=task).exists()
 
-    task_update(task, now=due - dt.timedelta(seconds=0.4), status=status)
+    task_update(
+        task=task, changes={"status": status}, now=due - dt.timedelta(seconds=0.4)
+    )
 
     assert not TaskExecution.objects.filter(task=task).exists()
     engine.tick(due)
@@ -694,7 +698,11 @@ def test_editing_a_task_restages_its_fire_once() -> None:
     engine.tick(due - dt.timedelta(seconds=0.5))
     first = TaskExecution.objects.get(task=task)
 
-    task_update(task, now=due - dt.timedelta(seconds=0.4), description="edited")
+    task_update(
+        task=task,
+        changes={"description": "edited"},
+        now=due - dt.timedelta(seconds=0.4),
+    )
     engine.tick(due - dt.timedelta(seconds=0.1))
     engine.tick(due)
 

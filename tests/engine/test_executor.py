@@ -52,7 +52,7 @@ def test_submitted_executions_are_run_and_recorded_in_batches(
     tasks = [
         make("add", name="add-%d" % n, handler_kwargs={"a": str(n)}) for n in range(25)
     ]
-    executions = [task_request_run(task) for task in tasks]
+    executions = [task_request_run(task=task) for task in tasks]
     executor = InlineExecutor(max_workers=4)
     executors.append(executor)
 
@@ -71,7 +71,7 @@ def test_a_second_run_of_a_skip_task_in_the_same_batch_is_skipped(
     executors: list[InlineExecutor],
 ) -> None:
     task = make("log_then_block")
-    first, second = task_request_run(task), task_request_run(task)
+    first, second = task_request_run(task=task), task_request_run(task=task)
     executor = InlineExecutor(max_workers=4)
     executors.append(executor)
 
@@ -88,8 +88,8 @@ def test_a_second_run_of_a_skip_task_in_the_same_batch_is_skipped(
 def test_shutdown_gives_back_claimed_runs_that_never_started(
     executors: list[InlineExecutor],
 ) -> None:
-    blocking = task_request_run(make("block_ignoring_cancel"))
-    waiting = task_request_run(make("add", handler_kwargs={"a": "1"}))
+    blocking = task_request_run(task=make("block_ignoring_cancel"))
+    waiting = task_request_run(task=make("add", handler_kwargs={"a": "1"}))
     executor = InlineExecutor(max_workers=1)
     executors.append(executor)
 
@@ -108,8 +108,8 @@ def test_shutdown_gives_back_claimed_runs_that_never_started(
 def test_started_at_is_when_the_handler_started_not_when_it_was_claimed(
     executors: list[InlineExecutor],
 ) -> None:
-    blocking = task_request_run(make("block_ignoring_cancel"))
-    queued = task_request_run(make("add", handler_kwargs={"a": "1"}))
+    blocking = task_request_run(task=make("block_ignoring_cancel"))
+    queued = task_request_run(task=make("add", handler_kwargs={"a": "1"}))
     executor = InlineExecutor(max_workers=1)
     executors.append(executor)
 
@@ -129,7 +129,7 @@ def test_started_at_is_when_the_handler_started_not_when_it_was_claimed(
 
 
 def test_a_duplicate_submission_runs_once(executors: list[InlineExecutor]) -> None:
-    execution = task_request_run(make("add", handler_kwargs={"a": "1"}))
+    execution = task_request_run(task=make("add", handler_kwargs={"a": "1"}))
     executor = InlineExecutor(max_workers=2)
     executors.append(executor)
 
@@ -157,7 +157,7 @@ def due_in(execution: TaskExecution, seconds: float) -> dt.datetime:
 def test_an_execution_handed_over_early_is_claimed_at_once_and_started_at_its_time(
     executors: list[InlineExecutor],
 ) -> None:
-    execution = task_request_run(make("add", handler_kwargs={"a": "1"}))
+    execution = task_request_run(task=make("add", handler_kwargs={"a": "1"}))
     due = due_in(execution, 1.0)
     executor = InlineExecutor(max_workers=2)
     executors.append(executor)
@@ -181,12 +181,12 @@ def running_then_due(
 ) -> tuple[InlineExecutor, TaskExecution, TaskExecution, dt.datetime]:
     """A run of a `skip` task that holds its lock, and the task's next run, due soon."""
     task = make("log_then_block")
-    first = task_request_run(task)
+    first = task_request_run(task=task)
     executor = InlineExecutor(max_workers=2)
     executors.append(executor)
     executor.submit([first])
     assert sample_handlers.started.wait(10)
-    later = task_request_run(task)
+    later = task_request_run(task=task)
     return executor, first, later, due_in(later, seconds)
 
 
@@ -224,7 +224,7 @@ def test_a_run_claimed_early_is_skipped_at_its_time_when_the_lock_is_still_held(
 def test_shutdown_gives_back_runs_waiting_for_their_time(
     executors: list[InlineExecutor],
 ) -> None:
-    execution = task_request_run(make("add", handler_kwargs={"a": "1"}))
+    execution = task_request_run(task=make("add", handler_kwargs={"a": "1"}))
     due_in(execution, 30)
     executor = InlineExecutor(max_workers=2)
     executors.append(executor)

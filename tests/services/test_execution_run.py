@@ -37,7 +37,7 @@ Status = TaskExecution.Status
 
 
 def run(task: ScheduledTask, **request: Any) -> TaskExecution:
-    return execution_run(task_request_run(task, **request))
+    return execution_run(task_request_run(task=task, **request))
 
 
 def run_in_thread(execution: TaskExecution) -> threading.Thread:
@@ -181,7 +181,7 @@ def test_an_execution_that_is_not_pending_is_never_run_again() -> None:
 
 def test_two_deliveries_of_one_execution_run_the_handler_once() -> None:
     task = make("log_then_block")
-    execution = task_request_run(task)
+    execution = task_request_run(task=task)
     first = run_in_thread(execution)
     second = run_in_thread(TaskExecution.objects.get(pk=execution.pk))
     assert sample_handlers.started.wait(10)
@@ -239,12 +239,12 @@ def test_allow_policy_with_a_cap_skips_when_every_slot_is_taken() -> None:
 
 def test_allow_policy_without_a_cap_runs_concurrently() -> None:
     task = make("log_then_block", overlap_policy=ScheduledTask.OverlapPolicy.ALLOW)
-    first = task_request_run(task)
+    first = task_request_run(task=task)
     thread = run_in_thread(first)
     assert sample_handlers.started.wait(10)
 
     second = run(make("add", name="other", handler_kwargs={"a": "1"}))
-    also = task_request_run(task)
+    also = task_request_run(task=task)
     sample_handlers.release.set()
     execution_run(also)
     thread.join(10)
@@ -303,7 +303,7 @@ def test_sync_timeout_fails_the_run_and_ignores_the_late_result() -> None:
 
 def test_log_is_visible_while_the_run_is_going(settings: Any) -> None:
     settings.SCHEDULER_LOG_PUBLISH_INTERVAL = 0.05
-    execution = task_request_run(make("log_then_block"))
+    execution = task_request_run(task=make("log_then_block"))
     thread = run_in_thread(execution)
 
     live = wait_until(
@@ -497,7 +497,7 @@ def test_skipped_signal_is_sent_when_the_lock_is_held() -> None:
 
 
 def test_cancel_a_pending_execution_ends_it_at_once() -> None:
-    execution = task_request_run(make("add", handler_kwargs={"a": "1"}))
+    execution = task_request_run(task=make("add", handler_kwargs={"a": "1"}))
 
     cancelled = execution_cancel(execution)
     execution_run(execution)
@@ -508,7 +508,7 @@ def test_cancel_a_pending_execution_ends_it_at_once() -> None:
 
 
 def test_cancel_a_running_async_execution_stops_it() -> None:
-    execution = task_request_run(make("async_block"))
+    execution = task_request_run(task=make("async_block"))
     thread = run_in_thread(execution)
     assert sample_handlers.started.wait(10)
 
@@ -521,7 +521,7 @@ def test_cancel_a_running_async_execution_stops_it() -> None:
 
 
 def test_cancel_reaches_a_running_sync_handler_at_its_next_task_log() -> None:
-    execution = task_request_run(make("log_then_block"))
+    execution = task_request_run(task=make("log_then_block"))
     thread = run_in_thread(execution)
     assert sample_handlers.started.wait(10)
 
@@ -539,7 +539,7 @@ def test_cancel_reaches_a_running_sync_handler_at_its_next_task_log() -> None:
 
 
 def test_a_cancel_requested_by_another_process_reaches_the_run() -> None:
-    execution = task_request_run(make("async_block"))
+    execution = task_request_run(task=make("async_block"))
     thread = run_in_thread(execution)
     assert sample_handlers.started.wait(10)
 
@@ -564,7 +564,7 @@ def test_concurrent_runs_update_the_counters_atomically() -> None:
         handler_kwargs={"a": "1"},
         overlap_policy=ScheduledTask.OverlapPolicy.ALLOW,
     )
-    executions = [task_request_run(task) for _ in range(6)]
+    executions = [task_request_run(task=task) for _ in range(6)]
 
     threads = [run_in_thread(execution) for execution in executions]
     for thread in threads:
@@ -615,7 +615,7 @@ def test_cleanup_script_reports_how_many_it_deleted() -> None:
 
 
 def test_finished_at_is_when_the_handler_ended_not_when_the_run_was_recorded() -> None:
-    execution = task_request_run(make("add", handler_kwargs={"a": "1"}))
+    execution = task_request_run(task=make("add", handler_kwargs={"a": "1"}))
     [claimed] = runs_claim([execution])
     run_claimed(claimed)
     ended_at = claimed.ended_at

@@ -24,7 +24,7 @@ LOST = "WARNING: the task lock task:%s was lost; another run may start."
 
 def start_blocked(task: ScheduledTask) -> tuple[TaskExecution, threading.Thread]:
     """Run `task` in a thread; return once its handler made its first extension."""
-    execution = task_request_run(task)
+    execution = task_request_run(task=task)
     thread = run_in_thread(execution)
     assert sample_handlers.started.wait(10)
     return execution, thread

@@ -24,7 +24,6 @@ from scheduler_app.services import (
     task_pause,
     task_request_run,
     task_resume,
-    task_save,
     task_update,
     tasks_delete,
     tasks_pause,
@@ -45,7 +44,7 @@ def create(**fields: Any) -> ScheduledTask:
         "handler_path": "scripts:data_sync",
     }
     defaults.update(fields)
-    return task_create(now=NOW, **defaults)
+    return task_create(task=ScheduledTask(**defaults), now=NOW)
 
 
 def errors_of(excinfo: pytest.ExceptionInfo[TaskInvalid]) -> dict[str | None, str]:
@@ -146,19 +145,17 @@ def test_interval_must_be_positive_and_run_date_in_the_future() -> None:
     assert "in the past" in errors_of(past)["run_date"]
 
 
-@pytest.mark.parametrize("save", ["task_update", "task_save"])
+@pytest.mark.parametrize("way", ["changes", "edited instance"])
 def test_a_run_date_must_be_ahead_when_changed_not_when_the_task_is_edited_later(
-    save: str,
+    way: str,
 ) -> None:
-    from scheduler_app.services import task_save
-
     def edit(task: ScheduledTask, **fields: Any) -> None:
-        if save == "task_update":
-            task_update(task, now=later, **fields)
+        if way == "changes":  # the API's and the Python API's way
+            task_update(task=task, changes=fields, now=later)
         else:  # the admin's way: the form edits the instance, then saves it
             for name, value in fields.items():
                 setattr(task, name, value)
-            task_save(task, now=later)
+            task_update(task=task, now=later)
 
     task = create(
         task_type="date", cron_expression="", run_date=NOW + dt.timedelta(hours=1)
@@ -184,10 +181,19 @@ def test_task_name_taken_is_a_field_error() -> None:
     )
 
 
+def test_create_takes_a_new_task_and_update_known_fields_only() -> None:
+    task = create()
+
+    with pytest.raises(ValueError, match="use task_update"):
+        task_create(task=task, now=NOW)
+    with pytest.raises(TypeError, match="unknown fields: colour, run_count"):
+        task_update(task=task, changes={"colour": "red", "run_count": 7}, now=NOW)
+
+
 def test_update_recomputes_the_next_fire_time() -> None:
     task = create()
 
-    task_update(task, now=NOW, cron_expression="30 19 * * *")
+    task_update(task=task, changes={"cron_expression": "30 19 * * *"}, now=NOW)
 
     assert task.next_run_at == dt.datetime(2026, 3, 2, 11, 30, tzinfo=dt.UTC)
 
@@ -196,7 +202,7 @@ def test_invalid_update_changes_nothing_in_the_database() -> None:
     task = create()
 
     with pytest.raises(TaskInvalid):
-        task_update(task, now=NOW, cron_expression="nope")
+        task_update(task=task, changes={"cron_expression": "nope"}, now=NOW)
 
     assert ScheduledTask.objects.get(pk=task.pk).cron_expression == "0 2 * * *"
 
@@ -204,11 +210,11 @@ def test_invalid_update_changes_nothing_in_the_database() -> None:
 def test_pause_clears_next_run_and_resume_counts_from_now() -> None:
     task = create(task_type="interval", cron_expression="", interval_seconds=60)
 
-    task_pause(task, now=NOW)
+    task_pause(task=task, now=NOW)
     assert (task.status, task.next_run_at) == ("paused", None)
 
     later = NOW + dt.timedelta(days=7)
-    task_resume(task, now=later)
+    task_resume(task=task, now=later)
     assert task.status == "active"
     assert task.next_run_at == later + dt.timedelta(seconds=60)
 
@@ -220,7 +226,7 @@ def test_pause_and_resume_refuse_a_disabled_task(action: Any, says: str) -> None
     task = create(status="disabled")
 
     with pytest.raises(InvalidTransition, match=says) as raised:
-        action(task, now=NOW)
+        action(task=task, now=NOW)
 
     assert "set its status to active" in raised.value.message
     assert ScheduledTask.objects.get(pk=task.pk).status == "disabled"
@@ -238,7 +244,7 @@ def test_bulk_pause_and_resume_leave_disabled_tasks_alone_and_name_them(
     create(name="off_a", status="disabled")
 
     change = action(
-        ScheduledTask.objects.filter(name__in=["on", "held", "off_a", "off_b"])
+        tasks=ScheduledTask.objects.filter(name__in=["on", "held", "off_a", "off_b"])
     )
 
     assert change.changed == 1
@@ -277,33 +283,46 @@ def test_changing_the_status_needs_the_pause_permission() -> None:
     with pytest.raises(
         StatusChangeForbidden, match="Can pause and resume tasks"
     ) as raised:
-        task_update(task, actor=EDITOR, now=NOW, status="paused", description="after")
+        task_update(
+            task=task,
+            changes={"status": "paused", "description": "after"},
+            actor=EDITOR,
+            now=NOW,
+        )
 
     assert raised.value.field == "status" and raised.value.http_status == 403
     stored = ScheduledTask.objects.get(pk=task.pk)
     assert (stored.status, stored.description) == ("active", "before")
     assert (
-        task_update(task, actor=OPERATOR, now=NOW, status="paused").status == "paused"
+        task_update(
+            task=task, changes={"status": "paused"}, actor=OPERATOR, now=NOW
+        ).status
+        == "paused"
     )
 
 
 def test_an_edit_that_keeps_the_status_needs_no_pause_permission() -> None:
     task = create(status="paused")
 
-    task_update(task, actor=EDITOR, now=NOW, status="paused", description="edited")
+    task_update(
+        task=task,
+        changes={"status": "paused", "description": "edited"},
+        actor=EDITOR,
+        now=NOW,
+    )
 
     assert ScheduledTask.objects.get(pk=task.pk).description == "edited"
 
 
-def test_task_save_checks_the_status_against_the_stored_one() -> None:
+def test_an_edited_instance_has_its_status_checked_against_the_stored_one() -> None:
     task = create()
     task.status = "disabled"
 
     with pytest.raises(StatusChangeForbidden):
-        task_save(task, actor=EDITOR, now=NOW)
+        task_update(task=task, actor=EDITOR, now=NOW)
 
     assert ScheduledTask.objects.get(pk=task.pk).status == "active"
-    task_save(task, actor=OPERATOR, now=NOW)
+    task_update(task=task, actor=OPERATOR, now=NOW)
     assert ScheduledTask.objects.get(pk=task.pk).status == "disabled"
 
 
@@ -312,7 +331,10 @@ def test_trusted_code_without_an_actor_may_change_the_status() -> None:
     assert not may_change_status(EDITOR)
     task = create()
 
-    assert task_update(task, now=NOW, status="disabled").status == "disabled"
+    assert (
+        task_update(task=task, changes={"status": "disabled"}, now=NOW).status
+        == "disabled"
+    )
 
 
 def test_set_status_counts_only_tasks_that_changed() -> None:
@@ -321,7 +343,7 @@ def test_set_status_counts_only_tasks_that_changed() -> None:
 
     ours = ScheduledTask.objects.filter(name__in=["a", "b"])
 
-    changed = tasks_set_status(ours, "paused")
+    changed = tasks_set_status(tasks=ours, status="paused")
 
     assert changed == 1
     assert set(ours.values_list("status", flat=True)) == {"paused"}
@@ -331,7 +353,7 @@ def test_bulk_status_change_bumps_updated_at_so_the_scheduler_sees_it() -> None:
     task = create()
     before = ScheduledTask.objects.get(pk=task.pk).updated_at
 
-    tasks_set_status(ScheduledTask.objects.filter(pk=task.pk), "paused")
+    tasks_set_status(tasks=ScheduledTask.objects.filter(pk=task.pk), status="paused")
 
     assert ScheduledTask.objects.get(pk=task.pk).updated_at > before
 
@@ -341,18 +363,18 @@ def test_system_tasks_cannot_be_deleted_alone_or_in_bulk() -> None:
     other = create()
 
     with pytest.raises(SystemTaskProtected, match="cleanup_executions"):
-        task_delete(system)
+        task_delete(task=system)
     with pytest.raises(SystemTaskProtected):
-        tasks_delete(ScheduledTask.objects.all())
+        tasks_delete(tasks=ScheduledTask.objects.all())
 
     assert ScheduledTask.objects.filter(pk__in=[system.pk, other.pk]).count() == 2
-    assert tasks_delete(ScheduledTask.objects.filter(pk=other.pk)) == 1
+    assert tasks_delete(tasks=ScheduledTask.objects.filter(pk=other.pk)) == 1
 
 
 def test_system_task_exists_after_migrate_and_can_be_paused() -> None:
     system = ScheduledTask.objects.get(name="cleanup_executions")
 
-    task_pause(system)
+    task_pause(task=system)
 
     assert system.is_system and system.status == "paused"
     assert system.handler_path == "scripts:cleanup_executions"
@@ -372,7 +394,7 @@ def test_task_get_by_id_or_name_and_suggests_close_names() -> None:
 def test_request_run_creates_a_pending_execution_only() -> None:
     task = create()
 
-    execution = task_request_run(task, overrides={"days": "1"})
+    execution = task_request_run(task=task, overrides={"days": "1"})
 
     assert execution.status == TaskExecution.Status.PENDING
     assert execution.trigger_type == TaskExecution.TriggerType.MANUAL
@@ -384,7 +406,7 @@ def test_request_run_validates_overrides_like_the_task() -> None:
     task = create()
 
     with pytest.raises(TaskInvalid) as excinfo:
-        task_request_run(task, overrides={"days": "'many'"})
+        task_request_run(task=task, overrides={"days": "'many'"})
 
     assert "days" in errors_of(excinfo)
     assert not TaskExecution.objects.exists()
@@ -392,8 +414,8 @@ def test_request_run_validates_overrides_like_the_task() -> None:
 
 def test_startable_skips_cli_runs_and_retries_still_waiting() -> None:
     task = create()
-    ready = task_request_run(task)
-    task_request_run(task, trigger_type=TaskExecution.TriggerType.CLI)
+    ready = task_request_run(task=task)
+    task_request_run(task=task, trigger_type=TaskExecution.TriggerType.CLI)
     TaskExecution.objects.create(
         task=task,
         trigger_type="retry",
@@ -501,7 +523,7 @@ def test_run_overrides_no_database_can_store_are_refused() -> None:
     task = create()
 
     with pytest.raises(TaskInvalid) as excinfo:
-        task_request_run(task, overrides={"target": "'\ud800'"}, now=NOW)
+        task_request_run(task=task, overrides={"target": "'\ud800'"}, now=NOW)
 
     assert errors_of(excinfo) == {
         "target": "Parameter “target”: remove the NUL character (\\u0000) or "

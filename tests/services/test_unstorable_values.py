@@ -72,7 +72,9 @@ def test_a_run_now_override_evaluating_to_odd_text_is_stored_replaced(
 ) -> None:
     task = make("echo")
 
-    execution = execution_run(task_request_run(task, overrides={"target": expression}))
+    execution = execution_run(
+        task_request_run(task=task, overrides={"target": expression})
+    )
 
     row = stored(execution)
     task.refresh_from_db()
@@ -117,7 +119,7 @@ def test_odd_text_from_a_handler_is_stored_replaced_and_the_log_says_so(
 ) -> None:
     task = make(handler)
 
-    execution = execution_run(task_request_run(task))
+    execution = execution_run(task_request_run(task=task))
 
     row = stored(execution)
     task.refresh_from_db()
@@ -138,10 +140,10 @@ def test_innocent_runs_of_a_batch_beside_poisoned_ones_all_end() -> None:
         make("add", name="add-%d" % n, handler_kwargs={"a": str(n)}) for n in range(6)
     ]
     poisoned = [make("echo", name="echo-nul"), make("echo", name="echo-surrogate")]
-    executions = [task_request_run(task) for task in innocent]
+    executions = [task_request_run(task=task) for task in innocent]
     executions += [
-        task_request_run(poisoned[0], overrides={"target": "'x\\x00y'"}),
-        task_request_run(poisoned[1], overrides={"target": "'x\\ud800y'"}),
+        task_request_run(task=poisoned[0], overrides={"target": "'x\\x00y'"}),
+        task_request_run(task=poisoned[1], overrides={"target": "'x\\ud800y'"}),
     ]
 
     runs = runs_claim(executions)
@@ -183,7 +185,7 @@ def test_a_failed_batch_write_falls_back_to_row_by_row_writes(
     tasks = [
         make("add", name="add-%d" % n, handler_kwargs={"a": str(n)}) for n in range(3)
     ]
-    executions = [task_request_run(task) for task in tasks]
+    executions = [task_request_run(task=task) for task in tasks]
     runs = runs_claim(executions)
     for run in runs:
         run_claimed(run)
@@ -225,7 +227,7 @@ def test_a_row_that_still_cannot_be_written_is_recorded_failed_like_any_failure(
         overlap_policy=ScheduledTask.OverlapPolicy.SKIP,
         max_retries=1,
     )
-    executions = [task_request_run(good), task_request_run(bad)]
+    executions = [task_request_run(task=good), task_request_run(task=bad)]
     flaky_finals.append(executions[1].pk)
     runs = runs_claim(executions)
     for run in runs:
@@ -272,7 +274,7 @@ def test_a_single_run_that_cannot_be_written_at_all_is_recorded_failed(
 
     monkeypatch.setattr(records_module, "write_finals", write_finals)
 
-    execution = execution_run(task_request_run(task))
+    execution = execution_run(task_request_run(task=task))
 
     row = stored(execution)
     assert row.status == Status.FAILED
@@ -287,7 +289,7 @@ def test_a_failed_claim_batch_claims_one_by_one_and_fails_the_row_it_cannot_clai
 ) -> None:
     good = make("add", name="good", handler_kwargs={"a": "1"})
     bad = make("add", name="bad", handler_kwargs={"a": "2"})
-    executions = [task_request_run(good), task_request_run(bad)]
+    executions = [task_request_run(task=good), task_request_run(task=bad)]
     real = runs_module.claim_pending
 
     def claim_pending(*, ids: list[int], **kwargs: Any) -> set[int]:
@@ -352,7 +354,7 @@ def test_failed_fire_inserts_fall_back_to_one_by_one_and_fail_the_fire_they_cann
 
 def test_a_worker_error_with_odd_text_is_stored_replaced() -> None:
     task = make("add")
-    execution = task_request_run(task)
+    execution = task_request_run(task=task)
     TaskExecution.objects.filter(pk=execution.pk).update(
         status=Status.RUNNING, instance_id="w1", started_at=timezone.now()
     )
@@ -377,7 +379,7 @@ def test_pages_of_an_execution_stored_with_a_lone_surrogate_answer(
     admin_client: Client,
 ) -> None:
     task = make("add")
-    execution = task_request_run(task)
+    execution = task_request_run(task=task)
     # As rows written before values were made storable hold it: a JSON escape.
     TaskExecution.objects.filter(pk=execution.pk).update(
         status=Status.SUCCESS, result={"s": "a\ud800b"}, kwargs={"t": "\udcff"}
@@ -418,7 +420,7 @@ def test_ends_are_not_recorded_failed_while_the_database_is_away(
     tasks = [
         make("add", name="add-%d" % n, handler_kwargs={"a": str(n)}) for n in range(2)
     ]
-    executions = [task_request_run(task) for task in tasks]
+    executions = [task_request_run(task=task) for task in tasks]
     runs = runs_claim(executions)
     for run in runs:
         run_claimed(run)
@@ -452,7 +454,7 @@ def test_a_run_that_cannot_be_recorded_at_all_keeps_running_and_its_lock(
         )
         for n in range(count)
     ]
-    executions = [task_request_run(task) for task in tasks]
+    executions = [task_request_run(task=task) for task in tasks]
     runs = runs_claim(executions)
     for run in runs:
         run_claimed(run)

@@ -49,7 +49,9 @@ class Command(BaseCommand):
         try:
             task = task_get(options["name"])
             execution = task_request_run(
-                task, trigger_type=TaskExecution.TriggerType.CLI, overrides=overrides
+                task=task,
+                trigger_type=TaskExecution.TriggerType.CLI,
+                overrides=overrides,
             )
         except TaskInvalid as exc:
             raise CommandError(

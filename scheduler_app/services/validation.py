@@ -1,0 +1,266 @@
+"""Task validation: the one place that knows what a task may hold.
+
+task_validate is every rule a task's fields obey, for every way in: the admin
+form, the API serializer, the Python API, the importer and the write path of
+services/tasks.py. It decides from the stored row what only the stored row
+knows: whether the task is new, whether its run date changed, whether its status
+changed (which needs the pause permission). Callers report its errors; none
+keeps a copy of a rule.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from django.utils import timezone
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from ..exceptions import HandlerNotAllowed, SchedulerError, StatusChangeForbidden
+from ..handlers.registry import get_handler
+from ..models import ScheduledTask
+from ..schedules import validate_schedule
+from ..storable import is_unstorable
+from .params import parameters_validate, task_local_now
+
+#: A Celery queue name: a broker key and routing key, kept to plain characters.
+QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MSG_QUEUE_NAME = gettext_lazy(
+    "Queue “%(queue)s”: use letters, digits, dots, dashes and underscores, starting "
+    "with a letter or digit (e.g. reports or high-priority); leave it blank for the "
+    "default queue."
+)
+
+#: The permission behind every change of a task's status: pause, resume, enable,
+#: disable, and `status` edited in the admin form or through the API's PUT/PATCH.
+PAUSE_PERMISSION = "scheduler_app.pause_scheduledtask"
+MSG_STATUS_NEEDS_PERMISSION = gettext_lazy(
+    "Status of task “%(name)s”: changing it needs the “Can pause and resume tasks” "
+    "permission; leave it “%(status)s” or ask an administrator for that permission."
+)
+
+#: The largest value of a PostgreSQL integer column. SQLite would store up to 2**63,
+#: which would make what a task accepts depend on the database (and 10**14 s
+#: overflows time arithmetic), so every database gets this bound.
+INTEGER_MAX = 2_147_483_647
+#: Inclusive bounds of a task's integer fields: the one rule that the admin form,
+#: the API (which documents them in its schema) and the Python API apply, through
+#: task_validate. A positive interval for interval tasks is the schedule's rule.
+INTEGER_BOUNDS: dict[str, tuple[int, int]] = {
+    "interval_seconds": (0, INTEGER_MAX),
+    "max_instances": (0, INTEGER_MAX),
+    "timeout_seconds": (0, INTEGER_MAX),
+    "max_retries": (0, INTEGER_MAX),
+    "retry_delay_seconds": (0, INTEGER_MAX),
+    "misfire_grace_seconds": (0, INTEGER_MAX),
+    "jitter_seconds": (0, INTEGER_MAX),
+}
+MSG_INTEGER_RANGE = gettext_lazy(
+    "%(field)s: enter a whole number from %(min)s to %(max)s (got %(value)s)."
+)
+#: Text fields of a task, checked for characters no database column can store.
+TEXT_FIELDS = (
+    "name",
+    "description",
+    "cron_expression",
+    "timezone",
+    "handler_path",
+    "queue",
+)
+MSG_UNSTORABLE_TEXT = gettext_lazy(
+    "%(field)s: remove the NUL character (\\u0000) or unpaired surrogate "
+    "(\\ud800-\\udfff); it cannot be stored."
+)
+
+
+class TaskInvalid(SchedulerError):
+    """Several problems with a task's fields at once; `errors` holds each one."""
+
+    code = "invalid_task"
+
+    def __init__(self, errors: list[SchedulerError]):
+        super().__init__("; ".join(error.message for error in errors))
+        self.errors = errors
+
+
+class Actor(Protocol):
+    """Who asks for a change: a Django user, or anything that answers has_perm()."""
+
+    def has_perm(self, perm: str, obj: Any = None) -> bool: ...
+
+
+def may_change_status(actor: Actor | None) -> bool:
+    """Whether `actor` may change a task's status; None is trusted code (Python API, CLI)."""
+    return actor is None or actor.has_perm(PAUSE_PERMISSION)
+
+
+def _field_label(name: str) -> str:
+    field = ScheduledTask._meta.get_field(name)
+    return capfirst(str(getattr(field, "verbose_name", name)))
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if not isinstance(value, int) else str(value)
+    return text if len(text) <= 24 else text[:20] + "…"
+
+
+def task_fields_validate(values: Mapping[str, Any]) -> list[SchedulerError]:
+    """The bounds of the integer fields and storable text of the text fields among `values`.
+
+    One error per field at fault (empty list when all are fine); task_validate
+    applies it to every field, the schedule preview to the interval it is given.
+    `interval_seconds` may be None (tasks of other types have none).
+    """
+    errors: list[SchedulerError] = []
+    for name, (low, high) in INTEGER_BOUNDS.items():
+        if name not in values or (name == "interval_seconds" and values[name] is None):
+            continue
+        value = values[name]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not low <= value <= high
+        ):
+            message = MSG_INTEGER_RANGE % {
+                "field": _field_label(name),
+                "min": low,
+                "max": high,
+                "value": _shown(value),
+            }
+            errors.append(SchedulerError(message, field=name, code="invalid"))
+    for name in TEXT_FIELDS:
+        value = values.get(name)
+        if isinstance(value, str) and is_unstorable(value):
+            message = MSG_UNSTORABLE_TEXT % {"field": _field_label(name)}
+            errors.append(SchedulerError(message, field=name, code="invalid"))
+    return errors
+
+
+def _status_forbidden(
+    task: ScheduledTask, *, stored_status: str, actor: Actor | None
+) -> StatusChangeForbidden | None:
+    """The refusal of a status that differs from the stored one, unless `actor` may."""
+    if task.status == stored_status or may_change_status(actor):
+        return None
+    return StatusChangeForbidden(
+        MSG_STATUS_NEEDS_PERMISSION
+        % {"name": task.name, "status": ScheduledTask.Status(stored_status).label}
+    )
+
+
+def _fields_problems(
+    task: ScheduledTask,
+    *,
+    now: dt.datetime,
+    run_date_must_be_future: bool,
+    handler_must_be_allowed: bool,
+) -> list[SchedulerError]:
+    """Every problem with the task's own fields: bounds, schedule, handler, queue, policy."""
+    errors: list[SchedulerError] = task_fields_validate(
+        {name: getattr(task, name) for name in (*INTEGER_BOUNDS, *TEXT_FIELDS)}
+    )
+    schedule_fields = {"interval_seconds", "timezone", "cron_expression"}
+    if not any(error.field in schedule_fields for error in errors):
+        # (Otherwise the schedule cannot be read: its field's error says why.)
+        try:
+            validate_schedule(
+                task_type=task.task_type,
+                cron_expression=task.cron_expression,
+                interval_seconds=task.interval_seconds,
+                run_date=task.run_date,
+                timezone_name=task.timezone,
+                now=now,
+                require_future_run_date=run_date_must_be_future,
+            )
+        except SchedulerError as exc:
+            errors.append(exc)
+    if not any(error.field == "handler_path" for error in errors):
+        try:
+            get_handler(task.handler_path)
+        except HandlerNotAllowed as exc:
+            if handler_must_be_allowed:
+                errors.append(exc)
+        except SchedulerError as exc:
+            exc.field = exc.field or "handler_path"
+            errors.append(exc)
+        else:
+            try:
+                local_now = task_local_now(task, now=now)
+            except SchedulerError:
+                local_now = timezone.localtime(now).replace(tzinfo=None)
+            errors.extend(
+                parameters_validate(
+                    task.handler_path, task.handler_kwargs, now=local_now
+                )
+            )
+    if (
+        task.queue
+        and not QUEUE_NAME.fullmatch(task.queue)
+        and not is_unstorable(task.queue)
+    ):
+        errors.append(
+            SchedulerError(MSG_QUEUE_NAME % {"queue": task.queue}, field="queue")
+        )
+    if (
+        task.overlap_policy != ScheduledTask.OverlapPolicy.ALLOW
+        and isinstance(task.max_instances, int)
+        and task.max_instances > 1
+    ):
+        errors.append(
+            SchedulerError(
+                _("“Max concurrent runs” only applies to the allow overlap policy."),
+                field="max_instances",
+            )
+        )
+    return errors
+
+
+def task_validate(
+    *,
+    task: ScheduledTask,
+    actor: Actor | None = None,
+    now: dt.datetime | None = None,
+    handler_must_be_allowed: bool = True,
+) -> None:
+    """Check a task as it would be saved; raise listing every problem at once.
+
+    `task` is unsaved (new) or a stored task with its edits applied; the stored
+    row says what changed. A one-off task's run date must lie ahead when it is set
+    (the task is new, or the date changed), not at every later edit (it may have
+    fired since). A status other than the stored one needs the pause permission
+    (`may_change_status(actor)`; None is trusted code): StatusChangeForbidden
+    alone, or among the errors of TaskInvalid when there are others, so a form
+    shows them all. Only an allowed handler passes (a script, or one registered
+    in code); `handler_must_be_allowed=False` lets the importer keep a task whose
+    handler is not registered yet, paused, with its parameters unchecked.
+    """
+    now = now or timezone.now()
+    stored = (
+        None
+        if task.pk is None
+        else ScheduledTask.objects.filter(pk=task.pk)
+        .values("run_date", "status")
+        .first()
+    )
+    forbidden = (
+        None
+        if stored is None
+        else _status_forbidden(task, stored_status=stored["status"], actor=actor)
+    )
+    run_date_must_be_future = task.task_type == ScheduledTask.TaskType.DATE and (
+        stored is None or task.run_date != stored["run_date"]
+    )
+    errors = _fields_problems(
+        task,
+        now=now,
+        run_date_must_be_future=run_date_must_be_future,
+        handler_must_be_allowed=handler_must_be_allowed,
+    )
+    if errors:
+        raise TaskInvalid([forbidden, *errors] if forbidden else errors)
+    if forbidden is not None:
+        raise forbidden
