@@ -8,4 +8,5 @@ run on SQLite and on PostgreSQL.
 - `batch`: a batch of rows as a table (`WITH v(...)`), the same text for any size.
 - `prepared`: querysets compiled once and run again with a fresh time.
 - `locks`: the database lock backend's batch statements (take, free) for a batch.
+- `next_runs`: the engine's next fire times, written for a batch of tasks.
 """
