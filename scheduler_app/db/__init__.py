@@ -9,4 +9,5 @@ run on SQLite and on PostgreSQL.
 - `prepared`: querysets compiled once and run again with a fresh time.
 - `locks`: the database lock backend's batch statements (take, free) for a batch.
 - `next_runs`: the engine's next fire times, written for a batch of tasks.
+- `polls`: the scheduler's prepared polls (startable runs, the tasks' version).
 """

@@ -21,7 +21,7 @@ from django.utils.translation import gettext_lazy
 from .. import notify
 from ..db.batch import task_rows_lock
 from ..db.next_runs import record_next_runs
-from ..db.prepared import PreparedQuery
+from ..db.polls import tasks_version_values
 from ..exceptions import (
     HandlerNotAllowed,
     InvalidTransition,
@@ -727,20 +727,12 @@ def tasks_record_next_runs(next_runs: Mapping[int, dt.datetime | None]) -> None:
         record_next_runs(next_runs=next_runs)
 
 
-_tasks_version = PreparedQuery(
-    SchedulerState,
-    lambda now, limit: SchedulerState.objects.filter(
-        key=SchedulerState.TASKS_VERSION
-    ).values_list("value", flat=True)[:1],
-)
-
-
 def tasks_version() -> int:
     """The task-definition version: bumped by every create, edit, status change and delete.
 
     (A running scheduler asks four times a second: the query is compiled once.)
     """
-    values = _tasks_version()
+    values = tasks_version_values()
     return (values[0] if values else 0) or 0
 
 
