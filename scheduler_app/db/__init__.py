@@ -10,4 +10,5 @@ run on SQLite and on PostgreSQL.
 - `locks`: the database lock backend's batch statements (take, free) for a batch.
 - `next_runs`: the engine's next fire times, written for a batch of tasks.
 - `polls`: the scheduler's prepared polls (startable runs, the tasks' version).
+- `apscheduler_jobs`: django-apscheduler's job table, read by the import of its jobs.
 """
