@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
-from django.db import IntegrityError, connections, router, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .conf import app_settings
+from .db import locks as db_locks
 from .exceptions import TaskLocked
 from .models import SchedulerLock
 from .redis_client import get_redis
@@ -164,12 +165,11 @@ class DatabaseLockBackend:
     ) -> dict[str, str | None]:
         """Take several locks (key -> owner) in one statement.
 
-        One insert that takes over expired rows:
-
-        `INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE expires_at <= now RETURNING
-        key` (SQLite 3.35+, PostgreSQL) inserts the free keys, takes the expired ones
-        and leaves live ones alone, atomically per row. Inside the caller's
-        transaction, as the execution path's batched claim uses it.
+        One insert that takes over expired rows (`db.locks.ACQUIRE_MANY`, an
+        `INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE expires_at <= now`) inserts
+        the free keys, takes the expired ones and leaves live ones alone, atomically
+        per row. Inside the caller's transaction, as the execution path's batched
+        claim uses it.
         """
         ttl = _check_ttl(ttl_seconds)
         if not owners:
@@ -179,54 +179,17 @@ class DatabaseLockBackend:
                 raise ValueError(f"Lock key over {KEY_MAX_LENGTH} characters: {key!r}")
         keys = sorted(owners)  # one order everywhere: no deadlock between two callers
         now = timezone.now()
-        expires = now + dt.timedelta(seconds=ttl)
-        connection = connections[router.db_for_write(SchedulerLock)]
-        quote = connection.ops.quote_name
-        table = quote(SchedulerLock._meta.db_table)
-        adapt = connection.ops.adapt_datetimefield_value
         tokens = {key: _new_token() for key in keys}
-        columns = ", ".join(
-            quote(c) for c in ("key", "token", "owner", "acquired_at", "expires_at")
+        taken = db_locks.acquire_many(
+            locks=[(key, tokens[key], owners[key][:OWNER_MAX_LENGTH]) for key in keys],
+            acquired_at=now,
+            expires_at=now + dt.timedelta(seconds=ttl),
         )
-        sql = (
-            f"INSERT INTO {table} ({columns}) VALUES "
-            + ", ".join(["(%s, %s, %s, %s, %s)"] * len(keys))
-            + f" ON CONFLICT ({quote('key')}) DO UPDATE SET "
-            + ", ".join(
-                f"{quote(c)} = excluded.{quote(c)}"
-                for c in ("token", "owner", "acquired_at", "expires_at")
-            )
-            + f" WHERE {table}.{quote('expires_at')} <= %s RETURNING {quote('key')}"
-        )
-        params: builtins.list[Any] = []
-        acquired_at, expires_at = adapt(now), adapt(expires)
-        for key in keys:
-            params += [
-                key,
-                tokens[key],
-                owners[key][:OWNER_MAX_LENGTH],
-                acquired_at,
-                expires_at,
-            ]
-        params.append(acquired_at)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            taken = {row[0] for row in cursor.fetchall()}
         return {key: tokens[key] if key in taken else None for key in keys}
 
     def release_many(self, held: builtins.list[tuple[str, str]]) -> None:
         """Delete the rows the (key, token) pairs hold, expired or not (one prepared DELETE)."""
-        if not held:
-            return
-        connection = connections[router.db_for_write(SchedulerLock)]
-        quote = connection.ops.quote_name
-        sql = "DELETE FROM %s WHERE %s = %%s AND %s = %%s" % (
-            quote(SchedulerLock._meta.db_table),
-            quote("key"),
-            quote("token"),
-        )
-        with connection.cursor() as cursor:
-            cursor.executemany(sql, list(held))
+        db_locks.release_many(held=held)
 
     def release(self, key: str, token: str) -> bool:
         """Delete the row if `token` holds it; False if it expired or changed hands."""

@@ -17,4 +17,8 @@ positional.
 - `finals`: the final state of a batch of ended runs.
 - `counters`: the tasks' run counters, added up for a batch of runs.
 - `fires`: scheduled fires recorded as pending executions, once each.
+- `locks`: the database lock backend's batch statements (take, free) for a batch.
+- `next_runs`: the engine's next fire times, written for a batch of tasks.
+- `polls`: the scheduler's prepared polls (startable runs, the tasks' version).
+- `apscheduler_jobs`: django-apscheduler's job table, read by the import of its jobs.
 """

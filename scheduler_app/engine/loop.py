@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from .. import notify
 from ..conf import app_settings
-from ..db.prepared import PreparedQuery
+from ..db.polls import startable_ids
 from ..exceptions import SchedulerError
 from ..models import ScheduledTask, TaskExecution
 from ..schedules import next_fire_times
@@ -72,16 +72,6 @@ RECOVER_EVERY_SECONDS = 60.0
 STANDBY_RETRY_SECONDS = 1.0
 #: Most pending executions started per tick (the rest wait for the next one).
 PENDING_BATCH = 500
-
-
-#: The ids of `TaskExecution.objects.startable()`, compiled once per limit (it is
-#: asked four times a second).
-_startable_ids = PreparedQuery(
-    TaskExecution,
-    lambda now, limit: TaskExecution.objects.startable(now=now).values_list(
-        "pk", flat=True
-    )[:limit],
-)
 
 
 class Executor(Protocol):
@@ -545,7 +535,7 @@ class Engine:
         """Start run-now requests, retries whose delay is over, and fires left pending."""
         inflight = self.executor.inflight()
         wanted = PENDING_BATCH + len(inflight) + len(self._staged)
-        ids = _startable_ids(now, limit=1 << (wanted - 1).bit_length())  # a few limits
+        ids = startable_ids(now, limit=1 << (wanted - 1).bit_length())  # a few limits
         new = [pk for pk in ids if pk not in inflight and pk not in self._staged][
             :PENDING_BATCH
         ]

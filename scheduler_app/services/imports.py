@@ -16,9 +16,13 @@ from typing import Any
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from django.db import connection
 from django.utils.translation import gettext as _
 
+from ..db.apscheduler_jobs import (
+    DJANGO_APSCHEDULER_TABLE,
+    job_states,
+    jobs_table_exists,
+)
 from ..exceptions import SchedulerError
 from ..handlers.registry import is_standard_library, refusal
 from ..models import ScheduledTask
@@ -27,9 +31,6 @@ from .tasks import task_create
 from .validation import TaskInvalid
 
 logger = logging.getLogger(__name__)
-
-#: django-apscheduler's DjangoJobStore table: (id, next_run_time, job_state pickle).
-DJANGO_APSCHEDULER_TABLE = "django_apscheduler_djangojob"
 
 _APSCHEDULER_WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
@@ -199,20 +200,14 @@ def tasks_import_from_apscheduler(
     datetimes, time zones), so a hostile row cannot run code.
     """
     report = ImportReport()
-    if DJANGO_APSCHEDULER_TABLE not in connection.introspection.table_names():
+    if not jobs_table_exists():
         raise SchedulerError(
             _(
                 "No %(table)s table in this database: nothing to import from django-apscheduler."
             )
             % {"table": DJANGO_APSCHEDULER_TABLE}
         )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id, job_state FROM %s ORDER BY id"
-            % connection.ops.quote_name(DJANGO_APSCHEDULER_TABLE)
-        )
-        rows = cursor.fetchall()
-    for job_id, blob in rows:
+    for job_id, blob in job_states():
         name = "apscheduler:%s" % job_id
         if ScheduledTask.objects.filter(name=name).exists():
             report.existing.append(name)

@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from apscheduler.triggers.base import BaseTrigger
-from django.db import IntegrityError, connections, router, transaction
+from django.db import IntegrityError, router, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from .. import notify
-from ..db.batch import row_datetime, rows_table, task_rows_lock
-from ..db.prepared import PreparedQuery
+from ..db.batch import task_rows_lock
+from ..db.next_runs import record_next_runs
+from ..db.polls import tasks_version_values
 from ..exceptions import (
     InvalidTransition,
     SchedulerError,
@@ -342,43 +343,17 @@ def task_get(id_or_name: int | str) -> ScheduledTask:
 def tasks_record_next_runs(next_runs: Mapping[int, dt.datetime | None]) -> None:
     """Persist the scheduler's next fire times in one transaction.
 
-    One UPDATE ... FROM the rows (the scheduler calls this every quarter second),
+    One statement (`db.next_runs`; the scheduler calls this every quarter second),
     which leaves `updated_at` alone: the scheduler's own
     bookkeeping must not look like an edit to the change detection.
     """
     if not next_runs:
         return
-    connection = connections[router.db_for_write(ScheduledTask)]
-    meta = ScheduledTask._meta
-    quote = connection.ops.quote_name
-    adapt = row_datetime(connection)
-    source, params = rows_table(
-        connection,
-        [("id", meta.pk), ("next_run_at", meta.get_field("next_run_at"))],
-        [(pk, adapt(when)) for pk, when in sorted(next_runs.items())],
-    )
-    sql = (
-        source
-        + "UPDATE {t} SET {next} = v.next_run_at FROM v WHERE {t}.{pk} = v.id".format(
-            t=quote(meta.db_table),
-            next=quote(meta.get_field("next_run_at").column),
-            pk=quote(meta.pk.column),
-        )
-    )
     with (
         task_rows_lock,
-        transaction.atomic(using=connection.alias),
-        connection.cursor() as cursor,
+        transaction.atomic(using=router.db_for_write(ScheduledTask)),
     ):
-        cursor.execute(sql, params)
-
-
-_tasks_version = PreparedQuery(
-    SchedulerState,
-    lambda now, limit: SchedulerState.objects.filter(
-        key=SchedulerState.TASKS_VERSION
-    ).values_list("value", flat=True)[:1],
-)
+        record_next_runs(next_runs=next_runs)
 
 
 def tasks_version() -> int:
@@ -386,7 +361,7 @@ def tasks_version() -> int:
 
     (A running scheduler asks four times a second: the query is compiled once.)
     """
-    values = _tasks_version()
+    values = tasks_version_values()
     return (values[0] if values else 0) or 0
 
 
