@@ -1,14 +1,16 @@
-"""Tasks, their executions, scheduler instances and database-backed locks."""
+"""Tasks, their executions, scheduler instances, database-backed locks and API keys."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from rest_framework_api_key.models import AbstractAPIKey
 
 
 class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
@@ -552,4 +554,51 @@ class SchedulerState(models.Model):
         return "%s=%s" % (self.key, self.value)
 
 
-from .api.keys import UserAPIKey  # noqa: E402,F401  (registers the API key model)
+#: A key's last use is written again only once this much older (requests are many).
+LAST_USE_PRECISION = dt.timedelta(minutes=1)
+
+
+class UserAPIKey(AbstractAPIKey):
+    """A key whose requests run as `user`, with exactly that user's permissions.
+
+    Only a hash of the key is stored (`hashed_key`); the plain key is shown once,
+    when the key is created in the admin.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="api_keys",
+        verbose_name=_("user"),
+        help_text=_(
+            "Requests made with this key act as this user, with their permissions; "
+            "e.g. a “ci-bot” user allowed to view and run tasks."
+        ),
+    )
+
+    last_used_at = models.DateTimeField(
+        _("last used"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "When a request last authenticated with this key (to the minute). A key "
+            "unused for long is a candidate for revoking."
+        ),
+    )
+
+    class Meta:
+        app_label = "scheduler_app"
+        ordering = ("-created",)
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+
+    def record_use(self, now: dt.datetime) -> None:
+        """Note that the key was used at `now`: at most one write a minute per key."""
+        if (
+            self.last_used_at is not None
+            and now - self.last_used_at < LAST_USE_PRECISION
+        ):
+            return
+        UserAPIKey.objects.filter(pk=self.pk).update(last_used_at=now)
+        self.last_used_at = now
