@@ -12,6 +12,16 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey
 
+from .choices import (
+    ExecutionStatus,
+    FailureKind,
+    InstanceKind,
+    OverlapPolicy,
+    TaskStatus,
+    TaskType,
+    TriggerType,
+)
+
 
 class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
     def active(self) -> ScheduledTaskQuerySet:
@@ -23,21 +33,9 @@ class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
 
 
 class ScheduledTask(models.Model):
-    class TaskType(models.TextChoices):
-        CRON = "cron", _("Cron")
-        INTERVAL = "interval", _("Interval")
-        DATE = "date", _("One-off date")
-        MANUAL = "manual", _("Manual")
-
-    class Status(models.TextChoices):
-        ACTIVE = "active", _("Active")
-        PAUSED = "paused", _("Paused")
-        DISABLED = "disabled", _("Disabled")
-
-    class OverlapPolicy(models.TextChoices):
-        SKIP = "skip", _("Skip the new run while one is running")
-        ALLOW = "allow", _("Allow concurrent runs")
-        REPLACE = "replace", _("Cancel the running one and start the new run")
+    TaskType = TaskType
+    Status = TaskStatus
+    OverlapPolicy = OverlapPolicy
 
     name = models.CharField(
         _("name"),
@@ -168,32 +166,32 @@ class ScheduledTask(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=~Q(task_type="cron") | ~Q(cron_expression=""),
+                condition=~Q(task_type=TaskType.CRON) | ~Q(cron_expression=""),
                 name="task_cron_needs_expression",
                 violation_error_message=_("A cron task needs a cron expression."),
             ),
             models.CheckConstraint(
-                condition=~Q(task_type="interval") | Q(interval_seconds__gt=0),
+                condition=~Q(task_type=TaskType.INTERVAL) | Q(interval_seconds__gt=0),
                 name="task_interval_needs_seconds",
                 violation_error_message=_(
                     "An interval task needs a positive number of seconds."
                 ),
             ),
             models.CheckConstraint(
-                condition=~Q(task_type="date") | Q(run_date__isnull=False),
+                condition=~Q(task_type=TaskType.DATE) | Q(run_date__isnull=False),
                 name="task_date_needs_run_date",
                 violation_error_message=_("A one-off task needs a run date."),
             ),
             models.CheckConstraint(
-                condition=Q(task_type__in=["cron", "interval", "date", "manual"]),
+                condition=Q(task_type__in=TaskType.values),
                 name="task_type_valid",
             ),
             models.CheckConstraint(
-                condition=Q(status__in=["active", "paused", "disabled"]),
+                condition=Q(status__in=TaskStatus.values),
                 name="task_status_valid",
             ),
             models.CheckConstraint(
-                condition=Q(overlap_policy__in=["skip", "allow", "replace"]),
+                condition=Q(overlap_policy__in=OverlapPolicy.values),
                 name="task_overlap_policy_valid",
             ),
         ]
@@ -277,27 +275,9 @@ class TaskExecutionQuerySet(models.QuerySet["TaskExecution"]):
 
 
 class TaskExecution(models.Model):
-    class Status(models.TextChoices):
-        PENDING = "pending", _("Pending")
-        RUNNING = "running", _("Running")
-        SUCCESS = "success", _("Success")
-        FAILED = "failed", _("Failed")
-        SKIPPED = "skipped", _("Skipped")
-        CANCELLED = "cancelled", _("Cancelled")
-
-    class TriggerType(models.TextChoices):
-        SCHEDULED = "scheduled", _("Scheduled")
-        MANUAL = "manual", _("Manual (run now)")
-        CLI = "cli", _("Command line")
-        RETRY = "retry", _("Retry")
-
-    class FailureKind(models.TextChoices):
-        """Why a failed run failed, so the admin and API can filter on it."""
-
-        ERROR = "error", _("Error")
-        TIMEOUT = "timeout", _("Timed out")
-        ABANDONED = "abandoned", _("Abandoned")
-        INTERRUPTED = "interrupted", _("Interrupted")
+    Status = ExecutionStatus
+    TriggerType = TriggerType
+    FailureKind = FailureKind
 
     FINISHED_STATUSES = (
         Status.SUCCESS,
@@ -402,24 +382,15 @@ class TaskExecution(models.Model):
             # second insert for the same task and fire time fails.
             models.UniqueConstraint(
                 fields=["task", "scheduled_for"],
-                condition=Q(trigger_type="scheduled"),
+                condition=Q(trigger_type=TriggerType.SCHEDULED),
                 name="exec_one_per_fire",
             ),
             models.CheckConstraint(
-                condition=Q(
-                    status__in=[
-                        "pending",
-                        "running",
-                        "success",
-                        "failed",
-                        "skipped",
-                        "cancelled",
-                    ]
-                ),
+                condition=Q(status__in=ExecutionStatus.values),
                 name="exec_status_valid",
             ),
             models.CheckConstraint(
-                condition=Q(trigger_type__in=["scheduled", "manual", "cli", "retry"]),
+                condition=Q(trigger_type__in=TriggerType.values),
                 name="exec_trigger_type_valid",
             ),
         ]
@@ -475,9 +446,7 @@ class TaskExecution(models.Model):
 class SchedulerInstance(models.Model):
     """A live (or recently live) runscheduler process or worker, kept by its heartbeat."""
 
-    class Kind(models.TextChoices):
-        SCHEDULER = "scheduler", _("Scheduler")
-        WORKER = "worker", _("Celery worker")
+    Kind = InstanceKind
 
     instance_id = models.CharField(_("instance"), max_length=200, unique=True)
     kind = models.CharField(
@@ -504,7 +473,7 @@ class SchedulerInstance(models.Model):
         ordering = ["-last_heartbeat_at"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(kind__in=["scheduler", "worker"]),
+                condition=Q(kind__in=InstanceKind.values),
                 name="instance_kind_valid",
             ),
         ]
