@@ -15,6 +15,8 @@ class Setting:
 
     default: bool | int | float | str | tuple[str, ...]
     help: str
+    #: A system check refuses a value <= 0 (checks.py).
+    positive: bool = False
 
 
 #: Every SCHEDULER_* setting, its default and what it does: the one table of them.
@@ -43,13 +45,16 @@ SETTINGS: dict[str, Setting] = {
         30,
         "Executions older than this many days are deleted by the cleanup_executions "
         "task (and instance rows not heard of for as long).",
+        positive=True,
     ),
     "SCHEDULER_EXECUTOR": Setting(
         "inline",
         'Where executions run: "inline" (inside runscheduler) or "celery" (workers).',
     ),
     "SCHEDULER_THREAD_POOL_SIZE": Setting(
-        10, "Threads running sync handlers inside runscheduler."
+        10,
+        "Threads running sync handlers inside runscheduler.",
+        positive=True,
     ),
     "SCHEDULER_LEADER_LOCK_ENABLED": Setting(
         True, "Leader election among several runscheduler instances."
@@ -58,7 +63,9 @@ SETTINGS: dict[str, Setting] = {
         "scheduler:leader", "The key of the leader lease."
     ),
     "SCHEDULER_LEADER_LOCK_TTL": Setting(
-        30, "Seconds the leader lease lasts unless refreshed."
+        30,
+        "Seconds the leader lease lasts unless refreshed.",
+        positive=True,
     ),
     "SCHEDULER_LEADER_LOCK_REFRESH_INTERVAL": Setting(
         10,
@@ -67,25 +74,32 @@ SETTINGS: dict[str, Setting] = {
     "SCHEDULER_TASK_LOCK_TTL": Setting(
         60,
         "Task lock lifetime in seconds; a running execution extends it while it lives.",
+        positive=True,
     ),
     "SCHEDULER_REDIS_PREFIX": Setting(
         "scheduler:", "Prefix of every Redis key the scheduler (and its broker) writes."
     ),
     "SCHEDULER_LOG_PUBLISH_INTERVAL": Setting(
-        0.3, "Live log: a run's new lines are flushed at most this often (seconds)."
+        0.3,
+        "Live log: a run's new lines are flushed at most this often (seconds).",
+        positive=True,
     ),
     "SCHEDULER_LOG_BUFFER_MAX_LINES": Setting(
-        20000, "Live log: a run keeps at most this many lines."
+        20000,
+        "Live log: a run keeps at most this many lines.",
+        positive=True,
     ),
     "SCHEDULER_LOG_REDIS_TTL": Setting(
         3600,
         "With Redis (livelog): a run's live lines expire this many seconds after its "
         "last write.",
+        positive=True,
     ),
     "SCHEDULER_LOG_ROW_FLUSH_INTERVAL": Setting(
         5.0,
         "With Redis (livelog): a running run's row is updated only this often "
         "(seconds), while Redis carries the live view.",
+        positive=True,
     ),
     "SCHEDULER_HEARTBEAT_INTERVAL": Setting(
         5.0, "Seconds between two heartbeats of an instance."
@@ -105,6 +119,7 @@ SETTINGS: dict[str, Setting] = {
         30,
         "On Celery a task's timeout_seconds is the soft time limit (an exception in "
         "the handler); the worker process is killed this many seconds later.",
+        positive=True,
     ),
 }
 

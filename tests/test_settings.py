@@ -265,3 +265,24 @@ def test_the_readme_names_only_settings_of_the_table_with_their_defaults() -> No
     assert quoted, "the README quotes no default: is the pattern still right?"
     for name, number in quoted:
         assert float(number) == DEFAULTS[name], (name, number)
+
+
+def test_the_checks_refuse_a_setting_the_table_says_must_be_positive(
+    settings: Any,
+) -> None:
+    from scheduler_app.checks import check_scheduler_settings
+    from scheduler_app.conf import SETTINGS
+
+    positive = {name for name, setting in SETTINGS.items() if setting.positive}
+    for name in positive:
+        setattr(settings, name, 0)
+
+    found = {
+        (error.id, error.msg.split()[0])
+        for error in check_scheduler_settings()
+        if error.id in ("scheduler_app.E002", "scheduler_app.E004")
+    }
+
+    assert {name for _id, name in found} == positive
+    assert ("scheduler_app.E002", "SCHEDULER_HISTORY_DAYS") in found
+    assert ("scheduler_app.E004", "SCHEDULER_LOG_PUBLISH_INTERVAL") in found
