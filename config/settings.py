@@ -6,8 +6,11 @@ PostgreSQL and `REDIS_URL` turns on the Redis-backed features.
 """
 
 from pathlib import Path
+from typing import Any
 
 import environ
+
+from scheduler_app import conf as scheduler_conf
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -213,69 +216,23 @@ SPECTACULAR_SETTINGS = {
 # --- end REST API ------------------------------------------------------------
 
 # --- Scheduler ---------------------------------------------------------------
-# Every setting of the scheduler, with its default. The environment variable has
-# the same name as the setting. App code reads them through
-# `scheduler_app.conf.app_settings`, which also holds the defaults, so a project
-# that embeds the app may leave any of them out.
-
-# Fire tasks at all (a scheduler with this off still heartbeats and runs run-now).
-SCHEDULER_ENABLED = env.bool("SCHEDULER_ENABLED", default=True)
-# Folder scanned for `scripts:<file>` handlers.
-SCHEDULER_SCRIPTS_PATH = env.str(
-    "SCHEDULER_SCRIPTS_PATH", default=str(BASE_DIR / "scripts")
-)
-# Modules whose public functions and BaseTask subclasses may be handlers, for code
-# that cannot use the @scheduler_app.handler decorator (comma-separated). Scripts and
-# decorated handlers need no entry; standard library modules are never allowed.
-SCHEDULER_HANDLER_MODULES = env.list("SCHEDULER_HANDLER_MODULES", default=[])
-# Executions older than this many days are deleted by the cleanup_executions task.
-SCHEDULER_HISTORY_DAYS = env.int("SCHEDULER_HISTORY_DAYS", default=30)
-# Where executions run: "inline" (inside runscheduler) or "celery" (workers).
-SCHEDULER_EXECUTOR = env.str("SCHEDULER_EXECUTOR", default="inline")
-# Threads running sync handlers inside runscheduler.
-SCHEDULER_THREAD_POOL_SIZE = env.int("SCHEDULER_THREAD_POOL_SIZE", default=10)
-# Leader election among several runscheduler instances.
-SCHEDULER_LEADER_LOCK_ENABLED = env.bool("SCHEDULER_LEADER_LOCK_ENABLED", default=True)
-SCHEDULER_LEADER_LOCK_KEY = env.str(
-    "SCHEDULER_LEADER_LOCK_KEY", default="scheduler:leader"
-)
-SCHEDULER_LEADER_LOCK_TTL = env.int("SCHEDULER_LEADER_LOCK_TTL", default=30)
-SCHEDULER_LEADER_LOCK_REFRESH_INTERVAL = env.int(
-    "SCHEDULER_LEADER_LOCK_REFRESH_INTERVAL", default=10
-)
-# Task lock lifetime in seconds; a running execution extends it while it lives.
-SCHEDULER_TASK_LOCK_TTL = env.int("SCHEDULER_TASK_LOCK_TTL", default=60)
-# Prefix of every Redis key the scheduler writes.
-SCHEDULER_REDIS_PREFIX = env.str("SCHEDULER_REDIS_PREFIX", default="scheduler:")
-# Live log: flush at most this often (seconds), keep at most this many lines.
-SCHEDULER_LOG_PUBLISH_INTERVAL = env.float(
-    "SCHEDULER_LOG_PUBLISH_INTERVAL", default=0.3
-)
-SCHEDULER_LOG_BUFFER_MAX_LINES = env.int(
-    "SCHEDULER_LOG_BUFFER_MAX_LINES", default=20000
-)
-# With REDIS_URL, live lines go through Redis: they expire SCHEDULER_LOG_REDIS_TTL
-# seconds after a run's last write, and the row is updated every ..._ROW_FLUSH_INTERVAL.
-SCHEDULER_LOG_REDIS_TTL = env.int("SCHEDULER_LOG_REDIS_TTL", default=3600)
-SCHEDULER_LOG_ROW_FLUSH_INTERVAL = env.float(
-    "SCHEDULER_LOG_ROW_FLUSH_INTERVAL", default=5
-)
-# Instances heartbeat this often; one silent for SCHEDULER_INSTANCE_STALE_SECONDS is gone.
-SCHEDULER_HEARTBEAT_INTERVAL = env.float("SCHEDULER_HEARTBEAT_INTERVAL", default=5)
-SCHEDULER_INSTANCE_STALE_SECONDS = env.int(
-    "SCHEDULER_INSTANCE_STALE_SECONDS", default=30
-)
-# On SIGTERM, running executions get this long to finish before they are interrupted.
-SCHEDULER_SHUTDOWN_GRACE_SECONDS = env.int(
-    "SCHEDULER_SHUTDOWN_GRACE_SECONDS", default=30
-)
-# Celery queue for tasks whose `queue` field is blank.
-SCHEDULER_DEFAULT_QUEUE = env.str("SCHEDULER_DEFAULT_QUEUE", default="scheduler")
-# On Celery a task's timeout_seconds is the soft time limit (an exception in the
-# handler); the worker process is killed this many seconds later (hard limit).
-SCHEDULER_CELERY_HARD_LIMIT_GRACE_SECONDS = env.int(
-    "SCHEDULER_CELERY_HARD_LIMIT_GRACE_SECONDS", default=30
-)
+# Every SCHEDULER_* setting, with its default and what it does, is in the one table
+# of them, scheduler_app.conf.SETTINGS; app code reads them through
+# `scheduler_app.conf.app_settings`, so a project that embeds the app may leave any
+# of them out. Here each is read from the environment variable of the same name,
+# with the reader its default's type calls for ("a,b" for a list).
+_env_readers: dict[type, Any] = {
+    bool: env.bool,
+    int: env.int,
+    float: env.float,
+    str: env.str,
+    tuple: env.list,
+}
+_scheduler = {
+    name: _env_readers[type(setting.default)](name, default=setting.default)
+    for name, setting in scheduler_conf.SETTINGS.items()
+}
+globals().update(_scheduler)
 
 # --- Celery (SCHEDULER_EXECUTOR=celery; `celery -A config worker`) --------------
 # config/celery.py reads these CELERY_* names. Without a broker URL Celery stays
@@ -288,7 +245,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # only bounds how long a message lost with its worker waits.
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
     # The broker's keys share the scheduler's Redis prefix.
-    "global_keyprefix": SCHEDULER_REDIS_PREFIX,
+    "global_keyprefix": _scheduler["SCHEDULER_REDIS_PREFIX"],
 }
 # Acknowledge a message when its run has ended, and put it back when the worker
 # process running it dies: a run that had not been claimed yet then starts on
@@ -305,7 +262,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # The execution row is the result: no result backend.
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_DEFAULT_QUEUE = SCHEDULER_DEFAULT_QUEUE
+CELERY_TASK_DEFAULT_QUEUE = _scheduler["SCHEDULER_DEFAULT_QUEUE"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = TIME_ZONE

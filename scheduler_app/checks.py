@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
-from .conf import app_settings
+from .conf import SETTINGS, app_settings
 
 #: The tag of this app's checks, so a command can run them without the URL checks.
 TAG = "scheduler"
@@ -34,15 +34,7 @@ def check_scheduler_settings(app_configs: Any = None, **kwargs: Any) -> list[Any
                 id="scheduler_app.E006",
             )
         )
-    for name in (
-        "SCHEDULER_HISTORY_DAYS",
-        "SCHEDULER_THREAD_POOL_SIZE",
-        "SCHEDULER_LEADER_LOCK_TTL",
-        "SCHEDULER_TASK_LOCK_TTL",
-        "SCHEDULER_LOG_BUFFER_MAX_LINES",
-        "SCHEDULER_CELERY_HARD_LIMIT_GRACE_SECONDS",
-        "SCHEDULER_LOG_REDIS_TTL",
-    ):
+    for name in _positive(int):
         if int(getattr(app_settings, name)) <= 0:
             problems.append(
                 Error("%s must be a positive number." % name, id="scheduler_app.E002")
@@ -58,7 +50,7 @@ def check_scheduler_settings(app_configs: Any = None, **kwargs: Any) -> list[Any
                 id="scheduler_app.E003",
             )
         )
-    for name in ("SCHEDULER_LOG_PUBLISH_INTERVAL", "SCHEDULER_LOG_ROW_FLUSH_INTERVAL"):
+    for name in _positive(float):
         if getattr(app_settings, name) <= 0:
             problems.append(
                 Error(
@@ -87,6 +79,15 @@ def check_scheduler_settings(app_configs: Any = None, **kwargs: Any) -> list[Any
         )
     problems.extend(_check_handler_modules())
     return problems
+
+
+def _positive(kind: type) -> list[str]:
+    """The settings of type `kind` that the table says must be positive."""
+    return [
+        name
+        for name, setting in SETTINGS.items()
+        if setting.positive and type(setting.default) is kind
+    ]
 
 
 def _check_handler_modules() -> list[Any]:
@@ -141,9 +142,9 @@ def _is_installed_package(module: Any) -> bool:
     from pathlib import Path
 
     path = getattr(module, "__file__", None)
-    return bool(path) and any(
-        part in ("site-packages", "dist-packages") for part in Path(path).parts
-    )
+    if not path:
+        return False
+    return any(part in ("site-packages", "dist-packages") for part in Path(path).parts)
 
 
 def _celery_broker_url() -> str:

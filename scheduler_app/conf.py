@@ -1,40 +1,130 @@
-"""The scheduler's settings: defaults, read from Django settings on every access."""
+"""The scheduler's settings: the one table of them, read from Django settings on access."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
-DEFAULTS: dict[str, Any] = {
-    "SCHEDULER_ENABLED": True,
-    # None: "scripts" beside manage.py (settings.BASE_DIR), resolved on access.
-    "SCHEDULER_SCRIPTS_PATH": None,
-    # Modules whose public functions and BaseTask classes may be handlers, beside
-    # scripts and @handler-registered code (registry). Standard library modules never count.
-    "SCHEDULER_HANDLER_MODULES": (),
-    "SCHEDULER_HISTORY_DAYS": 30,
-    "SCHEDULER_EXECUTOR": "inline",
-    "SCHEDULER_THREAD_POOL_SIZE": 10,
-    "SCHEDULER_LEADER_LOCK_ENABLED": True,
-    "SCHEDULER_LEADER_LOCK_KEY": "scheduler:leader",
-    "SCHEDULER_LEADER_LOCK_TTL": 30,
-    "SCHEDULER_LEADER_LOCK_REFRESH_INTERVAL": 10,
-    "SCHEDULER_TASK_LOCK_TTL": 60,
-    "SCHEDULER_REDIS_PREFIX": "scheduler:",
-    "SCHEDULER_LOG_PUBLISH_INTERVAL": 0.3,
-    "SCHEDULER_LOG_BUFFER_MAX_LINES": 20000,
-    # With Redis (livelog): a run's live lines expire this long after its last write,
-    # and its row is updated only this often while Redis carries the live view.
-    "SCHEDULER_LOG_REDIS_TTL": 3600,
-    "SCHEDULER_LOG_ROW_FLUSH_INTERVAL": 5.0,
-    "SCHEDULER_HEARTBEAT_INTERVAL": 5.0,
-    "SCHEDULER_INSTANCE_STALE_SECONDS": 30,
-    "SCHEDULER_SHUTDOWN_GRACE_SECONDS": 30,
-    "SCHEDULER_DEFAULT_QUEUE": "scheduler",
-    "SCHEDULER_CELERY_HARD_LIMIT_GRACE_SECONDS": 30,
+
+@dataclass(frozen=True)
+class Setting:
+    """A SCHEDULER_* setting: its default, whose type is the setting's, and its use."""
+
+    default: bool | int | float | str | tuple[str, ...]
+    help: str
+    #: A system check refuses a value <= 0 (checks.py).
+    positive: bool = False
+
+
+#: Every SCHEDULER_* setting, its default and what it does: the one table of them.
+#: config/settings.py reads each from the environment variable of the same name
+#: (the default's type picks the reader); .env.example lists each with its default,
+#: and tests/test_settings.py keeps the three in agreement.
+SETTINGS: dict[str, Setting] = {
+    "SCHEDULER_ENABLED": Setting(
+        True,
+        "Fire tasks at all (a scheduler with this off still heartbeats and starts "
+        "run-now requests).",
+    ),
+    "SCHEDULER_SCRIPTS_PATH": Setting(
+        "scripts",
+        "Folder scanned for `scripts:<file>` handlers; a relative path is relative to "
+        "the project (settings.BASE_DIR, beside manage.py), resolved on access.",
+    ),
+    "SCHEDULER_HANDLER_MODULES": Setting(
+        (),
+        "Modules whose public functions and BaseTask subclasses may be handlers, for "
+        "code that cannot use the @scheduler_app.handler decorator (comma-separated "
+        "in the environment). Scripts and decorated handlers need no entry; standard "
+        "library modules never count.",
+    ),
+    "SCHEDULER_HISTORY_DAYS": Setting(
+        30,
+        "Executions older than this many days are deleted by the cleanup_executions "
+        "task (and instance rows not heard of for as long).",
+        positive=True,
+    ),
+    "SCHEDULER_EXECUTOR": Setting(
+        "inline",
+        'Where executions run: "inline" (inside runscheduler) or "celery" (workers).',
+    ),
+    "SCHEDULER_THREAD_POOL_SIZE": Setting(
+        10,
+        "Threads running sync handlers inside runscheduler.",
+        positive=True,
+    ),
+    "SCHEDULER_LEADER_LOCK_ENABLED": Setting(
+        True, "Leader election among several runscheduler instances."
+    ),
+    "SCHEDULER_LEADER_LOCK_KEY": Setting(
+        "scheduler:leader", "The key of the leader lease."
+    ),
+    "SCHEDULER_LEADER_LOCK_TTL": Setting(
+        30,
+        "Seconds the leader lease lasts unless refreshed.",
+        positive=True,
+    ),
+    "SCHEDULER_LEADER_LOCK_REFRESH_INTERVAL": Setting(
+        10,
+        "Seconds between two refreshes of the leader lease (at most half its TTL).",
+    ),
+    "SCHEDULER_TASK_LOCK_TTL": Setting(
+        60,
+        "Task lock lifetime in seconds; a running execution extends it while it lives.",
+        positive=True,
+    ),
+    "SCHEDULER_REDIS_PREFIX": Setting(
+        "scheduler:", "Prefix of every Redis key the scheduler (and its broker) writes."
+    ),
+    "SCHEDULER_LOG_PUBLISH_INTERVAL": Setting(
+        0.3,
+        "Live log: a run's new lines are flushed at most this often (seconds).",
+        positive=True,
+    ),
+    "SCHEDULER_LOG_BUFFER_MAX_LINES": Setting(
+        20000,
+        "Live log: a run keeps at most this many lines.",
+        positive=True,
+    ),
+    "SCHEDULER_LOG_REDIS_TTL": Setting(
+        3600,
+        "With Redis (livelog): a run's live lines expire this many seconds after its "
+        "last write.",
+        positive=True,
+    ),
+    "SCHEDULER_LOG_ROW_FLUSH_INTERVAL": Setting(
+        5.0,
+        "With Redis (livelog): a running run's row is updated only this often "
+        "(seconds), while Redis carries the live view.",
+        positive=True,
+    ),
+    "SCHEDULER_HEARTBEAT_INTERVAL": Setting(
+        5.0, "Seconds between two heartbeats of an instance."
+    ),
+    "SCHEDULER_INSTANCE_STALE_SECONDS": Setting(
+        30, "An instance silent for this many seconds is gone (its runs abandoned)."
+    ),
+    "SCHEDULER_SHUTDOWN_GRACE_SECONDS": Setting(
+        30,
+        "On SIGTERM, running executions get this long to finish before they are "
+        "interrupted.",
+    ),
+    "SCHEDULER_DEFAULT_QUEUE": Setting(
+        "scheduler", "Celery queue for tasks whose `queue` field is blank."
+    ),
+    "SCHEDULER_CELERY_HARD_LIMIT_GRACE_SECONDS": Setting(
+        30,
+        "On Celery a task's timeout_seconds is the soft time limit (an exception in "
+        "the handler); the worker process is killed this many seconds later.",
+        positive=True,
+    ),
 }
+
+#: The default of each setting, by name.
+DEFAULTS: dict[str, Any] = {name: setting.default for name, setting in SETTINGS.items()}
 
 
 class AppSettings:
@@ -52,7 +142,7 @@ class AppSettings:
             # Relative paths are relative to the project (BASE_DIR), not to the
             # directory a process happens to start in.
             base = Path(getattr(settings, "BASE_DIR", "."))
-            value = str(base / (value or "scripts"))
+            value = str(base / (value or DEFAULTS[name]))
         return value
 
     @property

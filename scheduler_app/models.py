@@ -1,4 +1,4 @@
-"""Tasks, their executions, scheduler instances and database-backed locks."""
+"""Tasks, their executions, scheduler instances, database-backed locks and API keys."""
 
 from __future__ import annotations
 
@@ -6,10 +6,22 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from rest_framework_api_key.models import AbstractAPIKey
+
+from .choices import (
+    ExecutionStatus,
+    FailureKind,
+    InstanceKind,
+    OverlapPolicy,
+    TaskStatus,
+    TaskType,
+    TriggerType,
+)
 
 
 class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
@@ -26,21 +38,9 @@ class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
 
 
 class ScheduledTask(models.Model):
-    class TaskType(models.TextChoices):
-        CRON = "cron", _("Cron")
-        INTERVAL = "interval", _("Interval")
-        DATE = "date", _("One-off date")
-        MANUAL = "manual", _("Manual")
-
-    class Status(models.TextChoices):
-        ACTIVE = "active", _("Active")
-        PAUSED = "paused", _("Paused")
-        DISABLED = "disabled", _("Disabled")
-
-    class OverlapPolicy(models.TextChoices):
-        SKIP = "skip", _("Skip the new run while one is running")
-        ALLOW = "allow", _("Allow concurrent runs")
-        REPLACE = "replace", _("Cancel the running one and start the new run")
+    TaskType = TaskType
+    Status = TaskStatus
+    OverlapPolicy = OverlapPolicy
 
     name = models.CharField(
         _("name"),
@@ -171,32 +171,32 @@ class ScheduledTask(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=~Q(task_type="cron") | ~Q(cron_expression=""),
+                condition=~Q(task_type=TaskType.CRON) | ~Q(cron_expression=""),
                 name="task_cron_needs_expression",
                 violation_error_message=_("A cron task needs a cron expression."),
             ),
             models.CheckConstraint(
-                condition=~Q(task_type="interval") | Q(interval_seconds__gt=0),
+                condition=~Q(task_type=TaskType.INTERVAL) | Q(interval_seconds__gt=0),
                 name="task_interval_needs_seconds",
                 violation_error_message=_(
                     "An interval task needs a positive number of seconds."
                 ),
             ),
             models.CheckConstraint(
-                condition=~Q(task_type="date") | Q(run_date__isnull=False),
+                condition=~Q(task_type=TaskType.DATE) | Q(run_date__isnull=False),
                 name="task_date_needs_run_date",
                 violation_error_message=_("A one-off task needs a run date."),
             ),
             models.CheckConstraint(
-                condition=Q(task_type__in=["cron", "interval", "date", "manual"]),
+                condition=Q(task_type__in=TaskType.values),
                 name="task_type_valid",
             ),
             models.CheckConstraint(
-                condition=Q(status__in=["active", "paused", "disabled"]),
+                condition=Q(status__in=TaskStatus.values),
                 name="task_status_valid",
             ),
             models.CheckConstraint(
-                condition=Q(overlap_policy__in=["skip", "allow", "replace"]),
+                condition=Q(overlap_policy__in=OverlapPolicy.values),
                 name="task_overlap_policy_valid",
             ),
         ]
@@ -284,27 +284,9 @@ class TaskExecutionQuerySet(models.QuerySet["TaskExecution"]):
 
 
 class TaskExecution(models.Model):
-    class Status(models.TextChoices):
-        PENDING = "pending", _("Pending")
-        RUNNING = "running", _("Running")
-        SUCCESS = "success", _("Success")
-        FAILED = "failed", _("Failed")
-        SKIPPED = "skipped", _("Skipped")
-        CANCELLED = "cancelled", _("Cancelled")
-
-    class TriggerType(models.TextChoices):
-        SCHEDULED = "scheduled", _("Scheduled")
-        MANUAL = "manual", _("Manual (run now)")
-        CLI = "cli", _("Command line")
-        RETRY = "retry", _("Retry")
-
-    class FailureKind(models.TextChoices):
-        """Why a failed run failed, so the admin and API can filter on it."""
-
-        ERROR = "error", _("Error")
-        TIMEOUT = "timeout", _("Timed out")
-        ABANDONED = "abandoned", _("Abandoned")
-        INTERRUPTED = "interrupted", _("Interrupted")
+    Status = ExecutionStatus
+    TriggerType = TriggerType
+    FailureKind = FailureKind
 
     FINISHED_STATUSES = (
         Status.SUCCESS,
@@ -409,24 +391,15 @@ class TaskExecution(models.Model):
             # second insert for the same task and fire time fails.
             models.UniqueConstraint(
                 fields=["task", "scheduled_for"],
-                condition=Q(trigger_type="scheduled"),
+                condition=Q(trigger_type=TriggerType.SCHEDULED),
                 name="exec_one_per_fire",
             ),
             models.CheckConstraint(
-                condition=Q(
-                    status__in=[
-                        "pending",
-                        "running",
-                        "success",
-                        "failed",
-                        "skipped",
-                        "cancelled",
-                    ]
-                ),
+                condition=Q(status__in=ExecutionStatus.values),
                 name="exec_status_valid",
             ),
             models.CheckConstraint(
-                condition=Q(trigger_type__in=["scheduled", "manual", "cli", "retry"]),
+                condition=Q(trigger_type__in=TriggerType.values),
                 name="exec_trigger_type_valid",
             ),
         ]
@@ -482,9 +455,7 @@ class TaskExecution(models.Model):
 class SchedulerInstance(models.Model):
     """A live (or recently live) runscheduler process or worker, kept by its heartbeat."""
 
-    class Kind(models.TextChoices):
-        SCHEDULER = "scheduler", _("Scheduler")
-        WORKER = "worker", _("Celery worker")
+    Kind = InstanceKind
 
     instance_id = models.CharField(_("instance"), max_length=200, unique=True)
     kind = models.CharField(
@@ -511,7 +482,7 @@ class SchedulerInstance(models.Model):
         ordering = ["-last_heartbeat_at"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(kind__in=["scheduler", "worker"]),
+                condition=Q(kind__in=InstanceKind.values),
                 name="instance_kind_valid",
             ),
         ]
@@ -561,4 +532,51 @@ class SchedulerState(models.Model):
         return "%s=%s" % (self.key, self.value)
 
 
-from .api.keys import UserAPIKey  # noqa: E402,F401  (registers the API key model)
+#: A key's last use is written again only once this much older (requests are many).
+LAST_USE_PRECISION = dt.timedelta(minutes=1)
+
+
+class UserAPIKey(AbstractAPIKey):
+    """A key whose requests run as `user`, with exactly that user's permissions.
+
+    Only a hash of the key is stored (`hashed_key`); the plain key is shown once,
+    when the key is created in the admin.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="api_keys",
+        verbose_name=_("user"),
+        help_text=_(
+            "Requests made with this key act as this user, with their permissions; "
+            "e.g. a “ci-bot” user allowed to view and run tasks."
+        ),
+    )
+
+    last_used_at = models.DateTimeField(
+        _("last used"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "When a request last authenticated with this key (to the minute). A key "
+            "unused for long is a candidate for revoking."
+        ),
+    )
+
+    class Meta:
+        app_label = "scheduler_app"
+        ordering = ("-created",)
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+
+    def record_use(self, now: dt.datetime) -> None:
+        """Note that the key was used at `now`: at most one write a minute per key."""
+        if (
+            self.last_used_at is not None
+            and now - self.last_used_at < LAST_USE_PRECISION
+        ):
+            return
+        UserAPIKey.objects.filter(pk=self.pk).update(last_used_at=now)
+        self.last_used_at = now

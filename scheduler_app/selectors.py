@@ -214,18 +214,14 @@ class LockOverview:
     task_name: str | None = None
 
 
-def _task_id_of(key: str) -> int | None:
+def task_id_of_lock_key(key: str) -> int | None:
+    """The task a lock key belongs to ("task:5" -> 5), None for other locks."""
     suffix = key[len(TASK_LOCK_PREFIX) :] if key.startswith(TASK_LOCK_PREFIX) else ""
     return int(suffix) if suffix.isdigit() else None
 
 
-def task_id_of_lock_key(key: str) -> int | None:
-    """The task a lock key belongs to ("task:5" -> 5), None for other locks."""
-    return _task_id_of(key)
-
-
 def _overview(info: LockInfo, names: dict[int, str]) -> LockOverview:
-    task_id = _task_id_of(info.key)
+    task_id = task_id_of_lock_key(info.key)
     return LockOverview(
         key=info.key,
         owner=info.owner,
@@ -244,7 +240,9 @@ def locks_overview() -> list[LockOverview]:
     """
     infos = get_lock_backend().list()
     task_ids = {
-        task_id for info in infos if (task_id := _task_id_of(info.key)) is not None
+        task_id
+        for info in infos
+        if (task_id := task_id_of_lock_key(info.key)) is not None
     }
     names = dict(
         ScheduledTask.objects.filter(pk__in=task_ids).values_list("pk", "name")

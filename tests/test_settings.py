@@ -9,6 +9,7 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,3 +127,162 @@ def test_make_run_settings_serve_plain_http(tmp_path: Path) -> None:
     assert page["status"] == 200, page
     assert page["hsts"] == ""
     assert page["cookies"] == {"csrftoken": False}
+
+
+# --- The SCHEDULER_* settings: one table, and .env.example and the README agree ---
+
+#: Prints each SCHEDULER_* setting config/settings.py produced, with its type's name.
+SCHEDULER_SETTINGS = """
+import json
+from django.conf import settings
+from scheduler_app.conf import SETTINGS
+print(json.dumps({
+    name: [getattr(settings, name), type(getattr(settings, name)).__name__]
+    for name in SETTINGS
+}))
+"""
+
+#: `NAME=value`, or commented out: `# NAME=value   (a remark)`.
+ENV_LINE = re.compile(r"^(?P<comment>#\s*)?(?P<name>SCHEDULER_[A-Z_]+)=(?P<value>\S*)")
+
+
+def env_example_scheduler_lines() -> list[tuple[str, str, bool]]:
+    """(name, value, commented out) for each SCHEDULER_* line of .env.example."""
+    found = []
+    for line in (REPO_ROOT / ".env.example").read_text().splitlines():
+        match = ENV_LINE.match(line.strip())
+        if match:
+            found.append((match["name"], match["value"], bool(match["comment"])))
+    return found
+
+
+def settings_read_from(variables: dict[str, str]) -> dict[str, list[object]]:
+    done = run_with(
+        {"SECRET_KEY": "x", "DEBUG": "true", **variables},
+        "-c",
+        "import django; django.setup()\n" + SCHEDULER_SETTINGS,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def as_read(default: object) -> list[object]:
+    """What SCHEDULER_SETTINGS prints for a setting whose value is `default`."""
+    return json.loads(json.dumps([default, type(default).__name__]))
+
+
+def as_printed(read: dict[str, list[object]]) -> dict[str, list[object]]:
+    """`read`, a tuple of names taken for the list the environment's reader makes."""
+    return {
+        name: [value, "list" if kind == "tuple" else kind]
+        for name, (value, kind) in read.items()
+    }
+
+
+def test_env_example_and_the_defaults_table_agree() -> None:
+    """.env.example shows every SCHEDULER_* setting of the table with its default.
+
+    The rule:
+    - every setting of scheduler_app.conf.SETTINGS has exactly one line in
+      .env.example, and every SCHEDULER_* line there names a setting of the table;
+    - a line that sets the variable (`NAME=value`) sets it to its default:
+      config/settings.py, reading .env.example's values, ends with every setting
+      equal to its default and of its type (a list for a list of names);
+    - a commented-out line (`# NAME=example`) shows an example instead, and is
+      allowed only for a setting whose default is empty (nothing to show).
+    """
+    from scheduler_app.conf import DEFAULTS
+
+    lines = env_example_scheduler_lines()
+    names = [name for name, _value, _commented in lines]
+    assert sorted(names) == sorted(set(names)), "a setting listed twice"
+    assert set(names) == set(DEFAULTS)
+
+    for name, _value, commented in lines:
+        assert not commented or not DEFAULTS[name], (
+            "%s is commented out in .env.example but has a default (%r): write "
+            "%s=<default> instead" % (name, DEFAULTS[name], name)
+        )
+
+    variables = {name: value for name, value, commented in lines if not commented}
+    read = settings_read_from(variables)
+    expected = {name: as_read(default) for name, default in DEFAULTS.items()}
+    assert as_printed(read) == as_printed(expected)
+
+
+def test_settings_use_the_table_s_defaults_without_the_environment() -> None:
+    from scheduler_app.conf import DEFAULTS
+
+    read = settings_read_from({})
+
+    assert read == {name: as_read(default) for name, default in DEFAULTS.items()}
+
+
+def test_settings_read_each_type_from_the_environment() -> None:
+    read = settings_read_from(
+        {
+            "SCHEDULER_ENABLED": "false",
+            "SCHEDULER_HISTORY_DAYS": "7",
+            "SCHEDULER_LOG_PUBLISH_INTERVAL": "2",
+            "SCHEDULER_HANDLER_MODULES": "myapp.jobs,myapp.reports",
+            "SCHEDULER_SCRIPTS_PATH": "/srv/scripts",
+        }
+    )
+
+    assert read["SCHEDULER_ENABLED"] == [False, "bool"]
+    assert read["SCHEDULER_HISTORY_DAYS"] == [7, "int"]
+    assert read["SCHEDULER_LOG_PUBLISH_INTERVAL"] == [2.0, "float"]
+    assert read["SCHEDULER_HANDLER_MODULES"] == [
+        ["myapp.jobs", "myapp.reports"],
+        "list",
+    ]
+    assert read["SCHEDULER_SCRIPTS_PATH"] == ["/srv/scripts", "str"]
+
+
+def test_the_scripts_folder_is_relative_to_the_project(settings: Any) -> None:
+    from scheduler_app.conf import app_settings
+
+    settings.SCHEDULER_SCRIPTS_PATH = "scripts"
+    relative = app_settings.SCHEDULER_SCRIPTS_PATH
+    settings.SCHEDULER_SCRIPTS_PATH = "/srv/scripts"
+    absolute = app_settings.SCHEDULER_SCRIPTS_PATH
+
+    assert relative == str(REPO_ROOT / "scripts")
+    assert absolute == "/srv/scripts"
+
+
+#: "`SCHEDULER_X` (30", "`SCHEDULER_X` 30 s", "`SCHEDULER_X`, 60 s": a default quoted.
+README_DEFAULT = re.compile(r"`(SCHEDULER_[A-Z_]+)`(?: \(|,? )(\d+(?:\.\d+)?)\b")
+
+
+def test_the_readme_names_only_settings_of_the_table_with_their_defaults() -> None:
+    from scheduler_app.conf import DEFAULTS
+
+    text = (REPO_ROOT / "README.md").read_text()
+
+    assert set(re.findall(r"\bSCHEDULER_[A-Z_]*[A-Z]\b", text)) <= set(DEFAULTS)
+    quoted = README_DEFAULT.findall(text)
+    assert quoted, "the README quotes no default: is the pattern still right?"
+    for name, number in quoted:
+        assert float(number) == DEFAULTS[name], (name, number)
+
+
+def test_the_checks_refuse_a_setting_the_table_says_must_be_positive(
+    settings: Any,
+) -> None:
+    from scheduler_app.checks import check_scheduler_settings
+    from scheduler_app.conf import SETTINGS
+
+    positive = {name for name, setting in SETTINGS.items() if setting.positive}
+    for name in positive:
+        setattr(settings, name, 0)
+
+    found = {
+        (error.id, error.msg.split()[0])
+        for error in check_scheduler_settings()
+        if error.id in ("scheduler_app.E002", "scheduler_app.E004")
+    }
+
+    assert {name for _id, name in found} == positive
+    assert ("scheduler_app.E002", "SCHEDULER_HISTORY_DAYS") in found
+    assert ("scheduler_app.E004", "SCHEDULER_LOG_PUBLISH_INTERVAL") in found

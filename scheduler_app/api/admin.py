@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
-from .keys import UserAPIKey
+from ..models import UserAPIKey
 
 # The library's own key model authenticates as nobody; this project's keys are
 # UserAPIKey, so the unused one is kept out of the admin to avoid confusion.

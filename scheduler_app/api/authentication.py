@@ -13,7 +13,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from .keys import UserAPIKey
+from ..models import UserAPIKey
 
 #: `Authorization: Api-Key <key>`, the scheme djangorestframework-api-key documents.
 KEYWORD = "Api-Key"

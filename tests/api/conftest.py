@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from rest_framework.test import APIClient
 
-from scheduler_app.api.keys import UserAPIKey
+from scheduler_app.models import UserAPIKey
 
 VIEW_PERMISSIONS = ["view_scheduledtask", "view_taskexecution"]
 

@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from scheduler_app.api.keys import UserAPIKey
+from scheduler_app.models import UserAPIKey
 from tests.api.conftest import VIEW_PERMISSIONS, key_for, make_user
 
 pytestmark = pytest.mark.django_db
@@ -257,7 +257,7 @@ def test_the_last_use_of_a_key_is_recorded_to_the_minute(superuser: User) -> Non
     import datetime as dt
     from unittest import mock
 
-    from scheduler_app.api.keys import UserAPIKey
+    from scheduler_app.models import UserAPIKey
 
     key = key_for(superuser)
     stored = UserAPIKey.objects.get()
@@ -282,7 +282,7 @@ def test_the_last_use_of_a_key_is_recorded_to_the_minute(superuser: User) -> Non
 
 
 def test_the_admin_lists_when_each_key_was_last_used(superuser: User) -> None:
-    from scheduler_app.api.keys import UserAPIKey
+    from scheduler_app.models import UserAPIKey
 
     key = key_for(superuser)
     APIClient().get("/api/v1/tasks/handlers", HTTP_X_API_KEY=key)

@@ -1,0 +1,61 @@
+"""The choices of the models' fields, as enums; no model here, so any layer may use them.
+
+The models' constraints are built from them (`Q(status__in=TaskStatus.values)`), and
+each model carries its own under the usual names (ScheduledTask.Status,
+TaskExecution.TriggerType ...). The order of the members is the order of the values
+in the migrations: change one only with a migration.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class TaskType(models.TextChoices):
+    CRON = "cron", _("Cron")
+    INTERVAL = "interval", _("Interval")
+    DATE = "date", _("One-off date")
+    MANUAL = "manual", _("Manual")
+
+
+class TaskStatus(models.TextChoices):
+    ACTIVE = "active", _("Active")
+    PAUSED = "paused", _("Paused")
+    DISABLED = "disabled", _("Disabled")
+
+
+class OverlapPolicy(models.TextChoices):
+    SKIP = "skip", _("Skip the new run while one is running")
+    ALLOW = "allow", _("Allow concurrent runs")
+    REPLACE = "replace", _("Cancel the running one and start the new run")
+
+
+class ExecutionStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    RUNNING = "running", _("Running")
+    SUCCESS = "success", _("Success")
+    FAILED = "failed", _("Failed")
+    SKIPPED = "skipped", _("Skipped")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class TriggerType(models.TextChoices):
+    SCHEDULED = "scheduled", _("Scheduled")
+    MANUAL = "manual", _("Manual (run now)")
+    CLI = "cli", _("Command line")
+    RETRY = "retry", _("Retry")
+
+
+class FailureKind(models.TextChoices):
+    """Why a failed run failed, so the admin and API can filter on it."""
+
+    ERROR = "error", _("Error")
+    TIMEOUT = "timeout", _("Timed out")
+    ABANDONED = "abandoned", _("Abandoned")
+    INTERRUPTED = "interrupted", _("Interrupted")
+
+
+class InstanceKind(models.TextChoices):
+    SCHEDULER = "scheduler", _("Scheduler")
+    WORKER = "worker", _("Celery worker")
