@@ -13,6 +13,7 @@ positional.
 
 - `batch`: a batch of rows as a table (`WITH v(...)`), the same text for any size.
 - `prepared`: querysets compiled once and run again with a fresh time.
+- `texts`: each statement's text with the database's quoted names, built once.
 - `claims`: the claim of pending executions (pending -> running) for a batch.
 - `finals`: the final state of a batch of ended runs.
 - `counters`: the tasks' run counters, added up for a batch of runs.

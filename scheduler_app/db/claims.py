@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 from django.db import connections, router
 
 from ..models import TaskExecution
+from .texts import text_for
 
 Status = TaskExecution.Status
 
@@ -26,8 +28,13 @@ CLAIM_PENDING = (
     " RETURNING id"
 )
 
-#: CLAIM_PENDING with the table's name, per database alias: built at first use.
-_texts: dict[str, str] = {}
+
+def _names(connection: Any) -> dict[str, str]:
+    # {ids} stays a placeholder: its length is the batch's.
+    return {
+        "executions": connection.ops.quote_name(TaskExecution._meta.db_table),
+        "ids": "{ids}",
+    }
 
 
 def claim_pending(*, ids: Sequence[int], instance: str, now: dt.datetime) -> set[int]:
@@ -37,13 +44,9 @@ def claim_pending(*, ids: Sequence[int], instance: str, now: dt.datetime) -> set
     real start with the final state).
     """
     connection = connections[router.db_for_write(TaskExecution)]
-    text = _texts.get(connection.alias)
-    if text is None:
-        text = _texts[connection.alias] = CLAIM_PENDING.format(
-            executions=connection.ops.quote_name(TaskExecution._meta.db_table),
-            ids="{ids}",
-        )
-    sql = text.format(ids=", ".join(["%s"] * len(ids)))
+    sql = text_for(connection, CLAIM_PENDING, _names).format(
+        ids=", ".join(["%s"] * len(ids))
+    )
     at = connection.ops.adapt_datetimefield_value(now)
     with connection.cursor() as cursor:
         cursor.execute(sql, [Status.RUNNING, instance, at, at, *ids, Status.PENDING])

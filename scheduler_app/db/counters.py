@@ -10,6 +10,7 @@ from django.db import connections, router
 
 from ..models import ScheduledTask
 from .batch import row_datetime, rows_table
+from .texts import text_for
 
 #: The rows (`v`, see `rows_table`): (id, ran, ok, failed, latest) per task.
 #: last_run_at stays the latest of the stored one and the batch's. No parameters
@@ -24,7 +25,9 @@ ADD_RUN_COUNTS = (
     " FROM v WHERE {tasks}.id = v.id"
 )
 
-_texts: dict[str, str] = {}
+
+def _names(connection: Any) -> dict[str, str]:
+    return {"tasks": connection.ops.quote_name(ScheduledTask._meta.db_table)}
 
 
 @functools.cache
@@ -50,11 +53,7 @@ def add_run_counts(*, counts: Mapping[int, Sequence[Any]]) -> None:
     if not counts:
         return
     connection = connections[router.db_for_write(ScheduledTask)]
-    sql = _texts.get(connection.alias)
-    if sql is None:
-        sql = _texts[connection.alias] = ADD_RUN_COUNTS.format(
-            tasks=connection.ops.quote_name(ScheduledTask._meta.db_table)
-        )
+    sql = text_for(connection, ADD_RUN_COUNTS, _names)
     adapt = row_datetime(connection)
     source, params = rows_table(
         connection,

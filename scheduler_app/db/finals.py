@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from ..models import TaskExecution
 from .batch import row_datetime, rows_table
+from .texts import text_for
 
 Status = TaskExecution.Status
 
@@ -43,20 +44,15 @@ WRITE_FINALS = (
     " RETURNING {executions}.id"
 )
 
-_texts: dict[str, str] = {}
 
-
-def _text(connection: Any) -> str:
-    text = _texts.get(connection.alias)
-    if text is None:
-        quote = connection.ops.quote_name
-        text = _texts[connection.alias] = WRITE_FINALS.format(
-            executions=quote(TaskExecution._meta.db_table),
-            assignments=", ".join(
-                "%s = v.%s" % (quote(f.column), quote(f.column)) for f in _fields()
-            ),
-        )
-    return text
+def _names(connection: Any) -> dict[str, str]:
+    quote = connection.ops.quote_name
+    return {
+        "executions": quote(TaskExecution._meta.db_table),
+        "assignments": ", ".join(
+            "%s = v.%s" % (quote(f.column), quote(f.column)) for f in _fields()
+        ),
+    }
 
 
 @functools.cache
@@ -78,7 +74,7 @@ def write_finals(*, executions: Sequence[TaskExecution]) -> set[int]:
     round trip each was what bounded a batch.
     """
     connection = connections[router.db_for_write(TaskExecution)]
-    sql = _text(connection)
+    sql = text_for(connection, WRITE_FINALS, _names)
     columns = _columns()
     preps = [(f.attname, _db_prep(f, connection)) for f in _fields()]
     written: set[int] = set()

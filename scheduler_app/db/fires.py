@@ -11,6 +11,7 @@ from django.db import connections, router
 
 from ..models import TaskExecution
 from .batch import row_datetime, rows_table, typed_param
+from .texts import text_for
 
 #: Rows per statement (well under SQLite's 32766 parameters).
 FIRES_PER_INSERT = 500
@@ -31,8 +32,6 @@ INSERT_FIRES = (
 #: The columns that differ from fire to fire.
 VARYING = ("task", "scheduled_for", "run_after")
 
-_texts: dict[str, str] = {}
-
 
 @functools.cache
 def _fields() -> tuple[list[Any], list[Any]]:
@@ -44,21 +43,18 @@ def _fields() -> tuple[list[Any], list[Any]]:
     )
 
 
-def _text(connection: Any) -> str:
-    text = _texts.get(connection.alias)
-    if text is None:
-        quote = connection.ops.quote_name
-        fields, varying = _fields()
-        text = _texts[connection.alias] = INSERT_FIRES.format(
-            executions=quote(TaskExecution._meta.db_table),
-            columns=", ".join(quote(f.column) for f in fields),
-            select_list=", ".join(
-                "v.%s" % quote(f.column) if f in varying else typed_param(connection, f)
-                for f in fields
-            ),
-            scheduled=TaskExecution.TriggerType.SCHEDULED,
-        )
-    return text
+def _names(connection: Any) -> dict[str, str]:
+    quote = connection.ops.quote_name
+    fields, varying = _fields()
+    return {
+        "executions": quote(TaskExecution._meta.db_table),
+        "columns": ", ".join(quote(f.column) for f in fields),
+        "select_list": ", ".join(
+            "v.%s" % quote(f.column) if f in varying else typed_param(connection, f)
+            for f in fields
+        ),
+        "scheduled": TaskExecution.TriggerType.SCHEDULED,
+    }
 
 
 def insert_fires(*, rows: Sequence[TaskExecution]) -> None:
@@ -69,7 +65,7 @@ def insert_fires(*, rows: Sequence[TaskExecution]) -> None:
     are sent once, not compiled value by value as bulk_create would.
     """
     connection = connections[router.db_for_write(TaskExecution)]
-    sql = _text(connection)
+    sql = text_for(connection, INSERT_FIRES, _names)
     fields, varying = _fields()
     constants = [
         f.get_db_prep_save(getattr(rows[0], f.attname), connection)

@@ -13,6 +13,7 @@ from typing import Any
 from django.db import connections, router
 
 from ..models import SchedulerLock
+from .texts import text_for
 
 #: Inserts a row per free key, takes over the expired rows of the others and leaves
 #: live ones alone, atomically per row; returns the keys taken. `{rows}` is one
@@ -37,17 +38,13 @@ RELEASE = 'DELETE FROM {locks} WHERE "key" = %s AND token = %s'
 
 _ROW = "(%s, %s, %s, %s, %s)"
 
-#: The texts with the table's name, per (statement, database alias): built at first use.
-_texts: dict[tuple[str, str], str] = {}
 
-
-def _text(statement: str, connection: Any) -> str:
-    text = _texts.get((statement, connection.alias))
-    if text is None:
-        text = _texts[(statement, connection.alias)] = statement.format(
-            locks=connection.ops.quote_name(SchedulerLock._meta.db_table), rows="{rows}"
-        )
-    return text
+def _names(connection: Any) -> dict[str, str]:
+    # {rows} stays a placeholder: its length is the batch's.
+    return {
+        "locks": connection.ops.quote_name(SchedulerLock._meta.db_table),
+        "rows": "{rows}",
+    }
 
 
 def acquire_many(
@@ -70,7 +67,9 @@ def acquire_many(
     for key, token, owner in locks:
         params += [key, token, owner, acquired, expires]
     params.append(acquired)
-    sql = _text(ACQUIRE_MANY, connection).format(rows=", ".join([_ROW] * len(locks)))
+    sql = text_for(connection, ACQUIRE_MANY, _names).format(
+        rows=", ".join([_ROW] * len(locks))
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {row[0] for row in cursor.fetchall()}
@@ -83,4 +82,4 @@ def release_many(*, held: Iterable[tuple[str, str]]) -> None:
         return
     connection = connections[router.db_for_write(SchedulerLock)]
     with connection.cursor() as cursor:
-        cursor.executemany(_text(RELEASE, connection), pairs)
+        cursor.executemany(text_for(connection, RELEASE, _names), pairs)

@@ -11,6 +11,7 @@ from django.db import connections, router
 
 from ..models import ScheduledTask
 from .batch import row_datetime, rows_table
+from .texts import text_for
 
 #: The rows (`v`, see `rows_table`): (id, next_run_at) per task. Leaves updated_at
 #: alone: the scheduler's own bookkeeping must not look like an edit to the change
@@ -20,7 +21,10 @@ RECORD_NEXT_RUNS = (
 )
 
 #: RECORD_NEXT_RUNS with the table's name, per database alias: built at first use.
-_texts: dict[str, str] = {}
+
+
+def _names(connection: Any) -> dict[str, str]:
+    return {"tasks": connection.ops.quote_name(ScheduledTask._meta.db_table)}
 
 
 @functools.cache
@@ -38,11 +42,7 @@ def record_next_runs(*, next_runs: Mapping[int, dt.datetime | None]) -> None:
     if not next_runs:
         return
     connection = connections[router.db_for_write(ScheduledTask)]
-    sql = _texts.get(connection.alias)
-    if sql is None:
-        sql = _texts[connection.alias] = RECORD_NEXT_RUNS.format(
-            tasks=connection.ops.quote_name(ScheduledTask._meta.db_table)
-        )
+    sql = text_for(connection, RECORD_NEXT_RUNS, _names)
     adapt = row_datetime(connection)
     source, params = rows_table(
         connection,
