@@ -231,31 +231,9 @@ class ScheduledTaskForm(forms.ModelForm):
 
     class Meta:
         model = ScheduledTask
-        # The stored counters and run times (last_run_at, next_run_at, run_count,
-        # success_count, fail_count) are the engine's, never the form's.
-        fields = [
-            "name",
-            "description",
-            "task_type",
-            "cron_expression",
-            "interval_seconds",
-            "run_date",
-            "timezone",
-            "handler_path",
-            "handler_kwargs",
-            "status",
-            "is_system",
-            "overlap_policy",
-            "max_instances",
-            "queue",
-            "timeout_seconds",
-            "max_retries",
-            "retry_delay_seconds",
-            "retry_backoff",
-            "misfire_grace_seconds",
-            "coalesce",
-            "jitter_seconds",
-        ]
+        # What a caller may set (services.EDITABLE_FIELDS); the run counters and
+        # run times are the engine's, never the form's.
+        fields = list(services.EDITABLE_FIELDS)
         labels = {"handler_kwargs": _("Other parameters (JSON)")}
         help_texts = {
             "handler_kwargs": _(
