@@ -30,7 +30,7 @@ from ..conf import app_settings
 from ..db.polls import startable_ids
 from ..exceptions import SchedulerError
 from ..models import ScheduledTask, TaskExecution
-from ..schedules import next_fire_times
+from ..schedules import Schedule, next_fire_times
 from ..services import (
     executions_create_scheduled,
     executions_interrupt,
@@ -39,7 +39,6 @@ from ..services import (
     instance_heartbeat,
     instance_id,
     instance_stopped,
-    task_trigger,
     tasks_ensure_declared,
     tasks_record_next_runs,
     tasks_version,
@@ -365,7 +364,7 @@ class Engine:
     ) -> None:
         try:
             anchor = task.next_run_at if trust_next_run and task.next_run_at else now
-            trigger = task_trigger(task, start_at=anchor)
+            trigger = Schedule.of(task).trigger(start_at=anchor)
         except SchedulerError as exc:
             logger.error(
                 "Task %s has an invalid schedule and is not scheduled: %s",

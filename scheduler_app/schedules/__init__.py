@@ -19,9 +19,7 @@ from .schedule import (
     RUN_DATE_RANGE,
     TASK_TYPES,
     Schedule,
-    build_trigger,
     resolve_timezone,
-    validate_schedule,
 )
 from .triggers import Trigger, cron_trigger
 
@@ -33,7 +31,6 @@ __all__ = [
     "TASK_TYPES",
     "Schedule",
     "Trigger",
-    "build_trigger",
     "cron_trigger",
     "describe_cron",
     "describe_interval",
@@ -41,5 +38,4 @@ __all__ = [
     "next_fire_times",
     "parse_crontab",
     "resolve_timezone",
-    "validate_schedule",
 ]

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from apscheduler.triggers.base import BaseTrigger
 from django.db import IntegrityError, router, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
@@ -35,7 +34,7 @@ from ..exceptions import (
 from ..handlers.registry import list_scripts, refusal
 from ..locks import get_lock_backend
 from ..models import ScheduledTask, SchedulerState, TaskExecution
-from ..schedules import build_trigger, next_fire_times
+from ..schedules import Schedule, next_fire_times
 from .validation import Actor, TaskInvalid, task_validate
 
 logger = logging.getLogger(__name__)
@@ -77,27 +76,11 @@ EDITABLE_FIELDS = (
 )
 
 
-def task_trigger(task: ScheduledTask, *, start_at: dt.datetime) -> BaseTrigger | None:
-    """The APScheduler trigger of a task's schedule (None for manual tasks).
-
-    `start_at` anchors interval schedules: they fire at start_at + k * interval.
-    """
-    return build_trigger(
-        task_type=task.task_type,
-        cron_expression=task.cron_expression,
-        interval_seconds=task.interval_seconds,
-        run_date=task.run_date,
-        timezone_name=task.timezone,
-        start_at=start_at,
-        jitter_seconds=task.jitter_seconds,
-    )
-
-
 def task_next_run(task: ScheduledTask, *, after: dt.datetime) -> dt.datetime | None:
     """The first fire time strictly after `after` for an active task (None otherwise)."""
     if task.status != ScheduledTask.Status.ACTIVE:
         return None
-    trigger = task_trigger(task, start_at=after)
+    trigger = Schedule.of(task).trigger(start_at=after)
     if task.task_type == ScheduledTask.TaskType.DATE:
         # A one-off task that already ran never fires again.
         if task.fired_once:

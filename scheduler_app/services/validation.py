@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 from django.utils import timezone
@@ -23,7 +24,7 @@ from django.utils.translation import gettext_lazy
 from ..exceptions import HandlerNotAllowed, SchedulerError, StatusChangeForbidden
 from ..handlers.registry import get_handler
 from ..models import ScheduledTask
-from ..schedules import validate_schedule
+from ..schedules import Schedule
 from ..storable import is_unstorable
 from .params import parameters_validate, task_local_now
 
@@ -167,15 +168,9 @@ def _fields_problems(
     if not any(error.field in schedule_fields for error in errors):
         # (Otherwise the schedule cannot be read: its field's error says why.)
         try:
-            validate_schedule(
-                task_type=task.task_type,
-                cron_expression=task.cron_expression,
-                interval_seconds=task.interval_seconds,
-                run_date=task.run_date,
-                timezone_name=task.timezone,
-                now=now,
-                require_future_run_date=run_date_must_be_future,
-            )
+            # Jitter's bounds are task_fields_validate's: not reported twice.
+            schedule = replace(Schedule.of(task), jitter_seconds=0)
+            schedule.validate(now=now, require_future_run_date=run_date_must_be_future)
         except SchedulerError as exc:
             errors.append(exc)
     if not any(error.field == "handler_path" for error in errors):

@@ -14,9 +14,6 @@ from scheduler_app.exceptions import ScheduleError
 from scheduler_app.models import ScheduledTask
 from scheduler_app.schedules import (
     Schedule,
-    build_trigger,
-    next_fire_times,
-    validate_schedule,
 )
 
 from .helpers import NEW_YORK, SAT_1_MARCH_SHANGHAI, SHANGHAI, UTC
@@ -156,29 +153,6 @@ def test_next_fire_times_of_a_bad_schedule_is_a_schedule_error() -> None:
         Schedule("cron", cron="0 25 * * *").next_fire_times(after=NEW_YEAR)
 
     assert caught.value.field == "cron_expression"
-
-
-def test_the_keyword_forms_build_the_same_trigger() -> None:
-    schedule = Schedule(
-        "cron", cron="0 9 * * 1-5", zone="America/New_York", jitter_seconds=0
-    )
-    trigger = build_trigger(
-        task_type="cron",
-        cron_expression="0 9 * * 1-5",
-        timezone_name="America/New_York",
-    )
-
-    assert next_fire_times(trigger, after=NEW_YEAR, count=7) == (
-        schedule.next_fire_times(after=NEW_YEAR, count=7)
-    )
-    with pytest.raises(ScheduleError, match="funday"):
-        validate_schedule(
-            task_type="cron",
-            cron_expression="0 2 * * funday",
-            interval_seconds=None,
-            run_date=None,
-            timezone_name="",
-        )
 
 
 def test_dst_transitions_are_those_of_the_zone() -> None:
