@@ -2,7 +2,7 @@
 
 The admin's Run now buttons and bulk action, the API's run verb, `run_task` and
 the Python API's run_job ask here; nothing runs in the caller's process (see
-services/executions.py for the run itself).
+services/runs.py for the run itself).
 """
 
 from __future__ import annotations
