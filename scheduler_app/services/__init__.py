@@ -11,6 +11,7 @@ from .instances import (
     instances_alive_ids,
     instances_cleanup,
 )
+from .locks import lock_force_release
 from .outcomes import (
     executions_fail,
     executions_interrupt,
@@ -30,7 +31,6 @@ from .runs import (
 from .tasks import (
     EDITABLE_FIELDS,
     StatusChange,
-    lock_force_release,
     task_create,
     task_delete,
     task_get,

@@ -32,7 +32,6 @@ from ..exceptions import (
     TaskNotFound,
 )
 from ..handlers.registry import list_scripts, refusal
-from ..locks import get_lock_backend
 from ..models import ScheduledTask, SchedulerState, TaskExecution
 from ..schedules import Schedule, next_fire_times
 from .validation import Actor, TaskInvalid, task_validate
@@ -427,12 +426,3 @@ def tasks_ensure_declared(*, now: dt.datetime | None = None) -> list[ScheduledTa
         )
     return created
 
-
-def lock_force_release(key: str, *, by: str) -> bool:
-    """Release a lock whatever its owner (its holder is gone); True if one was held.
-
-    For operators (admin, API) only: a live holder keeps running without its lock.
-    """
-    released = get_lock_backend().force_release(key)
-    logger.warning("Lock %s force-released by %s (was held: %s)", key, by, released)
-    return released
