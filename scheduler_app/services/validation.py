@@ -72,6 +72,9 @@ TEXT_FIELDS = (
     "handler_path",
     "queue",
 )
+MSG_TEXT_TOO_LONG = gettext_lazy(
+    "%(field)s: enter at most %(max)s characters (got %(length)s); shorten it."
+)
 MSG_UNSTORABLE_TEXT = gettext_lazy(
     "%(field)s: remove the NUL character (\\u0000) or unpaired surrogate "
     "(\\ud800-\\udfff); it cannot be stored."
@@ -135,10 +138,26 @@ def task_fields_validate(values: Mapping[str, Any]) -> list[SchedulerError]:
             errors.append(SchedulerError(message, field=name, code="invalid"))
     for name in TEXT_FIELDS:
         value = values.get(name)
-        if isinstance(value, str) and is_unstorable(value):
+        if not isinstance(value, str):
+            continue
+        longest = _max_length(name)
+        if longest is not None and len(value) > longest:
+            message = MSG_TEXT_TOO_LONG % {
+                "field": _field_label(name),
+                "max": longest,
+                "length": len(value),
+            }
+            errors.append(SchedulerError(message, field=name, code="invalid"))
+        elif is_unstorable(value):
             message = MSG_UNSTORABLE_TEXT % {"field": _field_label(name)}
             errors.append(SchedulerError(message, field=name, code="invalid"))
     return errors
+
+
+def _max_length(name: str) -> int | None:
+    """The column's length limit (None: unlimited). SQLite would store any length, so
+    the rule is applied here, for every database and every entry point alike."""
+    return getattr(ScheduledTask._meta.get_field(name), "max_length", None)
 
 
 def _status_forbidden(

@@ -509,6 +509,28 @@ def test_text_no_database_can_store_is_refused_naming_its_field(
 
 
 @pytest.mark.parametrize(
+    ("field", "longest"),
+    [("name", 200), ("cron_expression", 200), ("timezone", 64), ("queue", 100)],
+)
+def test_text_longer_than_its_column_is_refused_on_every_database(
+    field: str, longest: int
+) -> None:
+    with pytest.raises(TaskInvalid) as excinfo:
+        create(**{field: "a" * (longest + 1)})
+
+    assert errors_of(excinfo)[field].endswith(
+        f": enter at most {longest} characters (got {longest + 1}); shorten it."
+    )
+    assert not ScheduledTask.objects.exclude(is_system=True).exists()
+
+
+def test_a_name_of_the_columns_length_is_kept() -> None:
+    task = create(name="n" * 200)
+
+    assert ScheduledTask.objects.get(pk=task.pk).name == "n" * 200
+
+
+@pytest.mark.parametrize(
     "kwargs",
     [{"target": "'a\x00b'"}, {"options": {"k": ["\ud800"]}}, {"a\x00": "1"}],
 )
