@@ -1,6 +1,6 @@
 # Everything a fresh machine needs, from Python and make alone.
 #   make run    set up (virtualenv, dependencies, database, admin login) and start the product
-#   make test   lint, then run the test suite on SQLite, then on PostgreSQL (required under CI=true)
+#   make test   lint (ruff, mypy), then the test suite on SQLite, then on PostgreSQL (required under CI=true)
 #               (browser tests included: they drive Debian's chromium, installed if missing)
 
 PYTHON ?= python3
@@ -39,11 +39,14 @@ check-migrations: venv
 
 test: lint test-sqlite test-postgres
 
-# ruff (lint + black-style format check) over the code; settings in pyproject.toml.
+# ruff (lint + black-style format check) over the code, then mypy over scheduler_app/
+# with the Django and DRF plugins; settings for both in pyproject.toml. mypy needs no
+# database or environment (its Django settings are config.settings_test).
 LINTED := scheduler_app tests bench config scripts manage.py
 lint: venv
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
 
 test-sqlite: venv check-migrations browser-deps
 	$(PY) -m pytest
@@ -88,4 +91,4 @@ bench: venv
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

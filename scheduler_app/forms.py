@@ -124,12 +124,15 @@ class HandlerSelect(forms.Select):
         self,
         name: str,
         value: Any,
-        label: Any,
-        selected: Any,
+        label: int | str,
+        selected: bool,
         index: int,
-        **kwargs: Any,
+        subindex: int | None = None,
+        attrs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        option = super().create_option(name, value, label, selected, index, **kwargs)
+        option = super().create_option(
+            name, value, label, selected, index, subindex=subindex, attrs=attrs
+        )
         info = self.handlers.get(str(value))
         if info is not None:
             option["attrs"]["title"] = info.error if info.broken else info.description
@@ -189,7 +192,7 @@ def handler_choices(current: str) -> tuple[list[Any], dict[str, HandlerInfo]]:
 
 
 def add_service_errors(
-    form: forms.Form, exc: services.TaskInvalid, parameter_names: Iterable[str]
+    form: forms.BaseForm, exc: services.TaskInvalid, parameter_names: Iterable[str]
 ) -> None:
     """Show each problem the validation service found on the input it concerns."""
     names = set(parameter_names)
@@ -322,7 +325,8 @@ class ScheduledTaskForm(forms.ModelForm):
         return value
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if self.errors:
             return cleaned
         cleaned["handler_kwargs"] = self._collect_kwargs()
@@ -354,7 +358,13 @@ class RunWithParametersForm(forms.Form):
         }
         return type(cls.__name__, (cls,), attrs)
 
-    def __init__(self, *args: Any, task: ScheduledTask, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None = None,
+        *,
+        task: ScheduledTask,
+        **kwargs: Any,
+    ) -> None:
         self.task = task
         stored = task.handler_kwargs if isinstance(task.handler_kwargs, dict) else {}
         initial = {
@@ -362,7 +372,7 @@ class RunWithParametersForm(forms.Form):
             for name in self.parameter_names
             if name in stored
         }
-        super().__init__(*args, initial=initial, **kwargs)
+        super().__init__(data, initial=initial, **kwargs)
 
     def overrides(self) -> dict[str, str]:
         """The inputs that differ from the task's own values (empty ones keep the task's)."""

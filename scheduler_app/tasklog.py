@@ -148,7 +148,8 @@ class RunLog:
         self._lock = threading.Lock()
         self._head_limit = max(1, max_lines // 2)
         self._head: list[str] = []
-        self._tail: deque[str] = deque(maxlen=max(1, max_lines - self._head_limit))
+        self._tail_limit = max(1, max_lines - self._head_limit)
+        self._tail: deque[str] = deque(maxlen=self._tail_limit)
         self._max_lines = max_lines
         self._dropped = 0
         self._written = 0
@@ -187,7 +188,7 @@ class RunLog:
                 if len(self._head) < self._head_limit:
                     self._head.append(part)
                 else:
-                    if len(self._tail) == self._tail.maxlen:
+                    if len(self._tail) == self._tail_limit:
                         self._dropped += 1
                     self._tail.append(part)
             self._written += len(parts)
@@ -211,7 +212,7 @@ class RunLog:
             lines.append(
                 "[... %d lines dropped: the log keeps the first %d and the last %d of "
                 "a run (SCHEDULER_LOG_BUFFER_MAX_LINES=%d) ...]"
-                % (self._dropped, self._head_limit, self._tail.maxlen, self._max_lines)
+                % (self._dropped, self._head_limit, self._tail_limit, self._max_lines)
             )
         lines.extend(self._tail)
         return "\n".join(lines)

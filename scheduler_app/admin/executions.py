@@ -27,7 +27,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from .. import selectors, services
 from ..exceptions import SchedulerError
-from ..models import TaskExecution
+from ..models import TaskExecution, TaskExecutionQuerySet
 from .display import EMPTY, absolute_time, execution_badge, format_duration, pretty_json
 
 MSG_SUBTITLE = _("Execution #%(id)s of “%(task)s”")
@@ -62,7 +62,7 @@ class HasNextPaginator(Paginator):
         return offset, list(self.object_list[offset : offset + self.per_page + 1])
 
     @cached_property
-    def count(self) -> int:  # type: ignore[override]
+    def count(self) -> int:
         offset, rows = self._window
         return offset + len(rows)
 
@@ -73,7 +73,7 @@ class HasNextPaginator(Paginator):
     def page(self, number: Any) -> Page:
         number = self.validate_number(number)
         if number == self.page_number:
-            return self._get_page(self._window[1][: self.per_page], number, self)
+            return Page(self._window[1][: self.per_page], number, self)
         return super().page(number)
 
 
@@ -115,7 +115,9 @@ class CreatedDateFilter(admin.DateFieldListFilter):
     the database adapter's conversion turns into an OverflowError (a 500).
     """
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[Any]
+    ) -> QuerySet[Any] | None:
         for value in self.used_parameters.values():
             for text in value if isinstance(value, list) else [value]:
                 try:
@@ -414,7 +416,7 @@ class TaskExecutionAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description=_("Cancel selected executions"), permissions=["run"])
-    def cancel(self, request: HttpRequest, queryset: QuerySet[TaskExecution]) -> None:
+    def cancel(self, request: HttpRequest, queryset: TaskExecutionQuerySet) -> None:
         cancelled, refused = 0, []
         for execution in queryset.unfinished():
             try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -11,6 +13,9 @@ from django.utils.translation import ngettext
 from .. import services
 from ..exceptions import SchedulerError
 from ..models import ScheduledTask
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 MSG_NOT_PAUSED_DISABLED = _(
     "Not paused, because disabled (%(count)d): %(names)s. A disabled task does not "
@@ -27,7 +32,9 @@ class TaskActionsMixin(admin.ModelAdmin):
 
     # Actions: each calls one service and reports a count
 
-    def _refused(self, request: HttpRequest, disabled: list[str], message: str) -> None:
+    def _refused(
+        self, request: HttpRequest, disabled: list[str], message: StrOrPromise
+    ) -> None:
         """Report the selected tasks an action left alone because they are disabled."""
         if disabled:
             names = ", ".join(disabled[:10])

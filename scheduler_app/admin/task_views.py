@@ -111,8 +111,10 @@ def run_with_parameters(
     else:
         form = form_class(task=task)
     fields = [param_field_name(name) for name in form.parameter_names]
+    # The stubs want a ModelForm, but AdminForm takes any form: Django's own
+    # user_change_password gives it a plain Form, as this page does.
     adminform = helpers.AdminForm(
-        form,
+        form,  # type: ignore[arg-type]
         [(None, {"fields": fields})] if fields else [],
         {},
         model_admin=model_admin,
@@ -124,7 +126,8 @@ def run_with_parameters(
         "original": task,
         "adminform": adminform,
         "form": form,
-        "errors": helpers.AdminErrorList(form, []),
+        # A plain Form again (see AdminForm above): the stubs want a ModelForm.
+        "errors": helpers.AdminErrorList(form, []),  # type: ignore[arg-type]
         "handler_error": handler_error,
         "media": model_admin.media + adminform.media,
     }
@@ -184,7 +187,9 @@ def schedule_preview(
     form = SchedulePreviewForm(request.GET)
     if not form.is_valid():
         field, errors = next(iter(form.errors.items()))
-        return JsonResponse({"ok": False, "field": field, "error": " ".join(errors)})
+        return JsonResponse(
+            {"ok": False, "field": field, "error": " ".join(map(str, errors))}
+        )
     data = form.cleaned_data
     description = ""
     if data["task_type"] == ScheduledTask.TaskType.CRON:

@@ -88,6 +88,18 @@ class RecentExecutionsFormSet(BaseInlineFormSet):
         return self._recent_queryset
 
 
+#: The inline's columns, all read-only (the inline only shows executions).
+RECENT_EXECUTION_FIELDS = (
+    "status_display",
+    "trigger_type",
+    "scheduled_for",
+    "started_at",
+    "duration_display",
+    "attempt",
+    "error_message",
+)
+
+
 class RecentExecutionsInline(admin.TabularInline):
     model = TaskExecution
     formset = RecentExecutionsFormSet
@@ -95,16 +107,8 @@ class RecentExecutionsInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
     verbose_name_plural = _("recent executions (latest 20)")
-    fields = [
-        "status_display",
-        "trigger_type",
-        "scheduled_for",
-        "started_at",
-        "duration_display",
-        "attempt",
-        "error_message",
-    ]
-    readonly_fields = fields
+    fields = RECENT_EXECUTION_FIELDS
+    readonly_fields = RECENT_EXECUTION_FIELDS
 
     @admin.display(description=_("status"))
     def status_display(self, obj: TaskExecution) -> str:

@@ -47,7 +47,10 @@ class UserAPIKeyAdmin(APIKeyModelAdmin):
         # A key acts with its user's permissions: only a superuser may make one
         # for someone else, or a staff user could borrow a superuser's rights.
         if db_field.name == "user" and not request.user.is_superuser:
-            kwargs["queryset"] = db_field.related_model._default_manager.filter(
+            related_model = db_field.related_model
+            # A string ("self") only until the app registry resolves the relation.
+            assert not isinstance(related_model, str), "relations resolve at startup"
+            kwargs["queryset"] = related_model._default_manager.filter(
                 pk=request.user.pk
             )
             kwargs["initial"] = request.user.pk

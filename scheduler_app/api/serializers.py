@@ -76,10 +76,10 @@ class BoundedIntegerField(serializers.IntegerField):
 
 
 #: The label and help of the task's parameters, as the model field has them.
-PARAMETERS_TEXT = {
-    "label": capfirst(ScheduledTask._meta.get_field("handler_kwargs").verbose_name),
-    "help_text": ScheduledTask._meta.get_field("handler_kwargs").help_text,
-}
+PARAMETERS_LABEL = capfirst(
+    ScheduledTask._meta.get_field("handler_kwargs").verbose_name
+)
+PARAMETERS_HELP = ScheduledTask._meta.get_field("handler_kwargs").help_text
 
 
 class TaskSerializer(serializers.ModelSerializer):
@@ -95,7 +95,9 @@ class TaskSerializer(serializers.ModelSerializer):
             "Successes / (successes + failures), null before any finished run."
         ),
     )
-    handler_kwargs = ParametersField(read_only=True, **PARAMETERS_TEXT)
+    handler_kwargs = ParametersField(
+        read_only=True, label=PARAMETERS_LABEL, help_text=PARAMETERS_HELP
+    )
     last_execution_id = serializers.IntegerField(read_only=True, allow_null=True)
     last_execution_status = serializers.ChoiceField(
         choices=TaskExecution.Status.choices, read_only=True, allow_null=True
@@ -132,12 +134,14 @@ class TaskWriteSerializer(serializers.ModelSerializer):
     exception handler turns their TaskInvalid into a 400 naming each field.
     """
 
-    handler_kwargs = ParametersField(required=False, **PARAMETERS_TEXT)
+    handler_kwargs = ParametersField(
+        required=False, label=PARAMETERS_LABEL, help_text=PARAMETERS_HELP
+    )
 
     class Meta:
         model = ScheduledTask
         fields = list(TASK_WRITE_FIELDS)
-        extra_kwargs = {
+        extra_kwargs: dict[str, dict[str, Any]] = {
             # The service reports a taken name (constraint on save) with its message.
             "name": {"validators": []},
         }

@@ -263,7 +263,9 @@ class ScheduledTaskViewSet(
     def _paginated(
         self, items: list[Any], serializer_class: type[BaseSerializer[Any]]
     ) -> Response:
-        page = self.paginate_queryset(items)  # type: ignore[arg-type]
+        # DRF pages any sliceable sequence (Django's Paginator takes a list);
+        # the stubs accept only a QuerySet.
+        page: list[Any] | None = self.paginate_queryset(items)  # type: ignore[arg-type]
         data = serializer_class(
             page, many=True, context=self.get_serializer_context()
         ).data

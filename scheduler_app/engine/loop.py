@@ -73,6 +73,14 @@ STANDBY_RETRY_SECONDS = 1.0
 PENDING_BATCH = 500
 
 
+def _fire_time(execution: TaskExecution) -> dt.datetime:
+    """The time a staged execution fires at."""
+    # Only scheduled fires are staged, and executions_create_scheduled gives each
+    # its fire time (scheduled_for is empty only on a run-now request).
+    assert execution.scheduled_for is not None, "a staged execution has a fire time"
+    return execution.scheduled_for
+
+
 class Executor(Protocol):
     #: How long before their time staged fires may be handed over (0: at their
     #: time). The executor must not start one before its `run_after`.
@@ -462,7 +470,7 @@ class Engine:
         for execution in executions:
             self._staged[execution.pk] = execution
             heapq.heappush(
-                self._staged_heap, (execution.scheduled_for.timestamp(), execution.pk)
+                self._staged_heap, (_fire_time(execution).timestamp(), execution.pk)
             )
         return executions
 
@@ -506,7 +514,7 @@ class Engine:
         withdrawn = [
             pk
             for pk, execution in self._staged.items()
-            if execution.task_id in task_ids and execution.scheduled_for > now
+            if execution.task_id in task_ids and _fire_time(execution) > now
         ]
         for pk in withdrawn:
             del self._staged[pk]
@@ -522,9 +530,10 @@ class Engine:
             return
         first: dict[int, dt.datetime] = {}
         for execution in self._staged.values():
+            fires_at = _fire_time(execution)
             when = first.get(execution.task_id)
-            if when is None or execution.scheduled_for < when:
-                first[execution.task_id] = execution.scheduled_for
+            if when is None or fires_at < when:
+                first[execution.task_id] = fires_at
         withdrawn = executions_unstage(list(self._staged))
         self._staged.clear()
         self._staged_heap.clear()

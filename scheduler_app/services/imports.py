@@ -54,7 +54,8 @@ _PICKLE_GLOBALS = {
 def _zoneinfo_getattr(obj: Any, name: str) -> Any:
     """The one getattr a pickled ZoneInfo needs: ZoneInfo._unpickle."""
     if obj is zoneinfo.ZoneInfo and name == "_unpickle":
-        return zoneinfo.ZoneInfo._unpickle
+        # Private on purpose: it is what ZoneInfo.__reduce__ pickles (not in typeshed).
+        return zoneinfo.ZoneInfo._unpickle  # type: ignore[attr-defined]
     raise pickle.UnpicklingError("a job state never asks for %r of %r" % (name, obj))
 
 
