@@ -425,4 +425,3 @@ def tasks_ensure_declared(*, now: dt.datetime | None = None) -> list[ScheduledTa
             task.handler_path,
         )
     return created
-
