@@ -8,24 +8,26 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from .choices import ExecutorName
 from .conf import SETTINGS, app_settings
 
 #: The tag of this app's checks, so a command can run them without the URL checks.
 TAG = "scheduler"
 
+#: SCHEDULER_EXECUTOR names no executor ("must be 'inline' or 'celery', not 'x'.");
+#: runscheduler refuses such a value with the same words.
+EXECUTOR_UNKNOWN = "SCHEDULER_EXECUTOR must be %s, not %%r." % " or ".join(
+    repr(name.value) for name in ExecutorName
+)
+
 
 @register(TAG)
 def check_scheduler_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     problems: list[Any] = []
-    if app_settings.SCHEDULER_EXECUTOR not in ("inline", "celery"):
-        problems.append(
-            Error(
-                "SCHEDULER_EXECUTOR must be 'inline' or 'celery', not %r."
-                % app_settings.SCHEDULER_EXECUTOR,
-                id="scheduler_app.E001",
-            )
-        )
-    if app_settings.SCHEDULER_EXECUTOR == "celery" and not _celery_broker_url():
+    executor = app_settings.SCHEDULER_EXECUTOR
+    if executor not in tuple(ExecutorName):
+        problems.append(Error(EXECUTOR_UNKNOWN % executor, id="scheduler_app.E001"))
+    if executor == ExecutorName.CELERY and not _celery_broker_url():
         problems.append(
             Error(
                 "SCHEDULER_EXECUTOR is 'celery' but Celery has no broker.",

@@ -1,12 +1,15 @@
-"""The choices of the models' fields, as enums; no model here, so any layer may use them.
+"""The models' and settings' choices as enums; no model here, so any layer may use them.
 
 The models' constraints are built from them (`Q(status__in=TaskStatus.values)`), and
 each model carries its own under the usual names (ScheduledTask.Status,
 TaskExecution.TriggerType ...). The order of the members is the order of the values
-in the migrations: change one only with a migration.
+in the migrations: change one only with a migration. The members are str, so code
+compares and stores them as it would their values.
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -59,3 +62,15 @@ class FailureKind(models.TextChoices):
 class InstanceKind(models.TextChoices):
     SCHEDULER = "scheduler", _("Scheduler")
     WORKER = "worker", _("Celery worker")
+
+
+class ExecutorName(StrEnum):
+    """Where executions run: the values of SCHEDULER_EXECUTOR.
+
+    A setting's values, not a field's: no labels to translate, nothing shows them.
+    """
+
+    #: Threads inside runscheduler.
+    INLINE = "inline"
+    #: Celery workers.
+    CELERY = "celery"

@@ -8,6 +8,8 @@ from typing import Any
 
 from django.conf import settings
 
+from .choices import ExecutorName
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -48,7 +50,8 @@ SETTINGS: dict[str, Setting] = {
         positive=True,
     ),
     "SCHEDULER_EXECUTOR": Setting(
-        "inline",
+        # The plain value: the default's type picks the environment's reader.
+        ExecutorName.INLINE.value,
         'Where executions run: "inline" (inside runscheduler) or "celery" (workers).',
     ),
     "SCHEDULER_THREAD_POOL_SIZE": Setting(

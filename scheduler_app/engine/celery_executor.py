@@ -20,6 +20,7 @@ from typing import Any
 from celery import Celery, current_app
 from kombu.exceptions import OperationalError
 
+from ..choices import ExecutorName
 from ..conf import app_settings
 from ..models import ScheduledTask, TaskExecution
 from ..services.runs import pending_cancel_hooks
@@ -44,7 +45,7 @@ def execution_revoke(execution_id: int, *, app: Celery | None = None) -> None:
     message anyway (one started after the revoke, which never heard of it) finds
     the execution cancelled and runs nothing.
     """
-    if app_settings.SCHEDULER_EXECUTOR != "celery":
+    if app_settings.SCHEDULER_EXECUTOR != ExecutorName.CELERY:
         return
     app = app or current_app._get_current_object()
     task_id = execution_task_id(execution_id)

@@ -5,19 +5,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
+from ..choices import OverlapPolicy, TaskType
 from .results import TaskResult
 
 __all__ = ["BaseTask", "ScheduleType", "TaskResult", "TaskSchedule", "snake_case"]
 
 
-class ScheduleType(StrEnum):
-    CRON = "cron"
-    INTERVAL = "interval"
-    DATE = "date"
-    MANUAL = "manual"
+#: The seed's name for the task types (ScheduleType.CRON ...).
+ScheduleType = TaskType
 
 
 @dataclass
@@ -38,7 +35,9 @@ class TaskSchedule:
             "cron_expression": self.cron_expression or "",
             "interval_seconds": self.interval_seconds,
             "run_date": self.run_date,
-            "overlap_policy": "allow" if self.allow_concurrent else "skip",
+            "overlap_policy": (
+                OverlapPolicy.ALLOW if self.allow_concurrent else OverlapPolicy.SKIP
+            ),
             "timeout_seconds": self.timeout_seconds,
         }
 

@@ -11,12 +11,12 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from ..choices import OverlapPolicy, TaskType
 from .base import TaskSchedule
 from .info import Broken
 
 SCHEDULE_KINDS = ("cron", "interval_seconds", "run_date")
 SCHEDULE_OPTIONS = ("timeout_seconds", "allow_concurrent", "overlap_policy")
-OVERLAP_POLICIES = ("skip", "allow", "replace")
 
 # Kept in English like the other reasons a handler is broken (see scripts.py).
 ERROR_SCHEDULE = (
@@ -50,22 +50,24 @@ def declared_schedule_fields(raw: Any) -> dict[str, Any] | None:
     if kind == "cron":
         if not isinstance(value, str) or not value.strip():
             raise Broken(ERROR_SCHEDULE_VALUE % ("cron expression", value))
-        fields = {"task_type": "cron", "cron_expression": value.strip()}
+        fields = {"task_type": TaskType.CRON, "cron_expression": value.strip()}
     elif kind == "interval_seconds":
         if not _is_int(value) or value <= 0:
             raise Broken(ERROR_SCHEDULE_VALUE % ("interval_seconds", value))
-        fields = {"task_type": "interval", "interval_seconds": value}
+        fields = {"task_type": TaskType.INTERVAL, "interval_seconds": value}
     else:
-        fields = {"task_type": "date", "run_date": _run_date(value)}
+        fields = {"task_type": TaskType.DATE, "run_date": _run_date(value)}
     if "timeout_seconds" in raw:
         timeout = raw["timeout_seconds"]
         if not _is_int(timeout) or timeout < 0:
             raise Broken(ERROR_SCHEDULE_VALUE % ("timeout_seconds", timeout))
         fields["timeout_seconds"] = timeout
     if "allow_concurrent" in raw:
-        fields["overlap_policy"] = "allow" if raw["allow_concurrent"] else "skip"
+        fields["overlap_policy"] = (
+            OverlapPolicy.ALLOW if raw["allow_concurrent"] else OverlapPolicy.SKIP
+        )
     if "overlap_policy" in raw:
-        if raw["overlap_policy"] not in OVERLAP_POLICIES:
+        if raw["overlap_policy"] not in OverlapPolicy.values:
             raise Broken(
                 ERROR_SCHEDULE_VALUE % ("overlap_policy", raw["overlap_policy"])
             )

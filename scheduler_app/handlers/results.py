@@ -16,9 +16,12 @@ from typing import Any
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-SUCCESS = "success"
-FAILED = "failed"
-SKIPPED = "skipped"
+from ..choices import ExecutionStatus
+
+#: The statuses a handler may report: the ends of a run it decides.
+SUCCESS = ExecutionStatus.SUCCESS
+FAILED = ExecutionStatus.FAILED
+SKIPPED = ExecutionStatus.SKIPPED
 STATUSES = (SUCCESS, FAILED, SKIPPED)
 
 # A repr longer than this is cut: one odd object must not bloat the result column.

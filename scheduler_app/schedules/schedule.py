@@ -16,6 +16,7 @@ from django.conf import settings
 from django.utils import timezone as django_timezone
 from django.utils.translation import gettext_lazy as _
 
+from scheduler_app.choices import TaskType
 from scheduler_app.exceptions import ScheduleError
 
 from .describe import describe
@@ -23,8 +24,9 @@ from .dst import dst_transitions_between
 from .fire_times import next_fire_times
 from .triggers import Trigger, cron_trigger, date_trigger, interval_trigger
 
-# ScheduledTask.TaskType's values; models stay unimported so every layer can use this.
-TASK_TYPES = ("cron", "interval", "date", "manual")
+#: ScheduledTask.TaskType's values (from choices: models stay unimported, so every
+#: layer can use this module).
+TASK_TYPES = tuple(TaskType.values)
 #: Run dates are kept where every time zone has whole-minute offsets (before 1970
 #: some zones used local mean time, e.g. +08:05:43) and far from datetime's limit
 #: (year 9999), so converting one to any zone and adding a delay never overflows.

@@ -161,16 +161,20 @@ def apscheduler_job_fields(state: dict[str, Any]) -> dict[str, Any]:
         else state["max_instances"],
     }
     if isinstance(trigger, CronTrigger):
-        fields.update(task_type="cron", cron_expression=_cron_expression(trigger))
+        fields.update(
+            task_type=ScheduledTask.TaskType.CRON,
+            cron_expression=_cron_expression(trigger),
+        )
         fields["timezone"] = str(trigger.timezone)
         fields["jitter_seconds"] = int(trigger.jitter or 0)
     elif isinstance(trigger, IntervalTrigger):
         fields.update(
-            task_type="interval", interval_seconds=int(trigger.interval_length)
+            task_type=ScheduledTask.TaskType.INTERVAL,
+            interval_seconds=int(trigger.interval_length),
         )
         fields["jitter_seconds"] = int(trigger.jitter or 0)
     elif isinstance(trigger, DateTrigger):
-        fields.update(task_type="date", run_date=trigger.run_date)
+        fields.update(task_type=ScheduledTask.TaskType.DATE, run_date=trigger.run_date)
     else:
         raise SchedulerError(
             _("its trigger %(trigger)s has no equivalent here")

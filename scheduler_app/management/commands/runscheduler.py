@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from scheduler_app import checks
+from scheduler_app.choices import ExecutorName
 from scheduler_app.conf import app_settings
 from scheduler_app.engine.executor import InlineExecutor
 from scheduler_app.engine.loop import Engine, Executor
@@ -67,7 +68,7 @@ class Command(BaseCommand):
             app_settings.SCHEDULER_EXECUTOR,
             (
                 "default queue %s" % app_settings.SCHEDULER_DEFAULT_QUEUE
-                if app_settings.SCHEDULER_EXECUTOR == "celery"
+                if app_settings.SCHEDULER_EXECUTOR == ExecutorName.CELERY
                 else "%d threads" % app_settings.SCHEDULER_THREAD_POOL_SIZE
             ),
             "on" if app_settings.SCHEDULER_ENABLED else "OFF (SCHEDULER_ENABLED=false)",
@@ -89,12 +90,10 @@ class Command(BaseCommand):
 def make_executor() -> Executor:
     """The executor SCHEDULER_EXECUTOR names: "inline" (threads here) or "celery"."""
     name = app_settings.SCHEDULER_EXECUTOR
-    if name == "celery":
+    if name == ExecutorName.CELERY:
         from scheduler_app.engine.celery_executor import CeleryExecutor
 
         return CeleryExecutor()
-    if name == "inline":
+    if name == ExecutorName.INLINE:
         return InlineExecutor(app_settings.SCHEDULER_THREAD_POOL_SIZE)
-    raise CommandError(
-        "SCHEDULER_EXECUTOR must be 'inline' or 'celery', not %r." % name
-    )
+    raise CommandError(checks.EXECUTOR_UNKNOWN % name)
