@@ -24,9 +24,18 @@ EMPTY = "—"
 DATETIME_FORMAT = "Y-m-d H:i"
 DATETIME_SECONDS_FORMAT = "Y-m-d H:i:s"
 
+#: Failures shown as a status of their own (a badge colour, a filter choice).
+FAILURE_KINDS_SHOWN = (
+    TaskExecution.FailureKind.TIMEOUT.value,
+    TaskExecution.FailureKind.ABANDONED.value,
+)
 #: The status words that have a badge colour in scheduler_app/admin.css.
 BADGE_STATUSES = frozenset(
-    [*ScheduledTask.Status.values, *TaskExecution.Status.values, "timeout", "abandoned"]
+    [
+        *ScheduledTask.Status.values,
+        *TaskExecution.Status.values,
+        *FAILURE_KINDS_SHOWN,
+    ]
 )
 
 
@@ -167,7 +176,7 @@ def runs_chart(runs: Sequence[TaskExecution]) -> str:
         status = (
             run.failure_kind
             if run.status == TaskExecution.Status.FAILED
-            and run.failure_kind in ("timeout", "abandoned")
+            and run.failure_kind in FAILURE_KINDS_SHOWN
             else run.status
         )
         bars.append(

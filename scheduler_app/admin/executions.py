@@ -82,9 +82,10 @@ class ExecutionStatusFilter(admin.SimpleListFilter):
 
     title = _("status")
     parameter_name = "status"
+    #: The failure kinds offered beside the statuses, and their labels.
     KINDS = {
-        "timeout": TaskExecution.FailureKind.TIMEOUT,
-        "abandoned": TaskExecution.FailureKind.ABANDONED,
+        TaskExecution.FailureKind.TIMEOUT.value: _("Failed: timed out"),
+        TaskExecution.FailureKind.ABANDONED.value: _("Failed: abandoned"),
     }
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
@@ -92,15 +93,14 @@ class ExecutionStatusFilter(admin.SimpleListFilter):
         for value, label in TaskExecution.Status.choices:
             choices.append((value, label))
             if value == TaskExecution.Status.FAILED:
-                choices.append(("timeout", _("Failed: timed out")))
-                choices.append(("abandoned", _("Failed: abandoned")))
+                choices.extend(self.KINDS.items())
         return choices
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         if value in self.KINDS:
             return queryset.filter(
-                status=TaskExecution.Status.FAILED, failure_kind=self.KINDS[value]
+                status=TaskExecution.Status.FAILED, failure_kind=value
             )
         if value in TaskExecution.Status.values:
             return queryset.filter(status=value)

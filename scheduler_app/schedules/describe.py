@@ -20,6 +20,7 @@ from django.utils.formats import date_format
 from django.utils.translation import get_language, gettext, ngettext_lazy, to_locale
 from django.utils.translation import gettext_lazy as _
 
+from ..choices import TaskType
 from .cron import MACROS
 
 if TYPE_CHECKING:
@@ -150,13 +151,13 @@ def describe(schedule: Schedule) -> str:
 
     A one-off date is shown in the current time zone.
     """
-    if schedule.kind == "cron":
+    if schedule.kind == TaskType.CRON:
         return describe_cron(schedule.cron)
-    if schedule.kind == "interval" and schedule.every_seconds:
+    if schedule.kind == TaskType.INTERVAL and schedule.every_seconds:
         return str(describe_interval(schedule.every_seconds))
-    if schedule.kind == "date" and schedule.run_date:
+    if schedule.kind == TaskType.DATE and schedule.run_date:
         when = date_format(timezone.localtime(schedule.run_date), RUN_DATE_FORMAT)
         return gettext("once, at %(when)s") % {"when": when}
-    if schedule.kind == "manual":
+    if schedule.kind == TaskType.MANUAL:
         return gettext("only when run by hand")
     return ""

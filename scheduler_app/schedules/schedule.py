@@ -163,7 +163,7 @@ class Schedule:
             _check_run_date_range(self.run_date, self.tz)
         self.trigger(start_at=now)
         if (
-            self.kind == "date"
+            self.kind == TaskType.DATE
             and require_future_run_date
             and self.run_date is not None
         ):
@@ -193,9 +193,9 @@ class Schedule:
                 JITTER_NEGATIVE % {"value": jitter}, field="jitter_seconds"
             )
 
-        if self.kind == "cron":
+        if self.kind == TaskType.CRON:
             return cron_trigger(self.cron or "", tz=tz, jitter_seconds=jitter)
-        if self.kind == "interval":
+        if self.kind == TaskType.INTERVAL:
             seconds = _check_interval(self.every_seconds)
             start = _in_zone(start_at or django_timezone.now(), tz)
             try:
@@ -208,7 +208,7 @@ class Schedule:
                 raise ScheduleError(
                     INTERVAL_TOO_LONG % {"value": seconds}, field="interval_seconds"
                 ) from None
-        if self.kind == "date":
+        if self.kind == TaskType.DATE:
             if self.run_date is None:
                 raise ScheduleError(str(RUN_DATE_MISSING), field="run_date")
             try:

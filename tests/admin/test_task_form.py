@@ -523,7 +523,7 @@ def test_preview_has_no_dst_note_in_a_zone_without_dst(admin_client: Client) -> 
                 "timezone": "x" * 300,
             },
             "timezone",
-            "Unknown time zone",
+            "Time zone: enter at most 64 characters (got 300)",
         ),
     ],
 )
