@@ -9,14 +9,14 @@ from .settings import *  # noqa: E402,F401,F403
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # An installed app whose scheduled_tasks.py registers handlers (@scheduler_app.handler).
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
-# The sample handler modules of the tests, allowed the way a project allows code it
-# cannot decorate.
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.sample_handlers.testapp"]  # noqa: F405
+# The sample handler modules of the tests (all in tests/sample_handlers/), allowed the
+# way a project allows code it cannot decorate.
 SCHEDULER_HANDLER_MODULES = [
-    "tests.services.sample_handlers",
-    "tests.api.sample_handlers",
-    "tests.handlers.sample_handlers",
-    "tests.browser.handlers",
+    "tests.sample_handlers.runs",
+    "tests.sample_handlers.api",
+    "tests.sample_handlers.registry",
+    "tests.sample_handlers.browser",
 ]
 
 # The test client and the browser tests' live server speak plain http, as `make run`

@@ -27,12 +27,12 @@ def make_task(**overrides: Any) -> ScheduledTask:
 
 
 def make_sample_task(handler: str, **overrides: Any) -> ScheduledTask:
-    """A saved manual task running tests.services.sample_handlers:<handler>."""
+    """A saved manual task running tests.sample_handlers.runs:<handler>."""
     fields: dict[str, Any] = {
         "name": "task-%s" % handler,
         "task_type": ScheduledTask.TaskType.MANUAL,
         "interval_seconds": None,
-        "handler_path": "tests.services.sample_handlers:" + handler,
+        "handler_path": "tests.sample_handlers.runs:" + handler,
     }
     fields.update(overrides)
     return make_task(**fields)

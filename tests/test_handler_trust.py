@@ -39,7 +39,7 @@ pytestmark = pytest.mark.django_db
 
 TASKS = "/api/v1/tasks"
 HANDLER_PARAMETERS = reverse("admin:scheduler_app_scheduledtask_handler_parameters")
-REGISTERED = "tests.testapp.scheduled_tasks:write_canary"
+REGISTERED = "tests.sample_handlers.testapp.scheduled_tasks:write_canary"
 HOSTILE = [
     "os:system",
     "subprocess:getoutput",
@@ -205,7 +205,7 @@ def test_an_undecorated_function_beside_registered_ones_does_not_run(
 ) -> None:
     canary = tmp_path / "canary"
     task = make_task(
-        handler_path="tests.testapp.scheduled_tasks:not_registered",
+        handler_path="tests.sample_handlers.testapp.scheduled_tasks:not_registered",
         handler_kwargs={"path": repr(str(canary))},
     )
 
@@ -249,7 +249,7 @@ def test_run_now_of_a_hostile_row_is_refused_with_or_without_overrides(
 # Nothing a request names is imported by the web process
 
 
-@pytest.mark.parametrize("module", ["this", "tests.never_imported"])
+@pytest.mark.parametrize("module", ["this", "tests.sample_handlers.never_imported"])
 def test_no_request_makes_the_web_process_import_a_module_it_names(
     api: APIClient, admin_client: Client, module: str
 ) -> None:
@@ -283,7 +283,7 @@ def test_a_registered_handler_is_accepted_by_the_api_and_runs(api: APIClient) ->
         {
             "name": "greeting",
             "task_type": "manual",
-            "handler_path": "tests.testapp.scheduled_tasks:greet",
+            "handler_path": "tests.sample_handlers.testapp.scheduled_tasks:greet",
             "handler_kwargs": {"name": "'Ada'"},
         },
         format="json",
@@ -332,14 +332,20 @@ def test_a_registered_handler_is_offered_and_accepted_by_the_admin_form(
 
 
 def test_a_registered_handler_is_accepted_by_the_python_api() -> None:
-    from tests.testapp.scheduled_tasks import Report, greet
+    from tests.sample_handlers.testapp.scheduled_tasks import Report, greet
 
     function_task = scheduler.add_interval_job(greet, minutes=5, kwargs={"name": "Ada"})
     class_task = scheduler.add_cron_job(Report, "0 6 * * *", args=[7])
 
-    assert function_task.handler_path == "tests.testapp.scheduled_tasks:greet"
+    assert (
+        function_task.handler_path
+        == "tests.sample_handlers.testapp.scheduled_tasks:greet"
+    )
     assert function_task.handler_kwargs == {"name": "'Ada'"}
-    assert class_task.handler_path == "tests.testapp.scheduled_tasks:Report"
+    assert (
+        class_task.handler_path
+        == "tests.sample_handlers.testapp.scheduled_tasks:Report"
+    )
     assert class_task.handler_kwargs == {"days": 7}
     assert execution_run(scheduler.run_job(class_task.name)).result == {"days": 7}
 
@@ -360,12 +366,12 @@ def test_the_api_lists_scripts_and_registered_handlers_only(
     rows = {row["path"]: row for row in response.json()["results"]}
     assert rows[REGISTERED]["name"] == "Write a canary file"
     assert rows[REGISTERED]["kind"] == "function"
-    assert rows["tests.testapp.scheduled_tasks:Report"]["kind"] == "class"
-    assert "tests.testapp.scheduled_tasks:not_registered" not in rows
+    assert (
+        rows["tests.sample_handlers.testapp.scheduled_tasks:Report"]["kind"] == "class"
+    )
+    assert "tests.sample_handlers.testapp.scheduled_tasks:not_registered" not in rows
     assert all(
-        row["kind"] == "script"
-        or row["path"].startswith(("tests.testapp.", "tests.services.", "tests.api."))
-        or row["path"].startswith(("tests.handlers.", "tests.browser.", "tests.test_"))
+        row["kind"] == "script" or row["path"].startswith("tests.sample_handlers.")
         for row in rows.values()
     )
     assert not any(

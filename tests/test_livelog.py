@@ -21,7 +21,7 @@ from scheduler_app.services import execution_run, task_request_run
 from scheduler_app.tasklog import LogPublisher, LogSnapshot, RunLog, bind
 from tests.factories import make_execution
 from tests.helpers import wait_until
-from tests.services import sample_handlers
+from tests.sample_handlers import runs
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db]
 
@@ -402,11 +402,11 @@ def test_a_run_on_the_execution_path_is_tailed_from_redis(
 ) -> None:
     # Needs the execution path to bind livelog.sink_for(...) (services/runs.py).
     live.SCHEDULER_LOG_PUBLISH_INTERVAL = 0.05
-    sample_handlers.reset()
+    runs.reset()
     task = ScheduledTask.objects.create(
         name="log-then-block",
         task_type=ScheduledTask.TaskType.MANUAL,
-        handler_path="tests.services.sample_handlers:log_then_block",
+        handler_path="tests.sample_handlers.runs:log_then_block",
     )
     execution = task_request_run(task=task)
     key = livelog.log_key(execution.pk)
@@ -425,7 +425,7 @@ def test_a_run_on_the_execution_path_is_tailed_from_redis(
             "/api/v1/tasks/executions/%d/log" % execution.pk, {"offset": 0}
         ).json()
     finally:
-        sample_handlers.release.set()
+        runs.release.set()
         thread.join(10)
 
     assert body["status"] == "running" and body["lines"][0].endswith("first line")

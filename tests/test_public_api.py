@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-import scheduler_app
 from scheduler_app import scheduler
 from scheduler_app.exceptions import (
     HandlerNotFound,
@@ -22,19 +21,12 @@ from scheduler_app.models import ScheduledTask, TaskExecution
 from scheduler_app.scheduler import Expr
 from scheduler_app.services import TaskInvalid
 from tests.factories import make_task
+from tests.sample_handlers.public_api import send_report
 
 pytestmark = pytest.mark.django_db
 
-HANDLER = "tests.test_public_api:send_report"
+HANDLER = "tests.sample_handlers.public_api:send_report"
 UTC = dt.UTC
-
-
-@scheduler_app.handler
-def send_report(
-    report_id: int, to: str = "ops@example.com", since: dt.datetime | None = None
-) -> dict:
-    """A module-level handler: importable again by the scheduler process."""
-    return {"report_id": report_id, "to": to}
 
 
 class ReportSender:
@@ -133,7 +125,7 @@ def test_aware_datetime_is_stored_as_wall_clock_time_in_the_task_zone(
 
 def test_other_date_and_time_values_are_stored_as_expressions() -> None:
     task = scheduler.add_cron_job(
-        "tests.handlers.sample_handlers:sync_accounts",
+        "tests.sample_handlers.registry:sync_accounts",
         "@daily",
         kwargs={
             "day": dt.date(2024, 5, 6),

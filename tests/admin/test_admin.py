@@ -1,9 +1,10 @@
-"""The admin: every page loads, changelists stay flat, actions and the task form behave."""
+"""The admin: every page loads, changelists stay flat, actions behave, text is escaped.
+
+The task admin's forms are tested in test_task_form.py.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from typing import Any
 
 import pytest
@@ -23,16 +24,13 @@ from tests.admin.helpers import (
     INSTANCE_CHANGELIST,
     TASK_ADD,
     TASK_CHANGELIST,
-    add_form_data,
     count_queries,
     execution_url,
-    form_errors,
     offered_actions,
     post_action,
     sent_messages,
     task_url,
 )
-from tests.api.conftest import key_client, key_for
 from tests.factories import make_execution, make_task
 
 pytestmark = pytest.mark.django_db
@@ -476,242 +474,6 @@ def test_cancel_asks_a_running_execution_to_stop(admin_client: Client) -> None:
     assert running.cancel_requested is True
 
 
-# The task form
-
-
-def test_add_form_creates_a_valid_task_with_its_next_run(admin_client: Client) -> None:
-    response = admin_client.post(TASK_ADD, add_form_data())
-
-    assert response.status_code == 302, form_errors(response)
-    task = ScheduledTask.objects.get(name="nightly_sync")
-    assert task.task_type == ScheduledTask.TaskType.CRON
-    assert task.cron_expression == "0 2 * * *"
-    assert task.handler_path == "scripts:data_sync"
-    assert task.handler_kwargs == {"days": "7"}
-    assert task.next_run_at is not None
-
-
-def test_add_form_shows_a_bad_cron_expression_on_its_field(
-    admin_client: Client,
-) -> None:
-    response = admin_client.post(TASK_ADD, add_form_data(cron_expression="61 * * * *"))
-
-    errors = form_errors(response)
-    assert list(errors) == ["cron_expression"]
-    assert "61" in errors["cron_expression"][0]
-    assert not ScheduledTask.objects.filter(name="nightly_sync").exists()
-
-
-def test_add_form_shows_an_unknown_handler_on_its_field(admin_client: Client) -> None:
-    response = admin_client.post(
-        TASK_ADD, add_form_data(handler_path="scripts:no_such_script")
-    )
-
-    errors = form_errors(response)
-    assert list(errors) == ["handler_path"]
-    assert "scripts:no_such_script" in errors["handler_path"][0]
-
-
-def test_add_form_shows_a_wrongly_typed_parameter_on_its_own_input(
-    admin_client: Client,
-) -> None:
-    response = admin_client.post(
-        TASK_ADD, add_form_data(handler_kwargs="{}", param_days="'abc'")
-    )
-
-    errors = form_errors(response)
-    assert list(errors) == ["param_days"]
-    assert errors["param_days"][0].startswith("Parameter “days”: expected an integer")
-
-
-def test_add_form_shows_an_unknown_parameter_by_name(admin_client: Client) -> None:
-    response = admin_client.post(
-        TASK_ADD, add_form_data(handler_kwargs=json.dumps({"dayz": "7"}))
-    )
-
-    errors = form_errors(response)
-    assert list(errors) == ["handler_kwargs"]
-    assert errors["handler_kwargs"][0].startswith("Parameter “dayz” is not accepted")
-
-
-def test_change_form_validates_the_submitted_values(admin_client: Client) -> None:
-    task = make_task(
-        name="nightly_sync",
-        task_type=ScheduledTask.TaskType.CRON,
-        cron_expression="0 2 * * *",
-        interval_seconds=None,
-        handler_path="scripts:data_sync",
-    )
-
-    response = admin_client.post(
-        task_url("change", task), add_form_data(cron_expression="0 25 * * *")
-    )
-
-    assert list(form_errors(response)) == ["cron_expression"]
-    task.refresh_from_db()
-    assert task.cron_expression == "0 2 * * *"
-
-
-def test_change_form_saves_a_valid_edit_and_recomputes_next_run(
-    admin_client: Client,
-) -> None:
-    task = make_task(name="every_minute")
-
-    response = admin_client.post(
-        task_url("change", task),
-        add_form_data(
-            name="every_minute",
-            handler_path="scripts:example_task",
-            handler_kwargs="{}",
-            task_type=ScheduledTask.TaskType.INTERVAL,
-            cron_expression="",
-            interval_seconds="300",
-        ),
-    )
-
-    assert response.status_code == 302, form_errors(response)
-    task.refresh_from_db()
-    assert task.interval_seconds == 300
-    assert task.next_run_at is not None
-
-
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("interval_seconds", "2147483648"),
-        ("interval_seconds", str(10**14)),
-        ("interval_seconds", "9" * 30),
-        ("timeout_seconds", str(10**14)),
-        ("max_retries", "2147483648"),
-        ("retry_delay_seconds", str(10**14)),
-        ("misfire_grace_seconds", str(10**14)),
-        ("jitter_seconds", str(10**14)),
-        ("max_instances", str(10**14)),
-    ],
-)
-def test_add_form_applies_the_apis_integer_bounds(
-    admin_client: Client, admin_user: User, field: str, value: str
-) -> None:
-    changes = {"task_type": "interval", "cron_expression": "", "interval_seconds": "60"}
-    if field == "max_instances":
-        changes["overlap_policy"] = ScheduledTask.OverlapPolicy.ALLOW
-    changes[field] = value
-
-    response = admin_client.post(TASK_ADD, add_form_data(**changes))
-
-    errors = form_errors(response)
-    assert list(errors) == [field]
-    assert not ScheduledTask.objects.filter(name="nightly_sync").exists()
-    # The same rule, so the same words, as the API's.
-    body = {**changes, field: int(value), "name": "nightly_sync"}
-    body.update(handler_path="scripts:data_sync")
-    answer = key_client(key_for(admin_user)).post("/api/v1/tasks", body, format="json")
-    assert answer.status_code == 400
-    assert answer.json()["errors"][field] == errors[field]
-
-
-def test_add_form_refuses_a_run_date_beyond_9000(admin_client: Client) -> None:
-    response = admin_client.post(
-        TASK_ADD,
-        add_form_data(
-            task_type="date",
-            cron_expression="",
-            run_date_0="9999-12-31",
-            run_date_1="23:59:59",
-        ),
-    )
-
-    assert form_errors(response) == {
-        "run_date": [
-            "Enter a run date between 1970 and 9000, e.g. 2030-01-31T02:00:00Z."
-        ]
-    }
-
-
-def one_off_task(run_date: dt.datetime) -> ScheduledTask:
-    return make_task(
-        name="one_off",
-        task_type=ScheduledTask.TaskType.DATE,
-        interval_seconds=None,
-        run_date=run_date,
-        handler_path="scripts:data_sync",
-    )
-
-
-def one_off_form_data(run_date: dt.datetime, **changes: str) -> dict[str, str]:
-    local = timezone.localtime(run_date)
-    return add_form_data(
-        name="one_off",
-        task_type="date",
-        cron_expression="",
-        run_date_0=local.strftime("%Y-%m-%d"),
-        run_date_1=local.strftime("%H:%M:%S"),
-        **changes,
-    )
-
-
-def test_change_form_refuses_moving_a_one_off_run_date_into_the_past(
-    admin_client: Client,
-) -> None:
-    ahead = (timezone.now() + dt.timedelta(days=2)).replace(microsecond=0)
-    task = one_off_task(ahead)
-    past = dt.datetime(2001, 1, 1, 8, 0, tzinfo=dt.UTC)
-
-    response = admin_client.post(task_url("change", task), one_off_form_data(past))
-
-    errors = form_errors(response)
-    assert list(errors) == ["run_date"]
-    assert "is in the past; pick a future time" in errors["run_date"][0]
-    task.refresh_from_db()
-    assert task.run_date == ahead
-
-
-def test_change_form_keeps_a_one_off_run_date_that_passed_unchanged(
-    admin_client: Client,
-) -> None:
-    ran = (timezone.now() - dt.timedelta(days=2)).replace(microsecond=0)
-    task = one_off_task(ran)
-
-    response = admin_client.post(
-        task_url("change", task), one_off_form_data(ran, description="ran already")
-    )
-
-    assert response.status_code == 302, form_errors(response)
-    task.refresh_from_db()
-    assert task.description == "ran already" and task.run_date == ran
-
-
-def test_change_form_keeps_a_passed_run_date_stored_with_a_fraction_of_a_second(
-    admin_client: Client,
-) -> None:
-    # Set through the API or the Python API (delay_seconds=30): the inputs show
-    # whole seconds, so the date came back "changed", and into the past.
-    ran = (timezone.now() - dt.timedelta(days=2)).replace(microsecond=250_000)
-    task = one_off_task(ran)
-
-    response = admin_client.post(
-        task_url("change", task), one_off_form_data(ran, description="ran already")
-    )
-
-    assert response.status_code == 302, form_errors(response)
-    task.refresh_from_db()
-    assert task.description == "ran already" and task.run_date == ran
-
-
-def test_change_form_moving_a_fractional_run_date_into_the_past_is_a_field_error(
-    admin_client: Client,
-) -> None:
-    ahead = (timezone.now() + dt.timedelta(days=2)).replace(microsecond=250_000)
-    task = one_off_task(ahead)
-    past = dt.datetime(2001, 1, 1, 8, 0, tzinfo=dt.UTC)
-
-    response = admin_client.post(task_url("change", task), one_off_form_data(past))
-
-    assert list(form_errors(response)) == ["run_date"]
-    task.refresh_from_db()
-    assert task.run_date == ahead
-
-
 # Escaping
 
 
@@ -739,22 +501,6 @@ def test_changelists_escape_user_text(admin_client: Client) -> None:
         content = admin_client.get(url).content.decode()
         assert HOSTILE not in content, url
         assert HOSTILE_ESCAPED in content, url
-
-
-def test_system_flag_cannot_be_cleared_from_the_change_form(
-    admin_client: Client,
-) -> None:
-    system = ScheduledTask.objects.get(name="cleanup_executions")
-    data = add_form_data(
-        name=system.name,
-        cron_expression=system.cron_expression,
-        handler_path=system.handler_path,
-    )
-    data.pop("is_system", None)
-
-    admin_client.post(task_url("change", system), data)
-
-    assert ScheduledTask.objects.get(pk=system.pk).is_system
 
 
 def test_executions_cannot_be_deleted_from_the_admin(admin_client: Client) -> None:

@@ -120,7 +120,7 @@ def test_run_refuses_overrides_that_are_not_an_object(api: APIClient) -> None:
 def test_run_reports_a_missing_required_parameter(api: APIClient) -> None:
     # Saved without validation: a handler whose signature gained a required
     # parameter after the task was made.
-    task = make_task(handler_path="tests.api.sample_handlers:needs_day")
+    task = make_task(handler_path="tests.sample_handlers.api:needs_day")
 
     response = api.post(url(task, "run"), {"kwargs": {"note": '"x"'}}, format="json")
 

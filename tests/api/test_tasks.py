@@ -346,7 +346,7 @@ def test_create_refuses_an_unpaired_surrogate_no_answer_could_encode(
 
 def test_create_reports_a_missing_required_parameter(api: APIClient) -> None:
     response = create(
-        api, handler_path="tests.api.sample_handlers:needs_day", handler_kwargs={}
+        api, handler_path="tests.sample_handlers.api:needs_day", handler_kwargs={}
     )
 
     found = errors(response)

@@ -11,9 +11,9 @@ import pytest
 from django.utils import timezone
 
 from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
-from tests.browser import handlers
 from tests.browser.conftest import InProcessExecutor, new_page
 from tests.factories import make_execution, make_task
+from tests.sample_handlers.browser import RELEASE
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -25,10 +25,10 @@ except ImportError:  # the fixtures skip (or fail under CI) before expect is nee
 
 @pytest.fixture(autouse=True)
 def released_handler() -> Iterator[None]:
-    handlers.RELEASE.clear()
+    RELEASE.clear()
     yield
     # A run still waiting when a test fails must end, so its thread does too.
-    handlers.RELEASE.set()
+    RELEASE.set()
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ def test_the_log_tails_live_while_the_run_goes_on(
     task = make_task(
         name="waits_for_the_test",
         description="Logs a line, then waits until the test releases it.",
-        handler_path="tests.browser.handlers:wait_for_release",
+        handler_path="tests.sample_handlers.browser:wait_for_release",
         task_type=ScheduledTask.TaskType.MANUAL,
         interval_seconds=None,
     )
@@ -142,7 +142,7 @@ def test_the_log_tails_live_while_the_run_goes_on(
     assert execution.status == TaskExecution.Status.RUNNING
     screenshot(page, "execution-live-log")
 
-    handlers.RELEASE.set()
+    RELEASE.set()
 
     expect(page.locator("[data-live-status]").first).to_contain_text("Success")
     expect(log).to_contain_text("Released; finishing")

@@ -45,7 +45,7 @@ def job_table() -> Iterator[None]:
 def store(
     job_id: str,
     trigger: Any,
-    func: str = "tests.services.sample_handlers:add",
+    func: str = "tests.sample_handlers.runs:add",
     **job: Any,
 ) -> None:
     # What DjangoJobStore pickles: APScheduler 3's Job.__getstate__() dict.

@@ -13,7 +13,7 @@ from scheduler_app.models import ScheduledTask, TaskExecution
 from scheduler_app.services import task_request_run
 from tests.factories import make_sample_task as make
 from tests.helpers import wait_until
-from tests.services import sample_handlers
+from tests.sample_handlers import runs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,9 +22,9 @@ Status = TaskExecution.Status
 
 @pytest.fixture(autouse=True)
 def _reset_handlers() -> Iterator[None]:
-    sample_handlers.reset()
+    runs.reset()
     yield
-    sample_handlers.release.set()
+    runs.release.set()
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def executors() -> Iterator[list[InlineExecutor]]:
     """Executors a test makes, shut down after it (their threads close their connections)."""
     made: list[InlineExecutor] = []
     yield made
-    sample_handlers.release.set()
+    runs.release.set()
     for executor in made:
         executor.shutdown(grace_seconds=5)
 
@@ -60,7 +60,7 @@ def test_submitted_executions_are_run_and_recorded_in_batches(
 
     assert wait_until(lambda: statuses(executions) == [Status.SUCCESS] * 25)
     assert wait_until(lambda: executor.inflight() == set())
-    assert sorted(call["a"] for call in sample_handlers.calls) == list(range(25))
+    assert sorted(call["a"] for call in runs.calls) == list(range(25))
     counts = ScheduledTask.objects.filter(pk__in=[t.pk for t in tasks]).values_list(
         "run_count", "success_count"
     )
@@ -81,7 +81,7 @@ def test_a_second_run_of_a_skip_task_in_the_same_batch_is_skipped(
     assert statuses([first]) == [Status.RUNNING]
     second.refresh_from_db()
     assert "exec:%s" % first.pk in second.result["message"]
-    sample_handlers.release.set()
+    runs.release.set()
     assert wait_until(lambda: statuses([first]) == [Status.SUCCESS])
 
 
@@ -94,7 +94,7 @@ def test_shutdown_gives_back_claimed_runs_that_never_started(
     executors.append(executor)
 
     executor.submit([blocking, waiting])
-    assert sample_handlers.started.wait(10)
+    assert runs.started.wait(10)
     still_running = executor.shutdown(grace_seconds=0.2)
 
     assert still_running == {blocking.pk}
@@ -102,7 +102,7 @@ def test_shutdown_gives_back_claimed_runs_that_never_started(
     assert executor.inflight() == {blocking.pk}
     waiting.refresh_from_db()
     assert waiting.instance_id == "" and waiting.started_at is None
-    assert sample_handlers.calls == []
+    assert runs.calls == []
 
 
 def test_started_at_is_when_the_handler_started_not_when_it_was_claimed(
@@ -114,12 +114,12 @@ def test_started_at_is_when_the_handler_started_not_when_it_was_claimed(
     executors.append(executor)
 
     executor.submit([blocking, queued])
-    assert sample_handlers.started.wait(10)
+    assert runs.started.wait(10)
     assert wait_until(
         lambda: statuses([queued]) == [Status.RUNNING]
     )  # claimed, waiting
     claimed_at = TaskExecution.objects.get(pk=queued.pk).started_at
-    sample_handlers.release.set()
+    runs.release.set()
 
     assert wait_until(lambda: statuses([blocking, queued]) == [Status.SUCCESS] * 2)
     blocking.refresh_from_db()
@@ -138,7 +138,7 @@ def test_a_duplicate_submission_runs_once(executors: list[InlineExecutor]) -> No
 
     assert wait_until(lambda: statuses([execution]) == [Status.SUCCESS])
     assert wait_until(lambda: executor.inflight() == set())
-    assert len(sample_handlers.calls) == 1
+    assert len(runs.calls) == 1
 
 
 # -- executions handed over before their time (staged fires) ---------------------------
@@ -166,14 +166,14 @@ def test_an_execution_handed_over_early_is_claimed_at_once_and_started_at_its_ti
 
     assert wait_until(lambda: statuses([execution]) == [Status.RUNNING])
     if timezone.now() < due:
-        assert sample_handlers.calls == []
+        assert runs.calls == []
     # Claimed, waiting for its time: the row does not say it started before it.
     row = TaskExecution.objects.get(pk=execution.pk)
     assert row.status != Status.RUNNING or row.started_at >= due
     assert wait_until(lambda: statuses([execution]) == [Status.SUCCESS])
     execution.refresh_from_db()
     assert execution.started_at >= due
-    assert len(sample_handlers.calls) == 1
+    assert len(runs.calls) == 1
 
 
 def running_then_due(
@@ -185,7 +185,7 @@ def running_then_due(
     executor = InlineExecutor(max_workers=2)
     executors.append(executor)
     executor.submit([first])
-    assert sample_handlers.started.wait(10)
+    assert runs.started.wait(10)
     later = task_request_run(task=task)
     return executor, first, later, due_in(later, seconds)
 
@@ -200,7 +200,7 @@ def test_a_run_claimed_early_is_not_skipped_for_a_lock_freed_before_its_time(
     # Claimed ahead, refused the lock the first run holds: given back, not skipped.
     assert wait_until(lambda: "not started yet are pending again" in caplog.text)
     assert statuses([first, later]) == [Status.RUNNING, Status.PENDING]
-    sample_handlers.release.set()
+    runs.release.set()
 
     assert wait_until(lambda: statuses([first, later]) == [Status.SUCCESS] * 2)
     later.refresh_from_db()
@@ -235,4 +235,4 @@ def test_shutdown_gives_back_runs_waiting_for_their_time(
 
     assert statuses([execution]) == [Status.PENDING]
     assert executor.inflight() == set()
-    assert sample_handlers.calls == []
+    assert runs.calls == []

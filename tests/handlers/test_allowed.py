@@ -17,7 +17,7 @@ import scheduler_app
 from scheduler_app.exceptions import HandlerNotAllowed
 from scheduler_app.handlers.registry import check_allowed, get_handler, list_handlers
 
-APP = "tests.testapp.scheduled_tasks"
+APP = "tests.sample_handlers.testapp.scheduled_tasks"
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def listed_module(
             '''
             from os import system
             from scheduler_app.handlers import BaseTask
-            from tests.api.sample_handlers import needs_day
+            from tests.sample_handlers.api import needs_day
 
             LIMIT = 5
 
@@ -169,7 +169,7 @@ def test_a_listed_module_allows_its_own_public_functions_and_task_classes(
     [
         (
             "needs_day",
-            "is imported from module “tests.api.sample_handlers”, not defined in it",
+            "is imported from module “tests.sample_handlers.api”, not defined in it",
         ),
         (
             "system",
@@ -214,10 +214,10 @@ def test_a_module_that_is_not_listed_is_refused_before_it_is_imported(
 def test_the_setting_may_be_a_comma_separated_string(
     listed_module: str, settings: Any
 ) -> None:
-    settings.SCHEDULER_HANDLER_MODULES = " project_jobs , tests.api.sample_handlers"
+    settings.SCHEDULER_HANDLER_MODULES = " project_jobs , tests.sample_handlers.api"
 
     check_allowed("project_jobs:refresh")
-    check_allowed("tests.api.sample_handlers:needs_day")
+    check_allowed("tests.sample_handlers.api:needs_day")
 
 
 @pytest.mark.parametrize(
@@ -259,7 +259,7 @@ def test_scripts_are_allowed_without_registration() -> None:
 def test_listing_an_installed_package_is_warned_about(settings: Any) -> None:
     settings.SCHEDULER_HANDLER_MODULES = [
         "django.core.management",
-        "tests.api.sample_handlers",
+        "tests.sample_handlers.api",
     ]
 
     warnings = [

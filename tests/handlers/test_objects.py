@@ -1,6 +1,6 @@
 """module:function and module:Class handlers: how each is described and called.
 
-They come from tests.handlers.sample_handlers, which the test settings list in
+They come from tests.sample_handlers.registry, which the test settings list in
 SCHEDULER_HANDLER_MODULES; which module handlers are allowed at all is in
 test_allowed.py.
 """
@@ -21,7 +21,7 @@ from scheduler_app.exceptions import HandlerBroken, HandlerNotAllowed, HandlerNo
 from scheduler_app.handlers.registry import get_handler, load_handler
 from scheduler_app.handlers.results import TaskResult
 
-SAMPLES = "tests.handlers.sample_handlers"
+SAMPLES = "tests.sample_handlers.registry"
 
 
 # module:function
@@ -42,11 +42,11 @@ def test_module_function_is_described() -> None:
 
 
 def test_module_function_is_loaded_as_is() -> None:
-    from tests.handlers import sample_handlers
+    from tests.sample_handlers import registry
 
     func = load_handler(SAMPLES + ":sync_accounts")
 
-    assert func is sample_handlers.sync_accounts
+    assert func is registry.sync_accounts
     assert func(days=2, extra=1) == {"days": 2, "target": "all", "extra": 1}
 
 

@@ -19,7 +19,7 @@ from scheduler_app.handlers.params import (
     default_expression,
     specs_from_callable,
 )
-from tests.handlers import sample_handlers
+from tests.sample_handlers import registry
 
 
 def make_spec(
@@ -143,7 +143,7 @@ def test_handler_taking_only_var_kwargs_has_no_specs() -> None:
 
 def test_required_positional_only_parameter_is_refused() -> None:
     with pytest.raises(ValueError, match="positional-only"):
-        specs_from_callable(sample_handlers.positional_only)
+        specs_from_callable(registry.positional_only)
 
 
 def test_positional_only_parameter_with_default_is_left_out() -> None:
@@ -154,7 +154,7 @@ def test_positional_only_parameter_with_default_is_left_out() -> None:
 
 
 def test_real_object_annotations_map_to_type_names() -> None:
-    specs = by_name(sample_handlers.real_annotations)
+    specs = by_name(registry.real_annotations)
 
     assert {name: (spec.type_name, spec.optional) for name, spec in specs.items()} == {
         "count": ("int", False),

@@ -29,7 +29,7 @@ from scheduler_app.handlers.registry import (
     load_handler,
 )
 
-SAMPLES = "tests.handlers.sample_handlers"
+SAMPLES = "tests.sample_handlers.registry"
 
 GOOD_SCRIPT = '''
 """Synchronise data (module docstring)."""
@@ -466,7 +466,7 @@ def test_missing_script_names_the_file_and_the_folder(scripts: Path) -> None:
         "scripts:",
         "scripts",
         "sync_accounts",
-        "tests.handlers.sample_handlers.sync_accounts",
+        "tests.sample_handlers.registry.sync_accounts",
         ":run",
         "mod:",
         "my-mod:run",

@@ -6,15 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.services import sample_handlers
+from tests.sample_handlers import runs
 
 
 @pytest.fixture(autouse=True)
 def _reset_handlers() -> Iterator[None]:
-    sample_handlers.reset()
+    runs.reset()
     yield
     # Let any handler thread a test left blocked finish.
-    sample_handlers.release.set()
+    runs.release.set()
 
 
 @pytest.fixture(params=["database", "redis"])

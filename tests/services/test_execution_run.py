@@ -29,7 +29,7 @@ from scheduler_app.services import (
 from scheduler_app.tasklog import RunLog
 from tests.factories import make_sample_task as make
 from tests.helpers import wait_until
-from tests.services import sample_handlers
+from tests.sample_handlers import runs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -105,7 +105,7 @@ def test_raising_handler_fails_with_message_and_traceback() -> None:
     assert execution.failure_kind == TaskExecution.FailureKind.ERROR
     assert execution.error_message == "RuntimeError: the database is on fire"
     assert "def boom" not in execution.error_traceback
-    assert "sample_handlers.py" in execution.error_traceback
+    assert "sample_handlers/runs.py" in execution.error_traceback
     assert "about to fail" in execution.log_output
     assert (task.run_count, task.success_count, task.fail_count) == (1, 0, 1)
 
@@ -174,7 +174,7 @@ def test_an_execution_that_is_not_pending_is_never_run_again() -> None:
     again = execution_run(execution)
 
     assert again.status == Status.SUCCESS
-    assert len(sample_handlers.calls) == 1
+    assert len(runs.calls) == 1
     task.refresh_from_db()
     assert task.run_count == 1
 
@@ -184,8 +184,8 @@ def test_two_deliveries_of_one_execution_run_the_handler_once() -> None:
     execution = task_request_run(task=task)
     first = run_in_thread(execution)
     second = run_in_thread(TaskExecution.objects.get(pk=execution.pk))
-    assert sample_handlers.started.wait(10)
-    sample_handlers.release.set()
+    assert runs.started.wait(10)
+    runs.release.set()
     first.join(10)
     second.join(10)
 
@@ -207,7 +207,7 @@ def test_skip_policy_records_skipped_while_the_lock_is_held(lock_backend: str) -
     assert execution.status == Status.SKIPPED
     assert "still going" in execution.result["message"]
     assert "other-host exec:1" in execution.result["message"]
-    assert sample_handlers.calls == []
+    assert runs.calls == []
     assert task.run_count == 0
     assert backend.get(task_lock_key(task.pk)).token == token
 
@@ -241,11 +241,11 @@ def test_allow_policy_without_a_cap_runs_concurrently() -> None:
     task = make("log_then_block", overlap_policy=ScheduledTask.OverlapPolicy.ALLOW)
     first = task_request_run(task=task)
     thread = run_in_thread(first)
-    assert sample_handlers.started.wait(10)
+    assert runs.started.wait(10)
 
     second = run(make("add", name="other", handler_kwargs={"a": "1"}))
     also = task_request_run(task=task)
-    sample_handlers.release.set()
+    runs.release.set()
     execution_run(also)
     thread.join(10)
 
@@ -293,7 +293,7 @@ def test_sync_timeout_fails_the_run_and_ignores_the_late_result() -> None:
     task = make("block_ignoring_cancel", timeout_seconds=1)
 
     execution = run(task)
-    sample_handlers.release.set()
+    runs.release.set()
 
     execution.refresh_from_db()
     assert execution.status == Status.FAILED
@@ -312,7 +312,7 @@ def test_log_is_visible_while_the_run_is_going(settings: Any) -> None:
         ).first()
     )
     assert live.progress_done == 1 and live.progress_total == 4
-    sample_handlers.release.set()
+    runs.release.set()
     thread.join(10)
 
     execution.refresh_from_db()
@@ -504,13 +504,13 @@ def test_cancel_a_pending_execution_ends_it_at_once() -> None:
 
     assert cancelled.status == Status.CANCELLED
     assert status_of(execution) == Status.CANCELLED
-    assert sample_handlers.calls == []
+    assert runs.calls == []
 
 
 def test_cancel_a_running_async_execution_stops_it() -> None:
     execution = task_request_run(task=make("async_block"))
     thread = run_in_thread(execution)
-    assert sample_handlers.started.wait(10)
+    assert runs.started.wait(10)
 
     execution_cancel(TaskExecution.objects.get(pk=execution.pk))
     thread.join(10)
@@ -523,13 +523,13 @@ def test_cancel_a_running_async_execution_stops_it() -> None:
 def test_cancel_reaches_a_running_sync_handler_at_its_next_task_log() -> None:
     execution = task_request_run(task=make("log_then_block"))
     thread = run_in_thread(execution)
-    assert sample_handlers.started.wait(10)
+    assert runs.started.wait(10)
 
     execution_cancel(TaskExecution.objects.get(pk=execution.pk))
     # A sync handler cannot be interrupted: the run goes on, holding its lock,
     # until the handler next calls task_log, which raises ExecutionCancelled.
     assert status_of(execution) == Status.RUNNING
-    sample_handlers.release.set()
+    runs.release.set()
     thread.join(10)
 
     execution.refresh_from_db()
@@ -541,7 +541,7 @@ def test_cancel_reaches_a_running_sync_handler_at_its_next_task_log() -> None:
 def test_a_cancel_requested_by_another_process_reaches_the_run() -> None:
     execution = task_request_run(task=make("async_block"))
     thread = run_in_thread(execution)
-    assert sample_handlers.started.wait(10)
+    assert runs.started.wait(10)
 
     # What execution_cancel does in another process: only the flag in the row.
     TaskExecution.objects.filter(pk=execution.pk).update(cancel_requested=True)

@@ -13,7 +13,7 @@ from scheduler_app.locks import get_lock_backend, task_lock_key
 from scheduler_app.models import ScheduledTask, TaskExecution
 from scheduler_app.runtime.leases import watchdog
 from scheduler_app.services import task_request_run
-from tests.services import sample_handlers
+from tests.sample_handlers import runs
 from tests.services.test_execution_run import make, run, run_in_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,12 +26,12 @@ def start_blocked(task: ScheduledTask) -> tuple[TaskExecution, threading.Thread]
     """Run `task` in a thread; return once its handler made its first extension."""
     execution = task_request_run(task=task)
     thread = run_in_thread(execution)
-    assert sample_handlers.started.wait(10)
+    assert runs.started.wait(10)
     return execution, thread
 
 
 def finish(execution: TaskExecution, thread: threading.Thread) -> TaskExecution:
-    sample_handlers.release.set()
+    runs.release.set()
     thread.join(10)
     assert not thread.is_alive()
     execution.refresh_from_db()
@@ -94,7 +94,7 @@ def test_an_extension_inside_the_handlers_transaction_commits_at_once(
 
 def test_a_run_that_holds_no_lock_is_told_true() -> None:
     task = make("extends_lock", overlap_policy=ScheduledTask.OverlapPolicy.ALLOW)
-    sample_handlers.release.set()
+    runs.release.set()
 
     execution = run(task)
 

@@ -1,4 +1,4 @@
-"""A handler the browser tests control: it logs a line, then waits until the test releases it."""
+"""A handler the browser tests hold: it logs a line, then waits until the test releases it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Handlers the API tests point tasks at (module:function paths)."""
+"""A handler with a required parameter that the API and allow-list tests point tasks at."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Importable handlers for the registry tests (module:function and module:Class)."""
+"""Functions and classes the registry and parameter tests describe (tests/handlers).
+
+They cover module:function and module:Class handlers, good and broken.
+"""
 
 # No `from __future__ import annotations` here: these annotations stay real
 # objects, while test_params.py covers string annotations.

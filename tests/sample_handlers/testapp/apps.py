@@ -2,5 +2,5 @@ from django.apps import AppConfig
 
 
 class TestAppConfig(AppConfig):
-    name = "tests.testapp"
+    name = "tests.sample_handlers.testapp"
     label = "scheduler_testapp"

@@ -1,4 +1,8 @@
-"""Handlers used by the execution tests (module:function paths), with events to steer them."""
+"""Handlers the execution, engine and live-log tests run, with events to steer them.
+
+Tests name them by module:function path (tests/factories.py builds tasks on them);
+tests/services/conftest.py resets the events around each test.
+"""
 
 from __future__ import annotations
 
