@@ -7,12 +7,10 @@ environment and calls django.setup() first (the parent process never does).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -23,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
+
+from tests.processes import LoggedProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -459,8 +459,10 @@ class ProcSampler:
 class Process:
     """A child process started from the repo root (the scheduler under test, or a runner).
 
-    `session=True` starts it in a session of its own (a Celery worker and its pool
-    processes): `stop()` then also kills whatever of the session is left.
+    Started and stopped by the tests' harness (tests/processes.py, no pytest), its
+    output appended to `log`. `session=True` starts it in a session of its own (a
+    Celery worker and its pool processes): `stop()` then also kills whatever of the
+    session is left.
     """
 
     def __init__(
@@ -475,7 +477,7 @@ class Process:
         self.env = env
         self.log = log
         self.session = session
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: LoggedProcess | None = None
 
     @property
     def pid(self) -> int:
@@ -483,16 +485,9 @@ class Process:
         return self.proc.pid
 
     def start(self) -> Process:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.args,
-                cwd=ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=self.session,
-            )
+        self.proc = LoggedProcess(
+            self.args, self.env, self.log, new_session=self.session, append=True
+        )
         profiler = os.environ.get("BENCH_PYSPY")
         if profiler:
             # Where the time goes (bench/README.md, "Profiling"): collapsed stacks of
@@ -519,7 +514,7 @@ class Process:
         return self
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and self.proc.alive()
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -531,20 +526,10 @@ class Process:
         """SIGTERM, then SIGKILL after `timeout` seconds; returns the exit code."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                print(
-                    "  ! %s did not stop in %.0f s: killed" % (self.log.name, timeout)
-                )
-                self.proc.kill()
-                self.proc.wait()
-        if self.session:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)  # pool processes left behind
-        return self.proc.returncode
+        code = self.proc.stop(grace=timeout)
+        if self.proc.forced:
+            print("  ! %s did not stop in %.0f s: killed" % (self.log.name, timeout))
+        return code
 
 
 def scheduler_process(

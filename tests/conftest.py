@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import pytest
 from django.test.client import ClientHandler
 
+from tests.processes import Processes
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -45,6 +47,18 @@ def redis_url(settings: pytest.FixtureRequest) -> Iterator[str]:
     keys = list(client.scan_iter(f"{settings.SCHEDULER_REDIS_PREFIX}*"))
     if keys:
         client.delete(*keys)
+
+
+@pytest.fixture
+def processes(transactional_db: None) -> Iterator[Processes]:
+    """The subprocesses of this test (tests/processes.py); all are stopped at teardown.
+
+    They use this test's database, so the fixture depends on transactional_db: the
+    processes are gone before the tables are flushed (and before PostgreSQL drops
+    the test database).
+    """
+    with Processes() as started:
+        yield started
 
 
 @pytest.fixture(autouse=True)

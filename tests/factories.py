@@ -1,13 +1,16 @@
 """Plain factories: valid model rows with defaults, any field overridable.
 
 They save with `objects.create` (no services, no validation) so a test can build
-any state, including ones the services would refuse.
+any state, including ones the services would refuse. Every test builds its tasks,
+executions and users here.
 """
 
 from __future__ import annotations
 
 import itertools
 from typing import Any
+
+from django.contrib.auth.models import Permission, User
 
 from scheduler_app.models import ScheduledTask, TaskExecution
 
@@ -49,3 +52,26 @@ def make_execution(
     }
     fields.update(overrides)
     return TaskExecution.objects.create(**fields)
+
+
+def make_user(
+    username: str = "", *codenames: str, superuser: bool = False, **fields: Any
+) -> User:
+    """A saved user (password "pw") holding exactly these scheduler_app permissions.
+
+    `superuser=True` makes a superuser (every permission); `is_staff=True` lets a
+    user into the admin; any other field (`password`, `email`) is overridable.
+    """
+    fields.setdefault("password", "pw")
+    username = username or "user-%d" % next(_sequence)
+    if superuser:
+        user = User.objects.create_superuser(username=username, **fields)
+    else:
+        user = User.objects.create_user(username=username, **fields)
+    if codenames:
+        user.user_permissions.set(
+            Permission.objects.filter(
+                content_type__app_label="scheduler_app", codename__in=codenames
+            )
+        )
+    return user

@@ -1,12 +1,15 @@
-"""Test helpers: wait for a condition with a deadline instead of sleeping."""
+"""Test helpers: wait for a condition with a deadline instead of sleeping; read the README."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def wait_until(
@@ -21,3 +24,37 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s: {predicate}")
         time.sleep(interval)
+
+
+def readme_section(title: str) -> str:
+    """The text of the README's `## <title>` section, up to the next `## ` heading."""
+    text = README.read_text()
+    marker = "\n## %s\n" % title
+    assert marker in text, "README.md has no section %r" % title
+    return text.split(marker, 1)[1].split("\n## ", 1)[0]
+
+
+def sh_blocks(text: str) -> list[str]:
+    """The bodies of the ```sh code blocks in `text`, in order."""
+    return [part.split("```", 1)[0] for part in text.split("```sh\n")[1:]]
+
+
+def readme_production_commands() -> list[str]:
+    """The command lines of the README's "Production" section (first code block)."""
+    block = sh_blocks(readme_section("Production"))[0]
+    return [
+        line.strip()
+        for line in block.splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+
+def readme_command(prefix: str) -> str:
+    """The README's production command line that starts with `prefix`."""
+    matches = [
+        command
+        for command in readme_production_commands()
+        if command.startswith(prefix)
+    ]
+    assert len(matches) == 1, (prefix, readme_production_commands())
+    return matches[0]

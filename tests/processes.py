@@ -1,31 +1,43 @@
-"""Helpers for tests that start real processes (schedulers, workers, web servers).
+"""The harness for tests that start real processes: schedulers, workers, web servers.
 
-Such a process runs the project's real settings against the database of the
-running test (the SQLite file or the PostgreSQL test database): `database_env()`
-says where it is, and the test run's own variables (`WITHHELD_VARIABLES`) stay out
-of the child's environment.
+A process runs the project's real settings against the database of the running test
+(the SQLite file or the PostgreSQL test database): `child_env()` says where it is,
+and the test run's own variables (`WITHHELD_VARIABLES`) stay out of it. Its output
+goes to a file, quoted when a wait fails. Waits poll with a deadline (`wait_for`)
+and fail at once when a process died. `Processes` (the `processes` fixture of
+tests/conftest.py) stops every process it started: SIGTERM, then SIGKILL of the
+whole process group after a grace period, and the exit reaped.
+
+Neither pytest nor Django is imported here at import time: bench/ starts its
+processes with `LoggedProcess` too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import quote
-
-import pytest
-from django.db import connection
 
 from tests.helpers import wait_until
 
+if TYPE_CHECKING:
+    from scheduler_app.models import SchedulerInstance
+
+T = TypeVar("T")
+P = TypeVar("P", bound="LoggedProcess")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-README = REPO_ROOT / "README.md"
 #: Variables of the test run that must not leak into the processes it starts.
 WITHHELD_VARIABLES = (
     "DATABASE_URL",
@@ -33,10 +45,20 @@ WITHHELD_VARIABLES = (
     "SQLITE_PATH",
     "DJANGO_SETTINGS_MODULE",
 )
+#: Process start (Django setup, checks, imports, forks) on a slow CI machine.
+STARTUP_TIMEOUT = 30.0
+#: Between SIGTERM and SIGKILL when a process is stopped.
+STOP_GRACE_SECONDS = 10.0
+
+
+# Environment and command lines ------------------------------------------------------
 
 
 def database_env() -> dict[str, str]:
     """Environment that points a subprocess at the database this test uses."""
+    import pytest
+    from django.db import connection
+
     db = connection.settings_dict
     if connection.vendor == "sqlite":
         path = str(db["NAME"])
@@ -87,6 +109,24 @@ def venv_command(command: str) -> list[str]:
     return words
 
 
+def run_to_end(
+    command: Sequence[str], env: dict[str, str], *, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run a command from the repository to its end; its output is captured as text."""
+    return subprocess.run(
+        list(command),
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# Readiness -------------------------------------------------------------------------
+
+
 def free_port() -> int:
     """A TCP port on the loopback interface that nothing listens on right now."""
     with socket.socket() as probe:
@@ -94,66 +134,67 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def readme_section(title: str) -> str:
-    """The text of the README's `## <title>` section, up to the next `## ` heading."""
-    text = README.read_text()
-    marker = "\n## %s\n" % title
-    assert marker in text, "README.md has no section %r" % title
-    return text.split(marker, 1)[1].split("\n## ", 1)[0]
+def http_status(url: str, headers: dict[str, str] | None = None) -> int | None:
+    """The status a GET of `url` answers, or None while nothing answers there yet."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except OSError:  # not listening yet (URLError, refused, reset)
+        return None
 
 
-def sh_blocks(text: str) -> list[str]:
-    """The bodies of the ```sh code blocks in `text`, in order."""
-    return [part.split("```", 1)[0] for part in text.split("```sh\n")[1:]]
-
-
-def readme_production_commands() -> list[str]:
-    """The command lines of the README's "Production" section (first code block)."""
-    block = sh_blocks(readme_section("Production"))[0]
-    return [
-        line.strip()
-        for line in block.splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-
-
-def readme_command(prefix: str) -> str:
-    """The README's production command line that starts with `prefix`."""
-    matches = [
-        command
-        for command in readme_production_commands()
-        if command.startswith(prefix)
-    ]
-    assert len(matches) == 1, (prefix, readme_production_commands())
-    return matches[0]
+# Processes -------------------------------------------------------------------------
 
 
 class LoggedProcess:
-    """A subprocess in a session of its own; its stdout and stderr go to a file."""
+    """A subprocess started from the repository; its stdout and stderr go to a file.
+
+    In a session of its own by default, so stopping it also ends whatever it forked
+    (pool processes, gunicorn workers).
+    """
 
     label = "process"
 
-    def __init__(self, command: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        label: str | None = None,
+        new_session: bool = True,
+        append: bool = False,
+    ) -> None:
+        if label is not None:
+            self.label = label
         self.log_path = log_path
-        self._log_file = log_path.open("wb")
-        self.popen = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        #: Set when the test kills the process itself, so an exit is no failure.
+        self.new_session = new_session
+        with log_path.open("ab" if append else "wb") as log:
+            self.popen = subprocess.Popen(
+                list(command),
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=new_session,
+            )
+        #: Set when the test ends the process itself, so an exit is no failure.
         self.killed = False
+        #: Set when the process outlived the grace period of `stop()` and was killed.
+        self.forced = False
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
     def output(self, tail: int = 8000) -> str:
-        return self.log_path.read_text(errors="replace")[-tail:]
+        """The last `tail` characters of what the process wrote."""
+        try:
+            return self.log_path.read_text(errors="replace")[-tail:]
+        except OSError:
+            return ""
 
     def report(self) -> str:
         code = self.popen.poll()
@@ -165,19 +206,93 @@ class LoggedProcess:
             self.output(),
         )
 
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
     def died(self) -> bool:
-        return not self.killed and self.popen.poll() is not None
+        """It exited, and not because the test ended it."""
+        return not self.killed and not self.alive()
+
+    def wait_for_output(self, pattern: str, timeout: float = STARTUP_TIMEOUT) -> Any:
+        """Wait until the process writes a line that matches `pattern` (a regex)."""
+        return wait_for(lambda: re.search(pattern, self.output()), timeout, self)
+
+    def send_signal(self, signum: int) -> None:
+        """Send `signum` to the process itself; its exit is no failure from now on."""
+        self.killed = True
+        self.popen.send_signal(signum)
+
+    def kill_all(self) -> None:
+        """kill -9 the process and everything of its session at once, and reap it."""
+        self.killed = True
+        self._kill()
+        self.popen.wait(timeout=10)
+
+    def terminate(self) -> None:
+        """SIGTERM (a clean shutdown), if it still runs; `reap()` waits for the exit."""
+        self.killed = True
+        if self.alive():
+            self.popen.terminate()
+
+    def reap(self, deadline: float) -> int | None:
+        """Wait for the exit until `deadline` (monotonic), then kill; the exit code."""
+        try:
+            self.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.forced = True
+        self._kill()  # also what it left behind in its session, if anything
+        self.popen.wait(timeout=10)
+        return self.popen.returncode
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> int | None:
+        """SIGTERM, SIGKILL after `grace` seconds; returns the exit code."""
+        self.terminate()
+        return self.reap(time.monotonic() + grace)
+
+    def _kill(self) -> None:
+        if self.new_session:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+        elif self.alive():
+            self.popen.kill()
+
+
+def stop_all(
+    processes: Iterable[LoggedProcess], grace: float = STOP_GRACE_SECONDS
+) -> None:
+    """SIGTERM every process at once, then kill what outlives the grace period."""
+    processes = list(processes)
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.reap(deadline)
+
+
+class Processes:
+    """The processes of one test: each one `start()` registers is stopped at the end."""
+
+    def __init__(self) -> None:
+        self.started: list[LoggedProcess] = []
+
+    def start(self, process: P) -> P:
+        """Register a process that was just started; returns it."""
+        self.started.append(process)
+        return process
 
     def stop(self) -> None:
-        """SIGTERM (a clean shutdown); what is left after a few seconds is killed."""
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(timeout=5)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)  # children left behind, if any
-        self.popen.wait(timeout=10)
-        self._log_file.close()
+        stop_all(self.started)
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 class Watched(Protocol):
@@ -186,18 +301,101 @@ class Watched(Protocol):
     def report(self) -> str: ...
 
 
-def wait_for_processes(
-    predicate: Callable[[], Any], timeout: float, *processes: Watched
-) -> Any:
-    """wait_until, failing at once if a process died, with the processes' output."""
+def reports(*processes: Watched) -> str:
+    """The processes' states and output, for an assertion message."""
+    return "\n".join(process.report() for process in processes)
 
-    def check() -> Any:
+
+def wait_for(
+    predicate: Callable[[], T | None], timeout: float, *processes: Watched
+) -> T:
+    """wait_until, with the processes' output in the failure message.
+
+    Fails at once if one of `processes` died, rather than at the deadline.
+    """
+
+    def check() -> T | None:
         if any(process.died() for process in processes):
             raise AssertionError("a subprocess died")
         return predicate()
 
     try:
-        return wait_until(check, timeout=timeout, interval=0.05)
+        value = wait_until(check, timeout=timeout, interval=0.05)
     except AssertionError as exc:
-        output = "\n".join(process.report() for process in processes)
-        raise AssertionError("%s\n%s" % (exc, output)) from None
+        raise AssertionError("%s\n%s" % (exc, reports(*processes))) from None
+    assert value is not None
+    return value
+
+
+# The project's processes -----------------------------------------------------------
+
+
+class SchedulerProcess(LoggedProcess):
+    """One `manage.py runscheduler` subprocess."""
+
+    def __init__(self, name: str, env: dict[str, str], log_path: Path) -> None:
+        super().__init__(
+            [sys.executable, "manage.py", "runscheduler"],
+            env,
+            log_path,
+            label="runscheduler %s" % name,
+        )
+        self.name = name
+        self._instance_id = ""
+
+    def instance_row(self) -> SchedulerInstance | None:
+        from scheduler_app.models import SchedulerInstance
+
+        rows = SchedulerInstance.objects.filter(pid=self.pid)
+        return rows.order_by("-started_at").first()
+
+    @property
+    def instance_id(self) -> str:
+        """The instance id this process registered (waits for its first heartbeat)."""
+        if not self._instance_id:
+            row = wait_for(self.instance_row, STARTUP_TIMEOUT, self)
+            self._instance_id = row.instance_id
+        return self._instance_id
+
+    def is_leader(self) -> bool:
+        row = self.instance_row()
+        return bool(row and row.is_leader and row.stopped_at is None)
+
+
+class WorkerProcess(LoggedProcess):
+    """One `celery -A config worker` subprocess (its main and pool processes)."""
+
+    label = "celery worker"
+
+    def pool_rows(self) -> list[SchedulerInstance]:
+        """The heartbeat rows of this worker's pool processes (its main's children)."""
+        from scheduler_app.models import SchedulerInstance
+
+        rows = SchedulerInstance.objects.filter(
+            kind=SchedulerInstance.Kind.WORKER, stopped_at__isnull=True
+        )
+        return [
+            row
+            for row in rows
+            if row.pid is not None and parent_pid(row.pid) == self.pid
+        ]
+
+    def wait_ready(self, processes: int) -> list[SchedulerInstance]:
+        """Wait for the "ready" line and a heartbeat row per pool process."""
+        self.wait_for_output(r"@\S+ ready\.")
+
+        def every_pool_row() -> list[SchedulerInstance] | None:
+            rows = self.pool_rows()
+            return rows if len(rows) >= processes else None
+
+        return wait_for(every_pool_row, STARTUP_TIMEOUT, self)
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of process `pid`, from /proc; None once it is gone."""
+    try:
+        stat = Path("/proc/%d/stat" % pid).read_text()
+    except OSError:
+        return None
+    # "pid (comm) state ppid ...": comm may hold spaces, so split after the ")".
+    return int(stat.rsplit(")", 1)[1].split()[1])

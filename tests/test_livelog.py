@@ -15,11 +15,11 @@ from django.test import Client
 from django.urls import reverse
 
 from scheduler_app import livelog, selectors, task_log, task_progress, tasklog
-from scheduler_app.models import ScheduledTask, TaskExecution
+from scheduler_app.models import TaskExecution
 from scheduler_app.redis_client import get_redis
 from scheduler_app.services import execution_run, task_request_run
 from scheduler_app.tasklog import LogPublisher, LogSnapshot, RunLog, bind
-from tests.factories import make_execution
+from tests.factories import make_execution, make_sample_task
 from tests.helpers import wait_until
 from tests.sample_handlers import runs
 
@@ -403,11 +403,7 @@ def test_a_run_on_the_execution_path_is_tailed_from_redis(
     # Needs the execution path to bind livelog.sink_for(...) (services/runs.py).
     live.SCHEDULER_LOG_PUBLISH_INTERVAL = 0.05
     runs.reset()
-    task = ScheduledTask.objects.create(
-        name="log-then-block",
-        task_type=ScheduledTask.TaskType.MANUAL,
-        handler_path="tests.sample_handlers.runs:log_then_block",
-    )
+    task = make_sample_task("log_then_block", name="log-then-block")
     execution = task_request_run(task=task)
     key = livelog.log_key(execution.pk)
 

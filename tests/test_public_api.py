@@ -20,7 +20,7 @@ from scheduler_app.exceptions import (
 from scheduler_app.models import ScheduledTask, TaskExecution
 from scheduler_app.scheduler import Expr
 from scheduler_app.services import TaskInvalid
-from tests.factories import make_task
+from tests.factories import make_execution, make_task
 from tests.sample_handlers.public_api import send_report
 
 pytestmark = pytest.mark.django_db
@@ -498,7 +498,7 @@ def test_get_jobs_lists_tasks_by_name_optionally_by_status() -> None:
 
 def test_remove_job_deletes_the_task_and_its_history() -> None:
     task = make_task(name="ticker")
-    TaskExecution.objects.create(task=task)
+    make_execution(task)
 
     scheduler.remove_job("ticker")
 

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import readme_section, sh_blocks
+from tests.processes import REPO_ROOT, run_to_end
 
 #: Requests /admin/login/ with the settings of its environment; prints what came back.
 LOGIN_PAGE = """
@@ -43,12 +44,10 @@ def dotenv(text: str) -> dict[str, str]:
 
 def readme_production_env() -> dict[str, str]:
     """The README's production `.env`: the Production section's block with DEBUG=false."""
-    text = (REPO_ROOT / "README.md").read_text()
-    section = text.split("\n## Production\n", 1)[1].split("\n## ", 1)[0]
     [block] = [
-        part.split("```", 1)[0]
-        for part in section.split("```sh\n")[1:]
-        if "DEBUG=false" in part
+        block
+        for block in sh_blocks(readme_section("Production"))
+        if "DEBUG=false" in block
     ]
     return dotenv(block)
 
@@ -68,14 +67,7 @@ def run_with(variables: dict[str, str], *args: str) -> subprocess.CompletedProce
         "DJANGO_SETTINGS_MODULE": "config.settings",
         **variables,
     }
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_to_end([sys.executable, *args], env)
 
 
 def login_page(variables: dict[str, str], **headers: str) -> dict[str, object]:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from django.contrib.admin import helpers
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.test import Client
@@ -14,6 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from scheduler_app.models import ScheduledTask, TaskExecution
+from tests.factories import make_user
 
 TASK_CHANGELIST = reverse("admin:scheduler_app_scheduledtask_changelist")
 TASK_ADD = reverse("admin:scheduler_app_scheduledtask_add")
@@ -108,13 +109,7 @@ def form_errors(response: Any) -> dict[str, list[str]]:
 
 def staff_user(*codenames: str, username: str = "staff") -> User:
     """A staff user holding exactly these scheduler_app permissions."""
-    user = User.objects.create_user(username, password="pw", is_staff=True)
-    user.user_permissions.set(
-        Permission.objects.filter(
-            content_type__app_label="scheduler_app", codename__in=codenames
-        )
-    )
-    return user
+    return make_user(username, *codenames, is_staff=True)
 
 
 def captured_sql(client: Client, url: str) -> list[str]:

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from django.contrib import messages
-from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -31,7 +30,7 @@ from tests.admin.helpers import (
     sent_messages,
     task_url,
 )
-from tests.factories import make_execution, make_task
+from tests.factories import make_execution, make_task, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -39,17 +38,13 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def staff_client(client: Client) -> Client:
     """A staff user with the model permissions but not run_/pause_scheduledtask."""
-    user = User.objects.create_user("staff", password="pw", is_staff=True)
-    user.user_permissions.set(
-        Permission.objects.filter(
-            content_type__app_label="scheduler_app",
-            codename__in=[
-                "view_scheduledtask",
-                "change_scheduledtask",
-                "delete_scheduledtask",
-                "view_taskexecution",
-            ],
-        )
+    user = make_user(
+        "staff",
+        "view_scheduledtask",
+        "change_scheduledtask",
+        "delete_scheduledtask",
+        "view_taskexecution",
+        is_staff=True,
     )
     client.force_login(user)
     return client
@@ -181,7 +176,7 @@ def test_an_id_that_names_no_row_is_never_a_server_error(
 def test_a_staff_user_without_permissions_gets_none_of_the_pages(
     client: Client,
 ) -> None:
-    client.force_login(User.objects.create_user("nobody", password="pw", is_staff=True))
+    client.force_login(make_user("nobody", is_staff=True))
     urls = every_scheduler_admin_url()[2:]  # the indexes load, listing nothing
 
     statuses = {url: client.get(url).status_code for url in urls}
@@ -190,7 +185,7 @@ def test_a_staff_user_without_permissions_gets_none_of_the_pages(
 
 
 def test_the_post_views_refuse_a_staff_user_without_permissions(client: Client) -> None:
-    client.force_login(User.objects.create_user("nobody", password="pw", is_staff=True))
+    client.force_login(make_user("nobody", is_staff=True))
     task = make_task()
     execution = make_execution(task)
     key = task_lock_key(task.pk)

@@ -6,24 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from scheduler_app.models import UserAPIKey
+from tests.factories import make_user
 
 VIEW_PERMISSIONS = ["view_scheduledtask", "view_taskexecution"]
-
-
-def make_user(username: str, *codenames: str, **fields: Any) -> User:
-    """A user holding exactly these scheduler_app permissions (by codename)."""
-    user = User.objects.create_user(username=username, password="pw", **fields)
-    if codenames:
-        user.user_permissions.set(
-            Permission.objects.filter(
-                content_type__app_label="scheduler_app", codename__in=codenames
-            )
-        )
-    return user
 
 
 def key_for(user: User, **fields: Any) -> str:
@@ -42,9 +31,7 @@ def key_client(key: str) -> APIClient:
 
 @pytest.fixture
 def superuser() -> User:
-    return User.objects.create_superuser(
-        username="root", password="pw", email="root@example.com"
-    )
+    return make_user("root", superuser=True, email="root@example.com")
 
 
 @pytest.fixture

@@ -15,9 +15,6 @@ import os
 import re
 import subprocess
 import sys
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,21 +25,20 @@ from django.contrib.auth.models import User
 from scheduler_app.models import ScheduledTask, TaskExecution
 from scheduler_app.services import execution_run, task_create, task_request_run
 from tests.api.conftest import key_for
+from tests.helpers import readme_command, readme_section, sh_blocks
 from tests.processes import (
     REPO_ROOT,
+    STARTUP_TIMEOUT,
     LoggedProcess,
+    Processes,
     child_env,
     free_port,
-    readme_command,
-    readme_section,
-    sh_blocks,
-    wait_for_processes,
+    http_status,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-#: Django setup, checks and (gunicorn) forking its workers, on a slow CI machine.
-SERVER_STARTUP_TIMEOUT = 30.0
 #: The address the README's examples use; the tests put the server's instead.
 README_ADDRESS = "http://localhost:8000"
 #: Every curl call: `-q` (first) keeps a ~/.curlrc from changing the request.
@@ -177,16 +173,8 @@ class WebServer(LoggedProcess):
         return self.address + path
 
     def wait_ready(self) -> None:
-        def login_page() -> int | None:
-            try:
-                with urllib.request.urlopen(
-                    self.url("/admin/login/"), timeout=10
-                ) as response:
-                    return int(response.status)
-            except OSError:  # not listening yet (URLError, refused, reset)
-                return None
-
-        status = wait_for_processes(login_page, SERVER_STARTUP_TIMEOUT, self)
+        login_page = self.url("/admin/login/")
+        status = wait_for(lambda: http_status(login_page), STARTUP_TIMEOUT, self)
         assert status == 200, self.report()
 
     def shell(self, command: str) -> Answer:
@@ -236,18 +224,12 @@ def key(superuser: User) -> str:
 
 @pytest.fixture(params=["runserver", "gunicorn"])
 def server(
-    request: pytest.FixtureRequest, transactional_db: None, tmp_path: Path, key: str
-) -> Iterator[WebServer]:
-    """A running web server on this test's database; stopped (SIGTERM) at teardown.
-
-    Depends on transactional_db, so it is gone before the tables are flushed.
-    """
-    web = WebServer(request.param, tmp_path, key)
-    try:
-        web.wait_ready()
-        yield web
-    finally:
-        web.stop()
+    request: pytest.FixtureRequest, processes: Processes, tmp_path: Path, key: str
+) -> WebServer:
+    """A running web server on this test's database; stopped (SIGTERM) at teardown."""
+    web = processes.start(WebServer(request.param, tmp_path, key))
+    web.wait_ready()
+    return web
 
 
 # The tests -------------------------------------------------------------------------

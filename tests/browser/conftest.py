@@ -22,6 +22,7 @@ from django.utils import timezone
 from scheduler_app import services
 from scheduler_app.models import TaskExecution
 from tests.conftest import IN_CI
+from tests.factories import make_user
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -80,7 +81,9 @@ def admin_user(transactional_db: None) -> User:
     # An earlier transactional test flushed the tables, and the content types came
     # back with new ids: the cached ones would break the admin's LogEntry rows.
     ContentType.objects.clear_cache()
-    return User.objects.create_superuser("admin", "admin@example.com", ADMIN_PASSWORD)
+    return make_user(
+        "admin", superuser=True, email="admin@example.com", password=ADMIN_PASSWORD
+    )
 
 
 def new_page(

@@ -3,17 +3,13 @@
 Each test gets its own Redis key prefix (`redis_url`), which the broker's keys share
 (CELERY_BROKER_TRANSPORT_OPTIONS global_keyprefix), and its own queue, so test runs
 never see each other's messages. Workers are `celery -A config worker` subprocesses
-in their own session, so a test can kill a whole worker (main and pool processes).
+(tests/processes.py) in their own session, so a test can kill a whole worker (main
+and pool processes).
 Without Redis these tests skip locally; under CI=true the run fails (tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import signal
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,16 +20,14 @@ import pytest
 from celery import Celery
 
 from scheduler_app.engine.celery_executor import CeleryExecutor
-from scheduler_app.models import SchedulerInstance
 from tests.processes import (
-    LoggedProcess,
+    Processes,
+    WorkerProcess,
     child_env,
+    stop_all,
     venv_command,
 )
-from tests.processes import wait_for_processes as wait_for_workers
 
-#: Worker start (Django setup, imports, pool processes forked) on a slow CI machine.
-WORKER_STARTUP_TIMEOUT = 30.0
 #: Short timings, so staleness and lock expiry play out in seconds.
 HEARTBEAT_INTERVAL = 0.3
 INSTANCE_STALE_SECONDS = 2
@@ -196,61 +190,15 @@ def process_env(broker: Broker, extra: dict[str, str] | None = None) -> dict[str
     return env
 
 
-class WorkerProcess(LoggedProcess):
-    """One `celery -A config worker` subprocess, in a session of its own."""
-
-    label = "celery worker"
-
-    def pool_rows(self) -> list[SchedulerInstance]:
-        """The heartbeat rows of this worker's pool processes (its main's children)."""
-        rows = SchedulerInstance.objects.filter(
-            kind=SchedulerInstance.Kind.WORKER, stopped_at__isnull=True
-        )
-        return [
-            row
-            for row in rows
-            if row.pid is not None and _parent_pid(row.pid) == self.pid
-        ]
-
-    def wait_ready(self, processes: int) -> list[SchedulerInstance]:
-        """Wait for the "ready" line and a heartbeat row per pool process."""
-        wait_for_workers(
-            lambda: re.search(r"@\S+ ready\.", self.output()),
-            WORKER_STARTUP_TIMEOUT,
-            self,
-        )
-        return wait_for_workers(
-            lambda: len(rows := self.pool_rows()) >= processes and rows,
-            WORKER_STARTUP_TIMEOUT,
-            self,
-        )
-
-    def kill_all(self) -> None:
-        """kill -9 the main process and its pool processes at once."""
-        self.killed = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
-        self.popen.wait(timeout=10)
-
-
-def _parent_pid(pid: int) -> int | None:
-    try:
-        stat = Path("/proc/%d/stat" % pid).read_text()
-    except OSError:
-        return None
-    # "pid (comm) state ppid ...": comm may hold spaces, so split after the ")".
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
 @pytest.fixture
 def start_worker(
-    transactional_db: None, broker: Broker, scripts_dir: Path, tmp_path: Path
+    processes: Processes, broker: Broker, scripts_dir: Path, tmp_path: Path
 ) -> Iterator[Callable[..., WorkerProcess]]:
     """Start Celery workers on this test's broker and database; all stop at teardown.
 
     By default a 2-process prefork worker on the test's own queue; `command` runs
-    another command line (the README's). Depends on transactional_db, so workers
-    are gone before the tables are flushed.
+    another command line (the README's). They stop here, before the broker's keys
+    are deleted (`processes`, set up before the broker, stops them after).
     """
     workers: list[WorkerProcess] = []
 
@@ -269,16 +217,7 @@ def start_worker(
         )
         worker = WorkerProcess(venv_command(command), env, tmp_path / ("%s.log" % name))
         workers.append(worker)
-        return worker
+        return processes.start(worker)
 
     yield start
-    for worker in workers:
-        worker.stop()
-
-
-def worker_instance(execution_instance_id: str) -> SchedulerInstance:
-    return SchedulerInstance.objects.get(instance_id=execution_instance_id)
-
-
-def now_monotonic() -> float:
-    return time.monotonic()
+    stop_all(workers)

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from celery import Celery, current_app
-from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from scheduler_app import livelog
@@ -17,13 +16,10 @@ from scheduler_app.engine.celery_executor import CeleryExecutor
 from scheduler_app.models import TaskExecution
 from scheduler_app.services import task_request_run
 from tests.api.conftest import key_client, key_for
-from tests.celery.conftest import (
-    WORKER_STARTUP_TIMEOUT,
-    Broker,
-    WorkerProcess,
-    wait_for_workers,
-)
+from tests.celery.conftest import Broker
 from tests.celery.test_workers import manual, pending, running
+from tests.factories import make_user
+from tests.processes import STARTUP_TIMEOUT, WorkerProcess, wait_for
 
 pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
 
@@ -33,8 +29,7 @@ Status = TaskExecution.Status
 @pytest.fixture
 def api() -> APIClient:
     """A client authenticated by the API key of a superuser."""
-    root = User.objects.create_superuser(username="root", password="pw", email="")
-    return key_client(key_for(root))
+    return key_client(key_for(make_user("root", superuser=True)))
 
 
 @pytest.fixture
@@ -77,7 +72,7 @@ def test_live_log_lines_from_a_worker_are_readable_through_the_api_while_the_run
         body = api.get(log_url(execution)).json()
         return body if len(body["lines"]) >= 3 else None
 
-    live = wait_for_workers(three_lines, WORKER_STARTUP_TIMEOUT, worker)
+    live = wait_for(three_lines, STARTUP_TIMEOUT, worker)
     assert (live["status"], live["finished"]) == ("running", False), worker.report()
     assert messages(live["lines"]) == ["live line 1", "live line 2", "live line 3"]
     assert livelog.read(execution.pk, 0) is not None  # tailed through Redis
@@ -89,7 +84,7 @@ def test_live_log_lines_from_a_worker_are_readable_through_the_api_while_the_run
         body = api.get(log_url(execution), {"offset": live["offset"]}).json()
         return body if body["finished"] else None
 
-    rest = wait_for_workers(finished, 10, worker)
+    rest = wait_for(finished, 10, worker)
     assert rest["status"] == "success"
     assert messages(rest["lines"]) == ["released"]
     execution.refresh_from_db()
@@ -125,19 +120,19 @@ def test_a_cancelled_pending_execution_is_revoked_and_never_runs(
     )
     busy = pending(task_request_run(task=blocker))
     executor.submit([busy])
-    wait_for_workers(running(busy), WORKER_STARTUP_TIMEOUT, worker)
+    wait_for(running(busy), STARTUP_TIMEOUT, worker)
     waiting = pending(task_request_run(task=counted))
     executor.submit([waiting])
 
     response = api.post("/api/v1/tasks/executions/%d/cancel" % waiting.pk)
     assert response.status_code == 200, response.json()
     revoked = "Tasks flagged as revoked: execution-%d" % waiting.pk
-    wait_for_workers(in_output(worker, revoked), 10, worker)
+    wait_for(in_output(worker, revoked), 10, worker)
     go.touch()
 
     discarded = "Discarding revoked task: scheduler_app.run_execution[execution-%d]"
-    wait_for_workers(in_output(worker, discarded % waiting.pk), 10, worker)
-    wait_for_workers(lambda: broker.waiting() == 0, 10, worker)
+    wait_for(in_output(worker, discarded % waiting.pk), 10, worker)
+    wait_for(lambda: broker.waiting() == 0, 10, worker)
     waiting.refresh_from_db()
     assert (waiting.status, waiting.started_at) == (Status.CANCELLED, None)
     assert not calls.exists()

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.celery.conftest import (
-    WORKER_STARTUP_TIMEOUT,
-    Broker,
-    WorkerProcess,
-    process_env,
-    wait_for_workers,
-)
+from tests.celery.conftest import Broker, process_env
+from tests.helpers import readme_command, readme_production_commands
 from tests.processes import (
-    REPO_ROOT,
+    STARTUP_TIMEOUT,
+    LoggedProcess,
+    Processes,
     free_port,
-    readme_command,
-    readme_production_commands,
+    http_status,
+    run_to_end,
     venv_command,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -43,42 +39,33 @@ def no_broker() -> Broker:
 def test_migrate_and_collectstatic_run_as_shown(tmp_path: Path) -> None:
     env = process_env(no_broker(), {"STATIC_ROOT": str(tmp_path / "static")})
     for prefix in ("python manage.py migrate", "python manage.py collectstatic"):
-        done = subprocess.run(
-            venv_command(readme_command(prefix)),
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = run_to_end(venv_command(readme_command(prefix)), env)
         assert done.returncode == 0, (prefix, done.stdout, done.stderr)
     assert (tmp_path / "static" / "admin" / "css" / "base.css").is_file()
 
 
-def test_gunicorn_as_shown_serves_the_admin(tmp_path: Path) -> None:
+def test_gunicorn_as_shown_serves_the_admin(
+    processes: Processes, tmp_path: Path
+) -> None:
     port = free_port()
     command = readme_command("gunicorn ").replace(
         "127.0.0.1:8000", "127.0.0.1:%d" % port
     )
     # Behind the README's proxy, which terminates TLS and says so in a header.
     proxy = {"SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https"}
-    web = WorkerProcess(
-        venv_command(command), process_env(no_broker(), proxy), tmp_path / "web.log"
+    web = processes.start(
+        LoggedProcess(
+            venv_command(command),
+            process_env(no_broker(), proxy),
+            tmp_path / "web.log",
+            label="gunicorn",
+        )
     )
-    try:
 
-        def login_page() -> int | None:
-            request = urllib.request.Request(
-                "http://127.0.0.1:%d/admin/login/" % port,
-                headers={"X-Forwarded-Proto": "https"},
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    return int(response.status)
-            except OSError:  # not listening yet (URLError, refused, reset)
-                return None
+    def login_page() -> int | None:
+        return http_status(
+            "http://127.0.0.1:%d/admin/login/" % port, {"X-Forwarded-Proto": "https"}
+        )
 
-        assert wait_for_workers(login_page, WORKER_STARTUP_TIMEOUT, web) == 200
-        assert "Booting worker" in web.output()
-    finally:
-        web.stop()
+    assert wait_for(login_page, STARTUP_TIMEOUT, web) == 200
+    assert "Booting worker" in web.output()

@@ -24,15 +24,18 @@ from scheduler_app.services import (
 from tests.celery.conftest import (
     INSTANCE_STALE_SECONDS,
     TASK_LOCK_TTL,
-    WORKER_STARTUP_TIMEOUT,
     Broker,
-    WorkerProcess,
-    _parent_pid,
     process_env,
-    wait_for_workers,
 )
-from tests.engine.test_end_to_end import SchedulerProcess, stop_all
-from tests.processes import readme_command
+from tests.factories import make_execution, make_task
+from tests.helpers import readme_command
+from tests.processes import (
+    STARTUP_TIMEOUT,
+    SchedulerProcess,
+    WorkerProcess,
+    parent_pid,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
 
@@ -113,16 +116,16 @@ def test_a_scheduled_run_and_a_run_now_end_as_complete_records_on_a_worker(
             task=interval, trigger_type=Trigger.SCHEDULED
         )
 
-        wait_for_workers(
+        wait_for(
             lambda: (
                 runs.filter(status=Status.SUCCESS).count() >= 2 and ended(run_now)()
             ),
-            WORKER_STARTUP_TIMEOUT,
+            STARTUP_TIMEOUT,
             worker,
             scheduler,
         )
     finally:
-        stop_all([scheduler])
+        scheduler.stop()
 
     workers = {
         row.instance_id: row for row in SchedulerInstance.objects.filter(kind="worker")
@@ -170,8 +173,8 @@ def test_a_message_delivered_twice_runs_the_execution_once(
     # Two copies at once, so both pool processes take one while the run goes on.
     for _ in range(2):
         celery_app.send_task(RUN_EXECUTION, args=[execution.pk], queue=broker.queue)
-    wait_for_workers(ended(execution), 10, worker)
-    wait_for_workers(lambda: broker.waiting() == 0, 10, worker)
+    wait_for(ended(execution), 10, worker)
+    wait_for(lambda: broker.waiting() == 0, 10, worker)
 
     execution.refresh_from_db()
     assert execution.status == Status.SUCCESS, (
@@ -194,20 +197,21 @@ def test_a_worker_runs_nothing_for_a_row_whose_handler_is_not_allowed(
 ) -> None:
     """A row written behind the services' back (SQL, a restored dump) with os:system."""
     canary = tmp_path / "canary"
-    task = ScheduledTask.objects.create(
+    task = make_task(
         name="hostile",
         task_type="manual",
+        interval_seconds=None,
         handler_path="os:system",
         handler_kwargs={"command": repr("touch %s" % canary)},
     )
-    execution = TaskExecution.objects.create(
-        task=task, status=Status.PENDING, trigger_type=TaskExecution.TriggerType.MANUAL
+    execution = make_execution(
+        task, status=Status.PENDING, trigger_type=TaskExecution.TriggerType.MANUAL
     )
     worker = start_worker()
     worker.wait_ready(processes=2)
 
     celery_app.send_task(RUN_EXECUTION, args=[execution.pk], queue=broker.queue)
-    execution = wait_for_workers(ended(execution), 10, worker)
+    execution = wait_for(ended(execution), 10, worker)
 
     assert execution.status == Status.FAILED, worker.report()
     assert "is not allowed" in execution.error_message
@@ -230,7 +234,7 @@ def test_the_executor_sends_each_execution_once_until_a_worker_claims_it(
     assert broker.waiting() == 1
     worker = start_worker()
     pool = worker.wait_ready(processes=2)
-    wait_for_workers(ended(execution), WORKER_STARTUP_TIMEOUT, worker)
+    wait_for(ended(execution), STARTUP_TIMEOUT, worker)
     executor._next_check = 0.0  # the next check is due now, not in 2 s
     assert executor.inflight() == set()
     assert TaskExecution.objects.get(pk=execution.pk).status == Status.SUCCESS
@@ -291,7 +295,7 @@ def test_a_run_whose_worker_is_killed_is_abandoned_and_the_next_fire_runs(
             )
         )
         # The first fire's handler is in its long sleep once the marker exists.
-        wait_for_workers(marker.exists, WORKER_STARTUP_TIMEOUT, *processes)
+        wait_for(marker.exists, STARTUP_TIMEOUT, *processes)
         long_run = TaskExecution.objects.filter(task=task).order_by("created_at", "pk")[
             0
         ]
@@ -299,7 +303,7 @@ def test_a_run_whose_worker_is_killed_is_abandoned_and_the_next_fire_runs(
         victim = SchedulerInstance.objects.get(instance_id=long_run.instance_id)
         assert victim.kind == "worker" and victim.instance_id.startswith(("w1-", "w2-"))
 
-        owner = first_worker if _parent_pid(victim.pid) == first_worker.pid else spare
+        owner = first_worker if parent_pid(victim.pid) == first_worker.pid else spare
         assert owner is not None, victim
         if killed == "pool process":
             os.kill(victim.pid, signal.SIGKILL)
@@ -316,7 +320,7 @@ def test_a_run_whose_worker_is_killed_is_abandoned_and_the_next_fire_runs(
                 executions_recover_abandoned()
             return ended(long_run)()
 
-        long_run = wait_for_workers(recorded, INSTANCE_STALE_SECONDS + 10, *processes)
+        long_run = wait_for(recorded, INSTANCE_STALE_SECONDS + 10, *processes)
         assert (long_run.status, long_run.failure_kind) == (
             Status.FAILED,
             "abandoned",
@@ -328,7 +332,7 @@ def test_a_run_whose_worker_is_killed_is_abandoned_and_the_next_fire_runs(
         if killed == "pool process":
             assert "WorkerLostError" in long_run.error_message
             # The message went back to the queue; delivered again, it ran nothing.
-            wait_for_workers(
+            wait_for(
                 lambda: (
                     "Execution %d is already failed" % long_run.pk in owner.output()
                 ),
@@ -336,7 +340,7 @@ def test_a_run_whose_worker_is_killed_is_abandoned_and_the_next_fire_runs(
                 *processes,
             )
 
-        wait_for_workers(
+        wait_for(
             lambda: TaskExecution.objects.filter(
                 task=task, status=Status.SUCCESS, scheduled_for__gt=killed_at
             ).exists(),
@@ -344,7 +348,7 @@ def test_a_run_whose_worker_is_killed_is_abandoned_and_the_next_fire_runs(
             *processes,
         )
     finally:
-        stop_all([scheduler])
+        scheduler.stop()
     assert get_lock_backend().get(task_lock_key(task.pk)) is None or (
         victim.instance_id not in get_lock_backend().get(task_lock_key(task.pk)).owner
     )
@@ -367,7 +371,7 @@ def test_the_hard_time_limit_kills_a_handler_that_ignores_the_soft_one(
     worker.wait_ready(processes=2)
 
     executor.submit([execution])
-    execution = wait_for_workers(ended(execution), 15, worker)
+    execution = wait_for(ended(execution), 15, worker)
 
     assert (execution.status, execution.failure_kind) == (Status.FAILED, "timeout"), (
         execution.error_message,
@@ -389,7 +393,7 @@ def test_the_soft_time_limit_stops_a_handler_and_the_worker_process_lives_on(
     worker.wait_ready(processes=2)
 
     executor.submit([execution])
-    execution = wait_for_workers(ended(execution), 15, worker)
+    execution = wait_for(ended(execution), 15, worker)
 
     assert (execution.status, execution.failure_kind) == (Status.FAILED, "timeout"), (
         execution.error_message,

@@ -17,7 +17,7 @@ from django.core.management import CommandError, call_command
 from scheduler_app.locks import get_lock_backend, task_lock_key
 from scheduler_app.management.commands.ensure_admin import PASSWORD_FILE
 from scheduler_app.models import ScheduledTask, TaskExecution
-from tests.factories import make_task
+from tests.factories import make_task, make_user
 
 run_task_db = pytest.mark.django_db(transaction=True)
 
@@ -282,7 +282,7 @@ def test_ensure_admin_second_call_creates_no_other_user(
 def test_ensure_admin_leaves_an_existing_superuser_alone(
     settings: Any, project_dir: Path
 ) -> None:
-    User.objects.create_superuser("root", password="old-password")
+    make_user("root", superuser=True, password="old-password")
     settings.ADMIN_USERNAME = "boss"
     settings.ADMIN_PASSWORD = "new-password"
 

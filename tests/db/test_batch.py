@@ -9,15 +9,14 @@ import pytest
 from django.db import connection
 
 from scheduler_app.db.batch import row_datetime, rows_table
-from scheduler_app.models import ScheduledTask, TaskExecution
+from scheduler_app.models import TaskExecution
+from tests.factories import make_execution, make_task
 
 pytestmark = pytest.mark.django_db
 
 
 def test_datetimes_of_a_batch_are_stored_as_the_instants_they_are() -> None:
-    task = ScheduledTask.objects.create(
-        name="t", task_type="manual", handler_path="scripts:example_task"
-    )
+    task = make_task(name="t", task_type="manual", interval_seconds=None)
     when = [
         dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC),
         dt.datetime(2026, 3, 29, 3, 30, 0, 5, tzinfo=ZoneInfo("Europe/Paris")),
@@ -27,9 +26,7 @@ def test_datetimes_of_a_batch_are_stored_as_the_instants_they_are() -> None:
         None,
     ]
     rows = [
-        TaskExecution.objects.create(
-            task=task, run_after=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-        )
+        make_execution(task, run_after=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
         for _ in when
     ]
     meta = TaskExecution._meta

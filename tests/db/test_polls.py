@@ -10,6 +10,7 @@ from pytest_django import DjangoAssertNumQueries
 from scheduler_app.db.polls import startable_ids, tasks_version_values
 from scheduler_app.models import ScheduledTask, SchedulerState, TaskExecution
 from scheduler_app.services import task_create, task_pause, tasks_version
+from tests.factories import make_execution, make_task
 
 pytestmark = pytest.mark.django_db
 
@@ -18,9 +19,7 @@ Status, Trigger = TaskExecution.Status, TaskExecution.TriggerType
 
 
 def teststartable_ids_follow_the_time_and_the_limit() -> None:
-    task = ScheduledTask.objects.create(
-        name="t", task_type="manual", handler_path="scripts:example_task"
-    )
+    task = make_task(name="t", task_type="manual", interval_seconds=None)
     for seconds, status, trigger in [
         (None, Status.PENDING, Trigger.MANUAL),
         (-5, Status.PENDING, Trigger.RETRY),
@@ -30,8 +29,8 @@ def teststartable_ids_follow_the_time_and_the_limit() -> None:
         (None, Status.RUNNING, Trigger.MANUAL),
         (-1, Status.PENDING, Trigger.SCHEDULED),
     ]:
-        TaskExecution.objects.create(
-            task=task,
+        make_execution(
+            task,
             status=status,
             trigger_type=trigger,
             run_after=None if seconds is None else T0 + dt.timedelta(seconds=seconds),

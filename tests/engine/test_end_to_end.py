@@ -11,12 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -24,12 +22,17 @@ from django.utils import timezone
 
 from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
 from scheduler_app.services import task_create, task_pause, task_request_run
-from tests.helpers import wait_until
-from tests.processes import LoggedProcess, child_env
+from tests.factories import make_execution, make_task
+from tests.processes import (
+    STARTUP_TIMEOUT,
+    Processes,
+    SchedulerProcess,
+    child_env,
+    reports,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-T = TypeVar("T")
 
 Status = TaskExecution.Status
 Trigger = TaskExecution.TriggerType
@@ -40,8 +43,6 @@ INSTANCE_STALE_SECONDS = 3
 LEADER_LOCK_TTL = 4
 LEADER_LOCK_REFRESH_INTERVAL = 1
 SHUTDOWN_GRACE_SECONDS = 2
-#: Process start (Django setup, checks, first tick) on a slow CI machine.
-STARTUP_TIMEOUT = 20.0
 
 SLEEPER_SCRIPT = '''"""Sleeps, to stand for a long-running job."""
 
@@ -61,89 +62,11 @@ def run() -> dict:
 '''
 
 
-class SchedulerProcess(LoggedProcess):
-    """One `manage.py runscheduler` subprocess; its stdout and stderr go to a file."""
-
-    def __init__(self, name: str, env: dict[str, str], log_path: Path) -> None:
-        super().__init__([sys.executable, "manage.py", "runscheduler"], env, log_path)
-        self.name = name
-        self.label = "runscheduler %s" % name
-        self._instance_id = ""
-
-    def instance_row(self) -> SchedulerInstance | None:
-        rows = SchedulerInstance.objects.filter(pid=self.pid)
-        return rows.order_by("-started_at").first()
-
-    @property
-    def instance_id(self) -> str:
-        """The instance id this process registered (waits for its first heartbeat)."""
-        if not self._instance_id:
-            row = wait_for(self.instance_row, STARTUP_TIMEOUT, self)
-            self._instance_id = row.instance_id
-        return self._instance_id
-
-    def is_leader(self) -> bool:
-        row = self.instance_row()
-        return bool(row and row.is_leader and row.stopped_at is None)
-
-    def send_signal(self, signum: int) -> None:
-        self.killed = True  # an exit is no failure now
-        self.popen.send_signal(signum)
-
-    def reap(self, deadline: float) -> None:
-        """Wait for the exit until `deadline` (monotonic), then kill."""
-        try:
-            self.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait(timeout=10)
-        finally:
-            self._log_file.close()
-
-
-def stop_all(processes: list[SchedulerProcess]) -> None:
-    """SIGTERM every process still running, then kill what outlives the grace period."""
-    for process in processes:
-        if process.popen.poll() is None:
-            process.popen.terminate()
-    deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS + 8
-    for process in processes:
-        process.reap(deadline)
-
-
-def reports(*processes: SchedulerProcess) -> str:
-    return "\n".join(process.report() for process in processes)
-
-
-def wait_for(
-    predicate: Callable[[], T], timeout: float, *processes: SchedulerProcess
-) -> T:
-    """wait_until, with the schedulers' output in the failure message.
-
-    Fails at once if one of `processes` died, rather than at the deadline.
-    """
-
-    def check() -> T:
-        if any(process.died() for process in processes):
-            raise AssertionError("a runscheduler process died")
-        return predicate()
-
-    try:
-        return wait_until(check, timeout=timeout, interval=0.05)
-    except AssertionError as exc:
-        raise AssertionError("%s\n%s" % (exc, reports(*processes))) from None
-
-
 @pytest.fixture
 def start_scheduler(
-    transactional_db: None, tmp_path: Path
-) -> Iterator[Callable[..., SchedulerProcess]]:
-    """Start runscheduler processes on the test database; all are stopped at teardown.
-
-    Depends on transactional_db so the processes are gone before the tables are
-    flushed (and before PostgreSQL drops the test database).
-    """
-    processes: list[SchedulerProcess] = []
+    processes: Processes, tmp_path: Path
+) -> Callable[..., SchedulerProcess]:
+    """Start runscheduler processes on the test database; all stop at teardown."""
     suffix = uuid.uuid4().hex[:8]
     defaults = {
         "SCHEDULER_REDIS_PREFIX": "e2e-%s:" % suffix,
@@ -168,14 +91,11 @@ def start_scheduler(
         if redis_prefix:
             env["SCHEDULER_REDIS_PREFIX"] = redis_prefix
         env.update(extra_env or {})
-        name = "ABCDEFGH"[len(processes)]
+        name = "ABCDEFGH"[len(processes.started)]
         log_path = tmp_path / ("runscheduler-%s.log" % name)
-        process = SchedulerProcess(name, env, log_path)
-        processes.append(process)
-        return process
+        return processes.start(SchedulerProcess(name, env, log_path))
 
-    yield start
-    stop_all(processes)
+    return start
 
 
 @pytest.fixture
@@ -290,7 +210,7 @@ def test_a_row_with_a_handler_that_is_not_allowed_runs_nothing_in_runscheduler(
 ) -> None:
     """A row written behind the services' back (SQL, a restored dump) with os:system."""
     canary = tmp_path / "canary"
-    hostile = ScheduledTask.objects.create(
+    hostile = make_task(
         name="e2e hostile",
         task_type="interval",
         interval_seconds=1,
@@ -300,8 +220,8 @@ def test_a_row_with_a_handler_that_is_not_allowed_runs_nothing_in_runscheduler(
         # The run-now request must reach the handler lookup, not a held lock.
         overlap_policy=ScheduledTask.OverlapPolicy.ALLOW,
     )
-    requested = TaskExecution.objects.create(
-        task=hostile, status=Status.PENDING, trigger_type=Trigger.MANUAL
+    requested = make_execution(
+        hostile, status=Status.PENDING, trigger_type=Trigger.MANUAL
     )
     active = make_interval("e2e stays active")
     scheduler = start_scheduler()

@@ -20,6 +20,7 @@ from scheduler_app.services import (
     task_update,
     tasks_set_status,
 )
+from tests.factories import make_execution
 from tests.helpers import wait_until
 
 # The engine calls close_old_connections() every tick, which would close the
@@ -479,8 +480,8 @@ def test_with_live_notifications_a_retry_starts_when_its_delay_is_over() -> None
     engine = make_engine()
     engine._listener.live = True
     engine.tick(start)
-    retry = TaskExecution.objects.create(
-        task=task,
+    retry = make_execution(
+        task,
         status=TaskExecution.Status.PENDING,
         trigger_type=TaskExecution.TriggerType.RETRY,
         run_after=start + dt.timedelta(seconds=0.6),
@@ -519,8 +520,8 @@ def test_stop_interrupts_runs_still_going_after_the_grace_period() -> None:
         executor=StuckExecutor(),
         leadership=Leadership(owner="t", enabled=False, ttl_seconds=30),
     )
-    running = TaskExecution.objects.create(
-        task=task,
+    running = make_execution(
+        task,
         status=TaskExecution.Status.RUNNING,
         instance_id=engine.instance,
         started_at=start,
@@ -559,8 +560,8 @@ def test_a_new_leader_recovers_the_dead_leaders_runs_once_its_heartbeat_is_stale
     SchedulerInstance.objects.create(
         instance_id="dead-leader", last_heartbeat_at=start - dt.timedelta(seconds=5)
     )
-    orphan = TaskExecution.objects.create(
-        task=task,
+    orphan = make_execution(
+        task,
         status=TaskExecution.Status.RUNNING,
         instance_id="dead-leader",
         started_at=start - dt.timedelta(minutes=10),

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.checks import run_checks
 
 import scheduler_app
 from scheduler_app.exceptions import HandlerNotAllowed
 from scheduler_app.handlers.registry import check_allowed, get_handler, list_handlers
+from tests.processes import run_to_end
 
 APP = "tests.sample_handlers.testapp.scheduled_tasks"
 
@@ -100,15 +99,12 @@ def test_scheduled_tasks_modules_of_installed_apps_are_imported_at_start_up() ->
         "from scheduler_app.handlers.registry import list_code_handlers; "
         "import json; print(json.dumps([info.path for info in list_code_handlers()]))"
     )
-    out = subprocess.run(
+    out = run_to_end(
         [sys.executable, "-c", code],
-        cwd=django_settings.BASE_DIR,
-        env={"DJANGO_SETTINGS_MODULE": "config.settings_test", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
+        {"DJANGO_SETTINGS_MODULE": "config.settings_test", "PATH": "/usr/bin:/bin"},
         timeout=60,
-        check=True,
     )
+    assert out.returncode == 0, out.stderr
 
     paths = json.loads(out.stdout.strip().splitlines()[-1])
     assert {APP + ":greet", APP + ":write_canary", APP + ":Report"} <= set(paths)

@@ -27,6 +27,7 @@ from scheduler_app.services import (
     task_request_run,
 )
 from scheduler_app.tasklog import RunLog
+from tests.factories import make_execution, make_task
 from tests.factories import make_sample_task as make
 from tests.helpers import wait_until
 from tests.sample_handlers import runs
@@ -264,9 +265,7 @@ def test_replace_policy_cancels_the_holder_and_runs(
         overlap_policy=ScheduledTask.OverlapPolicy.REPLACE,
     )
     # A run held by another (unreachable) process: it never lets go by itself.
-    old = TaskExecution.objects.create(
-        task=task, status=Status.RUNNING, instance_id="elsewhere"
-    )
+    old = make_execution(task, status=Status.RUNNING, instance_id="elsewhere")
     get_lock_backend().acquire(
         task_lock_key(task.pk), owner="elsewhere", ttl_seconds=30
     )
@@ -414,7 +413,7 @@ def test_a_retry_is_announced_to_the_schedulers(redis_url: str) -> None:
     listener.start()
     try:
         wait_until(lambda: listener.live, timeout=10)
-        first = TaskExecution.objects.create(task=task, status=Status.PENDING)
+        first = make_execution(task, status=Status.PENDING)
         execution_run(first)
         wait_until(lambda: notify.RUN_REQUESTED in received, timeout=10)
     finally:
@@ -585,9 +584,10 @@ def test_a_seed_001_class_handler_runs_through_the_same_path() -> None:
 
 @pytest.mark.parametrize("script", ["example_task", "data_sync", "cleanup_executions"])
 def test_shipped_scripts_run_successfully(script: str) -> None:
-    task = ScheduledTask.objects.create(
+    task = make_task(
         name="shipped-%s" % script,
         task_type="manual",
+        interval_seconds=None,
         handler_path="scripts:%s" % script,
     )
 
@@ -599,12 +599,15 @@ def test_shipped_scripts_run_successfully(script: str) -> None:
 
 def test_cleanup_script_reports_how_many_it_deleted() -> None:
     # Not the migration's system task: transactional tests flush it away.
-    task = ScheduledTask.objects.create(
-        name="cleanup", task_type="manual", handler_path="scripts:cleanup_executions"
+    task = make_task(
+        name="cleanup",
+        task_type="manual",
+        interval_seconds=None,
+        handler_path="scripts:cleanup_executions",
     )
     old = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
     for _ in range(3):
-        TaskExecution.objects.create(task=task, status=Status.SUCCESS, created_at=old)
+        make_execution(task, status=Status.SUCCESS, created_at=old)
     SchedulerInstance.objects.create(instance_id="gone:1:abc", last_heartbeat_at=old)
 
     execution = run(task, overrides={"batch_size": "2"})

@@ -17,6 +17,7 @@ from scheduler_app.services import (
     instances_alive_ids,
     instances_cleanup,
 )
+from tests.factories import make_execution, make_task
 
 pytestmark = pytest.mark.django_db
 
@@ -25,16 +26,14 @@ Status = TaskExecution.Status
 
 @pytest.fixture
 def task() -> ScheduledTask:
-    return ScheduledTask.objects.create(
-        name="t", task_type="manual", handler_path="scripts:example_task"
-    )
+    return make_task(name="t", task_type="manual", interval_seconds=None)
 
 
 def running(
     task: ScheduledTask, instance: str, started_at: dt.datetime
 ) -> TaskExecution:
-    return TaskExecution.objects.create(
-        task=task, status=Status.RUNNING, instance_id=instance, started_at=started_at
+    return make_execution(
+        task, status=Status.RUNNING, instance_id=instance, started_at=started_at
     )
 
 
@@ -101,19 +100,13 @@ def test_cleanup_deletes_only_old_finished_runs_in_batches(task: ScheduledTask) 
     now = timezone.now()
     old = now - dt.timedelta(days=31)
     for _ in range(5):
-        TaskExecution.objects.create(task=task, status=Status.SUCCESS, created_at=old)
-    first = TaskExecution.objects.create(
-        task=task, status=Status.FAILED, created_at=old
+        make_execution(task, status=Status.SUCCESS, created_at=old)
+    first = make_execution(task, status=Status.FAILED, created_at=old)
+    recent = make_execution(task, status=Status.SUCCESS, created_at=now)
+    retry = make_execution(
+        task, status=Status.FAILED, retry_of=first, attempt=2, created_at=now
     )
-    recent = TaskExecution.objects.create(
-        task=task, status=Status.SUCCESS, created_at=now
-    )
-    retry = TaskExecution.objects.create(
-        task=task, status=Status.FAILED, retry_of=first, attempt=2, created_at=now
-    )
-    stuck = TaskExecution.objects.create(
-        task=task, status=Status.RUNNING, created_at=old
-    )
+    stuck = make_execution(task, status=Status.RUNNING, created_at=old)
 
     deleted = executions_cleanup(days=30, batch_size=2, now=now)
 
@@ -130,9 +123,7 @@ def test_cleanup_deletes_only_old_finished_runs_in_batches(task: ScheduledTask) 
 def test_cleanup_uses_the_history_setting(task: ScheduledTask, settings) -> None:
     settings.SCHEDULER_HISTORY_DAYS = 2
     now = timezone.now()
-    TaskExecution.objects.create(
-        task=task, status=Status.SUCCESS, created_at=now - dt.timedelta(days=3)
-    )
+    make_execution(task, status=Status.SUCCESS, created_at=now - dt.timedelta(days=3))
 
     assert executions_cleanup(now=now) == 1
 
@@ -186,9 +177,7 @@ def test_an_abandoned_run_frees_the_task_lock_it_held_and_no_other(
         instance_id="dead", last_heartbeat_at=now - dt.timedelta(minutes=5)
     )
     orphan = running(task, "dead", now - dt.timedelta(minutes=6))
-    other = ScheduledTask.objects.create(
-        name="other", task_type="manual", handler_path="scripts:example_task"
-    )
+    other = make_task(name="other", task_type="manual", interval_seconds=None)
     backend = get_lock_backend()
     backend.acquire(
         task_lock_key(task.pk), owner="dead exec:%s" % orphan.pk, ttl_seconds=600

@@ -30,6 +30,7 @@ from scheduler_app.services import (
     tasks_resume,
     tasks_set_status,
 )
+from tests.factories import make_execution
 
 pytestmark = pytest.mark.django_db
 
@@ -416,10 +417,8 @@ def test_startable_skips_cli_runs_and_retries_still_waiting() -> None:
     task = create()
     ready = task_request_run(task=task)
     task_request_run(task=task, trigger_type=TaskExecution.TriggerType.CLI)
-    TaskExecution.objects.create(
-        task=task,
-        trigger_type="retry",
-        run_after=timezone.now() + dt.timedelta(minutes=5),
+    make_execution(
+        task, trigger_type="retry", run_after=timezone.now() + dt.timedelta(minutes=5)
     )
 
     assert list(TaskExecution.objects.startable(now=timezone.now())) == [ready]
