@@ -16,6 +16,7 @@ from .exceptions import ParameterError, SchedulerError, StatusChangeForbidden
 from .handlers.params import ParamSpec
 from .handlers.registry import KIND_SCRIPT, HandlerInfo, get_handler, list_handlers
 from .models import ScheduledTask
+from .schedules import Schedule
 from .services.validation import INTEGER_BOUNDS
 
 #: Parameter inputs are named param_<parameter>, so they never clash with task fields.
@@ -397,3 +398,14 @@ class SchedulePreviewForm(forms.Form):
     interval_seconds = forms.IntegerField(required=False)
     run_date = forms.SplitDateTimeField(required=False)
     timezone = forms.CharField(required=False, strip=True)
+
+    def schedule(self) -> Schedule:
+        """The schedule the valid form's fields describe."""
+        data = self.cleaned_data
+        return Schedule(
+            kind=data["task_type"],
+            cron=data["cron_expression"],
+            every_seconds=data["interval_seconds"],
+            run_date=data["run_date"],
+            zone=data["timezone"],
+        )

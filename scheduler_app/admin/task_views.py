@@ -31,7 +31,6 @@ from ..forms import (
 )
 from ..handlers.registry import get_handler
 from ..models import ScheduledTask, TaskExecution
-from ..schedules import describe_cron
 from .display import DATETIME_FORMAT, relative_time
 
 if TYPE_CHECKING:
@@ -190,19 +189,13 @@ def schedule_preview(
         return JsonResponse(
             {"ok": False, "field": field, "error": " ".join(map(str, errors))}
         )
-    data = form.cleaned_data
-    description = ""
-    if data["task_type"] == ScheduledTask.TaskType.CRON:
-        description = describe_cron(data["cron_expression"])
+    schedule = form.schedule()
+    # The form shows the other kinds' words itself, from the field it edits.
+    description = (
+        schedule.describe() if schedule.kind == ScheduledTask.TaskType.CRON else ""
+    )
     try:
-        preview = services.schedule_preview(
-            task_type=data["task_type"],
-            cron_expression=data["cron_expression"],
-            interval_seconds=data["interval_seconds"],
-            run_date=data["run_date"],
-            timezone_name=data["timezone"],
-            count=PREVIEW_COUNT,
-        )
+        preview = services.schedule_preview(schedule=schedule, count=PREVIEW_COUNT)
     except SchedulerError as exc:
         return JsonResponse(
             {

@@ -25,14 +25,7 @@ class SchedulePreview:
 
 
 def schedule_preview(
-    *,
-    task_type: str,
-    cron_expression: str = "",
-    interval_seconds: int | None = None,
-    run_date: dt.datetime | None = None,
-    timezone_name: str = "",
-    now: dt.datetime | None = None,
-    count: int = 5,
+    *, schedule: Schedule, now: dt.datetime | None = None, count: int = 5
 ) -> SchedulePreview:
     """Preview the next `count` fire times after `now`; raise SchedulerError if invalid.
 
@@ -44,20 +37,13 @@ def schedule_preview(
     now = now or timezone.now()
     errors = task_fields_validate(
         {
-            "interval_seconds": interval_seconds,
-            "cron_expression": cron_expression,
-            "timezone": timezone_name,
+            "interval_seconds": schedule.every_seconds,
+            "cron_expression": schedule.cron,
+            "timezone": schedule.zone,
         }
     )
     if errors:
         raise errors[0]
-    schedule = Schedule(
-        kind=task_type,
-        cron=cron_expression,
-        every_seconds=interval_seconds,
-        run_date=run_date,
-        zone=timezone_name,
-    )
     schedule.validate(now=now)
     zone = schedule.tz
     times = schedule.next_fire_times(after=now, count=count)

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from scheduler_app.exceptions import ScheduleError, SchedulerError
+from scheduler_app.schedules import Schedule
 from scheduler_app.services import schedule_preview
 from scheduler_app.services.previews import DST_SCAN_HORIZON
 
@@ -19,10 +20,7 @@ def test_cron_preview_lists_fire_times_in_the_tasks_zone() -> None:
     now = dt.datetime(2025, 1, 10, 12, 0, tzinfo=UTC)
 
     preview = schedule_preview(
-        task_type="cron",
-        cron_expression="0 2 * * *",
-        timezone_name="Europe/Paris",
-        now=now,
+        schedule=Schedule(kind="cron", cron="0 2 * * *", zone="Europe/Paris"), now=now
     )
 
     assert preview.timezone_name == "Europe/Paris"
@@ -40,10 +38,7 @@ def test_preview_reports_the_dst_change_among_the_fire_times() -> None:
     now = dt.datetime(2025, 3, 28, 12, 0, tzinfo=UTC)
 
     preview = schedule_preview(
-        task_type="cron",
-        cron_expression="0 9 * * *",
-        timezone_name="Europe/Paris",
-        now=now,
+        schedule=Schedule(kind="cron", cron="0 9 * * *", zone="Europe/Paris"), now=now
     )
 
     assert [moment.utcoffset() for moment in preview.fire_times] == [
@@ -61,7 +56,7 @@ def test_interval_preview_counts_from_now() -> None:
     now = dt.datetime(2025, 1, 1, tzinfo=UTC)
 
     preview = schedule_preview(
-        task_type="interval", interval_seconds=600, count=3, now=now
+        schedule=Schedule(kind="interval", every_seconds=600), count=3, now=now
     )
 
     assert [moment.astimezone(UTC) for moment in preview.fire_times] == [
@@ -75,16 +70,16 @@ def test_a_past_run_date_and_a_manual_task_have_no_fire_times() -> None:
     now = dt.datetime(2025, 1, 1, tzinfo=UTC)
 
     past = schedule_preview(
-        task_type="date", run_date=now - dt.timedelta(days=1), now=now
+        schedule=Schedule(kind="date", run_date=now - dt.timedelta(days=1)), now=now
     )
-    manual = schedule_preview(task_type="manual", now=now)
+    manual = schedule_preview(schedule=Schedule(kind="manual"), now=now)
 
     assert past.fire_times == manual.fire_times == []
 
 
 def test_an_invalid_schedule_raises_with_its_field() -> None:
     with pytest.raises(ScheduleError) as caught:
-        schedule_preview(task_type="cron", cron_expression="0 25 * * *")
+        schedule_preview(schedule=Schedule(kind="cron", cron="0 25 * * *"))
 
     assert caught.value.field == "cron_expression"
 
@@ -93,9 +88,9 @@ def test_the_longest_interval_previews_within_the_dst_horizon() -> None:
     now = dt.datetime(2025, 1, 1, tzinfo=UTC)
 
     preview = schedule_preview(
-        task_type="interval",
-        interval_seconds=2**31 - 1,
-        timezone_name="Europe/Paris",
+        schedule=Schedule(
+            kind="interval", every_seconds=2**31 - 1, zone="Europe/Paris"
+        ),
         now=now,
     )
 
@@ -112,7 +107,7 @@ def test_an_interval_beyond_its_bound_is_a_message_not_an_overflow(
     seconds: int,
 ) -> None:
     with pytest.raises(SchedulerError) as caught:
-        schedule_preview(task_type="interval", interval_seconds=seconds)
+        schedule_preview(schedule=Schedule(kind="interval", every_seconds=seconds))
 
     assert caught.value.field == "interval_seconds"
     assert "from 0 to 2147483647" in caught.value.message
@@ -131,7 +126,7 @@ def test_a_run_date_out_of_range_is_a_message_not_an_overflow(
 ) -> None:
     with pytest.raises(ScheduleError) as caught:
         schedule_preview(
-            task_type="date", run_date=run_date, timezone_name="America/New_York"
+            schedule=Schedule(kind="date", run_date=run_date, zone="America/New_York")
         )
 
     assert caught.value.field == "run_date"
@@ -142,9 +137,9 @@ def test_fire_times_past_year_9999_end_the_schedule() -> None:
     now = dt.datetime(9800, 1, 1, tzinfo=UTC)
 
     preview = schedule_preview(
-        task_type="interval",
-        interval_seconds=2**31 - 1,
-        timezone_name="Pacific/Kiritimati",
+        schedule=Schedule(
+            kind="interval", every_seconds=2**31 - 1, zone="Pacific/Kiritimati"
+        ),
         now=now,
     )
 
@@ -155,8 +150,6 @@ def test_fire_times_past_year_9999_end_the_schedule() -> None:
 @pytest.mark.parametrize("name", ["x" * 5000, "a\x00b", "../../etc/passwd"])
 def test_a_time_zone_that_cannot_be_a_file_name_is_a_message(name: str) -> None:
     with pytest.raises(SchedulerError) as caught:
-        schedule_preview(
-            task_type="cron", cron_expression="0 2 * * *", timezone_name=name
-        )
+        schedule_preview(schedule=Schedule(kind="cron", cron="0 2 * * *", zone=name))
 
     assert caught.value.field == "timezone"
