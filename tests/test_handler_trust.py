@@ -179,7 +179,7 @@ def test_a_row_with_a_hostile_handler_runs_nothing_and_its_run_says_why(
     )
     modules_before = set(sys.modules)
 
-    execution = execution_run(make_execution(task))
+    execution = execution_run(execution=make_execution(task))
 
     assert execution.status == TaskExecution.Status.FAILED
     assert says_not_allowed(execution.error_message)
@@ -194,7 +194,7 @@ def test_the_canary_would_tell_a_handler_that_ran(tmp_path: Path) -> None:
         handler_path=REGISTERED, handler_kwargs={"path": repr(str(canary))}
     )
 
-    execution = execution_run(make_execution(task))
+    execution = execution_run(execution=make_execution(task))
 
     assert execution.status == TaskExecution.Status.SUCCESS
     assert canary.read_text() == "ran"
@@ -209,7 +209,7 @@ def test_an_undecorated_function_beside_registered_ones_does_not_run(
         handler_kwargs={"path": repr(str(canary))},
     )
 
-    execution = execution_run(make_execution(task))
+    execution = execution_run(execution=make_execution(task))
 
     assert execution.status == TaskExecution.Status.FAILED
     assert says_not_allowed(execution.error_message)
@@ -294,7 +294,7 @@ def test_a_registered_handler_is_accepted_by_the_api_and_runs(api: APIClient) ->
     )
     assert run.status_code == 202, run.content
 
-    execution = execution_run(TaskExecution.objects.get(pk=run.json()["id"]))
+    execution = execution_run(execution=TaskExecution.objects.get(pk=run.json()["id"]))
 
     assert execution.status == TaskExecution.Status.SUCCESS
     assert execution.result == {"greeted": "Grace"}
@@ -347,7 +347,9 @@ def test_a_registered_handler_is_accepted_by_the_python_api() -> None:
         == "tests.sample_handlers.testapp.scheduled_tasks:Report"
     )
     assert class_task.handler_kwargs == {"days": 7}
-    assert execution_run(scheduler.run_job(class_task.name)).result == {"days": 7}
+    assert execution_run(execution=scheduler.run_job(class_task.name)).result == {
+        "days": 7
+    }
 
 
 def test_the_api_lists_scripts_and_registered_handlers_only(

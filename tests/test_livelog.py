@@ -409,7 +409,7 @@ def test_a_run_on_the_execution_path_is_tailed_from_redis(
 
     def target() -> None:
         try:
-            execution_run(execution)
+            execution_run(execution=execution)
         finally:
             connections.close_all()
 

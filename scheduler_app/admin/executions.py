@@ -405,7 +405,7 @@ class TaskExecutionAdmin(admin.ModelAdmin):
             raise PermissionDenied
         execution = self._viewable(request, object_id)
         try:
-            execution = services.execution_cancel(execution)
+            execution = services.execution_cancel(execution=execution)
         except SchedulerError as exc:
             self.message_user(request, exc.message, messages.ERROR)
         else:
@@ -417,13 +417,8 @@ class TaskExecutionAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Cancel selected executions"), permissions=["run"])
     def cancel(self, request: HttpRequest, queryset: TaskExecutionQuerySet) -> None:
-        cancelled, refused = 0, []
-        for execution in queryset.unfinished():
-            try:
-                services.execution_cancel(execution)
-                cancelled += 1
-            except SchedulerError as exc:
-                refused.append(exc.message)
+        done = services.executions_cancel(executions=queryset)
+        cancelled = done.cancelled
         self.message_user(
             request,
             ngettext(
@@ -434,5 +429,5 @@ class TaskExecutionAdmin(admin.ModelAdmin):
             % {"count": cancelled},
             messages.SUCCESS,
         )
-        for message in refused:
+        for message in done.refused:
             self.message_user(request, message, messages.WARNING)

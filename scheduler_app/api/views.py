@@ -423,7 +423,7 @@ class TaskExecutionViewSet(
     )
     @action(detail=True, methods=["post"], filter_backends=[])
     def cancel(self, request: Request, pk: str) -> Response:
-        execution = services.execution_cancel(self.get_object())
+        execution = services.execution_cancel(execution=self.get_object())
         # The id and the new status only: cancelling does not need the view permission.
         return Response(serializers.ExecutionStatusSerializer(execution).data)
 

@@ -53,7 +53,7 @@ def _run(execution_id: int) -> None:
     try:
         # inline=True: a sync handler runs in this process's main thread, where the
         # soft time limit can interrupt it (the worker enforces timeout_seconds).
-        execution_run(execution, inline=True)
+        execution_run(execution=execution, inline=True)
     except BaseException as exc:
         execution_record_broken(execution.pk, error=exc, instance=instance_id())
         raise

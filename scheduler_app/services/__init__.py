@@ -22,8 +22,10 @@ from .previews import SchedulePreview, schedule_preview
 from .records import runs_finish
 from .run_requests import RunRequests, task_request_run, tasks_request_run
 from .runs import (
+    ExecutionsCancelled,
     execution_cancel,
     execution_run,
+    executions_cancel,
     run_claimed,
     runs_claim,
     runs_release,
@@ -65,7 +67,9 @@ __all__ = [
     "StatusChange",
     "TaskInvalid",
     "execution_cancel",
+    "ExecutionsCancelled",
     "execution_run",
+    "executions_cancel",
     "executions_cleanup",
     "executions_create_scheduled",
     "executions_fail",

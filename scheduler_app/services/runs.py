@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
@@ -26,7 +27,7 @@ from ..exceptions import InvalidTransition, SchedulerError
 from ..handlers.registry import resolve_handler
 from ..handlers.results import json_safe
 from ..locks import DatabaseLockBackend, LockBackend, get_lock_backend
-from ..models import ScheduledTask, TaskExecution
+from ..models import ScheduledTask, TaskExecution, TaskExecutionQuerySet
 from ..runtime.invocation import call_handler, is_soft_time_limit, result_from_error
 from ..runtime.leases import held_locks, request_cancel, watchdog
 from ..runtime.overlap import take_claim_locks, take_wanted_lock
@@ -294,8 +295,8 @@ def runs_release(runs: Sequence[Run]) -> None:
 
 
 def execution_run(
-    execution: TaskExecution,
     *,
+    execution: TaskExecution,
     log_listener: Callable[[str], None] | None = None,
     echo: bool | None = None,
     inline: bool = False,
@@ -336,7 +337,7 @@ def _withdraw_pending(execution_id: int) -> None:
 
 
 def execution_cancel(
-    execution: TaskExecution, *, now: dt.datetime | None = None
+    *, execution: TaskExecution, now: dt.datetime | None = None
 ) -> TaskExecution:
     """Cancel a pending execution at once, or ask a running one to stop.
 
@@ -366,3 +367,30 @@ def execution_cancel(
     request_cancel(execution.pk)
     execution.cancel_requested = True
     return execution
+
+
+@dataclass(frozen=True)
+class ExecutionsCancelled:
+    """What a bulk cancel did: how many it cancelled (or asked to stop), and refusals."""
+
+    cancelled: int
+    refused: list[str]
+
+
+def executions_cancel(
+    *, executions: TaskExecutionQuerySet, now: dt.datetime | None = None
+) -> ExecutionsCancelled:
+    """Cancel each unfinished execution among `executions`; finished ones are left alone.
+
+    A run that ends between the selection and its cancel is refused with the reason
+    (execution_cancel's error), the others are still cancelled.
+    """
+    cancelled, refused = 0, []
+    for execution in executions.unfinished():
+        try:
+            execution_cancel(execution=execution, now=now)
+        except SchedulerError as exc:
+            refused.append(exc.message)
+        else:
+            cancelled += 1
+    return ExecutionsCancelled(cancelled=cancelled, refused=refused)

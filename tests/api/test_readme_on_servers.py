@@ -264,7 +264,7 @@ def test_the_readme_curl_examples_answer_as_documented(server: WebServer) -> Non
     assert shown, run
     example_path = "/executions/%s/" % shown.group(1)
     assert example_path in log, (run, log)
-    execution_run(execution)  # what the scheduler would do
+    execution_run(execution=execution)  # what the scheduler would do
     tail = server.shell(log.replace(example_path, "/executions/%d/" % execution.pk))
     assert tail.status == 200, (tail, server.report())
     body = tail.json()

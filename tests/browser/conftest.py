@@ -160,7 +160,7 @@ class InProcessExecutor:
 
     def _run(self, execution: TaskExecution) -> None:
         try:
-            services.execution_run(execution)
+            services.execution_run(execution=execution)
         except BaseException as exc:  # reported by the fixture at teardown
             self.errors.append(exc)
         finally:

@@ -186,7 +186,7 @@ def test_a_job_whose_callable_is_not_registered_arrives_paused_saying_what_to_re
     task_resume(task=shell)
     with pytest.raises(TaskInvalid, match="is not allowed"):
         task_request_run(task=shell)
-    fired = execution_run(make_execution(shell, trigger_type="scheduled"))
+    fired = execution_run(execution=make_execution(shell, trigger_type="scheduled"))
     assert fired.status == "failed" and "is not allowed" in fired.error_message
     assert not canary.exists()
 

@@ -99,8 +99,10 @@ def test_cancelling_a_pending_execution_revokes_its_message(
     running = make_execution(status=TaskExecution.Status.RUNNING)
 
     with django_capture_on_commit_callbacks(execute=True):
-        execution_cancel(execution)
-        execution_cancel(running)  # a running one has no message left to revoke
+        execution_cancel(execution=execution)
+        execution_cancel(
+            execution=running
+        )  # a running one has no message left to revoke
 
     assert revoked == ["execution-%d" % execution.pk]
 
@@ -111,7 +113,7 @@ def test_without_the_celery_executor_a_cancel_revokes_nothing(
     settings.SCHEDULER_EXECUTOR = "inline"
 
     with django_capture_on_commit_callbacks(execute=True):
-        execution_cancel(make_execution())
+        execution_cancel(execution=make_execution())
 
     assert revoked == []
 
@@ -132,7 +134,7 @@ def test_a_revoke_the_broker_refuses_is_logged_and_the_cancel_stands(
     execution = make_execution()
 
     with django_capture_on_commit_callbacks(execute=True):
-        execution = execution_cancel(execution)
+        execution = execution_cancel(execution=execution)
 
     assert execution.status == TaskExecution.Status.CANCELLED
     assert "Could not revoke Celery message execution-%d" % execution.pk in caplog.text

@@ -20,6 +20,7 @@ from scheduler_app.runtime.run import Run
 from scheduler_app.services import (
     execution_cancel,
     execution_run,
+    executions_cancel,
     instance_id,
     run_claimed,
     runs_claim,
@@ -38,13 +39,13 @@ Status = TaskExecution.Status
 
 
 def run(task: ScheduledTask, **request: Any) -> TaskExecution:
-    return execution_run(task_request_run(task=task, **request))
+    return execution_run(execution=task_request_run(task=task, **request))
 
 
 def run_in_thread(execution: TaskExecution) -> threading.Thread:
     def target() -> None:
         try:
-            execution_run(execution)
+            execution_run(execution=execution)
         finally:
             connections.close_all()
 
@@ -172,7 +173,7 @@ def test_an_execution_that_is_not_pending_is_never_run_again() -> None:
     task = make("add", handler_kwargs={"a": "1"})
     execution = run(task)
 
-    again = execution_run(execution)
+    again = execution_run(execution=execution)
 
     assert again.status == Status.SUCCESS
     assert len(runs.calls) == 1
@@ -247,7 +248,7 @@ def test_allow_policy_without_a_cap_runs_concurrently() -> None:
     second = run(make("add", name="other", handler_kwargs={"a": "1"}))
     also = task_request_run(task=task)
     runs.release.set()
-    execution_run(also)
+    execution_run(execution=also)
     thread.join(10)
 
     assert second.status == Status.SUCCESS
@@ -357,7 +358,7 @@ def test_failed_run_schedules_a_retry_linked_to_the_first_attempt() -> None:
     )
 
     TaskExecution.objects.filter(pk=retry.pk).update(run_after=None)
-    second = execution_run(retry)
+    second = execution_run(execution=retry)
     third = TaskExecution.objects.get(attempt=3)
     assert second.status == Status.FAILED
     assert third.retry_of_id == first.pk
@@ -367,7 +368,7 @@ def test_failed_run_schedules_a_retry_linked_to_the_first_attempt() -> None:
     )
 
     TaskExecution.objects.filter(pk=third.pk).update(run_after=None)
-    execution_run(third)
+    execution_run(execution=third)
     assert not TaskExecution.objects.filter(attempt=4).exists()
 
 
@@ -414,7 +415,7 @@ def test_a_retry_is_announced_to_the_schedulers(redis_url: str) -> None:
     try:
         wait_until(lambda: listener.live, timeout=10)
         first = make_execution(task, status=Status.PENDING)
-        execution_run(first)
+        execution_run(execution=first)
         wait_until(lambda: notify.RUN_REQUESTED in received, timeout=10)
     finally:
         listener.stop()
@@ -498,8 +499,8 @@ def test_skipped_signal_is_sent_when_the_lock_is_held() -> None:
 def test_cancel_a_pending_execution_ends_it_at_once() -> None:
     execution = task_request_run(task=make("add", handler_kwargs={"a": "1"}))
 
-    cancelled = execution_cancel(execution)
-    execution_run(execution)
+    cancelled = execution_cancel(execution=execution)
+    execution_run(execution=execution)
 
     assert cancelled.status == Status.CANCELLED
     assert status_of(execution) == Status.CANCELLED
@@ -511,7 +512,7 @@ def test_cancel_a_running_async_execution_stops_it() -> None:
     thread = run_in_thread(execution)
     assert runs.started.wait(10)
 
-    execution_cancel(TaskExecution.objects.get(pk=execution.pk))
+    execution_cancel(execution=TaskExecution.objects.get(pk=execution.pk))
     thread.join(10)
 
     execution.refresh_from_db()
@@ -524,7 +525,7 @@ def test_cancel_reaches_a_running_sync_handler_at_its_next_task_log() -> None:
     thread = run_in_thread(execution)
     assert runs.started.wait(10)
 
-    execution_cancel(TaskExecution.objects.get(pk=execution.pk))
+    execution_cancel(execution=TaskExecution.objects.get(pk=execution.pk))
     # A sync handler cannot be interrupted: the run goes on, holding its lock,
     # until the handler next calls task_log, which raises ExecutionCancelled.
     assert status_of(execution) == Status.RUNNING
@@ -554,7 +555,19 @@ def test_cancel_of_a_finished_execution_is_refused() -> None:
     execution = run(make("add", handler_kwargs={"a": "1"}))
 
     with pytest.raises(InvalidTransition, match="already Success"):
-        execution_cancel(execution)
+        execution_cancel(execution=execution)
+
+
+def test_bulk_cancel_ends_the_pending_and_leaves_the_finished_alone() -> None:
+    task = make("add", handler_kwargs={"a": "1"})
+    finished = run(task)
+    pending = task_request_run(task=task)
+
+    done = executions_cancel(executions=TaskExecution.objects.filter(task=task))
+
+    assert (done.cancelled, done.refused) == (1, [])
+    assert status_of(pending) == Status.CANCELLED
+    assert status_of(finished) == Status.SUCCESS
 
 
 def test_concurrent_runs_update_the_counters_atomically() -> None:

@@ -73,7 +73,7 @@ def test_a_run_now_override_evaluating_to_odd_text_is_stored_replaced(
     task = make("echo")
 
     execution = execution_run(
-        task_request_run(task=task, overrides={"target": expression})
+        execution=task_request_run(task=task, overrides={"target": expression})
     )
 
     row = stored(execution)
@@ -119,7 +119,7 @@ def test_odd_text_from_a_handler_is_stored_replaced_and_the_log_says_so(
 ) -> None:
     task = make(handler)
 
-    execution = execution_run(task_request_run(task=task))
+    execution = execution_run(execution=task_request_run(task=task))
 
     row = stored(execution)
     task.refresh_from_db()
@@ -274,7 +274,7 @@ def test_a_single_run_that_cannot_be_written_at_all_is_recorded_failed(
 
     monkeypatch.setattr(records_module, "write_finals", write_finals)
 
-    execution = execution_run(task_request_run(task=task))
+    execution = execution_run(execution=task_request_run(task=task))
 
     row = stored(execution)
     assert row.status == Status.FAILED

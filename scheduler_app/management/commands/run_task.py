@@ -65,7 +65,9 @@ class Command(BaseCommand):
         )
         with instance_heartbeating():
             execution = execution_run(
-                execution, log_listener=lambda line: self.stdout.write(line), echo=False
+                execution=execution,
+                log_listener=lambda line: self.stdout.write(line),
+                echo=False,
             )
 
         if execution.result is not None:
