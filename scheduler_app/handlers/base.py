@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from ..choices import OverlapPolicy, TaskType
@@ -13,8 +14,13 @@ from .results import TaskResult
 __all__ = ["BaseTask", "ScheduleType", "TaskResult", "TaskSchedule", "snake_case"]
 
 
-#: The seed's name for the task types (ScheduleType.CRON ...).
-ScheduleType = TaskType
+class ScheduleType(StrEnum):
+    """The seed's name for the task types: TaskType's values (ScheduleType.CRON ...)."""
+
+    CRON = TaskType.CRON.value
+    INTERVAL = TaskType.INTERVAL.value
+    DATE = TaskType.DATE.value
+    MANUAL = TaskType.MANUAL.value
 
 
 @dataclass

@@ -18,10 +18,12 @@ from django.utils.translation import gettext_lazy as _
 
 from ..choices import ExecutionStatus
 
-#: The statuses a handler may report: the ends of a run it decides.
-SUCCESS = ExecutionStatus.SUCCESS
-FAILED = ExecutionStatus.FAILED
-SKIPPED = ExecutionStatus.SKIPPED
+#: The statuses a handler may report: the ends of a run it decides. Plain str
+#: values (not the members): they are stored as they are, and the recording's fast
+#: path takes exactly str.
+SUCCESS = ExecutionStatus.SUCCESS.value
+FAILED = ExecutionStatus.FAILED.value
+SKIPPED = ExecutionStatus.SKIPPED.value
 STATUSES = (SUCCESS, FAILED, SKIPPED)
 
 # A repr longer than this is cut: one odd object must not bloat the result column.
