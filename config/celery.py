@@ -12,7 +12,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-# Each installed app's tasks.py, and scheduler_app.celery.tasks: the one entry
-# point of the scheduler's runs, run_execution(execution_id).
+# Each installed app's tasks.py, and scheduler_app.celery.entry_points: the one
+# entry point of the scheduler's runs, run_execution(execution_id).
 app.autodiscover_tasks()
-app.autodiscover_tasks(["scheduler_app.celery"])
+app.autodiscover_tasks(["scheduler_app.celery"], related_name="entry_points")

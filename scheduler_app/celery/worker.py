@@ -1,6 +1,6 @@
 """The Celery worker side: who a worker process is, its heartbeat, and the runs it lost.
 
-Connected when a worker imports `scheduler_app.celery.tasks` (config/celery.py has it
+Connected when a worker imports `scheduler_app.celery.entry_points` (config/celery.py has it
 find it):
 
 - `celeryd_after_setup` (main process): the worker's processes are `worker`

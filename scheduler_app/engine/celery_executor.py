@@ -2,7 +2,7 @@
 
 One message per execution, carrying only its id, to the task's queue (or
 SCHEDULER_DEFAULT_QUEUE). A worker runs it through the one execution path
-(`scheduler_app.celery.tasks.run_execution`), which claims it first: a message delivered
+(`scheduler_app.celery.entry_points.run_execution`), which claims it first: a message delivered
 twice, or sent again, runs nothing twice. Its task id names the execution, so
 cancelling a pending execution revokes its message (`execution_revoke`, which this
 module registers with the services when it is imported: apps.py imports it when
@@ -27,7 +27,7 @@ from ..services.runs import pending_cancel_hooks
 
 logger = logging.getLogger(__name__)
 
-#: The Celery task name of `scheduler_app.celery.tasks.run_execution` (sent by name, so
+#: The Celery task name of `scheduler_app.celery.entry_points.run_execution` (sent by name, so
 #: the scheduler never imports the worker side).
 RUN_EXECUTION = "scheduler_app.run_execution"
 

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError
 from kombu.exceptions import OperationalError
 
-from scheduler_app.celery.tasks import run_execution
+from scheduler_app.celery.entry_points import run_execution
 from scheduler_app.checks import check_scheduler_settings
 from scheduler_app.engine.celery_executor import (
     RUN_EXECUTION,
