@@ -1,5 +1,6 @@
-"""docs/ARCHITECTURE.md stays true: the modules and names it cites exist, and its
-layers table is tests/test_layers.py's LAYERS (which gives every module a layer).
+"""docs/ARCHITECTURE.md stays true: the modules, functions and names it cites exist,
+and its layers table is tests/test_layers.py's LAYERS (which gives every module a
+layer).
 
 The page is read by newcomers before the code; a rename that leaves it behind would
 send them to files that are gone. The checks read the source (ast); nothing is
@@ -96,3 +97,35 @@ def test_its_layers_table_is_the_layering_tests_table() -> None:
     }
 
     assert _layers_table() == expected
+
+
+#: Names the page may cite that are not the app's own.
+NOT_THE_APPS = {
+    "CommandError": "Django's error of management commands",
+    "nightly": "the example task of the path of one fire",
+}
+#: `reconcile`, `STAGE_AHEAD_SECONDS`, `exec_one_per_fire`, `skip` ...
+IDENTIFIER = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
+
+
+@cache
+def _app_vocabulary() -> frozenset[str]:
+    """Every name the app defines, its modules, and the words of its string constants."""
+    words: set[str] = set(NOT_THE_APPS) | _names_defined(
+        Path(__file__).with_name("test_layers.py")
+    )
+    for path in APP_DIR.rglob("*.py"):
+        if "migrations" in path.parts:
+            continue
+        words.add(path.stem)
+        words |= _names_defined(path)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                words.update(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", node.value))
+    return frozenset(words)
+
+
+def test_every_name_it_cites_is_one_the_app_has() -> None:
+    unknown = sorted(set(IDENTIFIER.findall(TEXT)) - _app_vocabulary())
+
+    assert unknown == [], f"docs/ARCHITECTURE.md cites names the app lacks: {unknown}"

@@ -7,9 +7,8 @@ import heapq
 import itertools
 from dataclasses import dataclass, field
 
-from apscheduler.triggers.base import BaseTrigger
-
 from ..models import ScheduledTask
+from ..schedules import Trigger
 
 
 @dataclass
@@ -20,7 +19,7 @@ class Job:
     #: The whole row, attached to the executions it fires.
     task: ScheduledTask
     name: str
-    trigger: BaseTrigger
+    trigger: Trigger
     next_run_at: dt.datetime | None
     misfire_grace_seconds: int
     coalesce: bool

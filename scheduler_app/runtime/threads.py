@@ -84,7 +84,7 @@ ENGINE_TIMER = BackgroundThread(
 ENGINE_RUN = BackgroundThread(
     "scheduler-run-",
     "scheduler_app.engine.executor:InlineExecutor._work_loop",
-    "The inline executor's pool (SCHEDULER_MAX_WORKERS of them, numbered): "
+    "The inline executor's pool (SCHEDULER_THREAD_POOL_SIZE of them, numbered): "
     "each calls one handler at a time.",
 )
 NOTIFY = BackgroundThread(

@@ -47,3 +47,17 @@ def test_only_triggers_py_imports_apscheduler() -> None:
     )
 
     assert importers == ["triggers.py"]
+
+
+def test_in_the_whole_app_only_triggers_and_the_job_import_use_apscheduler() -> None:
+    """Triggers are built in triggers.py; services/imports.py unpickles the triggers of
+    a django-apscheduler installation's jobs, which are APScheduler objects."""
+    app = PACKAGE.parent
+    importers = sorted(
+        str(path.relative_to(app))
+        for path in app.rglob("*.py")
+        if "migrations" not in path.parts
+        and any(name.startswith("apscheduler") for name in imported_modules(path))
+    )
+
+    assert importers == ["schedules/triggers.py", "services/imports.py"]
