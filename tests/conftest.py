@@ -7,8 +7,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from django.contrib.auth.models import User
 from django.test.client import ClientHandler
+from rest_framework.test import APIClient
 
+from tests.factories import key_client, key_for, make_user
 from tests.processes import Processes
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -82,3 +85,14 @@ def _wsgi_header_types(monkeypatch: pytest.MonkeyPatch) -> None:
         return response
 
     monkeypatch.setattr(ClientHandler, "__call__", checked)
+
+
+@pytest.fixture
+def superuser() -> User:
+    return make_user("root", superuser=True, email="root@example.com")
+
+
+@pytest.fixture
+def api(superuser: User) -> APIClient:
+    """A client authenticated by the API key of a superuser."""
+    return key_client(key_for(superuser))

@@ -11,8 +11,9 @@ import itertools
 from typing import Any
 
 from django.contrib.auth.models import Permission, User
+from rest_framework.test import APIClient
 
-from scheduler_app.models import ScheduledTask, TaskExecution
+from scheduler_app.models import ScheduledTask, TaskExecution, UserAPIKey
 
 _sequence = itertools.count(1)
 
@@ -75,3 +76,18 @@ def make_user(
             )
         )
     return user
+
+
+def key_for(user: User, **fields: Any) -> str:
+    """Create an API key for `user` and return the plain key (shown only once)."""
+    _api_key, key = UserAPIKey.objects.create_key(
+        name="key of %s" % user.username, user=user, **fields
+    )
+    return key
+
+
+def key_client(key: str) -> APIClient:
+    """An API client that sends `key` in the X-Api-Key header."""
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=key)
+    return client

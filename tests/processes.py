@@ -184,6 +184,8 @@ class LoggedProcess:
         self.killed = False
         #: Set when the process outlived the grace period of `stop()` and was killed.
         self.forced = False
+        #: Set once `reap()` has waited for it and killed what was left of its session.
+        self.reaped = False
 
     @property
     def pid(self) -> int:
@@ -227,6 +229,7 @@ class LoggedProcess:
         self.killed = True
         self._kill()
         self.popen.wait(timeout=10)
+        self.reaped = True
 
     def terminate(self) -> None:
         """SIGTERM (a clean shutdown), if it still runs; `reap()` waits for the exit."""
@@ -235,13 +238,21 @@ class LoggedProcess:
             self.popen.terminate()
 
     def reap(self, deadline: float) -> int | None:
-        """Wait for the exit until `deadline` (monotonic), then kill; the exit code."""
+        """Wait for the exit until `deadline` (monotonic), then kill; the exit code.
+
+        Once only: a second call (a fixture stopping what a test stopped already)
+        returns the code, and signals nothing: the pid may belong to another
+        process by then.
+        """
+        if self.reaped:
+            return self.popen.returncode
         try:
             self.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             self.forced = True
         self._kill()  # also what it left behind in its session, if anything
         self.popen.wait(timeout=10)
+        self.reaped = True
         return self.popen.returncode
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> int | None:

@@ -73,13 +73,6 @@ def says_not_allowed(text: str) -> bool:
     )
 
 
-@pytest.fixture
-def api(admin_user: Any) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(admin_user)
-    return client
-
-
 # Saving: API, admin add and change forms, the Python API
 
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import readme_section, sh_blocks
+from tests.helpers import README, readme_section, sh_blocks
 from tests.processes import REPO_ROOT, run_to_end
 
 #: Requests /admin/login/ with the settings of its environment; prints what came back.
@@ -250,7 +250,7 @@ README_DEFAULT = re.compile(r"`(SCHEDULER_[A-Z_]+)`(?: \(|,? )(\d+(?:\.\d+)?)\b"
 def test_the_readme_names_only_settings_of_the_table_with_their_defaults() -> None:
     from scheduler_app.conf import DEFAULTS
 
-    text = (REPO_ROOT / "README.md").read_text()
+    text = README.read_text()
 
     assert set(re.findall(r"\bSCHEDULER_[A-Z_]*[A-Z]\b", text)) <= set(DEFAULTS)
     quoted = README_DEFAULT.findall(text)

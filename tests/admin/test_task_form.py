@@ -34,8 +34,7 @@ from tests.admin.helpers import (
     staff_user,
     task_url,
 )
-from tests.api.conftest import key_client, key_for
-from tests.factories import make_task
+from tests.factories import key_client, key_for, make_task
 
 pytestmark = pytest.mark.django_db
 

@@ -3,41 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
-from scheduler_app.models import UserAPIKey
-from tests.factories import make_user
+from tests.factories import key_client, key_for, make_user
 
 VIEW_PERMISSIONS = ["view_scheduledtask", "view_taskexecution"]
-
-
-def key_for(user: User, **fields: Any) -> str:
-    """Create an API key for `user` and return the plain key (shown only once)."""
-    _api_key, key = UserAPIKey.objects.create_key(
-        name="key of %s" % user.username, user=user, **fields
-    )
-    return key
-
-
-def key_client(key: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_X_API_KEY=key)
-    return client
-
-
-@pytest.fixture
-def superuser() -> User:
-    return make_user("root", superuser=True, email="root@example.com")
-
-
-@pytest.fixture
-def api(superuser: User) -> APIClient:
-    """A client authenticated by the API key of a superuser."""
-    return key_client(key_for(superuser))
 
 
 @pytest.fixture

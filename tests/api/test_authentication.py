@@ -15,8 +15,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from scheduler_app.models import UserAPIKey
-from tests.api.conftest import VIEW_PERMISSIONS, key_for
-from tests.factories import make_user
+from tests.api.conftest import VIEW_PERMISSIONS
+from tests.factories import key_for, make_user
 
 pytestmark = pytest.mark.django_db
 

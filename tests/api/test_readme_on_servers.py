@@ -24,7 +24,7 @@ from django.contrib.auth.models import User
 
 from scheduler_app.models import ScheduledTask, TaskExecution
 from scheduler_app.services import execution_run, task_create, task_request_run
-from tests.api.conftest import key_for
+from tests.factories import key_for
 from tests.helpers import readme_command, readme_section, sh_blocks
 from tests.processes import (
     REPO_ROOT,

@@ -26,8 +26,7 @@ from config.wsgi import application
 from scheduler_app.api.views import RESERVED_TASK_NAMES
 from scheduler_app.locks import get_lock_backend, task_lock_key
 from scheduler_app.models import ScheduledTask, TaskExecution
-from tests.api.conftest import key_for
-from tests.factories import make_execution
+from tests.factories import key_for, make_execution
 
 # Per operation and generation mode: about 40 s for the 20 operations on 2 cores.
 # API_FUZZ_EXAMPLES=200 API_FUZZ_RANDOM=1 (with --timeout=0) explores further.

@@ -228,7 +228,7 @@ def test_create_ignores_is_system(api: APIClient) -> None:
 
 
 def test_the_seed_curl_example_works_with_an_api_key_in_the_url(superuser: Any) -> None:
-    from tests.api.conftest import key_for
+    from tests.factories import key_for
 
     key = key_for(superuser)
     client = APIClient()

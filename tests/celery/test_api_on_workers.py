@@ -15,21 +15,13 @@ from scheduler_app import livelog
 from scheduler_app.engine.celery_executor import CeleryExecutor
 from scheduler_app.models import TaskExecution
 from scheduler_app.services import task_request_run
-from tests.api.conftest import key_client, key_for
 from tests.celery.conftest import Broker
-from tests.celery.test_workers import manual, pending, running
-from tests.factories import make_user
+from tests.celery.helpers import manual, pending, running
 from tests.processes import STARTUP_TIMEOUT, WorkerProcess, wait_for
 
 pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
 
 Status = TaskExecution.Status
-
-
-@pytest.fixture
-def api() -> APIClient:
-    """A client authenticated by the API key of a superuser."""
-    return key_client(key_for(make_user("root", superuser=True)))
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from tests.celery.conftest import (
     Broker,
     process_env,
 )
+from tests.celery.helpers import ended, manual, pending
 from tests.factories import make_execution, make_task
 from tests.helpers import readme_command
 from tests.processes import (
@@ -41,36 +42,6 @@ pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
 
 Status = TaskExecution.Status
 Trigger = TaskExecution.TriggerType
-
-
-def pending(execution: TaskExecution) -> TaskExecution:
-    """The execution as the engine hands it over: pending, with its task loaded."""
-    return TaskExecution.objects.select_related("task").get(pk=execution.pk)
-
-
-def ended(execution: TaskExecution) -> Callable[[], TaskExecution | None]:
-    def check() -> TaskExecution | None:
-        row = TaskExecution.objects.get(pk=execution.pk)
-        return row if row.is_finished else None
-
-    return check
-
-
-def running(execution: TaskExecution) -> Callable[[], TaskExecution | None]:
-    def check() -> TaskExecution | None:
-        return TaskExecution.objects.filter(
-            pk=execution.pk, status=Status.RUNNING
-        ).first()
-
-    return check
-
-
-def manual(name: str, handler: str, **fields: Any) -> ScheduledTask:
-    return task_create(
-        task=ScheduledTask(
-            name=name, task_type="manual", handler_path=handler, **fields
-        )
-    )
 
 
 # 1. Runs on workers ------------------------------------------------------------------
