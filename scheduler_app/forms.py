@@ -17,7 +17,7 @@ from .handlers.params import ParamSpec
 from .handlers.registry import KIND_SCRIPT, HandlerInfo, get_handler, list_handlers
 from .models import ScheduledTask
 from .schedules import Schedule
-from .services.validation import INTEGER_BOUNDS
+from .services.validation import INTEGER_BOUNDS, TEXT_FIELDS
 
 #: Parameter inputs are named param_<parameter>, so they never clash with task fields.
 PARAM_PREFIX = "param_"
@@ -220,7 +220,6 @@ class ScheduledTaskForm(forms.ModelForm):
 
     handler_path = forms.CharField(
         label=_("Handler"),
-        max_length=255,
         widget=HandlerSelect(attrs={"class": "scheduler-handler-select"}),
         help_text=_(
             "A script from the scripts folder (scripts:<file>), or a function or task "
@@ -265,10 +264,11 @@ class ScheduledTaskForm(forms.ModelForm):
             current = self.data.get(self.add_prefix("handler_path"), "")
         else:
             current = self.initial.get("handler_path") or ""
-        for name in INTEGER_BOUNDS:
+        for name in (*INTEGER_BOUNDS, *TEXT_FIELDS):
             if name in self.fields:
-                # The bounds are task_validate's, with its message; the model
-                # field's own (MinValueValidator(0)) would answer first.
+                # The bounds and lengths are task_validate's, with its message; the
+                # model field's own (MinValueValidator(0), MaxLengthValidator)
+                # would answer first. A text input keeps its maxlength attribute.
                 field = self.fields[name]
                 field.validators = [
                     validator

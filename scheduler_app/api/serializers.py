@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
@@ -13,7 +14,7 @@ from rest_framework import serializers
 from ..models import ScheduledTask, SchedulerInstance, TaskExecution
 from ..services.params import MSG_PARAMETERS_NOT_OBJECT
 from ..services.tasks import EDITABLE_FIELDS
-from ..services.validation import INTEGER_BOUNDS
+from ..services.validation import INTEGER_BOUNDS, TEXT_FIELDS
 from ..storable import storable_json
 
 #: Fields of a task that the API never writes: `is_system` belongs to the system
@@ -73,6 +74,28 @@ class BoundedIntegerField(serializers.IntegerField):
         super().__init__(**kwargs)
         # Read by drf-spectacular for `minimum` / `maximum`; no validator is added.
         self.min_value, self.max_value = bounds
+
+
+class DocumentedMaxLength(MaxLengthValidator):
+    """The column's length, for the schema only (drf-spectacular reads `maxLength` from
+    a MaxLengthValidator); it checks nothing, as the length is task_validate's rule."""
+
+    def __call__(self, value: Any) -> None:
+        return None
+
+
+class LengthDocumentedCharField(serializers.CharField):
+    """A text field whose schema shows its column's length, which it does not check.
+
+    The length is task_validate's rule (on every database), so a longer value gets
+    the service's message, the same as in the admin and the Python API.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        longest = kwargs.pop("max_length", None)
+        super().__init__(**kwargs)
+        if longest is not None:
+            self.validators.append(DocumentedMaxLength(longest))
 
 
 #: The label and help of the task's parameters, as the model field has them.
@@ -153,6 +176,8 @@ class TaskWriteSerializer(serializers.ModelSerializer):
         if field_name in INTEGER_BOUNDS:
             kwargs["bounds"] = INTEGER_BOUNDS[field_name]
             return BoundedIntegerField, kwargs
+        if field_name in TEXT_FIELDS and issubclass(field_class, serializers.CharField):
+            return LengthDocumentedCharField, kwargs
         return field_class, kwargs
 
     def to_representation(self, instance: ScheduledTask) -> dict[str, Any]:

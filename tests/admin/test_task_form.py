@@ -235,6 +235,21 @@ def test_a_number_out_of_bounds_gets_the_services_message(
     assert not ScheduledTask.objects.filter(name="nightly_sync").exists()
 
 
+@pytest.mark.parametrize(("field", "longest"), [("name", 200), ("queue", 100)])
+def test_text_longer_than_its_column_gets_the_services_message(
+    admin_client: Client, field: str, longest: int
+) -> None:
+    response = admin_client.post(
+        TASK_ADD, add_form_data(**{field: "q" * (longest + 1)})
+    )
+
+    [message] = form_errors(response)[field]
+    assert message.endswith(
+        ": enter at most %d characters (got %d); shorten it." % (longest, longest + 1)
+    )
+    assert not ScheduledTask.objects.exclude(is_system=True).exists()
+
+
 def test_other_parameters_that_are_no_object_get_the_services_message(
     admin_client: Client,
 ) -> None:

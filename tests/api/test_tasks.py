@@ -303,7 +303,12 @@ def test_the_seed_curl_example_works_with_an_api_key_in_the_url(superuser: Any) 
         ({"name": ""}, "name", "blank"),
         ({"queue": "reports now"}, "queue", "letters, digits, dots"),
         ({"queue": "-reports"}, "queue", "starting with a letter or digit"),
-        ({"queue": "q" * 101}, "queue", "no more than 100"),
+        (
+            {"queue": "q" * 101},
+            "queue",
+            "Queue: enter at most 100 characters (got 101)",
+        ),
+        ({"name": "n" * 201}, "name", "Name: enter at most 200 characters (got 201)"),
     ],
 )
 def test_create_names_the_field_at_fault(
