@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,11 +89,20 @@ def task_next_run(task: ScheduledTask, *, after: dt.datetime) -> dt.datetime | N
     return times[0] if times else None
 
 
-def _save(task: ScheduledTask, *, now: dt.datetime) -> ScheduledTask:
+def _save(
+    task: ScheduledTask,
+    *,
+    now: dt.datetime,
+    update_fields: Collection[str] | None = None,
+) -> ScheduledTask:
+    """Store the task with its next fire time: every column, or `update_fields` only."""
     task.next_run_at = task_next_run(task, after=now)
     try:
         with transaction.atomic():
-            task.save()
+            if update_fields is None:
+                task.save()
+            else:
+                task.save(update_fields={*update_fields, "next_run_at", "updated_at"})
             if task.status != ScheduledTask.Status.ACTIVE:
                 # Paused or disabled through an edit (form, PUT/PATCH): its fires
                 # staged ahead are withdrawn, as tasks_set_status withdraws them.
@@ -144,10 +153,14 @@ def task_update(
 ) -> ScheduledTask:
     """Validate and save a stored task, with `changes` (field name → value) applied.
 
-    `changes` may be left out when the task was edited already (the admin form's
-    instance). The task is validated against its stored row (task_validate): a
-    new status needs the pause permission of `actor` (None is trusted code), a
-    changed run date must lie ahead. Its next fire time is recomputed.
+    With `changes`, only those columns (and the next fire time) are written, onto
+    the stored row read again under a row lock: two updates of different fields
+    at once both land, whatever `task` held when it was loaded; `task` is then
+    refreshed to the stored row. `changes` may be left out when the task was
+    edited already (the admin form's instance): every column is written. The task
+    is validated against its stored row (task_validate): a new status needs the
+    pause permission of `actor` (None is trusted code), a changed run date must
+    lie ahead. Its next fire time is recomputed.
     """
     changes = dict(changes or {})
     unknown = set(changes) - set(EDITABLE_FIELDS)
@@ -156,10 +169,23 @@ def task_update(
             "task_update() got unknown fields: %s" % ", ".join(sorted(unknown))
         )
     now = now or timezone.now()
-    for name, value in changes.items():
-        setattr(task, name, value)
-    task_validate(task=task, actor=actor, now=now)
-    return _save(task, now=now)
+    if not changes:
+        task_validate(task=task, actor=actor, now=now)
+        return _save(task, now=now)
+    with transaction.atomic():
+        stored = ScheduledTask.objects.select_for_update().filter(pk=task.pk).first()
+        if stored is None:
+            raise TaskNotFound(
+                _("Task “%(name)s” was deleted meanwhile; nothing was changed.")
+                % {"name": task.name}
+            )
+        for name, value in changes.items():
+            setattr(stored, name, value)
+        task_validate(task=stored, actor=actor, now=now)
+        _save(stored, now=now, update_fields=changes)
+    for field in ScheduledTask._meta.concrete_fields:
+        setattr(task, field.attname, getattr(stored, field.attname))
+    return task
 
 
 def task_delete(*, task: ScheduledTask) -> None:

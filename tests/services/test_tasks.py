@@ -199,6 +199,33 @@ def test_update_recomputes_the_next_fire_time() -> None:
     assert task.next_run_at == dt.datetime(2026, 3, 2, 11, 30, tzinfo=dt.UTC)
 
 
+def test_two_updates_of_different_fields_from_stale_copies_both_land() -> None:
+    """Two clients loaded the task, then each changed one field: neither loses."""
+    create()
+    first = ScheduledTask.objects.get(name="nightly")
+    second = ScheduledTask.objects.get(name="nightly")
+
+    task_update(task=first, changes={"description": "the nightly sync"}, now=NOW)
+    task_update(task=second, changes={"status": "paused"}, now=NOW)
+
+    stored = ScheduledTask.objects.get(name="nightly")
+    assert (stored.description, stored.status) == ("the nightly sync", "paused")
+    assert stored.next_run_at is None
+    assert (second.description, second.status) == ("the nightly sync", "paused")
+
+
+def test_an_update_of_a_task_deleted_meanwhile_is_refused_and_recreates_nothing() -> (
+    None
+):
+    task = create()
+    ScheduledTask.objects.filter(pk=task.pk).delete()
+
+    with pytest.raises(TaskNotFound, match="deleted meanwhile"):
+        task_update(task=task, changes={"description": "late"}, now=NOW)
+
+    assert not ScheduledTask.objects.filter(name="nightly").exists()
+
+
 def test_invalid_update_changes_nothing_in_the_database() -> None:
     task = create()
 
