@@ -29,6 +29,19 @@ class TaskNotFound(SchedulerError):
     http_status = 404
 
 
+class TaskChanged(SchedulerError):
+    """The task changed since the caller read it (its version differs): nothing saved."""
+
+    code = "task_changed"
+    http_status = 412
+
+    def __init__(self, message: str, *, current_version: int, changed: list[str]):
+        super().__init__(message)
+        self.current_version = current_version
+        #: The verbose names of the fields that differ from what the caller saw.
+        self.changed = changed
+
+
 class ExecutionNotFound(SchedulerError):
     code = "execution_not_found"
     http_status = 404

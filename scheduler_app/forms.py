@@ -6,13 +6,19 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django import forms
+from django.core import signing
 from django.forms.models import construct_instance
 from django.utils.html import escape
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from . import services
-from .exceptions import ParameterError, SchedulerError, StatusChangeForbidden
+from .exceptions import (
+    ParameterError,
+    SchedulerError,
+    StatusChangeForbidden,
+    TaskChanged,
+)
 from .handlers.params import ParamSpec
 from .handlers.registry import KIND_SCRIPT, HandlerInfo, get_handler, list_handlers
 from .models import ScheduledTask
@@ -21,6 +27,8 @@ from .services.validation import INTEGER_BOUNDS, TEXT_FIELDS
 
 #: Parameter inputs are named param_<parameter>, so they never clash with task fields.
 PARAM_PREFIX = "param_"
+#: The salt of the task form's signed record of what the page was opened with.
+LOADED_STATE_SALT = "scheduler_app.task-form.loaded"
 #: The longest handler description shown inside an <option>.
 OPTION_DESCRIPTION_LENGTH = 90
 
@@ -218,6 +226,9 @@ class ScheduledTaskForm(forms.ModelForm):
     stored together in `handler_kwargs`. All checks are the validation service's.
     """
 
+    #: The task's version and fields when the page was opened (hidden; signed).
+    loaded_version = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    loaded_state = forms.CharField(required=False, widget=forms.HiddenInput)
     handler_path = forms.CharField(
         label=_("Handler"),
         widget=HandlerSelect(attrs={"class": "scheduler-handler-select"}),
@@ -292,6 +303,24 @@ class ScheduledTaskForm(forms.ModelForm):
             for key, value in stored.items()
             if key not in self.parameter_names
         }
+        if self.instance.pk is not None:
+            # What the page shows, to refuse saving over a change made meanwhile.
+            self.initial["loaded_version"] = self.instance.version
+            self.initial["loaded_state"] = signing.dumps(
+                services.task_snapshot(self.instance),
+                salt=LOADED_STATE_SALT,
+                compress=True,
+            )
+
+    def _loaded(self) -> tuple[int | None, dict[str, str] | None]:
+        """The version and field values the page was opened with (None: unknown)."""
+        try:
+            seen = signing.loads(
+                self.cleaned_data.get("loaded_state") or "", salt=LOADED_STATE_SALT
+            )
+        except signing.BadSignature:
+            seen = None
+        return self.cleaned_data.get("loaded_version"), seen
 
     def _collect_kwargs(self) -> Any:
         """The parameter inputs merged into "other parameters" (the JSON).
@@ -333,6 +362,16 @@ class ScheduledTaskForm(forms.ModelForm):
         cleaned["handler_kwargs"] = self._collect_kwargs()
         # ModelForm copies cleaned_data onto the instance only after clean(); do it
         # now so the submitted values are validated, not the stored ones.
+        version, seen = self._loaded()
+        if self.instance.pk is not None and version is not None:
+            try:
+                # Locks the row until the admin's transaction (and the save) ends.
+                services.task_check_version(
+                    task=self.instance, expected_version=version, seen=seen
+                )
+            except TaskChanged as exc:
+                self.add_error(None, exc.message)
+                return cleaned
         task = construct_instance(
             self, self.instance, self._meta.fields, self._meta.exclude
         )

@@ -153,6 +153,10 @@ class ScheduledTask(models.Model):
     fail_count = models.PositiveIntegerField(_("failures"), default=0)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    #: Bumped by every change of the task's definition or status (never by the
+    #: engine's bookkeeping: next run, counters): the API's ETag, and what the admin
+    #: form checks so that no one saves over a change made since they opened it.
+    version = models.PositiveIntegerField(_("version"), default=1, editable=False)
 
     objects = ScheduledTaskQuerySet.as_manager()
 

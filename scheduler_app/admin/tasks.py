@@ -260,7 +260,18 @@ class ScheduledTaskAdmin(TaskActionsMixin):
             [param_field_name(spec.name) for spec in info.params] if info else []
         )
         fieldsets: list[tuple[Any, dict[str, Any]]] = [
-            (None, {"fields": ["name", "description", "status", "is_system"]}),
+            (
+                None,
+                {
+                    "fields": [
+                        "name",
+                        "description",
+                        "status",
+                        "is_system",
+                        *(["loaded_version", "loaded_state"] if obj else []),
+                    ]
+                },
+            ),
             (
                 _("Handler and parameters"),
                 {
@@ -348,7 +359,11 @@ class ScheduledTaskAdmin(TaskActionsMixin):
     ) -> None:
         # The form validated the task (task_validate); these validate it again.
         if change:
-            services.task_update(task=obj, actor=request.user)
+            services.task_update(
+                task=obj,
+                actor=request.user,
+                expected_version=form.cleaned_data.get("loaded_version"),
+            )
         else:
             services.task_create(task=obj)
 

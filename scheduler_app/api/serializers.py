@@ -133,6 +133,7 @@ class TaskSerializer(serializers.ModelSerializer):
             "url",
             *EDITABLE_FIELDS,
             *TASK_STATS_FIELDS,
+            "version",
             "success_rate",
             "last_execution_id",
             "last_execution_status",

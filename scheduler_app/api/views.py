@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, cast
 
 from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.csrf import csrf_exempt
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
@@ -25,7 +27,7 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from .. import selectors, services
-from ..exceptions import ExecutionNotFound, TaskNotFound
+from ..exceptions import ExecutionNotFound, SchedulerError, TaskNotFound
 from ..handlers.registry import list_handlers
 from ..locks import task_lock_key
 from ..models import ScheduledTask, TaskExecution
@@ -68,6 +70,46 @@ EXECUTION_ID = OpenApiParameter(
     "id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The execution's id."
 )
 CONFLICT = OpenApiResponse(description="The object's state does not allow this.")
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description=(
+        'The task\'s ETag as a GET returned it (e.g. "3"): the change is refused '
+        "with 412 if the task changed since. Without it, the change applies to the "
+        "fields sent, whatever else changed."
+    ),
+)
+PRECONDITION_FAILED = OpenApiResponse(
+    description="If-Match named another version: the task changed since; nothing saved."
+)
+#: An If-Match value: "*" or one strong entity-tag, a quoted string.
+IF_MATCH_VALUE = re.compile(r'\*|"([^"]*)"')
+MSG_IF_MATCH = gettext_lazy(
+    "If-Match: send the task's ETag exactly as a GET returned it, quotes "
+    'included (e.g. If-Match: "3"), or leave the header out.'
+)
+
+
+def expected_version(request: Request) -> int | None:
+    """The version an If-Match header asks for; None without one (or with "*").
+
+    An entity-tag that is no version of ours (weak, or not a number) never
+    matches, so the change is refused with 412, as HTTP says.
+    """
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None
+    value = header.strip()
+    if value.startswith("W/"):
+        return 0
+    match = IF_MATCH_VALUE.fullmatch(value)
+    if match is None:
+        raise SchedulerError(str(MSG_IF_MATCH), code="invalid_if_match")
+    if value == "*":
+        return None
+    tag = match.group(1)
+    return int(tag) if _is_ascii_number(tag) and len(tag) < 12 else 0
 
 
 def _is_ascii_number(value: str) -> bool:
@@ -101,15 +143,15 @@ def task_from_url(value: str) -> ScheduledTask:
     ),
     update=extend_schema(
         summary="Replace a task",
-        parameters=[ID_OR_NAME],
+        parameters=[ID_OR_NAME, IF_MATCH],
         request=serializers.TaskWriteSerializer,
-        responses=serializers.TaskSerializer,
+        responses={200: serializers.TaskSerializer, 412: PRECONDITION_FAILED},
     ),
     partial_update=extend_schema(
-        summary="Change some of a task's fields",
-        parameters=[ID_OR_NAME],
+        summary="Change some of a task's fields (only those: nothing else is written)",
+        parameters=[ID_OR_NAME, IF_MATCH],
         request=serializers.TaskWriteSerializer,
-        responses=serializers.TaskSerializer,
+        responses={200: serializers.TaskSerializer, 412: PRECONDITION_FAILED},
     ),
     destroy=extend_schema(
         summary="Delete a task and its history (system tasks refuse with 409)",
@@ -172,6 +214,20 @@ class ScheduledTaskViewSet(
         task = self._with_stats(self.get_object())
         return Response(self.get_serializer(task).data)
 
+    def finalize_response(
+        self, request: Request, response: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        # The ETag of every answer that shows one task: its version (If-Match).
+        data = getattr(response, "data", None)
+        if (
+            self.action in ("retrieve", "create", "update", "partial_update")
+            and response.status_code in (200, 201)
+            and isinstance(data, dict)
+            and "version" in data
+        ):
+            response["ETag"] = '"%d"' % data["version"]
+        return super().finalize_response(request, response, *args, **kwargs)
+
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
         task = ScheduledTask(**serializer.validated_data)
         serializer.instance = services.task_create(task=task)
@@ -179,7 +235,10 @@ class ScheduledTaskViewSet(
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         task = cast(ScheduledTask, serializer.instance)
         task = services.task_update(
-            task=task, changes=serializer.validated_data, actor=self.request.user
+            task=task,
+            changes=serializer.validated_data,
+            actor=self.request.user,
+            expected_version=expected_version(self.request),
         )
         serializer.instance = self._with_stats(task)
 

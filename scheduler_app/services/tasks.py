@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import json
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -29,12 +30,13 @@ from ..exceptions import (
     InvalidTransition,
     SchedulerError,
     SystemTaskProtected,
+    TaskChanged,
     TaskNotFound,
 )
 from ..handlers.registry import list_scripts, refusal
 from ..models import ScheduledTask, SchedulerState, TaskExecution
 from ..schedules import Schedule, next_fire_times
-from .validation import Actor, TaskInvalid, task_validate
+from .validation import Actor, TaskInvalid, field_label, task_validate
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +75,75 @@ EDITABLE_FIELDS = (
     "coalesce",
     "jitter_seconds",
 )
+
+
+MSG_TASK_CHANGED = gettext_lazy(
+    "Task “%(name)s” was changed by someone else since you loaded it; load it "
+    "again, then make your change again."
+)
+MSG_TASK_CHANGED_FIELDS = gettext_lazy(
+    "Task “%(name)s” was changed by someone else since you loaded it (changed: "
+    "%(fields)s); load it again, then make your change again."
+)
+MSG_TASK_DELETED = gettext_lazy(
+    "Task “%(name)s” was deleted meanwhile; nothing was changed."
+)
+
+
+def task_snapshot(task: ScheduledTask) -> dict[str, str]:
+    """The task's editable fields as text, to tell later which of them changed."""
+    return {
+        name: json.dumps(getattr(task, name), default=str, sort_keys=True)
+        for name in EDITABLE_FIELDS
+    }
+
+
+def _locked(task: ScheduledTask) -> ScheduledTask:
+    """The stored row of `task`, locked until the transaction ends (call inside one);
+    TaskNotFound if it is gone."""
+    stored = ScheduledTask.objects.select_for_update().filter(pk=task.pk).first()
+    if stored is None:
+        raise TaskNotFound(MSG_TASK_DELETED % {"name": task.name})
+    return stored
+
+
+def _check_version(
+    stored: ScheduledTask,
+    *,
+    expected_version: int | None,
+    seen: Mapping[str, str] | None = None,
+) -> None:
+    """TaskChanged if `expected_version` is given and the stored version differs,
+    naming the fields that differ from `seen` (a task_snapshot of what the caller
+    saw) when it is given."""
+    if expected_version is None or stored.version == expected_version:
+        return
+    now_stored = task_snapshot(stored)
+    changed = [
+        field_label(name)
+        for name in EDITABLE_FIELDS
+        if seen is not None and seen.get(name) != now_stored[name]
+    ]
+    message = (
+        MSG_TASK_CHANGED_FIELDS % {"name": stored.name, "fields": ", ".join(changed)}
+        if changed
+        else MSG_TASK_CHANGED % {"name": stored.name}
+    )
+    raise TaskChanged(message, current_version=stored.version, changed=changed)
+
+
+def task_check_version(
+    *,
+    task: ScheduledTask,
+    expected_version: int,
+    seen: Mapping[str, str] | None = None,
+) -> None:
+    """Raise TaskChanged if the task changed since the caller read `expected_version`.
+
+    Inside a transaction, the row stays locked until it ends, so the caller's save
+    in the same transaction cannot be overtaken (the admin's change form).
+    """
+    _check_version(_locked(task), expected_version=expected_version, seen=seen)
 
 
 def task_next_run(task: ScheduledTask, *, after: dt.datetime) -> dt.datetime | None:
@@ -149,6 +220,7 @@ def task_update(
     task: ScheduledTask,
     changes: Mapping[str, Any] | None = None,
     actor: Actor | None = None,
+    expected_version: int | None = None,
     now: dt.datetime | None = None,
 ) -> ScheduledTask:
     """Validate and save a stored task, with `changes` (field name → value) applied.
@@ -160,7 +232,9 @@ def task_update(
     edited already (the admin form's instance): every column is written. The task
     is validated against its stored row (task_validate): a new status needs the
     pause permission of `actor` (None is trusted code), a changed run date must
-    lie ahead. Its next fire time is recomputed.
+    lie ahead. Its next fire time is recomputed and its version bumped; with
+    `expected_version`, a task whose stored version differs is refused
+    (TaskChanged, nothing saved).
     """
     changes = dict(changes or {})
     unknown = set(changes) - set(EDITABLE_FIELDS)
@@ -169,20 +243,22 @@ def task_update(
             "task_update() got unknown fields: %s" % ", ".join(sorted(unknown))
         )
     now = now or timezone.now()
-    if not changes:
-        task_validate(task=task, actor=actor, now=now)
-        return _save(task, now=now)
     with transaction.atomic():
-        stored = ScheduledTask.objects.select_for_update().filter(pk=task.pk).first()
-        if stored is None:
-            raise TaskNotFound(
-                _("Task “%(name)s” was deleted meanwhile; nothing was changed.")
-                % {"name": task.name}
-            )
+        # Bad fields are reported before a stale version: they need fixing anyway.
+        stored = _locked(task)
+        if not changes:
+            # The caller edited `task` itself (a form): every column is its.
+            task_validate(task=task, actor=actor, now=now)
+            _check_version(stored, expected_version=expected_version)
+            task.version = stored.version + 1
+            return _save(task, now=now)
+        version = stored.version
         for name, value in changes.items():
             setattr(stored, name, value)
         task_validate(task=stored, actor=actor, now=now)
-        _save(stored, now=now, update_fields=changes)
+        _check_version(stored, expected_version=expected_version)
+        stored.version = version + 1
+        _save(stored, now=now, update_fields=[*changes, "version"])
     for field in ScheduledTask._meta.concrete_fields:
         setattr(task, field.attname, getattr(stored, field.attname))
     return task
@@ -225,7 +301,8 @@ def tasks_set_status(
         for task in tasks.exclude(status=status).select_for_update():
             task.status = status
             task.next_run_at = task_next_run(task, after=now)
-            task.save(update_fields=["status", "next_run_at", "updated_at"])
+            task.version += 1
+            task.save(update_fields=["status", "next_run_at", "updated_at", "version"])
             changed.append(task.pk)
         if changed and status != ScheduledTask.Status.ACTIVE:
             # The fires the scheduler staged ahead of their time are withdrawn with it.

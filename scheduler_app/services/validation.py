@@ -102,7 +102,7 @@ def may_change_status(actor: Actor | None) -> bool:
     return actor is None or actor.has_perm(PAUSE_PERMISSION)
 
 
-def _field_label(name: str) -> str:
+def field_label(name: str) -> str:
     field = ScheduledTask._meta.get_field(name)
     return capfirst(str(getattr(field, "verbose_name", name)))
 
@@ -130,7 +130,7 @@ def task_fields_validate(values: Mapping[str, Any]) -> list[SchedulerError]:
             or not low <= value <= high
         ):
             message = MSG_INTEGER_RANGE % {
-                "field": _field_label(name),
+                "field": field_label(name),
                 "min": low,
                 "max": high,
                 "value": _shown(value),
@@ -143,13 +143,13 @@ def task_fields_validate(values: Mapping[str, Any]) -> list[SchedulerError]:
         longest = _max_length(name)
         if longest is not None and len(value) > longest:
             message = MSG_TEXT_TOO_LONG % {
-                "field": _field_label(name),
+                "field": field_label(name),
                 "max": longest,
                 "length": len(value),
             }
             errors.append(SchedulerError(message, field=name, code="invalid"))
         elif is_unstorable(value):
-            message = MSG_UNSTORABLE_TEXT % {"field": _field_label(name)}
+            message = MSG_UNSTORABLE_TEXT % {"field": field_label(name)}
             errors.append(SchedulerError(message, field=name, code="invalid"))
     return errors
 

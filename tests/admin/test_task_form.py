@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 import textwrap
 from collections.abc import Iterator
+from html import unescape as html_unescape
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from scheduler_app import services
 from scheduler_app.handlers import registry
 from scheduler_app.models import ScheduledTask, TaskExecution
 from tests.admin.helpers import (
@@ -514,6 +517,68 @@ def one_off_form_data(run_date: dt.datetime, **changes: str) -> dict[str, str]:
         run_date_1=local.strftime("%H:%M:%S"),
         **changes,
     )
+
+
+def opened_with(page: Any) -> dict[str, str]:
+    """The hidden inputs of a change page that say what it was opened with."""
+    html = page.content.decode()
+    found = {
+        name: html_unescape(match.group(1))
+        for name in ("loaded_version", "loaded_state")
+        if (match := re.search(r'name="%s" value="([^"]*)"' % name, html))
+    }
+    assert len(found) == 2, "the change page lacks its hidden loaded_* inputs"
+    return found
+
+
+def edit_form_data(**overrides: str) -> dict[str, str]:
+    return add_form_data(
+        name="every_minute",
+        handler_path="scripts:example_task",
+        handler_kwargs="{}",
+        task_type=ScheduledTask.TaskType.INTERVAL,
+        cron_expression="",
+        interval_seconds="60",
+        **overrides,
+    )
+
+
+def test_the_change_form_refuses_to_save_over_a_change_made_since_it_opened(
+    admin_client: Client,
+) -> None:
+    task = make_task(name="every_minute")
+    opened = opened_with(admin_client.get(task_url("change", task)))
+    services.task_update(
+        task=task, changes={"status": "paused", "description": "theirs"}
+    )
+
+    response = admin_client.post(
+        task_url("change", task),
+        edit_form_data(description="mine", status="active", **opened),
+    )
+
+    [message] = form_errors(response)["__all__"]
+    assert message == (
+        "Task “every_minute” was changed by someone else since you loaded it "
+        "(changed: Description, Status); load it again, then make your change again."
+    )
+    task.refresh_from_db()
+    assert (task.status, task.description) == ("paused", "theirs")
+
+
+def test_the_change_form_saves_when_nothing_changed_since_it_opened(
+    admin_client: Client,
+) -> None:
+    task = make_task(name="every_minute")
+    opened = opened_with(admin_client.get(task_url("change", task)))
+
+    response = admin_client.post(
+        task_url("change", task), edit_form_data(description="mine", **opened)
+    )
+
+    assert response.status_code == 302, form_errors(response)
+    task.refresh_from_db()
+    assert (task.description, task.version) == ("mine", 2)
 
 
 def test_change_form_refuses_moving_a_one_off_run_date_into_the_past(

@@ -707,3 +707,81 @@ def test_simultaneous_patches_of_different_fields_both_land(superuser: Any) -> N
         stored = ScheduledTask.objects.get(pk=task.pk)
         assert (stored.description, stored.status) == ("pair %d" % pair, status)
     assert statuses == [200] * 40
+
+
+# Versions: ETag and If-Match
+
+
+def test_a_task_answers_with_its_version_as_etag_and_each_change_bumps_it(
+    api: APIClient,
+) -> None:
+    created = create(api)
+    url = task_url(created.json()["id"])
+
+    read = api.get(url)
+    changed = api.patch(url, {"description": "x"}, format="json")
+    paused = api.post(url + "/pause")
+
+    assert (created["ETag"], created.json()["version"]) == ('"1"', 1)
+    assert read["ETag"] == '"1"'
+    assert (changed["ETag"], changed.json()["version"]) == ('"2"', 2)
+    assert paused.status_code == 200
+    assert api.get(url)["ETag"] == '"3"'
+
+
+def test_if_match_with_the_current_etag_saves(api: APIClient) -> None:
+    url = task_url(create(api).json()["id"])
+
+    response = api.patch(
+        url, {"description": "mine"}, format="json", HTTP_IF_MATCH='"1"'
+    )
+
+    assert response.status_code == 200
+    assert response.json()["description"] == "mine"
+
+
+def test_if_match_with_a_stale_etag_is_412_and_saves_nothing(api: APIClient) -> None:
+    url = task_url(create(api).json()["id"])
+    api.post(url + "/pause")  # someone else, meanwhile: version 2
+
+    response = api.patch(url, {"status": "active"}, format="json", HTTP_IF_MATCH='"1"')
+
+    assert response.status_code == 412
+    body = response.json()
+    assert body["code"] == "task_changed"
+    assert "was changed by someone else since you loaded it" in body["detail"]
+    assert api.get(url).json()["status"] == "paused"
+
+
+@pytest.mark.parametrize("header", ['W/"1"', '"one"', '"99999999999999"'])
+def test_if_match_with_an_etag_that_is_no_current_version_is_412(
+    api: APIClient, header: str
+) -> None:
+    url = task_url(create(api).json()["id"])
+
+    response = api.put(url, VALID, format="json", HTTP_IF_MATCH=header)
+
+    assert response.status_code == 412
+
+
+def test_if_match_star_saves_and_a_malformed_one_is_400(api: APIClient) -> None:
+    url = task_url(create(api).json()["id"])
+
+    star = api.patch(url, {"description": "a"}, format="json", HTTP_IF_MATCH="*")
+    bare = api.patch(url, {"description": "b"}, format="json", HTTP_IF_MATCH="2")
+
+    assert star.status_code == 200
+    assert bare.status_code == 400
+    assert bare.json()["code"] == "invalid_if_match"
+    assert "quotes included" in bare.json()["detail"]
+    assert api.get(url).json()["description"] == "a"
+
+
+def test_a_bad_field_is_reported_before_a_stale_if_match(api: APIClient) -> None:
+    url = task_url(create(api).json()["id"])
+
+    response = api.patch(
+        url, {"jitter_seconds": 2**31}, format="json", HTTP_IF_MATCH='"7"'
+    )
+
+    assert list(errors(response)) == ["jitter_seconds"]

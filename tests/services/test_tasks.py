@@ -12,21 +12,25 @@ from scheduler_app.exceptions import (
     InvalidTransition,
     StatusChangeForbidden,
     SystemTaskProtected,
+    TaskChanged,
     TaskNotFound,
 )
 from scheduler_app.models import ScheduledTask, TaskExecution
 from scheduler_app.services import (
     TaskInvalid,
     may_change_status,
+    task_check_version,
     task_create,
     task_delete,
     task_get,
     task_pause,
     task_request_run,
     task_resume,
+    task_snapshot,
     task_update,
     tasks_delete,
     tasks_pause,
+    tasks_record_next_runs,
     tasks_resume,
     tasks_set_status,
 )
@@ -224,6 +228,36 @@ def test_an_update_of_a_task_deleted_meanwhile_is_refused_and_recreates_nothing(
         task_update(task=task, changes={"description": "late"}, now=NOW)
 
     assert not ScheduledTask.objects.filter(name="nightly").exists()
+
+
+def test_every_change_of_definition_or_status_bumps_the_version_and_only_those() -> (
+    None
+):
+    task = create()
+    task_update(task=task, changes={"description": "a"}, now=NOW)
+    task_pause(task=task, now=NOW)
+    task_resume(task=task, now=NOW)
+    tasks_record_next_runs({task.pk: NOW})  # the engine's bookkeeping
+
+    assert ScheduledTask.objects.get(pk=task.pk).version == 4
+
+
+def test_an_update_expecting_another_version_is_refused_naming_what_changed() -> None:
+    task = create()
+    seen = task_snapshot(task)
+    task_update(task=ScheduledTask.objects.get(pk=task.pk), changes={"queue": "q"})
+
+    with pytest.raises(TaskChanged) as caught:
+        task_update(
+            task=task, changes={"description": "late"}, expected_version=1, now=NOW
+        )
+    with pytest.raises(TaskChanged) as named:
+        task_check_version(task=task, expected_version=1, seen=seen)
+
+    assert caught.value.current_version == 2
+    assert named.value.changed == ["Queue"]
+    assert "(changed: Queue)" in named.value.message
+    assert ScheduledTask.objects.get(pk=task.pk).description == ""
 
 
 def test_invalid_update_changes_nothing_in_the_database() -> None:
