@@ -73,6 +73,17 @@ STANDBY_RETRY_SECONDS = 1.0
 PENDING_BATCH = 500
 
 
+#: How many tasks a summary log line names; the rest are counted.
+LOG_NAMES_AT_MOST = 10
+
+
+def _listed(items: list[str]) -> str:
+    """The first LOG_NAMES_AT_MOST items, and how many more there are."""
+    shown = ", ".join(items[:LOG_NAMES_AT_MOST])
+    more = len(items) - LOG_NAMES_AT_MOST
+    return shown if more <= 0 else "%s and %d more" % (shown, more)
+
+
 def _fire_time(execution: TaskExecution) -> dt.datetime:
     """The time a staged execution fires at."""
     # Only scheduled fires are staged, and executions_create_scheduled gives each
@@ -435,6 +446,8 @@ class Engine:
             return []
         horizon = now + dt.timedelta(seconds=STAGE_AHEAD_SECONDS)
         fires: list[tuple[ScheduledTask, dt.datetime]] = []
+        dropped: list[str] = []
+        coalesced: list[str] = []
         for job in self.store.pop_due(horizon):
             run_times = job.run_times(horizon)
             if not run_times:  # rounding of the heap key: not due yet after all
@@ -448,22 +461,31 @@ class Engine:
             ]
             missed = len(past) - len(due)
             if missed:
-                logger.warning(
-                    "Task %s missed %d fire(s) by more than its misfire grace (%d s)",
-                    job.name,
-                    missed,
-                    job.misfire_grace_seconds,
+                dropped.append(
+                    "%s (%d beyond %d s)"
+                    % (job.name, missed, job.misfire_grace_seconds)
                 )
             if job.coalesce and len(due) > 1:
-                logger.warning(
-                    "Task %s: %d missed fires coalesced into one", job.name, len(due)
-                )
+                coalesced.append("%s (%d into 1)" % (job.name, len(due)))
                 due = due[-1:]
             due += run_times[len(past) :]
             fires.extend((job.task, when) for when in due)
             following = job.trigger.get_next_fire_time(run_times[-1], horizon)
             self.store.reschedule(job, following)
             self._next_runs[job.task_id] = following
+        # One line each for the round, however many tasks (after an outage, all).
+        if dropped:
+            logger.warning(
+                "%d task(s) missed fires by more than their misfire grace, dropped: %s",
+                len(dropped),
+                _listed(sorted(dropped)),
+            )
+        if coalesced:
+            logger.warning(
+                "%d task(s) had missed fires coalesced into one run: %s",
+                len(coalesced),
+                _listed(sorted(coalesced)),
+            )
         if not fires:
             return []
         executions = executions_create_scheduled(fires, now=now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -224,7 +225,41 @@ def test_fires_missed_beyond_grace_are_dropped_with_a_warning(
     engine.tick(start + dt.timedelta(hours=1, seconds=30))
 
     assert engine.executor.submitted == []
-    assert "missed 60 fire(s) by more than its misfire grace (10 s)" in caplog.text
+    assert (
+        "1 task(s) missed fires by more than their misfire grace, dropped: "
+        "job (60 beyond 10 s)"
+    ) in caplog.text
+
+
+def test_after_an_outage_many_tasks_missing_fires_make_one_line_each_kind(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    start = local(2026, 3, 2, 12, 0)
+    for index in range(25):
+        create(
+            start,
+            name="job-%02d" % index,
+            task_type="interval",
+            cron_expression="",
+            interval_seconds=60,
+            misfire_grace_seconds=600,
+            coalesce=True,
+        )
+    engine = make_engine()
+
+    with caplog.at_level(logging.WARNING, logger="scheduler_app.engine.loop"):
+        engine.tick(start + dt.timedelta(hours=1, seconds=1))
+
+    lines = [r.getMessage() for r in caplog.records if r.name.endswith("engine.loop")]
+    assert lines == [
+        "25 task(s) missed fires by more than their misfire grace, dropped: "
+        + ", ".join("job-%02d (50 beyond 600 s)" % i for i in range(10))
+        + " and 15 more",
+        "25 task(s) had missed fires coalesced into one run: "
+        + ", ".join("job-%02d (10 into 1)" % i for i in range(10))
+        + " and 15 more",
+    ]
+    assert len(engine.executor.submitted) == 25
 
 
 def test_edits_pauses_resumes_and_deletes_are_picked_up() -> None:
