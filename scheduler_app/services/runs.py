@@ -14,6 +14,7 @@ import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -23,7 +24,14 @@ from django.utils.translation import gettext as _
 from .. import livelog, signals
 from ..conf import app_settings
 from ..db.claims import claim_pending
-from ..exceptions import InvalidTransition, SchedulerError
+from ..exceptions import (
+    HandlerBroken,
+    HandlerNotAllowed,
+    HandlerNotFound,
+    InvalidTransition,
+    SchedulerError,
+)
+from ..handlers.info import HandlerInfo
 from ..handlers.registry import resolve_handler
 from ..handlers.results import json_safe
 from ..locks import DatabaseLockBackend, LockBackend, get_lock_backend
@@ -236,10 +244,34 @@ def _run_stage(run: Run, *, inline: bool) -> None:
         run.result = result_from_error(run, exc)
 
 
+#: Task id -> the handler path it could not load, warned about once by this
+#: process; the entry goes when the task's handler loads again.
+_unloadable: dict[int, str] = {}
+
+
+def _resolve(task: ScheduledTask) -> tuple[HandlerInfo, Callable[..., Any]]:
+    """The task's handler; a missing or broken one is logged at WARNING, once a task."""
+    try:
+        resolved = resolve_handler(task.handler_path)
+    except (HandlerNotFound, HandlerBroken, HandlerNotAllowed) as exc:
+        if _unloadable.get(task.pk) != task.handler_path:
+            _unloadable[task.pk] = task.handler_path
+            logger.warning(
+                "Task %s cannot load its handler %s, so its runs fail until it is "
+                "fixed: %s",
+                task.name,
+                task.handler_path,
+                exc.message,
+            )
+        raise
+    _unloadable.pop(task.pk, None)
+    return resolved
+
+
 def _evaluate_and_call(run: Run, *, inline: bool) -> Result:
     execution, task = run.execution, run.task
     try:
-        info, func = resolve_handler(task.handler_path)
+        info, func = _resolve(task)
         raw = {**task.handler_kwargs, **execution.kwargs_overrides}
         kwargs = parameters_evaluate(
             info, raw, now=task_local_now(task, now=execution.started_at)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import logging
 import threading
 from typing import Any
 
@@ -661,3 +662,48 @@ def test_a_run_leaves_no_reference_cycle_for_the_garbage_collector() -> None:
         gc.set_debug(0)
         gc.garbage.clear()
     assert left == []
+
+
+def test_a_handler_that_disappeared_is_warned_about_once_then_again_after_it_loads(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    task = make("add", handler_kwargs={"a": "1"})
+    ScheduledTask.objects.filter(pk=task.pk).update(
+        handler_path="tests.sample_handlers.runs:gone_away"
+    )
+    task.refresh_from_db()
+
+    def warnings() -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.levelname == "WARNING" and "cannot load its handler" in r.getMessage()
+        ]
+
+    def fire(task: ScheduledTask) -> TaskExecution:  # what the engine would run
+        return execution_run(execution=make_execution(task))
+
+    with caplog.at_level(logging.WARNING, logger="scheduler_app.services.runs"):
+        first, second = fire(task), fire(task)
+        assert len(warnings()) == 1
+        ScheduledTask.objects.filter(pk=task.pk).update(
+            handler_path="tests.sample_handlers.runs:add"
+        )
+        task.refresh_from_db()
+        back = fire(task)
+        ScheduledTask.objects.filter(pk=task.pk).update(
+            handler_path="tests.sample_handlers.runs:gone_away"
+        )
+        task.refresh_from_db()
+        fire(task)
+
+    assert (first.status, second.status, back.status) == (
+        Status.FAILED,
+        Status.FAILED,
+        Status.SUCCESS,
+    )
+    assert len(warnings()) == 2
+    assert warnings()[0].startswith(
+        "Task %s cannot load its handler tests.sample_handlers.runs:gone_away"
+        % task.name
+    )
