@@ -144,7 +144,17 @@ def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
             continue  # logged by _record_ends; the error is raised below
         if execution.pk not in written:
             # Someone else ended this run meanwhile (replaced, recovered): theirs stands.
-            execution.refresh_from_db()
+            try:
+                execution.refresh_from_db()
+            except TaskExecution.DoesNotExist:
+                logger.warning(
+                    "Execution %s of task %s was deleted (with its task) while it "
+                    "ran; its end (%s) is not recorded",
+                    execution.pk,
+                    run.task.name,
+                    execution.status,
+                )
+                continue
             logger.warning(
                 "Execution %s was ended elsewhere (%s); its late result is ignored",
                 execution.pk,

@@ -707,3 +707,22 @@ def test_a_handler_that_disappeared_is_warned_about_once_then_again_after_it_loa
         "Task %s cannot load its handler tests.sample_handlers.runs:gone_away"
         % task.name
     )
+
+
+def test_the_end_of_a_run_whose_task_was_deleted_meanwhile_is_dropped_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    task = make("add", handler_kwargs={"a": "1"})
+    execution = task_request_run(task=task)
+    [claimed] = runs_claim([execution])
+    run_claimed(claimed)
+    ScheduledTask.objects.filter(pk=task.pk).delete()  # its history goes with it
+
+    with caplog.at_level(logging.WARNING, logger="scheduler_app.services.records"):
+        runs_finish([claimed])
+
+    assert not TaskExecution.objects.filter(pk=execution.pk).exists()
+    assert (
+        "Execution %s of task %s was deleted (with its task) while it ran; its end "
+        "(success) is not recorded" % (execution.pk, task.name)
+    ) in caplog.text
