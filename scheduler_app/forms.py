@@ -18,6 +18,7 @@ from .exceptions import (
     SchedulerError,
     StatusChangeForbidden,
     TaskChanged,
+    TaskNotFound,
 )
 from .handlers.params import ParamSpec
 from .handlers.registry import KIND_SCRIPT, HandlerInfo, get_handler, list_handlers
@@ -369,7 +370,7 @@ class ScheduledTaskForm(forms.ModelForm):
                 services.task_check_version(
                     task=self.instance, expected_version=version, seen=seen
                 )
-            except TaskChanged as exc:
+            except (TaskChanged, TaskNotFound) as exc:  # changed, or deleted, meanwhile
                 self.add_error(None, exc.message)
                 return cleaned
         task = construct_instance(

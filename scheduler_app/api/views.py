@@ -83,33 +83,32 @@ IF_MATCH = OpenApiParameter(
 PRECONDITION_FAILED = OpenApiResponse(
     description="If-Match named another version: the task changed since; nothing saved."
 )
-#: An If-Match value: "*" or one strong entity-tag, a quoted string.
-IF_MATCH_VALUE = re.compile(r'\*|"([^"]*)"')
+#: An If-Match value: "*", or a list of entity-tags (W/"..." weak, "..." strong).
+IF_MATCH_VALUE = re.compile(r'\s*(?:\*|(?:W/)?"[^"]*"(?:\s*,\s*(?:W/)?"[^"]*")*)\s*')
+STRONG_TAG = re.compile(r'(?<!W/)"([^"]*)"')
 MSG_IF_MATCH = gettext_lazy(
     "If-Match: send the task's ETag exactly as a GET returned it, quotes "
     'included (e.g. If-Match: "3"), or leave the header out.'
 )
 
 
-def expected_version(request: Request) -> int | None:
-    """The version an If-Match header asks for; None without one (or with "*").
+def expected_version(request: Request, task: ScheduledTask) -> int | None:
+    """The version an If-Match header asks `task` to be at; None without one ("*").
 
-    An entity-tag that is no version of ours (weak, or not a number) never
-    matches, so the change is refused with 412, as HTTP says.
+    The tags are compared strongly and exactly: a weak one, "03" or a tag that
+    is no version of ours never matches (0, which no task has), so the change is
+    refused with 412, as HTTP says. Of a list, the tag of the task's version as
+    loaded is the one asked for; the service checks it again under the lock.
     """
     header = request.headers.get("If-Match")
     if header is None:
         return None
-    value = header.strip()
-    if value.startswith("W/"):
-        return 0
-    match = IF_MATCH_VALUE.fullmatch(value)
-    if match is None:
+    if IF_MATCH_VALUE.fullmatch(header) is None:
         raise SchedulerError(str(MSG_IF_MATCH), code="invalid_if_match")
-    if value == "*":
+    if header.strip() == "*":
         return None
-    tag = match.group(1)
-    return int(tag) if _is_ascii_number(tag) and len(tag) < 12 else 0
+    tags = set(STRONG_TAG.findall(header))
+    return task.version if str(task.version) in tags else 0
 
 
 def _is_ascii_number(value: str) -> bool:
@@ -155,8 +154,8 @@ def task_from_url(value: str) -> ScheduledTask:
     ),
     destroy=extend_schema(
         summary="Delete a task and its history (system tasks refuse with 409)",
-        parameters=[ID_OR_NAME],
-        responses={204: None, 409: CONFLICT},
+        parameters=[ID_OR_NAME, IF_MATCH],
+        responses={204: None, 409: CONFLICT, 412: PRECONDITION_FAILED},
     ),
 )
 class ScheduledTaskViewSet(
@@ -238,12 +237,14 @@ class ScheduledTaskViewSet(
             task=task,
             changes=serializer.validated_data,
             actor=self.request.user,
-            expected_version=expected_version(self.request),
+            expected_version=expected_version(self.request, task),
         )
         serializer.instance = self._with_stats(task)
 
     def perform_destroy(self, instance: ScheduledTask) -> None:
-        services.task_delete(task=instance)
+        services.task_delete(
+            task=instance, expected_version=expected_version(self.request, instance)
+        )
 
     def _status_response(self, task: ScheduledTask) -> Response:
         # The id and the new status only: pausing does not need the view permission.

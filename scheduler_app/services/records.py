@@ -148,8 +148,8 @@ def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
                 execution.refresh_from_db()
             except TaskExecution.DoesNotExist:
                 logger.warning(
-                    "Execution %s of task %s was deleted (with its task) while it "
-                    "ran; its end (%s) is not recorded",
+                    "Execution %s of task %s was deleted (with its task, or by the "
+                    "history cleanup) while it ran; its end (%s) is not recorded",
                     execution.pk,
                     run.task.name,
                     execution.status,

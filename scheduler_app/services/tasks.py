@@ -77,6 +77,9 @@ EDITABLE_FIELDS = (
 )
 
 
+#: Columns the engine keeps (the last run, the counters): never written by an edit.
+BOOKKEEPING_FIELDS = ("last_run_at", "run_count", "success_count", "fail_count")
+
 MSG_TASK_CHANGED = gettext_lazy(
     "Task “%(name)s” was changed by someone else since you loaded it; load it "
     "again, then make your change again."
@@ -101,7 +104,11 @@ def task_snapshot(task: ScheduledTask) -> dict[str, str]:
 def _locked(task: ScheduledTask) -> ScheduledTask:
     """The stored row of `task`, locked until the transaction ends (call inside one);
     TaskNotFound if it is gone."""
-    stored = ScheduledTask.objects.select_for_update().filter(pk=task.pk).first()
+    # no_key: the engine may still insert the task's executions meanwhile (their
+    # foreign key takes a key-share lock, which FOR UPDATE would block).
+    stored = (
+        ScheduledTask.objects.select_for_update(no_key=True).filter(pk=task.pk).first()
+    )
     if stored is None:
         raise TaskNotFound(MSG_TASK_DELETED % {"name": task.name})
     return stored
@@ -228,14 +235,16 @@ def task_update(
     With `changes`, only those columns (and the next fire time) are written, onto
     the stored row read again under a row lock: two updates of different fields
     at once both land, whatever `task` held when it was loaded; `task` is then
-    refreshed to the stored row. `changes` may be left out when the task was
-    edited already (the admin form's instance): every column is written. The task
-    is validated against its stored row (task_validate): a new status needs the
-    pause permission of `actor` (None is trusted code), a changed run date must
-    lie ahead. Its next fire time is recomputed and its version bumped; with
+    refreshed to the stored row. Empty `changes` write nothing. Without
+    `changes` (None: the admin form edited `task` itself), every editable column
+    is written; the engine's bookkeeping (last run, counters) is the row's. The
+    task is validated against its stored row (task_validate): a new status needs
+    the pause permission of `actor` (None is trusted code), a changed run date
+    must lie ahead. Its next fire time is recomputed and its version bumped; with
     `expected_version`, a task whose stored version differs is refused
     (TaskChanged, nothing saved).
     """
+    whole_row = changes is None
     changes = dict(changes or {})
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
@@ -246,12 +255,19 @@ def task_update(
     with transaction.atomic():
         # Bad fields are reported before a stale version: they need fixing anyway.
         stored = _locked(task)
-        if not changes:
-            # The caller edited `task` itself (a form): every column is its.
+        if whole_row:
+            # The caller edited `task` itself (a form): its editable fields are the
+            # caller's; the engine's bookkeeping (last run, counters) is the row's.
+            for name in BOOKKEEPING_FIELDS:
+                setattr(task, name, getattr(stored, name))
             task_validate(task=task, actor=actor, now=now)
             _check_version(stored, expected_version=expected_version)
             task.version = stored.version + 1
-            return _save(task, now=now)
+            return _save(task, now=now, update_fields=[*EDITABLE_FIELDS, "version"])
+        if not changes:  # an empty PATCH: nothing to write
+            _check_version(stored, expected_version=expected_version)
+            _copy_row(stored, onto=task)
+            return task
         version = stored.version
         for name, value in changes.items():
             setattr(stored, name, value)
@@ -259,16 +275,26 @@ def task_update(
         _check_version(stored, expected_version=expected_version)
         stored.version = version + 1
         _save(stored, now=now, update_fields=[*changes, "version"])
-    for field in ScheduledTask._meta.concrete_fields:
-        setattr(task, field.attname, getattr(stored, field.attname))
+    _copy_row(stored, onto=task)
     return task
 
 
-def task_delete(*, task: ScheduledTask) -> None:
-    """Delete a task and its history; system tasks refuse."""
+def _copy_row(stored: ScheduledTask, *, onto: ScheduledTask) -> None:
+    for field in ScheduledTask._meta.concrete_fields:
+        setattr(onto, field.attname, getattr(stored, field.attname))
+
+
+def task_delete(*, task: ScheduledTask, expected_version: int | None = None) -> None:
+    """Delete a task and its history; system tasks refuse.
+
+    With `expected_version`, a task whose stored version differs is kept
+    (TaskChanged).
+    """
     if task.is_system:
         raise SystemTaskProtected(task.name)
     with transaction.atomic():
+        if expected_version is not None:
+            _check_version(_locked(task), expected_version=expected_version)
         task.delete()
         _tasks_changed()
 

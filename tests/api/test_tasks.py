@@ -785,3 +785,35 @@ def test_a_bad_field_is_reported_before_a_stale_if_match(api: APIClient) -> None
     )
 
     assert list(errors(response)) == ["jitter_seconds"]
+
+
+def test_an_empty_patch_writes_nothing_and_keeps_the_version(api: APIClient) -> None:
+    url = task_url(create(api).json()["id"])
+
+    response = api.patch(url, {}, format="json")
+
+    assert (response.status_code, response["ETag"]) == (200, '"1"')
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [('"7", "1"', 200), (' "1" ', 200), ('"03", "7"', 412), ('"1",', 400)],
+)
+def test_if_match_takes_a_list_of_tags_compared_exactly(
+    api: APIClient, header: str, status: int
+) -> None:
+    url = task_url(create(api).json()["id"])
+
+    response = api.patch(url, {"description": "x"}, format="json", HTTP_IF_MATCH=header)
+
+    assert response.status_code == status
+
+
+def test_delete_with_a_stale_if_match_is_412_and_keeps_the_task(api: APIClient) -> None:
+    url = task_url(create(api).json()["id"])
+    api.patch(url, {"description": "theirs"}, format="json")
+
+    stale = api.delete(url, HTTP_IF_MATCH='"1"')
+    current = api.delete(url, HTTP_IF_MATCH='"2"')
+
+    assert (stale.status_code, current.status_code) == (412, 204)

@@ -260,6 +260,28 @@ def test_an_update_expecting_another_version_is_refused_naming_what_changed() ->
     assert ScheduledTask.objects.get(pk=task.pk).description == ""
 
 
+def test_a_whole_row_edit_keeps_the_engines_bookkeeping() -> None:
+    """The admin form's instance was loaded before the runs that counted since."""
+    task = create(task_type="date", cron_expression="", run_date=NOW + dt.timedelta(1))
+    form_instance = ScheduledTask.objects.get(pk=task.pk)
+    ran_at = NOW + dt.timedelta(days=1, seconds=1)
+    ScheduledTask.objects.filter(pk=task.pk).update(
+        last_run_at=ran_at, run_count=1, success_count=1
+    )
+
+    form_instance.description = "edited"
+    task_update(task=form_instance, now=NOW)
+
+    stored = ScheduledTask.objects.get(pk=task.pk)
+    assert (stored.description, stored.run_count, stored.success_count) == (
+        "edited",
+        1,
+        1,
+    )
+    assert stored.last_run_at == ran_at
+    assert stored.next_run_at is None  # fired once: it never fires again
+
+
 def test_invalid_update_changes_nothing_in_the_database() -> None:
     task = create()
 
