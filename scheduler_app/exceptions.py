@@ -42,6 +42,13 @@ class TaskChanged(SchedulerError):
         self.changed = changed
 
 
+class TaskBusy(SchedulerError):
+    """The task has runs pending or running, and the caller did not ask to cancel them."""
+
+    code = "task_busy"
+    http_status = 409
+
+
 class ExecutionNotFound(SchedulerError):
     code = "execution_not_found"
     http_status = 404

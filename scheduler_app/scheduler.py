@@ -269,9 +269,13 @@ def resume_job(name: str | int) -> ScheduledTask:
     return task_resume(task=task_get(name))
 
 
-def remove_job(name: str | int) -> None:
-    """Delete the task and its history (system tasks refuse)."""
-    task_delete(task=task_get(name))
+def remove_job(name: str | int, *, cancel_runs: bool = False) -> None:
+    """Delete the task and its history (system tasks refuse).
+
+    A task with runs pending or running raises TaskBusy, unless `cancel_runs`:
+    its pending runs are then cancelled and its running ones asked to stop.
+    """
+    task_delete(task=task_get(name), cancel_runs=cancel_runs)
 
 
 def run_job(name: str | int, **overrides: Any) -> TaskExecution:

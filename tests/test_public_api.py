@@ -15,6 +15,7 @@ from scheduler_app.exceptions import (
     InvalidTransition,
     ParameterError,
     SystemTaskProtected,
+    TaskBusy,
     TaskNotFound,
 )
 from scheduler_app.models import ScheduledTask, TaskExecution
@@ -498,12 +499,24 @@ def test_get_jobs_lists_tasks_by_name_optionally_by_status() -> None:
 
 def test_remove_job_deletes_the_task_and_its_history() -> None:
     task = make_task(name="ticker")
-    make_execution(task)
+    make_execution(task, status="success")
 
     scheduler.remove_job("ticker")
 
     assert not ScheduledTask.objects.filter(pk=task.pk).exists()
     assert not TaskExecution.objects.filter(task_id=task.pk).exists()
+
+
+def test_remove_job_of_a_task_with_a_pending_run_raises_unless_it_cancels_it() -> None:
+    task = make_task(name="ticker")
+    make_execution(task)
+
+    with pytest.raises(TaskBusy, match="has runs pending or running"):
+        scheduler.remove_job("ticker")
+    assert ScheduledTask.objects.filter(pk=task.pk).exists()
+    scheduler.remove_job("ticker", cancel_runs=True)
+
+    assert not ScheduledTask.objects.filter(pk=task.pk).exists()
 
 
 def test_remove_job_of_a_system_task_raises_and_keeps_it() -> None:

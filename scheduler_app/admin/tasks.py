@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import F, QuerySet
 from django.forms import ModelForm
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.urls import URLPattern, path
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from .. import selectors, services
+from ..exceptions import TaskBusy
 from ..forms import ScheduledTaskForm, handler_info, param_field_name
 from ..handlers.registry import HandlerInfo
 from ..models import ScheduledTask, TaskExecution
@@ -367,8 +370,60 @@ class ScheduledTaskAdmin(TaskActionsMixin):
         else:
             services.task_create(task=obj)
 
+    def delete_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        task = self.get_object(request, object_id)
+        runs = (
+            list(
+                services.task_unfinished_runs(
+                    tasks=ScheduledTask.objects.filter(pk=task.pk)
+                )[:20]
+            )
+            if task is not None
+            else []
+        )
+        extra_context = {**(extra_context or {}), "unfinished_runs": runs}
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except TaskBusy as exc:  # the confirmation's box was left unticked
+            self.message_user(request, exc.message, messages.ERROR)
+            return redirect(request.path)
+
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        """The tasks and a count of their history, not every execution one by one.
+
+        Deleting a task deletes its history (the service's rule), so no permission
+        to delete executions is asked for, and a task with a million runs does not
+        list them all on the confirmation page.
+        """
+        tasks = list(objs)
+        runs = TaskExecution.objects.filter(task__in=tasks).count()
+        deleted: list[Any] = [str(task) for task in tasks]
+        if runs:
+            deleted.append(
+                ngettext(
+                    "%(count)d execution (the history)",
+                    "%(count)d executions (the history)",
+                    runs,
+                )
+                % {"count": runs}
+            )
+        counts = {
+            str(ScheduledTask._meta.verbose_name_plural): len(tasks),
+            str(TaskExecution._meta.verbose_name_plural): runs,
+        }
+        return deleted, counts, set(), []
+
     def delete_model(self, request: HttpRequest, obj: ScheduledTask) -> None:
-        services.task_delete(task=obj)
+        services.task_delete(
+            task=obj, cancel_runs=request.POST.get("cancel_runs") == "on"
+        )
 
     def delete_queryset(
         self, request: HttpRequest, queryset: QuerySet[ScheduledTask]

@@ -111,6 +111,26 @@ def expected_version(request: Request, task: ScheduledTask) -> int | None:
     return task.version if str(task.version) in tags else 0
 
 
+CANCEL_RUNS = OpenApiParameter(
+    "cancel_runs",
+    OpenApiTypes.BOOL,
+    OpenApiParameter.QUERY,
+    description=(
+        "true: cancel the task's pending runs and ask its running ones to stop, then "
+        "delete it. Without it, a task with runs pending or running answers 409."
+    ),
+)
+MSG_CANCEL_RUNS = gettext_lazy("cancel_runs: use true or false.")
+
+
+def cancel_runs_asked(request: Request) -> bool:
+    """Whether ?cancel_runs=true came with the request; another value is a 400."""
+    value = request.query_params.get("cancel_runs", "false").lower()
+    if value not in ("true", "false"):
+        raise SchedulerError(str(MSG_CANCEL_RUNS), field="cancel_runs")
+    return value == "true"
+
+
 def _is_ascii_number(value: str) -> bool:
     return value.isascii() and value.isdigit()
 
@@ -153,8 +173,11 @@ def task_from_url(value: str) -> ScheduledTask:
         responses={200: serializers.TaskSerializer, 412: PRECONDITION_FAILED},
     ),
     destroy=extend_schema(
-        summary="Delete a task and its history (system tasks refuse with 409)",
-        parameters=[ID_OR_NAME, IF_MATCH],
+        summary=(
+            "Delete a task and its history (409: a system task, or runs pending or "
+            "running without cancel_runs=true)"
+        ),
+        parameters=[ID_OR_NAME, CANCEL_RUNS, IF_MATCH],
         responses={204: None, 409: CONFLICT, 412: PRECONDITION_FAILED},
     ),
 )
@@ -243,7 +266,9 @@ class ScheduledTaskViewSet(
 
     def perform_destroy(self, instance: ScheduledTask) -> None:
         services.task_delete(
-            task=instance, expected_version=expected_version(self.request, instance)
+            task=instance,
+            cancel_runs=cancel_runs_asked(self.request),
+            expected_version=expected_version(self.request, instance),
         )
 
     def _status_response(self, task: ScheduledTask) -> Response:

@@ -8,6 +8,7 @@ watches. Run requests live in services/run_requests.py.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import json
@@ -30,15 +31,23 @@ from ..exceptions import (
     InvalidTransition,
     SchedulerError,
     SystemTaskProtected,
+    TaskBusy,
     TaskChanged,
     TaskNotFound,
 )
 from ..handlers.registry import list_scripts, refusal
-from ..models import ScheduledTask, SchedulerState, TaskExecution
+from ..models import (
+    ScheduledTask,
+    SchedulerState,
+    TaskExecution,
+    TaskExecutionQuerySet,
+)
 from ..schedules import Schedule, next_fire_times
+from .runs import execution_cancel
 from .validation import Actor, TaskInvalid, field_label, task_validate
 
 logger = logging.getLogger(__name__)
+Status = TaskExecution.Status
 
 MSG_PAUSE_DISABLED = gettext_lazy(
     "Task “%(name)s” is disabled, so it was not paused: a disabled task does not fire "
@@ -284,27 +293,96 @@ def _copy_row(stored: ScheduledTask, *, onto: ScheduledTask) -> None:
         setattr(onto, field.attname, getattr(stored, field.attname))
 
 
-def task_delete(*, task: ScheduledTask, expected_version: int | None = None) -> None:
+MSG_TASK_BUSY = gettext_lazy(
+    "Task “%(name)s” has runs pending or running (%(runs)s): cancel them first, or "
+    "delete it with its runs cancelled."
+)
+MSG_TASKS_BUSY = gettext_lazy(
+    "Nothing was deleted: these tasks have runs pending or running: %(names)s. "
+    "Cancel their runs first, or delete each with its runs cancelled."
+)
+
+
+def task_unfinished_runs(
+    *, tasks: QuerySet[ScheduledTask], now: dt.datetime | None = None
+) -> TaskExecutionQuerySet:
+    """The runs of `tasks` pending or running, but for fires staged ahead of `now`.
+
+    What a delete would lose; the fires the scheduler recorded ahead of their
+    time are its own bookkeeping, withdrawn with the task.
+    """
+    now = now or timezone.now()
+    return (
+        TaskExecution.objects.filter(
+            task__in=tasks, status__in=(Status.PENDING, Status.RUNNING)
+        )
+        .exclude(pk__in=TaskExecution.objects.staged(after=now).values("pk"))
+        .order_by("pk")
+    )
+
+
+def _runs_text(runs: list[TaskExecution]) -> str:
+    shown = ", ".join(
+        "#%s %s" % (run.pk, run.get_status_display().lower()) for run in runs[:5]
+    )
+    return shown if len(runs) <= 5 else "%s, … (%d)" % (shown, len(runs))
+
+
+def task_delete(
+    *,
+    task: ScheduledTask,
+    cancel_runs: bool = False,
+    expected_version: int | None = None,
+    now: dt.datetime | None = None,
+) -> None:
     """Delete a task and its history; system tasks refuse.
 
+    A task with runs pending or running (task_unfinished_runs) is kept (TaskBusy)
+    unless `cancel_runs`: then its pending runs are cancelled and its running ones
+    asked to stop, and it is deleted with them; such a run's end is not recorded.
     With `expected_version`, a task whose stored version differs is kept
     (TaskChanged).
     """
     if task.is_system:
         raise SystemTaskProtected(task.name)
     with transaction.atomic():
-        if expected_version is not None:
-            _check_version(_locked(task), expected_version=expected_version)
+        stored = _locked(task)
+        _check_version(stored, expected_version=expected_version)
+        runs = list(
+            task_unfinished_runs(
+                tasks=ScheduledTask.objects.filter(pk=task.pk), now=now
+            )
+        )
+        if runs and not cancel_runs:
+            raise TaskBusy(
+                MSG_TASK_BUSY % {"name": task.name, "runs": _runs_text(runs)}
+            )
+        for run in runs:
+            with contextlib.suppress(InvalidTransition):  # it ended meanwhile
+                execution_cancel(execution=run, now=now)
         task.delete()
         _tasks_changed()
 
 
-def tasks_delete(*, tasks: QuerySet[ScheduledTask]) -> int:
-    """Delete several tasks; refuses all of them if any is a system task."""
+def tasks_delete(
+    *, tasks: QuerySet[ScheduledTask], now: dt.datetime | None = None
+) -> int:
+    """Delete several tasks; refuses all of them if any is a system task, or has
+    runs pending or running (TaskBusy: those are cancelled, or the tasks deleted
+    one by one with task_delete's `cancel_runs`)."""
     system = list(tasks.filter(is_system=True).values_list("name", flat=True))
     if system:
         raise SystemTaskProtected(", ".join(system))
     with transaction.atomic():
+        busy = sorted(
+            set(
+                task_unfinished_runs(tasks=tasks, now=now).values_list(
+                    "task__name", flat=True
+                )
+            )
+        )
+        if busy:
+            raise TaskBusy(MSG_TASKS_BUSY % {"names": ", ".join(busy)})
         _total, per_model = tasks.delete()
         _tasks_changed()
     return per_model.get(ScheduledTask._meta.label, 0)

@@ -403,13 +403,31 @@ def test_delete_action_deletes_normal_tasks_and_their_executions(
     admin_client: Client,
 ) -> None:
     task = make_task()
-    make_execution(task)
+    make_execution(task, status="success")
 
     response = post_action(admin_client, TASK_CHANGELIST, "delete_tasks", [task])
 
     assert not ScheduledTask.objects.filter(pk=task.pk).exists()
     assert not TaskExecution.objects.filter(task_id=task.pk).exists()
     assert sent_messages(response) == [(messages.SUCCESS, "Deleted 1 task.")]
+
+
+def test_delete_action_refuses_tasks_with_runs_pending_or_running_and_names_them(
+    admin_client: Client,
+) -> None:
+    idle, busy = make_task(name="idle"), make_task(name="busy")
+    make_execution(busy, status="running")
+
+    response = post_action(admin_client, TASK_CHANGELIST, "delete_tasks", [idle, busy])
+
+    assert ScheduledTask.objects.filter(pk__in=[idle.pk, busy.pk]).count() == 2
+    assert sent_messages(response) == [
+        (
+            messages.ERROR,
+            "Nothing was deleted: these tasks have runs pending or running: busy. "
+            "Cancel their runs first, or delete each with its runs cancelled.",
+        )
+    ]
 
 
 def test_stock_delete_selected_action_is_not_offered(admin_client: Client) -> None:
@@ -435,6 +453,51 @@ def test_delete_page_deletes_a_normal_task(admin_client: Client) -> None:
     response = admin_client.post(task_url("delete", task), {"post": "yes"})
 
     assert response.status_code == 302
+    assert not ScheduledTask.objects.filter(pk=task.pk).exists()
+
+
+def test_delete_page_of_a_task_with_history_counts_it_and_deletes_it(
+    admin_client: Client,
+) -> None:
+    task = make_task(name="old")
+    for _ in range(3):
+        make_execution(task, status="success")
+
+    page = admin_client.get(task_url("delete", task))
+    response = admin_client.post(task_url("delete", task), {"post": "yes"})
+
+    assert "3 executions (the history)" in page.content.decode()
+    assert response.status_code == 302
+    assert not TaskExecution.objects.filter(task_id=task.pk).exists()
+
+
+def test_delete_page_of_a_busy_task_lists_its_runs_and_needs_the_box_ticked(
+    admin_client: Client,
+) -> None:
+    task = make_task(name="busy")
+    running = make_execution(task, status="running")
+    url = task_url("delete", task)
+
+    page = admin_client.get(url)
+    unticked = admin_client.post(url, {"post": "yes"})
+    kept = ScheduledTask.objects.filter(pk=task.pk).exists()
+    ticked = admin_client.post(url, {"post": "yes", "cancel_runs": "on"})
+
+    assert "This task has a run pending or running" in page.content.decode()
+    assert 'name="cancel_runs"' in page.content.decode()
+    assert reverse("admin:scheduler_app_taskexecution_change", args=[running.pk]) in (
+        page.content.decode()
+    )
+    assert unticked.status_code == 302 and unticked["Location"] == url
+    assert sent_messages(unticked) == [
+        (
+            messages.ERROR,
+            "Task “busy” has runs pending or running (#%s running): cancel them "
+            "first, or delete it with its runs cancelled." % running.pk,
+        )
+    ]
+    assert kept
+    assert ticked.status_code == 302
     assert not ScheduledTask.objects.filter(pk=task.pk).exists()
 
 

@@ -585,7 +585,7 @@ def test_update_of_an_unknown_task_is_404(api: APIClient) -> None:
 
 def test_delete_removes_the_task_and_its_history(api: APIClient) -> None:
     task = make_task(name="doomed")
-    make_execution(task)
+    make_execution(task, status="success")
 
     response = api.delete(task_url("doomed"))
 
@@ -817,3 +817,26 @@ def test_delete_with_a_stale_if_match_is_412_and_keeps_the_task(api: APIClient) 
     current = api.delete(url, HTTP_IF_MATCH='"2"')
 
     assert (stale.status_code, current.status_code) == (412, 204)
+
+
+def test_delete_of_a_task_with_runs_pending_or_running_is_409_unless_cancelled(
+    api: APIClient,
+) -> None:
+    task = make_task(name="busy")
+    running = make_execution(task, status="running")
+    pending = make_execution(task)
+
+    refused = api.delete(task_url("busy"))
+    wrong = api.delete(task_url("busy") + "?cancel_runs=yes")
+    deleted = api.delete(task_url("busy") + "?cancel_runs=true")
+
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "task_busy"
+    assert refused.json()["detail"] == (
+        "Task “busy” has runs pending or running (#%s running, #%s pending): cancel "
+        "them first, or delete it with its runs cancelled." % (running.pk, pending.pk)
+    )
+    assert wrong.status_code == 400
+    assert wrong.json()["field"] == "cancel_runs"
+    assert deleted.status_code == 204
+    assert not ScheduledTask.objects.filter(pk=task.pk).exists()

@@ -12,6 +12,7 @@ from scheduler_app.exceptions import (
     InvalidTransition,
     StatusChangeForbidden,
     SystemTaskProtected,
+    TaskBusy,
     TaskChanged,
     TaskNotFound,
 )
@@ -659,3 +660,19 @@ def test_a_run_date_beyond_the_supported_years_is_refused(
     assert errors_of(excinfo)["run_date"] == (
         "Enter a run date between 1970 and 9000, e.g. 2030-01-31T02:00:00Z."
     )
+
+
+def test_fires_staged_ahead_never_block_a_delete_but_a_run_now_request_does() -> None:
+    task = create()
+    make_execution(
+        task,
+        trigger_type="scheduled",
+        scheduled_for=NOW + dt.timedelta(seconds=1),
+    )
+    requested = make_execution(task, trigger_type="manual")
+
+    with pytest.raises(TaskBusy, match="#%s pending" % requested.pk):
+        task_delete(task=task, now=NOW)
+    task_delete(task=task, cancel_runs=True, now=NOW)
+
+    assert not ScheduledTask.objects.filter(pk=task.pk).exists()
