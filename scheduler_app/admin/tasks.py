@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.db.models import F, QuerySet
 from django.forms import ModelForm
 from django.forms.models import BaseInlineFormSet
@@ -376,7 +377,7 @@ class ScheduledTaskAdmin(TaskActionsMixin):
         object_id: str,
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        task = self.get_object(request, object_id)
+        task = self.get_object(request, unquote(object_id))
         runs = (
             list(
                 services.task_unfinished_runs(

@@ -92,7 +92,7 @@ MSG_IF_MATCH = gettext_lazy(
 )
 
 
-def expected_version(request: Request, task: ScheduledTask) -> int | None:
+def if_match_version(request: Request, task: ScheduledTask) -> int | None:
     """The version an If-Match header asks `task` to be at; None without one ("*").
 
     The tags are compared strongly and exactly: a weak one, "03" or a tag that
@@ -260,7 +260,7 @@ class ScheduledTaskViewSet(
             task=task,
             changes=serializer.validated_data,
             actor=self.request.user,
-            expected_version=expected_version(self.request, task),
+            expected_version=if_match_version(self.request, task),
         )
         serializer.instance = self._with_stats(task)
 
@@ -268,7 +268,7 @@ class ScheduledTaskViewSet(
         services.task_delete(
             task=instance,
             cancel_runs=cancel_runs_asked(self.request),
-            expected_version=expected_version(self.request, instance),
+            expected_version=if_match_version(self.request, instance),
         )
 
     def _status_response(self, task: ScheduledTask) -> Response:

@@ -20,8 +20,6 @@ RECORD_NEXT_RUNS = (
     "UPDATE {tasks} SET next_run_at = v.next_run_at FROM v WHERE {tasks}.id = v.id"
 )
 
-#: RECORD_NEXT_RUNS with the table's name, per database alias: built at first use.
-
 
 def _names(connection: Any) -> dict[str, str]:
     return {"tasks": connection.ops.quote_name(ScheduledTask._meta.db_table)}
