@@ -283,3 +283,15 @@ def test_the_reader_sees_lazy_relative_and_package_imports() -> None:
     assert {"checks", "conf", "engine.celery_executor"} <= imports_of("apps")
     assert "models" in imports_of("api.admin")
     assert imports_of("models") == {"choices"}
+
+
+@pytest.mark.parametrize("name", ["tasks.py", "scheduler.py"])
+def test_no_two_modules_share_a_name_that_means_different_things(name: str) -> None:
+    """A task admin, Celery tasks and the task services once were all tasks.py."""
+    found = sorted(
+        str(path.relative_to(APP_DIR))
+        for path in APP_DIR.rglob(name)
+        if "migrations" not in path.parts
+    )
+
+    assert len(found) <= 1, found

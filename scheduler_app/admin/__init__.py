@@ -6,7 +6,7 @@ pages); importing this package registers everything with admin.site.
 
 from .executions import TaskExecutionAdmin
 from .operations import SchedulerInstanceAdmin, SchedulerLockAdmin
-from .tasks import ScheduledTaskAdmin
+from .task_admin import ScheduledTaskAdmin
 
 __all__ = [
     "ScheduledTaskAdmin",

@@ -34,7 +34,7 @@ from ..models import ScheduledTask, TaskExecution
 from .display import DATETIME_FORMAT, relative_time
 
 if TYPE_CHECKING:
-    from .tasks import ScheduledTaskAdmin
+    from .task_admin import ScheduledTaskAdmin
 
 MSG_RUN_REQUESTED = _(
     "Requested a run of “%(name)s” (execution #%(id)s); the scheduler starts it "
