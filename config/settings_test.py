@@ -17,6 +17,7 @@ SCHEDULER_HANDLER_MODULES = [
     "tests.sample_handlers.api",
     "tests.sample_handlers.registry",
     "tests.sample_handlers.browser",
+    "tests.sample_handlers.hostile",
 ]
 
 # The test client and the browser tests' live server speak plain http, as `make run`

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
-from .choices import ExecutorName
+from .choices import ExecutorName, Isolation
 from .conf import SETTINGS, app_settings
 
 #: The tag of this app's checks, so a command can run them without the URL checks.
@@ -20,6 +20,11 @@ EXECUTOR_UNKNOWN = "SCHEDULER_EXECUTOR must be %s, not %%r." % " or ".join(
     repr(name.value) for name in ExecutorName
 )
 
+#: SCHEDULER_ISOLATION names no way of running handlers.
+ISOLATION_UNKNOWN = "SCHEDULER_ISOLATION must be %s, not %%r." % " or ".join(
+    repr(name.value) for name in Isolation
+)
+
 
 @register(TAG)
 def check_scheduler_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
@@ -27,6 +32,9 @@ def check_scheduler_settings(app_configs: Any = None, **kwargs: Any) -> list[Any
     executor = app_settings.SCHEDULER_EXECUTOR
     if executor not in tuple(ExecutorName):
         problems.append(Error(EXECUTOR_UNKNOWN % executor, id="scheduler_app.E001"))
+    isolation = app_settings.SCHEDULER_ISOLATION
+    if isolation not in tuple(Isolation):
+        problems.append(Error(ISOLATION_UNKNOWN % isolation, id="scheduler_app.E009"))
     if executor == ExecutorName.CELERY and not _celery_broker_url():
         problems.append(
             Error(

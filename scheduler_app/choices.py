@@ -70,7 +70,16 @@ class ExecutorName(StrEnum):
     A setting's values, not a field's: no labels to translate, nothing shows them.
     """
 
-    #: Threads inside runscheduler.
+    #: Inside runscheduler (in its handler processes, or threads: Isolation).
     INLINE = "inline"
     #: Celery workers.
     CELERY = "celery"
+
+
+class Isolation(StrEnum):
+    """How the inline executor runs handlers: the values of SCHEDULER_ISOLATION."""
+
+    #: In handler processes runscheduler supervises (runtime/processes.py).
+    PROCESS = "process"
+    #: In threads of runscheduler itself.
+    THREAD = "thread"

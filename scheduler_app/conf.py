@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 
-from .choices import ExecutorName
+from .choices import ExecutorName, Isolation
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,36 @@ SETTINGS: dict[str, Setting] = {
         ExecutorName.INLINE.value,
         'Where executions run: "inline" (inside runscheduler) or "celery" (workers).',
     ),
+    "SCHEDULER_ISOLATION": Setting(
+        Isolation.PROCESS.value,
+        'How the inline executor runs handlers: "process" (in handler processes '
+        "runscheduler supervises: a crash, a hang or a leak costs only its run) or "
+        '"thread" (in threads of runscheduler itself: faster to start, no protection).',
+    ),
+    "SCHEDULER_WORKER_PROCESSES": Setting(
+        4,
+        "Handler processes of runscheduler (SCHEDULER_ISOLATION=process): at most "
+        "this many runs at once.",
+        positive=True,
+    ),
+    "SCHEDULER_WORKER_MAX_RUNS": Setting(
+        0,
+        "A handler process is replaced after this many runs (0: never).",
+    ),
+    "SCHEDULER_WORKER_MAX_MEMORY_MB": Setting(
+        512,
+        "A handler process is replaced after a run that leaves it with more resident "
+        "memory than this (0: never).",
+    ),
+    "SCHEDULER_KILL_GRACE_SECONDS": Setting(
+        5,
+        "A handler process past its run's timeout (or not stopping on a cancel) gets "
+        "SIGTERM, and SIGKILL this many seconds later, with its child processes.",
+        positive=True,
+    ),
     "SCHEDULER_THREAD_POOL_SIZE": Setting(
         10,
-        "Threads running sync handlers inside runscheduler.",
+        "Threads running handlers inside runscheduler (SCHEDULER_ISOLATION=thread).",
         positive=True,
     ),
     "SCHEDULER_LEADER_LOCK_ENABLED": Setting(

@@ -427,13 +427,30 @@ def bind(
         _current.reset(token)
 
 
+#: In a handler process (runtime/child.py): the log of the one run it is running,
+#: whatever thread the handler writes from.
+_process_log: RunLog | None = None
+
+
+def set_process_log(run_log: RunLog | None) -> None:
+    """Make `run_log` the log of everything this process runs (a handler process)."""
+    global _process_log
+    _process_log = run_log
+
+
+def bound() -> RunLog | None:
+    """The log bound to this context, or the process's one run; None outside a run."""
+    run_log = _current.get()
+    return run_log if run_log is not None else _process_log
+
+
 def current() -> RunLog | None:
     """The log of the run this code belongs to.
 
     Threads started by a handler do not inherit context variables; when exactly one
     run is live in this process, its log is the only sensible target.
     """
-    run_log = _current.get()
+    run_log = bound()
     if run_log is not None:
         return run_log
     live = publisher.live_logs()

@@ -124,6 +124,20 @@ def run_to_end(
     )
 
 
+def path_param(path: Path) -> str:
+    """A path as a parameter expression (a quoted string)."""
+    return repr(str(path))
+
+
+def gone(pid: int) -> bool:
+    """The process has ended (a zombie waiting for its parent's wait counts)."""
+    try:
+        state = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
 # Readiness -------------------------------------------------------------------------
 
 

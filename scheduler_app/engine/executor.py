@@ -26,8 +26,11 @@ from collections.abc import Iterable
 
 from django.db import DatabaseError, close_old_connections, connections
 
+from ..choices import Isolation
+from ..conf import app_settings
 from ..models import TaskExecution
-from ..runtime import threads
+from ..runtime import capture, threads
+from ..runtime.processes import HandlerProcess
 from ..services import Run, run_claimed, runs_claim, runs_finish, runs_release
 
 logger = logging.getLogger(__name__)
@@ -73,16 +76,20 @@ class ConnectionKeeper:
 
 
 class InlineExecutor:
-    """Runs executions in `max_workers` threads of this process.
+    """Runs executions with `max_workers` threads of this process.
 
-    Async handlers run on the process's shared event loop, sync ones in the pool
+    `isolation="process"` (SCHEDULER_ISOLATION): each thread drives a handler
+    process of its own (runtime/processes.py), which runs the handler. "thread":
+    async handlers run on the process's shared event loop, sync ones in the pool
     thread (or in a thread of their own when their task has a timeout).
     """
 
     lead_seconds = HANDOVER_AHEAD_SECONDS
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(self, max_workers: int, *, isolation: str = Isolation.THREAD) -> None:
         self.max_workers = max(1, int(max_workers))
+        self.isolation = Isolation(isolation)
+        capture.install()  # what handlers print and log goes to their run's log
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._intake: deque[TaskExecution] = deque()
@@ -106,9 +113,21 @@ class InlineExecutor:
         self._stopping = False
         self._bookkeeper = threads.ENGINE_BOOKKEEPER.new(self._bookkeep)
         self._timer = threads.ENGINE_TIMER.new(self._time)
+        processes: list[HandlerProcess | None] = [None] * self.max_workers
+        if self.isolation == Isolation.PROCESS:
+            processes = [self._handler_process() for _ in range(self.max_workers)]
+            # Django is set up in all of them at once; the first fires find them ready.
+            for process in processes:
+                assert process is not None
+                if not process.wait_ready():
+                    logger.error(
+                        "Handler process %s did not start; the first run it gets "
+                        "starts another",
+                        process.pid,
+                    )
         self._workers = [
-            threads.ENGINE_RUN.new(self._work_loop, suffix=str(n))
-            for n in range(self.max_workers)
+            threads.ENGINE_RUN.new(self._work_loop, args=(process,), suffix=str(n))
+            for n, process in enumerate(processes)
         ]
         self._bookkeeper.start()
         self._timer.start()
@@ -367,16 +386,31 @@ class InlineExecutor:
         with contextlib.suppress(DatabaseError):
             connections.close_all()
 
-    def _work_loop(self) -> None:
+    @staticmethod
+    def _handler_process() -> HandlerProcess:
+        process = HandlerProcess(
+            max_runs=app_settings.SCHEDULER_WORKER_MAX_RUNS,
+            max_memory_bytes=app_settings.SCHEDULER_WORKER_MAX_MEMORY_MB * 2**20,
+            kill_grace_seconds=app_settings.SCHEDULER_KILL_GRACE_SECONDS,
+        )
+        try:
+            process.start()
+        except OSError:  # its first run tries again, and records why it could not
+            logger.exception("Could not start a handler process")
+        return process
+
+    def _work_loop(self, process: HandlerProcess | None) -> None:
         keeper = ConnectionKeeper()
         while True:
             run = self._work.get()
             if run is None:
+                if process is not None:
+                    process.close()
                 connections.close_all()
                 return
             keeper.before_use()
             try:
-                run_claimed(run)
+                run_claimed(run, process=process)
             except BaseException:  # the job boundary: run_claimed records what it can
                 logger.exception("Execution %s could not be run", run.execution.pk)
             with self._lock:

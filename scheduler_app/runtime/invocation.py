@@ -1,18 +1,21 @@
-"""A handler call: on the calling thread, a thread of its own, or the shared event loop.
+"""A handler call in this process: on the calling thread, or on a thread of its own.
 
-`call` runs a claimed run's handler under its timeout and its cancels and turns
-what happened into a `Result`. Async handlers of every run share one event loop
-per process (`SharedLoop`); a sync handler runs in the calling thread, or in a
-thread of its own when its task has a timeout to enforce.
+`call_handler` runs a claimed run's handler under its timeout and its cancels and
+turns what happened into a `Result`. An async handler runs on an event loop of its
+own, in a thread of its own, so one that blocks its loop (`time.sleep` in an
+`async def`) stalls nobody else; a sync handler runs in the calling thread, or in
+a thread of its own when its task has a timeout to enforce. (With
+SCHEDULER_ISOLATION=process the call happens in a handler process instead:
+runtime/processes.py.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import inspect
-import os
 import threading
 import time
 import traceback
@@ -35,35 +38,10 @@ Status = TaskExecution.Status
 FailureKind = TaskExecution.FailureKind
 
 
-class SharedLoop:
-    """One event loop per process, in its own thread, for every async handler.
-
-    Async handlers of all runs share it (cheap: no thread or loop per run); each
-    run's context (its task_log binding) travels with the task it submits.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pid = 0
-
-    def get(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            # After a fork (Celery prefork) the parent's loop thread does not exist here.
-            if self._loop is None or self._pid != os.getpid():
-                loop = asyncio.new_event_loop()
-                threads.ASYNC_HANDLERS.start(loop.run_forever)
-                self._loop, self._pid = loop, os.getpid()
-            return self._loop
-
-
-shared_loop = SharedLoop()
-
-
 class Invocation:
     """One call of a handler.
 
-    An async handler runs on the shared loop. A sync handler runs in the calling
+    An async handler runs on a loop of its own. A sync handler runs in the calling
     thread (a thread of the executor's pool, or a Celery worker's), or, when the
     task has a timeout to enforce, in a thread of its own, so the run can be
     ended at the deadline whatever the handler does (its late result is ignored).
@@ -78,24 +56,23 @@ class Invocation:
         self.settled = threading.Event()
         self.value: Any = None
         self.error: BaseException | None = None
-        self._future: concurrent.futures.Future[Any] | None = None
+        self._lock = threading.Lock()
+        self._cancelled = False
+        #: The loop and task of an awaited call, while it runs.
+        self._awaiting: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = (
+            None
+        )
 
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.func)
 
     def start_async(self) -> None:
-        try:
-            coroutine = self.func(**self.kwargs)
-        except BaseException as exc:  # bad arguments, raised before the first await
-            self.error = exc
-            self._finish()
-            return
-        self._future = asyncio.run_coroutine_threadsafe(coroutine, shared_loop.get())
-        self._future.add_done_callback(self._collect)
+        """Call an async handler on a loop of its own, in a thread of its own."""
+        self.start_thread()
 
     def start_thread(self) -> None:
-        """Call a sync handler in a thread of its own, with the caller's context."""
+        """Call the handler in a thread of its own, with the caller's context."""
 
         def target() -> None:
             try:
@@ -114,22 +91,27 @@ class Invocation:
         try:
             value = self.func(**self.kwargs)
             if inspect.isawaitable(value):
-                self._future = asyncio.run_coroutine_threadsafe(
-                    _awaited(value), shared_loop.get()
-                )
-                value = self._future.result()
+                value = self._await(value)
             self.value = value
         except BaseException as exc:  # the handler boundary: everything is recorded
             self.error = exc
         finally:
             self._finish()
 
-    def _collect(self, future: concurrent.futures.Future[Any]) -> None:
+    def _await(self, awaitable: Any) -> Any:
+        """Run `awaitable` to its end on a new event loop in this thread."""
+        loop = asyncio.new_event_loop()
         try:
-            self.value = future.result()
-        except BaseException as exc:  # the handler boundary: everything is recorded
-            self.error = exc
-        self._finish()
+            task = loop.create_task(_awaited(awaitable))
+            with self._lock:
+                self._awaiting = (loop, task)
+                if self._cancelled:
+                    task.cancel()
+            return loop.run_until_complete(task)
+        finally:
+            with self._lock:
+                self._awaiting = None
+            loop.close()
 
     def _finish(self) -> None:
         self.done.set()
@@ -137,8 +119,12 @@ class Invocation:
 
     def cancel(self) -> None:
         """Cancel an async handler on its loop and wake whoever waits for the call."""
-        if self._future is not None:
-            self._future.cancel()
+        with self._lock:
+            self._cancelled = True
+            if self._awaiting is not None:
+                loop, task = self._awaiting
+                with contextlib.suppress(RuntimeError):  # the loop just closed
+                    loop.call_soon_threadsafe(task.cancel)
         self.settled.set()
 
 
@@ -167,13 +153,13 @@ def call_handler(
         invocation.call_here()
     else:
         invocation.start_thread()
-    return _wait_for_handler(run, deadline)
+    return _wait_for_handler(run, invocation, deadline)
 
 
-def _wait_for_handler(run: Run, deadline: float | None) -> Result:
+def _wait_for_handler(
+    run: Run, invocation: Invocation, deadline: float | None
+) -> Result:
     """Wait for the call to end, for its deadline, or for a cancel."""
-    invocation = run.invocation
-    assert invocation is not None
     while not invocation.done.is_set():
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:

@@ -10,7 +10,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from django.utils.translation import gettext as _
 
@@ -18,10 +18,14 @@ from ..models import ScheduledTask, TaskExecution
 from ..tasklog import RunLog
 from .leases import RunLock, committed_at_once
 
-if TYPE_CHECKING:
-    from .invocation import Invocation
-
 logger = logging.getLogger(__name__)
+
+
+class Call(Protocol):
+    """A handler call under way (`invocation.Invocation`, `processes.ProcessCall`)."""
+
+    def cancel(self) -> None:
+        """Pass a cancel on to the handler; whoever waits for the call wakes up."""
 
 
 @dataclass
@@ -64,7 +68,7 @@ class Run:
     lock_wanted: LockWanted = LockWanted.NONE
     #: Set by the run stage; a run refused its lock at claim time has it already.
     result: Result | None = None
-    invocation: Invocation | None = None
+    invocation: Call | None = None
     since: float = field(default_factory=time.monotonic)
     #: Record the log and progress the row has (the run's process is gone), not run_log's.
     keep_log: bool = False

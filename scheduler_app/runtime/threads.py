@@ -84,13 +84,22 @@ ENGINE_TIMER = BackgroundThread(
 ENGINE_RUN = BackgroundThread(
     "scheduler-run-",
     "scheduler_app.engine.executor:InlineExecutor._work_loop",
-    "The inline executor's pool (SCHEDULER_THREAD_POOL_SIZE of them, numbered): "
-    "each calls one handler at a time.",
+    "The inline executor's pool (SCHEDULER_THREAD_POOL_SIZE of them, numbered; "
+    "SCHEDULER_WORKER_PROCESSES with SCHEDULER_ISOLATION=process, each driving "
+    "its handler process): each calls one handler at a time.",
 )
 NOTIFY = BackgroundThread(
     "scheduler-notify",
     "scheduler_app.notify:Listener._run",
     "With Redis: receives change and run-request notifications for the engine.",
+)
+
+# -- a handler process (SCHEDULER_ISOLATION=process) ---------------------------------
+
+CHILD_READER = BackgroundThread(
+    "scheduler-child-reader",
+    "scheduler_app.runtime.child:Child._read",
+    "In a handler process: receives runs, cancels and replies from the scheduler.",
 )
 
 # -- any process that runs executions (scheduler, Celery worker, run_task) -----------
@@ -106,15 +115,11 @@ LOCK_WRITE = BackgroundThread(
     "One database lock write on a connection of its own, so it commits at once "
     "inside a handler's transaction (short-lived, waited for).",
 )
-ASYNC_HANDLERS = BackgroundThread(
-    "scheduler-async-handlers",
-    "asyncio:AbstractEventLoop.run_forever",
-    "The one event loop of the process, for every async handler.",
-)
 HANDLER = BackgroundThread(
     "scheduler-handler",
     "scheduler_app.runtime.invocation:Invocation._call",
-    "A sync handler with a timeout to enforce (one per such run, ends with it).",
+    "A handler in thread isolation: an async one (on an event loop of its own), or "
+    "a sync one with a timeout to enforce (one per such run, ends with it).",
 )
 LOG_PUBLISHER = BackgroundThread(
     "scheduler-log-publisher",
@@ -133,9 +138,9 @@ THREADS: tuple[BackgroundThread, ...] = (
     ENGINE_TIMER,
     ENGINE_RUN,
     NOTIFY,
+    CHILD_READER,
     WATCHDOG,
     LOCK_WRITE,
-    ASYNC_HANDLERS,
     HANDLER,
     LOG_PUBLISHER,
     HEARTBEAT,

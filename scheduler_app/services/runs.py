@@ -36,9 +36,11 @@ from ..handlers.registry import resolve_handler
 from ..handlers.results import json_safe
 from ..locks import DatabaseLockBackend, LockBackend, get_lock_backend
 from ..models import ScheduledTask, TaskExecution, TaskExecutionQuerySet
+from ..runtime import capture
 from ..runtime.invocation import call_handler, is_soft_time_limit, result_from_error
 from ..runtime.leases import held_locks, request_cancel, watchdog
 from ..runtime.overlap import take_claim_locks, take_wanted_lock
+from ..runtime.processes import HandlerProcess
 from ..runtime.run import Result, Run
 from ..storable import storable_json
 from ..tasklog import LogSnapshot, RunLog, bind
@@ -200,11 +202,14 @@ def _make_runs(
 # -- stage 2: run -----------------------------------------------------------------------
 
 
-def run_claimed(run: Run, *, inline: bool = False) -> None:
+def run_claimed(
+    run: Run, *, inline: bool = False, process: HandlerProcess | None = None
+) -> None:
     """Call a claimed run's handler under its timeout and cancels; sets `run.result`.
 
     `inline=True` (Celery workers) calls a sync handler in this thread even when
     the task has a timeout: the worker's own time limits enforce it there.
+    `process` (SCHEDULER_ISOLATION=process) calls it in that handler process.
     """
     if run.result is not None:  # refused its lock at claim time
         return
@@ -213,12 +218,12 @@ def run_claimed(run: Run, *, inline: bool = False) -> None:
     # and started_at says when it really started (written with the final state).
     execution.started_at = timezone.now()
     try:
-        _run_stage(run, inline=inline)
+        _run_stage(run, inline=inline, process=process)
     finally:
         run.ended_at = timezone.now()
 
 
-def _run_stage(run: Run, *, inline: bool) -> None:
+def _run_stage(run: Run, *, inline: bool, process: HandlerProcess | None) -> None:
     execution, task = run.execution, run.task
     try:
         if not take_wanted_lock(run):  # no free slot: skipped
@@ -230,7 +235,10 @@ def _run_stage(run: Run, *, inline: bool) -> None:
             interval=app_settings.SCHEDULER_LOG_PUBLISH_INTERVAL,
             line_sink=livelog.sink_for(execution.pk),  # None without Redis
         ):
-            run.result = _evaluate_and_call(run, inline=inline)
+            try:
+                run.result = _evaluate_and_call(run, inline=inline, process=process)
+            finally:
+                capture.end_of_run()  # a last print() without its newline
     except Exception as exc:  # the run boundary: whatever broke is recorded on the run
         if run.invocation is not None:
             run.invocation.cancel()
@@ -268,7 +276,9 @@ def _resolve(task: ScheduledTask) -> tuple[HandlerInfo, Callable[..., Any]]:
     return resolved
 
 
-def _evaluate_and_call(run: Run, *, inline: bool) -> Result:
+def _evaluate_and_call(
+    run: Run, *, inline: bool, process: HandlerProcess | None
+) -> Result:
     execution, task = run.execution, run.task
     try:
         info, func = _resolve(task)
@@ -287,6 +297,8 @@ def _evaluate_and_call(run: Run, *, inline: bool) -> Result:
     execution.kwargs = storable_json(evaluated)  # the live log's row updates carry it
     if execution.kwargs is not evaluated:
         run.altered.append("kwargs")
+    if process is not None:
+        return process.call(run, task.handler_path, kwargs)
     return call_handler(run, func, kwargs, inline=inline)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,7 @@ from scheduler_app.engine.executor import InlineExecutor
 from scheduler_app.models import ScheduledTask, TaskExecution
 from scheduler_app.services import task_request_run
 from tests.factories import make_sample_task as make
+from tests.factories import make_task
 from tests.helpers import wait_until
 from tests.sample_handlers import runs
 
@@ -236,3 +238,29 @@ def test_shutdown_gives_back_runs_waiting_for_their_time(
     assert statuses([execution]) == [Status.PENDING]
     assert executor.inflight() == set()
     assert runs.calls == []
+
+
+def test_in_threads_one_blocking_async_handler_does_not_stall_the_others(
+    executors: list[InlineExecutor],
+) -> None:
+    blocking = make_task(
+        name="blocking",
+        handler_path="tests.sample_handlers.hostile:async_block",
+        handler_kwargs={"seconds": "5"},
+    )
+    quick = make_task(
+        name="quick", handler_path="tests.sample_handlers.hostile:async_quick"
+    )
+    executor = InlineExecutor(max_workers=2)
+    executors.append(executor)
+    blocked = task_request_run(task=blocking)
+    executor.submit([blocked])
+    assert wait_until(lambda: statuses([blocked]) == [Status.RUNNING])
+    started = time.monotonic()
+    run = task_request_run(task=quick)
+    executor.submit([run])
+
+    assert wait_until(lambda: statuses([run]) == [Status.SUCCESS])
+    assert time.monotonic() - started < 4  # not after the blocker's 5 s
+    assert statuses([blocked]) == [Status.RUNNING]
+    assert wait_until(lambda: statuses([blocked]) == [Status.SUCCESS])

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from scheduler_app.exceptions import SchedulerError
 from scheduler_app.models import TaskExecution
+from scheduler_app.runtime import capture
 from scheduler_app.services import (
     TaskInvalid,
     execution_run,
@@ -63,6 +64,7 @@ class Command(BaseCommand):
         self.stdout.write(
             "Running task %s (execution #%s)…" % (task.name, execution.pk)
         )
+        capture.install()  # the handler's print() and logging go to its run's log
         with instance_heartbeating():
             execution = execution_run(
                 execution=execution,

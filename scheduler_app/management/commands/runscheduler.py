@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from scheduler_app import checks
-from scheduler_app.choices import ExecutorName
+from scheduler_app.choices import ExecutorName, Isolation
 from scheduler_app.conf import app_settings
 from scheduler_app.engine.executor import InlineExecutor
 from scheduler_app.engine.loop import Engine, Executor
@@ -69,7 +69,11 @@ class Command(BaseCommand):
             (
                 "default queue %s" % app_settings.SCHEDULER_DEFAULT_QUEUE
                 if app_settings.SCHEDULER_EXECUTOR == ExecutorName.CELERY
-                else "%d threads" % app_settings.SCHEDULER_THREAD_POOL_SIZE
+                else (
+                    "%d handler processes" % app_settings.SCHEDULER_WORKER_PROCESSES
+                    if app_settings.SCHEDULER_ISOLATION == Isolation.PROCESS
+                    else "%d threads" % app_settings.SCHEDULER_THREAD_POOL_SIZE
+                )
             ),
             "on" if app_settings.SCHEDULER_ENABLED else "OFF (SCHEDULER_ENABLED=false)",
             "on" if app_settings.SCHEDULER_LEADER_LOCK_ENABLED else "off",
@@ -95,5 +99,14 @@ def make_executor() -> Executor:
 
         return CeleryExecutor()
     if name == ExecutorName.INLINE:
-        return InlineExecutor(app_settings.SCHEDULER_THREAD_POOL_SIZE)
+        isolation = app_settings.SCHEDULER_ISOLATION
+        if isolation not in tuple(Isolation):
+            raise CommandError(checks.ISOLATION_UNKNOWN % isolation)
+        if isolation == Isolation.PROCESS:
+            return InlineExecutor(
+                app_settings.SCHEDULER_WORKER_PROCESSES, isolation=Isolation.PROCESS
+            )
+        return InlineExecutor(
+            app_settings.SCHEDULER_THREAD_POOL_SIZE, isolation=Isolation.THREAD
+        )
     raise CommandError(checks.EXECUTOR_UNKNOWN % name)
