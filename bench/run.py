@@ -93,6 +93,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="SCHEDULER_THREAD_POOL_SIZE of the scheduler under test (default 10, the product's)",
     )
     parser.add_argument(
+        "--isolation",
+        choices=("process", "thread"),
+        default=os.environ.get("SCHEDULER_ISOLATION", "process"),
+        help="SCHEDULER_ISOLATION of the scheduler under test (default process, the "
+        "product's; SCHEDULER_WORKER_PROCESSES from the environment, default 4)",
+    )
+    parser.add_argument(
         "--pg-url",
         default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL),
         help="PostgreSQL server to create the bench database on (default %s)"
@@ -477,14 +484,24 @@ def reachable(args: argparse.Namespace) -> tuple[bool, str]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    # The schedulers under test inherit it (bench.common.base_env).
+    os.environ["SCHEDULER_ISOLATION"] = args.isolation
     if args.child:
         run_backend(args)
         return
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     print("bench: %s" % machine())
     print(
-        "bench: scenarios %s; windows of %d s; %d scheduler threads"
-        % (", ".join(args.only), args.duration, args.threads),
+        "bench: scenarios %s; windows of %d s; %s"
+        % (
+            ", ".join(args.only),
+            args.duration,
+            (
+                "%s handler processes" % os.environ.get("SCHEDULER_WORKER_PROCESSES", 4)
+                if args.isolation == "process"
+                else "%d scheduler threads" % args.threads
+            ),
+        ),
         flush=True,
     )
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -516,6 +533,8 @@ def main(argv: list[str] | None = None) -> None:
                 ",".join(map(str, args.djapscheduler_tasks)),
                 "--threads",
                 str(args.threads),
+                "--isolation",
+                args.isolation,
                 "--wait-quiet",
                 str(args.wait_quiet),
                 *(
