@@ -230,6 +230,14 @@ class Context:
     #: Wait up to this long for other processes to calm down before each measurement.
     wait_quiet: float = 0.0
 
+    def executes(self) -> str:
+        """How the scheduler under test runs handlers, in words."""
+        if os.environ.get("SCHEDULER_ISOLATION", "process") == "process":
+            return "%s handler processes" % os.environ.get(
+                "SCHEDULER_WORKER_PROCESSES", "4"
+            )
+        return "%d threads" % self.threads
+
     def sampler(self, pid: int) -> ProcSampler:
         """A sampler of the process under test (and of its PostgreSQL backends)."""
         return ProcSampler(pid, database=self.db.server_database).start()
@@ -263,6 +271,27 @@ class Sample:
     host_ticks: int
     #: utime+stime of the PostgreSQL backends serving the bench database (0 on SQLite).
     db_ticks: int = 0
+    #: utime+stime and RSS of the process's children (its handler processes).
+    child_ticks: int = 0
+    child_rss_kb: int = 0
+
+
+def _children_totals(pid: int) -> tuple[int, int]:
+    """CPU ticks and RSS (KB) of the processes whose parent is `pid`."""
+    ticks = rss_kb = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry.name) as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) != pid:  # field 4, ppid
+                continue
+            ticks += int(fields[11]) + int(fields[12])
+            rss_kb += int(fields[21]) * os.sysconf("SC_PAGE_SIZE") // 1024
+        except (OSError, IndexError, ValueError):
+            continue
+    return ticks, rss_kb
 
 
 def _process_ticks(pid: int | str) -> int:
@@ -392,12 +421,15 @@ class ProcSampler:
                 )
         except (OSError, IndexError, ValueError):
             return None
+        children = _children_totals(self.pid)
         return Sample(
             at=time.time(),
             cpu_ticks=ticks,
             rss_kb=rss,
             host_ticks=_host_busy_ticks(),
             db_ticks=self.backends.ticks() if self.backends else 0,
+            child_ticks=children[0],
+            child_rss_kb=children[1],
         )
 
     def _run(self) -> None:
@@ -436,11 +468,22 @@ class ProcSampler:
     def others_percent(self, start: float, end: float) -> float | None:
         """CPU used by every other process over [start, end], as a % of one core.
 
-        Neither the process under test nor the backends of the bench database count.
+        Neither the process under test, its children, nor the backends of the bench
+        database count.
         """
         return self._delta_percent(
-            start, end, lambda s: s.host_ticks - s.cpu_ticks - s.db_ticks
+            start,
+            end,
+            lambda s: s.host_ticks - s.cpu_ticks - s.db_ticks - s.child_ticks,
         )
+
+    def children_percent(self, start: float, end: float) -> float | None:
+        """CPU of the process's children (handler processes), % of one core."""
+        return self._delta_percent(start, end, lambda s: s.child_ticks)
+
+    def children_rss_mb(self, start: float, end: float) -> float | None:
+        inside = self.window(start, end)
+        return max(sample.child_rss_kb for sample in inside) / 1024 if inside else None
 
     def peak_rss_mb(self, start: float, end: float) -> float | None:
         inside = self.window(start, end)
@@ -453,6 +496,8 @@ class ProcSampler:
             "peak_rss_mb": self.peak_rss_mb(start, end),
             "db_cpu_percent": self.db_percent(start, end),
             "others_cpu_percent": self.others_percent(start, end),
+            "handlers_cpu_percent": self.children_percent(start, end),
+            "handlers_rss_mb": self.children_rss_mb(start, end),
         }
 
 

@@ -60,6 +60,8 @@ HEADERS = [
     "CPU %",
     "peak RSS MB",
     "DB CPU %",
+    "handler procs CPU %",
+    "handler procs RSS MB",
     "others CPU %",
     "log warn/err",
 ]
@@ -195,6 +197,8 @@ def row(result: dict) -> list:
         result["cpu_percent"],
         result["peak_rss_mb"],
         result["db_cpu_percent"],
+        result.get("handlers_cpu_percent"),
+        result.get("handlers_rss_mb"),
         result["others_cpu_percent"],
         "%d/%d" % (result["log_warnings"], result["log_errors"]),
     ]
@@ -203,8 +207,8 @@ def row(result: dict) -> list:
 def run(ctx: Context, *, counts: list[int], phases: list[str]) -> Outcome:
     outcome = Outcome(
         "fires",
-        "1. N tasks every 1 s for %d s (runscheduler, %d threads)"
-        % (ctx.duration, ctx.threads),
+        "1. N tasks every 1 s for %d s (runscheduler, %s)"
+        % (ctx.duration, ctx.executes()),
         HEADERS,
     )
     for count in counts:
