@@ -131,6 +131,13 @@ SETTINGS: dict[str, Setting] = {
         "(seconds), while Redis carries the live view.",
         positive=True,
     ),
+    "SCHEDULER_LOG_MAX_BYTES": Setting(
+        1024 * 1024,
+        "A run's log keeps at most this many bytes (UTF-8), its first and its last "
+        "lines, with a marker saying how many were dropped; a line longer than a "
+        "quarter of it is cut. With Redis, the live list keeps half of it.",
+        positive=True,
+    ),
     "SCHEDULER_HEARTBEAT_INTERVAL": Setting(
         5.0, "Seconds between two heartbeats of an instance."
     ),

@@ -4,7 +4,8 @@ With REDIS_URL set, the execution path binds a `RedisLogSink` (from `sink_for`)
 beside the row sink. Every publisher flush (SCHEDULER_LOG_PUBLISH_INTERVAL) sends
 the lines written since the previous one in a single transaction:
 
-- RPUSH to the list `<prefix>log:<id>`, trimmed to SCHEDULER_LOG_BUFFER_MAX_LINES;
+- RPUSH to the list `<prefix>log:<id>`, trimmed to SCHEDULER_LOG_BUFFER_MAX_LINES
+  lines and to half of SCHEDULER_LOG_MAX_BYTES (the share of the run's own tail);
 - the line count ("end") and progress to the hash `<prefix>log:<id>:meta`;
 - both keys expire SCHEDULER_LOG_REDIS_TTL seconds after the last write, and a
   minute after the run ends (the row holds the final log by then);
@@ -18,7 +19,7 @@ offset on and take anything older than the list from the row, which the run
 then only updates every SCHEDULER_LOG_ROW_FLUSH_INTERVAL seconds.
 
 Redis trouble never reaches the run. Lines that could not be pushed stay pending
-(at most as many as the list keeps) and go out with the next push that works;
+(at most as many, and as many bytes, as the list keeps) and go out with the next push that works;
 meanwhile the row is updated at the full rate again and readers use it. If Redis
 lost the list (a restart without persistence), the next push starts it afresh
 and readers take the earlier lines from the row.
@@ -39,7 +40,7 @@ from django.utils.translation import ngettext
 
 from .conf import app_settings
 from .redis_client import get_redis
-from .tasklog import LogLines, StoredLog
+from .tasklog import LogLines, StoredLog, utf8_size
 
 logger = logging.getLogger(__name__)
 
@@ -139,15 +140,24 @@ class RedisLogSink:
         max_lines: int,
         ttl_seconds: int,
         row_every: float,
+        max_bytes: int = 512 * 1024,
     ) -> None:
         self.execution_id = execution_id
         self._url = url
         self._max_lines = max_lines
+        self._max_bytes = max_bytes
         self._ttl_seconds = ttl_seconds
         self._row_every = row_every
-        # Lines not in Redis yet, ending at line number _pending_end.
-        self._pending: deque[str] = deque(maxlen=max_lines)
+        # Lines not in Redis yet, ending at line number _pending_end, and their
+        # bytes (UTF-8, one each for the separator): at most what the list keeps.
+        self._pending: deque[str] = deque()
+        self._pending_sizes: deque[int] = deque()
+        self._pending_bytes = 0
         self._pending_end = 0
+        # The bytes of the lines in the Redis list, newest last (pushed ones only):
+        # how many lines LTRIM keeps so the list stays within max_bytes.
+        self._listed_sizes: deque[int] = deque()
+        self._listed_bytes = 0
         # Where the list ends, as of the last push that worked; -1 before the first
         # push, which clears anything a reused id may have left.
         self._pushed_end = -1
@@ -188,7 +198,20 @@ class RedisLogSink:
             # The run's buffer dropped lines since the previous batch (its cap):
             # the list restarts after the gap and readers take the rest from the row.
             self._pending.clear()
-        self._pending.extend(batch.lines)
+            self._pending_sizes.clear()
+            self._pending_bytes = 0
+        for line in batch.lines:
+            size = utf8_size(line) + 1
+            self._pending.append(line)
+            self._pending_sizes.append(size)
+            self._pending_bytes += size
+            while len(self._pending) > 1 and (
+                len(self._pending) > self._max_lines
+                or self._pending_bytes > self._max_bytes
+            ):
+                # Older than the list could keep: the push restarts the list.
+                self._pending.popleft()
+                self._pending_bytes -= self._pending_sizes.popleft()
         self._pending_end = batch.end
         progress = (batch.progress_done, batch.progress_total)
         if progress != self._progress:
@@ -200,6 +223,9 @@ class RedisLogSink:
         lines = list(self._pending)
         first = self._pending_end - len(lines)
         done, total = self._progress
+        listed = self._listed_after(
+            list(self._pending_sizes), restart=first != self._pushed_end
+        )
         try:
             with _client(self._url).pipeline(transaction=True) as pipe:
                 if first != self._pushed_end:
@@ -207,7 +233,7 @@ class RedisLogSink:
                     pipe.delete(self.key)
                 if lines:
                     pipe.rpush(self.key, *lines)
-                    pipe.ltrim(self.key, -self._max_lines, -1)
+                    pipe.ltrim(self.key, -len(listed), -1)
                 pipe.hset(
                     self.meta_key,
                     mapping={
@@ -236,8 +262,28 @@ class RedisLogSink:
             return
         _health.succeeded()
         self._pending.clear()
+        self._pending_sizes.clear()
+        self._pending_bytes = 0
+        self._listed_sizes = listed
+        self._listed_bytes = sum(listed)
         self._pushed_end = self._pending_end
         self._progress_sent = True
+
+    def _listed_after(self, pushed: list[int], *, restart: bool) -> deque[int]:
+        """The sizes of the lines the list holds once `pushed` are added and trimmed.
+
+        The newest lines, at most max_lines of them and max_bytes (always the
+        newest one).
+        """
+        listed = deque() if restart else deque(self._listed_sizes)
+        total = 0 if restart else self._listed_bytes
+        listed.extend(pushed)
+        total += sum(pushed)
+        while len(listed) > 1 and (
+            len(listed) > self._max_lines or total > self._max_bytes
+        ):
+            total -= listed.popleft()
+        return listed
 
 
 def sink_for(execution_id: int) -> RedisLogSink | None:
@@ -252,6 +298,8 @@ def sink_for(execution_id: int) -> RedisLogSink | None:
         execution_id,
         url=url,
         max_lines=app_settings.SCHEDULER_LOG_BUFFER_MAX_LINES,
+        # The run's own buffer keeps half its bytes for the tail: so does the list.
+        max_bytes=max(1, app_settings.SCHEDULER_LOG_MAX_BYTES // 2),
         ttl_seconds=app_settings.SCHEDULER_LOG_REDIS_TTL,
         row_every=app_settings.SCHEDULER_LOG_ROW_FLUSH_INTERVAL,
     )

@@ -12,6 +12,12 @@ is the run's lock extender that `task_extend_lock` calls.
 Lines are numbered from 0 in the order they were written, one number per line of
 text (a message with newlines takes several). `StoredLog` reads a stored text back
 by these numbers, so readers of the row and of Redis agree on offsets.
+
+A run's log is bounded in lines (SCHEDULER_LOG_BUFFER_MAX_LINES) and in bytes
+(SCHEDULER_LOG_MAX_BYTES, UTF-8): however much a handler writes, a `RunLog` holds
+at most that much, so the process running it does not grow with the output. A
+line longer than a quarter of the byte cap is cut as it is written, with a marker
+saying how much was cut.
 """
 
 from __future__ import annotations
@@ -36,9 +42,39 @@ from .storable import storable_text
 logger = logging.getLogger(__name__)
 console_logger = logging.getLogger("scheduler_app.task")
 
-# The line RunLog writes in place of the lines it dropped from a long log.
-# Ordinary lines start with "[HH:MM:SS]", so the marker cannot be mistaken for one.
-_DROPPED_MARKER = re.compile(r"^\[\.\.\. (\d+) lines dropped: ")
+# The line RunLog writes in place of the lines it dropped from a long log:
+# "[... 6 lines dropped (6144 bytes): ...", the bytes since issue 14 (older rows
+# have none). Ordinary lines start with "[HH:MM:SS]", so the marker cannot be
+# mistaken for one.
+_DROPPED_MARKER = re.compile(r"^\[\.\.\. (\d+) lines dropped(?: \(\d+ bytes\))?: ")
+
+#: SCHEDULER_LOG_MAX_BYTES's default, for a RunLog built without one.
+DEFAULT_MAX_BYTES = 1024 * 1024
+#: Bytes of the cap left for the "lines dropped" marker line, so that the whole
+#: text (head, marker, tail) stays within SCHEDULER_LOG_MAX_BYTES.
+_MARKER_ROOM = 400
+#: What a line cut at write time ends with (its kept start before it).
+_CUT_MARKER = (
+    " [... %d characters cut: a log line keeps at most %d bytes, a quarter of "
+    "SCHEDULER_LOG_MAX_BYTES=%d ...]"
+)
+
+
+def utf8_size(text: str) -> int:
+    """Bytes of `text` in UTF-8 (what the row and Redis store); cheap for ASCII."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def utf8_prefix(text: str, max_bytes: int) -> str:
+    """The longest start of `text` that is at most `max_bytes` bytes of UTF-8."""
+    if len(text) <= max_bytes // 4 or (len(text) <= max_bytes and text.isascii()):
+        return text
+    start = text[:max_bytes]  # never fewer bytes than characters
+    if start.isascii():
+        return start
+    return start.encode("utf-8", "surrogatepass")[:max_bytes].decode("utf-8", "ignore")
 
 
 @dataclass(frozen=True)
@@ -123,8 +159,11 @@ class StoredLog:
         found = self.head[start:stop]
         if self.dropped and start < tail_start and stop > len(self.head):
             missed = min(stop, tail_start) - max(start, len(self.head))
-            prefix = "[... %d lines dropped: " % missed
-            found.append(_DROPPED_MARKER.sub(prefix, self.marker, count=1))
+            if missed == self.dropped:
+                found.append(self.marker)
+            else:  # part of the gap: its bytes are not known
+                prefix = "[... %d lines dropped: " % missed
+                found.append(_DROPPED_MARKER.sub(prefix, self.marker, count=1))
         found.extend(self.tail[max(0, start - tail_start) : max(0, stop - tail_start)])
         return found
 
@@ -132,16 +171,23 @@ class StoredLog:
 class RunLog:
     """The capped, thread-safe log buffer of one execution.
 
-    When more than `max_lines` lines are written, the first half and the most
-    recent half are kept: the start says what the run set out to do, the end says
-    how it finished. A marker line says how many lines were dropped in between.
-    Lines are counted as lines of text: a message with newlines is several lines.
+    When more than `max_lines` lines, or more than `max_bytes` bytes (UTF-8), are
+    written, the first half and the most recent half are kept: the start says
+    what the run set out to do, the end says how it finished. A marker line says
+    how many lines (and bytes) were dropped in between. Lines are counted as lines
+    of text: a message with newlines is several lines. A line longer than a
+    quarter of `max_bytes` keeps its start and a marker saying how many
+    characters were cut; the line still counts as one.
+
+    What it holds is bounded whatever is written: `retained_bytes` is at most
+    `max_bytes` (for `max_bytes` of a few KiB or more), `text()` too.
     """
 
     def __init__(
         self,
         *,
         max_lines: int,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         echo: bool = False,
         clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
@@ -149,11 +195,27 @@ class RunLog:
         self._head_limit = max(1, max_lines // 2)
         self._head: list[str] = []
         self._tail_limit = max(1, max_lines - self._head_limit)
-        self._tail: deque[str] = deque(maxlen=self._tail_limit)
+        self._tail: deque[str] = deque()
+        # The bytes of each tail line (its newline included), in step with _tail.
+        self._tail_sizes: deque[int] = deque()
         self._max_lines = max_lines
+        self._max_bytes = max_bytes
+        budget = max(2, max_bytes - _MARKER_ROOM)
+        self._head_bytes_limit = budget // 2
+        self._tail_bytes_limit = budget - self._head_bytes_limit
+        # One line keeps at most half of the head's bytes: a huge line never
+        # pushes all the others out of the tail.
+        self._line_limit = max(16, self._head_bytes_limit // 2)
+        self._head_bytes = 0
+        self._tail_bytes = 0
+        # Closed by the first line that did not fit: later lines go to the tail,
+        # so the head stays the unbroken start of the log.
+        self._head_open = True
         self._dropped = 0
+        self._dropped_bytes = 0
         self._written = 0
         self._altered = 0
+        self._cut = 0
         # Bumped by every change; each sink remembers the version it last saw.
         self._version = 0
         self._progress: tuple[int | None, int | None] = (None, None)
@@ -172,30 +234,79 @@ class RunLog:
         self._listeners.append(listener)
 
     def write(self, message: str) -> str:
-        """Append one line, prefixed with [HH:MM:SS]; return the line.
+        """Append one line, prefixed with [HH:MM:SS]; return the line (as kept).
 
         NUL characters and lone surrogates are replaced (`storable_text`): every
         sink (the row, Redis, a console) can then take the line as it is.
-        `altered_lines` counts the lines that had some.
+        `altered_lines` counts the lines that had some. Each line of text is cut
+        to a quarter of `max_bytes` here, before anything else is done with it,
+        so a huge message costs no more memory than that (`cut_lines` counts
+        them). For a message of many lines, the line returned (and given to the
+        listeners) is its start, at most as long as one line may be.
         """
-        stored = storable_text(message)
-        line = "[%s] %s" % (self._clock().strftime("%H:%M:%S"), stored)
-        parts = line.split("\n")
+        stamp = "[%s] " % self._clock().strftime("%H:%M:%S")
+        limit = self._line_limit
+        echoed: list[str] = []
+        echoed_size = 0
+        start = 0
         with self._lock:
-            if stored is not message:
+            altered = cut = False
+            while True:
+                end = message.find("\n", start)
+                stop = len(message) if end < 0 else end
+                # At most `limit` characters are looked at: never fewer bytes.
+                raw = message[start : min(stop, start + limit)]
+                stored = storable_text(raw)
+                altered = altered or stored is not raw
+                kept = utf8_prefix(stored, limit)
+                if len(kept) < len(stored) or stop - start > len(raw):
+                    cut = True
+                    missing = stop - start - len(raw) + len(stored) - len(kept)
+                    kept += _CUT_MARKER % (missing, limit, self._max_bytes)
+                if start == 0:
+                    kept = stamp + kept
+                size = utf8_size(kept) + 1
+                self._keep(kept, size)
+                if echoed_size < limit:
+                    echoed.append(kept)
+                    echoed_size += size
+                if end < 0:
+                    break
+                start = end + 1
+            if altered:
                 self._altered += 1
-            for part in parts:
-                if len(self._head) < self._head_limit:
-                    self._head.append(part)
-                else:
-                    if len(self._tail) == self._tail_limit:
-                        self._dropped += 1
-                    self._tail.append(part)
-            self._written += len(parts)
+            if cut:
+                self._cut += 1
             self._version += 1
+        line = "\n".join(echoed)
         for listener in self._listeners:
             listener(line)
         return line
+
+    def _keep(self, line: str, size: int) -> None:
+        """Add one line of text of `size` bytes to the head or the tail (locked)."""
+        self._written += 1
+        if (
+            self._head_open
+            and len(self._head) < self._head_limit
+            and self._head_bytes + size <= self._head_bytes_limit
+        ):
+            self._head.append(line)
+            self._head_bytes += size
+            return
+        self._head_open = False
+        self._tail.append(line)
+        self._tail_sizes.append(size)
+        self._tail_bytes += size
+        while len(self._tail) > 1 and (
+            len(self._tail) > self._tail_limit
+            or self._tail_bytes > self._tail_bytes_limit
+        ):
+            self._tail.popleft()
+            dropped_size = self._tail_sizes.popleft()
+            self._tail_bytes -= dropped_size
+            self._dropped += 1
+            self._dropped_bytes += dropped_size
 
     def set_progress(self, done: int, total: int | None) -> None:
         with self._lock:
@@ -210,9 +321,17 @@ class RunLog:
         lines = list(self._head)
         if self._dropped:
             lines.append(
-                "[... %d lines dropped: the log keeps the first %d and the last %d of "
-                "a run (SCHEDULER_LOG_BUFFER_MAX_LINES=%d) ...]"
-                % (self._dropped, self._head_limit, self._tail_limit, self._max_lines)
+                "[... %d lines dropped (%d bytes): the log keeps the first %d and the "
+                "last %d lines of a run, at most SCHEDULER_LOG_BUFFER_MAX_LINES=%d "
+                "lines and SCHEDULER_LOG_MAX_BYTES=%d bytes ...]"
+                % (
+                    self._dropped,
+                    self._dropped_bytes,
+                    len(self._head),
+                    len(self._tail),
+                    self._max_lines,
+                    self._max_bytes,
+                )
             )
         lines.extend(self._tail)
         return "\n".join(lines)
@@ -220,6 +339,22 @@ class RunLog:
     @property
     def dropped(self) -> int:
         return self._dropped
+
+    @property
+    def dropped_bytes(self) -> int:
+        """Bytes (UTF-8, newlines included) of the lines dropped from the middle."""
+        return self._dropped_bytes
+
+    @property
+    def cut_lines(self) -> int:
+        """How many messages had a line cut at write time (too long)."""
+        return self._cut
+
+    @property
+    def retained_bytes(self) -> int:
+        """Bytes (UTF-8, newlines included) of the lines this buffer holds now."""
+        with self._lock:
+            return self._head_bytes + self._tail_bytes
 
     @property
     def altered_lines(self) -> int:

@@ -166,8 +166,9 @@ def test_a_message_with_newlines_counts_as_several_lines() -> None:
     assert run_log.text().splitlines() == [
         "[14:30:25] a",
         "b",
-        "[... 1 lines dropped: the log keeps the first 2 and the last 2 of a run "
-        "(SCHEDULER_LOG_BUFFER_MAX_LINES=4) ...]",
+        "[... 1 lines dropped (2 bytes): the log keeps the first 2 and the last 2 "
+        "lines of a run, at most SCHEDULER_LOG_BUFFER_MAX_LINES=4 lines and "
+        "SCHEDULER_LOG_MAX_BYTES=1048576 bytes ...]",
         "[14:30:25] d",
         "e",
     ]
@@ -204,7 +205,11 @@ def test_stored_log_reads_lines_by_number_and_counts_the_dropped_ones_skipped() 
     middle = stored.lines(1, 5)
     assert middle[0] == "[14:30:25] 1"
     assert middle[1].startswith("[... 3 lines dropped: the log keeps the first 2")
-    assert stored.lines(0)[2].startswith("[... 6 lines dropped: ")
+    # The whole gap: the marker as written; part of it: only the lines are known.
+    assert stored.lines(0)[2].startswith(
+        "[... 6 lines dropped (78 bytes): "
+    )  # 6 x "[14:30:25] n\n"
+    assert stored.lines(2, 4)[0].startswith("[... 2 lines dropped: the log keeps")
 
 
 class RecordingLineSink:
@@ -294,3 +299,109 @@ def test_log_lines_are_made_storable_and_counted() -> None:
     assert run_log.altered_lines == 2
     run_log.text().encode("utf-8")  # every sink can take it
     assert "\x00" not in run_log.text()
+
+
+# --- The byte cap (SCHEDULER_LOG_MAX_BYTES): issue 14 ---------------------------
+
+MIB = 1024 * 1024
+
+
+def test_a_long_run_of_1_kb_lines_is_kept_within_the_byte_cap() -> None:
+    # 200,000 lines of 1 KB (200 MB) under the default caps: the line cap of
+    # 20,000 lines alone would keep 20 MB.
+    run_log = RunLog(max_lines=20_000, max_bytes=MIB, clock=CLOCK)
+    body = "x" * 1000
+    for number in range(200_000):
+        run_log.write("%06d %s" % (number, body))
+        assert run_log.retained_bytes <= MIB
+
+    text = run_log.text()
+    assert len(text.encode()) <= MIB
+    stored = StoredLog.parse(text)
+    assert stored.end == 200_000  # every line written is numbered
+    assert stored.head[0].startswith("[14:30:25] 000000 ")
+    assert stored.tail[-1].startswith("[14:30:25] 199999 ")
+    # Both halves are unbroken runs: the numbers go on by one.
+    kept = [int(line.split()[1]) for line in stored.head + stored.tail]
+    assert kept == [
+        *range(len(stored.head)),
+        *range(200_000 - len(stored.tail), 200_000),
+    ]
+    assert stored.marker == (
+        "[... %d lines dropped (%d bytes): the log keeps the first %d and the last %d "
+        "lines of a run, at most SCHEDULER_LOG_BUFFER_MAX_LINES=20000 lines and "
+        "SCHEDULER_LOG_MAX_BYTES=1048576 bytes ...]"
+        % (
+            run_log.dropped,
+            run_log.dropped_bytes,
+            len(stored.head),
+            len(stored.tail),
+        )
+    )
+    assert run_log.dropped == 200_000 - len(stored.head) - len(stored.tail)
+    assert run_log.dropped_bytes == run_log.dropped * len("[14:30:25] 000000 \n" + body)
+    # The line numbers readers use still work across the gap.
+    assert stored.lines(199_999) == [stored.tail[-1]]
+    assert run_log.lines_since(199_999).lines == (stored.tail[-1],)
+    assert run_log.lines_since(10).first == 200_000 - len(stored.tail)
+
+
+def test_one_huge_line_is_cut_as_it_is_written() -> None:
+    run_log = RunLog(max_lines=20_000, max_bytes=MIB, clock=CLOCK)
+    seen: list[str] = []
+    run_log.add_listener(seen.append)
+
+    line = run_log.write("y" * (50 * MIB))
+    run_log.write("after")
+
+    kept = (MIB - 400) // 4  # a quarter of what is left beside the marker line
+    assert run_log.retained_bytes <= MIB // 2
+    assert run_log.cut_lines == 1
+    assert line == seen[0] and line.startswith("[14:30:25] yyy")
+    cut = 50 * MIB - kept
+    assert line == "[14:30:25] " + "y" * kept + (
+        " [... %d characters cut: a log line keeps at most %d bytes, a quarter of "
+        "SCHEDULER_LOG_MAX_BYTES=1048576 ...]" % (cut, kept)
+    )
+    assert run_log.text() == line + "\n[14:30:25] after"
+    assert StoredLog.parse(run_log.text()).end == 2
+
+
+def test_a_huge_message_of_many_lines_is_kept_and_numbered_line_by_line() -> None:
+    run_log = RunLog(max_lines=20_000, max_bytes=64 * 1024, clock=CLOCK)
+
+    echoed = run_log.write("\n".join("line %d" % n for n in range(300_000)))
+
+    assert run_log.retained_bytes <= 64 * 1024
+    stored = StoredLog.parse(run_log.text())
+    assert stored.end == 300_000
+    assert stored.head[:2] == ["[14:30:25] line 0", "line 1"]
+    assert stored.tail[-1] == "line 299999"
+    assert len(echoed.encode()) <= 64 * 1024  # the echo is its start only
+    assert echoed.startswith("[14:30:25] line 0\nline 1\n")
+
+
+def test_non_ascii_lines_are_cut_by_their_utf8_bytes() -> None:
+    run_log = RunLog(max_lines=100, max_bytes=8192, clock=CLOCK)
+
+    line = run_log.write("处" * 10_000)  # 30,000 bytes of UTF-8
+
+    start = line.split(" [... ")[0]
+    assert len(start.encode()) <= len("[14:30:25] ") + 8192 // 4
+    assert "characters cut" in line
+    assert run_log.retained_bytes <= 8192
+    run_log.text().encode("utf-8")  # no character was split
+
+
+def test_the_byte_cap_keeps_the_first_and_last_lines_of_a_small_log() -> None:
+    run_log = RunLog(
+        max_lines=1000, max_bytes=400 + 20 * 14, clock=CLOCK
+    )  # 14: "[14:30:25] nn\n"
+    for number in range(10, 60):
+        run_log.write(str(number))
+
+    stored = StoredLog.parse(run_log.text())
+    assert stored.head == ["[14:30:25] %d" % n for n in range(10, 20)]
+    assert stored.tail == ["[14:30:25] %d" % n for n in range(50, 60)]
+    assert "30 lines dropped (420 bytes)" in stored.marker
+    assert len(run_log.text().encode()) <= 400 + 20 * 14

@@ -190,6 +190,7 @@ def _make_runs(
         execution.mark_running(instance_id=me, now=started_at)
         run_log = RunLog(
             max_lines=app_settings.SCHEDULER_LOG_BUFFER_MAX_LINES,
+            max_bytes=app_settings.SCHEDULER_LOG_MAX_BYTES,
             echo=settings.DEBUG if echo is None else echo,
             clock=functools.partial(task_local_now, task),
         )
