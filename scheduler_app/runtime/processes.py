@@ -53,6 +53,11 @@ FailureKind = TaskExecution.FailureKind
 START_TIMEOUT_SECONDS = 60.0
 
 
+def failed(message: str, kind: str = FailureKind.ERROR) -> Result:
+    """A run the handler process could not carry to its end."""
+    return Result(status=Status.FAILED, error_message=message, failure_kind=kind)
+
+
 def signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -217,11 +222,8 @@ class HandlerProcess:
                 self.start()
             except OSError as error:  # no fork, no memory, too many processes
                 logger.exception("Could not start a handler process")
-                return Result(
-                    status=Status.FAILED,
-                    error_message=_("Could not start a handler process: %(error)s")
-                    % {"error": error},
-                    failure_kind=FailureKind.ERROR,
+                return failed(
+                    _("Could not start a handler process: %(error)s") % {"error": error}
                 )
         assert self._conn is not None
         run.invocation = ProcessCall(self)
@@ -233,15 +235,13 @@ class HandlerProcess:
                 pickle.HIGHEST_PROTOCOL,
             )
         except Exception as error:  # an object pickle cannot take
-            return Result(
-                status=Status.FAILED,
-                error_message=_(
+            return failed(
+                _(
                     "The parameters cannot be sent to a handler process (%(error)s): "
                     "give the handler values pickle can copy, or run it with "
                     "SCHEDULER_ISOLATION=thread."
                 )
-                % {"error": error},
-                failure_kind=FailureKind.ERROR,
+                % {"error": error}
             )
         try:
             self._conn.send_bytes(payload)
@@ -293,25 +293,22 @@ class HandlerProcess:
             if deadline is not None and now >= deadline:
                 self._stop_for(run, "timed out")
                 run.run_log.cancelled = True
-                return Result(
-                    status=Status.FAILED,
-                    error_message=_(
+                return failed(
+                    _(
                         "Timed out after %(seconds)s s (timeout_seconds); its handler "
                         "process was stopped."
                     )
                     % {"seconds": timeout},
-                    failure_kind=FailureKind.TIMEOUT,
+                    FailureKind.TIMEOUT,
                 )
             if not self._ready and now >= started + START_TIMEOUT_SECONDS:
                 self._stop_for(run, "did not start")
-                return Result(
-                    status=Status.FAILED,
-                    error_message=_(
+                return failed(
+                    _(
                         "The handler process did not start within %(seconds)d s; see "
                         "the scheduler's log."
                     )
-                    % {"seconds": START_TIMEOUT_SECONDS},
-                    failure_kind=FailureKind.ERROR,
+                    % {"seconds": START_TIMEOUT_SECONDS}
                 )
 
     def _handle(self, run: Run, message: tuple[Any, ...]) -> Result | None:
@@ -382,9 +379,7 @@ class HandlerProcess:
             message = _("The handler process %(what)s while running the handler.") % {
                 "what": what
             }
-        return Result(
-            status=Status.FAILED, error_message=message, failure_kind=FailureKind.ERROR
-        )
+        return failed(message)
 
     def wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
