@@ -29,6 +29,9 @@ from .. import tasklog
 
 #: Records of these loggers are the scheduler's own: never captured.
 OWN_LOGGERS = "scheduler_app"
+#: A printed line still without its newline is written once it is this long, so a
+#: handler printing with end="" forever holds no more than that.
+PARTIAL_LINE_MAX_CHARS = 64 * 1024
 
 _installed = False
 _install_lock = threading.Lock()
@@ -68,6 +71,9 @@ class RunStream(io.TextIOBase):
         held = pending.get(id(run_log))
         buffer = (held[1] if held is not None else "") + text
         *lines, rest = buffer.split("\n")
+        if len(rest) >= PARTIAL_LINE_MAX_CHARS:
+            lines.append(rest)
+            rest = ""
         if rest:
             pending[id(run_log)] = (run_log, rest)
         else:
@@ -81,13 +87,17 @@ class RunStream(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        """Write a partial line of the bound run (at its end); flush the fallback."""
+        """Write a partial line of the bound run; flush the fallback."""
+        self.end_of_run()
+        self.fallback.flush()
+
+    def end_of_run(self) -> None:
+        """Write what the bound run printed without a final newline."""
         run_log = _target()
         if run_log is not None:
             held = self._pending().pop(id(run_log), None)
             if held is not None and held[1]:
                 run_log.write(held[1])
-        self.fallback.flush()
 
     def _pending(self) -> dict[int, tuple[tasklog.RunLog, str]]:
         pending: dict[int, tuple[tasklog.RunLog, str]] | None = getattr(
@@ -159,4 +169,4 @@ def end_of_run() -> None:
     """Write what the bound run printed without a final newline (before its end)."""
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, RunStream):
-            stream.flush()
+            stream.end_of_run()
