@@ -37,11 +37,17 @@ from typing import Any
 from django.db import close_old_connections
 
 from .. import tasklog
+from ..conf import app_settings
 from ..exceptions import ExecutionCancelled
 from ..handlers.registry import resolve_handler
 from ..handlers.results import FAILED, outcome_from_return
 from . import capture, threads
 
+#: The line before a log message too big for any run's log, cut in this process.
+MESSAGE_CUT_NOTE = (
+    "[... the next message had %d characters; its last %d were cut before it left "
+    "the handler process (SCHEDULER_LOG_MAX_BYTES) ...]"
+)
 #: How long task_extend_lock() waits for the scheduler's answer.
 EXTEND_TIMEOUT_SECONDS = 10.0
 
@@ -187,10 +193,19 @@ class RelayedLog(tasklog.RunLog):
 
     def __init__(self, child: Child, *, echo: bool) -> None:
         super().__init__(max_lines=1, echo=echo)
+        self._max_chars = app_settings.SCHEDULER_LOG_MAX_BYTES
         self._child = child
         self.lock_extender = child.extend
 
     def write(self, message: str) -> str:
+        # The scheduler's RunLog keeps no more than SCHEDULER_LOG_MAX_BYTES of a
+        # run: a bigger message is cut here, so it never crosses whole, and a line
+        # before it says so (the RunLog's own marker counts only what it received).
+        if len(message) > self._max_chars:
+            self._child.send(
+                "log", MESSAGE_CUT_NOTE % (len(message), len(message) - self._max_chars)
+            )
+            message = message[: self._max_chars]
         self._child.send("log", message)
         return message
 

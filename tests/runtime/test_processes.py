@@ -264,3 +264,18 @@ def test_shutdown_ends_the_handler_processes(executor: Any) -> None:
     pool.shutdown(grace_seconds=5)
 
     assert wait_until(lambda: gone(where.result), timeout=DEADLINE)
+
+
+def test_a_huge_message_or_endless_partial_line_stays_within_the_log_cap(
+    executor: Any,
+) -> None:
+    [flooded] = run(
+        executor(), hostile("huge_output", handler_kwargs={"megabytes": "3"})
+    )
+
+    assert flooded.status == Status.SUCCESS
+    assert len(flooded.log_output.encode()) <= 2**20  # SCHEDULER_LOG_MAX_BYTES
+    assert "the next message had 3145728 characters; its last 2097152 were cut" in (
+        flooded.log_output
+    )
+    assert "y" * 1000 in flooded.log_output  # the print arrived, in pieces

@@ -106,3 +106,10 @@ def cooperative(marker: str) -> None:
 
 def unpicklable_result() -> object:
     return {"lock": __import__("threading").Lock()}
+
+
+def huge_output(megabytes: int = 3) -> str:
+    """One task_log message, and one print() without a newline, of `megabytes` each."""
+    task_log("x" * (megabytes * 2**20))
+    print("y" * (megabytes * 2**20), end="")
+    return "done"
