@@ -63,9 +63,10 @@ def run(executor: InlineExecutor, *tasks: ScheduledTask) -> list[TaskExecution]:
 
 
 def ended(execution: TaskExecution) -> TaskExecution:
+    # A fresh row each time: the instance handed over is the executor's to change,
+    # and refreshing it here could undo its end before the executor saves it.
     def finished() -> TaskExecution | None:
-        execution.refresh_from_db()
-        return execution if execution.status in FINISHED else None
+        return TaskExecution.objects.filter(pk=execution.pk, status__in=FINISHED).first()
 
     return wait_until(finished, timeout=DEADLINE)
 
