@@ -142,11 +142,12 @@ class TaskSerializer(serializers.ModelSerializer):
 
 
 class TaskStatusSerializer(serializers.ModelSerializer):
-    """A task's id and status: the answer to pause and resume, which need no view right."""
+    """A task's id, status and version: the answer to pause and resume, which need
+    no view right (the version is also the answer's ETag)."""
 
     class Meta:
         model = ScheduledTask
-        fields = ["id", "status"]
+        fields = ["id", "status", "version"]
         read_only_fields = fields
 
 

@@ -242,7 +242,8 @@ class ScheduledTaskViewSet(
         # The ETag of every answer that shows one task: its version (If-Match).
         data = getattr(response, "data", None)
         if (
-            self.action in ("retrieve", "create", "update", "partial_update")
+            self.action
+            in ("retrieve", "create", "update", "partial_update", "pause", "resume")
             and response.status_code in (200, 201)
             and isinstance(data, dict)
             and "version" in data
@@ -309,23 +310,41 @@ class ScheduledTaskViewSet(
 
     @extend_schema(
         summary="Pause a task (it stops firing; run-now still works; 409 if disabled)",
-        parameters=[ID_OR_NAME],
+        parameters=[ID_OR_NAME, IF_MATCH],
         request=None,
-        responses={200: serializers.TaskStatusSerializer, 409: CONFLICT},
+        responses={
+            200: serializers.TaskStatusSerializer,
+            409: CONFLICT,
+            412: PRECONDITION_FAILED,
+        },
     )
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, id_or_name: str) -> Response:
-        return self._status_response(services.task_pause(task=self.get_object()))
+        task = self.get_object()
+        return self._status_response(
+            services.task_pause(
+                task=task, expected_version=if_match_version(request, task)
+            )
+        )
 
     @extend_schema(
         summary="Resume a paused task (it fires again from now on; 409 if disabled)",
-        parameters=[ID_OR_NAME],
+        parameters=[ID_OR_NAME, IF_MATCH],
         request=None,
-        responses={200: serializers.TaskStatusSerializer, 409: CONFLICT},
+        responses={
+            200: serializers.TaskStatusSerializer,
+            409: CONFLICT,
+            412: PRECONDITION_FAILED,
+        },
     )
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, id_or_name: str) -> Response:
-        return self._status_response(services.task_resume(task=self.get_object()))
+        task = self.get_object()
+        return self._status_response(
+            services.task_resume(
+                task=task, expected_version=if_match_version(request, task)
+            )
+        )
 
     @extend_schema(
         summary="A task's executions, newest first",

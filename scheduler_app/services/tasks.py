@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, router, transaction
 from django.db.models import F, QuerySet
@@ -45,6 +45,9 @@ from ..models import (
 from ..schedules import Schedule, next_fire_times
 from .runs import execution_cancel
 from .validation import Actor, TaskInvalid, field_label, task_validate
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 logger = logging.getLogger(__name__)
 Status = TaskExecution.Status
@@ -251,7 +254,9 @@ def task_update(
     the pause permission of `actor` (None is trusted code), a changed run date
     must lie ahead. Its next fire time is recomputed and its version bumped; with
     `expected_version`, a task whose stored version differs is refused
-    (TaskChanged, nothing saved).
+    (TaskChanged, nothing saved). Values equal to the stored ones change
+    nothing: a save that changes nothing writes nothing and keeps the version
+    (and the ETag).
     """
     whole_row = changes is None
     changes = dict(changes or {})
@@ -267,19 +272,29 @@ def task_update(
         if whole_row:
             # The caller edited `task` itself (a form): its editable fields are the
             # caller's; the engine's bookkeeping (last run, counters) is the row's.
-            for name in BOOKKEEPING_FIELDS:
-                setattr(task, name, getattr(stored, name))
-            task_validate(task=task, actor=actor, now=now)
-            _check_version(stored, expected_version=expected_version)
-            task.version = stored.version + 1
-            return _save(task, now=now, update_fields=[*EDITABLE_FIELDS, "version"])
-        if not changes:  # an empty PATCH: nothing to write
+            if task_snapshot(task) == task_snapshot(stored):
+                changes = {}  # saved as it was: nothing to write
+            else:
+                for name in BOOKKEEPING_FIELDS:
+                    setattr(task, name, getattr(stored, name))
+                task_validate(task=task, actor=actor, now=now)
+                _check_version(stored, expected_version=expected_version)
+                task.version = stored.version + 1
+                return _save(task, now=now, update_fields=[*EDITABLE_FIELDS, "version"])
+        before = task_snapshot(stored)
+        for name, value in changes.items():
+            setattr(stored, name, value)
+        after = task_snapshot(stored)
+        changes = {
+            name: value
+            for name, value in changes.items()
+            if before[name] != after[name]
+        }
+        if not changes:  # an empty PATCH, or values as stored: nothing to write
             _check_version(stored, expected_version=expected_version)
             _copy_row(stored, onto=task)
             return task
         version = stored.version
-        for name, value in changes.items():
-            setattr(stored, name, value)
         task_validate(task=stored, actor=actor, now=now)
         _check_version(stored, expected_version=expected_version)
         stored.version = version + 1
@@ -482,27 +497,63 @@ def tasks_disable(
     return tasks_set_status(tasks=tasks, status=ScheduledTask.Status.DISABLED, now=now)
 
 
-def task_pause(*, task: ScheduledTask, now: dt.datetime | None = None) -> ScheduledTask:
-    """Stop firing a task until it is resumed (run-now still works).
-
-    A disabled task is refused (InvalidTransition): see PAUSABLE_STATUSES.
-    """
-    change = tasks_pause(tasks=ScheduledTask.objects.filter(pk=task.pk), now=now)
+def _task_pause_or_resume(
+    task: ScheduledTask,
+    status: str,
+    refused: StrOrPromise,
+    *,
+    expected_version: int | None,
+    now: dt.datetime | None,
+) -> ScheduledTask:
+    with transaction.atomic():
+        _check_version(_locked(task), expected_version=expected_version)
+        change = _tasks_pause_or_resume(
+            ScheduledTask.objects.filter(pk=task.pk), status, now=now
+        )
     if change.disabled:
-        raise InvalidTransition(MSG_PAUSE_DISABLED % {"name": task.name})
+        raise InvalidTransition(refused % {"name": task.name})
     task.refresh_from_db()
     return task
+
+
+def task_pause(
+    *,
+    task: ScheduledTask,
+    expected_version: int | None = None,
+    now: dt.datetime | None = None,
+) -> ScheduledTask:
+    """Stop firing a task until it is resumed (run-now still works).
+
+    A disabled task is refused (InvalidTransition): see PAUSABLE_STATUSES. With
+    `expected_version`, a task whose stored version differs is left as it is
+    (TaskChanged). Pausing a paused task changes nothing, its version neither.
+    """
+    return _task_pause_or_resume(
+        task,
+        ScheduledTask.Status.PAUSED,
+        MSG_PAUSE_DISABLED,
+        expected_version=expected_version,
+        now=now,
+    )
 
 
 def task_resume(
-    *, task: ScheduledTask, now: dt.datetime | None = None
+    *,
+    task: ScheduledTask,
+    expected_version: int | None = None,
+    now: dt.datetime | None = None,
 ) -> ScheduledTask:
-    """Fire a paused task again, from now on; a disabled task is refused."""
-    change = tasks_resume(tasks=ScheduledTask.objects.filter(pk=task.pk), now=now)
-    if change.disabled:
-        raise InvalidTransition(MSG_RESUME_DISABLED % {"name": task.name})
-    task.refresh_from_db()
-    return task
+    """Fire a paused task again, from now on; a disabled task is refused.
+
+    `expected_version` as for task_pause.
+    """
+    return _task_pause_or_resume(
+        task,
+        ScheduledTask.Status.ACTIVE,
+        MSG_RESUME_DISABLED,
+        expected_version=expected_version,
+        now=now,
+    )
 
 
 def task_get(id_or_name: int | str) -> ScheduledTask:

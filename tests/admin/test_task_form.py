@@ -581,6 +581,21 @@ def test_the_change_form_saves_when_nothing_changed_since_it_opened(
     assert (task.description, task.version) == ("mine", 2)
 
 
+def test_saving_the_change_form_unchanged_writes_nothing_and_keeps_the_version(
+    admin_client: Client,
+) -> None:
+    task = make_task(name="every_minute", description="as it was")
+    opened = opened_with(admin_client.get(task_url("change", task)))
+
+    response = admin_client.post(
+        task_url("change", task), edit_form_data(description="as it was", **opened)
+    )
+
+    assert response.status_code == 302, form_errors(response)
+    stored = ScheduledTask.objects.get(pk=task.pk)
+    assert (stored.version, stored.updated_at) == (task.version, task.updated_at)
+
+
 def test_change_form_refuses_moving_a_one_off_run_date_into_the_past(
     admin_client: Client,
 ) -> None:

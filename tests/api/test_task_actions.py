@@ -149,13 +149,13 @@ def test_pause_and_resume_change_the_status_through_the_services(
 
     paused = api.post(url("pausable", "pause"))
     assert paused.status_code == 200
-    assert paused.json() == {"id": task.pk, "status": "paused"}
+    assert paused.json() == {"id": task.pk, "status": "paused", "version": 2}
     task.refresh_from_db()
     assert task.next_run_at is None
 
     resumed = api.post(url("pausable", "resume"))
     assert resumed.status_code == 200
-    assert resumed.json() == {"id": task.pk, "status": "active"}
+    assert resumed.json() == {"id": task.pk, "status": "active", "version": 3}
     task.refresh_from_db()
     assert task.status == "active" and task.next_run_at is not None
 
@@ -173,7 +173,7 @@ def test_pause_and_resume_need_the_pause_permission(
 
 
 @pytest.mark.parametrize("action", ["pause", "resume"])
-def test_pause_and_resume_answer_a_user_without_view_permission_id_and_status_only(
+def test_pause_and_resume_answer_a_user_without_view_permission_id_status_version(
     client_with: Any, action: str
 ) -> None:
     task = make_task(description="secret plans", handler_kwargs={"token": "'s3cret'"})
@@ -185,6 +185,7 @@ def test_pause_and_resume_answer_a_user_without_view_permission_id_and_status_on
     assert response.json() == {
         "id": task.pk,
         "status": "paused" if action == "pause" else "active",
+        "version": 2 if action == "pause" else 1,  # resuming an active task: no change
     }
     assert operator.get("%s/%d" % (TASKS, task.pk)).status_code == 403
 

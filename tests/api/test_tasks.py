@@ -809,6 +809,46 @@ def test_if_match_takes_a_list_of_tags_compared_exactly(
     assert response.status_code == status
 
 
+@pytest.mark.parametrize("action", ["pause", "resume"])
+def test_pause_and_resume_honour_if_match_and_answer_with_the_new_etag(
+    api: APIClient, action: str
+) -> None:
+    url = task_url(create(api).json()["id"])
+    if action == "resume":
+        api.post(url + "/pause")  # version 2
+    current = api.get(url)["ETag"]
+    api.patch(url, {"description": "theirs"}, format="json")  # someone else
+
+    stale = api.post(url + "/" + action, HTTP_IF_MATCH=current)
+    status_before = api.get(url).json()["status"]
+    fresh = api.post(url + "/" + action, HTTP_IF_MATCH=api.get(url)["ETag"])
+
+    assert stale.status_code == 412
+    assert stale.json()["code"] == "task_changed"
+    assert status_before == ("active" if action == "pause" else "paused")
+    assert fresh.status_code == 200
+    assert fresh.json()["status"] == ("paused" if action == "pause" else "active")
+    assert fresh["ETag"] == '"%d"' % fresh.json()["version"] == api.get(url)["ETag"]
+
+
+def test_a_change_to_the_values_stored_writes_nothing_and_keeps_the_etag(
+    api: APIClient,
+) -> None:
+    created = create(api)
+    url = task_url(created.json()["id"])
+    before = ScheduledTask.objects.get(pk=created.json()["id"])
+
+    same = api.patch(url, {"description": created.json()["description"]}, format="json")
+    put = api.put(url, VALID, format="json")
+    unwritten = ScheduledTask.objects.get(pk=before.pk).updated_at == before.updated_at
+    paused_twice = [api.post(url + "/pause")["ETag"] for _ in range(2)]
+
+    assert (same.status_code, same["ETag"]) == (200, '"1"')
+    assert (put.status_code, put["ETag"]) == (200, '"1"')
+    assert unwritten
+    assert paused_twice == ['"2"', '"2"']
+
+
 def test_delete_with_a_stale_if_match_is_412_and_keeps_the_task(api: APIClient) -> None:
     url = task_url(create(api).json()["id"])
     api.patch(url, {"description": "theirs"}, format="json")
