@@ -373,6 +373,18 @@ class TaskExecution(models.Model):
         help_text=_("The scheduler instance or worker that ran it."),
     )
     cancel_requested = models.BooleanField(_("cancel requested"), default=False)
+    run_slot = models.PositiveSmallIntegerField(
+        _("run slot"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "Which of its task's places a run took when it started: 0 for a task "
+            "that never overlaps itself, 0 to N-1 for N concurrent runs. The "
+            "database lets no two running runs of a task hold one place, whatever "
+            "the lock store says."
+        ),
+    )
 
     objects = TaskExecutionQuerySet.as_manager()
 
@@ -397,6 +409,14 @@ class TaskExecution(models.Model):
                 fields=["task", "scheduled_for"],
                 condition=Q(trigger_type=TriggerType.SCHEDULED),
                 name="exec_one_per_fire",
+            ),
+            # The guarantee behind the overlap policies (runtime/overlap.py): the
+            # task locks live in Redis, which can lose them (a flush, a restart
+            # without persistence); this cannot be lost.
+            models.UniqueConstraint(
+                fields=["task", "run_slot"],
+                condition=Q(status=ExecutionStatus.RUNNING, run_slot__isnull=False),
+                name="exec_one_running_per_slot",
             ),
             models.CheckConstraint(
                 condition=Q(status__in=ExecutionStatus.values),

@@ -6,17 +6,29 @@
   handler's turn comes (`take_slot`); no free slot is a `skipped` run too.
 - `replace`: the task lock, from the run holding it, which is cancelled first
   (`replace_running`) when the handler's turn comes.
+
+The task locks may live in Redis, which can lose them (a flush, a restart without
+persistence, a freeze past their TTL). So a `skip` run also takes run slot 0 of
+its task, and an `allow` run with max_instances one of slots 0 to N-1, on its
+execution row (`take_claim_slots`, `take_slot`): the database's unique constraint
+exec_one_running_per_slot lets no two running runs of a task hold one slot,
+whatever the lock store says. A run refused its slot is `skipped` like one refused
+its lock. (`replace` takes none: it cancels the run it replaces, and records it
+cancelled if it does not let go.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..conf import app_settings
+from ..db.claims import take_run_slot
 from ..exceptions import SchedulerError
 from ..locks import LockBackend, get_lock_backend, lock_key, task_lock_key
 from ..models import ScheduledTask, TaskExecution
@@ -55,6 +67,8 @@ def take_claim_locks(runs: Sequence[Run], backend: LockBackend) -> None:
     ttl = float(app_settings.SCHEDULER_TASK_LOCK_TTL)
     by_key: dict[str, list[Run]] = {}
     for run in runs:
+        if run.result is not None:  # refused its run slot (take_claim_slots)
+            continue
         if run.task.overlap_policy == Policy.ALLOW:
             run.lock_wanted = (
                 LockWanted.SLOT if run.task.max_instances else LockWanted.NONE
@@ -82,11 +96,55 @@ def take_claim_locks(runs: Sequence[Run], backend: LockBackend) -> None:
             if not holder:
                 info = backend.get(key)
                 holder = info.owner if info else _("another run")
-            _skip(
-                run,
-                _("Skipped: the previous run is still going (held by %(holder)s).")
-                % {"holder": holder},
-            )
+            _skip(run, MSG_STILL_GOING % {"holder": holder})
+
+
+MSG_STILL_GOING = _("Skipped: the previous run is still going (held by %(holder)s).")
+
+
+def take_claim_slots(runs: Sequence[Run]) -> None:
+    """Run slot 0 for the `skip` runs of a claim, in its transaction (one statement).
+
+    The first run of a task in the batch takes it; when a running run of the task
+    holds it already, every `skip` run of that task in the batch is skipped.
+    """
+    first: dict[int, Run] = {}
+    for run in runs:
+        if run.task.overlap_policy == Policy.SKIP and run.result is None:
+            first.setdefault(run.task.pk, run)
+    if not first:
+        return
+    taken = _take_run_slot(first.values(), 0)
+    for run in first.values():
+        if run.execution.pk in taken:
+            run.execution.run_slot = 0
+    refused = {
+        task_id for task_id, run in first.items() if run.execution.run_slot is None
+    }
+    for run in runs:
+        if run.task.pk in refused and run.task.overlap_policy == Policy.SKIP:
+            _skip(run, MSG_STILL_GOING % {"holder": _slot_holder(run.task, 0)})
+
+
+def _take_run_slot(runs: Iterable[Run], slot: int) -> set[int]:
+    """Slot `slot` for each of `runs` (of distinct tasks) that can have it: their ids."""
+    ids = [run.execution.pk for run in runs]
+    try:
+        with transaction.atomic():
+            return take_run_slot(ids=ids, slot=slot)
+    except IntegrityError:  # a concurrent claim took one of them first
+        taken: set[int] = set()
+        for pk in ids:  # each on its own now: the other claim has committed
+            with contextlib.suppress(IntegrityError), transaction.atomic():
+                taken |= take_run_slot(ids=[pk], slot=slot)
+        return taken
+
+
+def _slot_holder(task: ScheduledTask, slot: int) -> str:
+    holder = TaskExecution.objects.filter(
+        task=task, status=Status.RUNNING, run_slot=slot
+    ).first()
+    return lock_owner(holder) if holder is not None else _("another run")
 
 
 def take_wanted_lock(run: Run) -> bool:
@@ -110,7 +168,11 @@ def _skip(run: Run, message: str) -> None:
 
 
 def take_slot(run: Run) -> str:
-    """Take one of the task's max_instances slots; why not, if none is free."""
+    """Take one of the task's max_instances slots; why not, if none is free.
+
+    A slot's lock, and a run slot on the execution row: the lock store may have
+    lost the locks of runs still going, the database has not lost their rows.
+    """
     backend = get_lock_backend()
     ttl = float(app_settings.SCHEDULER_TASK_LOCK_TTL)
     task = run.task
@@ -118,11 +180,29 @@ def take_slot(run: Run) -> str:
         key = slot_key(task.pk, slot)
         token = backend.acquire(key, owner=lock_owner(run.execution), ttl_seconds=ttl)
         if token:
-            run.lock = RunLock(backend, key, token, ttl)
-            return ""
+            if _take_free_run_slot(run):
+                run.lock = RunLock(backend, key, token, ttl)
+                return ""
+            backend.release(key, token)
+            break
     return _(
         "Skipped: %(count)d runs of this task are already running (max concurrent runs)."
     ) % {"count": task.max_instances}
+
+
+def _take_free_run_slot(run: Run) -> bool:
+    """One of the task's run slots that no running run of it holds; False if none."""
+    task = run.task
+    held = set(
+        TaskExecution.objects.filter(
+            task=task, status=Status.RUNNING, run_slot__isnull=False
+        ).values_list("run_slot", flat=True)
+    )
+    for slot in range(task.max_instances):
+        if slot not in held and _take_run_slot([run], slot):
+            run.execution.run_slot = slot
+            return True
+    return False
 
 
 def replace_running(run: Run) -> None:

@@ -39,7 +39,7 @@ from ..models import ScheduledTask, TaskExecution, TaskExecutionQuerySet
 from ..runtime import capture
 from ..runtime.invocation import call_handler, is_soft_time_limit, result_from_error
 from ..runtime.leases import held_locks, request_cancel, watchdog
-from ..runtime.overlap import take_claim_locks, take_wanted_lock
+from ..runtime.overlap import take_claim_locks, take_claim_slots, take_wanted_lock
 from ..runtime.processes import HandlerProcess
 from ..runtime.run import Result, Run
 from ..storable import storable_json
@@ -124,7 +124,8 @@ def _claim(
     log_listener: Callable[[str], None] | None,
     echo: bool | None,
 ) -> list[Run]:
-    """Claim the executions still pending, in one transaction with their database locks.
+    """Claim the executions still pending, in one transaction with their run slots
+    and database locks.
 
     Locks of another backend (Redis) are the caller's to take, after the commit.
     """
@@ -139,6 +140,7 @@ def _claim(
             log_listener=log_listener,
             echo=echo,
         )
+        take_claim_slots(runs)
         if isinstance(backend, DatabaseLockBackend):
             take_claim_locks(runs, backend)
     return runs
