@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -217,6 +218,8 @@ def run_claimed(
     if run.result is not None:  # refused its lock at claim time
         return
     execution, _task = run.execution, run.task
+    if not _still_ours(run):
+        return
     # The handler's turn has come: a claimed run may have waited for a free thread,
     # and started_at says when it really started (written with the final state).
     execution.started_at = timezone.now()
@@ -224,6 +227,47 @@ def run_claimed(
         _run_stage(run, inline=inline, process=process)
     finally:
         run.ended_at = timezone.now()
+
+
+def fence_after_seconds() -> float:
+    """How long a claimed run may wait for its turn before it checks its row first.
+
+    A third of SCHEDULER_INSTANCE_STALE_SECONDS: well before the other instances
+    could take this one for gone and end its runs as abandoned.
+    """
+    return app_settings.SCHEDULER_INSTANCE_STALE_SECONDS / 3
+
+
+def _still_ours(run: Run) -> bool:
+    """Whether a claimed run may start: fencing for a run that waited long.
+
+    A run that waited past fence_after_seconds (for a free thread, or in a
+    process that was paused, frozen or cut off meanwhile) starts only if its row
+    is still this instance's `running` row: another instance may have marked it
+    abandoned, freed its slot and started the task itself. Otherwise its
+    handler is not called and `run.result` is set; the record of that result is
+    then dropped, as the row's end was written elsewhere.
+    """
+    if time.monotonic() - run.since < fence_after_seconds():
+        return True
+    execution = run.execution
+    if TaskExecution.objects.filter(
+        pk=execution.pk, status=Status.RUNNING, instance_id=execution.instance_id
+    ).exists():
+        return True
+    logger.warning(
+        "Execution %s of task %s was ended elsewhere while it waited %.0f s for its "
+        "turn (this instance was taken for gone); its handler is not started",
+        execution.pk,
+        run.task.name,
+        time.monotonic() - run.since,
+    )
+    run.result = Result(
+        status=Status.FAILED,
+        error_message=_("Not started: the run was ended elsewhere while it waited."),
+        failure_kind=FailureKind.ABANDONED,
+    )
+    return False
 
 
 def _run_stage(run: Run, *, inline: bool, process: HandlerProcess | None) -> None:
