@@ -31,7 +31,14 @@ from ..conf import app_settings
 from ..models import TaskExecution
 from ..runtime import capture, threads
 from ..runtime.processes import HandlerProcess
-from ..services import Run, run_claimed, runs_claim, runs_finish, runs_release
+from ..services import (
+    EndsNotRecorded,
+    Run,
+    run_claimed,
+    runs_claim,
+    runs_finish,
+    runs_release,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +55,10 @@ RECORD_BATCH = 100
 #: While runs wait for a thread, recording, which competes for the GIL, waits
 #: until they have started, but no longer than this.
 RECORD_AT_MOST_EVERY_SECONDS = 0.25
+#: While the database is away, the ends of runs are recorded again after this
+#: long, then twice as long each time, up to the maximum.
+RECORD_RETRY_FIRST_SECONDS = 0.5
+RECORD_RETRY_MAX_SECONDS = 30.0
 #: How long before their time the engine hands staged fires over (it does so in
 #: groups, once the first is within half of it): the claim is done meanwhile.
 HANDOVER_AHEAD_SECONDS = 0.2
@@ -96,6 +107,7 @@ class InlineExecutor:
         self._ended: deque[Run] = deque()
         self._inflight: set[int] = set()
         self._running: set[int] = set()  # claimed, not yet recorded
+        self._unrecorded: list[Run] = []  # ended, kept while the database is away
         self._ended_since = 0.0  # when the oldest run in _ended ended
         self._record_after_starts = (
             False  # a record waits for the runs waiting to start
@@ -190,7 +202,18 @@ class InlineExecutor:
             self._work.put(None)
         self._wake.set()  # the bookkeeper ends once nothing is left to record
         with self._lock:
-            return set(self._running)
+            unrecorded = list(self._unrecorded)
+            still = set(self._running)
+        for run in unrecorded:
+            result = run.result
+            logger.error(
+                "Execution %s of task %s ended (%s) but its end could not be "
+                "recorded: the database is still away",
+                run.execution.pk,
+                run.task.name,
+                result.status if result is not None else "unknown",
+            )
+        return still
 
     # -- the threads ----------------------------------------------------------------
 
@@ -271,12 +294,46 @@ class InlineExecutor:
         self._ended.append(run)
 
     def _record(self, ended: list[Run]) -> None:
-        try:
-            runs_finish(ended)
-        except Exception:  # runs_finish retried already; the rows stay `running`
-            logger.exception("Could not record the end of %d run(s)", len(ended))
-            self._reset_connection()
+        """Record runs that ended; while the database is away, keep trying.
+
+        Their ends are kept (and they count as running, so a shutdown waits for
+        them for its grace) until the database is back, then recorded as they
+        happened: a run that succeeded during an outage is not left `running`, to
+        be taken for abandoned by the next scheduler.
+        """
+        kept = ended
+        delay = RECORD_RETRY_FIRST_SECONDS
+        while kept:
+            try:
+                runs_finish(kept)
+            except EndsNotRecorded as exc:  # runs_finish retried already
+                if kept is ended:
+                    logger.error(
+                        "The database is away (%s): the ends of %d run(s) are kept "
+                        "and recorded once it is back; trying again every %d s at most",
+                        exc.__cause__,
+                        len(exc.runs),
+                        RECORD_RETRY_MAX_SECONDS,
+                    )
+                kept = exc.runs
+                with self._lock:
+                    self._unrecorded = list(kept)
+                self._reset_connection()
+                time.sleep(delay)
+                delay = min(delay * 2, RECORD_RETRY_MAX_SECONDS)
+                continue
+            except Exception:  # a fault of these rows, not the database's absence
+                logger.exception("Could not record the end of %d run(s)", len(kept))
+                self._reset_connection()
+            if kept is not ended:
+                logger.warning(
+                    "The database is back: the ends of %d run(s) kept meanwhile are "
+                    "recorded",
+                    len(kept),
+                )
+            kept = []
         with self._lock:
+            self._unrecorded = []
             for run in ended:
                 self._running.discard(run.execution.pk)
                 self._inflight.discard(run.execution.pk)

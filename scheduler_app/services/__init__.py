@@ -19,7 +19,7 @@ from .outcomes import (
 )
 from .params import parameters_evaluate, parameters_validate, task_local_now
 from .previews import SchedulePreview, schedule_preview
-from .records import runs_finish
+from .records import EndsNotRecorded, runs_finish
 from .run_requests import RunRequests, task_request_run, tasks_request_run
 from .runs import (
     ExecutionsCancelled,
@@ -63,6 +63,7 @@ from .validation import (
 
 __all__ = [
     "EDITABLE_FIELDS",
+    "EndsNotRecorded",
     "PAUSE_PERMISSION",
     "RunRequests",
     "Run",

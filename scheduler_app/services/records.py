@@ -73,6 +73,19 @@ _ENDED_SIGNALS: dict[str, Any] = {
 }
 
 
+class EndsNotRecorded(Exception):
+    """The database is away: the ends of `runs` are not recorded, nothing of them is.
+
+    Raised by runs_finish, from the database's error, once its own retries are
+    spent. The runs are as they were; the caller keeps them and calls runs_finish
+    with them again later, when the record says what really happened.
+    """
+
+    def __init__(self, runs: Sequence[Run]) -> None:
+        super().__init__("%d run end(s) not recorded" % len(runs))
+        self.runs = list(runs)
+
+
 def runs_finish(runs: Sequence[Run], *, now: dt.datetime | None = None) -> set[int]:
     """Record the end of runs: final states, task counters, lock releases, retries.
 
@@ -83,7 +96,8 @@ def runs_finish(runs: Sequence[Run], *, now: dt.datetime | None = None) -> set[i
     were replaced first (`make_storable`). A run is recorded only if it is still
     `running` (nobody recovered, interrupted or replaced it meanwhile); otherwise
     that other ending stands and the late result is ignored. Returns the ids of
-    the runs recorded here.
+    the runs recorded here. When the database stays away, raises EndsNotRecorded
+    with the runs still to record (the others are recorded).
     """
     if not runs:
         return set()
@@ -117,7 +131,10 @@ def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
             run.execution.progress_total = snapshot.progress_total
         make_storable(run)
     backend = get_lock_backend()
-    written, retries, unrecorded, broken = _record_ends(runs, backend)
+    try:
+        written, retries, unrecorded, broken = _record_ends(runs, backend)
+    except TRANSIENT_ERRORS as error:
+        raise EndsNotRecorded(runs) from error
     if not isinstance(backend, DatabaseLockBackend):
         # A run whose end is not recorded keeps its lock: it is still `running`.
         held = held_locks([run for run in runs if run.execution.pk not in unrecorded])
@@ -171,6 +188,10 @@ def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
         signal = _ENDED_SIGNALS.get(execution.status)
         if signal is not None:
             send_signal(signal, run.task, execution)
+    if isinstance(broken, TRANSIENT_ERRORS):
+        raise EndsNotRecorded(
+            [run for run in runs if run.execution.pk in unrecorded]
+        ) from broken
     if broken is not None:
         raise broken
     return written

@@ -264,3 +264,71 @@ def test_in_threads_one_blocking_async_handler_does_not_stall_the_others(
     assert time.monotonic() - started < 4  # not after the blocker's 5 s
     assert statuses([blocked]) == [Status.RUNNING]
     assert wait_until(lambda: statuses([blocked]) == [Status.SUCCESS])
+
+
+class DatabaseAway:
+    """write_finals, failing like a database that is away until `back()` is called."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from scheduler_app.services import records
+
+        self._real = records.write_finals
+        self.away = True
+        self.tries = 0
+        monkeypatch.setattr(records, "write_finals", self)
+
+    def __call__(self, **kwargs: object) -> set[int]:
+        from django.db import OperationalError
+
+        self.tries += 1
+        if self.away:
+            raise OperationalError("connection refused (the test's outage)")
+        return self._real(**kwargs)
+
+    def back(self) -> None:
+        self.away = False
+
+
+def test_a_run_that_ends_while_the_database_is_away_is_recorded_once_it_is_back(
+    executors: list[InlineExecutor],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    database = DatabaseAway(monkeypatch)
+    execution = task_request_run(task=make("add", handler_kwargs={"a": "1"}))
+    executor = InlineExecutor(max_workers=1)
+    executors.append(executor)
+
+    executor.submit([execution])
+    assert wait_until(lambda: database.tries > 5, timeout=30)  # its retries are spent
+    assert executor.inflight() == {execution.pk}  # kept, not dropped
+    assert statuses([execution]) == [Status.RUNNING]
+    database.back()
+
+    assert wait_until(lambda: statuses([execution]) == [Status.SUCCESS], timeout=30)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("The database is away" in m for m in messages) == 1
+    assert any("The database is back" in m for m in messages)
+    assert wait_until(lambda: executor.inflight() == set())
+
+
+def test_a_shutdown_while_the_database_is_away_names_the_ends_it_could_not_record(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = DatabaseAway(monkeypatch)
+    execution = task_request_run(task=make("add", handler_kwargs={"a": "1"}))
+    executor = InlineExecutor(max_workers=1)
+    executor.submit([execution])
+    assert wait_until(lambda: database.tries > 5, timeout=30)
+
+    still = executor.shutdown(grace_seconds=0.5)
+
+    assert still == {execution.pk}
+    assert any(
+        "Execution %s of task task-add ended (success) but its end could not be "
+        "recorded" % execution.pk in r.getMessage()
+        for r in caplog.records
+    )
+    database.back()  # the bookkeeper, still trying, records it after all
+    assert wait_until(lambda: statuses([execution]) == [Status.SUCCESS], timeout=60)
+    assert wait_until(lambda: not executor._bookkeeper.is_alive())  # then it ends
