@@ -49,6 +49,13 @@ class TaskBusy(SchedulerError):
     http_status = 409
 
 
+class LockHolderAlive(SchedulerError):
+    """The run holding a lock is still going on a live instance: not released unforced."""
+
+    code = "lock_holder_alive"
+    http_status = 409
+
+
 class ExecutionNotFound(SchedulerError):
     code = "execution_not_found"
     http_status = 404

@@ -109,6 +109,13 @@ def task_lock_key(task_id: int) -> str:
     return lock_key("task", task_id)
 
 
+def task_id_of_lock_key(key: str) -> int | None:
+    """The task a lock key belongs to ("task:5" -> 5), None for other locks."""
+    prefix = lock_key("task", "")
+    suffix = key[len(prefix) :] if key.startswith(prefix) else ""
+    return int(suffix) if suffix.isdigit() else None
+
+
 def _new_token() -> str:
     return secrets.token_hex(16)
 

@@ -18,13 +18,12 @@ from django.db.models.functions import Cast, NullIf
 from django.utils import timezone
 
 from . import livelog
-from .locks import LockInfo, get_lock_backend, lock_key, task_lock_key
+from .locks import LockInfo, get_lock_backend, task_id_of_lock_key, task_lock_key
 from .models import ScheduledTask, SchedulerInstance, TaskExecution
 from .services.instances import instances_alive_ids
 from .tasklog import StoredLog
 
 #: Logical keys of task locks start with this ("task:5").
-TASK_LOCK_PREFIX = lock_key("task", "")
 #: The status page lists at most this many instances, most recent heartbeat first.
 INSTANCES_SHOWN = 100
 #: Columns a list of executions never shows; on a big history they are most bytes.
@@ -212,12 +211,6 @@ class LockOverview:
     ttl_seconds: float
     task_id: int | None = None
     task_name: str | None = None
-
-
-def task_id_of_lock_key(key: str) -> int | None:
-    """The task a lock key belongs to ("task:5" -> 5), None for other locks."""
-    suffix = key[len(TASK_LOCK_PREFIX) :] if key.startswith(TASK_LOCK_PREFIX) else ""
-    return int(suffix) if suffix.isdigit() else None
 
 
 def _overview(info: LockInfo, names: dict[int, str]) -> LockOverview:

@@ -11,9 +11,16 @@ import itertools
 from typing import Any
 
 from django.contrib.auth.models import Permission, User
+from django.utils import timezone
 from rest_framework.test import APIClient
 
-from scheduler_app.models import ScheduledTask, TaskExecution, UserAPIKey
+from scheduler_app.locks import get_lock_backend, task_lock_key
+from scheduler_app.models import (
+    ScheduledTask,
+    SchedulerInstance,
+    TaskExecution,
+    UserAPIKey,
+)
 
 _sequence = itertools.count(1)
 
@@ -91,3 +98,19 @@ def key_client(key: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_X_API_KEY=key)
     return client
+
+
+def make_live_run_holding_lock(
+    task: ScheduledTask, *, instance: str = "web-1:7:live"
+) -> TaskExecution:
+    """A run still going on a live instance (fresh heartbeat), holding its task lock."""
+    SchedulerInstance.objects.create(
+        instance_id=instance, hostname="web-1", pid=7, last_heartbeat_at=timezone.now()
+    )
+    execution = make_execution(task, status="running", instance_id=instance)
+    assert get_lock_backend().acquire(
+        task_lock_key(task.pk),
+        owner="%s exec:%s" % (instance, execution.pk),
+        ttl_seconds=60,
+    )
+    return execution

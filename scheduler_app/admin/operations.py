@@ -21,11 +21,14 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .. import selectors, services
 from ..conf import app_settings
+from ..exceptions import LockHolderAlive
+from ..locks import task_id_of_lock_key
 from ..models import ScheduledTask, SchedulerInstance, SchedulerLock
 from .display import relative_time
 
@@ -181,17 +184,25 @@ class SchedulerLockAdmin(admin.ModelAdmin):
             else request.GET.get("key")
         )
         locks_url = reverse(LOCKS_URL_NAME)
-        task_id = selectors.task_id_of_lock_key(key) if key else None
+        task_id = task_id_of_lock_key(key) if key else None
         if not key or task_id is None:
             self.message_user(
                 request, MSG_NOT_A_TASK_LOCK % {"key": key or ""}, messages.ERROR
             )
             return redirect(locks_url)
         if request.method == "POST":
-            released = services.lock_force_release(key, by=str(request.user))
-            task = ScheduledTask.objects.filter(pk=task_id).first()
-            if released and task is not None:
-                self.log_change(request, task, gettext("Force-released its lock."))
+            try:
+                # The confirmation said whether its run is alive: the POST is the
+                # operator's answer, force included.
+                released = services.lock_force_release(
+                    key,
+                    actor=request.user,
+                    origin="admin",
+                    force=request.POST.get("force") == "1",
+                )
+            except LockHolderAlive as exc:  # it came alive since the page was shown
+                self.message_user(request, exc.message, messages.ERROR)
+                return redirect("%s?%s" % (request.path, urlencode({"key": key})))
             self.message_user(
                 request,
                 (MSG_RELEASED if released else MSG_ALREADY_GONE) % {"key": key},
@@ -207,7 +218,11 @@ class SchedulerLockAdmin(admin.ModelAdmin):
             )
             return redirect(locks_url)
         title = gettext("Release the lock “%(key)s”?") % {"key": key}
-        context = {**operations_context(self, request, title), "lock": lock}
+        context = {
+            **operations_context(self, request, title),
+            "lock": lock,
+            "holder": services.lock_holder(lock.owner),
+        }
         return TemplateResponse(
             request, "admin/scheduler_app/lock_release_confirmation.html", context
         )

@@ -120,14 +120,24 @@ CANCEL_RUNS = OpenApiParameter(
         "delete it. Without it, a task with runs pending or running answers 409."
     ),
 )
-MSG_CANCEL_RUNS = gettext_lazy("cancel_runs: use true or false.")
+FORCE = OpenApiParameter(
+    "force",
+    OpenApiTypes.BOOL,
+    OpenApiParameter.QUERY,
+    description=(
+        "true: release the lock even though the run holding it is still going on a "
+        "live instance (it keeps running). Without it, that case answers 409 "
+        "(code lock_holder_alive)."
+    ),
+)
+MSG_TRUE_OR_FALSE = gettext_lazy("%(name)s: use true or false.")
 
 
-def cancel_runs_asked(request: Request) -> bool:
-    """Whether ?cancel_runs=true came with the request; another value is a 400."""
-    value = request.query_params.get("cancel_runs", "false").lower()
+def flag_asked(request: Request, name: str) -> bool:
+    """Whether ?<name>=true came with the request; a value but true/false is a 400."""
+    value = request.query_params.get(name, "false").lower()
     if value not in ("true", "false"):
-        raise SchedulerError(str(MSG_CANCEL_RUNS), field="cancel_runs")
+        raise SchedulerError(str(MSG_TRUE_OR_FALSE % {"name": name}), field=name)
     return value == "true"
 
 
@@ -268,7 +278,7 @@ class ScheduledTaskViewSet(
     def perform_destroy(self, instance: ScheduledTask) -> None:
         services.task_delete(
             task=instance,
-            cancel_runs=cancel_runs_asked(self.request),
+            cancel_runs=flag_asked(self.request, "cancel_runs"),
             expected_version=if_match_version(self.request, instance),
         )
 
@@ -435,9 +445,9 @@ class ScheduledTaskViewSet(
 
     @extend_schema(
         summary="Force-release a task's lock (when its holder is gone)",
-        parameters=[ID_OR_NAME],
+        parameters=[ID_OR_NAME, FORCE],
         request=None,
-        responses=serializers.ReleaseLockSerializer,
+        responses={200: serializers.ReleaseLockSerializer, 409: CONFLICT},
     )
     @action(
         detail=True,
@@ -448,7 +458,12 @@ class ScheduledTaskViewSet(
     def release_lock(self, request: Request, id_or_name: str) -> Response:
         task = self.get_object()
         key = task_lock_key(task.pk)
-        released = services.lock_force_release(key, by=str(request.user))
+        released = services.lock_force_release(
+            key,
+            actor=request.user,
+            origin="api",
+            force=flag_asked(request, "force"),
+        )
         return Response(
             serializers.ReleaseLockSerializer({"key": key, "released": released}).data
         )

@@ -11,7 +11,7 @@ from .instances import (
     instances_alive_ids,
     instances_cleanup,
 )
-from .locks import lock_force_release
+from .locks import LockHolder, lock_force_release, lock_holder
 from .outcomes import (
     executions_fail,
     executions_interrupt,
@@ -64,6 +64,7 @@ from .validation import (
 __all__ = [
     "EDITABLE_FIELDS",
     "EndsNotRecorded",
+    "LockHolder",
     "PAUSE_PERMISSION",
     "RunRequests",
     "Run",
@@ -87,6 +88,7 @@ __all__ = [
     "instances_alive_ids",
     "instances_cleanup",
     "lock_force_release",
+    "lock_holder",
     "may_change_status",
     "parameters_evaluate",
     "run_claimed",

@@ -15,7 +15,7 @@ from django.utils import timezone
 from scheduler_app.locks import get_lock_backend, lock_key, task_lock_key
 from scheduler_app.models import ScheduledTask, SchedulerInstance
 from tests.admin.helpers import TASK_CHANGELIST, sent_messages, staff_user
-from tests.factories import make_task
+from tests.factories import make_live_run_holding_lock, make_task
 
 pytestmark = pytest.mark.django_db
 
@@ -108,7 +108,35 @@ def test_release_frees_the_lock_and_records_it(
         (messages.SUCCESS, "Released the lock “%s”." % key)
     ]
     entry = LogEntry.objects.get(object_id=str(task.pk))
-    assert entry.get_change_message() == "Force-released its lock."
+    assert entry.get_change_message() == (
+        "Force-released its lock, held by host:7:abcdef, no longer running (through "
+        "the admin)."
+    )
+
+
+def test_releasing_the_lock_of_a_live_run_warns_and_needs_the_explicit_answer(
+    admin_client: Client, lock_backend: str
+) -> None:
+    task = make_task(name="busy")
+    run = make_live_run_holding_lock(task)
+    key = task_lock_key(task.pk)
+
+    page = admin_client.get(RELEASE, {"key": key}).content.decode()
+    unforced = admin_client.post(RELEASE, {"key": key})
+    still_held = get_lock_backend().get(key) is not None
+    forced = admin_client.post(RELEASE, {"key": key, "force": "1"})
+
+    assert "is still going on web-1:7:live, whose heartbeat is fresh" in page
+    assert 'name="force" value="1"' in page and "Release it anyway" in page
+    [(level, text)] = sent_messages(unforced)
+    assert level == messages.ERROR and "still running on web-1:7:live" in text
+    assert still_held
+    assert forced["Location"] == LOCKS and get_lock_backend().get(key) is None
+    entry = LogEntry.objects.get(object_id=str(task.pk))
+    assert entry.get_change_message() == (
+        "Force-released its lock, held by execution #%s which was still running on "
+        "web-1:7:live (through the admin)." % run.pk
+    )
 
 
 def test_releasing_a_lock_already_gone_says_so(admin_client: Client) -> None:

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from scheduler_app.handlers import registry
 from scheduler_app.locks import get_lock_backend, task_lock_key
 from scheduler_app.models import ScheduledTask, TaskExecution
-from tests.factories import make_execution, make_task
+from tests.factories import make_execution, make_live_run_holding_lock, make_task
 
 pytestmark = pytest.mark.django_db
 
@@ -418,6 +419,31 @@ def test_release_lock_frees_a_held_lock(api: APIClient, lock_backend: str) -> No
     assert response.json() == {"key": key, "released": True}
     assert get_lock_backend().get(key) is None
     assert api.post(url(task, "release-lock")).json()["released"] is False
+
+
+def test_release_lock_of_a_live_run_is_409_unless_forced_and_leaves_a_trace(
+    api: APIClient, lock_backend: str
+) -> None:
+    task = make_task(name="busy")
+    run = make_live_run_holding_lock(task)
+    key = task_lock_key(task.pk)
+
+    refused = api.post(url(task, "release-lock"))
+    bad = api.post(url(task, "release-lock") + "?force=yes")
+    still_held = get_lock_backend().get(key) is not None
+    forced = api.post(url(task, "release-lock") + "?force=true")
+
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "lock_holder_alive"
+    assert (
+        "execution #%s, still running on web-1:7:live" % run.pk
+        in (refused.json()["detail"])
+    )
+    assert (bad.status_code, bad.json()["field"]) == (400, "force")
+    assert still_held
+    assert forced.json() == {"key": key, "released": True}
+    [entry] = LogEntry.objects.filter(object_id=str(task.pk))
+    assert "(through the API)" in entry.get_change_message()
 
 
 def test_release_lock_needs_its_own_permission(
