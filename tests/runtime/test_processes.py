@@ -66,7 +66,9 @@ def ended(execution: TaskExecution) -> TaskExecution:
     # A fresh row each time: the instance handed over is the executor's to change,
     # and refreshing it here could undo its end before the executor saves it.
     def finished() -> TaskExecution | None:
-        return TaskExecution.objects.filter(pk=execution.pk, status__in=FINISHED).first()
+        return TaskExecution.objects.filter(
+            pk=execution.pk, status__in=FINISHED
+        ).first()
 
     return wait_until(finished, timeout=DEADLINE)
 
