@@ -69,7 +69,7 @@ def visible_text(text: str) -> SafeString:
     """A handler's text for a page: HTML-escaped, control characters shown.
 
     Each control character but newline and tab (`controls.CONTROL_CHARACTERS`)
-    becomes a muted span reading as Python writes it (``\x1b``, ``\r``), with
+    becomes a muted span reading as Python writes it (``\\x1b``, ``\\r``), with
     its code point in the tooltip: an ANSI colour code is seen for what it is,
     and told apart from a handler's own backslashes.
     """

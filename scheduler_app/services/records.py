@@ -82,8 +82,8 @@ def runs_finish(runs: Sequence[Run], *, now: dt.datetime | None = None) -> set[i
     row, so that a row the database refuses spoils no other run's record (that
     row is recorded failed, see `_record_ends`). Values bigger than their caps
     were cut first (`make_bounded`), and values no database can store replaced
-    (`make_storable`). A run is recorded only if it is still
-    `running` (nobody recovered, interrupted or replaced it meanwhile); otherwise
+    (`make_storable`). A run is recorded only if it is still `running` (nobody
+    recovered, interrupted or replaced it meanwhile); otherwise
     that other ending stands and the late result is ignored. Returns the ids of
     the runs recorded here.
     """
@@ -207,15 +207,14 @@ def make_bounded(run: Run) -> None:
     SCHEDULER_RESULT_MAX_BYTES of them (`caps`), and the API and the admin serve
     what is kept. The run keeps its status: a success with a huge result is a
     success. A handler process cut them already (and its log says so): nothing
-    is cut twice.
+    is cut twice. Text fields are made `str` first, for the caps and for
+    `make_storable`, which comes next.
     """
     execution = run.execution
     for name in _STORABLE_TEXT_FIELDS:
         value = getattr(execution, name)
-        if value is not None and type(value) is not str:
-            setattr(
-                execution, name, str(value)
-            )  # TaskResult.failed(error=<an exception>)
+        if value is not None and type(value) is not str:  # an exception, say
+            setattr(execution, name, str(value))
     cut, notes = capped_fields({name: getattr(execution, name) for name in CAPS})
     for name, value in cut.items():
         setattr(execution, name, value)
