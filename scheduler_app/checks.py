@@ -49,6 +49,17 @@ def check_scheduler_settings(app_configs: Any = None, **kwargs: Any) -> list[Any
             problems.append(
                 Error("%s must be a positive number." % name, id="scheduler_app.E002")
             )
+    for name, setting in SETTINGS.items():
+        value = getattr(app_settings, name)
+        if setting.at_least and 0 < value < setting.at_least:
+            problems.append(
+                Error(
+                    "%s must be at least %d, not %d." % (name, setting.at_least, value),
+                    hint="It is a cap in bytes: what it keeps needs room for the "
+                    "line saying how much was cut.",
+                    id="scheduler_app.E010",
+                )
+            )
     ttl = app_settings.SCHEDULER_LEADER_LOCK_TTL
     refresh = app_settings.SCHEDULER_LEADER_LOCK_REFRESH_INTERVAL
     if refresh <= 0 or refresh * 2 > ttl:

@@ -19,6 +19,9 @@ class Setting:
     help: str
     #: A system check refuses a value <= 0 (checks.py).
     positive: bool = False
+    #: A system check refuses a smaller value (checks.py), e.g. a cap with no room
+    #: for the marker saying what it cut.
+    at_least: int = 0
 
 
 #: Every SCHEDULER_* setting, its default and what it does: the one table of them.
@@ -137,6 +140,29 @@ SETTINGS: dict[str, Setting] = {
         "lines, with a marker saying how many were dropped; a line longer than a "
         "quarter of it is cut. With Redis, the live list keeps half of it.",
         positive=True,
+    ),
+    "SCHEDULER_ERROR_MAX_BYTES": Setting(
+        64 * 1024,
+        "A run's error message keeps at most this many bytes (UTF-8): its start and "
+        "its end, with a line saying how many characters were cut between them.",
+        positive=True,
+        at_least=1024,
+    ),
+    "SCHEDULER_TRACEBACK_MAX_BYTES": Setting(
+        256 * 1024,
+        "A run's traceback keeps at most this many bytes (UTF-8): its start and its "
+        "end (where the error was raised), with a line saying how many characters "
+        "were cut between them.",
+        positive=True,
+        at_least=1024,
+    ),
+    "SCHEDULER_RESULT_MAX_BYTES": Setting(
+        256 * 1024,
+        "A run's result whose JSON has more bytes (UTF-8) than this is stored as "
+        '{"truncated": true, "size_bytes": ..., "preview": ...} (its size and the '
+        "start of its JSON); the run keeps its status, and its log says so.",
+        positive=True,
+        at_least=1024,
     ),
     "SCHEDULER_HEARTBEAT_INTERVAL": Setting(
         5.0, "Seconds between two heartbeats of an instance."

@@ -77,6 +77,16 @@ def utf8_prefix(text: str, max_bytes: int) -> str:
     return start.encode("utf-8", "surrogatepass")[:max_bytes].decode("utf-8", "ignore")
 
 
+def utf8_suffix(text: str, max_bytes: int) -> str:
+    """The longest end of `text` that is at most `max_bytes` bytes of UTF-8."""
+    if max_bytes <= 0:
+        return ""
+    end = text[-max_bytes:]  # never fewer bytes than characters
+    if end.isascii():
+        return end
+    return end.encode("utf-8", "surrogatepass")[-max_bytes:].decode("utf-8", "ignore")
+
+
 @dataclass(frozen=True)
 class LogSnapshot:
     """What a sink receives: the whole (capped) log text and the progress."""

@@ -44,6 +44,7 @@ LAYERS = (
             "conf",
             "choices",
             "storable",
+            "controls",
             "signals",
             "redis_client",
             "runtime.threads",
@@ -63,10 +64,11 @@ LAYERS = (
     ),
     Layer(
         "handlers",
-        ("handlers", "tasklog"),
+        ("handlers", "tasklog", "caps"),
         (*BASE, "pure", "handlers"),
-        "Finding and calling handler code, and the task_log API handlers call: "
-        "handlers know nothing of tasks or executions.",
+        "Finding and calling handler code, the task_log API handlers call, and the "
+        "caps of what they return or raise: handlers know nothing of tasks or "
+        "executions.",
     ),
     Layer(
         "models",

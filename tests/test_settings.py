@@ -278,3 +278,18 @@ def test_the_checks_refuse_a_setting_the_table_says_must_be_positive(
     assert {name for _id, name in found} == positive
     assert ("scheduler_app.E002", "SCHEDULER_HISTORY_DAYS") in found
     assert ("scheduler_app.E004", "SCHEDULER_LOG_PUBLISH_INTERVAL") in found
+
+
+def test_the_checks_refuse_a_cap_with_no_room_for_its_marker(settings: Any) -> None:
+    from scheduler_app.checks import check_scheduler_settings
+
+    settings.SCHEDULER_RESULT_MAX_BYTES = 100
+    settings.SCHEDULER_ERROR_MAX_BYTES = 1024
+
+    found = [
+        error.msg
+        for error in check_scheduler_settings()
+        if error.id == "scheduler_app.E010"
+    ]
+
+    assert found == ["SCHEDULER_RESULT_MAX_BYTES must be at least 1024, not 100."]

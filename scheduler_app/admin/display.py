@@ -1,4 +1,4 @@
-"""Presentation helpers for the admin: badges, times, durations, schedules, a run chart."""
+"""Admin presentation helpers: badges, handler text, times, schedules, a run chart."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ from typing import Any
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
-from django.utils.html import format_html, format_html_join
+from django.utils.html import escape, format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import Truncator
 from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from ..controls import CONTROL_CHARACTERS, control_name
 from ..models import ScheduledTask, TaskExecution
 from ..schedules import Schedule
 from ..storable import storable_json
@@ -62,24 +65,68 @@ def execution_badge(execution: TaskExecution) -> str:
     return status_badge(execution.status, execution.get_status_display())
 
 
+def visible_text(text: str) -> SafeString:
+    """A handler's text for a page: HTML-escaped, control characters shown.
+
+    Each control character but newline and tab (`controls.CONTROL_CHARACTERS`)
+    becomes a muted span reading as Python writes it (``\\x1b``, ``\\r``), with
+    its code point in the tooltip: an ANSI colour code is seen for what it is,
+    and told apart from a handler's own backslashes.
+    """
+    pieces = []
+    shown = 0
+    for match in CONTROL_CHARACTERS.finditer(text):
+        char = match.group()
+        pieces.append(escape(text[shown : match.start()]))
+        pieces.append(
+            format_html(
+                '<span class="scheduler-control" title="U+{}">{}</span>',
+                "%04X" % ord(char),
+                control_name(char),
+            )
+        )
+        shown = match.end()
+    pieces.append(escape(text[shown:]))
+    return mark_safe("".join(pieces))  # noqa: S308 - every piece is escaped above
+
+
+def preformatted(text: str) -> str:
+    """A handler's text in a <pre>, as `visible_text` shows it; a dash when empty."""
+    if not text:
+        return EMPTY
+    return format_html('<pre class="scheduler-pre">{}</pre>', visible_text(text))
+
+
 def pretty_json(value: Any) -> str:
     """JSON indented for reading, escaped, in a <pre>.
 
     Made storable first: a lone surrogate stored before that was done on the
     way in (SQLite's JSON text keeps it as an escape) cannot be sent as UTF-8.
+    JSON escapes most control characters itself; DEL and C1 ones are shown by
+    `visible_text`.
     """
     if value in (None, "", {}, []):
         return EMPTY
-    return format_html(
-        '<pre class="scheduler-pre">{}</pre>',
+    return preformatted(
         json.dumps(
             storable_json(value),
             indent=2,
             ensure_ascii=False,
             sort_keys=True,
             default=str,
-        ),
+        )
     )
+
+
+#: How much of an error message a table cell shows (the run's page has it all).
+SUMMARY_CHARS = 200
+
+
+def error_summary(text: str) -> str:
+    """The start of an error message for a table cell, as `visible_text` shows it."""
+    if not text:
+        return EMPTY
+    return visible_text(Truncator(text).chars(SUMMARY_CHARS))
 
 
 # Times

@@ -28,7 +28,15 @@ from django.views.decorators.http import require_GET, require_POST
 from .. import selectors, services
 from ..exceptions import SchedulerError
 from ..models import TaskExecution, TaskExecutionQuerySet
-from .display import EMPTY, absolute_time, execution_badge, format_duration, pretty_json
+from .display import (
+    EMPTY,
+    absolute_time,
+    execution_badge,
+    format_duration,
+    preformatted,
+    pretty_json,
+    visible_text,
+)
 
 MSG_SUBTITLE = _("Execution #%(id)s of “%(task)s”")
 MSG_CANCELLED = _("Execution #%(id)s was cancelled.")
@@ -186,7 +194,7 @@ class TaskExecutionAdmin(admin.ModelAdmin):
         (_("Parameters"), {"fields": [("parameters", "overrides")]}),
         (
             _("Outcome"),
-            {"fields": ["result_display", "error_message", "traceback_display"]},
+            {"fields": ["result_display", "error_display", "traceback_display"]},
         ),
     ]
     readonly_fields = [
@@ -204,7 +212,7 @@ class TaskExecutionAdmin(admin.ModelAdmin):
         "parameters",
         "overrides",
         "result_display",
-        "error_message",
+        "error_display",
         "traceback_display",
     ]
 
@@ -283,11 +291,13 @@ class TaskExecutionAdmin(admin.ModelAdmin):
     def result_display(self, obj: TaskExecution) -> str:
         return pretty_json(obj.result)
 
+    @admin.display(description=_("error"))
+    def error_display(self, obj: TaskExecution) -> str:
+        return preformatted(obj.error_message)
+
     @admin.display(description=_("traceback"))
     def traceback_display(self, obj: TaskExecution) -> str:
-        if not obj.error_traceback:
-            return EMPTY
-        return format_html('<pre class="scheduler-pre">{}</pre>', obj.error_traceback)
+        return preformatted(obj.error_traceback)
 
     def change_view(
         self,
@@ -303,7 +313,7 @@ class TaskExecutionAdmin(admin.ModelAdmin):
             extra_context.update(
                 {
                     "log_tail": tail,
-                    "log_text": "\n".join(tail.lines),
+                    "log_html": visible_text("\n".join(tail.lines)),
                     "can_cancel": not execution.is_finished
                     and self.has_run_permission(request),
                     "live_badge": execution_badge(execution),

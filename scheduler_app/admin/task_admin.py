@@ -26,6 +26,7 @@ from .display import (
     EMPTY,
     describe_schedule,
     duration_summary,
+    error_summary,
     execution_badge,
     format_duration,
     runs_chart,
@@ -100,7 +101,7 @@ RECENT_EXECUTION_FIELDS = (
     "started_at",
     "duration_display",
     "attempt",
-    "error_message",
+    "error_display",
 )
 
 
@@ -121,6 +122,10 @@ class RecentExecutionsInline(admin.TabularInline):
     @admin.display(description=_("duration"))
     def duration_display(self, obj: TaskExecution) -> str:
         return format_duration(obj.duration_ms)
+
+    @admin.display(description=_("error"))
+    def error_display(self, obj: TaskExecution) -> str:
+        return error_summary(obj.error_message)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -86,7 +86,8 @@ def outcome_from_return(value: Any) -> Outcome:
     error_message = ""
     if value.status == FAILED:
         result["error"] = value.error
-        error_message = value.error or value.message or str(MSG_FAILED_WITHOUT_ERROR)
+        # str(): a handler may pass an exception as the error.
+        error_message = str(value.error or value.message or MSG_FAILED_WITHOUT_ERROR)
     result.update(value.data)
     return Outcome(
         status=value.status, result=json_safe(result), error_message=error_message

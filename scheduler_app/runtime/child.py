@@ -37,6 +37,7 @@ from typing import Any
 from django.db import close_old_connections
 
 from .. import tasklog
+from ..caps import capped_fields
 from ..conf import app_settings
 from ..exceptions import ExecutionCancelled
 from ..handlers.registry import resolve_handler
@@ -119,8 +120,19 @@ class Child:
             if message is None:
                 return
             _kind, run_id, handler_path, kwargs, echo = message
-            outcome = self.run(run_id, handler_path, kwargs, echo=echo)
-            self.send("done", *outcome, rss_bytes())
+            fields, stopped = self.run(run_id, handler_path, kwargs, echo=echo)
+            self.send("done", self.bounded(fields), stopped, rss_bytes())
+
+    def bounded(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """A run's end cut to the caps, as the record would: it crosses no bigger.
+
+        A handler's 50 MB result or error never reaches the scheduler whole; the
+        lines saying what was cut go first, to the run's log.
+        """
+        cut, notes = capped_fields(fields)
+        for note in notes:
+            self.send("log", note)
+        return {**fields, **cut}
 
     def run(
         self, run_id: int, handler_path: str, kwargs: dict[str, Any], *, echo: bool

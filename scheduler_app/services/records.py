@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import signals
+from ..caps import CAPS, capped_fields
 from ..db.batch import task_rows_lock
 from ..db.counters import add_run_counts
 from ..db.finals import write_finals
@@ -92,9 +93,10 @@ def runs_finish(runs: Sequence[Run], *, now: dt.datetime | None = None) -> set[i
     One transaction for the batch, retried on transient database errors (a lost
     connection, a busy SQLite) so no record is lost; when it still fails, row by
     row, so that a row the database refuses spoils no other run's record (that
-    row is recorded failed, see `_record_ends`). Values no database can store
-    were replaced first (`make_storable`). A run is recorded only if it is still
-    `running` (nobody recovered, interrupted or replaced it meanwhile); otherwise
+    row is recorded failed, see `_record_ends`). Values bigger than their caps
+    were cut first (`make_bounded`), and values no database can store replaced
+    (`make_storable`). A run is recorded only if it is still `running` (nobody
+    recovered, interrupted or replaced it meanwhile); otherwise
     that other ending stands and the late result is ignored. Returns the ids of
     the runs recorded here. When the database stays away, raises EndsNotRecorded
     with the runs still to record (the others are recorded).
@@ -129,6 +131,7 @@ def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
             run.execution.log_output = snapshot.text
             run.execution.progress_done = snapshot.progress_done
             run.execution.progress_total = snapshot.progress_total
+        make_bounded(run)
         make_storable(run)
     backend = get_lock_backend()
     try:
@@ -217,6 +220,29 @@ def _log_appended(run: Run, text: str, message: str) -> str:
     return "%s\n%s" % (text, line) if text else line
 
 
+def make_bounded(run: Run) -> None:
+    """Cut a run's error message, traceback and result to their caps; say so in its log.
+
+    Whichever executor ran the handler, its row then holds at most
+    SCHEDULER_ERROR_MAX_BYTES, SCHEDULER_TRACEBACK_MAX_BYTES and
+    SCHEDULER_RESULT_MAX_BYTES of them (`caps`), and the API and the admin serve
+    what is kept. The run keeps its status: a success with a huge result is a
+    success. A handler process cut them already (and its log says so): nothing
+    is cut twice. Text fields are made `str` first, for the caps and for
+    `make_storable`, which comes next.
+    """
+    execution = run.execution
+    for name in _STORABLE_TEXT_FIELDS:
+        value = getattr(execution, name)
+        if value is not None and type(value) is not str:  # an exception, say
+            setattr(execution, name, str(value))
+    cut, notes = capped_fields({name: getattr(execution, name) for name in CAPS})
+    for name, value in cut.items():
+        setattr(execution, name, value)
+    for note in notes:
+        execution.log_output = _log_appended(run, execution.log_output, note)
+
+
 def make_storable(run: Run) -> None:
     """Replace what no database can store in a run's final values; say so in its log.
 
@@ -238,9 +264,6 @@ def make_storable(run: Run) -> None:
         value = getattr(execution, name)
         if value is None:
             continue
-        if type(value) is not str:  # TaskResult.failed(error=<an exception>)
-            value = str(value)
-            setattr(execution, name, value)
         stored = storable_text(value)
         if stored is not value:
             setattr(execution, name, stored)

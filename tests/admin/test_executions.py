@@ -14,6 +14,8 @@ from django.utils import timezone
 from scheduler_app.models import TaskExecution
 from tests.admin.helpers import (
     EXECUTION_CHANGELIST,
+    HOSTILE,
+    HOSTILE_ESCAPED,
     captured_sql,
     execution_url,
     sent_messages,
@@ -418,3 +420,68 @@ def test_task_page_links_to_all_its_executions(admin_client: Client) -> None:
     content = admin_client.get(task_url("change", task)).content.decode()
 
     assert "%s?task__id__exact=%d" % (EXECUTION_CHANGELIST, task.pk) in content
+
+
+def control(code: str, shown: str) -> str:
+    """How the admin shows a control character: muted, named as Python writes it."""
+    return '<span class="scheduler-control" title="U+%s">%s</span>' % (code, shown)
+
+
+ESC = control("001B", "\\x1b")
+
+
+def test_run_page_shows_control_characters_escaped_and_html_escaped(
+    admin_client: Client,
+) -> None:
+    execution = make_execution(
+        status=Status.FAILED,
+        log_output="[02:00:00] \x1b[31mred\x1b[0m bell\x07 back\rover\ttab " + HOSTILE,
+        error_message="RuntimeError: \x1b[2Jcleared " + HOSTILE,
+        error_traceback="Traceback (most recent call last):\nRuntimeError: \x1b[2J",
+        result={"text": "del\x7f csi\x9b " + HOSTILE},
+    )
+
+    content = admin_client.get(execution_url(execution)).content.decode()
+
+    assert (
+        "[02:00:00] %s[31mred%s[0m bell%s back%sover\ttab %s</pre>"
+        % (
+            ESC,
+            ESC,
+            control("0007", "\\x07"),
+            control("000D", "\\r"),
+            HOSTILE_ESCAPED,
+        )
+        in content
+    )
+    assert "RuntimeError: %s[2Jcleared %s" % (ESC, HOSTILE_ESCAPED) in content
+    assert "Traceback (most recent call last):\nRuntimeError: %s[2J" % ESC in content
+    # JSON escapes C0 characters itself; DEL and C1 are shown as the others are.
+    assert (
+        "del%s csi%s %s"
+        % (
+            control("007F", "\\x7f"),
+            control("009B", "\\x9b"),
+            HOSTILE_ESCAPED,
+        )
+        in content
+    )
+    for raw in ("\x1b", "\x07", "\r", "\x7f", "\x9b", HOSTILE):
+        assert raw not in content
+
+
+def test_task_page_shows_the_start_of_each_recent_error_escaped(
+    admin_client: Client,
+) -> None:
+    task = make_task()
+    make_execution(
+        task,
+        status=Status.FAILED,
+        error_message="RuntimeError: \x1b[2J" + HOSTILE + "x" * 5000 + "NOT SHOWN",
+    )
+
+    content = admin_client.get(task_url("change", task)).content.decode()
+
+    assert "RuntimeError: %s[2J%s" % (ESC, HOSTILE_ESCAPED) in content
+    assert "NOT SHOWN" not in content
+    assert "\x1b" not in content and HOSTILE not in content

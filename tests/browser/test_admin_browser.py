@@ -13,7 +13,7 @@ from django.utils import timezone
 from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
 from tests.browser.conftest import InProcessExecutor, new_page
 from tests.factories import make_execution, make_task
-from tests.sample_handlers.browser import RELEASE
+from tests.sample_handlers.browser import FINISH, RELEASE
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -26,9 +26,11 @@ except ImportError:  # the fixtures skip (or fail under CI) before expect is nee
 @pytest.fixture(autouse=True)
 def released_handler() -> Iterator[None]:
     RELEASE.clear()
+    FINISH.clear()
     yield
     # A run still waiting when a test fails must end, so its thread does too.
     RELEASE.set()
+    FINISH.set()
 
 
 @pytest.fixture
@@ -214,3 +216,34 @@ def test_the_task_list_and_the_health_page(
     )
     screenshot(chinese, "task-list-zh-hans")
     chinese.context.close()
+
+
+def test_the_live_log_shows_control_characters_escaped_and_markup_as_text(
+    page: Any, live_server: Any, executor: InProcessExecutor, heartbeat: None
+) -> None:
+    task = make_task(
+        name="colourful",
+        handler_path="tests.sample_handlers.browser:log_control_characters",
+        task_type=ScheduledTask.TaskType.MANUAL,
+        interval_seconds=None,
+    )
+    page.goto(
+        live_server.url + "/admin/scheduler_app/scheduledtask/%d/change/" % task.pk
+    )
+    page.click("#scheduler-run-now")
+    log = page.locator("#execution-log")
+    expect(log).to_contain_text("Waiting for the test to release me")
+    page.evaluate("window.stillTheSamePage = true")
+
+    RELEASE.set()
+
+    # The line came through the page's script, not a reload.
+    expect(log).to_contain_text("\\x1b[31mred\\x1b[0m bell\\x07 <b>bold</b>")
+    assert page.evaluate("window.stillTheSamePage") is True
+    controls = log.locator(".scheduler-control")
+    assert controls.all_text_contents() == ["\\x1b", "\\x1b", "\\x07"]
+    assert controls.first.get_attribute("title") == "U+001B"
+    assert log.locator("b").count() == 0
+    assert "\x1b" not in log.text_content()
+    FINISH.set()
+    expect(page.locator("[data-live-status]").first).to_contain_text("Success")

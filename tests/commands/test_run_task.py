@@ -292,3 +292,40 @@ def test_ensure_admin_leaves_an_existing_superuser_alone(
     assert User.objects.get(username="root").check_password("old-password")
     assert "superuser “root”" in out
     assert not (project_dir / PASSWORD_FILE).exists()
+
+
+#: The control characters a handler may send; none reaches the terminal as it is.
+CONTROL_CHARACTERS = ("\x1b", "\x07", "\r", "\x7f", "\x9b")
+
+
+@run_task_db
+@pytest.mark.parametrize(
+    ("fail", "printed"),
+    [
+        (True, "RuntimeError: \\x1b[2Jcleared \\x9b31m"),
+        (False, '"text": "del\\x7f csi\\x9b31m"'),
+    ],
+)
+def test_run_task_prints_what_the_handler_wrote_with_control_characters_escaped(
+    fail: bool, printed: str
+) -> None:
+    make_task(
+        name="colourful",
+        handler_path="tests.sample_handlers.runs:control_characters",
+        handler_kwargs={"fail": repr(fail)},
+    )
+    stdout, stderr = io.StringIO(), io.StringIO()
+
+    try:
+        call_command("run_task", "colourful", stdout=stdout, stderr=stderr)
+    except CommandError as error:  # the failed run: its error is the message
+        stderr.write(str(error))
+    shown = stdout.getvalue() + stderr.getvalue()
+
+    assert TaskExecution.objects.get().status == (
+        TaskExecution.Status.FAILED if fail else TaskExecution.Status.SUCCESS
+    )
+    assert "\\x1b[31mred\\x1b[0m bell\\x07 back\\rover" in shown
+    assert printed in shown
+    for char in CONTROL_CHARACTERS:
+        assert char not in shown

@@ -8,6 +8,7 @@ files, since nothing in memory is shared with them.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -282,3 +283,39 @@ def test_a_huge_message_or_endless_partial_line_stays_within_the_log_cap(
         flooded.log_output
     )
     assert "y" * 1000 in flooded.log_output  # the print arrived, in pieces
+
+
+def test_a_huge_result_or_error_is_cut_in_the_handler_process_before_it_crosses(
+    executor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The handler processes read their settings from the environment; this one's
+    # caps stay the defaults (256 KiB), so what is stored was cut over there.
+    monkeypatch.setenv("SCHEDULER_RESULT_MAX_BYTES", "4096")
+    monkeypatch.setenv("SCHEDULER_ERROR_MAX_BYTES", "2048")
+    monkeypatch.setenv("SCHEDULER_TRACEBACK_MAX_BYTES", "4096")
+    big = {"megabytes": "3"}
+    result, error = run(
+        executor(),
+        make_task(
+            name="huge-result",
+            handler_path="tests.sample_handlers.runs:huge_result",
+            handler_kwargs=big,
+        ),
+        make_task(
+            name="huge-error",
+            handler_path="tests.sample_handlers.runs:huge_error",
+            handler_kwargs=big,
+        ),
+    )
+
+    assert result.status == Status.SUCCESS
+    assert result.result["truncated"] is True
+    assert result.result["max_bytes"] == 4096
+    assert result.result["size_bytes"] == len(json.dumps({"rows": ["r" * 1000] * 3072}))
+    assert "SCHEDULER_RESULT_MAX_BYTES=4096" in result.log_output
+    assert error.status == Status.FAILED
+    assert len(error.error_message.encode()) <= 2048
+    assert "at most SCHEDULER_ERROR_MAX_BYTES=2048 bytes" in error.error_message
+    assert error.error_message.endswith("mmm END")
+    assert len(error.error_traceback.encode()) <= 4096
+    assert "SCHEDULER_TRACEBACK_MAX_BYTES=4096" in error.log_output

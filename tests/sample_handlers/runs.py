@@ -155,3 +155,22 @@ def logs_undecodable() -> dict:
 
 def fails_with_odd_error() -> TaskResult:
     return TaskResult.failed(error=ValueError("a\x00b"))  # not even a string
+
+
+def huge_result(megabytes: int = 3) -> dict:
+    """A success whose result has about `megabytes` MB of JSON."""
+    task_log("returning about", megabytes, "MB")
+    return {"rows": ["r" * 1000] * (megabytes * 1024)}
+
+
+def huge_error(megabytes: int = 3) -> None:
+    """An exception whose message has `megabytes` MB between its start and its end."""
+    raise ValueError("START " + "m" * (megabytes * 2**20) + " END")
+
+
+def control_characters(fail: bool = True) -> dict:
+    """Logs, and fails or returns, with ANSI escapes and other control characters."""
+    task_log("\x1b[31mred\x1b[0m bell\x07 back\rover")
+    if fail:
+        raise RuntimeError("\x1b[2Jcleared \x9b31m")
+    return {"text": "del\x7f csi\x9b31m"}

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from scheduler_app.controls import escape_controls
 from scheduler_app.exceptions import SchedulerError
 from scheduler_app.models import TaskExecution
 from scheduler_app.runtime import capture
@@ -30,6 +31,12 @@ def _parse_param(text: str) -> tuple[str, str]:
 
 
 class Command(BaseCommand):
+    """Run a task in the foreground, printing what its handler wrote, escaped.
+
+    Control characters are escaped (`escape_controls`): a handler cannot send
+    escape sequences to the operator's terminal.
+    """
+
     help = (
         "Run a task now in the foreground: streams its log, prints its result, records "
         "a 'cli' execution and exits non-zero when the run fails."
@@ -68,13 +75,17 @@ class Command(BaseCommand):
         with instance_heartbeating():
             execution = execution_run(
                 execution=execution,
-                log_listener=lambda line: self.stdout.write(line),
+                log_listener=lambda line: self.stdout.write(escape_controls(line)),
                 echo=False,
             )
 
         if execution.result is not None:
             self.stdout.write(
-                json.dumps(execution.result, indent=2, ensure_ascii=False, default=str)
+                escape_controls(
+                    json.dumps(
+                        execution.result, indent=2, ensure_ascii=False, default=str
+                    )
+                )
             )
         summary = "Execution #%s: %s in %s ms" % (
             execution.pk,
@@ -85,8 +96,12 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(summary))
             return
         if execution.error_traceback:
-            self.stderr.write(execution.error_traceback)
+            self.stderr.write(escape_controls(execution.error_traceback))
         if execution.status == TaskExecution.Status.SKIPPED:
             message = (execution.result or {}).get("message", "")
-            raise CommandError("%s. %s" % (summary, message), returncode=2)
-        raise CommandError("%s. %s" % (summary, execution.error_message))
+            raise CommandError(
+                "%s. %s" % (summary, escape_controls(str(message))), returncode=2
+            )
+        raise CommandError(
+            "%s. %s" % (summary, escape_controls(execution.error_message))
+        )

@@ -19,13 +19,44 @@ document.addEventListener("DOMContentLoaded", function () {
     return log.scrollHeight - log.scrollTop - log.clientHeight < 24;
   }
 
+  /* The rule of scheduler_app/controls.py and admin/display.py visible_text: each
+     control character but newline and tab is shown as Python writes it (\x1b,
+     \r) in a muted span; the rest is text (textContent, never HTML). */
+  const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+
+  function controlSpan(char) {
+    const code = char.charCodeAt(0);
+    const span = document.createElement("span");
+    span.className = "scheduler-control";
+    span.title = "U+" + code.toString(16).toUpperCase().padStart(4, "0");
+    span.textContent =
+      char === "\r" ? "\\r" : "\\x" + code.toString(16).padStart(2, "0");
+    return span;
+  }
+
+  function visibleFragment(text) {
+    const fragment = document.createDocumentFragment();
+    let shown = 0;
+    for (const match of text.matchAll(CONTROL)) {
+      if (match.index > shown) {
+        fragment.append(text.slice(shown, match.index));
+      }
+      fragment.append(controlSpan(match[0]));
+      shown = match.index + 1;
+    }
+    if (shown < text.length) {
+      fragment.append(text.slice(shown));
+    }
+    return fragment;
+  }
+
   function append(lines) {
     if (!lines.length) {
       return;
     }
     const follow = atBottom();
     const text = lines.join("\n");
-    log.textContent = log.textContent ? log.textContent + "\n" + text : text;
+    log.append(visibleFragment(log.hasChildNodes() ? "\n" + text : text));
     if (follow) {
       log.scrollTop = log.scrollHeight;
     }
