@@ -16,6 +16,7 @@ from scheduler_app import signals
 from scheduler_app.locks import get_lock_backend, task_lock_key
 from scheduler_app.models import ScheduledTask, TaskExecution
 from scheduler_app.services import (
+    EndsNotRecorded,
     execution_run,
     executions_create_scheduled,
     run_claimed,
@@ -433,9 +434,11 @@ def test_ends_are_not_recorded_failed_while_the_database_is_away(
     monkeypatch.setattr(records_module, "write_finals", write_finals)
     monkeypatch.setattr(records_module.time, "sleep", lambda seconds: None)
 
-    with pytest.raises(OperationalError):
+    with pytest.raises(EndsNotRecorded) as raised:
         runs_finish(runs)
 
+    assert raised.value.runs == runs  # for the caller to record again later
+    assert isinstance(raised.value.__cause__, OperationalError)
     assert calls == [2] * 5  # the batch, retried; never row by row, never left out
     assert [stored(e).status for e in executions] == [Status.RUNNING, Status.RUNNING]
     assert failed_signals == []
