@@ -41,6 +41,8 @@ class ExecutionStatus(models.TextChoices):
     FAILED = "failed", _("Failed")
     SKIPPED = "skipped", _("Skipped")
     CANCELLED = "cancelled", _("Cancelled")
+    #: Fires that no scheduler ran within their misfire grace: a record, no run.
+    MISSED = "missed", _("Missed")
 
 
 class TriggerType(models.TextChoices):

@@ -297,6 +297,7 @@ class TaskExecution(models.Model):
         Status.FAILED,
         Status.SKIPPED,
         Status.CANCELLED,
+        Status.MISSED,
     )
 
     task = models.ForeignKey(

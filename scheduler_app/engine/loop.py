@@ -32,8 +32,10 @@ from ..exceptions import SchedulerError
 from ..models import ScheduledTask, TaskExecution
 from ..schedules import Schedule, next_fire_times
 from ..services import (
+    MissedFires,
     executions_create_scheduled,
     executions_interrupt,
+    executions_record_missed,
     executions_recover_abandoned,
     executions_unstage,
     instance_heartbeat,
@@ -447,6 +449,7 @@ class Engine:
         horizon = now + dt.timedelta(seconds=STAGE_AHEAD_SECONDS)
         fires: list[tuple[ScheduledTask, dt.datetime]] = []
         dropped: list[str] = []
+        missed_fires: list[MissedFires] = []
         coalesced: list[str] = []
         for job in self.store.pop_due(horizon):
             run_times = job.run_times(horizon)
@@ -459,11 +462,14 @@ class Engine:
                 for when in past
                 if (now - when).total_seconds() <= job.misfire_grace_seconds
             ]
-            missed = len(past) - len(due)
+            missed = past[: len(past) - len(due)]  # the oldest: beyond the grace
             if missed:
                 dropped.append(
                     "%s (%d beyond %d s)"
-                    % (job.name, missed, job.misfire_grace_seconds)
+                    % (job.name, len(missed), job.misfire_grace_seconds)
+                )
+                missed_fires.append(
+                    MissedFires(job.task, missed[0], missed[-1], len(missed))
                 )
             if job.coalesce and len(due) > 1:
                 coalesced.append("%s (%d into 1)" % (job.name, len(due)))
@@ -486,6 +492,15 @@ class Engine:
                 len(coalesced),
                 _listed(sorted(coalesced)),
             )
+        if missed_fires:
+            try:
+                executions_record_missed(missed_fires, now=now)
+            except DatabaseError:  # the warning above says it: fires come first
+                logger.warning(
+                    "Could not record the missed fires of %d task(s)",
+                    len(missed_fires),
+                    exc_info=True,
+                )
         if not fires:
             return []
         executions = executions_create_scheduled(fires, now=now)

@@ -1,7 +1,12 @@
 """The service layer: every write and use case. Admin, API, CLI, engine and Celery call these."""
 
 from ..runtime.run import Run
-from .fires import executions_create_scheduled, executions_unstage
+from .fires import (
+    MissedFires,
+    executions_create_scheduled,
+    executions_record_missed,
+    executions_unstage,
+)
 from .history import executions_cleanup
 from .instances import (
     instance_heartbeat,
@@ -65,6 +70,7 @@ __all__ = [
     "EDITABLE_FIELDS",
     "EndsNotRecorded",
     "LockHolder",
+    "MissedFires",
     "PAUSE_PERMISSION",
     "RunRequests",
     "Run",
@@ -77,6 +83,7 @@ __all__ = [
     "executions_cancel",
     "executions_cleanup",
     "executions_create_scheduled",
+    "executions_record_missed",
     "executions_fail",
     "executions_interrupt",
     "executions_recover_abandoned",

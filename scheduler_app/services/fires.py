@@ -2,7 +2,8 @@
 
 The scheduler records every fire through `executions_create_scheduled` (one
 statement for a batch, `db.fires.insert_fires`); a fire that cannot be recorded
-pending is recorded failed rather than lost.
+pending is recorded failed rather than lost, and fires missed beyond their
+misfire grace are recorded `missed` (`executions_record_missed`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -22,12 +24,14 @@ from ..db.batch import task_rows_lock
 from ..db.fires import insert_fires
 from ..models import ScheduledTask, TaskExecution
 from .outcomes import count_failure
+from .params import task_local_now
 from .records import TRANSIENT_ERRORS, error_text, send_signal
 
 logger = logging.getLogger(__name__)
 
 Status = TaskExecution.Status
 FailureKind = TaskExecution.FailureKind
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def executions_create_scheduled(
@@ -103,6 +107,78 @@ def executions_create_scheduled(
                 row.scheduled_for,
             )
     return [row for row in rows if row.pk is not None]
+
+
+@dataclass(frozen=True)
+class MissedFires:
+    """The fires of one task that passed beyond their misfire grace, unrun."""
+
+    task: ScheduledTask
+    first: dt.datetime
+    last: dt.datetime
+    count: int
+
+
+def executions_record_missed(
+    missed: Sequence[MissedFires], *, now: dt.datetime | None = None
+) -> int:
+    """Record each task's stretch of missed fires as one `missed` execution.
+
+    A fire missed while no scheduler ran (or dropped because it came too late)
+    leaves a row saying which fire times it stands for, instead of nothing: a
+    one-off task whose time passed shows it never ran. The row's fire time is the
+    stretch's first, so another scheduler instance that finds the same stretch
+    records nothing more (`exec_one_per_fire`). Returns how many were recorded.
+    """
+    if not missed:
+        return 0
+    now = now or timezone.now()
+    rows = [
+        TaskExecution(
+            task=each.task,
+            status=Status.MISSED,
+            trigger_type=TaskExecution.TriggerType.SCHEDULED,
+            scheduled_for=each.first,
+            created_at=now,
+            finished_at=now,
+            result={
+                "missed_fires": each.count,
+                "first": each.first.astimezone(dt.UTC).isoformat(),
+                "last": each.last.astimezone(dt.UTC).isoformat(),
+                "misfire_grace_seconds": each.task.misfire_grace_seconds,
+            },
+            error_message=_missed_message(each),
+        )
+        for each in missed
+    ]
+    with transaction.atomic():
+        created = TaskExecution.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(created)
+
+
+def _missed_message(missed: MissedFires) -> str:
+    values = {
+        "count": missed.count,
+        # In the task's own zone, as its schedule reads.
+        "first": task_local_now(missed.task, now=missed.first).strftime(TIME_FORMAT),
+        "last": task_local_now(missed.task, now=missed.last).strftime(TIME_FORMAT),
+        "grace": missed.task.misfire_grace_seconds,
+    }
+    if missed.count == 1:
+        return (
+            _(
+                "Missed the fire of %(first)s: no scheduler started it within its "
+                "misfire grace (%(grace)s s)."
+            )
+            % values
+        )
+    return (
+        _(
+            "Missed %(count)d fires, from %(first)s to %(last)s: no scheduler "
+            "started them within their misfire grace (%(grace)s s)."
+        )
+        % values
+    )
 
 
 def _fire_failed(row: TaskExecution, error: Exception, *, now: dt.datetime) -> None:

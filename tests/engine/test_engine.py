@@ -231,6 +231,60 @@ def test_fires_missed_beyond_grace_are_dropped_with_a_warning(
     ) in caplog.text
 
 
+def test_fires_missed_beyond_grace_leave_one_missed_record_with_their_times() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    task = create(
+        start,
+        task_type="interval",
+        cron_expression="",
+        interval_seconds=60,
+        misfire_grace_seconds=10,
+    )
+    now = start + dt.timedelta(hours=1, seconds=30)
+
+    make_engine().tick(now)
+    make_engine().tick(now)  # a second instance finds the same stretch
+
+    [missed] = TaskExecution.objects.filter(task=task)
+    assert missed.status == TaskExecution.Status.MISSED
+    assert missed.is_finished
+    assert missed.scheduled_for == start + dt.timedelta(minutes=1)
+    assert missed.result == {
+        "missed_fires": 60,
+        "first": (start + dt.timedelta(minutes=1)).astimezone(dt.UTC).isoformat(),
+        "last": (start + dt.timedelta(hours=1)).astimezone(dt.UTC).isoformat(),
+        "misfire_grace_seconds": 10,
+    }
+    assert missed.error_message == (
+        "Missed 60 fires, from 2026-03-02 12:01:00 to 2026-03-02 13:00:00: no "
+        "scheduler started them within their misfire grace (10 s)."
+    )
+    task.refresh_from_db()
+    assert task.run_count == 0  # a record, not a run
+
+
+def test_a_one_off_task_whose_time_passed_unrun_says_so() -> None:
+    start = local(2026, 3, 2, 12, 0)
+    task = create(
+        start,
+        task_type="date",
+        cron_expression="",
+        run_date=start + dt.timedelta(minutes=5),
+        misfire_grace_seconds=60,
+    )
+
+    make_engine().tick(start + dt.timedelta(hours=2))
+
+    [missed] = TaskExecution.objects.filter(task=task)
+    assert missed.status == TaskExecution.Status.MISSED
+    assert missed.error_message == (
+        "Missed the fire of 2026-03-02 12:05:00: no scheduler started it within its "
+        "misfire grace (60 s)."
+    )
+    task.refresh_from_db()
+    assert task.next_run_at is None
+
+
 def test_after_an_outage_many_tasks_missing_fires_make_one_line_each_kind(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
