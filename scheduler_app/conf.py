@@ -170,6 +170,13 @@ SETTINGS: dict[str, Setting] = {
     "SCHEDULER_INSTANCE_STALE_SECONDS": Setting(
         30, "An instance silent for this many seconds is gone (its runs abandoned)."
     ),
+    "SCHEDULER_CLOCK_SKEW_WARN_SECONDS": Setting(
+        2.0,
+        "Each heartbeat measures this machine's clock against the database "
+        "server's; a difference over this many seconds is logged as a warning "
+        "(fires follow this machine's clock).",
+        positive=True,
+    ),
     "SCHEDULER_SHUTDOWN_GRACE_SECONDS": Setting(
         30,
         "On SIGTERM, running executions get this long to finish before they are "

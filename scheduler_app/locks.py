@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .conf import app_settings
 from .db import locks as db_locks
+from .db.clock import database_now
 from .exceptions import TaskLocked
 from .models import SchedulerLock
 from .redis_client import get_redis
@@ -130,6 +131,9 @@ def _check_ttl(ttl_seconds: float) -> float:
 class DatabaseLockBackend:
     """Locks as `SchedulerLock` rows: one row per key, unique on `key`.
 
+    Their times are the database server's (`db.clock.database_now`), so instances
+    whose clocks disagree still agree on when a lock expires.
+
     Each call commits at once in autocommit mode. Inside a caller's transaction
     the writes join it (the insert in a savepoint) and other processes see them
     only when the caller commits, so take locks outside long transactions.
@@ -143,7 +147,7 @@ class DatabaseLockBackend:
         if len(key) > KEY_MAX_LENGTH:
             raise ValueError(f"Lock key over {KEY_MAX_LENGTH} characters: {key!r}")
         token = _new_token()
-        now = timezone.now()
+        now = database_now()
         fields = {
             "token": token,
             "owner": owner[:OWNER_MAX_LENGTH],
@@ -185,7 +189,7 @@ class DatabaseLockBackend:
             if len(key) > KEY_MAX_LENGTH:
                 raise ValueError(f"Lock key over {KEY_MAX_LENGTH} characters: {key!r}")
         keys = sorted(owners)  # one order everywhere: no deadlock between two callers
-        now = timezone.now()
+        now = database_now()
         tokens = {key: _new_token() for key in keys}
         taken = db_locks.acquire_many(
             locks=[(key, tokens[key], owners[key][:OWNER_MAX_LENGTH]) for key in keys],
@@ -200,7 +204,7 @@ class DatabaseLockBackend:
 
     def release(self, key: str, token: str) -> bool:
         """Delete the row if `token` holds it; False if it expired or changed hands."""
-        now = timezone.now()
+        now = database_now()
         released, _counts = SchedulerLock.objects.filter(
             key=key, token=token, expires_at__gt=now
         ).delete()
@@ -214,7 +218,7 @@ class DatabaseLockBackend:
     def extend(self, key: str, token: str, ttl_seconds: float) -> bool:
         """Move expires_at to now + ttl if `token` holds a live lock on `key`."""
         ttl = _check_ttl(ttl_seconds)
-        now = timezone.now()
+        now = database_now()
         changed = SchedulerLock.objects.filter(
             key=key, token=token, expires_at__gt=now
         ).update(expires_at=now + dt.timedelta(seconds=ttl))
@@ -222,21 +226,21 @@ class DatabaseLockBackend:
 
     def get(self, key: str) -> LockInfo | None:
         """The live lock on `key`, or None (an expired row counts as free)."""
-        live = SchedulerLock.objects.filter(key=key, expires_at__gt=timezone.now())
+        live = SchedulerLock.objects.filter(key=key, expires_at__gt=database_now())
         row = live.first()
         return self._info(row) if row is not None else None
 
     def list(self, prefix: str = "") -> builtins.list[LockInfo]:
         """Live locks whose key starts with `prefix`, sorted by key."""
         rows = SchedulerLock.objects.filter(
-            key__startswith=prefix, expires_at__gt=timezone.now()
+            key__startswith=prefix, expires_at__gt=database_now()
         ).order_by("key")
         return [self._info(row) for row in rows]
 
     def force_release(self, key: str) -> bool:
         """Delete the row whoever holds it; True if the lock was live."""
         released, _counts = SchedulerLock.objects.filter(
-            key=key, expires_at__gt=timezone.now()
+            key=key, expires_at__gt=database_now()
         ).delete()
         if not released:
             SchedulerLock.objects.filter(key=key).delete()

@@ -16,6 +16,7 @@ from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from ..conf import app_settings
+from ..db.clock import measure_offset
 from ..models import SchedulerInstance
 from ..runtime import threads
 
@@ -68,7 +69,12 @@ def instance_set_worker(*, node_name: str) -> None:
 def instance_heartbeat(
     *, now: dt.datetime | None = None, is_leader: bool = False
 ) -> None:
-    """Record that this instance is alive (creates its row on the first beat)."""
+    """Record that this instance is alive (creates its row on the first beat).
+
+    Each beat also measures this machine's clock against the database server's
+    (`clock_check`).
+    """
+    clock_check()
     now = now or timezone.now()
     host, pid = _identity()
     SchedulerInstance.objects.update_or_create(
@@ -91,6 +97,45 @@ def instance_heartbeat(
             "last_heartbeat_at": now,
         },
     )
+
+
+#: Whether the last clock check found this machine's clock off by more than
+#: SCHEDULER_CLOCK_SKEW_WARN_SECONDS (warned once until it is back within).
+_clock_skewed = False
+
+
+def clock_check() -> float:
+    """Measure this machine's clock against the database server's; warn when off.
+
+    The database lock backend then reads the server's clock (`db.clock`), so locks
+    and the leader lease hold whatever this machine's clock says. Fires still
+    follow this machine's clock: one that runs 25 s ahead fires 25 s early. A
+    difference over SCHEDULER_CLOCK_SKEW_WARN_SECONDS is logged once, and once
+    more when it is back within. Returns the offset (server minus this machine).
+    """
+    global _clock_skewed
+    offset = measure_offset()
+    limit = app_settings.SCHEDULER_CLOCK_SKEW_WARN_SECONDS
+    skewed = abs(offset) > limit
+    if skewed and not _clock_skewed:
+        logger.warning(
+            "This machine's clock is %.1f s %s the database server's (more than "
+            "SCHEDULER_CLOCK_SKEW_WARN_SECONDS=%s): locks and leases follow the "
+            "server's clock, but fires follow this one and happen %.1f s %s; "
+            "synchronise the clocks (NTP)",
+            abs(offset),
+            "behind" if offset > 0 else "ahead of",
+            limit,
+            abs(offset),
+            "late" if offset > 0 else "early",
+        )
+    elif _clock_skewed and not skewed:
+        logger.warning(
+            "This machine's clock is within %.1f s of the database server's again",
+            abs(offset),
+        )
+    _clock_skewed = skewed
+    return offset
 
 
 def instance_stopped(*, now: dt.datetime | None = None) -> None:
