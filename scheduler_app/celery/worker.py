@@ -17,8 +17,10 @@ the hard time limit killed it (`TimeLimitExceeded`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -133,12 +135,29 @@ def _record(request: Request, record: Callable[[int], bool]) -> None:
         close_old_connections()
 
 
+def _kill_pool_process(request: Request) -> None:
+    """End the pool process that ran `request` now, before its run is recorded.
+
+    Celery kills it after the record (on_failure, then its own kill); but a
+    handler past its hard limit may hold the database (an open transaction, a
+    row lock, SQLite's write lock taken by another thread of its process that
+    never got the GIL back), and the record would wait for it: for SQLite's busy
+    timeout, with the worker's event loop stopped meanwhile. Once the process is
+    gone, the database lets go at once.
+    """
+    pid = request.worker_pid
+    if pid and pid != os.getpid():  # a prefork pool process, never this one
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
 class ExecutionRequest(Request):
     """A run_execution message in the worker's main process."""
 
     def on_timeout(self, soft: bool, timeout: float) -> None:
         super().on_timeout(soft, timeout)
         if not soft:
+            _kill_pool_process(self)
             _record(
                 self,
                 lambda pk: execution_record_hard_timeout(pk, limit_seconds=timeout),
@@ -152,6 +171,7 @@ class ExecutionRequest(Request):
             exc = exc.exc
         if isinstance(exc, TimeLimitExceeded):
             limit = exc.args[0] if exc.args else (self.time_limits[1] or 0)
+            _kill_pool_process(self)
             _record(
                 self, lambda pk: execution_record_hard_timeout(pk, limit_seconds=limit)
             )

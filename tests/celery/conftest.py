@@ -100,6 +100,28 @@ def run(path: str = "") -> dict:
     time.sleep(1)
     return {"counted": True}
 ''',
+    "holds_the_database.py": '''"""Holds its task's row, then never lets go of the GIL.
+
+Only killing its process ends it, and until then the database waits for it: the
+row lock on PostgreSQL, the whole database on SQLite.
+"""
+
+import re
+
+from django.db import transaction
+
+from scheduler_app.models import ScheduledTask
+
+
+def run(task: str = "") -> dict:
+    with transaction.atomic():
+        ScheduledTask.objects.filter(name=task).update(description="held")
+        while True:
+            try:
+                re.match(r"(a+)+$", "a" * 64 + "b")
+            except BaseException:
+                pass
+''',
     "stubborn.py": '''"""Never stops by itself: a regex that holds the GIL, again.
 
 Nothing but killing the process ends it: no other thread of the process runs, and

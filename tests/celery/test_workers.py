@@ -355,6 +355,35 @@ def test_the_hard_time_limit_kills_a_handler_that_ignores_the_soft_one(
     assert (task.run_count, task.fail_count) == (1, 1)
 
 
+def test_a_handler_holding_the_database_past_its_hard_limit_is_recorded_at_once(
+    start_worker: Callable[..., WorkerProcess], executor: CeleryExecutor, settings: Any
+) -> None:
+    """Its process is killed before the record, which would otherwise wait for the
+    row lock it holds (and, on SQLite, for the busy timeout: 20 s)."""
+    settings.SCHEDULER_CELERY_HARD_LIMIT_GRACE_SECONDS = 1
+    task = manual(
+        "holder",
+        "scripts:holds_the_database",
+        timeout_seconds=1,
+        handler_kwargs={"task": '"holder"'},
+    )
+    execution = pending(task_request_run(task=task))
+    worker = start_worker()
+    worker.wait_ready(processes=2)
+
+    executor.submit([execution])
+    execution = wait_for(ended(execution), 10, worker)
+
+    assert (execution.status, execution.failure_kind) == (Status.FAILED, "timeout"), (
+        execution.error_message,
+        worker.report(),
+    )
+    assert "hard time limit of 2 s" in execution.error_message
+    task.refresh_from_db()
+    assert task.description != "held"  # its transaction died with its process
+    assert (task.run_count, task.fail_count) == (1, 1)
+
+
 def test_the_soft_time_limit_stops_a_handler_and_the_worker_process_lives_on(
     start_worker: Callable[..., WorkerProcess], executor: CeleryExecutor
 ) -> None:
