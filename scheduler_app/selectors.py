@@ -10,6 +10,7 @@ from django.db.models import (
     F,
     FloatField,
     OuterRef,
+    Q,
     QuerySet,
     Subquery,
 )
@@ -26,6 +27,10 @@ from .tasklog import StoredLog
 TASK_LOCK_PREFIX = lock_key("task", "")
 #: The status page lists at most this many instances, most recent heartbeat first.
 INSTANCES_SHOWN = 100
+#: A search that names at most this many tasks filters on their ids (an index
+#: lookup each); one that names more, on a subquery (their runs are dense, so the
+#: newest-first scan fills a page at once).
+TASK_IDS_INLINED = 100
 #: Columns a list of executions never shows; on a big history they are most bytes.
 EXECUTION_HEAVY_FIELDS = ("log_output", "error_traceback", "result")
 #: The task page's run chart shows this many of the latest runs.
@@ -97,6 +102,21 @@ def executions_overview() -> QuerySet[TaskExecution]:
         .defer(*EXECUTION_HEAVY_FIELDS)
         .order_by("-created_at", "-id")
     )
+
+
+def executions_of_tasks_named(
+    queryset: QuerySet[TaskExecution], text: str, *, or_id: int | None = None
+) -> QuerySet[TaskExecution]:
+    """The executions of the tasks whose name contains `text` (and execution `or_id`).
+
+    No JOIN of the history on the tasks: the tasks are looked up first.
+    """
+    tasks = ScheduledTask.objects.filter(name__icontains=text).values("pk")
+    few = list(tasks.values_list("pk", flat=True)[: TASK_IDS_INLINED + 1])
+    condition = Q(task__in=few if len(few) <= TASK_IDS_INLINED else tasks)
+    if or_id is not None:
+        condition |= Q(pk=or_id)
+    return queryset.filter(condition)
 
 
 def executions_with_task_name() -> QuerySet[TaskExecution]:

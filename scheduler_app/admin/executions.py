@@ -15,7 +15,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import PAGE_VAR
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Page, Paginator
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import URLPattern, path, reverse
@@ -108,27 +108,6 @@ class ExecutionStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
-#: A search that names at most this many tasks filters on their ids (an index
-#: lookup each); one that names more, on a subquery (their runs are dense, so the
-#: newest-first scan fills a page at once).
-TASK_IDS_INLINED = 100
-
-
-def executions_of_tasks_named(
-    queryset: QuerySet[TaskExecution], text: str, *, or_id: int | None = None
-) -> QuerySet[TaskExecution]:
-    """The executions of the tasks whose name contains `text` (and execution `or_id`).
-
-    No JOIN of the history on the tasks: the tasks are looked up first.
-    """
-    tasks = ScheduledTask.objects.filter(name__icontains=text).values("pk")
-    few = list(tasks.values_list("pk", flat=True)[: TASK_IDS_INLINED + 1])
-    condition = Q(task__in=few if len(few) <= TASK_IDS_INLINED else tasks)
-    if or_id is not None:
-        condition |= Q(pk=or_id)
-    return queryset.filter(condition)
-
-
 class TaskFilter(admin.ListFilter):
     """The task, by a search on its name: not a link per task (10,000 tasks are 700 KB).
 
@@ -155,6 +134,8 @@ class TaskFilter(admin.ListFilter):
             if name in params:
                 values[name] = self.used_parameters[name] = params.pop(name)[-1]
         self.search = values.get(self.search_parameter, "").strip()
+        if "\x00" in self.search:  # no database column can hold it (PostgreSQL refuses)
+            raise IncorrectLookupParameters("task_q holds a NUL character")
         self.task_id: int | None = None
         raw = values.get(self.id_parameter, "")
         if raw:
@@ -175,7 +156,7 @@ class TaskFilter(admin.ListFilter):
         if self.task_id is not None:
             queryset = queryset.filter(task_id=self.task_id)
         if self.search:
-            queryset = executions_of_tasks_named(queryset, self.search)
+            queryset = selectors.executions_of_tasks_named(queryset, self.search)
         return queryset
 
     def choices(self, changelist: Any) -> Iterator[Any]:
@@ -331,7 +312,7 @@ class TaskExecutionAdmin(admin.ModelAdmin):
         if not term:
             return queryset, False
         number = int(term) if term.isascii() and term.isdigit() else None
-        return executions_of_tasks_named(queryset, term, or_id=number), False
+        return selectors.executions_of_tasks_named(queryset, term, or_id=number), False
 
     def get_paginator(
         self,

@@ -175,13 +175,25 @@ def test_a_task_picked_by_its_id_is_named_in_the_filter(admin_client: Client) ->
     assert ">picked-task</a></li>" in content
 
 
-def test_a_task_id_that_is_no_number_is_an_incorrect_lookup(
-    admin_client: Client,
+@pytest.mark.parametrize("params", [{"task__id__exact": "abc"}, {"task_q": "a\x00b"}])
+def test_a_task_id_that_is_no_number_or_a_nul_is_an_incorrect_lookup(
+    admin_client: Client, params: dict[str, str]
 ) -> None:
-    response = admin_client.get(EXECUTION_CHANGELIST, {"task__id__exact": "abc"})
+    response = admin_client.get(EXECUTION_CHANGELIST, params)
 
     assert response.status_code == 302
     assert response["Location"].endswith("?e=1")
+
+
+def test_a_task_id_out_of_any_range_finds_nothing(admin_client: Client) -> None:
+    make_execution()
+
+    response = admin_client.get(
+        EXECUTION_CHANGELIST, {"task__id__exact": "9" * 20, "q": "9" * 20}
+    )
+
+    assert response.status_code == 200
+    assert listed_ids(response) == []
 
 
 def test_search_finds_a_run_by_id_or_by_its_task_name(admin_client: Client) -> None:
