@@ -78,6 +78,11 @@ class ExecutionCursorPagination(pagination.CursorPagination):
     max_page_size = 500
     #: The page-number parameter of the other lists, refused here.
     page_query_param = "page"
+    # A lazy string, as DRF's own default is; the stubs type it str.
+    invalid_cursor_message = _(  # type: ignore[assignment]
+        "This cursor was not given out by the API: follow a `next` or `previous` "
+        "link, or start again without `cursor`."
+    )
 
     def get_page_size(self, request: Request) -> int:
         return page_size_asked(

@@ -220,7 +220,10 @@ def test_page_numbers_are_refused_with_the_way_to_the_next_page(
 
 
 def test_a_cursor_that_was_not_given_out_is_refused(api: APIClient) -> None:
-    assert api.get(EXECUTIONS, {"cursor": "bogus"}).status_code == 404
+    response = api.get(EXECUTIONS, {"cursor": "bogus"})
+
+    assert response.status_code == 404
+    assert "`next`" in response.json()["detail"]
 
 
 def test_the_page_size_stays_strict(api: APIClient) -> None:
