@@ -111,7 +111,7 @@ def executions_of_tasks_named(
 
     No JOIN of the history on the tasks: the tasks are looked up first.
     """
-    tasks = ScheduledTask.objects.filter(name__icontains=text).values("pk")
+    tasks = ScheduledTask.objects.filter(name__icontains=text).order_by().values("pk")
     few = list(tasks.values_list("pk", flat=True)[: TASK_IDS_INLINED + 1])
     condition = Q(task__in=few if len(few) <= TASK_IDS_INLINED else tasks)
     if or_id is not None:

@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from scheduler_app import selectors
 from scheduler_app.models import TaskExecution
 from tests.admin.helpers import (
     EXECUTION_CHANGELIST,
@@ -208,6 +209,18 @@ def test_search_finds_a_run_by_id_or_by_its_task_name(admin_client: Client) -> N
         listed_ids(admin_client.get(EXECUTION_CHANGELIST, {"q": str(unrelated.pk)}))
     ) >= {unrelated.pk}
     assert listed_ids(admin_client.get(EXECUTION_CHANGELIST, {"q": "nothing"})) == []
+
+
+def test_a_search_naming_many_tasks_finds_the_runs_of_each(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(selectors, "TASK_IDS_INLINED", 1)
+    first, second = make_task(name="sync-a"), make_task(name="sync-b")
+    runs = {make_execution(first).pk, make_execution(second).pk}
+    make_execution(make_task(name="other"))
+
+    for params in ({"q": "sync"}, {"task_q": "sync"}):
+        assert set(listed_ids(admin_client.get(EXECUTION_CHANGELIST, params))) == runs
 
 
 def test_search_does_not_join_the_history_to_the_tasks(admin_client: Client) -> None:
