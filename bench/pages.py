@@ -284,6 +284,7 @@ def pages() -> list[tuple[str, str]]:
         ("executions search id", "%s?q=%d" % (runs, execution.pk)),
         ("executions search name", runs + "?q=bench-00042"),
         ("executions page 500", runs + "?p=500"),
+        ("executions page 5000", runs + "?p=5000"),
         (
             "execution change",
             reverse("admin:scheduler_app_taskexecution_change", args=[execution.pk]),
