@@ -165,6 +165,9 @@ class ScheduledTaskAdmin(TaskActionsMixin):
     actions = ["run_now", "pause", "resume", "enable", "disable", "delete_tasks"]
     inlines = [RecentExecutionsInline]
     empty_value_display = EMPTY
+    # A filtered list counts its own rows (the paginator's count) but not the whole
+    # table again for "N total".
+    show_full_result_count = False
 
     # Columns
 

@@ -1,4 +1,9 @@
-"""Pagination for every list: 50 a page, up to 500 with ?page_size=."""
+"""Pagination: page numbers for tasks (50 a page, up to 500), a cursor for executions.
+
+The history has millions of rows: its lists never count them (a COUNT(*) costs
+more than the page) and never skip rows with an OFFSET; they answer `next` and
+`previous` links that hold a cursor instead.
+"""
 
 from __future__ import annotations
 
@@ -10,39 +15,95 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 
 MSG_PAGE_SIZE = _("Enter a whole number of at least 1 (at most 500 are returned).")
+MSG_NO_PAGE_NUMBERS = _(
+    "Executions are not numbered in pages: follow the `next` link of the previous "
+    "answer (it holds a `cursor`) instead of asking for a page."
+)
+PAGE_SIZE_HELP = _("Results per page: 50 by default, 500 at most.")
+
+
+def page_size_asked(request: Request, parameter: str, default: int, most: int) -> int:
+    """The page size a request asks for; one that is not a positive integer is a 400.
+
+    DRF would silently fall back to the default, so a client's typo would go
+    unnoticed. Sizes above `most` are capped.
+    """
+    raw = request.query_params.get(parameter)
+    if not raw:
+        return default
+    try:
+        size = int(raw)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise ValidationError({parameter: [MSG_PAGE_SIZE]})
+    return min(size, most)
 
 
 class PageNumberPagination(pagination.PageNumberPagination):
-    """DRF's page numbers; a page_size that is not a positive integer is a 400.
-
-    DRF would silently fall back to 50, so a client's typo would go unnoticed.
-    Sizes above 500 are capped at 500.
-    """
+    """DRF's page numbers, with a strict page_size (see page_size_asked)."""
 
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
 
     def get_page_size(self, request: Request) -> int:
-        raw = request.query_params.get(self.page_size_query_param)
-        if not raw:
-            return self.page_size
-        try:
-            size = int(raw)
-        except ValueError:
-            size = 0
-        if size < 1:
-            raise ValidationError({self.page_size_query_param: [MSG_PAGE_SIZE]})
-        return min(size, self.max_page_size)
+        return page_size_asked(
+            request, self.page_size_query_param, self.page_size, self.max_page_size
+        )
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)
         for parameter in parameters:
             if parameter["name"] == self.page_size_query_param:
                 parameter["schema"] = {"type": "integer", "minimum": 1}
-                parameter["description"] = str(
-                    _("Results per page: 50 by default, 500 at most.")
-                )
+                parameter["description"] = str(PAGE_SIZE_HELP)
             elif parameter["name"] == self.page_query_param:
                 parameter["schema"] = {"type": "integer", "minimum": 1}
+        return parameters
+
+
+class ExecutionCursorPagination(pagination.CursorPagination):
+    """Executions newest first (by id), a page at a time through `next` / `previous`.
+
+    Each page is one indexed range read whatever its depth: `id < cursor`, served
+    by the primary key, or by `exec_task_id_idx` for one task's runs. No count.
+    `?page=` is a 400 that says to follow `next`, not a silently ignored
+    parameter that would return the first page again and again.
+    """
+
+    ordering = "-id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+    #: The page-number parameter of the other lists, refused here.
+    page_query_param = "page"
+    # A lazy string, as DRF's own default is; the stubs type it str.
+    invalid_cursor_message = _(  # type: ignore[assignment]
+        "This cursor was not given out by the API: follow a `next` or `previous` "
+        "link, or start again without `cursor`."
+    )
+
+    def get_page_size(self, request: Request) -> int:
+        return page_size_asked(
+            request, self.page_size_query_param, self.page_size, self.max_page_size
+        )
+
+    def paginate_queryset(
+        self, queryset: Any, request: Request, view: Any = None
+    ) -> list[Any] | None:
+        if self.page_query_param in request.query_params:
+            raise ValidationError({self.page_query_param: [MSG_NO_PAGE_NUMBERS]})
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"] = {"type": "integer", "minimum": 1}
+                parameter["description"] = str(PAGE_SIZE_HELP)
+            elif parameter["name"] == self.cursor_query_param:
+                parameter["description"] = str(
+                    _("Where a page starts: take it from a `next` or `previous` link.")
+                )
         return parameters

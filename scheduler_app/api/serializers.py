@@ -118,6 +118,15 @@ class TaskSerializer(serializers.ModelSerializer):
             "Successes / (successes + failures), null before any finished run."
         ),
     )
+    avg_duration_ms = serializers.FloatField(
+        source="average_duration_ms",
+        read_only=True,
+        allow_null=True,
+        help_text=_(
+            "Mean duration of the finished runs in milliseconds, e.g. 1250.5; null "
+            "before any."
+        ),
+    )
     handler_kwargs = ParametersField(
         read_only=True, label=PARAMETERS_LABEL, help_text=PARAMETERS_HELP
     )
@@ -135,6 +144,7 @@ class TaskSerializer(serializers.ModelSerializer):
             *TASK_STATS_FIELDS,
             "version",
             "success_rate",
+            "avg_duration_ms",
             "last_execution_id",
             "last_execution_status",
         ]

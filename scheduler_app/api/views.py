@@ -40,6 +40,7 @@ from .filters import (
     SearchFilter,
     TaskFilter,
 )
+from .pagination import ExecutionCursorPagination
 from .permissions import (
     PAUSE_TASK,
     RELEASE_LOCK,
@@ -367,6 +368,7 @@ class ScheduledTaskViewSet(
         serializer_class=serializers.ExecutionSerializer,
         filterset_class=ExecutionFilter,
         filter_backends=[DjangoFilterBackend],
+        pagination_class=ExecutionCursorPagination,
     )
     def executions(self, request: Request, id_or_name: str) -> Response:
         task = self.get_object()
@@ -490,6 +492,7 @@ class TaskExecutionViewSet(
     lookup_value_regex = "[^/]+"
     filter_backends = [DjangoFilterBackend]
     filterset_class = AllExecutionsFilter
+    pagination_class = ExecutionCursorPagination
     action_permissions = {"cancel": [RUN_TASK]}
 
     def get_queryset(self) -> QuerySet[TaskExecution]:

@@ -12,14 +12,17 @@ from ..models import ScheduledTask
 from .batch import row_datetime, rows_table
 from .texts import text_for
 
-#: The rows (`v`, see `rows_table`): (id, ran, ok, failed, latest) per task.
-#: last_run_at stays the latest of the stored one and the batch's. No parameters
+#: The rows (`v`, see `rows_table`): (id, ran, ok, failed, latest, timed, took)
+#: per task. last_run_at stays the latest of the stored one and the batch's; the
+#: duration totals (the average's terms) are two more additions. No parameters
 #: but the rows'. The same text on SQLite and PostgreSQL.
 ADD_RUN_COUNTS = (
     "UPDATE {tasks}"
     " SET run_count = {tasks}.run_count + v.ran,"
     " success_count = {tasks}.success_count + v.ok,"
     " fail_count = {tasks}.fail_count + v.failed,"
+    " duration_count = {tasks}.duration_count + v.timed,"
+    " duration_total_ms = {tasks}.duration_total_ms + v.took,"
     " last_run_at = CASE WHEN {tasks}.last_run_at IS NOT NULL"
     " AND {tasks}.last_run_at > v.latest THEN {tasks}.last_run_at ELSE v.latest END"
     " FROM v WHERE {tasks}.id = v.id"
@@ -40,13 +43,17 @@ def _columns() -> tuple[tuple[str, Any], ...]:
         ("ok", count),
         ("failed", count),
         ("latest", meta.get_field("last_run_at")),
+        ("timed", count),
+        ("took", meta.get_field("duration_total_ms")),
     )
 
 
 def add_run_counts(*, counts: Mapping[int, Sequence[Any]]) -> None:
-    """Add runs to their tasks' counters: task id -> (ran, succeeded, failed, latest).
+    """Add runs to their tasks' counters.
 
-    `latest` (a datetime) is the latest start among them. One statement for every
+    task id -> (ran, succeeded, failed, latest, timed, took): `latest` (a datetime)
+    is the latest start among them, `timed` how many have a duration that counts
+    towards the average and `took` the sum of those durations (ms). One statement for every
     task of a batch, not a query per task (which cost more than the runs
     themselves); the tasks in id order, as every bulk writer of task rows takes them.
     """
@@ -59,8 +66,10 @@ def add_run_counts(*, counts: Mapping[int, Sequence[Any]]) -> None:
         connection,
         _columns(),
         [
-            (task_id, ran, succeeded, failed, adapt(latest))
-            for task_id, (ran, succeeded, failed, latest) in sorted(counts.items())
+            (task_id, ran, succeeded, failed, adapt(latest), timed, took)
+            for task_id, (ran, succeeded, failed, latest, timed, took) in sorted(
+                counts.items()
+            )
         ],
     )
     with connection.cursor() as cursor:

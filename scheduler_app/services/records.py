@@ -455,6 +455,8 @@ def _record_unstorable(run: Run, backend: LockBackend, error: Exception) -> _Rec
 def add_counters(executions: Sequence[TaskExecution]) -> None:
     """Add ended runs to their tasks' counters (skipped runs count for nothing).
 
+    Succeeded and failed runs with a duration also add to the duration totals
+    that the average duration is read from (TaskExecution.TIMED_STATUSES).
     Run for every batch of runs, so it is one statement for the batch
     (`add_run_counts`), not a query per task.
     """
@@ -462,10 +464,18 @@ def add_counters(executions: Sequence[TaskExecution]) -> None:
     for execution in executions:
         if execution.status == Status.SKIPPED:
             continue
-        counts = per_task.setdefault(execution.task_id, [0, 0, 0, execution.started_at])
+        counts = per_task.setdefault(
+            execution.task_id, [0, 0, 0, execution.started_at, 0, 0]
+        )
         counts[0] += 1
         counts[1] += execution.status == Status.SUCCESS
         counts[2] += execution.status == Status.FAILED
         counts[3] = max(counts[3], execution.started_at)
+        if (
+            execution.status in TaskExecution.TIMED_STATUSES
+            and execution.duration_ms is not None
+        ):
+            counts[4] += 1
+            counts[5] += execution.duration_ms
     if per_task:
         add_run_counts(counts=per_task)

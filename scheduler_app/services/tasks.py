@@ -90,7 +90,14 @@ EDITABLE_FIELDS = (
 
 
 #: Columns the engine keeps (the last run, the counters): never written by an edit.
-BOOKKEEPING_FIELDS = ("last_run_at", "run_count", "success_count", "fail_count")
+BOOKKEEPING_FIELDS = (
+    "last_run_at",
+    "run_count",
+    "success_count",
+    "fail_count",
+    "duration_total_ms",
+    "duration_count",
+)
 
 MSG_TASK_CHANGED = gettext_lazy(
     "Task “%(name)s” was changed by someone else since you loaded it; load it "

@@ -11,12 +11,14 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from scheduler_app import selectors
 from scheduler_app.models import TaskExecution
 from tests.admin.helpers import (
     EXECUTION_CHANGELIST,
     HOSTILE,
     HOSTILE_ESCAPED,
     captured_sql,
+    count_queries,
     execution_url,
     sent_messages,
     staff_user,
@@ -136,6 +138,128 @@ def test_filter_by_trigger_task_and_date(admin_client: Client) -> None:
     assert mine.pk in listed_ids(by_date)
 
 
+def test_the_task_filter_is_a_search_not_a_link_per_task(admin_client: Client) -> None:
+    tasks = [make_task(name="export-%02d" % number) for number in range(30)]
+    make_execution(tasks[0])
+
+    content = admin_client.get(EXECUTION_CHANGELIST).content.decode()
+
+    assert 'name="task_q"' in content
+    assert not [task for task in tasks if task.name in content.split("<tbody>")[0]]
+
+
+def test_the_task_search_keeps_the_runs_of_tasks_whose_name_matches(
+    admin_client: Client,
+) -> None:
+    export, report = make_task(name="nightly-export"), make_task(name="weekly-report")
+    mine = make_execution(export)
+    make_execution(report)
+
+    response = admin_client.get(
+        EXECUTION_CHANGELIST, {"task_q": "EXPORT", "status": "pending"}
+    )
+
+    assert listed_ids(response) == [mine.pk]
+    # The search box keeps the other filters when it is submitted again.
+    assert '<input type="hidden" name="status" value="pending">' in (
+        response.content.decode()
+    )
+
+
+def test_a_task_picked_by_its_id_is_named_in_the_filter(admin_client: Client) -> None:
+    task = make_task(name="picked-task")
+    make_execution(task)
+
+    content = admin_client.get(
+        EXECUTION_CHANGELIST, {"task__id__exact": task.pk}
+    ).content.decode()
+
+    assert '<li class="selected">' in content
+    assert ">picked-task</a></li>" in content
+
+
+@pytest.mark.parametrize("params", [{"task__id__exact": "abc"}, {"task_q": "a\x00b"}])
+def test_a_task_id_that_is_no_number_or_a_nul_is_an_incorrect_lookup(
+    admin_client: Client, params: dict[str, str]
+) -> None:
+    response = admin_client.get(EXECUTION_CHANGELIST, params)
+
+    assert response.status_code == 302
+    assert response["Location"].endswith("?e=1")
+
+
+def test_a_task_id_out_of_any_range_finds_nothing(admin_client: Client) -> None:
+    make_execution()
+
+    response = admin_client.get(
+        EXECUTION_CHANGELIST, {"task__id__exact": "9" * 20, "q": "9" * 20}
+    )
+
+    assert response.status_code == 200
+    assert listed_ids(response) == []
+
+
+def test_search_finds_a_run_by_id_or_by_its_task_name(admin_client: Client) -> None:
+    export, other = make_task(name="export-7"), make_task(name="report")
+    by_name = make_execution(export)
+    unrelated = make_execution(other)
+
+    assert listed_ids(admin_client.get(EXECUTION_CHANGELIST, {"q": "xport"})) == [
+        by_name.pk
+    ]
+    assert set(
+        listed_ids(admin_client.get(EXECUTION_CHANGELIST, {"q": str(unrelated.pk)}))
+    ) >= {unrelated.pk}
+    assert listed_ids(admin_client.get(EXECUTION_CHANGELIST, {"q": "nothing"})) == []
+
+
+def test_a_search_naming_many_tasks_finds_the_runs_of_each(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(selectors, "TASK_IDS_INLINED", 1)
+    first, second = make_task(name="sync-a"), make_task(name="sync-b")
+    runs = {make_execution(first).pk, make_execution(second).pk}
+    make_execution(make_task(name="other"))
+
+    for params in ({"q": "sync"}, {"task_q": "sync"}):
+        assert set(listed_ids(admin_client.get(EXECUTION_CHANGELIST, params))) == runs
+
+
+def test_search_does_not_join_the_history_to_the_tasks(admin_client: Client) -> None:
+    make_execution(make_task(name="export"))
+
+    statements = captured_sql(admin_client, EXECUTION_CHANGELIST + "?q=export")
+
+    page_query = next(
+        sql for sql in statements if "LIMIT" in sql and "taskexecution" in sql
+    )
+    assert "JOIN" not in page_query.split("WHERE")[1]
+
+
+@pytest.mark.parametrize(
+    "params", ["", "?task_q=task", "?q=task", "?status=success", "?p=2"]
+)
+def test_list_queries_do_not_grow_with_rows_or_tasks(
+    admin_client: Client, params: str, django_assert_num_queries: Any
+) -> None:
+    tasks = [make_task() for _ in range(20)]
+    TaskExecution.objects.bulk_create(
+        TaskExecution(task=tasks[number % 20], status=Status.SUCCESS)
+        for number in range(250)
+    )
+    expected = count_queries(admin_client, EXECUTION_CHANGELIST + params)
+    tasks += [make_task() for _ in range(20)]
+    TaskExecution.objects.bulk_create(
+        TaskExecution(task=tasks[number % 40], status=Status.SUCCESS)
+        for number in range(250)
+    )
+
+    with django_assert_num_queries(expected):
+        response = admin_client.get(EXECUTION_CHANGELIST + params)
+
+    assert response.status_code == 200
+
+
 @pytest.mark.parametrize(
     "query",
     [
@@ -207,6 +331,24 @@ def test_pages_know_only_whether_a_next_page_exists(admin_client: Client) -> Non
     assert 'rel="next"' not in second.content.decode()
     assert 'rel="prev"' in second.content.decode()
     assert beyond.status_code == 302  # the admin's "invalid page" redirect
+
+
+def test_a_later_page_skips_rows_as_ids_only(admin_client: Client) -> None:
+    task = make_task()
+    TaskExecution.objects.bulk_create(TaskExecution(task=task) for _ in range(205))
+    everything = list(
+        TaskExecution.objects.order_by("-id").values_list("pk", flat=True)
+    )
+
+    statements = captured_sql(admin_client, EXECUTION_CHANGELIST + "?p=2")
+
+    listed = listed_ids(admin_client.get(EXECUTION_CHANGELIST, {"p": 2}))
+    assert listed == everything[100:200]
+    [skipping] = [sql for sql in statements if "OFFSET" in sql]
+    assert skipping.split(" FROM ")[0] == (
+        'SELECT "scheduler_app_taskexecution"."id" AS "pk"'
+    )
+    assert "JOIN" not in skipping
 
 
 def test_show_all_is_never_offered(admin_client: Client) -> None:

@@ -50,14 +50,24 @@ def create(api: APIClient, **changes: Any) -> Any:
 
 
 def test_list_shows_every_field_with_stats_and_last_status(api: APIClient) -> None:
-    task = make_task(name="alpha", run_count=3, success_count=2, fail_count=1)
+    task = make_task(
+        name="alpha",
+        run_count=3,
+        success_count=2,
+        fail_count=1,
+        duration_count=2,
+        duration_total_ms=3000,
+    )
+    never = make_task(name="alpha-never")
     make_execution(task, status="failed")
     latest = make_execution(task, status="success")
 
     response = api.get(TASKS, {"search": "alpha"})
 
     assert response.status_code == 200
-    [row] = response.json()["results"]
+    row, row_never = response.json()["results"]
+    assert row_never["id"] == never.pk and row_never["avg_duration_ms"] is None
+    assert row["avg_duration_ms"] == pytest.approx(1500)
     assert row["id"] == task.pk
     assert row["url"] == "http://testserver/api/v1/tasks/%d" % task.pk
     assert (

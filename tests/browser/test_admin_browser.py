@@ -170,6 +170,9 @@ def test_the_task_list_and_the_health_page(
         run_count=30,
         success_count=27,
         fail_count=3,
+        # The totals the engine would have kept for the 12 runs below (avg 2.0 s).
+        duration_count=12,
+        duration_total_ms=sum(1200 + 150 * index for index in range(12)),
     )
     for index in range(12):
         status = "failed" if index in (3, 9) else "success"

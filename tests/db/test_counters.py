@@ -18,13 +18,25 @@ T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 
 def counters(task: ScheduledTask) -> tuple[object, ...]:
     task.refresh_from_db()
-    return (task.run_count, task.success_count, task.fail_count, task.last_run_at)
+    return (
+        task.run_count,
+        task.success_count,
+        task.fail_count,
+        task.last_run_at,
+        task.duration_count,
+        task.duration_total_ms,
+    )
 
 
-def test_counts_are_added_and_last_run_at_stays_the_latest() -> None:
+def test_counts_and_durations_are_added_and_last_run_at_stays_the_latest() -> None:
     never = make_task()
     later_stored = make_task(
-        run_count=10, success_count=7, fail_count=3, last_run_at=T0
+        run_count=10,
+        success_count=7,
+        fail_count=3,
+        last_run_at=T0,
+        duration_count=10,
+        duration_total_ms=5000,
     )
     earlier_stored = make_task(
         run_count=1, success_count=1, last_run_at=T0 - dt.timedelta(days=1)
@@ -33,16 +45,16 @@ def test_counts_are_added_and_last_run_at_stays_the_latest() -> None:
 
     add_run_counts(
         counts={
-            earlier_stored.pk: (3, 1, 2, T0),
-            never.pk: (2, 2, 0, T0 + dt.timedelta(microseconds=1)),
-            later_stored.pk: (1, 0, 1, T0 - dt.timedelta(hours=1)),
+            earlier_stored.pk: (3, 1, 2, T0, 3, 300),
+            never.pk: (2, 2, 0, T0 + dt.timedelta(microseconds=1), 1, 2**40),
+            later_stored.pk: (1, 0, 1, T0 - dt.timedelta(hours=1), 0, 0),
         }
     )
 
-    assert counters(never) == (2, 2, 0, T0 + dt.timedelta(microseconds=1))
-    assert counters(later_stored) == (11, 7, 4, T0)
-    assert counters(earlier_stored) == (4, 2, 2, T0)
-    assert counters(untouched) == (5, 0, 0, T0)
+    assert counters(never) == (2, 2, 0, T0 + dt.timedelta(microseconds=1), 1, 2**40)
+    assert counters(later_stored) == (11, 7, 4, T0, 10, 5000)
+    assert counters(earlier_stored) == (4, 2, 2, T0, 3, 300)
+    assert counters(untouched) == (5, 0, 0, T0, 0, 0)
 
 
 def test_no_counts_send_no_statement(

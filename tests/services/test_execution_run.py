@@ -80,6 +80,26 @@ def test_successful_run_records_result_timing_kwargs_and_counters() -> None:
     assert task.last_run_at == execution.started_at
 
 
+def test_finished_runs_add_their_durations_to_the_task_average() -> None:
+    task = make("add", handler_kwargs={"a": "1"})
+    boom = make("boom")
+
+    ran = [run(task), run(task), run(boom)]
+    skipped = make_execution(task, status=Status.SKIPPED)
+    cancelled = task_request_run(task=task)
+    execution_cancel(execution=cancelled)
+
+    task.refresh_from_db()
+    boom.refresh_from_db()
+    assert (task.duration_count, task.duration_total_ms) == (
+        2,
+        ran[0].duration_ms + ran[1].duration_ms,
+    )
+    assert task.average_duration_ms == pytest.approx(task.duration_total_ms / 2)
+    assert (boom.duration_count, boom.duration_total_ms) == (1, ran[2].duration_ms)
+    assert skipped.duration_ms is None
+
+
 def test_async_handler_runs_on_an_event_loop() -> None:
     execution = run(make("async_add", handler_kwargs={"a": 1}))
 
