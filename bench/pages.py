@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         metavar="SECONDS",
         help="before measuring, wait up to this long for other processes to use "
-        "under %d %% of a core" % BUSY_PERCENT,
+        "under %d %%%% of a core" % BUSY_PERCENT,
     )
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     return parser.parse_args(argv)
@@ -235,6 +235,9 @@ def pages() -> list[tuple[str, str]]:
     busy = ScheduledTask.objects.filter(name="bench-00042").get()
     idle = ScheduledTask.objects.filter(name="bench-idle-00042").get()
     execution = TaskExecution.objects.filter(task=busy).order_by("-id")[0]
+    # Where page 9,999 starts when reached by its Next link: after page 9,998's last row.
+    newest_first = TaskExecution.objects.order_by("-id").values_list("pk", flat=True)
+    deep_after = newest_first[9998 * 100 - 1]
     tasks = reverse("admin:scheduler_app_scheduledtask_changelist")
     runs = reverse("admin:scheduler_app_taskexecution_changelist")
     api = "/api/v1/"
@@ -285,6 +288,8 @@ def pages() -> list[tuple[str, str]]:
         ("executions search name", runs + "?q=bench-00042"),
         ("executions page 500", runs + "?p=500"),
         ("executions page 5000", runs + "?p=5000"),
+        ("executions page 9999", runs + "?p=9999"),
+        ("executions page 9999 by link", "%s?p=9999&after=%d" % (runs, deep_after)),
         (
             "execution change",
             reverse("admin:scheduler_app_taskexecution_change", args=[execution.pk]),

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.views.main import PAGE_VAR
+from django.contrib.admin.views.main import PAGE_VAR, ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
@@ -47,12 +47,30 @@ MSG_CANCEL_REQUESTED = _(
 )
 
 
+#: Query parameters of a page reached by a link: the id its rows come after
+#: (newest first, "Next") or before ("Previous"), so that no page, however deep,
+#: skips rows with an OFFSET.
+AFTER_VAR = "after"
+BEFORE_VAR = "before"
+KEYSET_VARS = (AFTER_VAR, BEFORE_VAR)
+
+
+def _keyset_id(value: str | None) -> int | None:
+    return int(value) if value and value.isascii() and value.isdigit() else None
+
+
 class HasNextPaginator(Paginator):
     """A paginator that never counts: it reads one row past the page to know if more follow.
 
     `count` is the rows before this page plus the rows read, so the admin offers
-    the pages up to the next one and never runs COUNT(*) over the history.
+    the pages up to the next one and never runs COUNT(*) over the history. A page
+    reached by its Next or Previous link reads from the id its neighbour ended at
+    (`after` / `before`, on the primary key order): page 10,000 costs what page 2
+    does. A page asked for by number alone skips the rows before it.
     """
+
+    #: The query parameters of its links' keyset (scheduler_page_links).
+    keyset_vars = KEYSET_VARS
 
     def __init__(
         self,
@@ -60,16 +78,38 @@ class HasNextPaginator(Paginator):
         per_page: int,
         *args: Any,
         page_number: int = 1,
+        after: int | None = None,
+        before: int | None = None,
         **kwargs: Any,
     ):
         super().__init__(object_list, per_page, *args, **kwargs)
         self.queryset = object_list
         self.page_number = max(1, page_number)
+        # The changelist repeats the primary key at the end ("-id", "-id").
+        order = {str(field).replace("pk", "id") for field in object_list.query.order_by}
+        only = order.pop() if len(order) == 1 else ""
+        #: Newest first ("-id"), oldest first ("id"), or another order (no keyset).
+        self.direction = {"-id": -1, "id": 1}.get(only, 0)
+        self.after = after if self.direction and self.page_number > 1 else None
+        self.before = before if self.direction and self.page_number > 1 else None
 
     @cached_property
     def _window(self) -> tuple[int, list[Any]]:
         offset = (self.page_number - 1) * self.per_page
         end = offset + self.per_page + 1
+        if self.after is not None:  # the rows that follow the previous page's last
+            beyond = "pk__lt" if self.direction < 0 else "pk__gt"
+            return offset, list(
+                self.queryset.filter(**{beyond: self.after})[: self.per_page + 1]
+            )
+        if self.before is not None:  # the rows that come before the next page's first
+            within = "pk__gt" if self.direction < 0 else "pk__lt"
+            rows = list(
+                self.queryset.filter(**{within: self.before}).reverse()[: self.per_page]
+            )
+            rows.reverse()
+            # A page read backwards always has a next page: the one it came from.
+            return offset, [*rows, None]
         if not offset:
             return offset, list(self.queryset[:end])
         # A deferred join: the rows skipped are read as ids only (an index-only
@@ -87,11 +127,38 @@ class HasNextPaginator(Paginator):
     def has_next(self) -> bool:
         return len(self._window[1]) > self.per_page
 
+    def _rows(self) -> list[Any]:
+        return [row for row in self._window[1][: self.per_page] if row is not None]
+
+    def next_params(self) -> dict[str, Any]:
+        """The query parameters of the Next link's keyset (none: by number)."""
+        rows = self._rows()
+        if not self.direction or not rows:
+            return {}
+        return {AFTER_VAR: rows[-1].pk}
+
+    def previous_params(self) -> dict[str, Any]:
+        """The query parameters of the Previous link's keyset (none: by number)."""
+        rows = self._rows()
+        if not self.direction or not rows or self.page_number <= 2:
+            return {}
+        return {BEFORE_VAR: rows[0].pk}
+
     def page(self, number: Any) -> Page:
         number = self.validate_number(number)
         if number == self.page_number:
-            return Page(self._window[1][: self.per_page], number, self)
+            return Page(self._rows(), number, self)
         return super().page(number)
+
+
+class ExecutionChangeList(ChangeList):
+    """The execution changelist: its keyset parameters are the paginator's, not filters."""
+
+    def get_filters_params(self, params: Any = None) -> Any:
+        lookup_params = super().get_filters_params(params)
+        for name in KEYSET_VARS:
+            lookup_params.pop(name, None)
+        return lookup_params
 
 
 class ExecutionStatusFilter(admin.SimpleListFilter):
@@ -343,8 +410,17 @@ class TaskExecutionAdmin(admin.ModelAdmin):
         except ValueError:
             page_number = 1
         return self.paginator(
-            queryset, per_page, *args, page_number=page_number, **kwargs
+            queryset,
+            per_page,
+            *args,
+            page_number=page_number,
+            after=_keyset_id(request.GET.get(AFTER_VAR)),
+            before=_keyset_id(request.GET.get(BEFORE_VAR)),
+            **kwargs,
         )
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return ExecutionChangeList
 
     # Columns and fields
 

@@ -52,13 +52,29 @@ def scheduler_warning(context: template.Context) -> dict[str, Any]:
 def scheduler_page_links(cl: Any) -> dict[str, Any]:
     """Previous / next links for a changelist whose paginator does not count."""
     page = cl.page_num
-    has_next = getattr(cl.paginator, "has_next", False)
+    paginator = cl.paginator
+    has_next = getattr(paginator, "has_next", False)
+    # A paginator that reads pages from where their neighbour ended (keyset) says
+    # which ids the links start from; the others are by page number only.
+    keyset = list(getattr(paginator, "keyset_vars", ()))
+    after = paginator.next_params() if keyset else {}
+    before = paginator.previous_params() if keyset else {}
     return {
         "cl": cl,
         "page": page,
-        "previous_url": cl.get_query_string({PAGE_VAR: page - 1}) if page > 1 else "",
-        "next_url": cl.get_query_string({PAGE_VAR: page + 1}) if has_next else "",
-        "first_url": cl.get_query_string(remove=[PAGE_VAR]) if page > 2 else "",
+        "previous_url": (
+            cl.get_query_string({PAGE_VAR: page - 1, **before}, remove=keyset)
+            if page > 1
+            else ""
+        ),
+        "next_url": (
+            cl.get_query_string({PAGE_VAR: page + 1, **after}, remove=keyset)
+            if has_next
+            else ""
+        ),
+        "first_url": (
+            cl.get_query_string(remove=[PAGE_VAR, *keyset]) if page > 2 else ""
+        ),
     }
 
 

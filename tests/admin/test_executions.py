@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from html import unescape as html_unescape
 from typing import Any
 
 import pytest
@@ -349,6 +351,46 @@ def test_a_later_page_skips_rows_as_ids_only(admin_client: Client) -> None:
         'SELECT "scheduler_app_taskexecution"."id" AS "pk"'
     )
     assert "JOIN" not in skipping
+
+
+def link(page: Any, rel: str) -> str:
+    """The href of a page's Next (rel="next") or Previous (rel="prev") link."""
+    match = re.search(r'href="([^"]+)" rel="%s"' % rel, page.content.decode())
+    assert match, "no %s link" % rel
+    return EXECUTION_CHANGELIST + html_unescape(match.group(1))
+
+
+def test_next_and_previous_links_read_from_the_neighbour_page_without_offset(
+    admin_client: Client,
+) -> None:
+    task = make_task()
+    TaskExecution.objects.bulk_create(TaskExecution(task=task) for _ in range(250))
+    make_execution(make_task(name="other"), status="success")  # filtered out below
+    everything = list(
+        TaskExecution.objects.filter(task=task, status="pending")
+        .order_by("-id")
+        .values_list("pk", flat=True)
+    )
+    first = admin_client.get(EXECUTION_CHANGELIST, {"status": "pending"})
+
+    second_url = link(first, "next")
+    second = admin_client.get(second_url)
+    third_url = link(second, "next")
+    third = admin_client.get(third_url)
+    back_url = link(third, "prev")
+    back = admin_client.get(back_url)
+    by_link = [
+        captured_sql(admin_client, url) for url in (second_url, third_url, back_url)
+    ]
+
+    assert listed_ids(second) == everything[100:200]
+    assert listed_ids(third) == everything[200:]
+    assert 'rel="next"' not in third.content.decode()
+    assert listed_ids(back) == everything[100:200]
+    assert "Page 2" in back.content.decode() and 'rel="next"' in back.content.decode()
+    assert "status=pending" in second_url and "after=" in second_url
+    assert "before=" in back_url
+    assert not [sql for sql in sum(by_link, []) if "OFFSET" in sql]
 
 
 def test_show_all_is_never_offered(admin_client: Client) -> None:
