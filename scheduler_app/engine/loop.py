@@ -42,6 +42,7 @@ from ..services import (
     executions_recover_abandoned,
     executions_unstage,
     instance_heartbeat,
+    instance_heartbeating,
     instance_id,
     instance_stopped,
     tasks_ensure_declared,
@@ -194,7 +195,13 @@ class Engine:
             self.wake.clear()
 
     def stop(self, *, grace_seconds: float) -> None:
-        """Stop firing at once; let runs finish for the grace period; interrupt the rest."""
+        """Stop firing and hand the lead over at once; let runs finish for the grace.
+
+        The leader lease is released first (by its token), so a standby leads at
+        its next try rather than a TTL later. This instance goes on heartbeating
+        until its runs end or the grace is over, so nobody takes them for
+        abandoned meanwhile; the ones still going then are marked interrupted.
+        """
         self.firing_enabled = False
         self._listener.stop()
         try:
@@ -202,13 +209,27 @@ class Engine:
             self.persist_next_runs()
         except DatabaseError:
             logger.exception("Could not persist next fire times at shutdown")
-        still_running = self.executor.shutdown(grace_seconds=grace_seconds)
-        if still_running:
-            count = executions_interrupt(instance=self.instance)
+        was_leader = self.leadership.enabled and self.leadership.is_leader
+        try:
+            self.leadership.release()
+        except Exception:  # it expires by its TTL instead
             logger.warning(
-                "Shutdown grace period over: %d execution(s) marked interrupted", count
+                "Could not release the leader lease; a standby takes over once it "
+                "expires (%.0f s)",
+                self.leadership.ttl_seconds,
+                exc_info=True,
             )
-        self.leadership.release()
+        else:
+            if was_leader:
+                logger.info("Released the leader lease: a standby can lead now")
+        with instance_heartbeating(mark_stopped=False):
+            still_running = self.executor.shutdown(grace_seconds=grace_seconds)
+            if still_running:
+                count = executions_interrupt(instance=self.instance)
+                logger.warning(
+                    "Shutdown grace period over: %d execution(s) marked interrupted",
+                    count,
+                )
         instance_stopped()
         logger.info("Scheduler instance %s stopped", self.instance)
 

@@ -131,11 +131,15 @@ def instances_cleanup(*, days: int, now: dt.datetime | None = None) -> int:
 
 
 @contextmanager
-def instance_heartbeating(*, interval: float | None = None) -> Iterator[None]:
+def instance_heartbeating(
+    *, interval: float | None = None, mark_stopped: bool = True
+) -> Iterator[None]:
     """Heartbeat this instance from a background thread while the block runs.
 
     For processes that run executions without the scheduler's loop (run_task, a
-    worker), so a starting scheduler does not take their runs for abandoned.
+    worker, a scheduler in its shutdown grace), so no scheduler takes their runs
+    for abandoned. At the end the instance is marked stopped, unless
+    `mark_stopped` is false (the caller still has runs to record first).
     """
     interval = interval or app_settings.SCHEDULER_HEARTBEAT_INTERVAL
     stop = threading.Event()
@@ -149,11 +153,15 @@ def instance_heartbeating(*, interval: float | None = None) -> Iterator[None]:
             finally:
                 close_old_connections()
 
-    instance_heartbeat()
+    try:
+        instance_heartbeat()
+    except DatabaseError:  # the thread tries again
+        logger.warning("Heartbeat failed; retrying", exc_info=True)
     thread = threads.HEARTBEAT.start(beat)
     try:
         yield
     finally:
         stop.set()
         thread.join(timeout=interval + 1)
-        instance_stopped()
+        if mark_stopped:
+            instance_stopped()
