@@ -29,12 +29,14 @@ from typing import Protocol
 
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from .. import notify
 from ..conf import app_settings
 from ..db.polls import startable_ids
 from ..exceptions import SchedulerError
 from ..models import ScheduledTask, TaskExecution
+from ..outages import Outage, database_address, redis_address
 from ..schedules import Schedule, next_fire_times
 from ..services import (
     executions_create_scheduled,
@@ -168,6 +170,25 @@ class Engine:
         self._staged: dict[int, TaskExecution] = {}
         self._connection = ConnectionKeeper()
         self._listener = notify.Listener(self._on_notification)
+        #: The dependencies the loop needs: one log line when each goes, one when back.
+        self.database = Outage(
+            "The database",
+            database_address(),
+            meanwhile="Nothing fires or starts meanwhile; fires missed are caught up "
+            "within their misfire grace once it is back.",
+            clock=monotonic,
+            log=logger,
+        )
+        self.redis = Outage(
+            "Redis",
+            redis_address(app_settings.redis_url),
+            meanwhile="The leader lease can be neither renewed nor taken (a leader "
+            "stops firing before it could expire) and task locks cannot be taken: "
+            "nothing fires or starts meanwhile; fires missed are caught up within "
+            "their misfire grace once it is back.",
+            clock=monotonic,
+            log=logger,
+        )
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -336,26 +357,54 @@ class Engine:
         injected = now is not None
         now = self._read_clocks(now, monotonic)
         mono = self._mono_now
+        housekept = False
         try:
             self.dispatch_due(now)
             if self.housekeeping.due(mono):
                 self.housekeep(now)
+                housekept = True
                 self.dispatch_due(now)  # fires staged just now that are due already
-        except DatabaseError:
-            # A lost connection or a locked database: log, drop the connection and
-            # try again in a second. Fires are not lost: next_run_at is only persisted
-            # after they are recorded, and missed ones are caught up within grace.
-            logger.exception("Database error in the scheduler loop; retrying in 1 s")
+        except DatabaseError as exc:
+            # A lost connection or a locked database: drop the connection and try
+            # again, less and less often. Fires are not lost: next_run_at is only
+            # persisted after they are recorded, and missed ones are caught up
+            # within grace. The retry starts with the heartbeat (a database write).
             close_old_connections()
-            self.housekeeping.restart(mono, seconds=1.0)
-            return 1.0
+            self.heartbeat.soon()
+            return self._retry_after(self.database.failed(exc), mono)
+        except RedisError as exc:
+            # The leader lease (and the task locks) live in Redis: the retry starts
+            # with the lease, which tells whether Redis is back.
+            self.lease_refresh.soon()
+            return self._retry_after(self.redis.failed(exc), mono)
         except Exception:
             # The loop boundary: a bug in one step must not kill the scheduler.
             logger.exception("Error in the scheduler loop; retrying in 1 s")
             self.housekeeping.restart(mono, seconds=1.0)
             return 1.0
+        if housekept:  # it asked the database (and Redis, if it failed before)
+            self.database.succeeded()
+            self.redis.succeeded()
         # The time this tick took counts against the sleep (an injected time stands).
         return self._sleep_seconds(now if injected else self._read_clocks())
+
+    def _retry_after(self, seconds: float, mono: float) -> float:
+        self.housekeeping.restart(mono, seconds=seconds)
+        return seconds
+
+    def degraded(self) -> list[str]:
+        """Why this instance cannot do its work now (empty while it can)."""
+        return [
+            "%s at %s is unreachable since %.0f s (%s)"
+            % (
+                outage.name,
+                outage.address,
+                self.monotonic() - outage.down_since,
+                outage.reason,
+            )
+            for outage in (self.database, self.redis)
+            if outage.down_since is not None
+        ]
 
     def housekeep(self, now: dt.datetime) -> None:
         """Every step that talks to the database (tick: every POLL_SECONDS)."""
