@@ -176,7 +176,7 @@ class Engine:
             database_address(),
             meanwhile="Nothing fires or starts meanwhile; fires missed are caught up "
             "within their misfire grace once it is back.",
-            clock=monotonic,
+            clock=lambda: self._mono_now,  # the time of the step that failed
             log=logger,
         )
         self.redis = Outage(
@@ -186,7 +186,7 @@ class Engine:
             "stops firing before it could expire) and task locks cannot be taken: "
             "nothing fires or starts meanwhile; fires missed are caught up within "
             "their misfire grace once it is back.",
-            clock=monotonic,
+            clock=lambda: self._mono_now,  # the time of the step that failed
             log=logger,
         )
 
@@ -373,8 +373,10 @@ class Engine:
             self.heartbeat.soon()
             return self._retry_after(self.database.failed(exc), mono)
         except RedisError as exc:
-            # The leader lease (and the task locks) live in Redis: the retry starts
-            # with the lease, which tells whether Redis is back.
+            # The leader lease (and the task locks) live in Redis: the retry
+            # records why in the heartbeat, then tries the lease, which tells
+            # whether Redis is back.
+            self.heartbeat.soon()
             self.lease_refresh.soon()
             return self._retry_after(self.redis.failed(exc), mono)
         except Exception:
@@ -382,9 +384,11 @@ class Engine:
             logger.exception("Error in the scheduler loop; retrying in 1 s")
             self.housekeeping.restart(mono, seconds=1.0)
             return 1.0
-        if housekept:  # it asked the database (and Redis, if it failed before)
+        if housekept and (self.database.down or self.redis.down):
+            # It asked the database, and Redis (the lease) if that failed before.
             self.database.succeeded()
             self.redis.succeeded()
+            self.heartbeat.soon()  # the next heartbeat says all is well again
         # The time this tick took counts against the sleep (an injected time stands).
         return self._sleep_seconds(now if injected else self._read_clocks())
 
@@ -394,12 +398,15 @@ class Engine:
 
     def degraded(self) -> list[str]:
         """Why this instance cannot do its work now (empty while it can)."""
+        wall, mono = self._last_reading or (self.clock(), self._mono_now)
         return [
-            "%s at %s is unreachable since %.0f s (%s)"
+            "%s at %s is unreachable since %s (%s)"
             % (
                 outage.name,
                 outage.address,
-                self.monotonic() - outage.down_since,
+                (wall - dt.timedelta(seconds=mono - outage.down_since)).isoformat(
+                    timespec="seconds"
+                ),
                 outage.reason,
             )
             for outage in (self.database, self.redis)
@@ -465,7 +472,11 @@ class Engine:
 
     def heartbeat_if_due(self, now: dt.datetime) -> None:
         if self.heartbeat.due(self._mono_now):
-            instance_heartbeat(now=now, is_leader=self.leadership.is_leader)
+            instance_heartbeat(
+                now=now,
+                is_leader=self.leadership.is_leader,
+                degraded_reason="; ".join(self.degraded()),
+            )
 
     def refresh_lease_if_due(self, now: dt.datetime) -> None:
         """Extend the lease (leader) or try to take it (standby, every second)."""

@@ -66,9 +66,15 @@ def instance_set_worker(*, node_name: str) -> None:
 
 
 def instance_heartbeat(
-    *, now: dt.datetime | None = None, is_leader: bool = False
+    *,
+    now: dt.datetime | None = None,
+    is_leader: bool = False,
+    degraded_reason: str = "",
 ) -> None:
-    """Record that this instance is alive (creates its row on the first beat)."""
+    """Record that this instance is alive (creates its row on the first beat).
+
+    `degraded_reason` says what keeps it from doing its work (empty: nothing).
+    """
     now = now or timezone.now()
     host, pid = _identity()
     SchedulerInstance.objects.update_or_create(
@@ -80,6 +86,7 @@ def instance_heartbeat(
             "is_leader": is_leader,
             "last_heartbeat_at": now,
             "stopped_at": None,
+            "degraded_reason": degraded_reason,
         },
         create_defaults={
             "kind": _process_kind,
@@ -89,6 +96,7 @@ def instance_heartbeat(
             "is_leader": is_leader,
             "started_at": now,
             "last_heartbeat_at": now,
+            "degraded_reason": degraded_reason,
         },
     )
 

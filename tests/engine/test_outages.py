@@ -12,6 +12,7 @@ from django.db import OperationalError
 
 from scheduler_app.engine.leader import Leadership
 from scheduler_app.locks import get_lock_backend
+from scheduler_app.models import SchedulerInstance
 from scheduler_app.outages import (
     RETRY_AT_MOST_SECONDS,
     Outage,
@@ -47,7 +48,11 @@ def test_a_database_outage_is_one_line_down_one_line_back_with_backoff(
             now += dt.timedelta(seconds=engine.tick(now) or 0.25)
             delays.append(engine.tick(now))
             now += dt.timedelta(seconds=delays[-1])
-        assert engine.degraded() and "The database" in engine.degraded()[0]
+        (reason,) = engine.degraded()
+        assert reason.startswith(
+            "The database at %s is unreachable since 2026-03-02T12:00"
+            % database_address()
+        )
         monkeypatch.setattr(engine, "heartbeat_if_due", real_heartbeat)
         for _ in range(3):
             now += dt.timedelta(seconds=engine.tick(now))
@@ -95,12 +100,18 @@ def test_a_redis_outage_of_the_leader_lease_is_one_line_down_one_back(
         for _ in range(12):
             now += dt.timedelta(seconds=max(engine.tick(now), 0.25))
         assert [reason.split(" at ")[0] for reason in engine.degraded()] == ["Redis"]
+        row = SchedulerInstance.objects.get(instance_id=engine.instance)
+        recorded = [row.degraded_reason]
         broken["now"] = False
         for _ in range(3):
             now += dt.timedelta(seconds=max(engine.tick(now), 0.25))
 
     down = lines(caplog, "is unreachable")
     assert [r.getMessage().split(" at ")[0] for r in down] == ["Redis"]
+    # The heartbeat said why while it lasted, and says nothing once it is over.
+    assert recorded and recorded[0].startswith("Redis at ")
+    row = SchedulerInstance.objects.get(instance_id=engine.instance)
+    assert row.degraded_reason == ""
     assert "ConnectionError: Error 111" in down[0].getMessage()
     assert "leader lease" in down[0].getMessage()
     assert len(lines(caplog, "Redis at")) == 2  # down, then back
