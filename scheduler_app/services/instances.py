@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from ..conf import app_settings
 from ..models import SchedulerInstance
+from ..outages import Outage, database_address
 from ..runtime import threads
 
 logger = logging.getLogger(__name__)
@@ -151,20 +152,31 @@ def instance_heartbeating(
     """
     interval = interval or app_settings.SCHEDULER_HEARTBEAT_INTERVAL
     stop = threading.Event()
+    # One line when the database goes away, one when it is back.
+    database = Outage(
+        "The database",
+        database_address(),
+        meanwhile="This instance cannot heartbeat meanwhile: once its heartbeat is "
+        "stale a scheduler may take its runs for abandoned.",
+        log=logger,
+    )
+
+    def beat_once() -> None:
+        try:
+            instance_heartbeat()
+        except DatabaseError as exc:  # the next beat tries again
+            database.failed(exc)
+        else:
+            database.succeeded()
 
     def beat() -> None:
         while not stop.wait(interval):
             try:
-                instance_heartbeat()
-            except DatabaseError:
-                logger.warning("Heartbeat failed; retrying", exc_info=True)
+                beat_once()
             finally:
-                close_old_connections()
+                close_old_connections()  # the thread's own connection
 
-    try:
-        instance_heartbeat()
-    except DatabaseError:  # the thread tries again
-        logger.warning("Heartbeat failed; retrying", exc_info=True)
+    beat_once()
     thread = threads.HEARTBEAT.start(beat)
     try:
         yield
