@@ -526,6 +526,16 @@ class SchedulerInstance(models.Model):
     started_at = models.DateTimeField(_("started"), default=timezone.now)
     last_heartbeat_at = models.DateTimeField(_("last heartbeat"), default=timezone.now)
     stopped_at = models.DateTimeField(_("stopped"), null=True, blank=True)
+    degraded_reason = models.TextField(
+        _("degraded because"),
+        blank=True,
+        default="",
+        help_text=_(
+            "What keeps this instance from doing its work, as its last heartbeat "
+            "said; empty while it can. E.g. “Redis at redis://10.0.0.5:6379/0 is "
+            "unreachable since 2026-03-02T12:00:05+00:00 (ConnectionError: …)”."
+        ),
+    )
 
     class Meta:
         verbose_name = _("scheduler instance")

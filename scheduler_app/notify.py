@@ -15,6 +15,7 @@ import redis
 from django.db import transaction
 
 from .conf import app_settings
+from .outages import Outage, redis_address
 from .redis_client import get_redis
 from .runtime import threads
 
@@ -65,6 +66,14 @@ class Listener:
         self._stop = threading.Event()
         self._thread = threads.NOTIFY.new(self._run)
         self.live = False
+        #: One log line when the subscription is lost, one when it is back.
+        self.outage = Outage(
+            "Redis (notifications)",
+            redis_address(app_settings.redis_url),
+            meanwhile="Changes and run-now requests are seen through the database "
+            "meanwhile (within a second).",
+            log=logger,
+        )
 
     def start(self) -> None:
         if app_settings.redis_url:
@@ -84,16 +93,14 @@ class Listener:
                     if message is None:
                         continue
                     if message["type"] == "subscribe":
+                        self.outage.succeeded()
                         self.live = True
                         self._callback(SUBSCRIBED)
                     elif message["type"] == "message":
                         self._callback(str(message["data"]))
                 pubsub.close()
-            except Exception:
-                logger.warning(
-                    "Redis notifications interrupted; reconnecting", exc_info=True
-                )
+            except Exception as exc:
                 # Changes are still seen through the database version check meanwhile.
                 self.live = False
-                self._stop.wait(1.0)
+                self._stop.wait(self.outage.failed(exc))
         self.live = False

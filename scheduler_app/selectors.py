@@ -16,6 +16,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Cast, NullIf
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from . import livelog
 from .locks import LockInfo, get_lock_backend, task_id_of_lock_key, task_lock_key
@@ -269,6 +270,8 @@ class InstanceStatus:
     heartbeat_age_seconds: float
     stopped_at: dt.datetime | None
     kind: str = SchedulerInstance.Kind.SCHEDULER
+    #: What keeps it from doing its work, as its last heartbeat said ("" if nothing).
+    degraded_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -285,6 +288,9 @@ class SchedulerStatus:
     #: Celery worker processes (SCHEDULER_EXECUTOR=celery), and how many are alive.
     workers: list[InstanceStatus] = field(default_factory=list)
     worker_count: int = 0
+    #: Whether a scheduler runs but cannot do its work, and why (one line each).
+    degraded: bool = False
+    degraded_reasons: list[str] = field(default_factory=list)
 
 
 def scheduler_status(*, now: dt.datetime | None = None) -> SchedulerStatus:
@@ -312,8 +318,21 @@ def scheduler_status(*, now: dt.datetime | None = None) -> SchedulerStatus:
         .annotate(count=Count("pk"))
     ):
         execution_counts[row["status"]] = row["count"]
+    running = any(item.alive for item in instances)
+    reasons = [
+        "%s: %s" % (item.instance_id, item.degraded_reason)
+        for item in instances
+        if item.alive and item.degraded_reason
+    ]
+    if running and leader is None:
+        reasons.append(
+            gettext(
+                "No scheduler instance holds the leader lease: nothing fires until "
+                "one does (a standby takes it within a few seconds)."
+            )
+        )
     return SchedulerStatus(
-        running=any(item.alive for item in instances),
+        running=running,
         leader=leader,
         instances=instances,
         task_count=sum(task_counts.values()),
@@ -322,6 +341,8 @@ def scheduler_status(*, now: dt.datetime | None = None) -> SchedulerStatus:
         checked_at=now,
         workers=workers,
         worker_count=sum(item.alive for item in workers),
+        degraded=bool(reasons),
+        degraded_reasons=reasons,
     )
 
 
@@ -344,6 +365,7 @@ def _instances_status(
             ),
             stopped_at=row.stopped_at,
             kind=row.kind,
+            degraded_reason=row.degraded_reason,
         )
         for row in SchedulerInstance.objects.filter(kind=kind).order_by(
             "-last_heartbeat_at"

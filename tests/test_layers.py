@@ -47,13 +47,15 @@ LAYERS = (
             "controls",
             "signals",
             "redis_client",
+            "outages",
             "runtime.threads",
         ),
         BASE,
         "Errors, settings, choices and plain helpers everything may use: importing "
         "anything else of the app would make a cycle with its first user. The list "
         "of background threads (runtime.threads) is here: every layer starts its "
-        "threads through it.",
+        "threads through it. So is the outage log (outages), which every user of "
+        "the database or Redis reports to.",
     ),
     Layer(
         "pure",

@@ -413,6 +413,13 @@ class InstanceSerializer(serializers.Serializer):
     last_heartbeat_at = serializers.DateTimeField()
     heartbeat_age_seconds = serializers.FloatField()
     stopped_at = serializers.DateTimeField(allow_null=True)
+    degraded_reason = serializers.CharField(
+        allow_blank=True,
+        help_text=_(
+            "What keeps this instance from doing its work, as its last heartbeat "
+            "said (empty while it can)."
+        ),
+    )
 
 
 class SchedulerStatusSerializer(serializers.Serializer):
@@ -420,6 +427,16 @@ class SchedulerStatusSerializer(serializers.Serializer):
         help_text=_("Whether any scheduler instance has a fresh heartbeat.")
     )
     leader = serializers.CharField(allow_null=True)
+    degraded = serializers.BooleanField(
+        help_text=_(
+            "Whether a scheduler runs but cannot do its work now (a dependency "
+            "is unreachable, or nobody leads); degraded_reasons says why."
+        )
+    )
+    degraded_reasons = serializers.ListField(
+        child=serializers.CharField(),
+        help_text=_("Why the scheduler is degraded, one line each (empty if not)."),
+    )
     instances = InstanceSerializer(
         many=True, help_text=_("Scheduler instances (runscheduler processes).")
     )

@@ -8,6 +8,11 @@ their executions are recorded ahead of time (pending, `run_after` = the fire tim
 in one insert. At a fire time the loop then only hands the staged rows to the
 executor, with no query in between, which is what makes fires punctual under load.
 Every step is a method that tests call directly with an injected `now`.
+
+Two clocks: fire times are wall-clock (`clock`, aware datetimes); every housekeeping
+deadline (heartbeat, lease refresh, recovery, polls) is monotonic (`monotonic`,
+seconds), so a step of the wall clock stops none of them. A step shows as the two
+clocks drifting apart between ticks, and is logged once with what it means.
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ from typing import Protocol
 
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from .. import notify
 from ..conf import app_settings
 from ..db.polls import startable_ids
 from ..exceptions import SchedulerError
 from ..models import ScheduledTask, TaskExecution
+from ..outages import Outage, database_address, redis_address
 from ..schedules import Schedule, next_fire_times
 from ..services import (
     MissedFires,
@@ -39,6 +46,7 @@ from ..services import (
     executions_recover_abandoned,
     executions_unstage,
     instance_heartbeat,
+    instance_heartbeating,
     instance_id,
     instance_stopped,
     tasks_ensure_declared,
@@ -73,6 +81,10 @@ RECOVER_EVERY_SECONDS = 60.0
 STANDBY_RETRY_SECONDS = 1.0
 #: Most pending executions started per tick (the rest wait for the next one).
 PENDING_BATCH = 500
+#: A change of the wall clock against the monotonic one larger than this between
+#: two ticks is a step (NTP, an operator, a resumed machine), and is logged. Ticks
+#: are at most a second apart, and slewing moves the clock far less than this.
+CLOCK_STEP_SECONDS = 2.0
 
 
 #: How many tasks a summary log line names; the rest are counted.
@@ -119,6 +131,7 @@ class Engine:
         executor: Executor,
         leadership: Leadership | None = None,
         clock: Callable[[], dt.datetime] = timezone.now,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.executor = executor
         self.instance = instance_id()
@@ -126,8 +139,16 @@ class Engine:
             owner=self.instance,
             enabled=app_settings.SCHEDULER_LEADER_LOCK_ENABLED,
             ttl_seconds=app_settings.SCHEDULER_LEADER_LOCK_TTL,
+            clock=monotonic,
         )
+        #: The wall clock: fire times, and the times recorded in the database.
         self.clock = clock
+        #: The monotonic clock: every housekeeping deadline (the timers below).
+        self.monotonic = monotonic
+        #: The last (wall, monotonic) reading, and the monotonic time of the step
+        #: under way (what the timers are asked with).
+        self._last_reading: tuple[dt.datetime, float] | None = None
+        self._mono_now = monotonic()
         self.store = JobStore()
         self.firing_enabled = bool(app_settings.SCHEDULER_ENABLED)
         self.wake = threading.Event()
@@ -151,6 +172,25 @@ class Engine:
         self._staged: dict[int, TaskExecution] = {}
         self._connection = ConnectionKeeper()
         self._listener = notify.Listener(self._on_notification)
+        #: The dependencies the loop needs: one log line when each goes, one when back.
+        self.database = Outage(
+            "The database",
+            database_address(),
+            meanwhile="Nothing fires or starts meanwhile; fires missed are caught up "
+            "within their misfire grace once it is back.",
+            clock=lambda: self._mono_now,  # the time of the step that failed
+            log=logger,
+        )
+        self.redis = Outage(
+            "Redis",
+            redis_address(app_settings.redis_url),
+            meanwhile="The leader lease can be neither renewed nor taken (a leader "
+            "stops firing before it could expire) and task locks cannot be taken: "
+            "nothing fires or starts meanwhile; fires missed are caught up within "
+            "their misfire grace once it is back.",
+            clock=lambda: self._mono_now,  # the time of the step that failed
+            log=logger,
+        )
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -178,7 +218,13 @@ class Engine:
             self.wake.clear()
 
     def stop(self, *, grace_seconds: float) -> None:
-        """Stop firing at once; let runs finish for the grace period; interrupt the rest."""
+        """Stop firing and hand the lead over at once; let runs finish for the grace.
+
+        The leader lease is released first (by its token), so a standby leads at
+        its next try rather than a TTL later. This instance goes on heartbeating
+        until its runs end or the grace is over, so nobody takes them for
+        abandoned meanwhile; the ones still going then are marked interrupted.
+        """
         self.firing_enabled = False
         self._listener.stop()
         try:
@@ -186,13 +232,27 @@ class Engine:
             self.persist_next_runs()
         except DatabaseError:
             logger.exception("Could not persist next fire times at shutdown")
-        still_running = self.executor.shutdown(grace_seconds=grace_seconds)
-        if still_running:
-            count = executions_interrupt(instance=self.instance)
+        was_leader = self.leadership.enabled and self.leadership.is_leader
+        try:
+            self.leadership.release()
+        except Exception:  # it expires by its TTL instead
             logger.warning(
-                "Shutdown grace period over: %d execution(s) marked interrupted", count
+                "Could not release the leader lease; a standby takes over once it "
+                "expires (%.0f s)",
+                self.leadership.ttl_seconds,
+                exc_info=True,
             )
-        self.leadership.release()
+        else:
+            if was_leader:
+                logger.info("Released the leader lease: a standby can lead now")
+        with instance_heartbeating(mark_stopped=False):
+            still_running = self.executor.shutdown(grace_seconds=grace_seconds)
+            if still_running:
+                count = executions_interrupt(instance=self.instance)
+                logger.warning(
+                    "Shutdown grace period over: %d execution(s) marked interrupted",
+                    count,
+                )
         instance_stopped()
         logger.info("Scheduler instance %s stopped", self.instance)
 
@@ -207,7 +267,7 @@ class Engine:
         self.housekeeping.soon()
         self.wake.set()
 
-    def _plan_checks(self, now: dt.datetime) -> tuple[bool, bool]:
+    def _plan_checks(self) -> tuple[bool, bool]:
         """Whether this housekeeping asks for changed tasks and for pending runs.
 
         Without live notifications: every time. With them: when one said so, when
@@ -217,10 +277,10 @@ class Engine:
         if not self._listener.live or self._loaded_version is None:
             # No notifications, or (again) the leader: load, start what waits.
             every = True
-            self._checks_net.restart(now)
+            self._checks_net.restart(self._mono_now)
         else:
-            every = self._checks_net.due(now)
-        retry_due = self._first_retry.passed(now)
+            every = self._checks_net.due(self._mono_now)
+        retry_due = self._first_retry.passed(self._mono_now)
         with self._checks_lock:  # a notification arriving meanwhile is not lost
             tasks, pending = (
                 self._check_tasks or every,
@@ -231,31 +291,133 @@ class Engine:
 
     # -- the tick ---------------------------------------------------------------
 
-    def tick(self, now: dt.datetime | None = None) -> float:
-        """Hand over the fires due; housekeep when due; return how long to sleep."""
-        now = now or self.clock()
+    def _read_clocks(
+        self, now: dt.datetime | None = None, monotonic: float | None = None
+    ) -> dt.datetime:
+        """The wall-clock `now` of a step; sets the monotonic time that goes with it.
+
+        With no arguments both clocks are read. A test passing `now` alone moves
+        both clocks by as much (no step); passing `monotonic` too, it can step the
+        wall clock alone.
+        """
+        last = self._last_reading
+        if now is None:
+            now = self.clock()
+            if monotonic is None:
+                monotonic = self.monotonic()
+        elif monotonic is None:
+            if last is None:
+                monotonic = self.monotonic()
+            else:
+                monotonic = last[1] + (now - last[0]).total_seconds()
+        if last is not None:
+            self._notice_clock_step(last, (now, monotonic))
+        self._last_reading = (now, monotonic)
+        self._mono_now = monotonic
+        return now
+
+    def _notice_clock_step(
+        self,
+        before: tuple[dt.datetime, float],
+        after: tuple[dt.datetime, float],
+    ) -> None:
+        """Log a step of the wall clock (once: the next tick compares with this one)."""
+        wall = (after[0] - before[0]).total_seconds()
+        step = wall - (after[1] - before[1])
+        if abs(step) <= CLOCK_STEP_SECONDS:
+            return
+        if step < 0:
+            logger.warning(
+                "The wall clock stepped back by %.1f s (from %s to %s). Heartbeats, "
+                "the leader lease and run-now requests go on as usual (they run on "
+                "the monotonic clock). Fire times stay wall-clock: the fires of the "
+                "next %.1f s of wall-clock time happen when the clock reaches them "
+                "again, that much later than they would have; none is repeated.",
+                -step,
+                before[0].isoformat(),
+                after[0].isoformat(),
+                -step,
+            )
+        else:
+            logger.warning(
+                "The wall clock stepped forward by %.1f s (from %s to %s). Fires in "
+                "the skipped interval are handled as after an outage: those within "
+                "their misfire grace run now (coalesced into one if the task "
+                "coalesces), the others are dropped with a warning.",
+                step,
+                before[0].isoformat(),
+                after[0].isoformat(),
+            )
+
+    def tick(
+        self, now: dt.datetime | None = None, *, monotonic: float | None = None
+    ) -> float:
+        """Hand over the fires due; housekeep when due; return how long to sleep.
+
+        `now` and `monotonic` are for tests (see _read_clocks); the loop reads both.
+        """
+        injected = now is not None
+        now = self._read_clocks(now, monotonic)
+        mono = self._mono_now
+        housekept = False
         try:
             self.dispatch_due(now)
-            if self.housekeeping.due(now):
+            if self.housekeeping.due(mono):
                 self.housekeep(now)
+                housekept = True
                 self.dispatch_due(now)  # fires staged just now that are due already
-        except DatabaseError:
-            # A lost connection or a locked database: log, drop the connection and
-            # try again in a second. Fires are not lost: next_run_at is only persisted
-            # after they are recorded, and missed ones are caught up within grace.
-            logger.exception("Database error in the scheduler loop; retrying in 1 s")
+        except DatabaseError as exc:
+            # A lost connection or a locked database: drop the connection and try
+            # again, less and less often. Fires are not lost: next_run_at is only
+            # persisted after they are recorded, and missed ones are caught up
+            # within grace. The retry starts with the heartbeat (a database write).
             close_old_connections()
-            self.housekeeping.restart(now, seconds=1.0)
-            return 1.0
+            self.heartbeat.soon()
+            return self._retry_after(self.database.failed(exc), mono)
+        except RedisError as exc:
+            # The leader lease (and the task locks) live in Redis: the retry
+            # records why in the heartbeat, then tries the lease, which tells
+            # whether Redis is back.
+            self.heartbeat.soon()
+            self.lease_refresh.soon()
+            return self._retry_after(self.redis.failed(exc), mono)
         except Exception:
             # The loop boundary: a bug in one step must not kill the scheduler.
             logger.exception("Error in the scheduler loop; retrying in 1 s")
-            self.housekeeping.restart(now, seconds=1.0)
+            self.housekeeping.restart(mono, seconds=1.0)
             return 1.0
-        return self._sleep_seconds(self.clock())
+        if housekept and (self.database.down or self.redis.down):
+            # It asked the database, and Redis (the lease) if that failed before.
+            self.database.succeeded()
+            self.redis.succeeded()
+            self.heartbeat.soon()  # the next heartbeat says all is well again
+        # The time this tick took counts against the sleep (an injected time stands).
+        return self._sleep_seconds(now if injected else self._read_clocks())
+
+    def _retry_after(self, seconds: float, mono: float) -> float:
+        self.housekeeping.restart(mono, seconds=seconds)
+        return seconds
+
+    def degraded(self) -> list[str]:
+        """Why this instance cannot do its work now (empty while it can)."""
+        wall, mono = self._last_reading or (self.clock(), self._mono_now)
+        return [
+            "%s at %s is unreachable since %s (%s)"
+            % (
+                outage.name,
+                outage.address,
+                (wall - dt.timedelta(seconds=mono - outage.down_since)).isoformat(
+                    timespec="seconds"
+                ),
+                outage.reason,
+            )
+            for outage in (self.database, self.redis)
+            if outage.down_since is not None
+        ]
 
     def housekeep(self, now: dt.datetime) -> None:
         """Every step that talks to the database (tick: every POLL_SECONDS)."""
+        now = self._read_clocks(now)  # the tick's reading, or a test's `now`
         self._connection.before_use()
         started = time.monotonic()
 
@@ -267,7 +429,7 @@ class Engine:
         self.heartbeat_if_due(now)
         self.refresh_lease_if_due(now)
         if self.leadership.is_leader:
-            check_tasks, check_pending = self._plan_checks(now)
+            check_tasks, check_pending = self._plan_checks()
             if check_tasks:
                 self.reconcile_if_changed(now)
                 dispatch_meanwhile()
@@ -299,27 +461,33 @@ class Engine:
         return first < latest
 
     def _sleep_seconds(self, now: dt.datetime) -> float:
-        wake_at = self.housekeeping.next_at or now
+        """Until the next housekeeping (monotonic) or handover (wall clock), if sooner.
+
+        Housekeeping is at most POLL_SECONDS away whatever the wall clock does, so a
+        backward step never makes the loop sleep for its size.
+        """
+        mono = self._mono_now
+        sleep = (self.housekeeping.next_at or mono) - mono
         if self._staged_heap and self.firing_enabled:
-            sleep = min(
-                (wake_at - now).total_seconds(), self._handover_at() - now.timestamp()
-            )
-        else:
-            sleep = (wake_at - now).total_seconds()
+            sleep = min(sleep, self._handover_at() - now.timestamp())
         return max(0.0, sleep)
 
     def heartbeat_if_due(self, now: dt.datetime) -> None:
-        if self.heartbeat.due(now):
-            instance_heartbeat(now=now, is_leader=self.leadership.is_leader)
+        if self.heartbeat.due(self._mono_now):
+            instance_heartbeat(
+                now=now,
+                is_leader=self.leadership.is_leader,
+                degraded_reason="; ".join(self.degraded()),
+            )
 
     def refresh_lease_if_due(self, now: dt.datetime) -> None:
         """Extend the lease (leader) or try to take it (standby, every second)."""
-        if not self.lease_refresh.due(now):
+        if not self.lease_refresh.due(self._mono_now):
             return
         was_leader = self.leadership.is_leader
         leader = self.leadership.refresh()
         if not leader:
-            self.lease_refresh.restart(now, seconds=STANDBY_RETRY_SECONDS)
+            self.lease_refresh.restart(self._mono_now, seconds=STANDBY_RETRY_SECONDS)
         if leader != was_leader:
             # Leadership changed: tell the instances table now, not at the next beat.
             self.heartbeat.soon()
@@ -330,14 +498,11 @@ class Engine:
             # is often after the takeover: look now, and again once that is surely
             # so (1 s for this tick's own calls), not RECOVER_EVERY_SECONDS later.
             self.recovery.soon(
-                then=now
-                + dt.timedelta(
-                    seconds=app_settings.SCHEDULER_INSTANCE_STALE_SECONDS + 1
-                )
+                then=self._mono_now + app_settings.SCHEDULER_INSTANCE_STALE_SECONDS + 1
             )
 
     def recover_if_due(self, now: dt.datetime) -> None:
-        if self.recovery.due(now):
+        if self.recovery.due(self._mono_now):
             executions_recover_abandoned(now=now)
 
     # -- staying in step with the database ----------------------------------------
@@ -587,7 +752,13 @@ class Engine:
         if self._listener.live:
             # A retry is recorded with its delay and no notification comes when the
             # delay is over: look again then.
-            self._first_retry.at = TaskExecution.objects.waiting_for_delay(now=now)
+            # The delay ends at a wall-clock time; the deadline is monotonic.
+            retry_at = TaskExecution.objects.waiting_for_delay(now=now)
+            self._first_retry.at = (
+                None
+                if retry_at is None
+                else self._mono_now + (retry_at - now).total_seconds()
+            )
         if not new:
             return []
         rows = TaskExecution.objects.still_pending(new).select_related("task")

@@ -14,16 +14,44 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from django.db import close_old_connections, connections, router
+from django.db import DatabaseError, close_old_connections, connections, router
 
+from ..conf import app_settings
 from ..locks import DatabaseLockBackend, LockBackend
 from ..models import SchedulerLock, TaskExecution
+from ..outages import Outage, database_address, redis_address
 from . import threads
 
 if TYPE_CHECKING:
     from .run import Run
 
 logger = logging.getLogger(__name__)
+
+_lock_stores: dict[str, Outage] = {}
+_lock_stores_mutex = threading.Lock()
+
+
+def lock_store_outage(backend: LockBackend) -> Outage:
+    """The outage log of the store the task locks of this process's runs live in.
+
+    One per process and store, shared by every run: an outage is one line, not
+    one traceback per run and second.
+    """
+    redis = not isinstance(backend, DatabaseLockBackend)
+    key = "redis" if redis else "database"
+    with _lock_stores_mutex:
+        outage = _lock_stores.get(key)
+        if outage is None:
+            outage = _lock_stores[key] = Outage(
+                "The task lock store (%s)" % ("Redis" if redis else "the database"),
+                redis_address(app_settings.redis_url) if redis else database_address(),
+                meanwhile="The task locks of the runs going here cannot be extended "
+                "meanwhile; each is tried again every second, and a lock found "
+                "expired once it is back is reported as lost in its run's log.",
+                log=logger,
+            )
+        return outage
+
 
 #: How often a running execution looks for a cancel request made elsewhere.
 CANCEL_POLL_SECONDS = 1.0
@@ -112,6 +140,18 @@ class Watchdog:
         self._runs: dict[int, Run] = {}
         self._wake = threading.Event()
         self._pid = 0
+        self._database: Outage | None = None
+
+    def _database_outage(self) -> Outage:
+        if self._database is None:
+            self._database = Outage(
+                "The database",
+                database_address(),
+                meanwhile="Cancel requests made elsewhere reach the runs going here "
+                "once it is back.",
+                log=logger,
+            )
+        return self._database
 
     def add(self, run: Run) -> None:
         with self._lock:
@@ -144,9 +184,15 @@ class Watchdog:
             time.sleep(CANCEL_POLL_SECONDS)
             try:
                 self.check(self.runs())
+            except DatabaseError as exc:  # one line per outage, not one a second
+                self._database_outage().failed(exc)
+                close_old_connections()
             except Exception:  # the thread boundary: the next round tries again
                 logger.exception("The run watchdog failed; trying again")
                 close_old_connections()
+            else:
+                if self._database is not None:
+                    self._database.succeeded()
 
     def check(self, runs: list[Run]) -> None:
         """Deliver cancel requests made elsewhere; extend the locks due for it."""

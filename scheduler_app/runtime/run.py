@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 
 from ..models import ScheduledTask, TaskExecution
 from ..tasklog import RunLog
-from .leases import RunLock, committed_at_once
+from .leases import RunLock, committed_at_once, lock_store_outage
 
 logger = logging.getLogger(__name__)
 
@@ -109,19 +109,17 @@ class Run:
         lock = self.lock
         if lock is None:
             return True
+        outage = lock_store_outage(lock.backend)
         try:
-            return committed_at_once(
+            extended = committed_at_once(
                 lock.backend,
                 functools.partial(lock.extend, seconds, on_lost=self._lock_lost),
             )
-        except Exception:  # Redis or the database away: not a reason to stop the run
-            logger.warning(
-                "Could not extend the task lock %s of execution %s",
-                lock.key,
-                self.execution.pk,
-                exc_info=True,
-            )
+        except Exception as exc:  # Redis or the database away: the run goes on
+            outage.failed(exc)  # logged once per outage, not once per run and try
             return not lock.lost
+        outage.succeeded()
+        return extended
 
     def _lock_lost(self) -> None:
         assert self.lock is not None

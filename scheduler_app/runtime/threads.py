@@ -129,7 +129,8 @@ LOG_PUBLISHER = BackgroundThread(
 HEARTBEAT = BackgroundThread(
     "scheduler-heartbeat",
     "scheduler_app.services.instances:instance_heartbeating",
-    "Heartbeats a process that runs executions without the engine's loop.",
+    "Heartbeats a process that runs executions without the engine's loop "
+    "(run_task, a worker, a scheduler in its shutdown grace).",
 )
 
 #: Every thread the app starts.

@@ -18,6 +18,7 @@ from django.utils import timezone
 from ..conf import app_settings
 from ..db.clock import measure_offset
 from ..models import SchedulerInstance
+from ..outages import Outage, database_address
 from ..runtime import threads
 
 logger = logging.getLogger(__name__)
@@ -67,12 +68,16 @@ def instance_set_worker(*, node_name: str) -> None:
 
 
 def instance_heartbeat(
-    *, now: dt.datetime | None = None, is_leader: bool = False
+    *,
+    now: dt.datetime | None = None,
+    is_leader: bool = False,
+    degraded_reason: str = "",
 ) -> None:
     """Record that this instance is alive (creates its row on the first beat).
 
     Each beat also measures this machine's clock against the database server's
-    (`clock_check`).
+    (`clock_check`). `degraded_reason` says what keeps it from doing its work
+    (empty: nothing).
     """
     clock_check()
     now = now or timezone.now()
@@ -86,6 +91,7 @@ def instance_heartbeat(
             "is_leader": is_leader,
             "last_heartbeat_at": now,
             "stopped_at": None,
+            "degraded_reason": degraded_reason,
         },
         create_defaults={
             "kind": _process_kind,
@@ -95,6 +101,7 @@ def instance_heartbeat(
             "is_leader": is_leader,
             "started_at": now,
             "last_heartbeat_at": now,
+            "degraded_reason": degraded_reason,
         },
     )
 
@@ -176,29 +183,48 @@ def instances_cleanup(*, days: int, now: dt.datetime | None = None) -> int:
 
 
 @contextmanager
-def instance_heartbeating(*, interval: float | None = None) -> Iterator[None]:
+def instance_heartbeating(
+    *, interval: float | None = None, mark_stopped: bool = True
+) -> Iterator[None]:
     """Heartbeat this instance from a background thread while the block runs.
 
     For processes that run executions without the scheduler's loop (run_task, a
-    worker), so a starting scheduler does not take their runs for abandoned.
+    worker, a scheduler in its shutdown grace), so no scheduler takes their runs
+    for abandoned. At the end the instance is marked stopped, unless
+    `mark_stopped` is false (the caller still has runs to record first).
     """
     interval = interval or app_settings.SCHEDULER_HEARTBEAT_INTERVAL
     stop = threading.Event()
+    # One line when the database goes away, one when it is back.
+    database = Outage(
+        "The database",
+        database_address(),
+        meanwhile="This instance cannot heartbeat meanwhile: once its heartbeat is "
+        "stale a scheduler may take its runs for abandoned.",
+        log=logger,
+    )
+
+    def beat_once() -> None:
+        try:
+            instance_heartbeat()
+        except DatabaseError as exc:  # the next beat tries again
+            database.failed(exc)
+        else:
+            database.succeeded()
 
     def beat() -> None:
         while not stop.wait(interval):
             try:
-                instance_heartbeat()
-            except DatabaseError:
-                logger.warning("Heartbeat failed; retrying", exc_info=True)
+                beat_once()
             finally:
-                close_old_connections()
+                close_old_connections()  # the thread's own connection
 
-    instance_heartbeat()
+    beat_once()
     thread = threads.HEARTBEAT.start(beat)
     try:
         yield
     finally:
         stop.set()
         thread.join(timeout=interval + 1)
-        instance_stopped()
+        if mark_stopped:
+            instance_stopped()

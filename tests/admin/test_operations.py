@@ -217,6 +217,21 @@ def test_health_page_shows_instances_leader_heartbeat_age_and_version(
     assert 'data-status="success">Running<' in content
 
 
+def test_health_page_says_degraded_and_why(admin_client: Client) -> None:
+    SchedulerInstance.objects.create(
+        instance_id="web-1:10:aaaaaa",
+        is_leader=False,
+        last_heartbeat_at=timezone.now(),
+        degraded_reason="Redis at redis://r:6379/0 is unreachable since 2026-03-02 (x)",
+    )
+
+    content = admin_client.get(HEALTH).content.decode()
+
+    assert 'data-status="failed">Degraded<' in content
+    assert "web-1:10:aaaaaa: Redis at redis://r:6379/0 is unreachable" in content
+    assert "No scheduler instance holds the leader lease" in content
+
+
 def test_health_page_lists_celery_workers_beside_scheduler_instances(
     admin_client: Client,
 ) -> None:

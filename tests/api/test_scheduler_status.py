@@ -109,3 +109,36 @@ def test_status_counts_only_alive_scheduler_instances_as_running(
     assert body["running"] is True and body["leader"] == "vm:1:cccccc"
     assert [row["kind"] for row in body["instances"]] == ["scheduler"]
     assert body["worker_count"] == 1
+
+
+def test_status_is_degraded_with_the_reasons_the_instances_heartbeat(
+    api: APIClient,
+) -> None:
+    reason = "Redis at redis://127.0.0.1:6391/0 is unreachable since 2026-03-02 (...)"
+    instance("leader-1", age_seconds=1, is_leader=True, degraded_reason=reason)
+    instance("gone-1", age_seconds=3600, degraded_reason="old news")
+
+    body = api.get(STATUS).json()
+
+    assert body["running"] is True and body["degraded"] is True
+    assert body["degraded_reasons"] == ["leader-1: " + reason]
+    by_id = {row["instance_id"]: row for row in body["instances"]}
+    assert by_id["leader-1"]["degraded_reason"] == reason
+
+
+def test_status_is_degraded_when_schedulers_run_and_none_leads(api: APIClient) -> None:
+    instance("standby-1", age_seconds=1)
+
+    body = api.get(STATUS).json()
+
+    assert body["running"] is True and body["leader"] is None
+    assert body["degraded"] is True
+    assert "No scheduler instance holds the leader lease" in body["degraded_reasons"][0]
+
+
+def test_status_is_not_degraded_while_the_leader_works(api: APIClient) -> None:
+    instance("leader-1", age_seconds=1, is_leader=True)
+
+    body = api.get(STATUS).json()
+
+    assert (body["degraded"], body["degraded_reasons"]) == (False, [])

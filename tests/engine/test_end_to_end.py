@@ -293,6 +293,95 @@ def test_sigterm_exits_cleanly_after_the_grace_period_and_interrupts_long_runs(
     assert instance in run.error_message
 
 
+def test_sigterm_hands_the_lead_over_at_once_and_the_run_ends_on_its_instance(
+    start_scheduler: Callable[..., SchedulerProcess],
+    scripts_dir: Path,
+    request: pytest.FixtureRequest,
+    settings: Any,
+) -> None:
+    """During its grace a stopping leader heartbeats and no longer leads.
+
+    The grace is longer than the staleness: an instance that stopped heartbeating
+    then would have its run taken for abandoned, its lock freed, and the skip
+    task started beside it by the standby.
+    """
+    if connection.vendor != "postgresql":
+        pytest.skip("two schedulers at once are tested on PostgreSQL (with Redis)")
+    redis = {
+        "redis_url": request.getfixturevalue("redis_url"),
+        "redis_prefix": settings.SCHEDULER_REDIS_PREFIX,
+    }
+    run_seconds, grace = 6, 15
+    env = {
+        "SCHEDULER_SCRIPTS_PATH": str(scripts_dir),
+        "SCHEDULER_SHUTDOWN_GRACE_SECONDS": str(grace),
+    }
+    first = start_scheduler(extra_env=env, **redis)
+    wait_for(first.is_leader, STARTUP_TIMEOUT, first)
+    second = start_scheduler(extra_env=env, **redis)
+    both = (first, second)
+    wait_for(second.instance_row, STARTUP_TIMEOUT, *both)
+    first_id, second_id = first.instance_id, second.instance_id
+    # A skip task that fires every second and runs for longer.
+    sleeper = task_create(
+        task=ScheduledTask(
+            name="e2e skip sleeper",
+            task_type="interval",
+            interval_seconds=1,
+            handler_path="scripts:sleeper",
+            handler_kwargs={"seconds": run_seconds},
+            overlap_policy=ScheduledTask.OverlapPolicy.SKIP,
+        )
+    )
+    runs = TaskExecution.objects.filter(task=sleeper)
+
+    def run_going_for_a_second() -> TaskExecution | None:
+        # A run is `running` from its claim, up to 0.2 s before its time: a second
+        # on, its handler surely runs (a run not started yet is given back).
+        since = timezone.now() - dt.timedelta(seconds=1)
+        going = runs.filter(status=Status.RUNNING, instance_id=first_id)
+        return going.filter(started_at__lte=since).first()
+
+    long_run = wait_for(run_going_for_a_second, 10, *both)
+
+    first.send_signal(signal.SIGTERM)
+    signalled = timezone.now()
+
+    # The standby leads at its next try, not a lease TTL later.
+    wait_for(second.is_leader, 3, *both)
+    took_over = (timezone.now() - signalled).total_seconds()
+    assert took_over < LEADER_LOCK_TTL, (took_over, reports(*both))
+    # The stopping instance heartbeats through its grace (past the staleness),
+    # is not the leader any more, and its run ends there, recorded a success.
+    wait_for(lambda: succeeded(long_run), run_seconds + 5, *both)
+    row = SchedulerInstance.objects.get(instance_id=first_id)
+    assert not row.is_leader
+    assert row.last_heartbeat_at is not None
+    assert row.last_heartbeat_at > signalled + dt.timedelta(
+        seconds=INSTANCE_STALE_SECONDS
+    ), reports(*both)
+    code = first.popen.wait(timeout=10)
+    assert code == 0, reports(*both)
+    long_run.refresh_from_db()
+    assert long_run.instance_id == first_id
+    assert long_run.finished_at is not None
+    # Meanwhile the standby, leading, fired the task every second and skipped it:
+    # no other run of it started before the first one ended, none was abandoned.
+    overlapping = (
+        runs.exclude(pk=long_run.pk)
+        .exclude(status=Status.SKIPPED)
+        .filter(started_at__lt=long_run.finished_at)
+    )
+    assert not overlapping.exists(), (list(overlapping.values()), reports(*both))
+    assert not runs.filter(failure_kind="abandoned").exists(), reports(*both)
+    assert (
+        scheduled_runs(sleeper)
+        .filter(instance_id=second_id, status=Status.SKIPPED)
+        .exists()
+    ), reports(*both)
+    assert SchedulerInstance.objects.get(instance_id=first_id).stopped_at is not None
+
+
 # 4. Two instances -------------------------------------------------------------------
 
 

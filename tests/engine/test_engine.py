@@ -638,6 +638,37 @@ def test_stop_interrupts_runs_still_going_after_the_grace_period() -> None:
     assert backend.get(task_lock_key(task.pk)) is None
 
 
+def test_stop_releases_the_lease_at_once_and_heartbeats_through_the_grace(
+    settings: Any,
+) -> None:
+    from scheduler_app.models import SchedulerInstance
+
+    settings.SCHEDULER_HEARTBEAT_INTERVAL = 0.05
+    seen: dict[str, Any] = {}
+
+    class SlowExecutor(RecordingExecutor):
+        def shutdown(self, *, grace_seconds: float) -> set[int]:
+            # The grace: a standby can lead now, and this instance keeps beating.
+            seen["standby leads"] = standby.refresh()
+            rows = SchedulerInstance.objects.filter(instance_id=engine.instance)
+            first = rows.get().last_heartbeat_at
+            wait_until(lambda: rows.get().last_heartbeat_at > first, timeout=5)
+            seen["row"] = rows.get()
+            return set()
+
+    leader = Leadership(owner="stopping", enabled=True, ttl_seconds=30)
+    standby = Leadership(owner="standby", enabled=True, ttl_seconds=30)
+    engine = make_engine(leadership=leader, executor=SlowExecutor())
+    engine.tick(local(2026, 3, 2, 12, 0))
+    assert leader.is_leader and not standby.refresh()
+
+    engine.stop(grace_seconds=10)
+
+    assert seen["standby leads"] is True
+    assert not seen["row"].is_leader and seen["row"].stopped_at is None
+    assert SchedulerInstance.objects.get(instance_id=engine.instance).stopped_at
+
+
 def test_a_new_leader_recovers_the_dead_leaders_runs_once_its_heartbeat_is_stale(
     settings: Any,
 ) -> None:
