@@ -100,7 +100,11 @@ def runs_claim(
         )
         runs, not_claimed = _claim_one_by_one(list(wanted.values()), claim)
     if not isinstance(backend, DatabaseLockBackend):
-        take_claim_locks(runs, backend)
+        try:
+            take_claim_locks(runs, backend)
+        except Exception:  # Redis away: claimed without their locks, they wait again
+            _unclaim(runs)
+            raise
     claimed = {run.execution.pk for run in runs} | not_claimed
     for run in runs:  # from now on its lock is kept alive and a cancel reaches it
         watchdog.add(run)
@@ -145,6 +149,27 @@ def _claim(
         if isinstance(backend, DatabaseLockBackend):
             take_claim_locks(runs, backend)
     return runs
+
+
+def _unclaim(runs: Sequence[Run]) -> None:
+    """Make runs claimed a moment ago pending again: their locks could not be taken.
+
+    Left `running`, they would never run (nobody would start them) until the
+    shutdown or the recovery of this instance ended them.
+    """
+    ids = [run.execution.pk for run in runs]
+    try:
+        TaskExecution.objects.filter(pk__in=ids, status=Status.RUNNING).update(
+            status=Status.PENDING, instance_id="", started_at=None
+        )
+    except Exception:  # they are ended as interrupted or abandoned instead
+        logger.exception("Could not make %d claimed run(s) pending again", len(ids))
+    else:
+        logger.warning(
+            "Could not take the task locks of %d claimed run(s); they are pending "
+            "again and are claimed once the lock store answers",
+            len(ids),
+        )
 
 
 def _claim_one_by_one(

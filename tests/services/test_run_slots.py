@@ -209,3 +209,25 @@ def test_max_instances_runs_take_distinct_slots_up_to_the_cap(
     assert slots == [0, 1]
     assert third.status == Status.SKIPPED
     assert "2 runs of this task are already running" in third.result["message"]
+
+
+def test_runs_claimed_while_redis_refuses_their_locks_are_pending_again(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    task = make("add", handler_kwargs={"a": "1"})
+    execution = task_request_run(task=task)
+    backend = get_lock_backend()
+
+    def away(*args: Any, **kwargs: Any) -> Any:
+        raise redis.ConnectionError("Redis is away (the test's outage)")
+
+    monkeypatch.setattr(backend, "acquire_many", away)
+    with pytest.raises(redis.ConnectionError):
+        runs_claim([execution])
+    stored = TaskExecution.objects.get(pk=execution.pk)
+    monkeypatch.undo()
+
+    assert (stored.status, stored.instance_id) == (Status.PENDING, "")
+    assert execution_run(execution=stored).status == Status.SUCCESS
