@@ -382,6 +382,52 @@ def test_sigterm_hands_the_lead_over_at_once_and_the_run_ends_on_its_instance(
     assert SchedulerInstance.objects.get(instance_id=first_id).stopped_at is not None
 
 
+def test_a_skip_task_never_runs_twice_at_once_when_redis_loses_its_keys(
+    start_scheduler: Callable[..., SchedulerProcess],
+    scripts_dir: Path,
+    redis_url: str,
+    settings: Any,
+) -> None:
+    """What a FLUSHALL (or a Redis restart without persistence) does mid-run."""
+    import redis
+
+    scheduler = start_scheduler(
+        redis_url=redis_url,
+        redis_prefix=settings.SCHEDULER_REDIS_PREFIX,
+        extra_env={"SCHEDULER_SCRIPTS_PATH": str(scripts_dir)},
+    )
+    wait_for(scheduler.is_leader, STARTUP_TIMEOUT, scheduler)
+    sleeper = make_manual("e2e flushed sleeper", handler="scripts:sleeper")
+    sleeper.handler_kwargs = {"seconds": 8}
+    sleeper.save(update_fields=["handler_kwargs"])
+    first = task_request_run(task=sleeper)
+    wait_for(
+        lambda: TaskExecution.objects.filter(
+            pk=first.pk, status=Status.RUNNING
+        ).exists(),
+        10,
+        scheduler,
+    )
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(settings.SCHEDULER_REDIS_PREFIX + "*"))
+    assert keys, "the run holds no key in Redis"
+    client.delete(*keys)  # every key of this scheduler: its task lock too
+
+    second = task_request_run(task=sleeper)
+    second = wait_for(
+        lambda: TaskExecution.objects.filter(
+            pk=second.pk, status__in=TaskExecution.FINISHED_STATUSES
+        ).first(),
+        10,
+        scheduler,
+    )
+
+    assert second.status == Status.SKIPPED, reports(scheduler)
+    assert "still going" in second.result["message"]
+    assert TaskExecution.objects.get(pk=first.pk).status == Status.RUNNING
+    wait_for(lambda: succeeded(first), 15, scheduler)
+
+
 # 4. Two instances -------------------------------------------------------------------
 
 
