@@ -396,3 +396,29 @@ def test_the_documented_schema_docs_and_admin_urls_answer(server: WebServer) -> 
     admin = server.curl(README_ADDRESS + "/admin/")
     assert admin.status == 302, admin
     assert admin.headers["location"] == "/admin/login/?next=/admin/"
+
+
+def test_the_health_endpoint_answers_as_the_readme_shows(server: WebServer) -> None:
+    section = readme_section("Production").split("### Health endpoint", 1)[1]
+    documented = json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+
+    result = subprocess.run(
+        [
+            "curl",
+            *CURL_OPTIONS,
+            "--write-out",
+            "\n%{http_code}",
+            server.address + "/health/",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    text, _newline, code = result.stdout.rpartition("\n")
+    status, body = int(code), json.loads(text)
+
+    assert status == 503  # no scheduler runs beside this server
+    assert body["status"] == "down"
+    assert set(body) == set(documented)
+    assert set(body["scheduler"]) == set(documented["scheduler"])
+    assert set(body["executions"]) == set(documented["executions"])
