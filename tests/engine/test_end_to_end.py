@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -20,14 +21,18 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from scheduler_app import selectors
 from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
 from scheduler_app.services import task_create, task_pause, task_request_run
 from tests.factories import make_execution, make_task
 from tests.processes import (
     STARTUP_TIMEOUT,
     Processes,
+    RedisServer,
     SchedulerProcess,
+    TcpProxy,
     child_env,
+    free_port,
     reports,
     wait_for,
 )
@@ -426,6 +431,108 @@ def test_a_skip_task_never_runs_twice_at_once_when_redis_loses_its_keys(
     assert "still going" in second.result["message"]
     assert TaskExecution.objects.get(pk=first.pk).status == Status.RUNNING
     wait_for(lambda: succeeded(first), 15, scheduler)
+
+
+def test_a_redis_outage_is_said_once_shows_degraded_and_its_empty_restart_runs_nothing_twice(
+    start_scheduler: Callable[..., SchedulerProcess],
+    scripts_dir: Path,
+    processes: Processes,
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    server = processes.start(RedisServer(port, tmp_path / "redis-1.log"))
+    server.wait_ready()
+    scheduler = start_scheduler(
+        redis_url=server.url, extra_env={"SCHEDULER_SCRIPTS_PATH": str(scripts_dir)}
+    )
+    wait_for(scheduler.is_leader, STARTUP_TIMEOUT, scheduler, server)
+    sleeper = make_manual("e2e outage sleeper", handler="scripts:sleeper")
+    sleeper.handler_kwargs = {"seconds": 14}
+    sleeper.save(update_fields=["handler_kwargs"])
+    first = task_request_run(task=sleeper)
+    wait_for(
+        lambda: TaskExecution.objects.filter(
+            pk=first.pk, status=Status.RUNNING
+        ).exists(),
+        10,
+        scheduler,
+    )
+
+    server.kill_all()  # Redis goes away
+    degraded = wait_for(
+        lambda: selectors.scheduler_status().degraded_reasons, 10, scheduler
+    )
+    observed_from = len(scheduler.output(10**7))
+    time.sleep(4)  # what the scheduler logs over 4 s of the outage
+    during = scheduler.output(10**7)[observed_from:]
+    restarted = processes.start(RedisServer(port, tmp_path / "redis-2.log"))
+    restarted.wait_ready()  # empty: the run's task lock and the lease are gone
+    wait_for(
+        lambda: not selectors.scheduler_status().degraded and scheduler.is_leader(),
+        20,
+        scheduler,
+    )
+    second = task_request_run(task=sleeper)
+    second = wait_for(
+        lambda: TaskExecution.objects.filter(
+            pk=second.pk, status__in=TaskExecution.FINISHED_STATUSES
+        ).first(),
+        10,
+        scheduler,
+    )
+
+    assert any("127.0.0.1:%d" % port in line for line in degraded), degraded
+    # Not a traceback a second: the outage was said when it began, then nothing.
+    assert during.count("Traceback") == 0, during
+    assert during.count("is unreachable") == 0, during
+    assert "is back after" in scheduler.output(10**7)
+    assert second.status == Status.SKIPPED, reports(scheduler)
+    assert "still going" in second.result["message"]
+    wait_for(lambda: succeeded(first), 20, scheduler)
+
+
+def test_a_run_that_ends_while_the_database_is_away_is_recorded_once_it_is_back(
+    start_scheduler: Callable[..., SchedulerProcess], scripts_dir: Path
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("the outage is a cut of PostgreSQL's connections (a TCP proxy)")
+    db = connection.settings_dict
+    proxy = TcpProxy((db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432)))
+    url = "postgres://%s@127.0.0.1:%d/%s" % (db["USER"], proxy.port, db["NAME"])
+    scheduler = start_scheduler(
+        extra_env={"SCHEDULER_SCRIPTS_PATH": str(scripts_dir), "DATABASE_URL": url}
+    )
+    wait_for(scheduler.is_leader, STARTUP_TIMEOUT, scheduler)
+    sleeper = make_manual("e2e database outage sleeper", handler="scripts:sleeper")
+    sleeper.handler_kwargs = {"seconds": 3}
+    sleeper.save(update_fields=["handler_kwargs"])
+    run = task_request_run(task=sleeper)
+    wait_for(
+        lambda: TaskExecution.objects.filter(pk=run.pk, status=Status.RUNNING).exists(),
+        10,
+        scheduler,
+    )
+
+    proxy.cut()  # the database goes away for the scheduler, mid-run
+    scheduler.wait_for_output("is unreachable|ends of 1 run", 15)
+    time.sleep(5)  # the handler ended meanwhile: its end waits for the database
+    still = TaskExecution.objects.get(pk=run.pk).status
+    proxy.restore()
+    recorded = wait_for(
+        lambda: TaskExecution.objects.filter(
+            pk=run.pk, status__in=TaskExecution.FINISHED_STATUSES
+        ).first(),
+        45,
+        scheduler,
+    )
+
+    assert still == Status.RUNNING
+    assert (recorded.status, recorded.failure_kind) == (Status.SUCCESS, ""), (
+        recorded.error_message,
+        reports(scheduler),
+    )
+    assert recorded.result == {"slept": 3}
+    assert scheduler.alive(), reports(scheduler)
 
 
 # 4. Two instances -------------------------------------------------------------------
