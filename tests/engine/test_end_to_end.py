@@ -9,6 +9,7 @@ database), so the tests commit for real (`transaction=True`).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import signal
 import subprocess
 import time
@@ -55,6 +56,19 @@ import time
 
 
 def run(seconds: int = 60) -> dict:
+    time.sleep(seconds)
+    return {"slept": seconds}
+'''
+
+PROBE_SCRIPT = '''"""Notes each start in a file, then sleeps: who ran, and how often."""
+
+import os
+import time
+
+
+def run(path: str = "", seconds: float = 2) -> dict:
+    with open(path, "a") as file:
+        file.write("start %d\\n" % os.getpid())
     time.sleep(seconds)
     return {"slept": seconds}
 '''
@@ -110,6 +124,7 @@ def scripts_dir(tmp_path: Path, settings: Any) -> Path:
     folder.mkdir()
     (folder / "sleeper.py").write_text(SLEEPER_SCRIPT)
     (folder / "tick.py").write_text(TICK_SCRIPT)
+    (folder / "probe.py").write_text(PROBE_SCRIPT)
     settings.SCHEDULER_SCRIPTS_PATH = str(folder)
     return folder
 
@@ -536,6 +551,79 @@ def test_a_run_that_ends_while_the_database_is_away_is_recorded_once_it_is_back(
 
 
 # 4. Two instances -------------------------------------------------------------------
+
+
+def test_a_paused_leader_that_resumes_does_not_start_a_run_taken_from_it(
+    start_scheduler: Callable[..., SchedulerProcess],
+    scripts_dir: Path,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    settings: Any,
+) -> None:
+    """Fencing: a run claimed by a leader that was then paused (SIGSTOP, a frozen
+    VM) is taken for abandoned and run by the standby; when the old leader
+    resumes, it must not start the handler it claimed beside the new run."""
+    if connection.vendor != "postgresql":
+        pytest.skip("two schedulers at once are tested on PostgreSQL (with Redis)")
+    redis = {
+        "redis_url": request.getfixturevalue("redis_url"),
+        "redis_prefix": settings.SCHEDULER_REDIS_PREFIX,
+    }
+    stale_seconds = LEADER_LOCK_TTL + 1  # as in the takeover test above
+    env = {
+        "SCHEDULER_SCRIPTS_PATH": str(scripts_dir),
+        "SCHEDULER_INSTANCE_STALE_SECONDS": str(stale_seconds),
+        "SCHEDULER_WORKER_PROCESSES": "1",  # so that a claimed run waits its turn
+    }
+    first = start_scheduler(extra_env=env, **redis)
+    wait_for(first.is_leader, STARTUP_TIMEOUT, first)
+    second = start_scheduler(extra_env=env, **redis)
+    both = (first, second)
+    wait_for(second.instance_row, STARTUP_TIMEOUT, *both)
+    blocker = make_manual("e2e fence blocker", handler="scripts:sleeper")
+    blocker.handler_kwargs = {"seconds": 8}
+    blocker.overlap_policy = ScheduledTask.OverlapPolicy.ALLOW
+    blocker.save(update_fields=["handler_kwargs", "overlap_policy"])
+    starts = tmp_path / "starts.txt"
+    guarded = make_manual("e2e fence guarded", handler="scripts:probe")
+    guarded.handler_kwargs = {"path": json.dumps(str(starts)), "seconds": 2}
+    guarded.save(update_fields=["handler_kwargs"])
+    busy = task_request_run(task=blocker)
+    wait_for(
+        lambda: TaskExecution.objects.filter(
+            pk=busy.pk, status=Status.RUNNING, instance_id=first.instance_id
+        ).exists(),
+        10,
+        *both,
+    )
+    claimed = task_request_run(task=guarded)  # claimed by the leader, waiting
+    wait_for(
+        lambda: TaskExecution.objects.filter(
+            pk=claimed.pk, status=Status.RUNNING, instance_id=first.instance_id
+        ).exists(),
+        10,
+        *both,
+    )
+
+    first.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(second.is_leader, LEADER_LOCK_TTL + 6, *both)
+        wait_for(
+            lambda: TaskExecution.objects.filter(
+                pk=claimed.pk, failure_kind="abandoned"
+            ).exists(),
+            stale_seconds + 8,
+            *both,
+        )
+        rerun = task_request_run(task=guarded)  # the standby runs the task now
+        wait_for(lambda: succeeded(rerun), 15, *both)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    first.wait_for_output("was ended elsewhere while it waited", 30)
+
+    assert len(starts.read_text().splitlines()) == 1, reports(*both)
+    row = TaskExecution.objects.get(pk=claimed.pk)
+    assert (row.status, row.failure_kind) == (Status.FAILED, "abandoned")
 
 
 def test_two_instances_elect_one_leader_and_fire_every_second_of_every_task_once(
