@@ -123,10 +123,17 @@ class Run:
 
     def _lock_lost(self) -> None:
         assert self.lock is not None
-        self.run_log.write(
-            _("WARNING: the task lock %(key)s was lost; another run may start.")
-            % {"key": self.lock.key}
-        )
+        if self.execution.run_slot is not None:
+            # skip, allow with max_instances: the database still keeps others out.
+            message = _(
+                "WARNING: the task lock %(key)s was lost; its run slot still keeps "
+                "another run of the task from starting beside this one."
+            )
+        else:
+            message = _(
+                "WARNING: the task lock %(key)s was lost; another run may start."
+            )
+        self.run_log.write(message % {"key": self.lock.key})
         logger.warning(
             "Execution %s lost its task lock %s", self.execution.pk, self.lock.key
         )

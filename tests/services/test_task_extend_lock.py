@@ -20,6 +20,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = TaskExecution.Status
 LOST = "WARNING: the task lock task:%s was lost; another run may start."
+#: The same for a run that holds a run slot (skip, allow with max_instances).
+LOST_WITH_SLOT = (
+    "WARNING: the task lock task:%s was lost; its run slot still keeps another run "
+    "of the task from starting beside this one."
+)
 
 
 def start_blocked(task: ScheduledTask) -> tuple[TaskExecution, threading.Thread]:
@@ -58,8 +63,13 @@ def test_the_lock_is_extended_to_the_seconds_the_handler_asks(
     assert get_lock_backend().get(task_lock_key(task.pk)) is None
 
 
-def test_a_lost_lock_is_false_and_said_once_on_the_run_log(lock_backend: str) -> None:
-    task = make("extends_lock")
+@pytest.mark.parametrize(
+    ("policy", "said"), [("skip", LOST_WITH_SLOT), ("replace", LOST)]
+)
+def test_a_lost_lock_is_false_and_said_once_on_the_run_log(
+    lock_backend: str, policy: str, said: str
+) -> None:
+    task = make("extends_lock", overlap_policy=policy)
     execution, thread = start_blocked(task)
 
     # Expired and taken by another run, as after a long stall of this process.
@@ -69,7 +79,7 @@ def test_a_lost_lock_is_false_and_said_once_on_the_run_log(lock_backend: str) ->
     execution = finish(execution, thread)
 
     assert execution.result == {"held": [True, False, False]}
-    assert execution.log_output.count(LOST % task.pk) == 1, execution.log_output
+    assert execution.log_output.count(said % task.pk) == 1, execution.log_output
     assert backend.get(task_lock_key(task.pk)).owner == "elsewhere"
 
 
