@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -58,3 +58,26 @@ def readme_command(prefix: str) -> str:
     ]
     assert len(matches) == 1, (prefix, readme_production_commands())
     return matches[0]
+
+
+class DatabaseAway:
+    """write_finals, failing like a database that is away until `back()` is called."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        from scheduler_app.services import records
+
+        self._real = records.write_finals
+        self.away = True
+        self.tries = 0
+        monkeypatch.setattr(records, "write_finals", self)
+
+    def __call__(self, **kwargs: object) -> set[int]:
+        from django.db import OperationalError
+
+        self.tries += 1
+        if self.away:
+            raise OperationalError("connection refused (the test's outage)")
+        return self._real(**kwargs)
+
+    def back(self) -> None:
+        self.away = False

@@ -32,11 +32,10 @@ from ..models import TaskExecution
 from ..runtime import capture, threads
 from ..runtime.processes import HandlerProcess
 from ..services import (
-    EndsNotRecorded,
     Run,
     run_claimed,
     runs_claim,
-    runs_finish,
+    runs_finish_when_back,
     runs_release,
 )
 
@@ -55,10 +54,6 @@ RECORD_BATCH = 100
 #: While runs wait for a thread, recording, which competes for the GIL, waits
 #: until they have started, but no longer than this.
 RECORD_AT_MOST_EVERY_SECONDS = 0.25
-#: While the database is away, the ends of runs are recorded again after this
-#: long, then twice as long each time, up to the maximum.
-RECORD_RETRY_FIRST_SECONDS = 0.5
-RECORD_RETRY_MAX_SECONDS = 30.0
 #: How long before their time the engine hands staged fires over (it does so in
 #: groups, once the first is within half of it): the claim is done meanwhile.
 HANDOVER_AHEAD_SECONDS = 0.2
@@ -301,43 +296,23 @@ class InlineExecutor:
         happened: a run that succeeded during an outage is not left `running`, to
         be taken for abandoned by the next scheduler.
         """
-        kept = ended
-        delay = RECORD_RETRY_FIRST_SECONDS
-        while kept:
-            try:
-                runs_finish(kept)
-            except EndsNotRecorded as exc:  # runs_finish retried already
-                if kept is ended:
-                    logger.error(
-                        "The database is away (%s): the ends of %d run(s) are kept "
-                        "and recorded once it is back; trying again every %d s at most",
-                        exc.__cause__,
-                        len(exc.runs),
-                        RECORD_RETRY_MAX_SECONDS,
-                    )
-                kept = exc.runs
-                with self._lock:
-                    self._unrecorded = list(kept)
-                self._reset_connection()
-                time.sleep(delay)
-                delay = min(delay * 2, RECORD_RETRY_MAX_SECONDS)
-                continue
-            except Exception:  # a fault of these rows, not the database's absence
-                logger.exception("Could not record the end of %d run(s)", len(kept))
-                self._reset_connection()
-            if kept is not ended:
-                logger.warning(
-                    "The database is back: the ends of %d run(s) kept meanwhile are "
-                    "recorded",
-                    len(kept),
-                )
-            kept = []
+        try:
+            runs_finish_when_back(ended, keeping=self._keep_unrecorded)
+        except Exception:  # a fault of these rows, not the database's absence
+            logger.exception("Could not record the end of %d run(s)", len(ended))
+            self._reset_connection()
         with self._lock:
             self._unrecorded = []
             for run in ended:
                 self._running.discard(run.execution.pk)
                 self._inflight.discard(run.execution.pk)
         self._wake.set()  # their workers are free: claim what waits
+
+    def _keep_unrecorded(self, runs: list[Run]) -> None:
+        """The runs whose ends wait for the database (named by a shutdown meanwhile)."""
+        with self._lock:
+            self._unrecorded = list(runs)
+        self._reset_connection()
 
     def _claim(self, take: list[TaskExecution]) -> None:
         try:

@@ -24,7 +24,7 @@ from .outcomes import (
 )
 from .params import parameters_evaluate, parameters_validate, task_local_now
 from .previews import SchedulePreview, schedule_preview
-from .records import EndsNotRecorded, runs_finish
+from .records import EndsNotRecorded, runs_finish, runs_finish_when_back
 from .run_requests import RunRequests, task_request_run, tasks_request_run
 from .runs import (
     ExecutionsCancelled,
@@ -101,6 +101,7 @@ __all__ = [
     "run_claimed",
     "runs_claim",
     "runs_finish",
+    "runs_finish_when_back",
     "runs_release",
     "parameters_validate",
     "schedule_preview",

@@ -110,6 +110,58 @@ def runs_finish(runs: Sequence[Run], *, now: dt.datetime | None = None) -> set[i
             watchdog.remove(run)
 
 
+#: While the database is away, runs_finish_when_back tries again after this long,
+#: then twice as long each time, up to the maximum.
+RECORD_RETRY_FIRST_SECONDS = 0.5
+RECORD_RETRY_MAX_SECONDS = 30.0
+
+
+def runs_finish_when_back(
+    runs: Sequence[Run],
+    *,
+    keeping: Callable[[list[Run]], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """runs_finish, tried again with backoff for as long as the database is away.
+
+    The ends are recorded as they happened once it is back: a run that succeeded
+    during an outage is recorded `success`, never left `running` (to be taken for
+    abandoned). One line when the ends start waiting, one when they are recorded.
+    `keeping` is told which runs wait after each failed try (the inline executor
+    names them if it must stop meanwhile). Any other error is raised as usual.
+    """
+    kept = list(runs)
+    delay = RECORD_RETRY_FIRST_SECONDS
+    waited = False
+    while kept:
+        try:
+            runs_finish(kept)
+        except EndsNotRecorded as exc:  # runs_finish retried a moment already
+            if not waited:
+                logger.error(
+                    "The database is away (%s): the ends of %d run(s) are kept and "
+                    "recorded once it is back; trying again every %d s at most",
+                    exc.__cause__,
+                    len(exc.runs),
+                    RECORD_RETRY_MAX_SECONDS,
+                )
+            waited = True
+            kept = exc.runs
+            if keeping is not None:
+                keeping(kept)
+            close_old_connections()
+            sleep(delay)
+            delay = min(delay * 2, RECORD_RETRY_MAX_SECONDS)
+            continue
+        if waited:
+            logger.warning(
+                "The database is back: the ends of %d run(s) kept meanwhile are "
+                "recorded",
+                len(kept),
+            )
+        kept = []
+
+
 def _finish(runs: Sequence[Run], *, now: dt.datetime | None) -> set[int]:
     recorded_at = timezone.now()
     for run in runs:

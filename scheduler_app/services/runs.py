@@ -48,7 +48,7 @@ from ..tasklog import LogSnapshot, RunLog, bind
 from .instances import instance_id
 from .outcomes import fail_unstartable
 from .params import parameters_evaluate, task_local_now
-from .records import TRANSIENT_ERRORS, runs_finish, send_signal
+from .records import TRANSIENT_ERRORS, runs_finish_when_back, send_signal
 
 logger = logging.getLogger(__name__)
 
@@ -433,7 +433,7 @@ def execution_run(
         execution.refresh_from_db()
         return execution
     run_claimed(runs[0], inline=inline)
-    runs_finish(runs)
+    runs_finish_when_back(runs)  # while the database is away, the end waits
     return execution
 
 

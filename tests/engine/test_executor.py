@@ -14,7 +14,7 @@ from scheduler_app.models import ScheduledTask, TaskExecution
 from scheduler_app.services import task_request_run
 from tests.factories import make_sample_task as make
 from tests.factories import make_task
-from tests.helpers import wait_until
+from tests.helpers import DatabaseAway, wait_until
 from tests.sample_handlers import runs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -264,29 +264,6 @@ def test_in_threads_one_blocking_async_handler_does_not_stall_the_others(
     assert time.monotonic() - started < 4  # not after the blocker's 5 s
     assert statuses([blocked]) == [Status.RUNNING]
     assert wait_until(lambda: statuses([blocked]) == [Status.SUCCESS])
-
-
-class DatabaseAway:
-    """write_finals, failing like a database that is away until `back()` is called."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from scheduler_app.services import records
-
-        self._real = records.write_finals
-        self.away = True
-        self.tries = 0
-        monkeypatch.setattr(records, "write_finals", self)
-
-    def __call__(self, **kwargs: object) -> set[int]:
-        from django.db import OperationalError
-
-        self.tries += 1
-        if self.away:
-            raise OperationalError("connection refused (the test's outage)")
-        return self._real(**kwargs)
-
-    def back(self) -> None:
-        self.away = False
 
 
 def test_a_run_that_ends_while_the_database_is_away_is_recorded_once_it_is_back(

@@ -31,7 +31,7 @@ from scheduler_app.services import (
 from scheduler_app.tasklog import RunLog
 from tests.factories import make_execution, make_task
 from tests.factories import make_sample_task as make
-from tests.helpers import wait_until
+from tests.helpers import DatabaseAway, wait_until
 from tests.sample_handlers import runs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -747,3 +747,30 @@ def test_the_end_of_a_run_whose_task_was_deleted_meanwhile_is_dropped_with_a_war
         "cleanup) while it ran; its end (success) is not recorded"
         % (execution.pk, task.name)
     ) in caplog.text
+
+
+def test_a_run_that_ends_while_the_database_is_away_waits_and_is_recorded_once_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The one-execution path (Celery workers, run_task) keeps the end too."""
+    database = DatabaseAway(monkeypatch)
+    execution = task_request_run(task=make("add", handler_kwargs={"a": "1"}))
+    done: list[TaskExecution] = []
+
+    def target() -> None:
+        try:
+            done.append(execution_run(execution=execution))
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    try:
+        assert wait_until(lambda: database.tries > 5, timeout=30)  # retries spent
+        assert status_of(execution) == Status.RUNNING  # kept, not dropped
+    finally:
+        database.back()
+        thread.join(30)
+
+    assert status_of(execution) == Status.SUCCESS
+    assert done and done[0].status == Status.SUCCESS
