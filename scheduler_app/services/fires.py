@@ -121,17 +121,17 @@ class MissedFires:
 
 def executions_record_missed(
     missed: Sequence[MissedFires], *, now: dt.datetime | None = None
-) -> int:
+) -> None:
     """Record each task's stretch of missed fires as one `missed` execution.
 
     A fire missed while no scheduler ran (or dropped because it came too late)
     leaves a row saying which fire times it stands for, instead of nothing: a
     one-off task whose time passed shows it never ran. The row's fire time is the
     stretch's first, so another scheduler instance that finds the same stretch
-    records nothing more (`exec_one_per_fire`). Returns how many were recorded.
+    records nothing more (`exec_one_per_fire`).
     """
     if not missed:
-        return 0
+        return
     now = now or timezone.now()
     rows = [
         TaskExecution(
@@ -152,8 +152,7 @@ def executions_record_missed(
         for each in missed
     ]
     with transaction.atomic():
-        created = TaskExecution.objects.bulk_create(rows, ignore_conflicts=True)
-    return len(created)
+        TaskExecution.objects.bulk_create(rows, ignore_conflicts=True)
 
 
 def _missed_message(missed: MissedFires) -> str:
