@@ -20,6 +20,9 @@ MSG_NO_PAGE_NUMBERS = _(
     "answer (it holds a `cursor`) instead of asking for a page."
 )
 PAGE_SIZE_HELP = _("Results per page: 50 by default, 500 at most.")
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+PAGE_SIZE_PARAM = "page_size"
 
 
 def page_size_asked(request: Request, parameter: str, default: int, most: int) -> int:
@@ -40,30 +43,44 @@ def page_size_asked(request: Request, parameter: str, default: int, most: int) -
     return min(size, most)
 
 
-class PageNumberPagination(pagination.PageNumberPagination):
-    """DRF's page numbers, with a strict page_size (see page_size_asked)."""
+class StrictPageSize:
+    """50 a page, up to 500, and a page_size that is not a positive integer is a 400.
 
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
+    Mixed into both paginations, before the DRF class.
+    """
+
+    page_size: int | None = PAGE_SIZE
+    page_size_query_param: str | None = PAGE_SIZE_PARAM
+    max_page_size: int | None = MAX_PAGE_SIZE
 
     def get_page_size(self, request: Request) -> int:
-        return page_size_asked(
-            request, self.page_size_query_param, self.page_size, self.max_page_size
-        )
+        return page_size_asked(request, PAGE_SIZE_PARAM, PAGE_SIZE, MAX_PAGE_SIZE)
 
-    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
-        parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)
+    def schema_parameters(
+        self, parameters: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The DRF class's schema parameters, with page_size's described."""
         for parameter in parameters:
-            if parameter["name"] == self.page_size_query_param:
+            if parameter["name"] == PAGE_SIZE_PARAM:
                 parameter["schema"] = {"type": "integer", "minimum": 1}
                 parameter["description"] = str(PAGE_SIZE_HELP)
-            elif parameter["name"] == self.page_query_param:
+        return parameters
+
+
+class PageNumberPagination(StrictPageSize, pagination.PageNumberPagination):
+    """DRF's page numbers, with a strict page_size (see page_size_asked)."""
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = self.schema_parameters(
+            super().get_schema_operation_parameters(view)
+        )
+        for parameter in parameters:
+            if parameter["name"] == self.page_query_param:
                 parameter["schema"] = {"type": "integer", "minimum": 1}
         return parameters
 
 
-class ExecutionCursorPagination(pagination.CursorPagination):
+class ExecutionCursorPagination(StrictPageSize, pagination.CursorPagination):
     """Executions newest first (by id), a page at a time through `next` / `previous`.
 
     Each page is one indexed range read whatever its depth: `id < cursor`, served
@@ -73,9 +90,6 @@ class ExecutionCursorPagination(pagination.CursorPagination):
     """
 
     ordering = "-id"
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
     #: The page-number parameter of the other lists, refused here.
     page_query_param = "page"
     # A lazy string, as DRF's own default is; the stubs type it str.
@@ -83,11 +97,6 @@ class ExecutionCursorPagination(pagination.CursorPagination):
         "This cursor was not given out by the API: follow a `next` or `previous` "
         "link, or start again without `cursor`."
     )
-
-    def get_page_size(self, request: Request) -> int:
-        return page_size_asked(
-            request, self.page_size_query_param, self.page_size, self.max_page_size
-        )
 
     def paginate_queryset(
         self, queryset: Any, request: Request, view: Any = None
@@ -97,12 +106,11 @@ class ExecutionCursorPagination(pagination.CursorPagination):
         return super().paginate_queryset(queryset, request, view)
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
-        parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)
+        parameters = self.schema_parameters(
+            super().get_schema_operation_parameters(view)
+        )
         for parameter in parameters:
-            if parameter["name"] == self.page_size_query_param:
-                parameter["schema"] = {"type": "integer", "minimum": 1}
-                parameter["description"] = str(PAGE_SIZE_HELP)
-            elif parameter["name"] == self.cursor_query_param:
+            if parameter["name"] == self.cursor_query_param:
                 parameter["description"] = str(
                     _("Where a page starts: take it from a `next` or `previous` link.")
                 )
