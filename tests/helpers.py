@@ -81,3 +81,26 @@ class DatabaseAway:
 
     def back(self) -> None:
         self.away = False
+
+
+def run_in_thread(execution: Any, results: list[Any] | None = None) -> Any:
+    """Start `execution_run` of `execution` in a thread of its own and return the
+    thread; what it returns goes to `results`. The thread closes its database
+    connection when it ends."""
+    import threading
+
+    from django.db import connections
+
+    from scheduler_app.services import execution_run
+
+    def target() -> None:
+        try:
+            ran = execution_run(execution=execution)
+            if results is not None:
+                results.append(ran)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread

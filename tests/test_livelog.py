@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
-from django.db import connections
 from django.test import Client
 from django.urls import reverse
 
 from scheduler_app import livelog, selectors, task_log, task_progress, tasklog
 from scheduler_app.models import TaskExecution
 from scheduler_app.redis_client import get_redis
-from scheduler_app.services import execution_run, task_request_run
+from scheduler_app.services import task_request_run
 from scheduler_app.tasklog import LogPublisher, LogSnapshot, RunLog, bind
 from tests.factories import make_execution, make_sample_task
-from tests.helpers import wait_until
+from tests.helpers import run_in_thread, wait_until
 from tests.sample_handlers import runs
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db]
@@ -407,14 +405,7 @@ def test_a_run_on_the_execution_path_is_tailed_from_redis(
     execution = task_request_run(task=task)
     key = livelog.log_key(execution.pk)
 
-    def target() -> None:
-        try:
-            execution_run(execution=execution)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=target)
-    thread.start()
+    thread = run_in_thread(execution)
     try:
         wait_until(lambda: client().lrange(key, 0, -1))
         body = admin_client.get(

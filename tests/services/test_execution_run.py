@@ -5,11 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import logging
-import threading
 from typing import Any
 
 import pytest
-from django.db import connections
 from django.dispatch import receiver
 
 from scheduler_app import signals
@@ -31,7 +29,7 @@ from scheduler_app.services import (
 from scheduler_app.tasklog import RunLog
 from tests.factories import make_execution, make_task
 from tests.factories import make_sample_task as make
-from tests.helpers import DatabaseAway, wait_until
+from tests.helpers import DatabaseAway, run_in_thread, wait_until
 from tests.sample_handlers import runs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,18 +39,6 @@ Status = TaskExecution.Status
 
 def run(task: ScheduledTask, **request: Any) -> TaskExecution:
     return execution_run(execution=task_request_run(task=task, **request))
-
-
-def run_in_thread(execution: TaskExecution) -> threading.Thread:
-    def target() -> None:
-        try:
-            execution_run(execution=execution)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    return thread
 
 
 def status_of(execution: TaskExecution) -> str:
@@ -756,15 +742,7 @@ def test_a_run_that_ends_while_the_database_is_away_waits_and_is_recorded_once_b
     database = DatabaseAway(monkeypatch)
     execution = task_request_run(task=make("add", handler_kwargs={"a": "1"}))
     done: list[TaskExecution] = []
-
-    def target() -> None:
-        try:
-            done.append(execution_run(execution=execution))
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=target)
-    thread.start()
+    thread = run_in_thread(execution, done)
     try:
         assert wait_until(lambda: database.tries > 5, timeout=30)  # retries spent
         assert status_of(execution) == Status.RUNNING  # kept, not dropped

@@ -26,7 +26,7 @@ from scheduler_app.services import (
 )
 from tests.factories import make_execution
 from tests.factories import make_sample_task as make
-from tests.helpers import wait_until
+from tests.helpers import run_in_thread, wait_until
 from tests.sample_handlers import runs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,18 +44,6 @@ def lose_every_lock() -> None:
         backend.client.delete(*keys)
     else:
         assert SchedulerLock.objects.all().delete()[0], "no lock to lose"
-
-
-def run_in_thread(execution: TaskExecution) -> threading.Thread:
-    def target() -> None:
-        try:
-            execution_run(execution=execution)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    return thread
 
 
 def ended(execution: TaskExecution) -> TaskExecution:
