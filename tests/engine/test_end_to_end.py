@@ -141,10 +141,22 @@ def make_interval(name: str, handler: str = "scripts:example_task") -> Scheduled
     )
 
 
-def make_manual(name: str, handler: str = "scripts:example_task") -> ScheduledTask:
+def make_manual(
+    name: str, handler: str = "scripts:example_task", **fields: Any
+) -> ScheduledTask:
     return task_create(
-        task=ScheduledTask(name=name, task_type="manual", handler_path=handler)
+        task=ScheduledTask(
+            name=name, task_type="manual", handler_path=handler, **fields
+        )
     )
+
+
+def row_of(execution: TaskExecution, **lookups: Any) -> Callable[[], Any]:
+    """A poll for `execution`'s row once it matches `lookups` (None until then)."""
+    return lambda: TaskExecution.objects.filter(pk=execution.pk, **lookups).first()
+
+
+ENDED = {"status__in": TaskExecution.FINISHED_STATUSES}
 
 
 def succeeded(execution: TaskExecution) -> bool:
@@ -288,7 +300,7 @@ def test_sigterm_exits_cleanly_after_the_grace_period_and_interrupts_long_runs(
     scheduler = start_scheduler(extra_env={"SCHEDULER_SCRIPTS_PATH": str(scripts_dir)})
     run = task_request_run(task=sleeper)
     wait_for(
-        lambda: TaskExecution.objects.filter(pk=run.pk, status=Status.RUNNING).exists(),
+        row_of(run, status=Status.RUNNING),
         STARTUP_TIMEOUT,
         scheduler,
     )
@@ -417,14 +429,12 @@ def test_a_skip_task_never_runs_twice_at_once_when_redis_loses_its_keys(
         extra_env={"SCHEDULER_SCRIPTS_PATH": str(scripts_dir)},
     )
     wait_for(scheduler.is_leader, STARTUP_TIMEOUT, scheduler)
-    sleeper = make_manual("e2e flushed sleeper", handler="scripts:sleeper")
-    sleeper.handler_kwargs = {"seconds": 8}
-    sleeper.save(update_fields=["handler_kwargs"])
+    sleeper = make_manual(
+        "e2e flushed sleeper", handler="scripts:sleeper", handler_kwargs={"seconds": 8}
+    )
     first = task_request_run(task=sleeper)
     wait_for(
-        lambda: TaskExecution.objects.filter(
-            pk=first.pk, status=Status.RUNNING
-        ).exists(),
+        row_of(first, status=Status.RUNNING),
         10,
         scheduler,
     )
@@ -435,9 +445,7 @@ def test_a_skip_task_never_runs_twice_at_once_when_redis_loses_its_keys(
 
     second = task_request_run(task=sleeper)
     second = wait_for(
-        lambda: TaskExecution.objects.filter(
-            pk=second.pk, status__in=TaskExecution.FINISHED_STATUSES
-        ).first(),
+        row_of(second, **ENDED),
         10,
         scheduler,
     )
@@ -461,14 +469,12 @@ def test_a_redis_outage_is_said_once_shows_degraded_and_its_empty_restart_runs_n
         redis_url=server.url, extra_env={"SCHEDULER_SCRIPTS_PATH": str(scripts_dir)}
     )
     wait_for(scheduler.is_leader, STARTUP_TIMEOUT, scheduler, server)
-    sleeper = make_manual("e2e outage sleeper", handler="scripts:sleeper")
-    sleeper.handler_kwargs = {"seconds": 14}
-    sleeper.save(update_fields=["handler_kwargs"])
+    sleeper = make_manual(
+        "e2e outage sleeper", handler="scripts:sleeper", handler_kwargs={"seconds": 14}
+    )
     first = task_request_run(task=sleeper)
     wait_for(
-        lambda: TaskExecution.objects.filter(
-            pk=first.pk, status=Status.RUNNING
-        ).exists(),
+        row_of(first, status=Status.RUNNING),
         10,
         scheduler,
     )
@@ -489,9 +495,7 @@ def test_a_redis_outage_is_said_once_shows_degraded_and_its_empty_restart_runs_n
     )
     second = task_request_run(task=sleeper)
     second = wait_for(
-        lambda: TaskExecution.objects.filter(
-            pk=second.pk, status__in=TaskExecution.FINISHED_STATUSES
-        ).first(),
+        row_of(second, **ENDED),
         10,
         scheduler,
     )
@@ -518,12 +522,14 @@ def test_a_run_that_ends_while_the_database_is_away_is_recorded_once_it_is_back(
         extra_env={"SCHEDULER_SCRIPTS_PATH": str(scripts_dir), "DATABASE_URL": url}
     )
     wait_for(scheduler.is_leader, STARTUP_TIMEOUT, scheduler)
-    sleeper = make_manual("e2e database outage sleeper", handler="scripts:sleeper")
-    sleeper.handler_kwargs = {"seconds": 3}
-    sleeper.save(update_fields=["handler_kwargs"])
+    sleeper = make_manual(
+        "e2e database outage sleeper",
+        handler="scripts:sleeper",
+        handler_kwargs={"seconds": 3},
+    )
     run = task_request_run(task=sleeper)
     wait_for(
-        lambda: TaskExecution.objects.filter(pk=run.pk, status=Status.RUNNING).exists(),
+        row_of(run, status=Status.RUNNING),
         10,
         scheduler,
     )
@@ -534,9 +540,7 @@ def test_a_run_that_ends_while_the_database_is_away_is_recorded_once_it_is_back(
     still = TaskExecution.objects.get(pk=run.pk).status
     proxy.restore()
     recorded = wait_for(
-        lambda: TaskExecution.objects.filter(
-            pk=run.pk, status__in=TaskExecution.FINISHED_STATUSES
-        ).first(),
+        row_of(run, **ENDED),
         45,
         scheduler,
     )
@@ -580,27 +584,27 @@ def test_a_paused_leader_that_resumes_does_not_start_a_run_taken_from_it(
     second = start_scheduler(extra_env=env, **redis)
     both = (first, second)
     wait_for(second.instance_row, STARTUP_TIMEOUT, *both)
-    blocker = make_manual("e2e fence blocker", handler="scripts:sleeper")
-    blocker.handler_kwargs = {"seconds": 8}
-    blocker.overlap_policy = ScheduledTask.OverlapPolicy.ALLOW
-    blocker.save(update_fields=["handler_kwargs", "overlap_policy"])
+    blocker = make_manual(
+        "e2e fence blocker",
+        handler="scripts:sleeper",
+        handler_kwargs={"seconds": 8},
+        overlap_policy=ScheduledTask.OverlapPolicy.ALLOW,
+    )
     starts = tmp_path / "starts.txt"
-    guarded = make_manual("e2e fence guarded", handler="scripts:probe")
-    guarded.handler_kwargs = {"path": json.dumps(str(starts)), "seconds": 2}
-    guarded.save(update_fields=["handler_kwargs"])
+    guarded = make_manual(
+        "e2e fence guarded",
+        handler="scripts:probe",
+        handler_kwargs={"path": json.dumps(str(starts)), "seconds": 2},
+    )
     busy = task_request_run(task=blocker)
     wait_for(
-        lambda: TaskExecution.objects.filter(
-            pk=busy.pk, status=Status.RUNNING, instance_id=first.instance_id
-        ).exists(),
+        row_of(busy, status=Status.RUNNING, instance_id=first.instance_id),
         10,
         *both,
     )
     claimed = task_request_run(task=guarded)  # claimed by the leader, waiting
     wait_for(
-        lambda: TaskExecution.objects.filter(
-            pk=claimed.pk, status=Status.RUNNING, instance_id=first.instance_id
-        ).exists(),
+        row_of(claimed, status=Status.RUNNING, instance_id=first.instance_id),
         10,
         *both,
     )
@@ -733,9 +737,7 @@ def test_standby_takes_over_after_leader_is_killed_and_marks_its_runs_abandoned(
     wait_for(first.is_leader, STARTUP_TIMEOUT, first)
     long_run = task_request_run(task=sleeper)
     wait_for(
-        lambda: TaskExecution.objects.filter(
-            pk=long_run.pk, status=Status.RUNNING, instance_id=first.instance_id
-        ).exists(),
+        row_of(long_run, status=Status.RUNNING, instance_id=first.instance_id),
         10,
         first,
     )
