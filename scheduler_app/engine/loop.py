@@ -343,7 +343,7 @@ class Engine:
                 "The wall clock stepped forward by %.1f s (from %s to %s). Fires in "
                 "the skipped interval are handled as after an outage: those within "
                 "their misfire grace run now (coalesced into one if the task "
-                "coalesces), the others are dropped with a warning.",
+                "coalesces), the others are recorded `missed`.",
                 step,
                 before[0].isoformat(),
                 after[0].isoformat(),
