@@ -399,11 +399,21 @@ def test_sigterm_hands_the_lead_over_at_once_and_the_run_ends_on_its_instance(
     assert long_run.finished_at is not None
     # Meanwhile the standby, leading, fired the task every second and skipped it:
     # no other run of it started before the first one ended, none was abandoned.
-    overlapping = (
-        runs.exclude(pk=long_run.pk)
-        .exclude(status=Status.SKIPPED)
-        .filter(started_at__lt=long_run.finished_at)
+    before_its_end = runs.exclude(pk=long_run.pk).filter(
+        started_at__lt=long_run.finished_at
     )
+    # A fire the standby claimed meanwhile is `running` from its claim until its
+    # `skipped` is recorded: judge each once it has ended.
+    wait_for(
+        lambda: (
+            not before_its_end.exclude(
+                status__in=TaskExecution.FINISHED_STATUSES
+            ).exists()
+        ),
+        10,
+        *both,
+    )
+    overlapping = before_its_end.exclude(status=Status.SKIPPED)
     assert not overlapping.exists(), (list(overlapping.values()), reports(*both))
     assert not runs.filter(failure_kind="abandoned").exists(), reports(*both)
     assert (
