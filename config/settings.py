@@ -234,6 +234,13 @@ _scheduler = {
 }
 globals().update(_scheduler)
 
+# --- E-mail (alerts: SCHEDULER_ALERT_EMAILS and the e-mail channels) -------------
+# One URL for Django's EMAIL_* settings (django-environ), e.g.
+# smtp+tls://user:password@smtp.example.com:587; the default prints to the console.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="scheduler@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
 # --- Celery (SCHEDULER_EXECUTOR=celery; `celery -A config worker`) --------------
 # config/celery.py reads these CELERY_* names. Without a broker URL Celery stays
 # unconfigured (importable, never used) and the inline executor runs everything.

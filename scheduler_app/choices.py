@@ -66,6 +66,51 @@ class InstanceKind(models.TextChoices):
     WORKER = "worker", _("Celery worker")
 
 
+class HealthState(models.TextChoices):
+    """What a task's schedule and runs say of it (services/health.py computes it)."""
+
+    NEW = "new", _("New")
+    UP = "up", _("Up")
+    LATE = "late", _("Late")
+    MISSED = "missed", _("Missed")
+    FAILING = "failing", _("Failing")
+    RUNNING_LONG = "running_long", _("Running long")
+    PAUSED = "paused", _("Paused")
+
+
+class AlertKind(models.TextChoices):
+    """What an alert says: a task's health changed, or something of the system."""
+
+    FAILING = "failing", _("Failing")
+    TIMED_OUT = "timed_out", _("Timed out")
+    ABANDONED = "abandoned", _("Abandoned")
+    RECOVERED = "recovered", _("Recovered")
+    MISSED = "missed", _("Missed")
+    LATE = "late", _("Late")
+    RUNNING_LONG = "running_long", _("Running long")
+    #: No scheduler heartbeated for a while (told by the next one that starts).
+    SCHEDULER_DOWN = "scheduler_down", _("No scheduler heartbeat")
+    LEADER_CHANGED = "leader_changed", _("Leader changed")
+    #: A standby took the lead from a leader that stopped heartbeating.
+    TAKEOVER = "takeover", _("A standby took over")
+    TEST = "test", _("Test alert")
+
+
+class ChannelKind(models.TextChoices):
+    EMAIL = "email", _("E-mail")
+    WEBHOOK = "webhook", _("Webhook (JSON, signed)")
+    SLACK = "slack", _("Slack-compatible incoming webhook")
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    #: Taken by a sender, which records the outcome (or its lease runs out).
+    SENDING = "sending", _("Sending")
+    SENT = "sent", _("Sent")
+    #: Every attempt failed (SCHEDULER_ALERT_MAX_ATTEMPTS): given up.
+    FAILED = "failed", _("Failed")
+
+
 class ExecutorName(StrEnum):
     """Where executions run: the values of SCHEDULER_EXECUTOR.
 

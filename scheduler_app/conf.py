@@ -191,6 +191,94 @@ SETTINGS: dict[str, Setting] = {
         "the handler); the worker process is killed this many seconds later.",
         positive=True,
     ),
+    # -- health and alerts (services/health.py, services/alerts.py) ---------------
+    "SCHEDULER_HEALTH_CHECK_SECONDS": Setting(
+        2.0,
+        "The leader works out every task's health this often (seconds) and decides "
+        "the alerts its changes call for.",
+        positive=True,
+    ),
+    "SCHEDULER_ALERT_FAILURE_THRESHOLD": Setting(
+        1,
+        "A task is failing after this many failed runs in a row (a task's own "
+        "failure threshold overrides it).",
+        positive=True,
+    ),
+    "SCHEDULER_ALERT_RECOVERY_THRESHOLD": Setting(
+        1,
+        "A failing or missed task is up again after this many successful runs in a "
+        "row (a task's own recovery threshold overrides it).",
+        positive=True,
+    ),
+    "SCHEDULER_ALERT_GRACE_SECONDS": Setting(
+        60,
+        "A task is late when a fire has not started this many seconds after its "
+        "time (a task's own alert grace overrides it).",
+        positive=True,
+    ),
+    "SCHEDULER_ALERT_MAX_RUN_SECONDS": Setting(
+        0,
+        "A run going on longer than this many seconds makes its task running_long, "
+        "a warning, unlike timeout_seconds which stops the run (a task's own "
+        "expected maximum run time overrides it; 0: no such warning).",
+    ),
+    "SCHEDULER_ALERT_EMAILS": Setting(
+        (),
+        "Addresses every alert of the tasks that name no channel of their own is "
+        "mailed to, with Django's mail settings (comma-separated in the "
+        "environment), beside the default channels made in the admin.",
+    ),
+    "SCHEDULER_ALERT_WEBHOOK_URLS": Setting(
+        (),
+        "URLs every alert of the tasks that name no channel of their own is posted "
+        "to as JSON (comma-separated in the environment); a hooks.slack.com URL "
+        "gets Slack's format.",
+    ),
+    "SCHEDULER_ALERT_WEBHOOK_SECRET": Setting(
+        "",
+        "The key of the X-Scheduler-Signature header (HMAC-SHA256 of the body) of "
+        "the posts to SCHEDULER_ALERT_WEBHOOK_URLS; empty: not signed.",
+    ),
+    "SCHEDULER_ALERT_TIMEOUT_SECONDS": Setting(
+        10.0,
+        "A webhook or mail server that has not answered within this many seconds "
+        "fails the attempt (a channel's own timeout overrides it).",
+        positive=True,
+    ),
+    "SCHEDULER_ALERT_MAX_ATTEMPTS": Setting(
+        12,
+        "Attempts at delivering an alert to a channel before it is given up "
+        "(`failed`, shown in the admin).",
+        positive=True,
+    ),
+    "SCHEDULER_ALERT_RETRY_SECONDS": Setting(
+        5.0,
+        "The wait before the second attempt at a delivery; each next wait doubles, "
+        "up to 5 minutes.",
+        positive=True,
+    ),
+    "SCHEDULER_ALERT_SUMMARY_AFTER": Setting(
+        5,
+        "A channel gets at most this many task alerts a minute one by one; more "
+        "(a scheduler outage changes every task at once) go out as one summary.",
+        positive=True,
+    ),
+    "SCHEDULER_SITE_URL": Setting(
+        "",
+        "The admin's address as people reach it, e.g. https://jobs.example.com: "
+        "alerts link to the task and the run with it (empty: paths only).",
+    ),
+    "SCHEDULER_HEARTBEAT_PING_URL": Setting(
+        "",
+        "A dead man's switch the leader pings (GET) every "
+        "SCHEDULER_HEARTBEAT_PING_SECONDS, e.g. https://hc-ping.com/<uuid>; "
+        '"/fail" is appended while the scheduler is degraded. Empty: no ping.',
+    ),
+    "SCHEDULER_HEARTBEAT_PING_SECONDS": Setting(
+        60.0,
+        "Seconds between two pings of SCHEDULER_HEARTBEAT_PING_URL.",
+        positive=True,
+    ),
 }
 
 #: The default of each setting, by name.

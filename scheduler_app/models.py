@@ -14,8 +14,12 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey
 
 from .choices import (
+    AlertKind,
+    ChannelKind,
+    DeliveryStatus,
     ExecutionStatus,
     FailureKind,
+    HealthState,
     InstanceKind,
     OverlapPolicy,
     TaskStatus,
@@ -164,6 +168,79 @@ class ScheduledTask(models.Model):
         default=0,
         help_text=_("How many finished runs the total duration adds up, e.g. 5."),
     )
+    # -- health and alerts (services/health.py) ----------------------------------
+    #: Kept by the leader's health check, never by a form: what the schedule and
+    #: the runs say of the task, and since when.
+    health = models.CharField(
+        _("health"),
+        max_length=16,
+        choices=HealthState.choices,
+        default=HealthState.NEW,
+        editable=False,
+    )
+    health_since = models.DateTimeField(
+        _("health since"), null=True, blank=True, editable=False
+    )
+    failure_threshold = models.PositiveIntegerField(
+        _("failure threshold"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Failing after this many failed runs in a row, e.g. 3; blank: "
+            "SCHEDULER_ALERT_FAILURE_THRESHOLD (1)."
+        ),
+    )
+    recovery_threshold = models.PositiveIntegerField(
+        _("recovery threshold"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Up again after this many successful runs in a row, e.g. 2; blank: "
+            "SCHEDULER_ALERT_RECOVERY_THRESHOLD (1)."
+        ),
+    )
+    alert_grace_seconds = models.PositiveIntegerField(
+        _("alert grace (seconds)"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Late when a fire has not started this long after its time, e.g. 300; "
+            "blank: SCHEDULER_ALERT_GRACE_SECONDS (60)."
+        ),
+    )
+    max_run_seconds = models.PositiveIntegerField(
+        _("expected maximum run time (seconds)"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "A run going on longer is reported running long (it goes on; the "
+            "timeout stops a run), e.g. 600; blank: SCHEDULER_ALERT_MAX_RUN_SECONDS "
+            "(0: never)."
+        ),
+    )
+    alert_channels = models.ManyToManyField(
+        "AlertChannel",
+        blank=True,
+        related_name="tasks",
+        verbose_name=_("alert channels"),
+        help_text=_(
+            "Where this task's alerts go; none chosen: the default channels and "
+            "SCHEDULER_ALERT_EMAILS / SCHEDULER_ALERT_WEBHOOK_URLS."
+        ),
+    )
+    #: Kept with the counters (db/counters.py): the failed and the successful runs
+    #: in a row at the end of the task's history (one of them is 0).
+    fail_streak = models.PositiveIntegerField(
+        _("failures in a row"), default=0, editable=False
+    )
+    success_streak = models.PositiveIntegerField(
+        _("successes in a row"), default=0, editable=False
+    )
+    #: When the scheduler last found fires of the task that never ran (dropped
+    #: past their misfire grace, or coalesced into one run).
+    last_missed_at = models.DateTimeField(
+        _("last missed fire"), null=True, blank=True, editable=False
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     #: Bumped by every change of the task's definition or status (never by the
@@ -185,6 +262,8 @@ class ScheduledTask(models.Model):
         indexes = [
             # The scheduler's due-task query: status = active AND next_run_at <= now.
             models.Index(fields=["status", "next_run_at"], name="task_due_idx"),
+            # The health filter and sort of the task list and the API.
+            models.Index(fields=["health", "name"], name="task_health_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -215,6 +294,10 @@ class ScheduledTask(models.Model):
             models.CheckConstraint(
                 condition=Q(overlap_policy__in=OverlapPolicy.values),
                 name="task_overlap_policy_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(health__in=HealthState.values),
+                name="task_health_valid",
             ),
         ]
 
@@ -591,6 +674,209 @@ class SchedulerState(models.Model):
 
     def __str__(self) -> str:
         return "%s=%s" % (self.key, self.value)
+
+
+class AlertChannel(models.Model):
+    """Somewhere alerts go: addresses to mail, or a URL to post to."""
+
+    Kind = ChannelKind
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    kind = models.CharField(
+        _("kind"), max_length=16, choices=ChannelKind.choices, default=ChannelKind.EMAIL
+    )
+    target = models.TextField(
+        _("addresses or URL"),
+        help_text=_(
+            "E-mail: addresses, comma-separated, e.g. ops@example.com, "
+            "oncall@example.com. Webhook and Slack: the URL to post to, e.g. "
+            "https://alerts.example.com/hook."
+        ),
+    )
+    secret = models.CharField(
+        _("signing secret"),
+        max_length=200,
+        blank=True,
+        default="",
+        help_text=_(
+            "Webhook: the key of the X-Scheduler-Signature header "
+            "(sha256=HMAC-SHA256 of the body); blank: not signed."
+        ),
+    )
+    timeout_seconds = models.FloatField(
+        _("timeout (seconds)"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "An attempt that gets no answer this soon fails (and is retried); "
+            "blank: SCHEDULER_ALERT_TIMEOUT_SECONDS (10)."
+        ),
+    )
+    is_default = models.BooleanField(
+        _("default channel"),
+        default=True,
+        help_text=_("Used by every task that names no channel of its own."),
+    )
+    enabled = models.BooleanField(_("enabled"), default=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("alert channel")
+        verbose_name_plural = _("alert channels")
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=ChannelKind.values),
+                name="channel_kind_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Alert(models.Model):
+    """One thing people are told about, decided once (the outbox's entry).
+
+    Its deliveries, one per channel, carry it out; the sender in the leading
+    scheduler delivers them, so an alert decided before a crash goes out after it.
+    """
+
+    Kind = AlertKind
+
+    kind = models.CharField(_("kind"), max_length=16, choices=AlertKind.choices)
+    task = models.ForeignKey(
+        ScheduledTask,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="alerts",
+        verbose_name=_("task"),
+    )
+    #: The task's name when the alert was decided (the task may be gone since).
+    task_name = models.CharField(_("task name"), max_length=200, blank=True, default="")
+    state = models.CharField(
+        _("health"), max_length=16, choices=HealthState.choices, blank=True, default=""
+    )
+    previous_state = models.CharField(
+        _("previous health"),
+        max_length=16,
+        choices=HealthState.choices,
+        blank=True,
+        default="",
+    )
+    message = models.TextField(_("message"))
+    error = models.TextField(_("error"), blank=True, default="")
+    execution = models.ForeignKey(
+        TaskExecution,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("execution"),
+    )
+    details = models.JSONField(_("details"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("decided"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("alert")
+        verbose_name_plural = _("alerts")
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["created_at"], name="alert_created_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=AlertKind.values), name="alert_kind_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class AlertDelivery(models.Model):
+    """An alert on its way to one channel: pending until sent, retried until given up."""
+
+    Status = DeliveryStatus
+
+    alert = models.ForeignKey(
+        Alert,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        verbose_name=_("alert"),
+    )
+    #: None for the channels of the settings (SCHEDULER_ALERT_EMAILS / _WEBHOOK_URLS).
+    channel = models.ForeignKey(
+        AlertChannel,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+        verbose_name=_("channel"),
+    )
+    channel_kind = models.CharField(
+        _("channel kind"), max_length=16, choices=ChannelKind.choices
+    )
+    target = models.TextField(_("addresses or URL"))
+    status = models.CharField(
+        _("status"),
+        max_length=16,
+        choices=DeliveryStatus.choices,
+        default=DeliveryStatus.PENDING,
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), default=timezone.now)
+    #: A sender that took the delivery (status sending) holds it until then; a
+    #: sender that died with it leaves it to the next one after.
+    lease_until = models.DateTimeField(_("taken until"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True, default="")
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    #: Sent as part of one summary message with this many alerts (0: on its own).
+    summary_size = models.PositiveIntegerField(_("summarised with"), default=0)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("alert delivery")
+        verbose_name_plural = _("alert deliveries")
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The sender's query: pending deliveries whose attempt is due.
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_due_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=DeliveryStatus.values),
+                name="delivery_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "%s → %s" % (self.alert_id, self.target)
+
+
+class AlertAttempt(models.Model):
+    """One try at a delivery: when, how it went, and what the other end said."""
+
+    delivery = models.ForeignKey(
+        AlertDelivery,
+        on_delete=models.CASCADE,
+        related_name="attempt_log",
+        verbose_name=_("delivery"),
+    )
+    at = models.DateTimeField(_("at"), default=timezone.now)
+    ok = models.BooleanField(_("delivered"))
+    status_code = models.PositiveIntegerField(_("HTTP status"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True, default="")
+    duration_ms = models.PositiveIntegerField(_("took (ms)"), default=0)
+
+    class Meta:
+        verbose_name = _("alert attempt")
+        verbose_name_plural = _("alert attempts")
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return "%s %s" % (self.delivery_id, "ok" if self.ok else "failed")
 
 
 #: A key's last use is written again only once this much older (requests are many).

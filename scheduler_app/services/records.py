@@ -508,16 +508,19 @@ def add_counters(executions: Sequence[TaskExecution]) -> None:
     """Add ended runs to their tasks' counters (skipped runs count for nothing).
 
     Succeeded and failed runs with a duration also add to the duration totals
-    that the average duration is read from (TaskExecution.TIMED_STATUSES).
+    that the average duration is read from (TaskExecution.TIMED_STATUSES), and
+    the runs of each outcome at the end of the batch to the task's streak of
+    that outcome (what its health reads: failing after N failures in a row).
     Run for every batch of runs, so it is one statement for the batch
     (`add_run_counts`), not a query per task.
     """
     per_task: dict[int, list[Any]] = {}
-    for execution in executions:
+    for execution in sorted(executions, key=_end_order):
         if execution.status == Status.SKIPPED:
             continue
+        # ran, ok, failed, latest, timed, took, tail, tail_failed, mixed
         counts = per_task.setdefault(
-            execution.task_id, [0, 0, 0, execution.started_at, 0, 0]
+            execution.task_id, [0, 0, 0, execution.started_at, 0, 0, 0, 0, 0]
         )
         counts[0] += 1
         counts[1] += execution.status == Status.SUCCESS
@@ -529,5 +532,20 @@ def add_counters(executions: Sequence[TaskExecution]) -> None:
         ):
             counts[4] += 1
             counts[5] += execution.duration_ms
+        if execution.status in (Status.SUCCESS, Status.FAILED):
+            failed = int(execution.status == Status.FAILED)
+            if counts[6] and counts[7] != failed:
+                counts[6], counts[8] = 0, 1  # the other outcome came before
+            counts[6] += 1
+            counts[7] = failed
     if per_task:
         add_run_counts(counts=per_task)
+
+
+def _end_order(execution: TaskExecution) -> tuple[dt.datetime, int]:
+    """Ended runs in the order they ended (the streaks count the last ones)."""
+    when = execution.finished_at or execution.started_at or _EARLIEST
+    return (when, execution.pk or 0)
+
+
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)

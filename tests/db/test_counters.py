@@ -45,9 +45,9 @@ def test_counts_and_durations_are_added_and_last_run_at_stays_the_latest() -> No
 
     add_run_counts(
         counts={
-            earlier_stored.pk: (3, 1, 2, T0, 3, 300),
-            never.pk: (2, 2, 0, T0 + dt.timedelta(microseconds=1), 1, 2**40),
-            later_stored.pk: (1, 0, 1, T0 - dt.timedelta(hours=1), 0, 0),
+            earlier_stored.pk: (3, 1, 2, T0, 3, 300, 0, 0, 0),
+            never.pk: (2, 2, 0, T0 + dt.timedelta(microseconds=1), 1, 2**40, 0, 0, 0),
+            later_stored.pk: (1, 0, 1, T0 - dt.timedelta(hours=1), 0, 0, 0, 0, 0),
         }
     )
 
@@ -55,6 +55,33 @@ def test_counts_and_durations_are_added_and_last_run_at_stays_the_latest() -> No
     assert counters(later_stored) == (11, 7, 4, T0, 10, 5000)
     assert counters(earlier_stored) == (4, 2, 2, T0, 3, 300)
     assert counters(untouched) == (5, 0, 0, T0, 0, 0)
+
+
+def streaks(task: ScheduledTask) -> tuple[int, int]:
+    task.refresh_from_db()
+    return (task.fail_streak, task.success_streak)
+
+
+@pytest.mark.parametrize(
+    ("stored", "tail", "expected"),
+    [
+        # (fail, success) stored; (tail, tail_failed, mixed); (fail, success) after
+        pytest.param((2, 0), (3, 1, 0), (5, 0), id="failures-extend-failures"),
+        pytest.param((0, 4), (2, 1, 0), (2, 0), id="failures-end-successes"),
+        pytest.param((3, 0), (1, 0, 1), (0, 1), id="mixed-batch-ends-with-success"),
+        pytest.param((0, 2), (2, 1, 1), (2, 0), id="mixed-batch-ends-with-failures"),
+        pytest.param((0, 2), (1, 0, 0), (0, 3), id="success-extends-successes"),
+        pytest.param((2, 0), (0, 0, 0), (2, 0), id="only-cancelled-runs-keep-both"),
+    ],
+)
+def test_streaks_count_the_outcomes_at_the_end_of_the_history(
+    stored: tuple[int, int], tail: tuple[int, int, int], expected: tuple[int, int]
+) -> None:
+    task = make_task(fail_streak=stored[0], success_streak=stored[1])
+
+    add_run_counts(counts={task.pk: (1, 0, 0, T0, 0, 0, *tail)})
+
+    assert streaks(task) == expected
 
 
 def test_no_counts_send_no_statement(
