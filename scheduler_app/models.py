@@ -218,7 +218,7 @@ class ScheduledTask(models.Model):
             "(0: never)."
         ),
     )
-    alert_channels = models.ManyToManyField(
+    alert_channels: models.ManyToManyField[AlertChannel, Any] = models.ManyToManyField(
         "AlertChannel",
         blank=True,
         related_name="tasks",

@@ -49,6 +49,7 @@ from ..services import (
     instance_heartbeating,
     instance_id,
     instance_stopped,
+    leadership_taken,
     tasks_ensure_declared,
     tasks_record_next_runs,
     tasks_version,
@@ -493,12 +494,23 @@ class Engine:
             self.heartbeat.soon()
             self.heartbeat_if_due(now)
         if leader and not was_leader:
+            self._tell_leadership_taken(now)
             # The previous leader may have just died, and its runs count as abandoned
             # only once its heartbeat is SCHEDULER_INSTANCE_STALE_SECONDS old, which
             # is often after the takeover: look now, and again once that is surely
             # so (1 s for this tick's own calls), not RECOVER_EVERY_SECONDS later.
             self.recovery.soon(
                 then=self._mono_now + app_settings.SCHEDULER_INSTANCE_STALE_SECONDS + 1
+            )
+
+    def _tell_leadership_taken(self, now: dt.datetime) -> None:
+        """The system alert of this instance starting to lead, if it calls for one."""
+        try:
+            leadership_taken(instance=self.instance, now=now)
+        except DatabaseError:  # told by nobody then; firing comes first
+            logger.warning(
+                "Could not decide the alert of this instance's taking the lead",
+                exc_info=True,
             )
 
     def recover_if_due(self, now: dt.datetime) -> None:
@@ -616,6 +628,7 @@ class Engine:
         dropped: list[str] = []
         missed_fires: list[MissedFires] = []
         coalesced: list[str] = []
+        coalesced_ids: list[int] = []
         for job in self.store.pop_due(horizon):
             run_times = job.run_times(horizon)
             if not run_times:  # rounding of the heap key: not due yet after all
@@ -638,6 +651,7 @@ class Engine:
                 )
             if job.coalesce and len(due) > 1:
                 coalesced.append("%s (%d into 1)" % (job.name, len(due)))
+                coalesced_ids.append(job.task_id)
                 due = due[-1:]
             due += run_times[len(past) :]
             fires.extend((job.task, when) for when in due)
@@ -657,9 +671,9 @@ class Engine:
                 len(coalesced),
                 _listed(sorted(coalesced)),
             )
-        if missed_fires:
+        if missed_fires or coalesced_ids:
             try:
-                executions_record_missed(missed_fires, now=now)
+                executions_record_missed(missed_fires, coalesced=coalesced_ids, now=now)
             except DatabaseError:  # the warning above says it: fires come first
                 logger.warning(
                     "Could not record the missed fires of %d task(s)",

@@ -88,6 +88,16 @@ ENGINE_RUN = BackgroundThread(
     "SCHEDULER_WORKER_PROCESSES with SCHEDULER_ISOLATION=process, each driving "
     "its handler process): each calls one handler at a time.",
 )
+ENGINE_HEALTH = BackgroundThread(
+    "scheduler-health",
+    "scheduler_app.engine.watch:Watch._check_loop",
+    "The leader's health check: every task's health, and the alerts it calls for.",
+)
+ENGINE_ALERTS = BackgroundThread(
+    "scheduler-alerts",
+    "scheduler_app.engine.watch:Watch._send_loop",
+    "The leader's alert sender (the outbox), and its dead man's switch ping.",
+)
 NOTIFY = BackgroundThread(
     "scheduler-notify",
     "scheduler_app.notify:Listener._run",
@@ -138,6 +148,8 @@ THREADS: tuple[BackgroundThread, ...] = (
     ENGINE_BOOKKEEPER,
     ENGINE_TIMER,
     ENGINE_RUN,
+    ENGINE_HEALTH,
+    ENGINE_ALERTS,
     NOTIFY,
     CHILD_READER,
     WATCHDOG,

@@ -7,6 +7,7 @@ from .fires import (
     executions_record_missed,
     executions_unstage,
 )
+from .health import health_check, leadership_taken
 from .history import executions_cleanup
 from .instances import (
     instance_heartbeat,
@@ -84,6 +85,8 @@ __all__ = [
     "executions_cleanup",
     "executions_create_scheduled",
     "executions_record_missed",
+    "health_check",
+    "leadership_taken",
     "executions_fail",
     "executions_interrupt",
     "executions_recover_abandoned",

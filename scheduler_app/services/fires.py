@@ -120,7 +120,10 @@ class MissedFires:
 
 
 def executions_record_missed(
-    missed: Sequence[MissedFires], *, now: dt.datetime | None = None
+    missed: Sequence[MissedFires],
+    *,
+    coalesced: Sequence[int] = (),
+    now: dt.datetime | None = None,
 ) -> None:
     """Record each task's stretch of missed fires as one `missed` execution.
 
@@ -129,8 +132,11 @@ def executions_record_missed(
     one-off task whose time passed shows it never ran. The row's fire time is the
     stretch's first, so another scheduler instance that finds the same stretch
     records nothing more (`exec_one_per_fire`).
+
+    These tasks and those whose missed fires were `coalesced` into one run (ids)
+    note `last_missed_at`: their health says they missed fires (services/health.py).
     """
-    if not missed:
+    if not missed and not coalesced:
         return
     now = now or timezone.now()
     rows = [
@@ -151,8 +157,10 @@ def executions_record_missed(
         )
         for each in missed
     ]
+    task_ids = sorted({each.task.pk for each in missed} | set(coalesced))
     with transaction.atomic():
         TaskExecution.objects.bulk_create(rows, ignore_conflicts=True)
+        ScheduledTask.objects.filter(pk__in=task_ids).update(last_missed_at=now)
 
 
 def _missed_message(missed: MissedFires) -> str:

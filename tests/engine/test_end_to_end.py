@@ -13,7 +13,6 @@ import json
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,19 @@ from django.utils import timezone
 from scheduler_app import selectors
 from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
 from scheduler_app.services import task_create, task_pause, task_request_run
+from tests.engine.e2e import (
+    ENDED,
+    INSTANCE_STALE_SECONDS,
+    LEADER_LOCK_TTL,
+    SHUTDOWN_GRACE_SECONDS,
+    Status,
+    Trigger,
+    make_interval,
+    make_manual,
+    row_of,
+    scheduled_runs,
+    succeeded,
+)
 from tests.factories import make_execution, make_task
 from tests.processes import (
     STARTUP_TIMEOUT,
@@ -32,135 +44,12 @@ from tests.processes import (
     RedisServer,
     SchedulerProcess,
     TcpProxy,
-    child_env,
     free_port,
     reports,
     wait_for,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-Status = TaskExecution.Status
-Trigger = TaskExecution.TriggerType
-
-# Short timings, so leadership, staleness and shutdown play out in seconds.
-HEARTBEAT_INTERVAL = 0.5
-INSTANCE_STALE_SECONDS = 3
-LEADER_LOCK_TTL = 4
-LEADER_LOCK_REFRESH_INTERVAL = 1
-SHUTDOWN_GRACE_SECONDS = 2
-
-SLEEPER_SCRIPT = '''"""Sleeps, to stand for a long-running job."""
-
-import time
-
-
-def run(seconds: int = 60) -> dict:
-    time.sleep(seconds)
-    return {"slept": seconds}
-'''
-
-PROBE_SCRIPT = '''"""Notes each start in a file, then sleeps: who ran, and how often."""
-
-import os
-import time
-
-
-def run(path: str = "", seconds: float = 2) -> dict:
-    with open(path, "a") as file:
-        file.write("start %d\\n" % os.getpid())
-    time.sleep(seconds)
-    return {"slept": seconds}
-'''
-
-TICK_SCRIPT = '''"""Does nothing, quickly."""
-
-
-def run() -> dict:
-    return {"ticked": True}
-'''
-
-
-@pytest.fixture
-def start_scheduler(
-    processes: Processes, tmp_path: Path
-) -> Callable[..., SchedulerProcess]:
-    """Start runscheduler processes on the test database; all stop at teardown."""
-    suffix = uuid.uuid4().hex[:8]
-    defaults = {
-        "SCHEDULER_REDIS_PREFIX": "e2e-%s:" % suffix,
-        "SCHEDULER_LEADER_LOCK_KEY": "e2e-leader-%s" % suffix,
-    }
-
-    def start(
-        *,
-        redis_url: str = "",
-        redis_prefix: str = "",
-        extra_env: dict[str, str] | None = None,
-    ) -> SchedulerProcess:
-        env = child_env(
-            REDIS_URL=redis_url,
-            SCHEDULER_HEARTBEAT_INTERVAL=str(HEARTBEAT_INTERVAL),
-            SCHEDULER_INSTANCE_STALE_SECONDS=str(INSTANCE_STALE_SECONDS),
-            SCHEDULER_LEADER_LOCK_TTL=str(LEADER_LOCK_TTL),
-            SCHEDULER_LEADER_LOCK_REFRESH_INTERVAL=str(LEADER_LOCK_REFRESH_INTERVAL),
-            SCHEDULER_SHUTDOWN_GRACE_SECONDS=str(SHUTDOWN_GRACE_SECONDS),
-            **defaults,
-        )
-        if redis_prefix:
-            env["SCHEDULER_REDIS_PREFIX"] = redis_prefix
-        env.update(extra_env or {})
-        name = "ABCDEFGH"[len(processes.started)]
-        log_path = tmp_path / ("runscheduler-%s.log" % name)
-        return processes.start(SchedulerProcess(name, env, log_path))
-
-    return start
-
-
-@pytest.fixture
-def scripts_dir(tmp_path: Path, settings: Any) -> Path:
-    """A scripts folder with `sleeper` and `tick`, shared with the schedulers."""
-    folder = tmp_path / "scripts"
-    folder.mkdir()
-    (folder / "sleeper.py").write_text(SLEEPER_SCRIPT)
-    (folder / "tick.py").write_text(TICK_SCRIPT)
-    (folder / "probe.py").write_text(PROBE_SCRIPT)
-    settings.SCHEDULER_SCRIPTS_PATH = str(folder)
-    return folder
-
-
-def scheduled_runs(task: ScheduledTask) -> Any:
-    return TaskExecution.objects.filter(task=task, trigger_type=Trigger.SCHEDULED)
-
-
-def make_interval(name: str, handler: str = "scripts:example_task") -> ScheduledTask:
-    return task_create(
-        task=ScheduledTask(
-            name=name, task_type="interval", interval_seconds=1, handler_path=handler
-        )
-    )
-
-
-def make_manual(
-    name: str, handler: str = "scripts:example_task", **fields: Any
-) -> ScheduledTask:
-    return task_create(
-        task=ScheduledTask(
-            name=name, task_type="manual", handler_path=handler, **fields
-        )
-    )
-
-
-def row_of(execution: TaskExecution, **lookups: Any) -> Callable[[], Any]:
-    """A poll for `execution`'s row once it matches `lookups` (None until then)."""
-    return lambda: TaskExecution.objects.filter(pk=execution.pk, **lookups).first()
-
-
-ENDED = {"status__in": TaskExecution.FINISHED_STATUSES}
-
-
-def succeeded(execution: TaskExecution) -> bool:
-    return TaskExecution.objects.filter(pk=execution.pk, status=Status.SUCCESS).exists()
 
 
 # 1. Firing ------------------------------------------------------------------------

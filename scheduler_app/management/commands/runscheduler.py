@@ -17,6 +17,7 @@ from scheduler_app.choices import ExecutorName, Isolation
 from scheduler_app.conf import app_settings
 from scheduler_app.engine.executor import InlineExecutor
 from scheduler_app.engine.loop import Engine, Executor
+from scheduler_app.engine.watch import Watch
 from scheduler_app.services import tasks_with_refused_handlers
 
 logger = logging.getLogger("scheduler_app.engine")
@@ -85,9 +86,15 @@ class Command(BaseCommand):
         except DatabaseError:  # the engine waits for the database, and says so
             logger.warning("Could not check the tasks' handlers", exc_info=True)
         engine.start()
+        # Health and alerts: the leader's work, beside the loop (engine/watch.py).
+        watch = Watch(
+            is_leader=lambda: engine.leadership.is_leader, degraded=engine.degraded
+        )
+        watch.start()
         try:
             engine.run_forever(stop)
         finally:
+            watch.stop()
             engine.stop(grace_seconds=grace)
 
 
