@@ -260,6 +260,10 @@ def _late(
     }
 
 
+#: Silent changes are written this many tasks a statement.
+SILENT_BATCH = 500
+
+
 def _write_changes(
     planned: list[tuple[int, str, str]],
     *,
@@ -267,12 +271,35 @@ def _write_changes(
     late: dict[int, dt.datetime],
     now: dt.datetime,
 ) -> list[Change]:
-    tasks = ScheduledTask.objects.prefetch_related("alert_channels").in_bulk(
-        [pk for pk, _previous, _new in planned]
+    """Write the changes: the silent ones by the batch, each told one with its alert.
+
+    A change that tells nothing (a new task's first run, pausing) is written a
+    statement per SILENT_BATCH tasks of one (from, to) pair: the first check after
+    an upgrade changes every task at once.
+    """
+    silent: dict[tuple[str, str], list[int]] = {}
+    told: list[tuple[int, str, str]] = []
+    for pk, previous, new in planned:
+        if alert_kind_for(previous, new) is None:
+            silent.setdefault((previous, new), []).append(pk)
+        else:
+            told.append((pk, previous, new))
+    changes: list[Change] = []
+    for (previous, new), ids in silent.items():
+        for first in range(0, len(ids), SILENT_BATCH):
+            ScheduledTask.objects.filter(
+                pk__in=ids[first : first + SILENT_BATCH], health=previous
+            ).update(health=new, health_since=now)
+        changes.extend(Change(pk, previous, new, None) for pk in ids)
+    tasks = (
+        ScheduledTask.objects.prefetch_related("alert_channels").in_bulk(
+            [pk for pk, _previous, _new in told]
+        )
+        if told
+        else {}
     )
     defaults: list[Destination] | None = None
-    changes: list[Change] = []
-    for pk, previous, new in planned:
+    for pk, previous, new in told:
         task = tasks.get(pk)
         if task is None:  # deleted meanwhile
             continue
@@ -282,7 +309,7 @@ def _write_changes(
             new,
             failure_kind=last_failed.failure_kind if last_failed is not None else "",
         )
-        if kind is not None and defaults is None and not task.alert_channels.all():
+        if defaults is None and not task.alert_channels.all():
             defaults = default_destinations()  # read once, only when needed
         with transaction.atomic():
             won = ScheduledTask.objects.filter(pk=pk, health=previous).update(
@@ -290,31 +317,41 @@ def _write_changes(
             )
             if not won:
                 continue  # changed by another check meanwhile
-            alert = None
-            if kind is not None:
-                alert = _decide(
-                    task,
-                    kind,
-                    previous=previous,
-                    new=new,
-                    last_failed=last_failed,
-                    running_long=running_long.get(pk),
-                    late_since=late.get(pk) or task.next_run_at,
-                    defaults=defaults,
-                    now=now,
-                )
-        changes.append(Change(pk, previous, new, alert))
-    if changes:
-        logger.info(
-            "Health changed for %d task(s): %s",
-            len(changes),
-            ", ".join(
-                "%s %s -> %s" % (tasks[each.task_id].name, each.previous, each.new)
-                for each in changes[:20]
+            alert = _decide(
+                task,
+                str(kind),
+                previous=previous,
+                new=new,
+                last_failed=last_failed,
+                running_long=running_long.get(pk),
+                late_since=late.get(pk) or task.next_run_at,
+                defaults=defaults,
+                now=now,
             )
-            + (" ..." if len(changes) > 20 else ""),
-        )
+        changes.append(Change(pk, previous, new, alert))
+    _log(changes, tasks)
     return changes
+
+
+def _log(changes: list[Change], tasks: dict[int, ScheduledTask]) -> None:
+    """One line for a check's changes: counts by change, and the tasks told of."""
+    if not changes:
+        return
+    counts: dict[tuple[str, str], int] = {}
+    for each in changes:
+        counts[(each.previous, each.new)] = counts.get((each.previous, each.new), 0) + 1
+    told = [tasks[each.task_id].name for each in changes if each.alert is not None]
+    logger.info(
+        "Health changed for %d task(s): %s%s",
+        len(changes),
+        ", ".join(
+            "%d %s -> %s" % (count, previous, new)
+            for (previous, new), count in sorted(counts.items())
+        ),
+        "; alerts for %s%s" % (", ".join(told[:20]), " ..." if len(told) > 20 else "")
+        if told
+        else "",
+    )
 
 
 def _last_failed(task: ScheduledTask) -> TaskExecution | None:

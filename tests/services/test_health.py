@@ -462,3 +462,22 @@ def test_a_leader_that_handed_over_is_a_leader_change() -> None:
 
     assert alert is not None and alert.kind == AlertKind.LEADER_CHANGED
     assert alert.message == "b leads now (a handed over)."
+
+
+def test_changes_that_tell_nothing_are_written_by_the_batch(monkeypatch) -> None:
+    """The first check after an upgrade changes every task: a statement per batch."""
+    from scheduler_app.services import health as module
+
+    monkeypatch.setattr(module, "SILENT_BATCH", 2)
+    tasks = [make_task(run_count=1, last_run_at=at(0)) for _ in range(5)]
+    paused = make_task(status=ScheduledTask.Status.PAUSED)
+
+    with CaptureQueriesContext(connection) as captured:
+        changes = health_check(now=at(1))
+
+    # tasks and late fires (no task has a maximum run time); 5 new -> up by 2; paused
+    assert len(captured) == 2 + 3 + 1
+    assert {each.task_id for each in changes} == {t.pk for t in [*tasks, paused]}
+    assert [health(t)[0] for t in tasks] == [HealthState.UP] * 5
+    assert health(paused)[0] == HealthState.PAUSED
+    assert kinds() == []
