@@ -382,6 +382,42 @@ def measure_all(args: argparse.Namespace) -> list[Figures]:
     return results
 
 
+def measure_health_check(repeat: int) -> Figures:
+    """The leader's health check (every SCHEDULER_HEALTH_CHECK_SECONDS) on this data.
+
+    Its first pass writes every task's first state (as after the upgrade that adds
+    health); the figures are of the passes after it, which change nothing.
+    """
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from scheduler_app.services import health_check
+
+    started = time.perf_counter()
+    changes = health_check()
+    print(
+        "  health check, first pass: %d change(s) in %.0f ms"
+        % (len(changes), (time.perf_counter() - started) * 1000),
+        flush=True,
+    )
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        health_check()
+        times.append((time.perf_counter() - started) * 1000)
+    with CaptureQueriesContext(connection) as queries:
+        health_check()
+    return Figures(
+        label="health check (no change)",
+        url="services.health_check()",
+        status=200,
+        median_ms=statistics.median(times),
+        max_ms=max(times),
+        queries=len(queries.captured_queries),
+        size_kb=0.0,
+    )
+
+
 def settle(wait_quiet: float) -> None:
     deadline = time.monotonic() + wait_quiet
     while (busy := host_others_percent()) > BUSY_PERCENT:
@@ -426,6 +462,20 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
         results = measure_all(args)
+        if not args.only or args.only in "health check":
+            figures = measure_health_check(args.repeat)
+            results.append(figures)
+            print(
+                "  %-32s %4s %8.1f ms %8.1f ms %4d q"
+                % (
+                    figures.label,
+                    "",
+                    figures.median_ms,
+                    figures.max_ms,
+                    figures.queries,
+                ),
+                flush=True,
+            )
     finally:
         connections.close_all()
         if not args.keep:

@@ -154,6 +154,10 @@ class Engine:
         self.firing_enabled = bool(app_settings.SCHEDULER_ENABLED)
         self.wake = threading.Event()
         self._loaded_version: int | None = None
+        #: Housekeeping rounds done as the leader since it last took the lead (0
+        #: until the first has loaded and staged the tasks): the health check waits
+        #: for one, or it would take every fire a restart has yet to stage for late.
+        self.rounds_led = 0
         self._next_runs: dict[int, dt.datetime | None] = {}
         # When each periodic step is due (a notification makes housekeeping due).
         self.housekeeping = Every(POLL_SECONDS)
@@ -443,6 +447,7 @@ class Engine:
             self.persist_next_runs()
             dispatch_meanwhile()
             self.recover_if_due(now)
+            self.rounds_led += 1
         elif self._loaded_version is not None:
             self._unload()
 
@@ -605,6 +610,7 @@ class Engine:
         self._staged_heap.clear()
         self._staged.clear()
         self._loaded_version = None
+        self.rounds_led = 0
 
     # -- firing -----------------------------------------------------------------
 

@@ -4,7 +4,9 @@ Two threads of runscheduler, doing their work only while it leads (a standby
 neither decides nor sends, so nothing goes out twice):
 
 - the health thread runs `health_check` every SCHEDULER_HEALTH_CHECK_SECONDS and
-  wakes the sender when it decided an alert;
+  wakes the sender when it decided an alert; it starts once the loop has led one
+  housekeeping round (`may_check`): before the new leader staged the fires a
+  restart left behind, every one of them would look late;
 - the sender thread delivers the outbox (`alerts_deliver`) every second or when
   woken, and pings SCHEDULER_HEARTBEAT_PING_URL every
   SCHEDULER_HEARTBEAT_PING_SECONDS ("/fail" while this instance is degraded).
@@ -42,9 +44,11 @@ class Watch:
         self,
         *,
         is_leader: Callable[[], bool],
+        may_check: Callable[[], bool],
         degraded: Callable[[], list[str]],
     ) -> None:
         self._is_leader = is_leader
+        self._may_check = may_check
         self._degraded = degraded
         self._stop = threading.Event()
         self._send_now = threading.Event()
@@ -68,7 +72,7 @@ class Watch:
     def _check_loop(self) -> None:
         database = _outage("The health check")
         while not self._stop.wait(app_settings.SCHEDULER_HEALTH_CHECK_SECONDS):
-            if not self._is_leader():
+            if not (self._is_leader() and self._may_check()):
                 continue
             try:
                 changes = health_check()

@@ -88,7 +88,9 @@ class Command(BaseCommand):
         engine.start()
         # Health and alerts: the leader's work, beside the loop (engine/watch.py).
         watch = Watch(
-            is_leader=lambda: engine.leadership.is_leader, degraded=engine.degraded
+            is_leader=lambda: engine.leadership.is_leader,
+            may_check=lambda: engine.rounds_led > 0,
+            degraded=engine.degraded,
         )
         watch.start()
         try:
