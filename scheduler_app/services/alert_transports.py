@@ -40,8 +40,12 @@ class Outcome:
     duration_ms: int = 0
 
 
-def shown_url(url: str) -> str:
-    """`url` fit for a log or an error: no password, no query, no Slack token."""
+def shown_url(url: str, *, secret_path: bool = False) -> str:
+    """`url` fit for a log or an error: no password, no query, no Slack token.
+
+    `secret_path`: the URL's last path segment is a key (a Slack-compatible
+    incoming webhook, a ping URL's UUID) and is shown as "…".
+    """
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -50,9 +54,9 @@ def shown_url(url: str) -> str:
         return "<invalid URL>"
     netloc = host if port is None else "%s:%d" % (host, port)
     path = parts.path
-    if host == "hooks.slack.com" and path.count("/") > 1:
+    if (secret_path or host == "hooks.slack.com") and path.strip("/"):
         # The last segment of an incoming webhook's URL is its secret.
-        path = path.rsplit("/", 1)[0] + "/…"
+        path = path.rstrip("/").rsplit("/", 1)[0] + "/…"
     query = "?…" if parts.query else ""
     return urlunsplit((parts.scheme, netloc, path, "", "")) + query
 
@@ -75,10 +79,14 @@ def http_request(
     timeout: float,
     body: bytes | None = None,
     headers: Mapping[str, str] | None = None,
+    shown: str | None = None,
 ) -> Outcome:
-    """One `method` request to `url`: delivered when the answer is 2xx within `timeout`."""
+    """One `method` request to `url`: delivered when the answer is 2xx within `timeout`.
+
+    `shown`: how errors name the URL (default: `shown_url(url)`).
+    """
     started = time.monotonic()
-    shown = shown_url(url)
+    shown = shown or shown_url(url)
     where = {"method": method, "url": shown, "seconds": _seconds(timeout)}
 
     def outcome(ok: bool, status_code: int | None = None, error: str = "") -> Outcome:

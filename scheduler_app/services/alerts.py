@@ -328,6 +328,8 @@ def _deliver_to_channel(
         .exclude(alert__kind=AlertKind.TEST)
         .filter(Q(alert__task__isnull=False) | ~Q(alert__task_name=""))
         .count()
+        if task_rows
+        else 0
     )
     allowance = max(0, app_settings.SCHEDULER_ALERT_SUMMARY_AFTER - sent_alone)
     summarised = {each.pk for each in task_rows[allowance:]}
@@ -434,7 +436,9 @@ def _send(
 
 
 def _shown(route: Route) -> str:
-    return route.target if route.kind == ChannelKind.EMAIL else shown_url(route.target)
+    if route.kind == ChannelKind.EMAIL:
+        return route.target
+    return shown_url(route.target, secret_path=route.kind == ChannelKind.SLACK)
 
 
 def _post(
@@ -450,7 +454,12 @@ def _post(
         digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
         headers["X-Scheduler-Signature"] = "sha256=" + digest
     return http_request(
-        "POST", route.target, timeout=route.timeout, body=body, headers=headers
+        "POST",
+        route.target,
+        timeout=route.timeout,
+        body=body,
+        headers=headers,
+        shown=_shown(route),
     )
 
 
@@ -565,8 +574,10 @@ def heartbeat_ping(*, degraded: bool, now: dt.datetime | None = None) -> bool:
     if degraded:
         url = _fail_url(url)
     timeout = min(app_settings.SCHEDULER_ALERT_TIMEOUT_SECONDS, PING_TIMEOUT_SECONDS)
+    # A ping URL's path is its key (Healthchecks' UUID): logs show the host only.
+    shown = shown_url(url, secret_path=True)
     try:
-        outcome = http_request("GET", url, timeout=timeout)
+        outcome = http_request("GET", url, timeout=timeout, shown=shown)
     except Exception as exc:
         # A ping is never worth the caller's loop: whatever it raises is a failure.
         outcome = Outcome(ok=False, error="%s: %s" % (type(exc).__name__, exc))
@@ -579,7 +590,7 @@ def heartbeat_ping(*, degraded: bool, now: dt.datetime | None = None) -> bool:
             outcome.error,
         )
     elif outcome.ok and was_failing:
-        logger.warning("The heartbeat ping to %s works again", shown_url(url))
+        logger.warning("The heartbeat ping to %s works again", shown)
     return outcome.ok
 
 

@@ -31,6 +31,7 @@ from scheduler_app.services import (
     heartbeat_ping,
 )
 from scheduler_app.services import alerts as alerts_module
+from scheduler_app.services.alert_transports import shown_url
 from scheduler_app.services.alerts import retry_delay
 from tests.factories import make_execution, make_task
 from tests.receivers import SmtpReceiver, WebhookReceiver, free_port
@@ -548,6 +549,39 @@ def test_a_slack_channel_gets_text_and_mrkdwn_blocks(
     assert "```ValueError: no data```" in text
     link = "%s/admin/scheduler_app/scheduledtask/%d/change/" % (SITE, alert.task_id)
     assert "<%s|Open the task>" % link in text
+
+
+def test_a_slack_error_quotes_the_answer_and_hides_the_urls_key(
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    webhook_receiver.answer(404, body=b"no_service")
+    url = webhook_receiver.url("/services/T1/B2/the-secret-key")
+    channel = make_channel(kind=ChannelKind.SLACK, target=url)
+    delivery = delivery_of(failing_alert(channel))
+
+    alerts_deliver(now=T0)
+
+    delivery.refresh_from_db()
+    assert delivery.last_error == (
+        "POST %s answered 404 Not Found: no_service"
+        % webhook_receiver.url("/services/T1/B2/…")
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:pw@x.example/hook?token=1", "https://x.example/hook?…"),
+        (
+            "https://hooks.slack.com/services/T1/B2/key",
+            "https://hooks.slack.com/services/T1/B2/…",
+        ),
+        ("http://127.0.0.1:8080/hook", "http://127.0.0.1:8080/hook"),
+        ("http://[::1", "<invalid URL>"),
+    ],
+)
+def test_urls_are_shown_without_their_secrets(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
 
 
 def test_a_slack_summary_lists_the_alerts(
