@@ -197,10 +197,8 @@ class WebhookReceiver:
 
     def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[Received]:
         """The requests once there are at least `count`; fails after `timeout` seconds."""
-        return wait_until(
-            lambda: self.requests if len(self.requests) >= count else None,
-            timeout=timeout,
-        )
+        wait_until(lambda: len(self.requests) >= count, timeout=timeout)
+        return self.requests
 
     # The server's side -------------------------------------------------------------
 

@@ -187,7 +187,8 @@ def slack_payload(alerts: Sequence[Alert], *, summary: bool) -> dict[str, Any]:
         links = _slack_links(alert)
         if links:
             text += "\n" + links
-        return {"text": "%s: %s" % (title, alert.message), "blocks": [_section(text)]}
+        fallback = _slack_escape("%s: %s" % (title, alert.message))
+        return {"text": fallback, "blocks": [_section(text)]}
     title = "%s %s" % (SUBJECT_PREFIX, summary_subject(alerts))
     lines = []
     for alert in alerts[:SLACK_SUMMARY_LINES]:
@@ -208,7 +209,8 @@ def slack_payload(alerts: Sequence[Alert], *, summary: bool) -> dict[str, Any]:
     # Ten lines a section keeps each well under Slack's 3000 characters.
     for start in range(0, len(lines), 10):
         blocks.append(_section("\n".join(lines[start : start + 10])))
-    return {"text": "%s: %s" % (title, summary_text(alerts)), "blocks": blocks}
+    fallback = _slack_escape("%s: %s" % (title, summary_text(alerts)))
+    return {"text": fallback, "blocks": blocks}
 
 
 # E-mail -----------------------------------------------------------------------------

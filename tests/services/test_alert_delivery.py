@@ -433,6 +433,21 @@ def test_a_claimed_delivery_is_leased_for_the_timeout_and_a_margin(
     assert T0 + dt.timedelta(seconds=37) <= lease_until < T0 + dt.timedelta(seconds=38)
 
 
+def test_each_channel_gets_its_share_of_a_pass(
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    busy = make_channel(target=webhook_receiver.url("/busy"))
+    quiet = make_channel(target=webhook_receiver.url("/quiet"))
+    for _ in range(5):
+        failing_alert(busy)
+    failing_alert(quiet)
+
+    assert alerts_deliver(now=T0, limit=2) == 2
+
+    paths = sorted(each.path for each in webhook_receiver.requests)
+    assert paths == ["/busy", "/quiet"]
+
+
 # Storms ------------------------------------------------------------------------------
 
 
