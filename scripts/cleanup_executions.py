@@ -1,18 +1,24 @@
 """System task: delete execution records older than SCHEDULER_HISTORY_DAYS, in batches.
 
-Also the rows of scheduler instances (schedulers, workers, `run_task`) not heard of
-for as long.
+Also the alerts decided as long ago (with their deliveries and attempts), and the
+rows of scheduler instances (schedulers, workers, `run_task`) not heard of for as
+long.
 """
 
 from scheduler_app import task_log
 from scheduler_app.conf import app_settings
-from scheduler_app.services import executions_cleanup, instances_cleanup
+from scheduler_app.services import (
+    alerts_cleanup,
+    executions_cleanup,
+    instances_cleanup,
+)
 
 TASK_INFO = {
     "name": "Clean up execution history",
     "description": (
         "Deletes finished executions older than SCHEDULER_HISTORY_DAYS (default 30), "
-        "and the rows of instances not heard of for as long."
+        "the alerts decided as long ago, and the rows of instances not heard of for "
+        "as long."
     ),
     "params": {
         "days": {
@@ -30,6 +36,13 @@ def run(days: int | None = None, batch_size: int = 1000) -> dict:
     task_log("Deleting finished executions older than", keep, "days")
     deleted = executions_cleanup(days=keep, batch_size=batch_size)
     task_log("Deleted", deleted, "executions")
+    alerts = alerts_cleanup(days=keep, batch_size=batch_size)
+    task_log("Deleted", alerts, "alerts")
     instances = instances_cleanup(days=keep)
     task_log("Deleted", instances, "instances not heard of since then")
-    return {"deleted": deleted, "instances_deleted": instances, "kept_days": keep}
+    return {
+        "deleted": deleted,
+        "alerts_deleted": alerts,
+        "instances_deleted": instances,
+        "kept_days": keep,
+    }

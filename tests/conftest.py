@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from tests.factories import key_client, key_for, make_user
 from tests.processes import Processes
+from tests.receivers import WebhookReceiver
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -85,6 +86,13 @@ def _wsgi_header_types(monkeypatch: pytest.MonkeyPatch) -> None:
         return response
 
     monkeypatch.setattr(ClientHandler, "__call__", checked)
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """A real HTTP server on 127.0.0.1 that records requests (tests/receivers.py)."""
+    with WebhookReceiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture

@@ -1,6 +1,17 @@
 """The service layer: every write and use case. Admin, API, CLI, engine and Celery call these."""
 
 from ..runtime.run import Run
+from .alerts import (
+    Destination,
+    alert_test,
+    alerts_cleanup,
+    alerts_deliver,
+    alerts_record,
+    default_destinations,
+    heartbeat_ping,
+    settings_destinations,
+    task_destinations,
+)
 from .fires import (
     MissedFires,
     executions_create_scheduled,
@@ -68,6 +79,7 @@ from .validation import (
 )
 
 __all__ = [
+    "Destination",
     "EDITABLE_FIELDS",
     "EndsNotRecorded",
     "LockHolder",
@@ -78,6 +90,14 @@ __all__ = [
     "SchedulePreview",
     "StatusChange",
     "TaskInvalid",
+    "alert_test",
+    "alerts_cleanup",
+    "alerts_deliver",
+    "alerts_record",
+    "default_destinations",
+    "heartbeat_ping",
+    "settings_destinations",
+    "task_destinations",
     "execution_cancel",
     "ExecutionsCancelled",
     "execution_run",

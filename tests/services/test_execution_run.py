@@ -17,6 +17,7 @@ from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
 from scheduler_app.runtime import overlap
 from scheduler_app.runtime.run import Run
 from scheduler_app.services import (
+    alerts_record,
     execution_cancel,
     execution_run,
     executions_cancel,
@@ -629,11 +630,18 @@ def test_cleanup_script_reports_how_many_it_deleted() -> None:
     for _ in range(3):
         make_execution(task, status=Status.SUCCESS, created_at=old)
     SchedulerInstance.objects.create(instance_id="gone:1:abc", last_heartbeat_at=old)
+    alerts_record(kind="failing", message="old", task=task, destinations=[], now=old)
 
     execution = run(task, overrides={"batch_size": "2"})
 
-    assert execution.result == {"deleted": 3, "instances_deleted": 1, "kept_days": 30}
+    assert execution.result == {
+        "deleted": 3,
+        "alerts_deleted": 1,
+        "instances_deleted": 1,
+        "kept_days": 30,
+    }
     assert "Deleted 3 executions" in execution.log_output
+    assert "Deleted 1 alerts" in execution.log_output
     assert "Deleted 1 instances not heard of since then" in execution.log_output
 
 
