@@ -28,7 +28,7 @@ from django.db import DatabaseError, close_old_connections
 from ..conf import app_settings
 from ..outages import Outage, database_address
 from ..runtime import threads
-from ..services import alerts, health_check
+from ..services import alerts_deliver, health_check, heartbeat_ping
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class Watch:
             if self._stop.is_set() or not self._is_leader():
                 continue
             try:
-                alerts.alerts_deliver()
+                alerts_deliver()
             except DatabaseError as error:
                 database.failed(error)
             except Exception:
@@ -113,7 +113,7 @@ class Watch:
         if now < self._next_ping:
             return
         self._next_ping = now + app_settings.SCHEDULER_HEARTBEAT_PING_SECONDS
-        alerts.heartbeat_ping(degraded=bool(self._degraded()))
+        heartbeat_ping(degraded=bool(self._degraded()))
 
 
 def _outage(who: str) -> Outage:
