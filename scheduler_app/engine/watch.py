@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connections
 
 from ..conf import app_settings
 from ..outages import Outage, database_address
@@ -70,6 +70,18 @@ class Watch:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _check_loop(self) -> None:
+        try:
+            self._check_until_stopped()
+        finally:
+            connections.close_all()  # this thread's connections
+
+    def _send_loop(self) -> None:
+        try:
+            self._send_until_stopped()
+        finally:
+            connections.close_all()
+
+    def _check_until_stopped(self) -> None:
         database = _outage("The health check")
         while not self._stop.wait(app_settings.SCHEDULER_HEALTH_CHECK_SECONDS):
             if not (self._is_leader() and self._may_check()):
@@ -87,7 +99,7 @@ class Watch:
             finally:
                 close_old_connections()  # this thread's own connection
 
-    def _send_loop(self) -> None:
+    def _send_until_stopped(self) -> None:
         database = _outage("The alert sender")
         while not self._stop.is_set():
             self._send_now.wait(SEND_EVERY_SECONDS)
