@@ -12,8 +12,8 @@ tests/conftest.py gives one, stopped at teardown.
 its own: it prints its URL on the first line, appends each request as a JSON line
 to the log (`read_log` reads them back) and answers `--status`.
 
-`SmtpReceiver` is aiosmtpd's SMTP server on 127.0.0.1 keeping the messages it gets
-(aiosmtpd is imported when it starts: tests that use it importorskip it).
+`SmtpReceiver` is aiosmtpd's SMTP server (requirements-dev.txt) on 127.0.0.1,
+keeping the messages it gets.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from aiosmtpd.controller import Controller
 
 from tests.helpers import wait_until
 
@@ -292,8 +294,6 @@ class SmtpReceiver:
         self._controller: Any = None
 
     def start(self) -> SmtpReceiver:
-        from aiosmtpd.controller import Controller
-
         receiver = self
 
         class Handler:

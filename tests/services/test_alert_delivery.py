@@ -664,7 +664,6 @@ def test_an_email_summary_counts_the_alerts_in_its_subject(settings: Any) -> Non
 
 
 def test_an_email_through_a_real_smtp_server(settings: Any) -> None:
-    pytest.importorskip("aiosmtpd")
     with SmtpReceiver() as smtp:
         settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
         settings.EMAIL_HOST = smtp.host
