@@ -84,6 +84,8 @@ def posted(
     """
     found = []
     for received in webhook_receiver.requests:
+        if received.path != "/hook":
+            continue  # a ping
         body = received.json()
         at = time.time() - (time.monotonic() - received.at)
         for alert in body.get("alerts", [body]):
@@ -101,6 +103,7 @@ def signed(webhook_receiver: WebhookReceiver, secret: str) -> bool:
             "sha256=" + hmac.new(secret.encode(), received.body, "sha256").hexdigest(),
         )
         for received in webhook_receiver.requests
+        if received.path == "/hook"
     )
 
 
@@ -212,13 +215,25 @@ def test_running_long_is_told_while_the_run_goes_on_and_a_paused_task_tells_noth
         handler="scripts:flaky",
         handler_kwargs={"path": repr(str(tmp_path / "paused.txt")), "failures": 9},
     )
-    scheduler = start_scheduler(extra_env=alert_env)
+    ping = {
+        "SCHEDULER_HEARTBEAT_PING_URL": webhook_receiver.url("/ping"),
+        "SCHEDULER_HEARTBEAT_PING_SECONDS": "1",
+    }
+    scheduler = start_scheduler(extra_env={**alert_env, **ping})
     failed = task_request_run(task=paused)
     wait_for(row_of(failed, status=Status.FAILED), 15, scheduler)
     wait_for(
         lambda: posted(webhook_receiver, AlertKind.FAILING, "e2e paused flaky"), 10
     )
     task_pause(task=paused)
+    wait_for(
+        lambda: ScheduledTask.objects.filter(pk=paused.pk, health="paused").first(),
+        10,
+        scheduler,
+    )
+    # Run now works on a paused task; its failure tells nothing.
+    again = task_request_run(task=paused)
+    wait_for(row_of(again, status=Status.FAILED), 15, scheduler)
 
     long_run = task_request_run(task=sleeper)
     wait_for(row_of(long_run, status=Status.RUNNING), 15, scheduler)
@@ -233,7 +248,17 @@ def test_running_long_is_told_while_the_run_goes_on_and_a_paused_task_tells_noth
     assert alert["execution"]["id"] == long_run.pk
     paused.refresh_from_db()
     assert paused.health == HealthState.PAUSED
-    assert len(posted(webhook_receiver, AlertKind.FAILING, "e2e paused flaky")) == 1
+    told = [
+        alert
+        for received in webhook_receiver.requests
+        if received.path == "/hook"
+        for alert in received.json().get("alerts", [received.json()])
+        if (alert.get("task") or {}).get("name") == "e2e paused flaky"
+    ]
+    assert [alert["kind"] for alert in told] == [AlertKind.FAILING]
+    # The dead man's switch: the leader pings it (GET) every second.
+    pings = [each for each in webhook_receiver.requests if each.path == "/ping"]
+    assert pings and {each.method for each in pings} == {"GET"}
 
 
 def test_a_webhook_down_for_30_s_gets_the_alert_once_it_is_back_and_the_admin_shows_the_failures(
