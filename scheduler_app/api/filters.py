@@ -76,7 +76,7 @@ class TaskFilter(django_filters.FilterSet):
 
     class Meta:
         model = ScheduledTask
-        fields = ["task_type", "status", "is_system", "handler_path"]
+        fields = ["task_type", "status", "is_system", "handler_path", "health"]
 
 
 class UtcIsoDateTimeField(IsoDateTimeField):

@@ -209,7 +209,7 @@ class ScheduledTaskViewSet(
     filter_backends = [DjangoFilterBackend, SearchFilter, OrderingFilter]
     filterset_class = TaskFilter
     search_fields = ["name", "description", "handler_path"]
-    ordering_fields = ["name", "next_run_at", "last_run_at", "created_at"]
+    ordering_fields = ["name", "next_run_at", "last_run_at", "created_at", "health"]
     ordering = ["name"]
     action_permissions = {
         "run": [RUN_TASK],
@@ -226,7 +226,7 @@ class ScheduledTaskViewSet(
     def get_queryset(self) -> QuerySet[Any]:
         if self.action == "executions":
             return selectors.executions_overview()
-        return selectors.tasks_with_stats().order_by("name", "pk")
+        return selectors.tasks_for_api().order_by("name", "pk")
 
     def get_serializer_class(self) -> type[BaseSerializer[Any]]:
         if self.action in ("create", "update", "partial_update"):
@@ -241,7 +241,7 @@ class ScheduledTaskViewSet(
 
     def _with_stats(self, task: ScheduledTask) -> ScheduledTask:
         """The task again, annotated like the list (its latest execution)."""
-        return selectors.tasks_with_stats().get(pk=task.pk)
+        return selectors.tasks_for_api().get(pk=task.pk)
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         task = self._with_stats(self.get_object())
@@ -263,8 +263,10 @@ class ScheduledTaskViewSet(
         return super().finalize_response(request, response, *args, **kwargs)
 
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
-        task = ScheduledTask(**serializer.validated_data)
-        serializer.instance = services.task_create(task=task)
+        fields = dict(serializer.validated_data)
+        channels = fields.pop("alert_channels", None)
+        task = ScheduledTask(**fields)
+        serializer.instance = services.task_create(task=task, alert_channels=channels)
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         task = cast(ScheduledTask, serializer.instance)
