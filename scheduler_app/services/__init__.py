@@ -1,6 +1,7 @@
 """The service layer: every write and use case. Admin, API, CLI, engine and Celery call these."""
 
 from ..runtime.run import Run
+from .channels import ChannelInvalid, channel_save, channel_validate
 from .fires import (
     MissedFires,
     executions_create_scheduled,
@@ -62,6 +63,8 @@ from .tasks import (
 from .validation import (
     PAUSE_PERMISSION,
     TaskInvalid,
+    alert_channels_disabled,
+    alert_channels_resolve,
     may_change_status,
     task_validate,
 )
@@ -77,6 +80,11 @@ __all__ = [
     "SchedulePreview",
     "StatusChange",
     "TaskInvalid",
+    "alert_channels_disabled",
+    "alert_channels_resolve",
+    "channel_save",
+    "channel_validate",
+    "ChannelInvalid",
     "execution_cancel",
     "ExecutionsCancelled",
     "execution_run",
