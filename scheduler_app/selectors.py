@@ -22,7 +22,14 @@ from django.utils.translation import gettext
 from . import livelog
 from .choices import HealthState
 from .locks import LockInfo, get_lock_backend, task_id_of_lock_key, task_lock_key
-from .models import AlertChannel, ScheduledTask, SchedulerInstance, TaskExecution
+from .models import (
+    Alert,
+    AlertChannel,
+    AlertDelivery,
+    ScheduledTask,
+    SchedulerInstance,
+    TaskExecution,
+)
 from .services.instances import instances_alive_ids
 from .tasklog import StoredLog
 
@@ -58,6 +65,14 @@ def tasks_for_api() -> QuerySet[ScheduledTask]:
     return tasks_with_stats().prefetch_related(
         Prefetch("alert_channels", queryset=AlertChannel.objects.only("pk"))
     )
+
+
+def alerts_overview() -> QuerySet[Alert]:
+    """Alerts, newest first, with their deliveries and channels (two queries a page)."""
+    deliveries = AlertDelivery.objects.select_related("channel").order_by("pk")
+    return Alert.objects.prefetch_related(
+        Prefetch("deliveries", queryset=deliveries)
+    ).order_by("-created_at", "-id")
 
 
 def tasks_with_run_stats() -> QuerySet[ScheduledTask]:

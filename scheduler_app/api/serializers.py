@@ -12,7 +12,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..choices import HealthState
-from ..models import AlertChannel, ScheduledTask, SchedulerInstance, TaskExecution
+from ..models import (
+    Alert,
+    AlertChannel,
+    AlertDelivery,
+    ScheduledTask,
+    SchedulerInstance,
+    TaskExecution,
+)
 from ..services.params import MSG_PARAMETERS_NOT_OBJECT
 from ..services.tasks import EDITABLE_FIELDS
 from ..services.validation import INTEGER_BOUNDS, TEXT_FIELDS
@@ -501,3 +508,67 @@ class SchedulerStatusSerializer(serializers.Serializer):
         )
     )
     checked_at = serializers.DateTimeField()
+
+
+class AlertDeliverySerializer(serializers.ModelSerializer):
+    """An alert on its way to one channel. The target is left out: a webhook URL
+    (Slack's above all) is a credential; the channel names where it went."""
+
+    channel_name = serializers.SerializerMethodField(
+        help_text=_("The channel's name; null for the settings' addresses and URLs.")
+    )
+
+    class Meta:
+        model = AlertDelivery
+        fields = [
+            "id",
+            "channel",
+            "channel_name",
+            "channel_kind",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "last_error",
+            "sent_at",
+        ]
+        read_only_fields = fields
+
+    def get_channel_name(self, delivery: AlertDelivery) -> str | None:
+        return delivery.channel.name if delivery.channel is not None else None
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    """An alert as decided, with how its deliveries went."""
+
+    deliveries = AlertDeliverySerializer(many=True, read_only=True)
+    # Declared: a read-only model field loses allow_blank, and the schema the "".
+    state = serializers.ChoiceField(
+        choices=HealthState.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text=_("The task's health the alert tells of; empty for system alerts."),
+    )
+    previous_state = serializers.ChoiceField(
+        choices=HealthState.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text=_("The task's health before; empty for system alerts."),
+    )
+
+    class Meta:
+        model = Alert
+        fields = [
+            "id",
+            "kind",
+            "task",
+            "task_name",
+            "state",
+            "previous_state",
+            "message",
+            "error",
+            "execution",
+            "details",
+            "created_at",
+            "deliveries",
+        ]
+        read_only_fields = fields

@@ -30,10 +30,11 @@ from .. import selectors, services
 from ..exceptions import ExecutionNotFound, SchedulerError, TaskNotFound
 from ..handlers.registry import list_handlers
 from ..locks import task_lock_key
-from ..models import ScheduledTask, TaskExecution
+from ..models import Alert, ScheduledTask, TaskExecution
 from . import serializers
 from .exceptions import error_body, errors_by_field
 from .filters import (
+    AlertFilter,
     AllExecutionsFilter,
     ExecutionFilter,
     OrderingFilter,
@@ -69,6 +70,9 @@ ID_OR_NAME = OpenApiParameter(
 )
 EXECUTION_ID = OpenApiParameter(
     "id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The execution's id."
+)
+ALERT_ID = OpenApiParameter(
+    "alert_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The alert's id."
 )
 CONFLICT = OpenApiResponse(description="The object's state does not allow this.")
 IF_MATCH = OpenApiParameter(
@@ -550,6 +554,32 @@ class TaskExecutionViewSet(
         execution = services.execution_cancel(execution=self.get_object())
         # The id and the new status only: cancelling does not need the view permission.
         return Response(serializers.ExecutionStatusSerializer(execution).data)
+
+
+@extend_schema(tags=["alerts"])
+@extend_schema_view(
+    list=extend_schema(
+        summary="Alerts, newest first, with their deliveries",
+        operation_id="alerts_list",
+    ),
+    retrieve=extend_schema(
+        summary="An alert with its deliveries", operation_id="alerts_retrieve"
+    ),
+)
+class AlertViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Alerts (read-only): what people were told, and how its deliveries went."""
+
+    serializer_class = serializers.AlertSerializer
+    permission_classes = [ActionPermissions]
+    lookup_url_kwarg = "alert_id"
+    lookup_value_regex = "[0-9]+"
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = AlertFilter
+
+    def get_queryset(self) -> QuerySet[Alert]:
+        return selectors.alerts_overview()
 
 
 class SchedulerStatusView(APIView):

@@ -11,7 +11,13 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from scheduler_app.choices import HealthState
-from scheduler_app.models import AlertChannel, ScheduledTask, SchedulerInstance
+from scheduler_app.models import (
+    Alert,
+    AlertChannel,
+    AlertDelivery,
+    ScheduledTask,
+    SchedulerInstance,
+)
 from tests.factories import make_execution, make_task
 
 pytestmark = pytest.mark.django_db
@@ -200,3 +206,92 @@ def test_health_endpoint_counts_tasks_by_health_with_the_backlog(
     assert body["pending_backlog"] == 1
     assert body["executions"] == {"pending": 1, "running": 0}
     assert "heartbeat_age_seconds" in body["scheduler"]
+
+
+# GET /api/v1/alerts/
+
+ALERTS = "/api/v1/alerts/"
+
+
+def alert_with_deliveries(task: ScheduledTask | None = None, **fields: Any) -> Alert:
+    hook = AlertChannel.objects.create(
+        name="hook-%d" % AlertChannel.objects.count(),
+        kind="slack",
+        target="https://hooks.slack.com/services/T0/B0/secret-token",
+    )
+    alert = Alert.objects.create(
+        kind=fields.pop("kind", "failing"),
+        task=task,
+        task_name=task.name if task else "",
+        message="it broke",
+        **fields,
+    )
+    AlertDelivery.objects.create(
+        alert=alert,
+        channel=hook,
+        channel_kind="slack",
+        target=hook.target,
+        status="failed",
+        attempts=12,
+        last_error="HTTP 404",
+    )
+    return alert
+
+
+def test_alerts_list_with_their_deliveries_without_the_targets(
+    client_with: Any,
+) -> None:
+    task = make_task(name="nightly")
+    alert = alert_with_deliveries(task)
+    reader = client_with("view_alert")
+
+    response = reader.get(ALERTS)
+
+    assert response.status_code == 200, response.content
+    [row] = response.json()["results"]
+    assert (row["id"], row["kind"], row["task"], row["task_name"]) == (
+        alert.pk,
+        "failing",
+        task.pk,
+        "nightly",
+    )
+    [delivery] = row["deliveries"]
+    assert delivery["status"] == "failed" and delivery["last_error"] == "HTTP 404"
+    assert delivery["channel_name"].startswith("hook-")
+    assert "secret-token" not in response.content.decode()
+    assert reader.get("%s%d/" % (ALERTS, alert.pk)).json()["id"] == alert.pk
+
+
+def test_alerts_filter_by_kind_and_task(api: APIClient) -> None:
+    task = make_task()
+    alert_with_deliveries(task)
+    alert_with_deliveries(None, kind="test")
+
+    def kinds(**query: Any) -> list[str]:
+        response = api.get(ALERTS, query)
+        assert response.status_code == 200, response.content
+        return [row["kind"] for row in response.json()["results"]]
+
+    assert sorted(kinds()) == ["failing", "test"]
+    assert kinds(kind="test") == ["test"]
+    assert kinds(task=task.pk) == ["failing"]
+    assert field_errors(api.get(ALERTS, {"kind": "gossip"}))[0] == "kind"
+
+
+def test_alerts_need_the_view_alert_permission(client_with: Any) -> None:
+    alert_with_deliveries()
+
+    assert client_with("view_scheduledtask").get(ALERTS).status_code == 403
+
+
+def test_the_alerts_list_costs_the_same_queries_for_1_and_10_alerts(
+    api: APIClient, django_assert_max_num_queries: Any
+) -> None:
+    for _index in range(10):
+        alert_with_deliveries()
+    api.get(ALERTS)
+
+    with django_assert_max_num_queries(8):
+        response = api.get(ALERTS)
+
+    assert response.json()["count"] == 10
