@@ -203,6 +203,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TaskStatusEnum": "scheduler_app.models.ScheduledTask.Status",
         "ExecutionStatusEnum": "scheduler_app.models.TaskExecution.Status",
+        "HealthEnum": "scheduler_app.choices.HealthState",
+        "AlertKindEnum": "scheduler_app.choices.AlertKind",
+        "DeliveryStatusEnum": "scheduler_app.choices.DeliveryStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

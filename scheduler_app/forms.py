@@ -22,7 +22,7 @@ from .exceptions import (
 )
 from .handlers.params import ParamSpec
 from .handlers.registry import KIND_SCRIPT, HandlerInfo, get_handler, list_handlers
-from .models import ScheduledTask
+from .models import AlertChannel, ScheduledTask
 from .schedules import Schedule
 from .services.validation import INTEGER_BOUNDS, TEXT_FIELDS
 
@@ -250,6 +250,7 @@ class ScheduledTaskForm(forms.ModelForm):
         # run times are the engine's, never the form's.
         fields = list(services.EDITABLE_FIELDS)
         labels = {"handler_kwargs": _("Other parameters (JSON)")}
+        widgets = {"alert_channels": forms.CheckboxSelectMultiple}
         help_texts = {
             "handler_kwargs": _(
                 "Only for parameters without an input above (a handler that takes "
@@ -287,6 +288,11 @@ class ScheduledTaskForm(forms.ModelForm):
                     for validator in field.validators
                     if not hasattr(validator, "limit_value")
                 ]
+        if "alert_channels" in self.fields:
+            channels = self.fields["alert_channels"]
+            channels.label_from_instance = channel_label  # type: ignore[attr-defined]
+            if hasattr(channels, "queryset"):
+                channels.queryset = channels.queryset.order_by("name")
         choices, infos = handler_choices(str(current))
         widget = self.fields["handler_path"].widget
         widget.choices = choices
@@ -376,13 +382,30 @@ class ScheduledTaskForm(forms.ModelForm):
         task = construct_instance(
             self, self.instance, self._meta.fields, self._meta.exclude
         )
+        channels = cleaned.get("alert_channels")
         try:
-            services.task_validate(task=task, actor=self.actor)
+            services.task_validate(
+                task=task,
+                actor=self.actor,
+                alert_channels=None if channels is None else list(channels),
+            )
         except services.TaskInvalid as exc:
             add_service_errors(self, exc, self.parameter_names)
         except StatusChangeForbidden as exc:
             self.add_error("status" if "status" in self.fields else None, exc.message)
         return cleaned
+
+    def _save_m2m(self) -> None:
+        """Nothing: the task's channels (its one relation) are stored by the service,
+        which the admin gives them to (task_create / task_update)."""
+
+
+def channel_label(channel: AlertChannel) -> str:
+    """A channel among the task form's choices: its name, kind, and if it is off."""
+    label = "%s (%s)" % (channel.name, channel.get_kind_display())
+    if not channel.enabled:
+        label = gettext("%(channel)s — disabled: gets no alert") % {"channel": label}
+    return label
 
 
 class RunWithParametersForm(forms.Form):
@@ -449,3 +472,75 @@ class SchedulePreviewForm(forms.Form):
             run_date=data["run_date"],
             zone=data["timezone"],
         )
+
+
+class AlertChannelForm(forms.ModelForm):
+    """An alert channel. The signing secret is a password input that never shows the
+    stored value: left blank on a change, the stored secret is kept. All checks are
+    the channel service's (services/channels.py)."""
+
+    clear_secret = forms.BooleanField(
+        label=_("Remove the signing secret"),
+        required=False,
+        help_text=_("Tick to send unsigned from now on."),
+    )
+
+    class Meta:
+        model = AlertChannel
+        fields = [
+            "name",
+            "kind",
+            "target",
+            "secret",
+            "timeout_seconds",
+            "is_default",
+            "enabled",
+        ]
+        widgets = {
+            "secret": forms.PasswordInput(
+                render_value=False, attrs={"autocomplete": "new-password"}
+            ),
+            "target": forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stored_secret = self.instance.secret if self.instance.pk else ""
+        secret = self.fields.get("secret")
+        if secret is None:  # read-only page (view permission only)
+            return
+        if self._stored_secret:
+            secret.help_text = _(
+                "A secret is stored (it is never shown again). Leave this blank to "
+                "keep it, or enter a new one to replace it. Webhook: the key of the "
+                "X-Scheduler-Signature header (sha256=HMAC-SHA256 of the body)."
+            )
+        else:
+            secret.help_text = _(
+                "Webhook: the key of the X-Scheduler-Signature header "
+                "(sha256=HMAC-SHA256 of the body); blank: not signed. Once saved it "
+                "is never shown again."
+            )
+            self.fields.pop("clear_secret")
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
+        if not cleaned.get("secret"):
+            # Blank keeps the stored secret, unless asked to remove it.
+            cleaned["secret"] = (
+                "" if cleaned.get("clear_secret") else self._stored_secret
+            )
+        if self.errors:
+            return cleaned
+        channel = construct_instance(self, self.instance, self._meta.fields)
+        try:
+            services.channel_validate(channel=channel)
+        except services.ChannelInvalid as exc:
+            for error in exc.errors:
+                field = error.field if error.field in self.fields else None
+                self.add_error(field, error.message)
+        return cleaned
+
+    def validate_unique(self) -> None:
+        """Nothing: a taken name is the service's to report (channel_validate)."""

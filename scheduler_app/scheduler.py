@@ -22,6 +22,9 @@ SCHEDULER_HANDLER_MODULES); anything else is refused with HandlerNotAllowed.
 Argument values are Python values (stored as literal JSON or as the
 equivalent safe_eval expression); to store an expression evaluated at each run,
 wrap it: `kwargs={"since": Expr("date.today() - timedelta(days=1)")}`.
+Health and alerts take the task's options like any other:
+`failure_threshold=3, alert_grace_seconds=300, alert_channels=["ops"]` (channel
+names, ids or AlertChannel rows; none: the default channels).
 
 Errors: what is wrong with the call's own arguments is raised at once, before
 any task is built: HandlerNotAllowed for a handler that is not allowed (the
@@ -148,7 +151,9 @@ def _add(
     fields["handler_kwargs"] = _handler_kwargs(path, args, kwargs, _zone(zone_name))
     if existing is not None and replace_existing:
         return task_update(task=existing, changes=fields)
-    return task_create(task=ScheduledTask(name=name, **fields))
+    # A relation, not a column: given to the service beside the new row.
+    channels = fields.pop("alert_channels", None)
+    return task_create(task=ScheduledTask(name=name, **fields), alert_channels=channels)
 
 
 def add_cron_job(

@@ -10,6 +10,7 @@ from django.db.models import (
     F,
     FloatField,
     OuterRef,
+    Prefetch,
     Q,
     QuerySet,
     Subquery,
@@ -19,8 +20,16 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from . import livelog
+from .choices import HealthState
 from .locks import LockInfo, get_lock_backend, task_id_of_lock_key, task_lock_key
-from .models import ScheduledTask, SchedulerInstance, TaskExecution
+from .models import (
+    Alert,
+    AlertChannel,
+    AlertDelivery,
+    ScheduledTask,
+    SchedulerInstance,
+    TaskExecution,
+)
 from .services.instances import instances_alive_ids
 from .tasklog import StoredLog
 
@@ -49,6 +58,21 @@ def tasks_with_stats() -> QuerySet[ScheduledTask]:
         last_execution_id=Subquery(latest.values("pk")[:1]),
         last_execution_status=Subquery(latest.values("status")[:1]),
     )
+
+
+def tasks_for_api() -> QuerySet[ScheduledTask]:
+    """tasks_with_stats() with each task's alert channels (one query for a page)."""
+    return tasks_with_stats().prefetch_related(
+        Prefetch("alert_channels", queryset=AlertChannel.objects.only("pk"))
+    )
+
+
+def alerts_overview() -> QuerySet[Alert]:
+    """Alerts, newest first, with their deliveries and channels (two queries a page)."""
+    deliveries = AlertDelivery.objects.select_related("channel").order_by("pk")
+    return Alert.objects.prefetch_related(
+        Prefetch("deliveries", queryset=deliveries)
+    ).order_by("-created_at", "-id")
 
 
 def tasks_with_run_stats() -> QuerySet[ScheduledTask]:
@@ -291,13 +315,33 @@ class SchedulerStatus:
     #: Whether a scheduler runs but cannot do its work, and why (one line each).
     degraded: bool = False
     degraded_reasons: list[str] = field(default_factory=list)
+    #: How many tasks are in each health state (every state, 0 included).
+    health_counts: dict[str, int] = field(default_factory=dict)
+    #: Pending runs whose time has come (not fires staged ahead, nor retries
+    #: still in their delay): what waits for a scheduler to start it.
+    pending_backlog: int = 0
+
+
+def _zero_health_counts() -> dict[str, int]:
+    return {str(value): 0 for value in HealthState.values}
+
+
+def task_health_counts() -> dict[str, int]:
+    """How many tasks are in each health state: every state, 0 included (one query)."""
+    counts = _zero_health_counts()
+    for row in (
+        ScheduledTask.objects.order_by().values("health").annotate(count=Count("pk"))
+    ):
+        counts[row["health"]] = row["count"]
+    return counts
 
 
 def scheduler_status(*, now: dt.datetime | None = None) -> SchedulerStatus:
     """Scheduler health: alive instances (fresh heartbeat), the leader, task counts.
 
-    Five queries whatever the number of tasks; at most INSTANCES_SHOWN scheduler
-    instances and as many Celery worker processes.
+    Five queries whatever the number of tasks (the counts by status and by health
+    are one GROUP BY, the executions' counts and backlog another); at most
+    INSTANCES_SHOWN scheduler instances and as many Celery worker processes.
     """
     now = now or timezone.now()
     alive = instances_alive_ids(now=now)
@@ -305,19 +349,30 @@ def scheduler_status(*, now: dt.datetime | None = None) -> SchedulerStatus:
     workers = _instances_status(SchedulerInstance.Kind.WORKER, alive, now)
     leader = next((item.instance_id for item in instances if item.is_leader), None)
     task_counts = {str(value): 0 for value in ScheduledTask.Status.values}
+    health_counts = _zero_health_counts()
     for row in (
-        ScheduledTask.objects.order_by().values("status").annotate(count=Count("pk"))
+        ScheduledTask.objects.order_by()
+        .values("status", "health")
+        .annotate(count=Count("pk"))
     ):
-        task_counts[row["status"]] = row["count"]
+        status, health = row["status"], row["health"]
+        task_counts[status] = task_counts.get(status, 0) + row["count"]
+        health_counts[health] = health_counts.get(health, 0) + row["count"]
     unfinished = (TaskExecution.Status.PENDING, TaskExecution.Status.RUNNING)
     execution_counts = {str(value): 0 for value in unfinished}
+    backlog = 0
+    come = (Q(scheduled_for__isnull=True) | Q(scheduled_for__lte=now)) & (
+        Q(run_after__isnull=True) | Q(run_after__lte=now)
+    )
     for row in (
         TaskExecution.objects.filter(status__in=unfinished)
         .order_by()
         .values("status")
-        .annotate(count=Count("pk"))
+        .annotate(count=Count("pk"), due=Count("pk", filter=come))
     ):
         execution_counts[row["status"]] = row["count"]
+        if row["status"] == TaskExecution.Status.PENDING:
+            backlog = row["due"]
     running = any(item.alive for item in instances)
     reasons = [
         "%s: %s" % (item.instance_id, item.degraded_reason)
@@ -343,6 +398,8 @@ def scheduler_status(*, now: dt.datetime | None = None) -> SchedulerStatus:
         worker_count=sum(item.alive for item in workers),
         degraded=bool(reasons),
         degraded_reasons=reasons,
+        health_counts=health_counts,
+        pending_backlog=backlog,
     )
 
 

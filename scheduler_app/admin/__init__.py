@@ -1,14 +1,18 @@
 """The admin, the main UI: tasks, executions, scheduler instances, locks and health pages.
 
 Split by model (operations.py: instances and locks, with the Health and Locks
-pages); importing this package registers everything with admin.site.
+pages; alerts.py: alert channels and alerts); importing this package registers
+everything with admin.site.
 """
 
+from .alerts import AlertAdmin, AlertChannelAdmin
 from .executions import TaskExecutionAdmin
 from .operations import SchedulerInstanceAdmin, SchedulerLockAdmin
 from .task_admin import ScheduledTaskAdmin
 
 __all__ = [
+    "AlertAdmin",
+    "AlertChannelAdmin",
     "ScheduledTaskAdmin",
     "SchedulerInstanceAdmin",
     "SchedulerLockAdmin",

@@ -17,6 +17,7 @@ from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from ..choices import AlertKind, DeliveryStatus, HealthState
 from ..controls import CONTROL_CHARACTERS, control_name
 from ..models import ScheduledTask, TaskExecution
 from ..schedules import Schedule
@@ -38,6 +39,8 @@ BADGE_STATUSES = frozenset(
         *ScheduledTask.Status.values,
         *TaskExecution.Status.values,
         *FAILURE_KINDS_SHOWN,
+        *AlertKind.values,
+        *DeliveryStatus.values,
     ]
 )
 
@@ -162,6 +165,46 @@ def time_with_relative(
         value.isoformat(),
         absolute_time(value),
         relative_time(value, now=now),
+    )
+
+
+#: The colour of each health state (scheduler_app/admin.css): good, quiet,
+#: warning, bad.
+HEALTH_TONES = {
+    HealthState.UP: "good",
+    HealthState.NEW: "quiet",
+    HealthState.PAUSED: "quiet",
+    HealthState.LATE: "warning",
+    HealthState.RUNNING_LONG: "warning",
+    HealthState.FAILING: "bad",
+    HealthState.MISSED: "bad",
+}
+
+
+def health_since_text(since: dt.datetime | None) -> str:
+    """'Since 2025-01-06 02:00 (5 minutes ago)', or that it was never checked."""
+    if since is None:
+        return gettext("Not checked by a scheduler yet")
+    return gettext("Since %(time)s (%(relative)s)") % {
+        "time": absolute_time(since),
+        "relative": relative_time(since),
+    }
+
+
+def health_badge(value: str, since: dt.datetime | None = None) -> str:
+    """A coloured pill for a task's health state, since when in its title."""
+    label: Any = value
+    tone = "quiet"
+    if value in HealthState.values:
+        state = HealthState(value)
+        label, tone = state.label, HEALTH_TONES[state]
+    return format_html(
+        '<span class="scheduler-health scheduler-health--{}" data-health="{}" '
+        'title="{}">{}</span>',
+        tone,
+        value,
+        health_since_text(since),
+        label,
     )
 
 

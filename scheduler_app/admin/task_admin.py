@@ -29,11 +29,18 @@ from .display import (
     error_summary,
     execution_badge,
     format_duration,
+    health_badge,
+    health_since_text,
     runs_chart,
     status_badge,
     time_with_relative,
 )
 from .task_actions import TaskActionsMixin
+
+MSG_CHANNELS_DISABLED = _(
+    "These alert channels of the task are disabled, so they get none of its alerts "
+    "until enabled again: %(names)s."
+)
 
 
 class HandlerFilter(admin.SimpleListFilter):
@@ -142,16 +149,25 @@ class ScheduledTaskAdmin(TaskActionsMixin):
         "task_type",
         "schedule",
         "status_display",
+        "health_display",
         "next_run",
         "last_run",
         "success_rate",
         "avg_duration",
     ]
-    list_filter = ["task_type", "status", HandlerFilter, LastResultFilter, "is_system"]
+    list_filter = [
+        "task_type",
+        "status",
+        "health",
+        HandlerFilter,
+        LastResultFilter,
+        "is_system",
+    ]
     search_fields = ["name", "description", "handler_path"]
     # is_system is set by code (migrations, declared schedules), never by hand:
     # unticking it would make a system task deletable.
     readonly_fields = [
+        "health_state",
         "is_system",
         "next_run_at",
         "last_run_at",
@@ -181,6 +197,19 @@ class ScheduledTaskAdmin(TaskActionsMixin):
     @admin.display(description=_("status"), ordering="status")
     def status_display(self, obj: ScheduledTask) -> str:
         return status_badge(obj.status, obj.get_status_display())
+
+    @admin.display(description=_("health"), ordering="health")
+    def health_display(self, obj: ScheduledTask) -> str:
+        return health_badge(obj.health, obj.health_since)
+
+    @admin.display(description=_("health"))
+    def health_state(self, obj: ScheduledTask) -> str:
+        """The badge and, beside it, since when (the scheduler's health check keeps it)."""
+        return format_html(
+            '{}<span class="scheduler-health-since">{}</span>',
+            health_badge(obj.health, obj.health_since),
+            health_since_text(obj.health_since),
+        )
 
     @admin.display(
         description=_("next run"), ordering=F("next_run_at").asc(nulls_last=True)
@@ -276,6 +305,7 @@ class ScheduledTaskAdmin(TaskActionsMixin):
                 None,
                 {
                     "fields": [
+                        *(["health_state"] if obj else []),
                         "name",
                         "description",
                         "status",
@@ -326,6 +356,25 @@ class ScheduledTaskAdmin(TaskActionsMixin):
                     ],
                 },
             ),
+            (
+                _("Alerts"),
+                {
+                    "classes": ["collapse"],
+                    "fields": [
+                        "failure_threshold",
+                        "recovery_threshold",
+                        "alert_grace_seconds",
+                        "max_run_seconds",
+                        "alert_channels",
+                    ],
+                    "description": _(
+                        "When this task's health changes (failing, missed, late, "
+                        "running long, up again), an alert goes to its channels. "
+                        "Blank thresholds use the project's defaults "
+                        "(SCHEDULER_ALERT_* settings)."
+                    ),
+                },
+            ),
         ]
         if obj is not None:
             fieldsets.append(
@@ -370,14 +419,27 @@ class ScheduledTaskAdmin(TaskActionsMixin):
         self, request: HttpRequest, obj: ScheduledTask, form: Any, change: bool
     ) -> None:
         # The form validated the task (task_validate); these validate it again.
+        # The channels are a relation: given to the service beside the row (the
+        # form's own save_m2m stores nothing).
+        channels = form.cleaned_data.get("alert_channels")
+        if channels is not None:
+            channels = list(channels)
         if change:
             services.task_update(
                 task=obj,
                 actor=request.user,
                 expected_version=form.cleaned_data.get("loaded_version"),
+                alert_channels=channels,
             )
         else:
-            services.task_create(task=obj)
+            services.task_create(task=obj, alert_channels=channels)
+        disabled = services.alert_channels_disabled(channels or [])
+        if disabled:
+            self.message_user(
+                request,
+                MSG_CHANNELS_DISABLED % {"names": ", ".join(disabled)},
+                messages.WARNING,
+            )
 
     def delete_view(
         self,

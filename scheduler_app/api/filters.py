@@ -13,7 +13,7 @@ from rest_framework import filters
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 
-from ..models import ScheduledTask, TaskExecution
+from ..models import Alert, ScheduledTask, TaskExecution
 
 MSG_NUL = _("Remove the NUL character: it cannot be searched for.")
 
@@ -76,7 +76,7 @@ class TaskFilter(django_filters.FilterSet):
 
     class Meta:
         model = ScheduledTask
-        fields = ["task_type", "status", "is_system", "handler_path"]
+        fields = ["task_type", "status", "is_system", "handler_path", "health"]
 
 
 class UtcIsoDateTimeField(IsoDateTimeField):
@@ -141,3 +141,23 @@ class OrderingFilter(filters.OrderingFilter):
         if ordering and not any(term.lstrip("-") in ("pk", "id") for term in ordering):
             ordering.append("pk")
         return ordering
+
+
+class AlertFilter(django_filters.FilterSet):
+    """The alerts list: by kind, by task, by when they were decided."""
+
+    task = IntegerFilter(field_name="task__id", label=_("Task id"))
+    created_after = UtcIsoDateTimeFilter(
+        field_name="created_at",
+        lookup_expr="gte",
+        label=_("Decided at or after (ISO 8601, e.g. 2025-01-31T00:00:00Z)"),
+    )
+    created_before = UtcIsoDateTimeFilter(
+        field_name="created_at",
+        lookup_expr="lt",
+        label=_("Decided before (ISO 8601, e.g. 2025-02-01T00:00:00Z)"),
+    )
+
+    class Meta:
+        model = Alert
+        fields = ["kind", "task", "state"]

@@ -4,7 +4,10 @@ No authentication, by design: a probe has no credentials, and the answer says
 only what a status page would (no task, no parameter, no error text of a run).
 `200` while a scheduler instance heartbeats (`"status": "ok"`, or `"degraded"`
 with the reasons: a dependency unreachable, nobody leading), `503` when none does
-or the database does not answer. A fixed handful of queries, whatever the size
+or the database does not answer. `executions` counts the runs pending and running
+(the pending ones include fires staged ahead of their time), `pending_backlog`
+the pending runs whose time has come, `tasks.health` the tasks in each health
+state (no task named). A fixed handful of queries, whatever the size
 of the installation (`selectors.scheduler_status`).
 """
 
@@ -55,6 +58,10 @@ def health(request: HttpRequest) -> JsonResponse:
         },
         "workers_alive": status.worker_count,
         "executions": status.execution_counts,
+        # Pending runs whose time has come (not the fires staged ahead): a growing
+        # number means runs wait for a scheduler or a free handler.
+        "pending_backlog": status.pending_backlog,
+        "tasks": {"health": status.health_counts},
         "checked_at": (status.checked_at or timezone.now()).isoformat(),
     }
     return JsonResponse(payload, status=200 if status.running else 503)

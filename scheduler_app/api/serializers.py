@@ -11,7 +11,15 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..models import ScheduledTask, SchedulerInstance, TaskExecution
+from ..choices import HealthState
+from ..models import (
+    Alert,
+    AlertChannel,
+    AlertDelivery,
+    ScheduledTask,
+    SchedulerInstance,
+    TaskExecution,
+)
 from ..services.params import MSG_PARAMETERS_NOT_OBJECT
 from ..services.tasks import EDITABLE_FIELDS
 from ..services.validation import INTEGER_BOUNDS, TEXT_FIELDS
@@ -103,6 +111,11 @@ PARAMETERS_LABEL = capfirst(
     ScheduledTask._meta.get_field("handler_kwargs").verbose_name
 )
 PARAMETERS_HELP = ScheduledTask._meta.get_field("handler_kwargs").help_text
+CHANNELS_HELP = _(
+    "The ids of the alert channels this task's alerts go to, e.g. [1, 3] (the "
+    "admin lists them under Alert channels); empty: the default channels and "
+    "SCHEDULER_ALERT_EMAILS / SCHEDULER_ALERT_WEBHOOK_URLS."
+)
 
 
 class TaskSerializer(serializers.ModelSerializer):
@@ -134,6 +147,24 @@ class TaskSerializer(serializers.ModelSerializer):
     last_execution_status = serializers.ChoiceField(
         choices=TaskExecution.Status.choices, read_only=True, allow_null=True
     )
+    alert_channels = serializers.PrimaryKeyRelatedField[AlertChannel](
+        many=True, read_only=True, help_text=CHANNELS_HELP
+    )
+    health = serializers.ChoiceField(
+        choices=HealthState.choices,
+        read_only=True,
+        help_text=_(
+            "What the schedule and the runs say of the task, kept by the "
+            "scheduler: new, up, late, missed, failing, running_long or paused."
+        ),
+    )
+    health_since = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text=_(
+            "Since when the task is in its health state (null: never checked)."
+        ),
+    )
 
     class Meta:
         model = ScheduledTask
@@ -141,6 +172,8 @@ class TaskSerializer(serializers.ModelSerializer):
             "id",
             "url",
             *EDITABLE_FIELDS,
+            "health",
+            "health_since",
             *TASK_STATS_FIELDS,
             "version",
             "success_rate",
@@ -171,6 +204,13 @@ class TaskWriteSerializer(serializers.ModelSerializer):
 
     handler_kwargs = ParametersField(
         required=False, label=PARAMETERS_LABEL, help_text=PARAMETERS_HELP
+    )
+    # Ids only, checked by the service (an unknown id is its 400 naming the field).
+    alert_channels = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        label=capfirst(ScheduledTask._meta.get_field("alert_channels").verbose_name),
+        help_text=CHANNELS_HELP,
     )
 
     class Meta:
@@ -451,5 +491,84 @@ class SchedulerStatusSerializer(serializers.Serializer):
     )
     task_count = serializers.IntegerField()
     task_counts = serializers.DictField(child=serializers.IntegerField())
+    health = serializers.DictField(
+        source="health_counts",
+        child=serializers.IntegerField(),
+        help_text=_(
+            "How many tasks are in each health state (new, up, late, missed, "
+            "failing, running_long, paused), every state present, e.g. "
+            '{"up": 12, "failing": 1, ...}.'
+        ),
+    )
     execution_counts = serializers.DictField(child=serializers.IntegerField())
+    pending_backlog = serializers.IntegerField(
+        help_text=_(
+            "Pending runs whose time has come (not the fires staged ahead of "
+            "their time, nor retries still waiting for their delay)."
+        )
+    )
     checked_at = serializers.DateTimeField()
+
+
+class AlertDeliverySerializer(serializers.ModelSerializer):
+    """An alert on its way to one channel. The target is left out: a webhook URL
+    (Slack's above all) is a credential; the channel names where it went."""
+
+    channel_name = serializers.SerializerMethodField(
+        help_text=_("The channel's name; null for the settings' addresses and URLs.")
+    )
+
+    class Meta:
+        model = AlertDelivery
+        fields = [
+            "id",
+            "channel",
+            "channel_name",
+            "channel_kind",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "last_error",
+            "sent_at",
+        ]
+        read_only_fields = fields
+
+    def get_channel_name(self, delivery: AlertDelivery) -> str | None:
+        return delivery.channel.name if delivery.channel is not None else None
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    """An alert as decided, with how its deliveries went."""
+
+    deliveries = AlertDeliverySerializer(many=True, read_only=True)
+    # Declared: a read-only model field loses allow_blank, and the schema the "".
+    state = serializers.ChoiceField(
+        choices=HealthState.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text=_("The task's health the alert tells of; empty for system alerts."),
+    )
+    previous_state = serializers.ChoiceField(
+        choices=HealthState.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text=_("The task's health before; empty for system alerts."),
+    )
+
+    class Meta:
+        model = Alert
+        fields = [
+            "id",
+            "kind",
+            "task",
+            "task_name",
+            "state",
+            "previous_state",
+            "message",
+            "error",
+            "execution",
+            "details",
+            "created_at",
+            "deliveries",
+        ]
+        read_only_fields = fields

@@ -53,6 +53,7 @@ router = OptionalSlashRouter()
 # Before "tasks", whose detail route would otherwise take "executions" for a name.
 router.register("tasks/executions", views.TaskExecutionViewSet, basename="execution")
 router.register("tasks", views.ScheduledTaskViewSet, basename="task")
+router.register("alerts", views.AlertViewSet, basename="alert")
 
 urlpatterns: list[URLPattern | URLResolver] = [
     re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="schema"),

@@ -30,10 +30,11 @@ from .. import selectors, services
 from ..exceptions import ExecutionNotFound, SchedulerError, TaskNotFound
 from ..handlers.registry import list_handlers
 from ..locks import task_lock_key
-from ..models import ScheduledTask, TaskExecution
+from ..models import Alert, ScheduledTask, TaskExecution
 from . import serializers
 from .exceptions import error_body, errors_by_field
 from .filters import (
+    AlertFilter,
     AllExecutionsFilter,
     ExecutionFilter,
     OrderingFilter,
@@ -69,6 +70,9 @@ ID_OR_NAME = OpenApiParameter(
 )
 EXECUTION_ID = OpenApiParameter(
     "id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The execution's id."
+)
+ALERT_ID = OpenApiParameter(
+    "alert_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The alert's id."
 )
 CONFLICT = OpenApiResponse(description="The object's state does not allow this.")
 IF_MATCH = OpenApiParameter(
@@ -209,7 +213,7 @@ class ScheduledTaskViewSet(
     filter_backends = [DjangoFilterBackend, SearchFilter, OrderingFilter]
     filterset_class = TaskFilter
     search_fields = ["name", "description", "handler_path"]
-    ordering_fields = ["name", "next_run_at", "last_run_at", "created_at"]
+    ordering_fields = ["name", "next_run_at", "last_run_at", "created_at", "health"]
     ordering = ["name"]
     action_permissions = {
         "run": [RUN_TASK],
@@ -226,7 +230,7 @@ class ScheduledTaskViewSet(
     def get_queryset(self) -> QuerySet[Any]:
         if self.action == "executions":
             return selectors.executions_overview()
-        return selectors.tasks_with_stats().order_by("name", "pk")
+        return selectors.tasks_for_api().order_by("name", "pk")
 
     def get_serializer_class(self) -> type[BaseSerializer[Any]]:
         if self.action in ("create", "update", "partial_update"):
@@ -241,7 +245,7 @@ class ScheduledTaskViewSet(
 
     def _with_stats(self, task: ScheduledTask) -> ScheduledTask:
         """The task again, annotated like the list (its latest execution)."""
-        return selectors.tasks_with_stats().get(pk=task.pk)
+        return selectors.tasks_for_api().get(pk=task.pk)
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         task = self._with_stats(self.get_object())
@@ -263,8 +267,10 @@ class ScheduledTaskViewSet(
         return super().finalize_response(request, response, *args, **kwargs)
 
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
-        task = ScheduledTask(**serializer.validated_data)
-        serializer.instance = services.task_create(task=task)
+        fields = dict(serializer.validated_data)
+        channels = fields.pop("alert_channels", None)
+        task = ScheduledTask(**fields)
+        serializer.instance = services.task_create(task=task, alert_channels=channels)
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         task = cast(ScheduledTask, serializer.instance)
@@ -548,6 +554,32 @@ class TaskExecutionViewSet(
         execution = services.execution_cancel(execution=self.get_object())
         # The id and the new status only: cancelling does not need the view permission.
         return Response(serializers.ExecutionStatusSerializer(execution).data)
+
+
+@extend_schema(tags=["alerts"])
+@extend_schema_view(
+    list=extend_schema(
+        summary="Alerts, newest first, with their deliveries",
+        operation_id="alerts_list",
+    ),
+    retrieve=extend_schema(
+        summary="An alert with its deliveries", operation_id="alerts_retrieve"
+    ),
+)
+class AlertViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Alerts (read-only): what people were told, and how its deliveries went."""
+
+    serializer_class = serializers.AlertSerializer
+    permission_classes = [ActionPermissions]
+    lookup_url_kwarg = "alert_id"
+    lookup_value_regex = "[0-9]+"
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = AlertFilter
+
+    def get_queryset(self) -> QuerySet[Alert]:
+        return selectors.alerts_overview()
 
 
 class SchedulerStatusView(APIView):

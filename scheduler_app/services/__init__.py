@@ -12,6 +12,7 @@ from .alerts import (
     settings_destinations,
     task_destinations,
 )
+from .channels import ChannelInvalid, channel_save, channel_validate
 from .fires import (
     MissedFires,
     executions_create_scheduled,
@@ -74,6 +75,8 @@ from .tasks import (
 from .validation import (
     PAUSE_PERMISSION,
     TaskInvalid,
+    alert_channels_disabled,
+    alert_channels_resolve,
     may_change_status,
     task_validate,
 )
@@ -98,6 +101,11 @@ __all__ = [
     "heartbeat_ping",
     "settings_destinations",
     "task_destinations",
+    "alert_channels_disabled",
+    "alert_channels_resolve",
+    "channel_save",
+    "channel_validate",
+    "ChannelInvalid",
     "execution_cancel",
     "ExecutionsCancelled",
     "execution_run",

@@ -44,7 +44,13 @@ from ..models import (
 )
 from ..schedules import Schedule, next_fire_times
 from .runs import execution_cancel
-from .validation import Actor, TaskInvalid, field_label, task_validate
+from .validation import (
+    Actor,
+    TaskInvalid,
+    alert_channels_resolve,
+    field_label,
+    task_validate,
+)
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -86,7 +92,21 @@ EDITABLE_FIELDS = (
     "misfire_grace_seconds",
     "coalesce",
     "jitter_seconds",
+    "failure_threshold",
+    "recovery_threshold",
+    "alert_grace_seconds",
+    "max_run_seconds",
+    "alert_channels",
 )
+#: The editable fields that are many-to-many relations, not columns: given to
+#: task_create / task_update (`alert_channels=`, or in `changes`), never set on
+#: an instance, and stored after the row.
+M2M_FIELDS = ("alert_channels",)
+#: The editable fields that are columns of the task's row.
+COLUMN_FIELDS = tuple(name for name in EDITABLE_FIELDS if name not in M2M_FIELDS)
+#: How a snapshot shows channels that name no stored channel: never equal to a
+#: stored task's, so the change goes on to validation, which reports them.
+_UNRESOLVED = "?"
 
 
 #: Columns the engine keeps (the last run, the counters): never written by an edit.
@@ -112,12 +132,25 @@ MSG_TASK_DELETED = gettext_lazy(
 )
 
 
-def task_snapshot(task: ScheduledTask) -> dict[str, str]:
-    """The task's editable fields as text, to tell later which of them changed."""
-    return {
+def task_snapshot(task: ScheduledTask, *, alert_channels: Any = None) -> dict[str, str]:
+    """The task's editable fields as text, to tell later which of them changed.
+
+    Its channels are `alert_channels` (ids, names or rows) when given, else the
+    stored ones (none for a new task): a query unless they were prefetched.
+    """
+    snapshot = {
         name: json.dumps(getattr(task, name), default=str, sort_keys=True)
-        for name in EDITABLE_FIELDS
+        for name in COLUMN_FIELDS
     }
+    if alert_channels is not None:
+        channels, errors = alert_channels_resolve(alert_channels)
+        ids: Any = _UNRESOLVED if errors else sorted(each.pk for each in channels)
+    elif task.pk is not None:
+        ids = sorted(each.pk for each in task.alert_channels.all())
+    else:
+        ids = []
+    snapshot["alert_channels"] = json.dumps(ids)
+    return snapshot
 
 
 def _locked(task: ScheduledTask) -> ScheduledTask:
@@ -191,8 +224,10 @@ def _save(
     *,
     now: dt.datetime,
     update_fields: Collection[str] | None = None,
+    alert_channels: Any = None,
 ) -> ScheduledTask:
-    """Store the task with its next fire time: every column, or `update_fields` only."""
+    """Store the task with its next fire time: every column, or `update_fields` only;
+    and its channels when `alert_channels` is given (validated: ids, names or rows)."""
     task.next_run_at = task_next_run(task, after=now)
     try:
         with transaction.atomic():
@@ -200,6 +235,8 @@ def _save(
                 task.save()
             else:
                 task.save(update_fields={*update_fields, "next_run_at", "updated_at"})
+            if alert_channels is not None:
+                task.alert_channels.set(alert_channels_resolve(alert_channels)[0])
             if task.status != ScheduledTask.Status.ACTIVE:
                 # Paused or disabled through an edit (form, PUT/PATCH): its fires
                 # staged ahead are withdrawn, as tasks_set_status withdraws them.
@@ -226,30 +263,42 @@ def _save(
 def task_create(
     *,
     task: ScheduledTask,
+    alert_channels: Any = None,
     now: dt.datetime | None = None,
     handler_must_be_allowed: bool = True,
 ) -> ScheduledTask:
     """Validate and insert a new task (unsaved, e.g. `ScheduledTask(**fields)`).
 
-    Its next fire time is computed and stored. `handler_must_be_allowed=False` is
-    for the importer only (see task_validate).
+    Its next fire time is computed and stored; so are its `alert_channels` (a
+    list of channel ids, names or rows; None or empty: the default channels).
+    `handler_must_be_allowed=False` is for the importer only (see task_validate).
     """
     if task.pk is not None:
         raise ValueError("task_create() takes a new task; use task_update()")
     now = now or timezone.now()
-    task_validate(task=task, now=now, handler_must_be_allowed=handler_must_be_allowed)
-    return _save(task, now=now)
+    task_validate(
+        task=task,
+        now=now,
+        handler_must_be_allowed=handler_must_be_allowed,
+        alert_channels=alert_channels,
+    )
+    return _save(task, now=now, alert_channels=alert_channels)
 
 
 def task_update(
     *,
     task: ScheduledTask,
     changes: Mapping[str, Any] | None = None,
+    alert_channels: Any = None,
     actor: Actor | None = None,
     expected_version: int | None = None,
     now: dt.datetime | None = None,
 ) -> ScheduledTask:
     """Validate and save a stored task, with `changes` (field name → value) applied.
+
+    The task's channels are set from `changes["alert_channels"]`, or without
+    `changes` from `alert_channels` (channel ids, names or rows; None: kept as
+    stored); a change of channels is a change of the task like any other.
 
     With `changes`, only those columns (and the next fire time) are written, onto
     the stored row read again under a row lock: two updates of different fields
@@ -272,6 +321,8 @@ def task_update(
         raise TypeError(
             "task_update() got unknown fields: %s" % ", ".join(sorted(unknown))
         )
+    if not whole_row:
+        alert_channels = changes.get("alert_channels")
     now = now or timezone.now()
     with transaction.atomic():
         # Bad fields are reported before a stale version: they need fixing anyway.
@@ -279,19 +330,29 @@ def task_update(
         if whole_row:
             # The caller edited `task` itself (a form): its editable fields are the
             # caller's; the engine's bookkeeping (last run, counters) is the row's.
-            if task_snapshot(task) == task_snapshot(stored):
+            if task_snapshot(task, alert_channels=alert_channels) == task_snapshot(
+                stored
+            ):
                 changes = {}  # saved as it was: nothing to write
             else:
                 for name in BOOKKEEPING_FIELDS:
                     setattr(task, name, getattr(stored, name))
-                task_validate(task=task, actor=actor, now=now)
+                task_validate(
+                    task=task, actor=actor, now=now, alert_channels=alert_channels
+                )
                 _check_version(stored, expected_version=expected_version)
                 task.version = stored.version + 1
-                return _save(task, now=now, update_fields=[*EDITABLE_FIELDS, "version"])
+                return _save(
+                    task,
+                    now=now,
+                    update_fields=[*COLUMN_FIELDS, "version"],
+                    alert_channels=alert_channels,
+                )
         before = task_snapshot(stored)
         for name, value in changes.items():
-            setattr(stored, name, value)
-        after = task_snapshot(stored)
+            if name not in M2M_FIELDS:
+                setattr(stored, name, value)
+        after = task_snapshot(stored, alert_channels=alert_channels)
         changes = {
             name: value
             for name, value in changes.items()
@@ -302,10 +363,18 @@ def task_update(
             _copy_row(stored, onto=task)
             return task
         version = stored.version
-        task_validate(task=stored, actor=actor, now=now)
+        channels = changes.get("alert_channels")
+        task_validate(task=stored, actor=actor, now=now, alert_channels=channels)
         _check_version(stored, expected_version=expected_version)
         stored.version = version + 1
-        _save(stored, now=now, update_fields=[*changes, "version"])
+        _save(
+            stored,
+            now=now,
+            update_fields=[
+                name for name in (*changes, "version") if name not in M2M_FIELDS
+            ],
+            alert_channels=channels,
+        )
     _copy_row(stored, onto=task)
     return task
 
@@ -313,6 +382,8 @@ def task_update(
 def _copy_row(stored: ScheduledTask, *, onto: ScheduledTask) -> None:
     for field in ScheduledTask._meta.concrete_fields:
         setattr(onto, field.attname, getattr(stored, field.attname))
+    # Channels prefetched before the change are stale: read again when asked.
+    getattr(onto, "_prefetched_objects_cache", {}).pop("alert_channels", None)
 
 
 MSG_TASK_BUSY = gettext_lazy(

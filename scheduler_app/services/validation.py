@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
@@ -23,7 +24,7 @@ from django.utils.translation import gettext_lazy
 
 from ..exceptions import HandlerNotAllowed, SchedulerError, StatusChangeForbidden
 from ..handlers.registry import get_handler
-from ..models import ScheduledTask
+from ..models import AlertChannel, ScheduledTask
 from ..schedules import Schedule
 from ..storable import is_unstorable
 from .params import parameters_validate, task_local_now
@@ -59,7 +60,23 @@ INTEGER_BOUNDS: dict[str, tuple[int, int]] = {
     "retry_delay_seconds": (0, INTEGER_MAX),
     "misfire_grace_seconds": (0, INTEGER_MAX),
     "jitter_seconds": (0, INTEGER_MAX),
+    # Health and alerts (blank: the project's default, SCHEDULER_ALERT_*).
+    "failure_threshold": (1, INTEGER_MAX),
+    "recovery_threshold": (1, INTEGER_MAX),
+    "alert_grace_seconds": (1, INTEGER_MAX),
+    "max_run_seconds": (1, INTEGER_MAX),
 }
+#: Integer fields that may be None: blank, the project's default (or, for
+#: `interval_seconds`, no interval: tasks of other types have none).
+NULLABLE_INTEGERS = frozenset(
+    [
+        "interval_seconds",
+        "failure_threshold",
+        "recovery_threshold",
+        "alert_grace_seconds",
+        "max_run_seconds",
+    ]
+)
 MSG_INTEGER_RANGE = gettext_lazy(
     "%(field)s: enter a whole number from %(min)s to %(max)s (got %(value)s)."
 )
@@ -117,11 +134,12 @@ def task_fields_validate(values: Mapping[str, Any]) -> list[SchedulerError]:
 
     One error per field at fault (empty list when all are fine); task_validate
     applies it to every field, the schedule preview to the interval it is given.
-    `interval_seconds` may be None (tasks of other types have none).
+    The fields of NULLABLE_INTEGERS may be None (`interval_seconds`: tasks of
+    other types have none; the alert thresholds: the project's default).
     """
     errors: list[SchedulerError] = []
     for name, (low, high) in INTEGER_BOUNDS.items():
-        if name not in values or (name == "interval_seconds" and values[name] is None):
+        if name not in values or (name in NULLABLE_INTEGERS and values[name] is None):
             continue
         value = values[name]
         if (
@@ -152,6 +170,74 @@ def task_fields_validate(values: Mapping[str, Any]) -> list[SchedulerError]:
             message = MSG_UNSTORABLE_TEXT % {"field": field_label(name)}
             errors.append(SchedulerError(message, field=name, code="invalid"))
     return errors
+
+
+MSG_CHANNELS_NOT_LIST = gettext_lazy(
+    "Alert channels: give a list of channel ids, e.g. [1, 3] (an empty list: the "
+    "default channels)."
+)
+MSG_CHANNELS_UNKNOWN = gettext_lazy(
+    "Alert channels: there is no channel %(channels)s; choose among the alert "
+    "channels of the admin, or none for the default channels."
+)
+#: The largest primary key a lookup may name (a BigAutoField).
+_ID_MAX = 2**63 - 1
+
+
+def alert_channels_resolve(
+    values: Any,
+) -> tuple[list[AlertChannel], list[SchedulerError]]:
+    """The channels `values` names, by id, name or row, and the error of those unknown.
+
+    One query. The channels come ordered by id, each once; the error (field
+    `alert_channels`) names every value that names no stored channel. A disabled
+    channel is a valid choice (it gets nothing until enabled again:
+    `alert_channels_disabled` names them, for the caller to say so).
+    """
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        return [], [
+            SchedulerError(
+                str(MSG_CHANNELS_NOT_LIST), field="alert_channels", code="invalid"
+            )
+        ]
+    ids: set[int] = set()
+    names: set[str] = set()
+    unknown: list[str] = []
+    for value in values:
+        if isinstance(value, AlertChannel) and value.pk is not None:
+            ids.add(value.pk)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if 0 < value <= _ID_MAX:
+                ids.add(value)
+            else:
+                unknown.append(str(value))
+        elif isinstance(value, str) and not is_unstorable(value):
+            names.add(value)
+        else:
+            unknown.append(_shown(value))
+    found: dict[int, AlertChannel] = {}
+    if ids or names:
+        for channel in AlertChannel.objects.filter(
+            Q(pk__in=ids) | Q(name__in=names)
+        ).order_by("pk"):
+            found[channel.pk] = channel
+    named = {channel.name for channel in found.values()}
+    unknown += [str(each) for each in sorted(ids - set(found))]
+    unknown += ["“%s”" % each for each in sorted(names - named)]
+    if unknown:
+        error = SchedulerError(
+            MSG_CHANNELS_UNKNOWN % {"channels": ", ".join(unknown)},
+            field="alert_channels",
+            code="invalid",
+        )
+        return list(found.values()), [error]
+    return list(found.values()), []
+
+
+def alert_channels_disabled(channels: Iterable[AlertChannel]) -> list[str]:
+    """The names of the disabled ones among `channels`: a task may name them, but
+    they get none of its alerts until enabled again (worth telling whoever chose)."""
+    return [channel.name for channel in channels if not channel.enabled]
 
 
 def _max_length(name: str) -> int | None:
@@ -239,8 +325,12 @@ def task_validate(
     actor: Actor | None = None,
     now: dt.datetime | None = None,
     handler_must_be_allowed: bool = True,
+    alert_channels: Any = None,
 ) -> None:
     """Check a task as it would be saved; raise listing every problem at once.
+
+    `alert_channels` (ids, names or rows; None: not being set) must name stored
+    channels (`alert_channels_resolve`).
 
     `task` is unsaved (new) or a stored task with its edits applied; the stored
     row says what changed. A one-off task's run date must lie ahead when it is set
@@ -274,6 +364,8 @@ def task_validate(
         run_date_must_be_future=run_date_must_be_future,
         handler_must_be_allowed=handler_must_be_allowed,
     )
+    if alert_channels is not None:
+        errors.extend(alert_channels_resolve(alert_channels)[1])
     if errors:
         raise TaskInvalid([forbidden, *errors] if forbidden else errors)
     if forbidden is not None:

@@ -422,3 +422,4 @@ def test_the_health_endpoint_answers_as_the_readme_shows(server: WebServer) -> N
     assert set(body) == set(documented)
     assert set(body["scheduler"]) == set(documented["scheduler"])
     assert set(body["executions"]) == set(documented["executions"])
+    assert set(body["tasks"]["health"]) == set(documented["tasks"]["health"])

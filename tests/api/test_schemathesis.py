@@ -25,7 +25,8 @@ from schemathesis.specs.openapi.checks import (
 from config.wsgi import application
 from scheduler_app.api.views import RESERVED_TASK_NAMES
 from scheduler_app.locks import get_lock_backend, task_lock_key
-from scheduler_app.models import ScheduledTask, TaskExecution
+from scheduler_app.models import Alert, ScheduledTask, TaskExecution
+from scheduler_app.services.alerts import alerts_record
 from tests.factories import key_for, make_execution
 
 # Per operation and generation mode: about 40 s for the 20 operations on 2 cores.
@@ -42,7 +43,8 @@ CHECKS: list[Callable[..., Any]] = [
 
 
 def _seed() -> dict[str, list[str]]:
-    """Tasks (one locked), executions with a log, pending ones to cancel; their ids.
+    """Tasks (one locked), executions with a log, pending ones to cancel, an alert;
+    their ids.
 
     Called before each operation, because the one before may have renamed,
     paused or deleted what it found.
@@ -63,10 +65,13 @@ def _seed() -> dict[str, list[str]]:
             )
             make_execution(task, status="pending")
     get_lock_backend().acquire(task_lock_key(task.pk), owner="fuzz", ttl_seconds=600)
+    if not Alert.objects.exists():
+        alerts_record(kind="test", message="fuzz", destinations=[])
     tasks = ScheduledTask.objects.values_list("pk", "name")
     return {
         "id_or_name": [str(pk) for pk, _name in tasks] + [name for _pk, name in tasks],
         "id": [str(pk) for pk in TaskExecution.objects.values_list("pk", flat=True)],
+        "alert_id": [str(pk) for pk in Alert.objects.values_list("pk", flat=True)],
     }
 
 

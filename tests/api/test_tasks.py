@@ -96,8 +96,9 @@ def test_list_costs_the_same_queries_for_1_and_30_tasks(
         make_execution(task, status="success")
 
     viewer.get(TASKS)  # the key's first use of the minute also records it
-    # The key with its user, the user's and groups' permissions, count, page.
-    with django_assert_num_queries(5):
+    # The key with its user, the user's and groups' permissions, count, page,
+    # the page's alert channels (one prefetch).
+    with django_assert_num_queries(6):
         response = viewer.get(TASKS)
 
     assert response.json()["count"] == rows
