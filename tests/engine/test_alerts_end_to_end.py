@@ -7,6 +7,7 @@ they would to any webhook; what it received is what people would have been told.
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from scheduler_app.models import (
 from scheduler_app.services import task_create, task_pause, task_request_run
 from tests.engine.e2e import ENDED, Status, make_manual, row_of
 from tests.factories import make_user
+from tests.helpers import readme_section
 from tests.processes import STARTUP_TIMEOUT, SchedulerProcess, reports, wait_for
 from tests.receivers import WebhookReceiver
 
@@ -146,6 +148,18 @@ def test_two_failures_then_a_success_tell_failing_once_and_recovered_once_once_e
     # Two more checks' time: nothing else comes.
     time.sleep(1.5)
 
+    # The README's example payload has exactly the fields the webhook got.
+    section = readme_section("Health and alerts")
+    documented = json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+    (got,) = [
+        received.json()
+        for received in webhook_receiver.requests
+        if received.json()["kind"] == AlertKind.FAILING
+    ]
+    assert set(got) == set(documented), (sorted(got), sorted(documented))
+    assert set(got["task"]) == set(documented["task"])
+    assert set(got["execution"]) == set(documented["execution"])
+    assert webhook_receiver.requests[0].header("X-Scheduler-Event") == "alert"
     bodies = [received.json() for received in webhook_receiver.requests]
     assert len(posted(webhook_receiver, AlertKind.FAILING)) == 1, bodies
     assert len(posted(webhook_receiver, AlertKind.RECOVERED)) == 1, bodies
