@@ -99,7 +99,28 @@ def check_scheduler_settings(app_configs: Any = None, **kwargs: Any) -> list[Any
             )
         )
     problems.extend(_check_handler_modules())
+    backend = getattr(settings, "EMAIL_BACKEND", "")
+    if app_settings.SCHEDULER_ALERT_EMAILS and backend in MAIL_GOES_NOWHERE:
+        problems.append(
+            Warning(
+                "SCHEDULER_ALERT_EMAILS is set but EMAIL_BACKEND is %s: alert e-mails "
+                "are recorded sent and reach no one." % backend,
+                hint="Set EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587.",
+                id="scheduler_app.W003",
+            )
+        )
     return problems
+
+
+#: Django's mail backends that deliver to no one (printed, kept in memory, dropped).
+MAIL_GOES_NOWHERE = frozenset(
+    {
+        "django.core.mail.backends.console.EmailBackend",
+        "django.core.mail.backends.locmem.EmailBackend",
+        "django.core.mail.backends.dummy.EmailBackend",
+        "django.core.mail.backends.filebased.EmailBackend",
+    }
+)
 
 
 def _positive(kind: type) -> list[str]:

@@ -852,7 +852,9 @@ class AlertDelivery(models.Model):
         ]
 
     def __str__(self) -> str:
-        return "%s → %s" % (self.alert_id, self.target)
+        # Not the target: a Slack-compatible URL is its own key, and admin pages
+        # print this to whoever may view alerts.
+        return "%s → %s" % (self.alert_id, self.get_channel_kind_display())
 
 
 class AlertAttempt(models.Model):

@@ -24,9 +24,10 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from .. import services
-from ..choices import DeliveryStatus
+from ..choices import ChannelKind, DeliveryStatus
 from ..forms import AlertChannelForm
 from ..models import Alert, AlertChannel, AlertDelivery
+from ..services.alert_transports import shown_url
 from ..services.alerts import alert_test
 from .display import (
     EMPTY,
@@ -44,6 +45,14 @@ MSG_TEST_QUEUED = _(
 )
 #: The most of a message or error a list cell shows (the page has it whole).
 CELL_CHARS = 120
+
+
+def _shown_target(kind: str, target: str) -> str:
+    """A channel's target fit for any viewer: a URL's last segment (a Slack key, a
+    token) as "…"; the full URL is only in the channel's form, for who may change it."""
+    if kind == ChannelKind.EMAIL:
+        return _short(target)
+    return _short(shown_url(target, secret_path=True))
 
 
 def _short(text: str) -> str:
@@ -87,7 +96,7 @@ class AlertChannelAdmin(admin.ModelAdmin):
         ),
     ]
 
-    readonly_fields = ["secret_state"]
+    readonly_fields = ["secret_state", "target_display"]
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         main, (title, options) = self.fieldsets
@@ -98,7 +107,18 @@ class AlertChannelAdmin(admin.ModelAdmin):
             else self.has_add_permission(request)
         )
         if not editable:
-            # A read-only page would print the secret: it says whether one is stored.
+            # A read-only page would print the secret: it says whether one is stored;
+            # and a URL's key (a Slack webhook's) is shown as "…".
+            main = (
+                main[0],
+                {
+                    **main[1],
+                    "fields": [
+                        "target_display" if name == "target" else name
+                        for name in main[1]["fields"]
+                    ],
+                },
+            )
             fields = ["secret_state", "timeout_seconds"]
         elif obj is None or not obj.secret:
             fields.remove("clear_secret")  # no stored secret: nothing to remove
@@ -124,7 +144,7 @@ class AlertChannelAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("addresses or URL"), ordering="target")
     def target_display(self, obj: AlertChannel) -> str:
-        return _short(obj.target)
+        return _shown_target(obj.kind, obj.target)
 
     @admin.display(description=_("last delivery"))
     def last_delivery(self, obj: AlertChannel) -> str:
@@ -239,7 +259,7 @@ class DeliveryInline(admin.TabularInline):
 
     @admin.display(description=_("addresses or URL"))
     def target_display(self, obj: AlertDelivery) -> str:
-        return _short(obj.target)
+        return _shown_target(obj.channel_kind, obj.target)
 
     @admin.display(description=_("status"))
     def status_display(self, obj: AlertDelivery) -> str:

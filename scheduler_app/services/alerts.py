@@ -309,6 +309,19 @@ def _deliver_to_channel(
 ) -> int:
     """Send one channel's due deliveries: one by one up to the storm limit, then a summary."""
     route = _route(rows[0])
+    if route.channel is None and (route.kind, route.target) not in {
+        (each.kind, each.target) for each in settings_destinations()
+    }:
+        # Its channel was deleted (maybe for a wrong or leaked URL): send it nothing.
+        _give_up(
+            rows,
+            _(
+                "Its channel was deleted: not sent. Alerts go to the channels there "
+                "are now."
+            ),
+            now=now,
+        )
+        return 0
     if route.channel is not None and not route.channel.enabled:
         # A channel switched off is not written to, but for the admin's test alert.
         refused = [each for each in rows if each.alert.kind != AlertKind.TEST]
@@ -351,6 +364,17 @@ def _deliver_to_channel(
         # One summary a window: the rest go in the next one.
         _postpone(rest, until=last_summary["last"] + STORM_WINDOW, now=now)
         return delivered
+    # One summary for all of them: every task alert due to this channel, not only
+    # this pass's share (an outage changes every task at once).
+    rest += list(
+        AlertDelivery.objects.filter(_due(now))
+        .filter(key)
+        .exclude(pk__in=[each.pk for each in rows])
+        .exclude(alert__kind=AlertKind.TEST)
+        .filter(Q(alert__task__isnull=False) | ~Q(alert__task_name=""))
+        .select_related("alert__execution", "channel")
+        .order_by("next_attempt_at", "id")
+    )
     claimed = [each for each in rest if _claim(each, route, now, clock())]
     if not claimed:
         return delivered

@@ -134,7 +134,8 @@ def executions_record_missed(
     records nothing more (`exec_one_per_fire`).
 
     These tasks and those whose missed fires were `coalesced` into one run (ids)
-    note `last_missed_at`: their health says they missed fires (services/health.py).
+    note `last_missed_at`, and their run of successes starts again: their health
+    says they missed fires until M runs succeed after them (services/health.py).
     """
     if not missed and not coalesced:
         return
@@ -158,9 +159,12 @@ def executions_record_missed(
         for each in missed
     ]
     task_ids = sorted({each.task.pk for each in missed} | set(coalesced))
-    with transaction.atomic():
+    with task_rows_lock, transaction.atomic():
         TaskExecution.objects.bulk_create(rows, ignore_conflicts=True)
-        ScheduledTask.objects.filter(pk__in=task_ids).update(last_missed_at=now)
+        # A miss breaks the run of successes: recovering from it takes M new ones.
+        ScheduledTask.objects.filter(pk__in=task_ids).update(
+            last_missed_at=now, success_streak=0
+        )
 
 
 def _missed_message(missed: MissedFires) -> str:

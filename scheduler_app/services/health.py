@@ -38,6 +38,7 @@ from django.utils.translation import gettext as _
 
 from ..choices import AlertKind, FailureKind, HealthState, TaskStatus, TaskType
 from ..conf import app_settings
+from ..db.batch import task_rows_lock
 from ..models import (
     Alert,
     ScheduledTask,
@@ -129,11 +130,12 @@ def alert_kind_for(previous: str, new: str, *, failure_kind: str = "") -> str | 
     """The alert a change of state calls for, if any.
 
     Becoming failing is told as its last run's kind of failure (timed out,
-    abandoned) when it is one; leaving a problem for `up` is a recovery; pausing,
-    resuming and a new task's first runs tell nothing.
+    abandoned) when it is one; leaving a problem for `up` (or `new`: a task that
+    never ran is late no more) is a recovery; pausing, resuming and a new task's
+    first runs tell nothing (a task resumed while failing says so when it recovers).
     """
-    if new == previous:
-        return None
+    if new == previous or previous == HealthState.PAUSED:
+        return None  # resuming tells nothing, whatever the task was
     if new == HealthState.FAILING:
         told_as: dict[str, AlertKind] = {
             FailureKind.TIMEOUT: AlertKind.TIMED_OUT,
@@ -142,7 +144,7 @@ def alert_kind_for(previous: str, new: str, *, failure_kind: str = "") -> str | 
         return told_as.get(failure_kind, AlertKind.FAILING)
     if new in PROBLEMS:
         return AlertKind(str(new))
-    if new == HealthState.UP and previous in PROBLEMS:
+    if new in (HealthState.UP, HealthState.NEW) and previous in PROBLEMS:
         return AlertKind.RECOVERED
     return None
 
@@ -318,9 +320,11 @@ def _write_changes(
     changes: list[Change] = []
     for (previous, new), ids in silent.items():
         for first in range(0, len(ids), SILENT_BATCH):
-            ScheduledTask.objects.filter(
-                pk__in=ids[first : first + SILENT_BATCH], health=previous
-            ).update(health=new, health_since=now)
+            # With this process's other bulk writers of task rows, never beside them.
+            with task_rows_lock, transaction.atomic():
+                ScheduledTask.objects.filter(
+                    pk__in=ids[first : first + SILENT_BATCH], health=previous
+                ).update(health=new, health_since=now)
         changes.extend(Change(pk, previous, new, None) for pk in ids)
     tasks = (
         ScheduledTask.objects.prefetch_related("alert_channels").in_bulk(
@@ -430,7 +434,12 @@ def _decide(
         )
     elif kind == AlertKind.RECOVERED:
         values["was"] = HealthState(previous).label
-        message = _("%(name)s is up again (it was %(was)s).")
+        message = {
+            HealthState.RUNNING_LONG: _(
+                "%(name)s is no longer running long: the run has ended."
+            ),
+            HealthState.LATE: _("%(name)s is no longer late: the fire has started."),
+        }.get(HealthState(previous), _("%(name)s is up again (it was %(was)s)."))
     elif kind == AlertKind.MISSED:
         execution = (
             TaskExecution.objects.filter(task=task, status=TaskExecution.Status.MISSED)
@@ -500,6 +509,7 @@ def leadership_taken(*, instance: str, now: dt.datetime | None = None) -> Alert 
     me = schedulers.filter(instance_id=instance).first()
     if me is None:
         return None  # not announced (a test's engine): nothing to compare with
+    # The alert is decided with the record of who leads: kept or lost together.
     with transaction.atomic():
         # Who led last: this instance regaining a lease it lost tells nothing.
         state, _created = SchedulerState.objects.select_for_update().get_or_create(
@@ -507,48 +517,50 @@ def leadership_taken(*, instance: str, now: dt.datetime | None = None) -> Alert 
         )
         previous_pk, state.value = state.value, me.pk
         state.save(update_fields=["value", "updated_at"])
-    if previous_pk == me.pk:
-        return None
-    previous = schedulers.filter(pk=previous_pk).first()
-    last_beat = schedulers.exclude(pk=me.pk).aggregate(last=Max("last_heartbeat_at"))[
-        "last"
-    ]
-    if previous is None or last_beat is None:
-        return None  # the first leader of this installation (or its rows are gone)
-    stale = dt.timedelta(seconds=app_settings.SCHEDULER_INSTANCE_STALE_SECONDS)
-    values = {
-        "instance": instance,
-        "previous": previous.instance_id,
-        "last": timezone.localtime(previous.last_heartbeat_at).strftime(
-            "%Y-%m-%d %H:%M:%S"
-        ),
-    }
-    details: dict[str, object] = {
-        "instance": instance,
-        "previous_instance": previous.instance_id,
-        "previous_last_heartbeat_at": previous.last_heartbeat_at.isoformat(),
-    }
-    if last_beat + stale < me.started_at:
-        gap = (now - last_beat).total_seconds()
-        values["last"] = timezone.localtime(last_beat).strftime("%Y-%m-%d %H:%M:%S")
-        values["gap"] = _duration(gap)
-        details["seconds_without_scheduler"] = round(gap)
-        kind = AlertKind.SCHEDULER_DOWN
-        message = _(
-            "No scheduler ran for %(gap)s, since %(last)s (the last heartbeat of "
-            "%(previous)s); %(instance)s runs now. Fires of that time were run "
-            "late, coalesced or recorded missed."
+        if previous_pk == me.pk:
+            return None
+        previous = schedulers.filter(pk=previous_pk).first()
+        last_beat = schedulers.exclude(pk=me.pk).aggregate(
+            last=Max("last_heartbeat_at")
+        )["last"]
+        if previous is None or last_beat is None:
+            return None  # the first leader of this installation (or its rows are gone)
+        stale = dt.timedelta(seconds=app_settings.SCHEDULER_INSTANCE_STALE_SECONDS)
+        values = {
+            "instance": instance,
+            "previous": previous.instance_id,
+            "last": timezone.localtime(previous.last_heartbeat_at).strftime(
+                "%Y-%m-%d %H:%M:%S"
+            ),
+        }
+        details: dict[str, object] = {
+            "instance": instance,
+            "previous_instance": previous.instance_id,
+            "previous_last_heartbeat_at": previous.last_heartbeat_at.isoformat(),
+        }
+        if last_beat + stale < me.started_at:
+            gap = (now - last_beat).total_seconds()
+            values["last"] = timezone.localtime(last_beat).strftime("%Y-%m-%d %H:%M:%S")
+            values["gap"] = _duration(gap)
+            details["seconds_without_scheduler"] = round(gap)
+            kind = AlertKind.SCHEDULER_DOWN
+            message = _(
+                "No scheduler ran for %(gap)s, since %(last)s (the last heartbeat of "
+                "%(previous)s); %(instance)s runs now. Fires of that time were run "
+                "late, coalesced or recorded missed."
+            )
+        elif previous.is_leader and previous.stopped_at is None:
+            kind = AlertKind.TAKEOVER
+            message = _(
+                "The standby %(instance)s took over from the leader %(previous)s, "
+                "whose last heartbeat was at %(last)s."
+            )
+        else:
+            kind = AlertKind.LEADER_CHANGED
+            message = _("%(instance)s leads now (%(previous)s handed over).")
+        return alerts_record(
+            kind=kind, message=message % values, details=details, now=now
         )
-    elif previous.is_leader and previous.stopped_at is None:
-        kind = AlertKind.TAKEOVER
-        message = _(
-            "The standby %(instance)s took over from the leader %(previous)s, "
-            "whose last heartbeat was at %(last)s."
-        )
-    else:
-        kind = AlertKind.LEADER_CHANGED
-        message = _("%(instance)s leads now (%(previous)s handed over).")
-    return alerts_record(kind=kind, message=message % values, details=details, now=now)
 
 
 def _duration(seconds: float) -> str:

@@ -272,3 +272,33 @@ def test_a_viewer_of_alerts_sees_the_deliveries(client: Client) -> None:
     page = client.get(alert_url(alert)).content.decode()
 
     assert page.count("scheduler-failed-attempt") == 2
+
+
+def test_a_slack_key_is_shown_only_to_who_may_change_the_channel(
+    client: Client, admin_client: Client
+) -> None:
+    """The last segment of an incoming webhook's URL is its key: lists and read-only
+    pages show it as "…"; the change form, for who may change it, has it whole."""
+    key_url = "https://hooks.slack.com/services/T000/B000/secretkey123"
+    channel = make_channel(kind="slack", target=key_url)
+    alert = Alert.objects.create(kind=AlertKind.TEST, message="test")
+    AlertDelivery.objects.create(
+        alert=alert, channel=channel, channel_kind="slack", target=key_url
+    )
+    viewer = make_user("viewer", "view_alertchannel", "view_alert", is_staff=True)
+    client.force_login(viewer)
+
+    pages = [
+        client.get(url).content.decode()
+        for url in (
+            reverse("admin:scheduler_app_alertchannel_changelist"),
+            channel_url(channel),
+            alert_url(alert),
+        )
+    ]
+
+    for number, page in enumerate(pages):
+        where = page.find("secretkey123")
+        assert where == -1, (number, page[where - 300 : where + 50])
+    assert "https://hooks.slack.com/services/T000/B000/…" in pages[0]
+    assert "secretkey123" in admin_client.get(channel_url(channel)).content.decode()

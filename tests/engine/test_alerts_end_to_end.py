@@ -202,6 +202,7 @@ def test_a_scheduler_killed_for_a_minute_tells_one_missed_alert_and_a_system_ale
     time.sleep(6)  # a fire or two more: nothing more to tell
 
     assert len(missed) == 1 and missed[0]["task"]["name"] == "e2e every 5 s"
+    assert posted(webhook_receiver, AlertKind.LATE) == []  # the restart staged first
     assert len(posted(webhook_receiver, AlertKind.MISSED)) == 1, [
         received.json() for received in webhook_receiver.requests
     ]

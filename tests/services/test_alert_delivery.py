@@ -335,21 +335,22 @@ def test_a_disabled_channel_gets_nothing_but_its_test_alert(
     assert [each.json()["kind"] for each in webhook_receiver.requests] == ["test"]
 
 
-def test_a_channel_deleted_since_gets_the_delivery_at_its_recorded_url(
+def test_a_channel_deleted_since_gets_nothing_more(
     webhook_receiver: WebhookReceiver,
 ) -> None:
-    channel = make_channel(target=webhook_receiver.url("/kept"), secret="k")
+    """Deleting a channel (a wrong or leaked URL) stops what was on its way to it."""
+    channel = make_channel(name="gone", target=webhook_receiver.url("/kept"))
     delivery = delivery_of(failing_alert(channel))
     channel.delete()
 
-    assert alerts_deliver(now=T0) == 1
+    assert alerts_deliver(now=T0) == 0
 
-    [request] = webhook_receiver.requests
-    assert request.path == "/kept"
-    # Its secret went with it; the settings' secret is not for this URL.
-    assert request.header("X-Scheduler-Signature") is None
+    assert webhook_receiver.requests == []
     delivery.refresh_from_db()
-    assert delivery.status == DeliveryStatus.SENT
+    assert delivery.status == DeliveryStatus.FAILED
+    assert delivery.last_error == (
+        "Its channel was deleted: not sent. Alerts go to the channels there are now."
+    )
 
 
 # Senders -----------------------------------------------------------------------------
@@ -475,6 +476,22 @@ def test_a_storm_of_task_alerts_goes_out_as_one_summary_after_the_first_few(
     assert {each.status for each in deliveries} == {DeliveryStatus.SENT}
     assert [each.summary_size for each in deliveries] == [0] * 5 + [35] * 35
     assert AlertAttempt.objects.filter(ok=True).count() == 40
+
+
+def test_a_storm_larger_than_a_pass_still_goes_out_as_one_summary(
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    """300 tasks changed at once: 5 alerts and one summary, not a summary a minute."""
+    channel = make_channel(target=webhook_receiver.url())
+    for _ in range(300):
+        failing_alert(channel)
+
+    assert alerts_deliver(now=T0, limit=100) == 300
+
+    events = [each.json()["event"] for each in webhook_receiver.requests]
+    assert events == ["alert"] * 5 + ["summary"]
+    assert webhook_receiver.requests[-1].json()["count"] == 295
+    assert not AlertDelivery.objects.exclude(status=DeliveryStatus.SENT).exists()
 
 
 def test_during_a_storm_system_and_test_alerts_go_on_their_own(
@@ -816,3 +833,16 @@ def test_old_alerts_are_deleted_with_their_deliveries_and_attempts(
     assert list(Alert.objects.all()) == [kept]
     assert AlertDelivery.objects.count() == 1
     assert AlertAttempt.objects.count() == 0
+
+
+def test_alert_emails_to_a_backend_that_delivers_nowhere_are_warned_of(
+    settings: Any,
+) -> None:
+    from scheduler_app.checks import check_scheduler_settings
+
+    settings.SCHEDULER_ALERT_EMAILS = ("ops@example.com",)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    assert "scheduler_app.W003" in {each.id for each in check_scheduler_settings()}
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    assert "scheduler_app.W003" not in {each.id for each in check_scheduler_settings()}

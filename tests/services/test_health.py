@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 
 from scheduler_app.choices import AlertKind, FailureKind, HealthState
@@ -17,7 +17,11 @@ from scheduler_app.models import (
     SchedulerInstance,
     TaskExecution,
 )
-from scheduler_app.services import health_check, leadership_taken
+from scheduler_app.services import (
+    executions_record_missed,
+    health_check,
+    leadership_taken,
+)
 from scheduler_app.services.health import Facts, health_of
 from scheduler_app.services.records import add_counters
 from tests.factories import make_execution, make_task
@@ -264,6 +268,9 @@ def test_running_long_while_the_run_goes_on_then_recovered(settings) -> None:
     add_counters([run])
     health_check(now=at(101))
     assert kinds() == [AlertKind.RUNNING_LONG, AlertKind.RECOVERED]
+    assert Alert.objects.order_by("id")[1].message == (
+        "etl is no longer running long: the run has ended."
+    )
 
 
 def test_late_when_a_fire_has_not_started_within_the_grace() -> None:
@@ -286,7 +293,10 @@ def test_late_when_a_fire_has_not_started_within_the_grace() -> None:
     fire.save()
     health_check(now=at(32))
     assert health(task)[0] == HealthState.NEW  # started: late no more
-    assert kinds() == [AlertKind.LATE]  # late -> new is no recovery to tell
+    assert kinds() == [AlertKind.LATE, AlertKind.RECOVERED]
+    assert Alert.objects.order_by("id")[1].message == (
+        "hourly is no longer late: the fire has started."
+    )
 
 
 def test_late_when_nobody_stages_the_fire(settings) -> None:
@@ -475,9 +485,70 @@ def test_changes_that_tell_nothing_are_written_by_the_batch(monkeypatch) -> None
     with CaptureQueriesContext(connection) as captured:
         changes = health_check(now=at(1))
 
+    statements = [query["sql"].split()[0] for query in captured.captured_queries]
     # bounds, late fires, tasks (no task has a maximum run time); 5 new -> up by 2; paused
-    assert len(captured) == 3 + 3 + 1
+    assert statements.count("SELECT") == 3
+    assert statements.count("UPDATE") == 3 + 1
     assert {each.task_id for each in changes} == {t.pk for t in [*tasks, paused]}
     assert [health(t)[0] for t in tasks] == [HealthState.UP] * 5
     assert health(paused)[0] == HealthState.PAUSED
     assert kinds() == []
+
+
+def test_recovering_from_a_miss_takes_m_successes_after_it() -> None:
+    """The successes before the miss do not count: the miss starts the run again."""
+    task = make_task(name="m", recovery_threshold=2)
+    for second in (1, 2, 3):
+        end(task, Status.SUCCESS, when=at(-60 + second))
+    health_check(now=at(-50))
+    executions_record_missed([], coalesced=[task.pk], now=at(0))
+    health_check(now=at(1))
+    end(task, Status.SUCCESS, when=at(5))
+    health_check(now=at(6))
+    assert health(task)[0] == HealthState.MISSED  # one success of two
+
+    end(task, Status.SUCCESS, when=at(10))
+    health_check(now=at(11))
+
+    assert health(task)[0] == HealthState.UP
+    assert kinds() == [AlertKind.MISSED, AlertKind.RECOVERED]
+
+
+def test_resuming_a_failing_task_tells_nothing_until_it_recovers() -> None:
+    task = make_task(name="r")
+    end(task, Status.FAILED, when=at(0))
+    health_check(now=at(1))
+    ScheduledTask.objects.filter(pk=task.pk).update(status=ScheduledTask.Status.PAUSED)
+    health_check(now=at(2))
+    end(task, Status.FAILED, when=at(3))  # a run now of the paused task
+    ScheduledTask.objects.filter(pk=task.pk).update(status=ScheduledTask.Status.ACTIVE)
+    health_check(now=at(4))
+    assert health(task)[0] == HealthState.FAILING
+    assert kinds() == [AlertKind.FAILING]
+
+    end(task, Status.SUCCESS, when=at(5))
+    health_check(now=at(6))
+
+    assert kinds() == [AlertKind.FAILING, AlertKind.RECOVERED]
+
+
+def test_the_alert_of_a_leadership_change_is_kept_with_the_leader_record(
+    monkeypatch,
+) -> None:
+    """A failure deciding the alert leaves the last leader unchanged: told next time."""
+    from scheduler_app.services import health as module
+
+    scheduler("a", started_at=at(0), last_heartbeat_at=at(40), is_leader=True)
+    scheduler("b", started_at=at(5), last_heartbeat_at=at(70))
+    leadership_taken(instance="a", now=at(1))
+
+    def fails(**kwargs: object) -> None:
+        raise DatabaseError("the database went away")
+
+    monkeypatch.setattr(module, "alerts_record", fails)
+    with pytest.raises(DatabaseError):
+        leadership_taken(instance="b", now=at(71))
+    monkeypatch.undo()
+
+    alert = leadership_taken(instance="b", now=at(72))
+    assert alert is not None and alert.kind == AlertKind.TAKEOVER
