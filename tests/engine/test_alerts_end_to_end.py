@@ -305,8 +305,14 @@ def test_a_webhook_down_for_30_s_gets_the_alert_once_it_is_back_and_the_admin_sh
     webhook_receiver.start()
 
     wait_for(lambda: posted(webhook_receiver, AlertKind.FAILING), 40, scheduler)
-    delivery.refresh_from_db()
-    assert delivery.status == AlertDelivery.Status.SENT
+    # The receiver answers before the sender records it: poll the row.
+    wait_for(
+        lambda: AlertDelivery.objects.filter(
+            pk=delivery.pk, status=AlertDelivery.Status.SENT
+        ).first(),
+        10,
+        scheduler,
+    )
     failures = AlertAttempt.objects.filter(delivery=delivery, ok=False)
     assert failures.count() >= 2
     admin = Client()
