@@ -300,6 +300,7 @@ ENDPOINT_STATUS = {
     ("GET", "tasks/{id_or_name}/lock"): 200,
     ("POST", "tasks/{id_or_name}/release-lock"): 200,
     ("GET", "scheduler/status"): 200,
+    ("GET", "alerts"): 200,
 }
 TABLE_TASK = {
     "name": "readme_table",
