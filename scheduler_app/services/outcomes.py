@@ -213,8 +213,11 @@ def count_failure(
     execution: TaskExecution, task: ScheduledTask, *, now: dt.datetime
 ) -> None:
     """The task's counters and retry for a failure recorded without a run (in a transaction)."""
-    add_counters([execution])
-    if wants_retry(Run(execution=execution, task=task, run_log=RunLog(max_lines=1))):
+    retried = wants_retry(
+        Run(execution=execution, task=task, run_log=RunLog(max_lines=1))
+    )
+    add_counters([execution], retried={execution.pk} if retried else set())
+    if retried:
         retry_schedule(execution=execution, task=task, now=now)
 
 

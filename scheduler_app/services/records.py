@@ -12,7 +12,7 @@ import datetime as dt
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from django.db import (
@@ -415,7 +415,11 @@ def _record_batch(runs: Sequence[Run], backend: LockBackend) -> _Recorded:
     with task_rows_lock, transaction.atomic():
         written = write_finals(executions=[run.execution for run in runs])
         ended = [run for run in runs if run.execution.pk in written]
-        add_counters([run.execution for run in ended])
+        retried = [run for run in ended if wants_retry(run)]
+        add_counters(
+            [run.execution for run in ended],
+            retried={run.execution.pk for run in retried},
+        )
         if isinstance(backend, DatabaseLockBackend):
             backend.release_many(held_locks(runs))
         retries = [
@@ -427,8 +431,7 @@ def _record_batch(runs: Sequence[Run], backend: LockBackend) -> _Recorded:
                     now=run.execution.finished_at,  # type: ignore[arg-type]  # just set
                 ),
             )
-            for run in ended
-            if wants_retry(run)
+            for run in retried
         ]
     return written, retries
 
@@ -504,13 +507,17 @@ def _record_unstorable(run: Run, backend: LockBackend, error: Exception) -> _Rec
     raise AssertionError("unreachable")
 
 
-def add_counters(executions: Sequence[TaskExecution]) -> None:
+def add_counters(
+    executions: Sequence[TaskExecution], *, retried: Collection[int] = ()
+) -> None:
     """Add ended runs to their tasks' counters (skipped runs count for nothing).
 
     Succeeded and failed runs with a duration also add to the duration totals
     that the average duration is read from (TaskExecution.TIMED_STATUSES), and
     the runs of each outcome at the end of the batch to the task's streak of
-    that outcome (what its health reads: failing after N failures in a row).
+    that outcome (what its health reads: failing after N failures in a row). A
+    failed attempt whose retry is to come (`retried`, execution ids) leaves the
+    streaks as they are: a fire that succeeds on its retry did not fail.
     Run for every batch of runs, so it is one statement for the batch
     (`add_run_counts`), not a query per task.
     """
@@ -532,7 +539,9 @@ def add_counters(executions: Sequence[TaskExecution]) -> None:
         ):
             counts[4] += 1
             counts[5] += execution.duration_ms
-        if execution.status in (Status.SUCCESS, Status.FAILED):
+        if execution.status in (Status.SUCCESS, Status.FAILED) and (
+            execution.pk not in retried
+        ):
             failed = int(execution.status == Status.FAILED)
             if counts[6] and counts[7] != failed:
                 counts[6], counts[8] = 0, 1  # the other outcome came before

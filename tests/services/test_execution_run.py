@@ -760,3 +760,19 @@ def test_a_run_that_ends_while_the_database_is_away_waits_and_is_recorded_once_b
 
     assert status_of(execution) == Status.SUCCESS
     assert done and done[0].status == Status.SUCCESS
+
+
+def test_a_failed_attempt_whose_retry_is_to_come_leaves_the_streaks_alone() -> None:
+    """A fire that fails, then fails on its last retry, is one failure in a row."""
+    task = make("boom", max_retries=1, retry_delay_seconds=0)
+
+    first = execution_run(execution=make_execution(task, status=Status.PENDING))
+    task.refresh_from_db()
+    assert (task.fail_count, task.fail_streak) == (1, 0)  # its retry is to come
+
+    retry = TaskExecution.objects.get(retry_of=first)
+    execution_run(execution=retry)
+    task.refresh_from_db()
+
+    assert retry.attempt == 2
+    assert (task.fail_count, task.fail_streak) == (2, 1)  # the last attempt failed
