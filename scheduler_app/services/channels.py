@@ -11,24 +11,16 @@ import math
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 from django.db import IntegrityError, transaction
-from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from ..choices import ChannelKind
 from ..exceptions import SchedulerError
 from ..models import AlertChannel
-from ..storable import is_unstorable
+from .validation import text_fields_validate
 
 #: The longest a channel may wait for an answer (seconds): the sender waits as long.
 TIMEOUT_MAX_SECONDS = 300.0
-MSG_TEXT_TOO_LONG = gettext_lazy(
-    "%(field)s: enter at most %(max)s characters (got %(length)s); shorten it."
-)
-MSG_UNSTORABLE = gettext_lazy(
-    "%(field)s: remove the NUL character (\\u0000) or unpaired surrogate; it "
-    "cannot be stored."
-)
 MSG_NAME_TAKEN = gettext_lazy(
     "A channel named “%(name)s” already exists; choose another name."
 )
@@ -62,34 +54,16 @@ class ChannelInvalid(SchedulerError):
         self.errors = errors
 
 
-def _label(name: str) -> str:
-    field = AlertChannel._meta.get_field(name)
-    return capfirst(str(getattr(field, "verbose_name", name)))
-
-
 def channel_emails(target: str) -> list[str]:
     """The addresses of an e-mail channel's target (comma-separated), blanks dropped."""
     return [each.strip() for each in target.split(",") if each.strip()]
 
 
 def _text_problems(channel: AlertChannel) -> list[SchedulerError]:
-    errors: list[SchedulerError] = []
-    for name in ("name", "target", "secret"):
-        value = getattr(channel, name)
-        if not isinstance(value, str):
-            continue
-        longest = getattr(AlertChannel._meta.get_field(name), "max_length", None)
-        if longest is not None and len(value) > longest:
-            message = MSG_TEXT_TOO_LONG % {
-                "field": _label(name),
-                "max": longest,
-                "length": len(value),
-            }
-            errors.append(SchedulerError(message, field=name, code="invalid"))
-        elif is_unstorable(value):
-            message = MSG_UNSTORABLE % {"field": _label(name)}
-            errors.append(SchedulerError(message, field=name, code="invalid"))
-    return errors
+    return text_fields_validate(
+        {name: getattr(channel, name) for name in ("name", "target", "secret")},
+        AlertChannel,
+    )
 
 
 def _target_problems(channel: AlertChannel) -> list[SchedulerError]:

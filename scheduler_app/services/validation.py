@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
-from django.db.models import Q
+from django.db.models import Model, Q
 from django.utils import timezone
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
@@ -119,9 +119,33 @@ def may_change_status(actor: Actor | None) -> bool:
     return actor is None or actor.has_perm(PAUSE_PERMISSION)
 
 
-def field_label(name: str) -> str:
-    field = ScheduledTask._meta.get_field(name)
+def field_label(name: str, model: type[Model] = ScheduledTask) -> str:
+    field = model._meta.get_field(name)
     return capfirst(str(getattr(field, "verbose_name", name)))
+
+
+def text_fields_validate(
+    values: Mapping[str, Any], model: type[Model] = ScheduledTask
+) -> list[SchedulerError]:
+    """Each text among `values` within its column's length, and storable (no NUL,
+    no lone surrogate): one error per field at fault. SQLite would store any
+    length, so the rule is applied here, for every database and entry point."""
+    errors: list[SchedulerError] = []
+    for name, value in values.items():
+        if not isinstance(value, str):
+            continue
+        longest = getattr(model._meta.get_field(name), "max_length", None)
+        if longest is not None and len(value) > longest:
+            message = MSG_TEXT_TOO_LONG % {
+                "field": field_label(name, model),
+                "max": longest,
+                "length": len(value),
+            }
+            errors.append(SchedulerError(message, field=name, code="invalid"))
+        elif is_unstorable(value):
+            message = MSG_UNSTORABLE_TEXT % {"field": field_label(name, model)}
+            errors.append(SchedulerError(message, field=name, code="invalid"))
+    return errors
 
 
 def _shown(value: Any) -> str:
@@ -154,21 +178,9 @@ def task_fields_validate(values: Mapping[str, Any]) -> list[SchedulerError]:
                 "value": _shown(value),
             }
             errors.append(SchedulerError(message, field=name, code="invalid"))
-    for name in TEXT_FIELDS:
-        value = values.get(name)
-        if not isinstance(value, str):
-            continue
-        longest = _max_length(name)
-        if longest is not None and len(value) > longest:
-            message = MSG_TEXT_TOO_LONG % {
-                "field": field_label(name),
-                "max": longest,
-                "length": len(value),
-            }
-            errors.append(SchedulerError(message, field=name, code="invalid"))
-        elif is_unstorable(value):
-            message = MSG_UNSTORABLE_TEXT % {"field": field_label(name)}
-            errors.append(SchedulerError(message, field=name, code="invalid"))
+    errors += text_fields_validate(
+        {name: values[name] for name in TEXT_FIELDS if name in values}
+    )
     return errors
 
 
@@ -238,12 +250,6 @@ def alert_channels_disabled(channels: Iterable[AlertChannel]) -> list[str]:
     """The names of the disabled ones among `channels`: a task may name them, but
     they get none of its alerts until enabled again (worth telling whoever chose)."""
     return [channel.name for channel in channels if not channel.enabled]
-
-
-def _max_length(name: str) -> int | None:
-    """The column's length limit (None: unlimited). SQLite would store any length, so
-    the rule is applied here, for every database and every entry point alike."""
-    return getattr(ScheduledTask._meta.get_field(name), "max_length", None)
 
 
 def _status_forbidden(
