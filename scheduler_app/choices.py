@@ -111,6 +111,34 @@ class DeliveryStatus(models.TextChoices):
     FAILED = "failed", _("Failed")
 
 
+class AuditSource(models.TextChoices):
+    """The entry point a change came through (services/audit.py records it)."""
+
+    ADMIN = "admin", _("Admin")
+    API = "api", _("API")
+    CLI = "cli", _("Command line")
+    PYTHON = "python", _("Python API")
+    #: A script's or handler's TASK_INFO schedule, applied by the scheduler.
+    SYNC = "sync", _("Schedule sync")
+    IMPORT = "import", _("Import")
+
+
+class AuditAction(models.TextChoices):
+    """What was done to a task (one audit entry each)."""
+
+    CREATE = "create", _("Create")
+    UPDATE = "update", _("Update")
+    DELETE = "delete", _("Delete")
+    PAUSE = "pause", _("Pause")
+    RESUME = "resume", _("Resume")
+    ENABLE = "enable", _("Enable")
+    DISABLE = "disable", _("Disable")
+    RUN_NOW = "run_now", _("Run now")
+    RUN_WITH_PARAMETERS = "run_with_parameters", _("Run with parameters")
+    CANCEL = "cancel", _("Cancel a run")
+    RELEASE_LOCK = "release_lock", _("Force-release a lock")
+
+
 class ExecutorName(StrEnum):
     """Where executions run: the values of SCHEDULER_EXECUTOR.
 

@@ -263,6 +263,18 @@ SETTINGS: dict[str, Setting] = {
         "(a scheduler outage changes every task at once) go out as one summary.",
         positive=True,
     ),
+    # -- audit trail (services/audit.py) ----------------------------------------
+    "SCHEDULER_AUDIT_DAYS": Setting(
+        365,
+        "Audit entries older than this many days are deleted by the "
+        "cleanup_executions task.",
+        positive=True,
+    ),
+    "SCHEDULER_REQUIRE_REASON_FOR": Setting(
+        (),
+        "Operations that must say why (comma-separated in the environment): any of "
+        "pause, disable, delete, release_lock. Without a reason they are refused.",
+    ),
     "SCHEDULER_SITE_URL": Setting(
         "",
         "The admin's address as people reach it, e.g. https://jobs.example.com: "

@@ -56,6 +56,12 @@ class LockHolderAlive(SchedulerError):
     http_status = 409
 
 
+class ReasonInvalid(SchedulerError):
+    """The operation's reason is missing though required, or too long (field "reason")."""
+
+    code = "reason_invalid"
+
+
 class ExecutionNotFound(SchedulerError):
     code = "execution_not_found"
     http_status = 404

@@ -15,6 +15,8 @@ from rest_framework_api_key.models import AbstractAPIKey
 
 from .choices import (
     AlertKind,
+    AuditAction,
+    AuditSource,
     ChannelKind,
     DeliveryStatus,
     ExecutionStatus,
@@ -479,6 +481,19 @@ class TaskExecution(models.Model):
         help_text=_("The scheduler instance or worker that ran it."),
     )
     cancel_requested = models.BooleanField(_("cancel requested"), default=False)
+    #: Who asked for the run, as services/audit.py's Origin.label tells it; empty
+    #: for the scheduler's own fires and their retries.
+    requested_by = models.CharField(
+        _("requested by"),
+        max_length=300,
+        blank=True,
+        default="",
+        editable=False,
+        help_text=_(
+            "Who asked for this run and from where, e.g. “alice (admin)”; empty "
+            "for a fire of the task's schedule."
+        ),
+    )
     run_slot = models.PositiveSmallIntegerField(
         _("run slot"),
         null=True,
@@ -879,6 +894,82 @@ class AlertAttempt(models.Model):
 
     def __str__(self) -> str:
         return "%s %s" % (self.delivery_id, "ok" if self.ok else "failed")
+
+
+class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
+    def older_than(self, cutoff: dt.datetime) -> AuditEntryQuerySet:
+        return self.filter(at__lt=cutoff)
+
+
+class AuditEntry(models.Model):
+    """One change to a task, or one operation on it: who, from where, what, why.
+
+    Append-only, like the admin's LogEntry; services/audit.py (audit_record) is
+    the only writer, in the transaction of the change it records. The task's
+    name and the actor's username are kept as they were, so the entry still
+    tells the story once the task or the user is gone.
+    """
+
+    Source = AuditSource
+    Action = AuditAction
+
+    at = models.DateTimeField(_("when"), default=timezone.now, editable=False)
+    task = models.ForeignKey(
+        "ScheduledTask",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="audit_entries",
+        verbose_name=_("task"),
+    )
+    task_name = models.CharField(_("task name"), max_length=200)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("user"),
+    )
+    #: The username when the entry was written; empty for trusted code (CLI, Python).
+    actor_name = models.CharField(_("user name"), max_length=150, blank=True)
+    api_key_name = models.CharField(
+        _("API key"),
+        max_length=50,
+        blank=True,
+        help_text=_("The name of the API key the request authenticated with."),
+    )
+    source = models.CharField(_("source"), max_length=16, choices=AuditSource.choices)
+    action = models.CharField(_("action"), max_length=24, choices=AuditAction.choices)
+    #: Field name -> [before, after], as shown (services/audit.py audit_changes).
+    changes = models.JSONField(_("changes"), default=dict, blank=True)
+    reason = models.TextField(_("reason"), blank=True)
+    #: The run it concerns (run now, cancel): its id, kept when the run is gone.
+    run_id = models.PositiveBigIntegerField(_("run"), null=True, blank=True)
+
+    objects = AuditEntryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("audit entry")
+        verbose_name_plural = _("audit trail")
+        ordering = ["-at", "-id"]
+        indexes = [
+            # A task's trail, newest first (its admin page, ?task= in the API).
+            models.Index(fields=["task", "-at"], name="audit_task_at_idx"),
+            # The whole trail by time (admin list, ?since=, the cleanup).
+            models.Index(fields=["at"], name="audit_at_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(source__in=AuditSource.values), name="audit_source_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(action__in=AuditAction.values), name="audit_action_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "%s %s %s" % (self.at, self.action, self.task_name)
 
 
 #: A key's last use is written again only once this much older (requests are many).
