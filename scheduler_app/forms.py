@@ -13,8 +13,10 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from . import services
+from .choices import AuditSource
 from .exceptions import (
     ParameterError,
+    ReasonInvalid,
     SchedulerError,
     StatusChangeForbidden,
     TaskChanged,
@@ -239,6 +241,18 @@ class ScheduledTaskForm(forms.ModelForm):
         ),
     )
 
+    #: Why (not a task field): kept in the change's audit entry; required for a
+    #: pause or disable when SCHEDULER_REQUIRE_REASON_FOR says so.
+    reason = forms.CharField(
+        label=_("Reason"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_(
+            "Why you make this change, e.g. “paused until the supplier's API is back”; "
+            "kept in the task's audit trail."
+        ),
+    )
+
     #: The parameters that have an input (set by for_handler).
     parameter_names: tuple[str, ...] = ()
     #: Who submits the form (set by the admin): a new status needs their permission.
@@ -379,9 +393,21 @@ class ScheduledTaskForm(forms.ModelForm):
             except (TaskChanged, TaskNotFound) as exc:  # changed, or deleted, meanwhile
                 self.add_error(None, exc.message)
                 return cleaned
+        stored_status = self.instance.status if self.instance.pk is not None else ""
         task = construct_instance(
             self, self.instance, self._meta.fields, self._meta.exclude
         )
+        if stored_status:
+            try:
+                services.task_status_reason_check(
+                    old_status=stored_status,
+                    new_status=task.status,
+                    origin=services.Origin(
+                        source=AuditSource.ADMIN, reason=cleaned.get("reason") or ""
+                    ),
+                )
+            except ReasonInvalid as exc:
+                self.add_error("reason", exc.message)
         channels = cleaned.get("alert_channels")
         try:
             services.task_validate(

@@ -51,6 +51,7 @@ from .models import ScheduledTask, TaskExecution
 from .schedules import RUN_DATE_RANGE, resolve_timezone
 from .services import (
     EDITABLE_FIELDS,
+    PYTHON,
     TaskInvalid,
     task_create,
     task_delete,
@@ -150,10 +151,12 @@ def _add(
     fields["handler_path"] = path
     fields["handler_kwargs"] = _handler_kwargs(path, args, kwargs, _zone(zone_name))
     if existing is not None and replace_existing:
-        return task_update(task=existing, changes=fields)
+        return task_update(task=existing, changes=fields, origin=PYTHON)
     # A relation, not a column: given to the service beside the new row.
     channels = fields.pop("alert_channels", None)
-    return task_create(task=ScheduledTask(name=name, **fields), alert_channels=channels)
+    return task_create(
+        task=ScheduledTask(name=name, **fields), alert_channels=channels, origin=PYTHON
+    )
 
 
 def add_cron_job(
@@ -266,21 +269,26 @@ def get_jobs(*, status: str | None = None) -> list[ScheduledTask]:
     return list(tasks)
 
 
-def pause_job(name: str | int) -> ScheduledTask:
-    return task_pause(task=task_get(name))
+def pause_job(name: str | int, *, reason: str = "") -> ScheduledTask:
+    """Stop firing the task until it is resumed; `reason` goes to its audit trail
+    (ReasonInvalid when SCHEDULER_REQUIRE_REASON_FOR requires one and it is empty)."""
+    return task_pause(task=task_get(name), origin=PYTHON.because(reason))
 
 
 def resume_job(name: str | int) -> ScheduledTask:
-    return task_resume(task=task_get(name))
+    return task_resume(task=task_get(name), origin=PYTHON)
 
 
-def remove_job(name: str | int, *, cancel_runs: bool = False) -> None:
+def remove_job(name: str | int, *, cancel_runs: bool = False, reason: str = "") -> None:
     """Delete the task and its history (system tasks refuse).
 
     A task with runs pending or running raises TaskBusy, unless `cancel_runs`:
     its pending runs are then cancelled and its running ones asked to stop.
+    `reason` goes to the audit trail, as for pause_job.
     """
-    task_delete(task=task_get(name), cancel_runs=cancel_runs)
+    task_delete(
+        task=task_get(name), cancel_runs=cancel_runs, origin=PYTHON.because(reason)
+    )
 
 
 def run_job(name: str | int, **overrides: Any) -> TaskExecution:
@@ -289,6 +297,7 @@ def run_job(name: str | int, **overrides: Any) -> TaskExecution:
     tz = _zone(task.timezone)
     return task_request_run(
         task=task,
+        origin=PYTHON,
         overrides={
             key: to_expression(key, value, tz=tz) for key, value in overrides.items()
         },

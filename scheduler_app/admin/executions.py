@@ -38,6 +38,7 @@ from .display import (
     pretty_json,
     visible_text,
 )
+from .task_actions import admin_origin
 
 MSG_SUBTITLE = _("Execution #%(id)s of “%(task)s”")
 MSG_CANCELLED = _("Execution #%(id)s was cancelled.")
@@ -332,6 +333,7 @@ class TaskExecutionAdmin(admin.ModelAdmin):
                     "task_link",
                     "status_display",
                     ("trigger_type", "attempt", "retry_of"),
+                    "requested_by",
                     "instance_id",
                 ]
             },
@@ -357,6 +359,7 @@ class TaskExecutionAdmin(admin.ModelAdmin):
         "trigger_type",
         "attempt",
         "retry_of",
+        "requested_by",
         "instance_id",
         "scheduled_for",
         "created_at",
@@ -592,7 +595,9 @@ class TaskExecutionAdmin(admin.ModelAdmin):
             raise PermissionDenied
         execution = self._viewable(request, object_id)
         try:
-            execution = services.execution_cancel(execution=execution)
+            execution = services.execution_cancel(
+                execution=execution, origin=admin_origin(request)
+            )
         except SchedulerError as exc:
             self.message_user(request, exc.message, messages.ERROR)
         else:
@@ -604,7 +609,9 @@ class TaskExecutionAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Cancel selected executions"), permissions=["run"])
     def cancel(self, request: HttpRequest, queryset: TaskExecutionQuerySet) -> None:
-        done = services.executions_cancel(executions=queryset)
+        done = services.executions_cancel(
+            executions=queryset, origin=admin_origin(request)
+        )
         cancelled = done.cancelled
         self.message_user(
             request,

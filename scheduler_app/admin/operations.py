@@ -26,11 +26,13 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .. import selectors, services
+from ..choices import AuditAction
 from ..conf import app_settings
-from ..exceptions import LockHolderAlive
+from ..exceptions import LockHolderAlive, ReasonInvalid
 from ..locks import task_id_of_lock_key
 from ..models import ScheduledTask, SchedulerInstance, SchedulerLock
 from .display import relative_time
+from .task_actions import admin_origin, reason_context
 
 #: The health page lists the tasks due within this many seconds.
 DUE_WINDOW_SECONDS = 3600
@@ -190,25 +192,34 @@ class SchedulerLockAdmin(admin.ModelAdmin):
                 request, MSG_NOT_A_TASK_LOCK % {"key": key or ""}, messages.ERROR
             )
             return redirect(locks_url)
+        reason = reason_context(request, AuditAction.RELEASE_LOCK)
         if request.method == "POST":
             try:
                 # The confirmation said whether its run is alive: the POST is the
                 # operator's answer, force included.
                 released = services.lock_force_release(
                     key,
-                    actor=request.user,
-                    origin="admin",
+                    origin=admin_origin(request, request.POST.get("reason", "")),
                     force=request.POST.get("force") == "1",
                 )
             except LockHolderAlive as exc:  # it came alive since the page was shown
                 self.message_user(request, exc.message, messages.ERROR)
                 return redirect("%s?%s" % (request.path, urlencode({"key": key})))
+            except ReasonInvalid as exc:  # the confirmation again, with the error
+                reason["reason_error"] = exc.message
+                return self._release_confirmation(request, key, reason)
             self.message_user(
                 request,
                 (MSG_RELEASED if released else MSG_ALREADY_GONE) % {"key": key},
                 messages.SUCCESS if released else messages.WARNING,
             )
             return redirect(locks_url)
+        return self._release_confirmation(request, key, reason)
+
+    def _release_confirmation(
+        self, request: HttpRequest, key: str, reason: dict[str, Any]
+    ) -> HttpResponse:
+        locks_url = reverse(LOCKS_URL_NAME)
         lock = next(
             (item for item in selectors.locks_overview() if item.key == key), None
         )
@@ -222,6 +233,7 @@ class SchedulerLockAdmin(admin.ModelAdmin):
             **operations_context(self, request, title),
             "lock": lock,
             "holder": services.lock_holder(lock.owner),
+            **reason,
         }
         return TemplateResponse(
             request, "admin/scheduler_app/lock_release_confirmation.html", context

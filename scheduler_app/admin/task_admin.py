@@ -9,7 +9,7 @@ from django.contrib.admin.utils import unquote
 from django.db.models import F, QuerySet
 from django.forms import ModelForm
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect
 from django.urls import URLPattern, path
 from django.utils.html import format_html
@@ -17,7 +17,8 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .. import selectors, services
-from ..exceptions import TaskBusy
+from ..choices import AuditAction
+from ..exceptions import ReasonInvalid, TaskBusy
 from ..forms import ScheduledTaskForm, handler_info, param_field_name
 from ..handlers.registry import HandlerInfo
 from ..models import ScheduledTask, TaskExecution
@@ -35,7 +36,7 @@ from .display import (
     status_badge,
     time_with_relative,
 )
-from .task_actions import TaskActionsMixin
+from .task_actions import TaskActionsMixin, admin_origin, reason_context
 
 MSG_CHANNELS_DISABLED = _(
     "These alert channels of the task are disabled, so they get none of its alerts "
@@ -311,6 +312,8 @@ class ScheduledTaskAdmin(TaskActionsMixin):
                         "status",
                         "is_system",
                         *(["loaded_version", "loaded_state"] if obj else []),
+                        # Not a task field: why, for the change's audit entry.
+                        *(["reason"] if editable else []),
                     ]
                 },
             ),
@@ -424,15 +427,16 @@ class ScheduledTaskAdmin(TaskActionsMixin):
         channels = form.cleaned_data.get("alert_channels")
         if channels is not None:
             channels = list(channels)
+        origin = admin_origin(request, form.cleaned_data.get("reason") or "")
         if change:
             services.task_update(
                 task=obj,
-                actor=request.user,
+                origin=origin,
                 expected_version=form.cleaned_data.get("loaded_version"),
                 alert_channels=channels,
             )
         else:
-            services.task_create(task=obj, alert_channels=channels)
+            services.task_create(task=obj, alert_channels=channels, origin=origin)
         disabled = services.alert_channels_disabled(channels or [])
         if disabled:
             self.message_user(
@@ -457,7 +461,21 @@ class ScheduledTaskAdmin(TaskActionsMixin):
             if task is not None
             else []
         )
-        extra_context = {**(extra_context or {}), "unfinished_runs": runs}
+        reason = reason_context(request, AuditAction.DELETE)
+        if request.method == "POST" and request.POST.get("post"):
+            try:
+                services.reason_check(
+                    admin_origin(request, reason["reason"]), action=AuditAction.DELETE
+                )
+            except ReasonInvalid as exc:
+                # The confirmation again, with the error on its reason field.
+                reason["reason_error"] = exc.message
+                request.POST = QueryDict()
+        extra_context = {
+            **(extra_context or {}),
+            "unfinished_runs": runs,
+            **reason,
+        }
         try:
             return super().delete_view(request, object_id, extra_context)
         except TaskBusy as exc:  # the confirmation's box was left unticked
@@ -493,13 +511,17 @@ class ScheduledTaskAdmin(TaskActionsMixin):
 
     def delete_model(self, request: HttpRequest, obj: ScheduledTask) -> None:
         services.task_delete(
-            task=obj, cancel_runs=request.POST.get("cancel_runs") == "on"
+            task=obj,
+            cancel_runs=request.POST.get("cancel_runs") == "on",
+            origin=admin_origin(request, request.POST.get("reason", "")),
         )
 
     def delete_queryset(
         self, request: HttpRequest, queryset: QuerySet[ScheduledTask]
     ) -> None:
-        services.tasks_delete(tasks=queryset)
+        services.tasks_delete(
+            tasks=queryset, origin=admin_origin(request, request.POST.get("reason", ""))
+        )
 
     # Pages of their own: run buttons, JSON for the form's script
 

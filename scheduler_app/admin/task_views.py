@@ -32,6 +32,7 @@ from ..forms import (
 from ..handlers.registry import get_handler
 from ..models import ScheduledTask, TaskExecution
 from .display import DATETIME_FORMAT, relative_time
+from .task_actions import admin_origin
 
 if TYPE_CHECKING:
     from .task_admin import ScheduledTaskAdmin
@@ -62,7 +63,7 @@ def run_now(
     if task is None:
         return redirect(reverse("admin:scheduler_app_scheduledtask_changelist"))
     try:
-        execution = services.task_request_run(task=task)
+        execution = services.task_request_run(task=task, origin=admin_origin(request))
     except SchedulerError as exc:
         model_admin.message_user(request, exc.message, messages.ERROR)
         return redirect(
@@ -96,7 +97,7 @@ def run_with_parameters(
         if form.is_valid():
             try:
                 execution = services.task_request_run(
-                    task=task, overrides=form.overrides()
+                    task=task, overrides=form.overrides(), origin=admin_origin(request)
                 )
             except services.TaskInvalid as exc:
                 add_service_errors(form, exc, form.parameter_names)

@@ -194,13 +194,42 @@ class TaskStatusSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class TextOnlyField(serializers.CharField):
+    """A text field that takes text only (DRF's CharField turns 42 into "42")."""
+
+    default_error_messages = {"invalid": _("Send text (a JSON string).")}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
+REASON_HELP = _(
+    "Why, kept in the task's audit trail, e.g. “paused until the supplier's API is "
+    "back”; required for the operations SCHEDULER_REQUIRE_REASON_FOR names "
+    "(400 on “reason” without it)."
+)
+
+
+class ReasonSerializer(serializers.Serializer):
+    """The body of an operation that says why (pause, delete, release-lock)."""
+
+    reason = TextOnlyField(required=False, allow_blank=True, help_text=REASON_HELP)
+
+
 class TaskWriteSerializer(serializers.ModelSerializer):
     """A task as it is created or changed; the answer is a TaskSerializer.
 
     It checks the shape of each field only. Every rule is the service's:
     task_create / task_update validate the task as the admin form does, and the
     exception handler turns their TaskInvalid into a 400 naming each field.
+    `reason` is not a task field: it goes to the change's audit entry.
     """
+
+    reason = TextOnlyField(
+        required=False, allow_blank=True, write_only=True, help_text=REASON_HELP
+    )
 
     handler_kwargs = ParametersField(
         required=False, label=PARAMETERS_LABEL, help_text=PARAMETERS_HELP
@@ -215,7 +244,7 @@ class TaskWriteSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ScheduledTask
-        fields = list(TASK_WRITE_FIELDS)
+        fields = [*TASK_WRITE_FIELDS, "reason"]
         extra_kwargs: dict[str, dict[str, Any]] = {
             # The service reports a taken name (constraint on save) with its message.
             "name": {"validators": []},
@@ -325,6 +354,7 @@ class ExecutionSerializer(serializers.ModelSerializer):
             "progress",
             "instance_id",
             "cancel_requested",
+            "requested_by",
         ]
         read_only_fields = fields
 

@@ -27,6 +27,7 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from .. import selectors, services
+from ..choices import AuditSource
 from ..exceptions import ExecutionNotFound, SchedulerError, TaskNotFound
 from ..handlers.registry import list_handlers
 from ..locks import task_lock_key
@@ -75,6 +76,16 @@ ALERT_ID = OpenApiParameter(
     "alert_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The alert's id."
 )
 CONFLICT = OpenApiResponse(description="The object's state does not allow this.")
+BAD_REQUEST = OpenApiResponse(
+    description="A field is refused, e.g. “reason” missing where it is required."
+)
+REASON = OpenApiParameter(
+    "reason",
+    str,
+    OpenApiParameter.QUERY,
+    required=False,
+    description="Why (kept in the audit trail); the body's “reason” does the same.",
+)
 IF_MATCH = OpenApiParameter(
     "If-Match",
     OpenApiTypes.STR,
@@ -146,6 +157,20 @@ def flag_asked(request: Request, name: str) -> bool:
     return value == "true"
 
 
+def api_origin(request: Request, reason: str = "") -> services.Origin:
+    """Who acts through the API: the request's user and API key, with `reason`."""
+    return services.Origin.of_request(request, source=AuditSource.API, reason=reason)
+
+
+def reason_asked(request: Request) -> str:
+    """The `reason` of the request's body ({"reason": "..."}), else of ?reason=."""
+    body = serializers.ReasonSerializer(data=request.data or {})
+    body.is_valid(raise_exception=True)
+    return str(
+        body.validated_data.get("reason") or request.query_params.get("reason", "")
+    )
+
+
 def _is_ascii_number(value: str) -> bool:
     return value.isascii() and value.isdigit()
 
@@ -192,8 +217,13 @@ def task_from_url(value: str) -> ScheduledTask:
             "Delete a task and its history (409: a system task, or runs pending or "
             "running without cancel_runs=true)"
         ),
-        parameters=[ID_OR_NAME, CANCEL_RUNS, IF_MATCH],
-        responses={204: None, 409: CONFLICT, 412: PRECONDITION_FAILED},
+        parameters=[ID_OR_NAME, CANCEL_RUNS, REASON, IF_MATCH],
+        responses={
+            204: None,
+            400: BAD_REQUEST,
+            409: CONFLICT,
+            412: PRECONDITION_FAILED,
+        },
     ),
 )
 class ScheduledTaskViewSet(
@@ -269,15 +299,20 @@ class ScheduledTaskViewSet(
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
         fields = dict(serializer.validated_data)
         channels = fields.pop("alert_channels", None)
+        reason = fields.pop("reason", "")
         task = ScheduledTask(**fields)
-        serializer.instance = services.task_create(task=task, alert_channels=channels)
+        serializer.instance = services.task_create(
+            task=task, alert_channels=channels, origin=api_origin(self.request, reason)
+        )
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         task = cast(ScheduledTask, serializer.instance)
+        changes = dict(serializer.validated_data)
+        reason = changes.pop("reason", "")
         task = services.task_update(
             task=task,
-            changes=serializer.validated_data,
-            actor=self.request.user,
+            changes=changes,
+            origin=api_origin(self.request, reason),
             expected_version=if_match_version(self.request, task),
         )
         serializer.instance = self._with_stats(task)
@@ -286,6 +321,7 @@ class ScheduledTaskViewSet(
         services.task_delete(
             task=instance,
             cancel_runs=flag_asked(self.request, "cancel_runs"),
+            origin=api_origin(self.request, reason_asked(self.request)),
             expected_version=if_match_version(self.request, instance),
         )
 
@@ -308,7 +344,9 @@ class ScheduledTaskViewSet(
         body.is_valid(raise_exception=True)
         try:
             execution = services.task_request_run(
-                task=task, overrides=body.validated_data["kwargs"]
+                task=task,
+                overrides=body.validated_data["kwargs"],
+                origin=api_origin(request),
             )
         except services.TaskInvalid as exc:
             # The overrides came in as `kwargs`: their errors are named so.
@@ -328,9 +366,10 @@ class ScheduledTaskViewSet(
     @extend_schema(
         summary="Pause a task (it stops firing; run-now still works; 409 if disabled)",
         parameters=[ID_OR_NAME, IF_MATCH],
-        request=None,
+        request=serializers.ReasonSerializer,
         responses={
             200: serializers.TaskStatusSerializer,
+            400: BAD_REQUEST,
             409: CONFLICT,
             412: PRECONDITION_FAILED,
         },
@@ -340,7 +379,9 @@ class ScheduledTaskViewSet(
         task = self.get_object()
         return self._status_response(
             services.task_pause(
-                task=task, expected_version=if_match_version(request, task)
+                task=task,
+                origin=api_origin(request, reason_asked(request)),
+                expected_version=if_match_version(request, task),
             )
         )
 
@@ -359,7 +400,9 @@ class ScheduledTaskViewSet(
         task = self.get_object()
         return self._status_response(
             services.task_resume(
-                task=task, expected_version=if_match_version(request, task)
+                task=task,
+                origin=api_origin(request),
+                expected_version=if_match_version(request, task),
             )
         )
 
@@ -454,8 +497,12 @@ class ScheduledTaskViewSet(
     @extend_schema(
         summary="Force-release a task's lock (when its holder is gone)",
         parameters=[ID_OR_NAME, FORCE],
-        request=None,
-        responses={200: serializers.ReleaseLockSerializer, 409: CONFLICT},
+        request=serializers.ReasonSerializer,
+        responses={
+            200: serializers.ReleaseLockSerializer,
+            400: BAD_REQUEST,
+            409: CONFLICT,
+        },
     )
     @action(
         detail=True,
@@ -468,8 +515,7 @@ class ScheduledTaskViewSet(
         key = task_lock_key(task.pk)
         released = services.lock_force_release(
             key,
-            actor=request.user,
-            origin="api",
+            origin=api_origin(request, reason_asked(request)),
             force=flag_asked(request, "force"),
         )
         return Response(
@@ -551,7 +597,9 @@ class TaskExecutionViewSet(
     )
     @action(detail=True, methods=["post"], filter_backends=[])
     def cancel(self, request: Request, pk: str) -> Response:
-        execution = services.execution_cancel(execution=self.get_object())
+        execution = services.execution_cancel(
+            execution=self.get_object(), origin=api_origin(request)
+        )
         # The id and the new status only: cancelling does not need the view permission.
         return Response(serializers.ExecutionStatusSerializer(execution).data)
 

@@ -39,6 +39,7 @@ from ..models import ScheduledTask, TaskExecution
 from ..outages import Outage, database_address, redis_address
 from ..schedules import Schedule, next_fire_times
 from ..services import (
+    SYNC,
     MissedFires,
     executions_create_scheduled,
     executions_interrupt,
@@ -204,7 +205,7 @@ class Engine:
         now = self.clock()
         instance_heartbeat(now=now, is_leader=False)
         executions_recover_abandoned(now=now)
-        tasks_ensure_declared(now=now)
+        tasks_ensure_declared(origin=SYNC, now=now)
         self._listener.start()
 
     def run_forever(self, stop: threading.Event) -> None:

@@ -12,6 +12,16 @@ from .alerts import (
     settings_destinations,
     task_destinations,
 )
+from .audit import (
+    CLI,
+    IMPORT,
+    PYTHON,
+    SYNC,
+    Origin,
+    audit_cleanup,
+    reason_check,
+    reason_required,
+)
 from .channels import ChannelInvalid, channel_save, channel_validate
 from .fires import (
     MissedFires,
@@ -59,6 +69,7 @@ from .tasks import (
     task_pause,
     task_resume,
     task_snapshot,
+    task_status_reason_check,
     task_unfinished_runs,
     task_update,
     tasks_delete,
@@ -82,6 +93,14 @@ from .validation import (
 )
 
 __all__ = [
+    "CLI",
+    "IMPORT",
+    "PYTHON",
+    "SYNC",
+    "Origin",
+    "audit_cleanup",
+    "reason_check",
+    "reason_required",
     "Destination",
     "EDITABLE_FIELDS",
     "EndsNotRecorded",
@@ -146,6 +165,7 @@ __all__ = [
     "task_request_run",
     "task_resume",
     "task_snapshot",
+    "task_status_reason_check",
     "task_unfinished_runs",
     "task_update",
     "task_validate",

@@ -26,6 +26,7 @@ from ..db.apscheduler_jobs import (
 from ..exceptions import SchedulerError
 from ..handlers.registry import is_standard_library, refusal
 from ..models import ScheduledTask
+from .audit import IMPORT, Origin
 from .params import to_expression
 from .tasks import task_create
 from .validation import TaskInvalid
@@ -193,7 +194,7 @@ def apscheduler_job_fields(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def tasks_import_from_apscheduler(
-    *, paused: bool = True, now: dt.datetime | None = None
+    *, paused: bool = True, origin: Origin = IMPORT, now: dt.datetime | None = None
 ) -> ImportReport:
     """Create a task for every job in django-apscheduler's table (skipping names taken).
 
@@ -202,7 +203,8 @@ def tasks_import_from_apscheduler(
     allowed handler (registry) is created paused whatever `paused` says, its
     description saying what to register; until then its runs are refused. Job states
     are pickles: they are unpickled allowing only what a job state holds (triggers,
-    datetimes, time zones), so a hostile row cannot run code.
+    datetimes, time zones), so a hostile row cannot run code. Each task created
+    is audited as `origin`'s (the import).
     """
     report = ImportReport()
     if not jobs_table_exists():
@@ -228,6 +230,7 @@ def tasks_import_from_apscheduler(
                 fields["description"] += " " + _not_allowed_note(fields["handler_path"])
             task_create(
                 task=ScheduledTask(name=name, **fields),
+                origin=origin,
                 now=now,
                 handler_must_be_allowed=False,
             )

@@ -4,7 +4,7 @@ A task lock names its holder as "<instance> exec:<execution id>" (runtime/overla
 lock_owner). Before a release, the holder is looked up: if its execution is still
 running on an instance whose heartbeat is fresh, the run is alive, releasing its
 lock does not stop it, and the caller must say it means it (`force`). Every
-release is logged and written to the task's admin history, whoever asked for it.
+release is logged and audited (services/audit.py), whoever asked for it.
 """
 
 from __future__ import annotations
@@ -12,20 +12,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from django.contrib.admin.models import CHANGE, LogEntry
-from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from ..choices import AuditAction
 from ..exceptions import LockHolderAlive
 from ..locks import get_lock_backend, task_id_of_lock_key
 from ..models import ScheduledTask, TaskExecution
+from .audit import Origin, audit_record, reason_check
 from .instances import instances_alive_ids
-from .validation import Actor
 
 logger = logging.getLogger(__name__)
-
-#: Where a release came from, as the task's history says it.
-ORIGINS = {"admin": gettext_lazy("the admin"), "api": gettext_lazy("the API")}
 
 MSG_HOLDER_ALIVE = gettext_lazy(
     "The lock “%(key)s” is held by execution #%(execution)s, still running on "
@@ -64,15 +60,15 @@ def lock_holder(owner: str) -> LockHolder:
     return LockHolder(owner, int(execution), instance_id, running=running, alive=alive)
 
 
-def lock_force_release(
-    key: str, *, actor: Actor | None, origin: str, force: bool = False
-) -> bool:
+def lock_force_release(key: str, *, origin: Origin, force: bool = False) -> bool:
     """Release a task lock whatever its owner; True if one was held.
 
     A holder still running on a live instance is refused (LockHolderAlive) unless
-    `force`. The release is logged, and written to the task's admin history when
-    `actor` is a user. `origin` says where it came from ("admin", "api").
+    `force`. SCHEDULER_REQUIRE_REASON_FOR may require a reason (ReasonInvalid,
+    nothing released). The release is logged, and audited as `origin`'s on the
+    task (its reason, and the holder in `changes`: lock owner before and after).
     """
+    reason_check(origin, action=AuditAction.RELEASE_LOCK)
     backend = get_lock_backend()
     info = backend.get(key)
     holder = lock_holder(info.owner) if info is not None else None
@@ -87,10 +83,9 @@ def lock_force_release(
         )
     released = backend.force_release(key)
     logger.warning(
-        "Lock %s force-released by %s (%s); it was %s",
+        "Lock %s force-released by %s; it was %s",
         key,
-        actor or "code",
-        origin,
+        origin.label,
         (
             "held by %s, %s"
             % (holder.owner, "still running" if holder.alive else "not running")
@@ -99,41 +94,13 @@ def lock_force_release(
         ),
     )
     if released:
-        _log_release(key, holder, actor=actor, origin=origin)
+        task_id = task_id_of_lock_key(key)
+        task = ScheduledTask.objects.filter(pk=task_id).first() if task_id else None
+        if task is not None:
+            audit_record(
+                origin=origin,
+                action=AuditAction.RELEASE_LOCK,
+                tasks=[task],
+                changes={"lock": [holder.owner if holder else "", ""]},
+            )
     return released
-
-
-def _log_release(
-    key: str, holder: LockHolder | None, *, actor: Actor | None, origin: str
-) -> None:
-    """The release in the task's history (the admin log), when a user asked for it."""
-    task_id = task_id_of_lock_key(key)
-    task = ScheduledTask.objects.filter(pk=task_id).first() if task_id else None
-    user_id = getattr(actor, "pk", None)
-    if task is None or user_id is None:
-        return
-    if holder is None:
-        message = _("Force-released its lock (through %(origin)s).")
-    elif holder.alive:
-        message = _(
-            "Force-released its lock, held by execution #%(execution)s which was "
-            "still running on %(instance)s (through %(origin)s)."
-        )
-    else:
-        message = _(
-            "Force-released its lock, held by %(owner)s, no longer running (through "
-            "%(origin)s)."
-        )
-    LogEntry.objects.log_actions(
-        user_id,
-        [task],
-        CHANGE,
-        change_message=message
-        % {
-            "origin": ORIGINS.get(origin, origin),
-            "execution": holder.execution_id if holder else "",
-            "instance": holder.instance_id if holder else "",
-            "owner": holder.owner if holder else "",
-        },
-        single_object=True,
-    )

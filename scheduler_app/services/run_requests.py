@@ -12,12 +12,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import notify
+from ..choices import AuditAction
 from ..handlers.registry import refusal
 from ..models import ScheduledTask, TaskExecution
+from .audit import PYTHON, Origin, audit_record
 from .params import parameters_validate, task_local_now
 from .validation import TaskInvalid
 
@@ -27,12 +30,15 @@ def task_request_run(
     task: ScheduledTask,
     trigger_type: str = TaskExecution.TriggerType.MANUAL,
     overrides: Mapping[str, Any] | None = None,
+    origin: Origin = PYTHON,
     now: dt.datetime | None = None,
 ) -> TaskExecution:
     """Create a pending execution for the scheduler (or a worker) to start; never runs it here.
 
     Parameter overrides are expressions validated like the task's own; they replace
-    the task's values for this run only.
+    the task's values for this run only. The run's `requested_by` is `origin`'s
+    label, and the request is audited as `origin`'s (run now, or run with
+    parameters when there are overrides), with the run's id.
     """
     now = now or timezone.now()
     overrides = dict(overrides or {})
@@ -49,13 +55,25 @@ def task_request_run(
         if problems:
             raise TaskInvalid(list(problems))
     # task_id, not task: the run loads the task as it is when it starts.
-    execution = TaskExecution.objects.create(
-        task_id=task.pk,
-        status=TaskExecution.Status.PENDING,
-        trigger_type=trigger_type,
-        kwargs_overrides=overrides,
-        created_at=now,
-    )
+    with transaction.atomic():
+        execution = TaskExecution.objects.create(
+            task_id=task.pk,
+            status=TaskExecution.Status.PENDING,
+            trigger_type=trigger_type,
+            kwargs_overrides=overrides,
+            created_at=now,
+            requested_by=origin.label,
+        )
+        audit_record(
+            origin=origin,
+            action=(
+                AuditAction.RUN_WITH_PARAMETERS if overrides else AuditAction.RUN_NOW
+            ),
+            tasks=[task],
+            changes={"kwargs": [None, overrides]} if overrides else None,
+            run_id=execution.pk,
+            at=now,
+        )
     if trigger_type != TaskExecution.TriggerType.CLI:
         notify.publish(notify.RUN_REQUESTED)
     return execution
@@ -72,12 +90,16 @@ class RunRequests:
 
 
 def tasks_request_run(
-    *, tasks: Iterable[ScheduledTask], now: dt.datetime | None = None
+    *,
+    tasks: Iterable[ScheduledTask],
+    origin: Origin = PYTHON,
+    now: dt.datetime | None = None,
 ) -> RunRequests:
     """Request a run of each task (the admin's bulk action).
 
     Like task_request_run it refuses tasks whose handler is not allowed: those
-    are left out, and `refused` says which and why; the others are requested.
+    are left out, and `refused` says which and why; the others are requested,
+    each audited as `origin`'s run now with its run's id.
     """
     now = now or timezone.now()
     allowed: list[ScheduledTask] = []
@@ -97,10 +119,20 @@ def tasks_request_run(
             status=TaskExecution.Status.PENDING,
             trigger_type=TaskExecution.TriggerType.MANUAL,
             created_at=now,
+            requested_by=origin.label,
         )
         for task in allowed
     ]
     if executions:
-        TaskExecution.objects.bulk_create(executions)
+        with transaction.atomic():
+            TaskExecution.objects.bulk_create(executions)
+            for execution in executions:
+                audit_record(
+                    origin=origin,
+                    action=AuditAction.RUN_NOW,
+                    tasks=[execution.task],
+                    run_id=execution.pk,
+                    at=now,
+                )
         notify.publish(notify.RUN_REQUESTED)
     return RunRequests(requested=len(executions), refused=refused)

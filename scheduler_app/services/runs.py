@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import livelog, signals
+from ..choices import AuditAction
 from ..conf import app_settings
 from ..db.claims import claim_pending
 from ..exceptions import (
@@ -45,6 +46,7 @@ from ..runtime.processes import HandlerProcess
 from ..runtime.run import Result, Run
 from ..storable import storable_json
 from ..tasklog import LogSnapshot, RunLog, bind
+from .audit import PYTHON, Origin, audit_record
 from .instances import instance_id
 from .outcomes import fail_unstartable
 from .params import parameters_evaluate, task_local_now
@@ -453,15 +455,37 @@ def _withdraw_pending(execution_id: int) -> None:
 
 
 def execution_cancel(
-    *, execution: TaskExecution, now: dt.datetime | None = None
+    *,
+    execution: TaskExecution,
+    origin: Origin = PYTHON,
+    now: dt.datetime | None = None,
 ) -> TaskExecution:
     """Cancel a pending execution at once, or ask a running one to stop.
 
     A pending one is withdrawn from its executor too (`pending_cancel_hooks`). A
     running async handler is cancelled on its loop; a sync handler is stopped at
     its next task_log/task_progress call, or recorded cancelled and left to finish
-    unobserved once the executor sees the request (within about a second).
+    unobserved once the executor sees the request (within about a second). The
+    cancel is audited as `origin`'s, on the run's task, with the run's id.
     """
+    with transaction.atomic():
+        execution = cancel_execution(execution, now=now)
+        task = ScheduledTask.objects.filter(pk=execution.task_id).first()
+        if task is not None:
+            audit_record(
+                origin=origin,
+                action=AuditAction.CANCEL,
+                tasks=[task],
+                run_id=execution.pk,
+            )
+    return execution
+
+
+def cancel_execution(
+    execution: TaskExecution, *, now: dt.datetime | None = None
+) -> TaskExecution:
+    """execution_cancel without its audit entry: for the services that cancel a
+    run as part of another operation they audit (task_delete's `cancel_runs`)."""
     now = now or timezone.now()
     if TaskExecution.objects.filter(pk=execution.pk, status=Status.PENDING).update(
         status=Status.CANCELLED,
@@ -494,17 +518,21 @@ class ExecutionsCancelled:
 
 
 def executions_cancel(
-    *, executions: TaskExecutionQuerySet, now: dt.datetime | None = None
+    *,
+    executions: TaskExecutionQuerySet,
+    origin: Origin = PYTHON,
+    now: dt.datetime | None = None,
 ) -> ExecutionsCancelled:
     """Cancel each unfinished execution among `executions`; finished ones are left alone.
 
     A run that ends between the selection and its cancel is refused with the reason
-    (execution_cancel's error), the others are still cancelled.
+    (execution_cancel's error), the others are still cancelled; each cancel is
+    audited as `origin`'s.
     """
     cancelled, refused = 0, []
     for execution in executions.unfinished():
         try:
-            execution_cancel(execution=execution, now=now)
+            execution_cancel(execution=execution, origin=origin, now=now)
         except SchedulerError as exc:
             refused.append(exc.message)
         else:

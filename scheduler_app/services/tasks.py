@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import IntegrityError, router, transaction
 from django.db.models import F, QuerySet
@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from .. import notify
+from ..choices import AuditAction
 from ..db.batch import task_rows_lock
 from ..db.next_runs import record_next_runs
 from ..db.polls import tasks_version_values
@@ -43,7 +44,8 @@ from ..models import (
     TaskExecutionQuerySet,
 )
 from ..schedules import Schedule, next_fire_times
-from .runs import execution_cancel
+from .audit import PYTHON, SYNC, Origin, audit_changes, audit_record, reason_check
+from .runs import cancel_execution
 from .validation import (
     Actor,
     TaskInvalid,
@@ -264,6 +266,7 @@ def task_create(
     *,
     task: ScheduledTask,
     alert_channels: Any = None,
+    origin: Origin = PYTHON,
     now: dt.datetime | None = None,
     handler_must_be_allowed: bool = True,
 ) -> ScheduledTask:
@@ -272,6 +275,7 @@ def task_create(
     Its next fire time is computed and stored; so are its `alert_channels` (a
     list of channel ids, names or rows; None or empty: the default channels).
     `handler_must_be_allowed=False` is for the importer only (see task_validate).
+    The creation is audited as `origin`'s, with the task's initial fields.
     """
     if task.pk is not None:
         raise ValueError("task_create() takes a new task; use task_update()")
@@ -282,7 +286,69 @@ def task_create(
         handler_must_be_allowed=handler_must_be_allowed,
         alert_channels=alert_channels,
     )
-    return _save(task, now=now, alert_channels=alert_channels)
+    with transaction.atomic():
+        _save(task, now=now, alert_channels=alert_channels)
+        initial = task_snapshot(task, alert_channels=alert_channels)
+        audit_record(
+            origin=origin,
+            action=AuditAction.CREATE,
+            tasks=[task],
+            changes={
+                name: [None, json.loads(value)] for name, value in initial.items()
+            },
+        )
+    return task
+
+
+def _actor(origin: Origin) -> Actor | None:
+    """Whose permission applies to a change: the origin's user (None: trusted code)."""
+    return cast("Actor | None", origin.user)
+
+
+def _update_action(before: Mapping[str, str], after: Mapping[str, str]) -> AuditAction:
+    """What an edit is, for its audit entry: the status action when the status is
+    all it changes (a PATCH of `status`), an update otherwise."""
+    changed = {name for name in after if before.get(name) != after[name]}
+    if changed == {"status"}:
+        return _status_action(json.loads(before["status"]), json.loads(after["status"]))
+    return AuditAction.UPDATE
+
+
+def _status_action(old: str, new: str) -> AuditAction:
+    """The action of a status change from `old` to `new`."""
+    if new == ScheduledTask.Status.PAUSED:
+        return AuditAction.PAUSE
+    if new == ScheduledTask.Status.DISABLED:
+        return AuditAction.DISABLE
+    if old == ScheduledTask.Status.DISABLED:
+        return AuditAction.ENABLE
+    return AuditAction.RESUME
+
+
+def task_status_reason_check(
+    *, old_status: str, new_status: str, origin: Origin
+) -> None:
+    """ReasonInvalid (field "reason") if a change of status from `old_status` to
+    `new_status` needs a reason `origin` does not give, or the reason is too long:
+    what task_update will check, for a form to show on its reason field first."""
+    action = (
+        _status_action(old_status, new_status)
+        if old_status != new_status
+        else AuditAction.UPDATE
+    )
+    reason_check(origin, action=action)
+
+
+def _check_status_reason(
+    origin: Origin, *, before: Mapping[str, str], after: Mapping[str, str]
+) -> None:
+    """An edit that pauses or disables a task needs a reason as a pause or a
+    disable does (SCHEDULER_REQUIRE_REASON_FOR)."""
+    task_status_reason_check(
+        old_status=json.loads(before.get("status", "null")) or "",
+        new_status=json.loads(after["status"]),
+        origin=origin,
+    )
 
 
 def task_update(
@@ -290,7 +356,7 @@ def task_update(
     task: ScheduledTask,
     changes: Mapping[str, Any] | None = None,
     alert_channels: Any = None,
-    actor: Actor | None = None,
+    origin: Origin = PYTHON,
     expected_version: int | None = None,
     now: dt.datetime | None = None,
 ) -> ScheduledTask:
@@ -307,12 +373,14 @@ def task_update(
     `changes` (None: the admin form edited `task` itself), every editable column
     is written; the engine's bookkeeping (last run, counters) is the row's. The
     task is validated against its stored row (task_validate): a new status needs
-    the pause permission of `actor` (None is trusted code), a changed run date
-    must lie ahead. Its next fire time is recomputed and its version bumped; with
-    `expected_version`, a task whose stored version differs is refused
-    (TaskChanged, nothing saved). Values equal to the stored ones change
-    nothing: a save that changes nothing writes nothing and keeps the version
-    (and the ETag).
+    the pause permission of `origin.user` (None is trusted code), a changed run
+    date must lie ahead; an edit that pauses or disables it needs a reason as
+    task_pause and tasks_disable do (ReasonInvalid). The change is audited as
+    `origin`'s, with each changed field before and after. Its next fire time
+    is recomputed and its version bumped; with `expected_version`, a task whose
+    stored version differs is refused (TaskChanged, nothing saved). Values
+    equal to the stored ones change nothing: a save that changes nothing writes
+    nothing, keeps the version (and the ETag) and records no audit entry.
     """
     whole_row = changes is None
     changes = dict(changes or {})
@@ -330,24 +398,35 @@ def task_update(
         if whole_row:
             # The caller edited `task` itself (a form): its editable fields are the
             # caller's; the engine's bookkeeping (last run, counters) is the row's.
-            if task_snapshot(task, alert_channels=alert_channels) == task_snapshot(
-                stored
-            ):
+            before = task_snapshot(stored)
+            after = task_snapshot(task, alert_channels=alert_channels)
+            if after == before:
                 changes = {}  # saved as it was: nothing to write
             else:
                 for name in BOOKKEEPING_FIELDS:
                     setattr(task, name, getattr(stored, name))
                 task_validate(
-                    task=task, actor=actor, now=now, alert_channels=alert_channels
+                    task=task,
+                    actor=_actor(origin),
+                    now=now,
+                    alert_channels=alert_channels,
                 )
                 _check_version(stored, expected_version=expected_version)
+                _check_status_reason(origin, before=before, after=after)
                 task.version = stored.version + 1
-                return _save(
+                _save(
                     task,
                     now=now,
                     update_fields=[*COLUMN_FIELDS, "version"],
                     alert_channels=alert_channels,
                 )
+                audit_record(
+                    origin=origin,
+                    action=_update_action(before, after),
+                    tasks=[task],
+                    changes=audit_changes(before, after),
+                )
+                return task
         before = task_snapshot(stored)
         for name, value in changes.items():
             if name not in M2M_FIELDS:
@@ -364,8 +443,11 @@ def task_update(
             return task
         version = stored.version
         channels = changes.get("alert_channels")
-        task_validate(task=stored, actor=actor, now=now, alert_channels=channels)
+        task_validate(
+            task=stored, actor=_actor(origin), now=now, alert_channels=channels
+        )
         _check_version(stored, expected_version=expected_version)
+        _check_status_reason(origin, before=before, after=after)
         stored.version = version + 1
         _save(
             stored,
@@ -374,6 +456,12 @@ def task_update(
                 name for name in (*changes, "version") if name not in M2M_FIELDS
             ],
             alert_channels=channels,
+        )
+        audit_record(
+            origin=origin,
+            action=_update_action(before, after),
+            tasks=[stored],
+            changes=audit_changes(before, after),
         )
     _copy_row(stored, onto=task)
     return task
@@ -425,10 +513,14 @@ def task_delete(
     *,
     task: ScheduledTask,
     cancel_runs: bool = False,
+    origin: Origin = PYTHON,
     expected_version: int | None = None,
     now: dt.datetime | None = None,
 ) -> None:
     """Delete a task and its history; system tasks refuse.
+
+    The deletion is audited as `origin`'s, with its reason (which
+    SCHEDULER_REQUIRE_REASON_FOR may require: ReasonInvalid, nothing deleted).
 
     A task with runs pending or running (task_unfinished_runs) is kept (TaskBusy)
     unless `cancel_runs`: then its pending runs are cancelled and its running ones
@@ -438,6 +530,7 @@ def task_delete(
     """
     if task.is_system:
         raise SystemTaskProtected(task.name)
+    reason_check(origin, action=AuditAction.DELETE)
     with transaction.atomic():
         stored = _locked(task)
         _check_version(stored, expected_version=expected_version)
@@ -452,20 +545,26 @@ def task_delete(
             )
         for run in runs:
             with contextlib.suppress(InvalidTransition):  # it ended meanwhile
-                execution_cancel(execution=run, now=now)
+                cancel_execution(run, now=now)
         task.delete()
+        audit_record(origin=origin, action=AuditAction.DELETE, tasks=[task])
         _tasks_changed()
 
 
 def tasks_delete(
-    *, tasks: QuerySet[ScheduledTask], now: dt.datetime | None = None
+    *,
+    tasks: QuerySet[ScheduledTask],
+    origin: Origin = PYTHON,
+    now: dt.datetime | None = None,
 ) -> int:
     """Delete several tasks; refuses all of them if any is a system task, or has
     runs pending or running (TaskBusy: those are cancelled, or the tasks deleted
-    one by one with task_delete's `cancel_runs`)."""
+    one by one with task_delete's `cancel_runs`). Each deletion is audited as
+    `origin`'s, with its reason (which may be required, as for task_delete)."""
     system = list(tasks.filter(is_system=True).values_list("name", flat=True))
     if system:
         raise SystemTaskProtected(", ".join(system))
+    reason_check(origin, action=AuditAction.DELETE)
     with transaction.atomic():
         busy = sorted(
             set(
@@ -476,31 +575,54 @@ def tasks_delete(
         )
         if busy:
             raise TaskBusy(MSG_TASKS_BUSY % {"names": ", ".join(busy)})
+        doomed = list(tasks.select_for_update(no_key=True).order_by("pk"))
         _total, per_model = tasks.delete()
+        for task in doomed:
+            task.pk = None  # gone: its entry keeps the name, not the link
+        audit_record(origin=origin, action=AuditAction.DELETE, tasks=doomed)
         _tasks_changed()
     return per_model.get(ScheduledTask._meta.label, 0)
 
 
 def tasks_set_status(
-    *, tasks: QuerySet[ScheduledTask], status: str, now: dt.datetime | None = None
+    *,
+    tasks: QuerySet[ScheduledTask],
+    status: str,
+    origin: Origin = PYTHON,
+    now: dt.datetime | None = None,
 ) -> int:
     """Set the status of tasks, whatever it was; returns how many changed.
 
     The primitive behind tasks_pause/_resume/_enable/_disable, which apply each
     action's rule; callers use those. Resumed tasks get a fresh next fire time
     counted from now, so a task paused for a week does not fire a week of missed runs.
+    Each task that changed is audited as `origin`'s (pause, resume, enable or
+    disable, with its status before and after); a pause or disable needs a
+    reason when SCHEDULER_REQUIRE_REASON_FOR says so (ReasonInvalid, nothing changed).
     """
     now = now or timezone.now()
     if status not in ScheduledTask.Status.values:
         raise InvalidTransition(_("Unknown status “%(status)s”.") % {"status": status})
+    if status != ScheduledTask.Status.ACTIVE:
+        reason_check(origin, action=_status_action("", status))
     changed: list[int] = []
+    audited: dict[tuple[str, str], list[ScheduledTask]] = {}
     with transaction.atomic():
         for task in tasks.exclude(status=status).select_for_update():
+            audited.setdefault((task.status, status), []).append(task)
             task.status = status
             task.next_run_at = task_next_run(task, after=now)
             task.version += 1
             task.save(update_fields=["status", "next_run_at", "updated_at", "version"])
             changed.append(task.pk)
+        for (old, new), group in audited.items():
+            audit_record(
+                origin=origin,
+                action=_status_action(old, new),
+                tasks=group,
+                changes={"status": [old, new]},
+                at=now,
+            )
         if changed and status != ScheduledTask.Status.ACTIVE:
             # The fires the scheduler staged ahead of their time are withdrawn with it.
             TaskExecution.objects.staged(after=now).filter(task_id__in=changed).delete()
@@ -529,7 +651,11 @@ class StatusChange:
 
 
 def _tasks_pause_or_resume(
-    tasks: QuerySet[ScheduledTask], status: str, *, now: dt.datetime | None
+    tasks: QuerySet[ScheduledTask],
+    status: str,
+    *,
+    origin: Origin,
+    now: dt.datetime | None,
 ) -> StatusChange:
     with transaction.atomic():
         disabled = list(
@@ -538,41 +664,68 @@ def _tasks_pause_or_resume(
             .values_list("name", flat=True)
         )
         changed = tasks_set_status(
-            tasks=tasks.filter(status__in=PAUSABLE_STATUSES), status=status, now=now
+            tasks=tasks.filter(status__in=PAUSABLE_STATUSES),
+            status=status,
+            origin=origin,
+            now=now,
         )
     return StatusChange(changed=changed, disabled=disabled)
 
 
 def tasks_pause(
-    *, tasks: QuerySet[ScheduledTask], now: dt.datetime | None = None
+    *,
+    tasks: QuerySet[ScheduledTask],
+    origin: Origin = PYTHON,
+    now: dt.datetime | None = None,
 ) -> StatusChange:
-    """Pause active tasks; disabled ones are left alone and named in the result."""
-    return _tasks_pause_or_resume(tasks, ScheduledTask.Status.PAUSED, now=now)
+    """Pause active tasks; disabled ones are left alone and named in the result.
+    Each paused task is audited as `origin`'s (see tasks_set_status)."""
+    return _tasks_pause_or_resume(
+        tasks, ScheduledTask.Status.PAUSED, origin=origin, now=now
+    )
 
 
 def tasks_resume(
-    *, tasks: QuerySet[ScheduledTask], now: dt.datetime | None = None
+    *,
+    tasks: QuerySet[ScheduledTask],
+    origin: Origin = PYTHON,
+    now: dt.datetime | None = None,
 ) -> StatusChange:
-    """Resume paused tasks from now on; disabled ones are left alone and named."""
-    return _tasks_pause_or_resume(tasks, ScheduledTask.Status.ACTIVE, now=now)
+    """Resume paused tasks from now on; disabled ones are left alone and named.
+    Each resumed task is audited as `origin`'s."""
+    return _tasks_pause_or_resume(
+        tasks, ScheduledTask.Status.ACTIVE, origin=origin, now=now
+    )
 
 
 def tasks_enable(
-    *, tasks: QuerySet[ScheduledTask], now: dt.datetime | None = None
+    *,
+    tasks: QuerySet[ScheduledTask],
+    origin: Origin = PYTHON,
+    now: dt.datetime | None = None,
 ) -> int:
-    """Turn disabled tasks back on (firing from now); others are left as they are."""
+    """Turn disabled tasks back on (firing from now); others are left as they are.
+    Each enabled task is audited as `origin`'s."""
     return tasks_set_status(
         tasks=tasks.filter(status=ScheduledTask.Status.DISABLED),
         status=ScheduledTask.Status.ACTIVE,
+        origin=origin,
         now=now,
     )
 
 
 def tasks_disable(
-    *, tasks: QuerySet[ScheduledTask], now: dt.datetime | None = None
+    *,
+    tasks: QuerySet[ScheduledTask],
+    origin: Origin = PYTHON,
+    now: dt.datetime | None = None,
 ) -> int:
-    """Switch tasks off until they are enabled again, whatever their status."""
-    return tasks_set_status(tasks=tasks, status=ScheduledTask.Status.DISABLED, now=now)
+    """Switch tasks off until they are enabled again, whatever their status.
+    Each disabled task is audited as `origin`'s, with its reason (which may be
+    required: ReasonInvalid, nothing changed)."""
+    return tasks_set_status(
+        tasks=tasks, status=ScheduledTask.Status.DISABLED, origin=origin, now=now
+    )
 
 
 def _task_pause_or_resume(
@@ -580,13 +733,14 @@ def _task_pause_or_resume(
     status: str,
     refused: StrOrPromise,
     *,
+    origin: Origin,
     expected_version: int | None,
     now: dt.datetime | None,
 ) -> ScheduledTask:
     with transaction.atomic():
         _check_version(_locked(task), expected_version=expected_version)
         change = _tasks_pause_or_resume(
-            ScheduledTask.objects.filter(pk=task.pk), status, now=now
+            ScheduledTask.objects.filter(pk=task.pk), status, origin=origin, now=now
         )
     if change.disabled:
         raise InvalidTransition(refused % {"name": task.name})
@@ -597,6 +751,7 @@ def _task_pause_or_resume(
 def task_pause(
     *,
     task: ScheduledTask,
+    origin: Origin = PYTHON,
     expected_version: int | None = None,
     now: dt.datetime | None = None,
 ) -> ScheduledTask:
@@ -604,12 +759,15 @@ def task_pause(
 
     A disabled task is refused (InvalidTransition): see PAUSABLE_STATUSES. With
     `expected_version`, a task whose stored version differs is left as it is
-    (TaskChanged). Pausing a paused task changes nothing, its version neither.
+    (TaskChanged). Pausing a paused task changes nothing, its version neither,
+    and records nothing. The pause is audited as `origin`'s, with its reason;
+    SCHEDULER_REQUIRE_REASON_FOR may require one (ReasonInvalid, nothing changed).
     """
     return _task_pause_or_resume(
         task,
         ScheduledTask.Status.PAUSED,
         MSG_PAUSE_DISABLED,
+        origin=origin,
         expected_version=expected_version,
         now=now,
     )
@@ -618,17 +776,19 @@ def task_pause(
 def task_resume(
     *,
     task: ScheduledTask,
+    origin: Origin = PYTHON,
     expected_version: int | None = None,
     now: dt.datetime | None = None,
 ) -> ScheduledTask:
     """Fire a paused task again, from now on; a disabled task is refused.
 
-    `expected_version` as for task_pause.
+    `expected_version` as for task_pause; audited as `origin`'s.
     """
     return _task_pause_or_resume(
         task,
         ScheduledTask.Status.ACTIVE,
         MSG_RESUME_DISABLED,
+        origin=origin,
         expected_version=expected_version,
         now=now,
     )
@@ -721,8 +881,12 @@ def tasks_with_refused_handlers() -> list[tuple[str, str]]:
     ]
 
 
-def tasks_ensure_declared(*, now: dt.datetime | None = None) -> list[ScheduledTask]:
+def tasks_ensure_declared(
+    *, origin: Origin = SYNC, now: dt.datetime | None = None
+) -> list[ScheduledTask]:
     """Create a task for each script that declares a default schedule in TASK_INFO, once.
+
+    Each creation is audited as `origin`'s (the schedule sync).
 
     Once means once: the `declared:<handler>` state row remembers it, so a task the
     admin edited, paused or deleted is never recreated or overwritten. A script
@@ -751,7 +915,7 @@ def tasks_ensure_declared(*, now: dt.datetime | None = None) -> list[ScheduledTa
                     handler_path=info.path,
                     **info.schedule,
                 )
-                created.append(task_create(task=task, now=now))
+                created.append(task_create(task=task, origin=origin, now=now))
         except SchedulerError as exc:
             logger.error("Declared schedule of %s was not created: %s", info.path, exc)
     for task in created:

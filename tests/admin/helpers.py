@@ -32,14 +32,34 @@ def execution_url(execution: TaskExecution) -> str:
     return reverse("admin:scheduler_app_taskexecution_change", args=[execution.pk])
 
 
-def post_action(client: Client, url: str, action: str, objects: list[Any]) -> Any:
-    """POST an admin action for `objects` as the changelist's action form does."""
+def post_action(
+    client: Client, url: str, action: str, objects: list[Any], **extra: Any
+) -> Any:
+    """POST an admin action for `objects` as the changelist's action form does;
+    `extra` are more fields (post="yes", reason=...: its confirmation page's answer)."""
     return client.post(
         url,
         {
             "action": action,
             "index": 0,
             helpers.ACTION_CHECKBOX_NAME: [str(obj.pk) for obj in objects],
+            **extra,
+        },
+    )
+
+
+def confirm_action(
+    client: Client, url: str, action: str, objects: list[Any], reason: str = ""
+) -> Any:
+    """POST an action's confirmation page (pause, disable, delete_tasks), as its
+    "Yes" button does: the selection, the action, post=yes and the reason."""
+    return client.post(
+        url,
+        {
+            "action": action,
+            helpers.ACTION_CHECKBOX_NAME: [str(obj.pk) for obj in objects],
+            "post": "yes",
+            "reason": reason,
         },
     )
 

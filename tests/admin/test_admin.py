@@ -23,6 +23,7 @@ from tests.admin.helpers import (
     INSTANCE_CHANGELIST,
     TASK_ADD,
     TASK_CHANGELIST,
+    confirm_action,
     count_queries,
     execution_url,
     offered_actions,
@@ -320,7 +321,7 @@ def test_pause_sets_status_and_reports_the_count(admin_client: Client) -> None:
     active = [make_task(), make_task()]
     already_paused = make_task(status=ScheduledTask.Status.PAUSED)
 
-    response = post_action(
+    response = confirm_action(
         admin_client, TASK_CHANGELIST, "pause", [*active, already_paused]
     )
 
@@ -336,7 +337,7 @@ def test_pause_sets_status_and_reports_the_count(admin_client: Client) -> None:
 def test_pause_clears_next_run_at(admin_client: Client) -> None:
     task = make_task(next_run_at=timezone.now())
 
-    post_action(admin_client, TASK_CHANGELIST, "pause", [task])
+    confirm_action(admin_client, TASK_CHANGELIST, "pause", [task])
 
     task.refresh_from_db()
     assert task.next_run_at is None
@@ -388,7 +389,7 @@ def test_delete_action_refuses_a_system_task_and_names_it(admin_client: Client) 
     system = make_task(name="nightly_cleanup", is_system=True)
     normal = make_task()
 
-    response = post_action(
+    response = confirm_action(
         admin_client, TASK_CHANGELIST, "delete_tasks", [system, normal]
     )
 
@@ -405,7 +406,7 @@ def test_delete_action_deletes_normal_tasks_and_their_executions(
     task = make_task()
     make_execution(task, status="success")
 
-    response = post_action(admin_client, TASK_CHANGELIST, "delete_tasks", [task])
+    response = confirm_action(admin_client, TASK_CHANGELIST, "delete_tasks", [task])
 
     assert not ScheduledTask.objects.filter(pk=task.pk).exists()
     assert not TaskExecution.objects.filter(task_id=task.pk).exists()
@@ -418,7 +419,9 @@ def test_delete_action_refuses_tasks_with_runs_pending_or_running_and_names_them
     idle, busy = make_task(name="idle"), make_task(name="busy")
     make_execution(busy, status="running")
 
-    response = post_action(admin_client, TASK_CHANGELIST, "delete_tasks", [idle, busy])
+    response = confirm_action(
+        admin_client, TASK_CHANGELIST, "delete_tasks", [idle, busy]
+    )
 
     assert ScheduledTask.objects.filter(pk__in=[idle.pk, busy.pk]).count() == 2
     assert sent_messages(response) == [

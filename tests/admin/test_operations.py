@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.contrib import messages
-from django.contrib.admin.models import LogEntry
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from scheduler_app.locks import get_lock_backend, lock_key, task_lock_key
-from scheduler_app.models import ScheduledTask, SchedulerInstance
+from scheduler_app.models import AuditEntry, ScheduledTask, SchedulerInstance
 from tests.admin.helpers import TASK_CHANGELIST, sent_messages, staff_user
 from tests.factories import make_live_run_holding_lock, make_task
 
@@ -100,18 +100,38 @@ def test_release_frees_the_lock_and_records_it(
     task = make_task(name="stuck")
     key = hold_lock(task)
 
-    response = admin_client.post(RELEASE, {"key": key})
+    response = admin_client.post(RELEASE, {"key": key, "reason": " host died "})
 
     assert response["Location"] == LOCKS
     assert get_lock_backend().get(key) is None
     assert sent_messages(response) == [
         (messages.SUCCESS, "Released the lock “%s”." % key)
     ]
-    entry = LogEntry.objects.get(object_id=str(task.pk))
-    assert entry.get_change_message() == (
-        "Force-released its lock, held by host:7:abcdef, no longer running (through "
-        "the admin)."
+    entry = AuditEntry.objects.get(task=task)
+    assert (entry.action, entry.source, entry.actor_name, entry.reason) == (
+        "release_lock",
+        "admin",
+        "admin",
+        "host died",
     )
+    assert entry.changes == {"lock": ["host:7:abcdef", ""]}
+
+
+def test_release_with_a_required_reason_missing_shows_the_error_on_its_field(
+    admin_client: Client, settings: Any
+) -> None:
+    settings.SCHEDULER_REQUIRE_REASON_FOR = "release_lock"
+    task = make_task(name="stuck")
+    key = hold_lock(task)
+
+    response = admin_client.post(RELEASE, {"key": key, "reason": "  "})
+
+    assert response.status_code == 200
+    assert response.context["reason_error"].startswith("Say why (field “reason”)")
+    content = response.content.decode()
+    assert 'id="reason-error"' in content and 'name="reason"' in content
+    assert get_lock_backend().get(key) is not None
+    assert not AuditEntry.objects.exists()
 
 
 def test_releasing_the_lock_of_a_live_run_warns_and_needs_the_explicit_answer(
@@ -132,11 +152,9 @@ def test_releasing_the_lock_of_a_live_run_warns_and_needs_the_explicit_answer(
     assert level == messages.ERROR and "still running on web-1:7:live" in text
     assert still_held
     assert forced["Location"] == LOCKS and get_lock_backend().get(key) is None
-    entry = LogEntry.objects.get(object_id=str(task.pk))
-    assert entry.get_change_message() == (
-        "Force-released its lock, held by execution #%s which was still running on "
-        "web-1:7:live (through the admin)." % run.pk
-    )
+    entry = AuditEntry.objects.get(task=task)
+    assert entry.action == "release_lock"
+    assert entry.changes == {"lock": ["web-1:7:live exec:%s" % run.pk, ""]}
 
 
 def test_releasing_a_lock_already_gone_says_so(admin_client: Client) -> None:

@@ -13,6 +13,7 @@ from django.utils import timezone, translation
 from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
 from tests.admin.helpers import (
     TASK_CHANGELIST,
+    confirm_action,
     count_queries,
     post_action,
     sent_messages,
@@ -255,7 +256,7 @@ def test_disable_sets_status_disabled_and_reports_the_count(
 ) -> None:
     tasks = [make_task(), make_task(status=ScheduledTask.Status.PAUSED)]
 
-    response = post_action(admin_client, TASK_CHANGELIST, "disable", tasks)
+    response = confirm_action(admin_client, TASK_CHANGELIST, "disable", tasks)
 
     assert set(
         ScheduledTask.objects.filter(pk__in=[t.pk for t in tasks]).values_list(
@@ -285,7 +286,9 @@ def test_pause_and_resume_refuse_disabled_tasks_by_name(
 ) -> None:
     disabled = make_task(name="switched_off", status=ScheduledTask.Status.DISABLED)
 
-    response = post_action(admin_client, TASK_CHANGELIST, action, [disabled])
+    response = post_action(
+        admin_client, TASK_CHANGELIST, action, [disabled], post="yes"
+    )
 
     disabled.refresh_from_db()
     assert disabled.status == ScheduledTask.Status.DISABLED
@@ -305,7 +308,7 @@ def test_enable_and_disable_need_the_pause_permission(
         status=ScheduledTask.Status.DISABLED if action == "enable" else "active"
     )
 
-    post_action(client, TASK_CHANGELIST, action, [task])
+    post_action(client, TASK_CHANGELIST, action, [task], post="yes")
 
     assert ScheduledTask.objects.get(pk=task.pk).status == task.status
 

@@ -123,6 +123,8 @@ VALID_BODIES = st.builds(
             "overlap_policy": st.sampled_from(["skip", "replace"]),
             "timeout_seconds": st.integers(0, 2**31 - 1),
             "jitter_seconds": st.integers(0, 2**31 - 1),
+            # Not a task field: the change's audit reason (write-only).
+            "reason": _TEXT,
         },
     ),
     kwargs=st.fixed_dictionaries(

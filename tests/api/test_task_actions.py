@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.admin.models import LogEntry
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from scheduler_app.handlers import registry
 from scheduler_app.locks import get_lock_backend, task_lock_key
-from scheduler_app.models import ScheduledTask, TaskExecution
+from scheduler_app.models import AuditEntry, ScheduledTask, TaskExecution
 from tests.factories import make_execution, make_live_run_holding_lock, make_task
 
 pytestmark = pytest.mark.django_db
@@ -442,8 +441,9 @@ def test_release_lock_of_a_live_run_is_409_unless_forced_and_leaves_a_trace(
     assert (bad.status_code, bad.json()["field"]) == (400, "force")
     assert still_held
     assert forced.json() == {"key": key, "released": True}
-    [entry] = LogEntry.objects.filter(object_id=str(task.pk))
-    assert "(through the API)" in entry.get_change_message()
+    [entry] = AuditEntry.objects.filter(task=task)
+    assert (entry.action, entry.source) == ("release_lock", "api")
+    assert entry.changes == {"lock": ["web-1:7:live exec:%s" % run.pk, ""]}
 
 
 def test_release_lock_needs_its_own_permission(

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from scheduler_app.choices import AuditSource
 from scheduler_app.exceptions import (
     InvalidTransition,
     StatusChangeForbidden,
@@ -18,6 +19,7 @@ from scheduler_app.exceptions import (
 )
 from scheduler_app.models import ScheduledTask, TaskExecution
 from scheduler_app.services import (
+    Origin,
     TaskInvalid,
     may_change_status,
     task_check_version,
@@ -347,7 +349,9 @@ def test_bulk_pause_and_resume_leave_disabled_tasks_alone_and_name_them(
 
 
 class User:
-    """An actor holding exactly `perms`."""
+    """An actor holding exactly `perms` (no stored user: its entries name nobody)."""
+
+    is_authenticated = False
 
     def __init__(self, *perms: str) -> None:
         self.perms = set(perms)
@@ -362,6 +366,11 @@ OPERATOR = User(
 )
 
 
+def by(user: User) -> Origin:
+    """The origin of a change by `user` (a permission stub)."""
+    return Origin(source=AuditSource.API, user=user)  # type: ignore[arg-type]
+
+
 def test_changing_the_status_needs_the_pause_permission() -> None:
     task = create(description="before")
 
@@ -371,7 +380,7 @@ def test_changing_the_status_needs_the_pause_permission() -> None:
         task_update(
             task=task,
             changes={"status": "paused", "description": "after"},
-            actor=EDITOR,
+            origin=by(EDITOR),
             now=NOW,
         )
 
@@ -380,7 +389,7 @@ def test_changing_the_status_needs_the_pause_permission() -> None:
     assert (stored.status, stored.description) == ("active", "before")
     assert (
         task_update(
-            task=task, changes={"status": "paused"}, actor=OPERATOR, now=NOW
+            task=task, changes={"status": "paused"}, origin=by(OPERATOR), now=NOW
         ).status
         == "paused"
     )
@@ -392,7 +401,7 @@ def test_an_edit_that_keeps_the_status_needs_no_pause_permission() -> None:
     task_update(
         task=task,
         changes={"status": "paused", "description": "edited"},
-        actor=EDITOR,
+        origin=by(EDITOR),
         now=NOW,
     )
 
@@ -404,10 +413,10 @@ def test_an_edited_instance_has_its_status_checked_against_the_stored_one() -> N
     task.status = "disabled"
 
     with pytest.raises(StatusChangeForbidden):
-        task_update(task=task, actor=EDITOR, now=NOW)
+        task_update(task=task, origin=by(EDITOR), now=NOW)
 
     assert ScheduledTask.objects.get(pk=task.pk).status == "active"
-    task_update(task=task, actor=OPERATOR, now=NOW)
+    task_update(task=task, origin=by(OPERATOR), now=NOW)
     assert ScheduledTask.objects.get(pk=task.pk).status == "disabled"
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from scheduler_app.exceptions import SchedulerError
+from scheduler_app.services import IMPORT
 from scheduler_app.services.imports import tasks_import_from_apscheduler
 
 
@@ -26,7 +27,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            report = tasks_import_from_apscheduler(paused=not options["active"])
+            report = tasks_import_from_apscheduler(
+                paused=not options["active"], origin=IMPORT
+            )
         except SchedulerError as exc:
             raise CommandError(exc.message) from exc
         for name in report.created:

@@ -12,6 +12,7 @@ from scheduler_app.exceptions import SchedulerError
 from scheduler_app.models import TaskExecution
 from scheduler_app.runtime import capture
 from scheduler_app.services import (
+    CLI,
     TaskInvalid,
     execution_run,
     instance_heartbeating,
@@ -60,6 +61,7 @@ class Command(BaseCommand):
                 task=task,
                 trigger_type=TaskExecution.TriggerType.CLI,
                 overrides=overrides,
+                origin=CLI,
             )
         except TaskInvalid as exc:
             raise CommandError(
