@@ -99,6 +99,7 @@ def check_scheduler_settings(app_configs: Any = None, **kwargs: Any) -> list[Any
             )
         )
     problems.extend(_check_handler_modules())
+    problems.extend(_check_reason_actions())
     backend = getattr(settings, "EMAIL_BACKEND", "")
     if app_settings.SCHEDULER_ALERT_EMAILS and backend in MAIL_GOES_NOWHERE:
         problems.append(
@@ -110,6 +111,26 @@ def check_scheduler_settings(app_configs: Any = None, **kwargs: Any) -> list[Any
             )
         )
     return problems
+
+
+def _check_reason_actions() -> list[Any]:
+    """SCHEDULER_REQUIRE_REASON_FOR names only operations that take a reason."""
+    from .services.audit import REASON_ACTIONS
+
+    required = app_settings.SCHEDULER_REQUIRE_REASON_FOR
+    names = required.split(",") if isinstance(required, str) else list(required)
+    known = [str(action) for action in REASON_ACTIONS]
+    unknown = sorted({str(name).strip() for name in names} - {""} - set(known))
+    if not unknown:
+        return []
+    return [
+        Error(
+            "SCHEDULER_REQUIRE_REASON_FOR names %s, which take no reason."
+            % ", ".join(repr(name) for name in unknown),
+            hint="Name only these, comma-separated: %s." % ",".join(known),
+            id="scheduler_app.E011",
+        )
+    ]
 
 
 #: Django's mail backends that deliver to no one (printed, kept in memory, dropped).

@@ -299,3 +299,120 @@ def test_no_two_modules_share_a_name_that_means_different_things(name: str) -> N
     )
 
     assert len(found) <= 1, found
+
+
+# The audit trail (issue 16): the services write it, every entry point says who acts.
+
+#: The services that change a task or act on it: each takes `origin` and records it.
+ORIGIN_SERVICES = frozenset(
+    {
+        "task_create",
+        "task_update",
+        "task_delete",
+        "tasks_delete",
+        "tasks_set_status",
+        "tasks_pause",
+        "tasks_resume",
+        "tasks_enable",
+        "tasks_disable",
+        "task_pause",
+        "task_resume",
+        "task_request_run",
+        "tasks_request_run",
+        "execution_cancel",
+        "executions_cancel",
+        "lock_force_release",
+        "tasks_import_from_apscheduler",
+        "tasks_ensure_declared",
+    }
+)
+#: Manager and queryset methods that write rows.
+WRITES = frozenset(
+    {
+        "create",
+        "bulk_create",
+        "get_or_create",
+        "update_or_create",
+        "update",
+        "bulk_update",
+        "delete",
+    }
+)
+
+
+def _calls(module: str) -> list[ast.Call]:
+    tree = ast.parse(MODULES[module].read_text(), str(MODULES[module]))
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+
+
+def _called_name(call: ast.Call) -> str:
+    if isinstance(call.func, ast.Name):
+        return call.func.id
+    if isinstance(call.func, ast.Attribute):
+        return call.func.attr
+    return ""
+
+
+def _is_audit_entry_manager(node: ast.expr) -> bool:
+    """`AuditEntry.objects` (or `models.AuditEntry.objects`), filtered or not."""
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        node = node.func.value
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "objects"
+        and (
+            (isinstance(node.value, ast.Name) and node.value.id == "AuditEntry")
+            or (
+                isinstance(node.value, ast.Attribute)
+                and node.value.attr == "AuditEntry"
+            )
+        )
+    )
+
+
+def audit_writes(module: str) -> list[int]:
+    """The lines of `module` that write audit entries: audit_record, AuditEntry(...),
+    or a writing method of AuditEntry.objects."""
+    lines = []
+    for call in _calls(module):
+        name = _called_name(call)
+        if name in ("audit_record", "AuditEntry"):
+            lines.append(call.lineno)
+        elif (
+            name in WRITES
+            and isinstance(call.func, ast.Attribute)
+            and _is_audit_entry_manager(call.func.value)
+        ):
+            lines.append(call.lineno)
+    return lines
+
+
+def test_nothing_writes_an_audit_entry_outside_the_service_layer() -> None:
+    found = {
+        module: lines
+        for module in MODULES
+        if layer_of(module).name != "services" and (lines := audit_writes(module))
+    }
+    assert not found, (
+        "Audit entries are written by services (audit_record, in the change's "
+        "transaction) only: %s" % found
+    )
+
+
+def test_the_audit_reader_sees_the_writes_it_looks_for() -> None:
+    assert audit_writes("services.audit")  # AuditEntry(...) and bulk_create
+    assert audit_writes("services.tasks")  # audit_record
+
+
+def test_every_call_of_a_service_that_changes_a_task_says_who_acts() -> None:
+    """Each defaults to PYTHON (trusted code) for tests and scripts; inside the app
+    every caller (admin, API, commands, the Python API, the engine, the services
+    themselves) passes its origin, so no entry point is recorded as another."""
+    missing = [
+        "%s:%d %s()" % (module, call.lineno, _called_name(call))
+        for module in MODULES
+        for call in _calls(module)
+        if _called_name(call) in ORIGIN_SERVICES
+        and not any(keyword.arg == "origin" for keyword in call.keywords)
+    ]
+    assert not missing, "pass origin=: %s" % missing

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers import README, readme_section, sh_blocks
 from tests.processes import REPO_ROOT, run_to_end
 
@@ -293,3 +295,43 @@ def test_the_checks_refuse_a_cap_with_no_room_for_its_marker(settings: Any) -> N
     ]
 
     assert found == ["SCHEDULER_RESULT_MAX_BYTES must be at least 1024, not 100."]
+
+
+@pytest.mark.parametrize(
+    "value", ["pause,resume", ["pause", "run_now"], "Pause", "pause, delete,nap"]
+)
+def test_the_checks_refuse_a_required_reason_for_an_operation_that_takes_none(
+    settings: Any, value: Any
+) -> None:
+    from scheduler_app.checks import check_scheduler_settings
+
+    settings.SCHEDULER_REQUIRE_REASON_FOR = value
+
+    [error] = [
+        error
+        for error in check_scheduler_settings()
+        if error.id == "scheduler_app.E011"
+    ]
+
+    assert error.msg.startswith("SCHEDULER_REQUIRE_REASON_FOR names '")
+    assert (
+        error.hint
+        == "Name only these, comma-separated: pause,disable,delete,release_lock."
+    )
+
+
+@pytest.mark.parametrize(
+    "value", ["", "pause,disable,delete,release_lock", ["release_lock"], " pause , "]
+)
+def test_the_checks_accept_the_operations_that_take_a_reason(
+    settings: Any, value: Any
+) -> None:
+    from scheduler_app.checks import check_scheduler_settings
+
+    settings.SCHEDULER_REQUIRE_REASON_FOR = value
+
+    assert not [
+        error
+        for error in check_scheduler_settings()
+        if error.id == "scheduler_app.E011"
+    ]
