@@ -376,9 +376,7 @@ def audit_writes(module: str) -> list[int]:
     lines = []
     for call in _calls(module):
         name = _called_name(call)
-        if name in ("audit_record", "AuditEntry"):
-            lines.append(call.lineno)
-        elif (
+        if name in ("audit_record", "AuditEntry") or (
             name in WRITES
             and isinstance(call.func, ast.Attribute)
             and _is_audit_entry_manager(call.func.value)

@@ -16,7 +16,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from scheduler_app.models import ScheduledTask
+from scheduler_app.models import AuditEntry, ScheduledTask
 from scheduler_app.services import (
     TaskInvalid,
     execution_run,
@@ -98,6 +98,11 @@ def test_cron_interval_and_date_jobs_become_paused_tasks(job_table: None) -> Non
     date = ScheduledTask.objects.get(name="apscheduler:once")
     assert (date.task_type, date.run_date) == ("date", when)
     assert "3 created, 0 already there, 0 skipped" in out.getvalue()
+    assert sorted(AuditEntry.objects.values_list("task_name", "action", "source")) == [
+        ("apscheduler:every-hour", "create", "import"),
+        ("apscheduler:once", "create", "import"),
+        ("apscheduler:weekday-report", "create", "import"),
+    ]
 
 
 def test_numeric_apscheduler_weekdays_are_translated_to_crontab_names(

@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 
 from scheduler_app.locks import get_lock_backend, task_lock_key
 from scheduler_app.management.commands.ensure_admin import PASSWORD_FILE
-from scheduler_app.models import ScheduledTask, TaskExecution
+from scheduler_app.models import AuditEntry, ScheduledTask, TaskExecution
 from tests.factories import make_task, make_user
 
 run_task_db = pytest.mark.django_db(transaction=True)
@@ -329,3 +329,20 @@ def test_run_task_prints_what_the_handler_wrote_with_control_characters_escaped(
     assert printed in shown
     for char in CONTROL_CHARACTERS:
         assert char not in shown
+
+
+@run_task_db
+def test_run_task_records_who_asked_for_the_run() -> None:
+    task = make_sync_task()
+
+    run_task("nightly_sync")
+
+    execution = TaskExecution.objects.get(task=task)
+    assert execution.requested_by == "cli"
+    [entry] = AuditEntry.objects.all()
+    assert (entry.action, entry.source, entry.run_id, entry.task) == (
+        "run_now",
+        "cli",
+        execution.pk,
+        task,
+    )
