@@ -164,7 +164,8 @@ def api_origin(request: Request, reason: str = "") -> services.Origin:
 
 def reason_asked(request: Request) -> str:
     """The `reason` of the request's body ({"reason": "..."}), else of ?reason=."""
-    body = serializers.ReasonSerializer(data=request.data or {})
+    # Not `request.data or {}`: a body of false or [] is refused, not read as none.
+    body = serializers.ReasonSerializer(data=request.data)
     body.is_valid(raise_exception=True)
     return str(
         body.validated_data.get("reason") or request.query_params.get("reason", "")

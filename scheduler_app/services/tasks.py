@@ -575,7 +575,7 @@ def tasks_delete(
         )
         if busy:
             raise TaskBusy(MSG_TASKS_BUSY % {"names": ", ".join(busy)})
-        doomed = list(tasks.select_for_update(no_key=True).order_by("pk"))
+        doomed = list(tasks.order_by("pk"))
         _total, per_model = tasks.delete()
         for task in doomed:
             task.pk = None  # gone: its entry keeps the name, not the link

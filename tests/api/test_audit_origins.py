@@ -166,6 +166,30 @@ def test_a_reason_that_is_not_text_is_a_400(ci_bot: APIClient) -> None:
     assert AuditEntry.objects.count() == 0
 
 
+@pytest.mark.parametrize("body", ["false", "[]", "null", '"why"'])
+@pytest.mark.parametrize("verb", ["pause", "release-lock"])
+def test_a_body_that_is_no_object_is_a_400(
+    ci_bot: APIClient, body: str, verb: str
+) -> None:
+    task = make_task()
+
+    answer = ci_bot.post(url(task, verb), body, content_type="application/json")
+
+    assert answer.status_code == 400, answer.content
+    task.refresh_from_db()
+    assert task.status == ScheduledTask.Status.ACTIVE
+    assert AuditEntry.objects.count() == 0
+
+
+def test_an_empty_body_is_no_reason(ci_bot: APIClient) -> None:
+    task = make_task()
+
+    answer = ci_bot.post(url(task, "pause"))
+
+    assert answer.status_code == 200
+    assert AuditEntry.objects.get().reason == ""
+
+
 def test_a_release_records_its_reason(ci_bot: APIClient) -> None:
     task = make_task()
     get_lock_backend().acquire(task_lock_key(task.pk), owner="gone", ttl_seconds=60)
