@@ -12,7 +12,7 @@ from .alerts import (
     settings_destinations,
     task_destinations,
 )
-from .channels import ChannelInvalid, channel_save, channel_validate
+from .channels import ChannelInvalid, channel_save, channel_validate, channels_delete
 from .fires import (
     MissedFires,
     executions_create_scheduled,
@@ -105,6 +105,7 @@ __all__ = [
     "alert_channels_resolve",
     "channel_save",
     "channel_validate",
+    "channels_delete",
     "ChannelInvalid",
     "execution_cancel",
     "ExecutionsCancelled",
