@@ -613,8 +613,8 @@ class SchedulerInstance(models.Model):
         choices=Kind.choices,
         default=Kind.SCHEDULER,
         help_text=_(
-            "A runscheduler process (scheduler) or a Celery worker process that "
-            "runs executions (worker)."
+            "A runscheduler process (scheduler), a Celery worker process that "
+            "runs executions (worker), or a run_task command running one (cli)."
         ),
     )
     hostname = models.CharField(_("host"), max_length=255, blank=True, default="")

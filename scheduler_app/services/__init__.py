@@ -22,6 +22,7 @@ from .fires import (
 from .health import health_check, leadership_taken
 from .history import executions_cleanup
 from .instances import (
+    instance_as_cli,
     instance_heartbeat,
     instance_heartbeating,
     instance_id,
@@ -123,6 +124,7 @@ __all__ = [
     "instance_heartbeat",
     "instance_heartbeating",
     "instance_id",
+    "instance_as_cli",
     "instance_stopped",
     "instances_alive_ids",
     "instances_cleanup",

@@ -67,6 +67,20 @@ def instance_set_worker(*, node_name: str) -> None:
     _instance_ids.pop(os.getpid(), None)
 
 
+@contextmanager
+def instance_as_cli() -> Iterator[None]:
+    """Be a command-line instance (run_task) while the block runs: its heartbeat
+    row says `cli`, so it keeps its run from being taken for abandoned without
+    counting as a scheduler (the no-scheduler banner, /health/, the alerts)."""
+    global _process_kind
+    kept = _process_kind
+    _process_kind = SchedulerInstance.Kind.CLI
+    try:
+        yield
+    finally:
+        _process_kind = kept
+
+
 def instance_heartbeat(
     *,
     now: dt.datetime | None = None,
