@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.contrib import messages
@@ -269,11 +270,23 @@ def test_health_page_lists_celery_workers_beside_scheduler_instances(
 
 
 def test_health_page_says_how_to_start_workers_when_none_ever_ran(
+    admin_client: Client, settings: Any
+) -> None:
+    settings.SCHEDULER_EXECUTOR = "celery"
+
+    content = admin_client.get(HEALTH).content.decode()
+
+    assert "0 Celery worker processes alive" in content
+    assert "celery -A config worker -Q scheduler" in content
+
+
+def test_health_page_counts_no_celery_workers_with_the_inline_executor(
     admin_client: Client,
 ) -> None:
     content = admin_client.get(HEALTH).content.decode()
 
-    assert "celery -A config worker -Q scheduler" in content
+    assert "Celery worker" not in content
+    assert 'id="scheduler-workers"' not in content
 
 
 def test_health_page_lists_tasks_due_in_the_next_hour(admin_client: Client) -> None:
