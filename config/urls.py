@@ -1,10 +1,23 @@
 """Project URLs: the admin (the main UI) and the REST API under /api/v1/."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.functional import lazy
+from django.utils.translation import gettext
 from django.views.generic import RedirectView
 
 from scheduler_app.api.health import health
+
+
+def _site_header() -> str:
+    return settings.ADMIN_SITE_HEADER or gettext("Scheduled tasks")
+
+
+# The product names itself (the project's choice, not the app's: an app
+# installed into another project leaves that project's admin its own name).
+# Lazy: read in the language, and with the settings, of each request.
+admin.site.site_header = admin.site.site_title = lazy(_site_header, str)()
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
