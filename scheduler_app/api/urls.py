@@ -33,7 +33,19 @@ class OptionalSlashRouter(routers.DefaultRouter):
         "scheduler/status": "scheduler-status",
         "schema": "schema",
         "docs": "docs",
+        "redoc": "redoc",
     }
+
+    class APIRootView(routers.APIRootView):
+        """The scheduled tasks API, version 1.
+
+        Tasks (cron, interval, one-off date, manual) and their runs: list, create,
+        change, pause, resume, run now, cancel; the scheduler's status, locks and
+        alerts. Every endpoint needs an API key (`Authorization: Api-Key <key>`,
+        made in the admin) or a signed-in session, and writes need the matching
+        permission. `schema` is the OpenAPI document, `docs` (Swagger UI) and
+        `redoc` (ReDoc) read it.
+        """
 
     def __init__(self) -> None:
         super().__init__()
