@@ -46,6 +46,21 @@ def status_of(execution: TaskExecution) -> str:
     return TaskExecution.objects.values_list("status", flat=True).get(pk=execution.pk)
 
 
+def test_a_run_records_the_defaults_it_ran_with_beside_the_given_values() -> None:
+    task = make_task(handler_path="scripts:data_sync", handler_kwargs={"days": "3"})
+
+    execution = run(task, overrides={"target": "'orders'"})
+
+    execution.refresh_from_db()
+    assert execution.status == Status.SUCCESS
+    assert execution.kwargs == {
+        "days": 3,
+        "target": "orders",
+        "start_date": None,  # the handler's defaults, which it fell back on
+        "options": None,
+    }
+
+
 def test_successful_run_records_result_timing_kwargs_and_counters() -> None:
     task = make("add", handler_kwargs={"a": "2 + 3", "b": 10})
 
