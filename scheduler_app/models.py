@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey
 
@@ -554,7 +555,15 @@ class TaskExecution(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.task_id}#{self.pk} {self.status}"
+        # What the admin's breadcrumb and the task page's inline show: the task's
+        # name when it is at hand (never a query for it), the number, the status.
+        values = {"id": self.pk, "status": self.get_status_display()}
+        if TaskExecution.task.is_cached(self):
+            return gettext("%(task)s, run #%(id)s (%(status)s)") % {
+                **values,
+                "task": self.task.name,
+            }
+        return gettext("Run #%(id)s (%(status)s)") % values
 
     @property
     def is_finished(self) -> bool:

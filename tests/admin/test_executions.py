@@ -11,7 +11,7 @@ import pytest
 from django.contrib import messages
 from django.test import Client
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from scheduler_app import selectors
 from scheduler_app.models import TaskExecution
@@ -669,3 +669,24 @@ def test_task_page_shows_the_start_of_each_recent_error_escaped(
     assert "RuntimeError: %s[2J%s" % (ESC, HOSTILE_ESCAPED) in content
     assert "NOT SHOWN" not in content
     assert "\x1b" not in content and HOSTILE not in content
+
+
+def test_the_run_page_and_the_task_page_name_runs_in_words(
+    admin_client: Client,
+) -> None:
+    task = make_task(name="nightly <report>")
+    execution = make_execution(task, status=TaskExecution.Status.SUCCESS)
+
+    with translation.override("zh-hans"):
+        page = admin_client.get(
+            execution_url(execution), HTTP_ACCEPT_LANGUAGE="zh-hans"
+        ).content.decode()
+    task_page = admin_client.get(
+        reverse("admin:scheduler_app_scheduledtask_change", args=[task.pk])
+    ).content.decode()
+
+    breadcrumbs = page.split('class="breadcrumbs"', 1)[1].split("</div>", 1)[0]
+    assert "nightly &lt;report&gt;" in breadcrumbs
+    assert "#%d" % execution.pk in breadcrumbs and "成功" in breadcrumbs
+    assert "%d#%d" % (task.pk, execution.pk) not in page
+    assert "Run #%d (Success)" % execution.pk in task_page
