@@ -346,6 +346,15 @@ class TaskExecutionQuerySet(models.QuerySet["TaskExecution"]):
         """Those of `ids` that are still pending (not claimed, cancelled or ended)."""
         return self.filter(pk__in=ids, status=TaskExecution.Status.PENDING)
 
+    def not_staged(self, *, now: Any) -> TaskExecutionQuerySet:
+        """Every run but the fires staged ahead of `now` (a time, or Now()): the
+        runs that happened or are due, what "last run" and a history show."""
+        return self.exclude(
+            status=TaskExecution.Status.PENDING,
+            trigger_type=TaskExecution.TriggerType.SCHEDULED,
+            scheduled_for__gt=now,
+        )
+
     def staged(self, *, after: dt.datetime) -> TaskExecutionQuerySet:
         """Fires the scheduler recorded ahead of their time (after `after`), not started."""
         return self.pending().filter(

@@ -15,7 +15,7 @@ from django.db.models import (
     QuerySet,
     Subquery,
 )
-from django.db.models.functions import Cast, NullIf
+from django.db.models.functions import Cast, Now, NullIf
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -49,10 +49,13 @@ RECENT_RUNS_FOR_CHART = 30
 def tasks_with_stats() -> QuerySet[ScheduledTask]:
     """Tasks annotated with their latest execution's id and status (no query per row).
 
-    The subqueries are served by the `exec_task_created_idx` index.
+    A fire the scheduler staged ahead of its time is not the latest run: it has
+    not happened. The subqueries are served by the `exec_task_created_idx` index.
     """
-    latest = TaskExecution.objects.filter(task=OuterRef("pk")).order_by(
-        "-created_at", "-id"
+    latest = (
+        TaskExecution.objects.filter(task=OuterRef("pk"))
+        .not_staged(now=Now())
+        .order_by("-created_at", "-id")
     )
     return ScheduledTask.objects.annotate(
         last_execution_id=Subquery(latest.values("pk")[:1]),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -12,6 +12,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import URLPattern, path
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -20,7 +21,7 @@ from .. import selectors, services
 from ..exceptions import TaskBusy
 from ..forms import ScheduledTaskForm, handler_info, param_field_name
 from ..handlers.registry import HandlerInfo
-from ..models import ScheduledTask, TaskExecution
+from ..models import ScheduledTask, TaskExecution, TaskExecutionQuerySet
 from . import task_views
 from .display import (
     EMPTY,
@@ -88,7 +89,10 @@ class RecentExecutionsFormSet(BaseInlineFormSet):
         # Built once per formset, as the base class does: it is called for every form,
         # and a new queryset each time would cost two queries per row.
         if not hasattr(self, "_recent_queryset"):
-            queryset = super().get_queryset()
+            # Fires staged ahead of their time have not happened: not shown
+            # among the task's runs (the executions list shows them, "upcoming").
+            queryset = cast(TaskExecutionQuerySet, super().get_queryset())
+            queryset = queryset.not_staged(now=timezone.now())
             latest = list(
                 queryset.order_by("-created_at", "-id").values_list("pk", flat=True)[
                     : self.limit
