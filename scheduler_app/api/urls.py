@@ -66,6 +66,7 @@ router = OptionalSlashRouter()
 router.register("tasks/executions", views.TaskExecutionViewSet, basename="execution")
 router.register("tasks", views.ScheduledTaskViewSet, basename="task")
 router.register("alerts", views.AlertViewSet, basename="alert")
+router.register("audit", views.AuditEntryViewSet, basename="audit")
 
 urlpatterns: list[URLPattern | URLResolver] = [
     re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="schema"),
