@@ -275,7 +275,7 @@ class AuditEntryAdmin(admin.ModelAdmin):
     # Newest first by primary key (entries are appended as they happen): the
     # paginator reads each page from where its neighbour ended.
     ordering = ["-id"]
-    sortable_by: list[str] = []
+    sortable_by = ()
     # No COUNT(*) anywhere: not for the total, not per filter choice, no "show all".
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER

@@ -594,7 +594,7 @@ class ChangesField(StoredJSONField):
 class AuditEntrySerializer(serializers.ModelSerializer):
     """One change to a task or operation on it: who, from where, what, why."""
 
-    task = serializers.PrimaryKeyRelatedField(
+    task = serializers.PrimaryKeyRelatedField[ScheduledTask](
         read_only=True,
         allow_null=True,
         help_text=_("The task's id; null once the task is deleted (task_name stays)."),
