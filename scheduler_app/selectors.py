@@ -515,9 +515,7 @@ def task_audit_trail(
     task: ScheduledTask, *, limit: int = TASK_TRAIL_SHOWN
 ) -> list[AuditEntry]:
     """The task's latest `limit` audit entries, newest first (one query)."""
-    return list(
-        AuditEntry.objects.filter(task=task).order_by("-at", "-id")[:limit]
-    )
+    return list(AuditEntry.objects.filter(task=task).order_by("-at", "-id")[:limit])
 
 
 def audit_entries() -> QuerySet[AuditEntry]:

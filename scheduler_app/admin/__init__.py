@@ -1,8 +1,8 @@
 """The admin, the main UI: tasks, executions, scheduler instances, locks and health pages.
 
 Split by model (operations.py: instances and locks, with the Health and Locks
-pages; alerts.py: alert channels and alerts; audit.py: the audit trail); importing this package registers
-everything with admin.site.
+pages; alerts.py: alert channels and alerts; audit.py: the audit trail);
+importing this package registers everything with admin.site.
 """
 
 from .alerts import AlertAdmin, AlertChannelAdmin

@@ -76,7 +76,7 @@ def changes_table(changes: dict[str, Any]) -> str:
         return EMPTY
     rows = format_html_join(
         "",
-        "<tr><td><code>{}</code></td><td><pre class=\"scheduler-pre\">{}</pre></td>"
+        '<tr><td><code>{}</code></td><td><pre class="scheduler-pre">{}</pre></td>'
         '<td><pre class="scheduler-pre">{}</pre></td></tr>',
         (
             (name, value_text(before), value_text(after))
@@ -164,9 +164,7 @@ def task_trail_table(entries: Iterable[AuditEntry]) -> str:
             (
                 format_html(
                     '<a href="{}">{}</a>',
-                    reverse(
-                        "admin:scheduler_app_auditentry_change", args=[entry.pk]
-                    ),
+                    reverse("admin:scheduler_app_auditentry_change", args=[entry.pk]),
                     absolute_time(entry.at, seconds=True),
                 ),
                 actor_text(entry),
@@ -373,4 +371,3 @@ def task_trail_context(request: HttpRequest, task: ScheduledTask) -> dict[str, A
             task.pk,
         ),
     }
-

@@ -221,7 +221,9 @@ class ScheduledTaskAdmin(TaskActionsMixin):
         if change is None or change.status not in MSG_STATUS_BY:
             return badge
         with_reason, without_reason = MSG_STATUS_BY[ScheduledTask.Status(change.status)]
-        who = change.actor or dict(AuditSource.choices).get(change.source, change.source)
+        who = change.actor or dict(AuditSource.choices).get(
+            change.source, change.source
+        )
         reason = Truncator(change.reason).chars(STATUS_REASON_CHARS)
         text = (with_reason if reason else without_reason) % {
             "who": who,

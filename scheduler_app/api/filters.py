@@ -192,8 +192,13 @@ class AuditFilter(django_filters.FilterSet):
     ) -> QuerySet[AuditEntry]:
         """By id when a task has it; else by name: the entries of the task now so
         named, and those recorded under that name (the deleted task's, too)."""
-        if value.isascii() and value.isdigit():
-            if ScheduledTask.objects.filter(pk=int(value)).exists():
-                return queryset.filter(task_id=int(value))
+        # Beyond a 64-bit column no task has that id (and the database refuses it).
+        number = int(value) if value.isascii() and value.isdigit() else None
+        if (
+            number is not None
+            and number < 2**63
+            and ScheduledTask.objects.filter(pk=number).exists()
+        ):
+            return queryset.filter(task_id=number)
         named = ScheduledTask.objects.filter(name=value).values("pk")
         return queryset.filter(Q(task_name=value) | Q(task_id__in=named))

@@ -85,7 +85,10 @@ def test_the_list_shows_who_did_what_to_which_task_and_why(
     assert task_url("change", task) in page
     assert "alice" in page and "API key “ci”" in page
     assert "API" in page and "Update" in page
-    assert '<code>cron_expression</code>: &quot;0 2 * * *&quot; → &quot;0 3 * * *&quot;' in page
+    assert (
+        "<code>cron_expression</code>: &quot;0 2 * * *&quot; → &quot;0 3 * * *&quot;"
+        in page
+    )
     assert "new window" in page
 
 
@@ -107,7 +110,9 @@ def test_a_deleted_task_s_entries_keep_its_name_without_a_link(
 def test_trusted_code_is_shown_by_its_entry_point(admin_client: Client) -> None:
     audit_record(origin=CLI, action=AuditAction.RUN_NOW, tasks=[make_task()])
 
-    assert "<em>Command line</em>" in admin_client.get(AUDIT_CHANGELIST).content.decode()
+    assert (
+        "<em>Command line</em>" in admin_client.get(AUDIT_CHANGELIST).content.decode()
+    )
 
 
 def test_the_list_filters_on_task_user_action_source_and_date(
@@ -115,7 +120,9 @@ def test_the_list_filters_on_task_user_action_source_and_date(
 ) -> None:
     bob = make_user("bob")
     one, two = make_task(name="one"), make_task(name="two-task")
-    old = record(one, AuditAction.PAUSE, user=alice, at=timezone.now() - dt.timedelta(days=40))
+    old = record(
+        one, AuditAction.PAUSE, user=alice, at=timezone.now() - dt.timedelta(days=40)
+    )
     by_bob = record(two, AuditAction.DISABLE, user=bob, source=AuditSource.API)
     by_cli = record(two, AuditAction.RESUME, source=AuditSource.CLI)
 
@@ -143,9 +150,9 @@ def test_the_list_searches_reasons(admin_client: Client) -> None:
     frozen = record(task, AuditAction.PAUSE, reason="deploy freeze")
     record(task, AuditAction.RESUME, reason="done")
 
-    assert [e.pk for e in listed(admin_client.get(AUDIT_CHANGELIST, {"q": "freeze"}))] == [
-        frozen.pk
-    ]
+    assert [
+        e.pk for e in listed(admin_client.get(AUDIT_CHANGELIST, {"q": "freeze"}))
+    ] == [frozen.pk]
 
 
 def test_the_list_never_counts_the_trail_and_its_queries_stay_flat(
@@ -162,7 +169,9 @@ def test_the_list_never_counts_the_trail_and_its_queries_stay_flat(
 
     assert response.status_code == 200
     assert len(context.captured_queries) == few
-    assert not any("COUNT(" in query["sql"].upper() for query in context.captured_queries)
+    assert not any(
+        "COUNT(" in query["sql"].upper() for query in context.captured_queries
+    )
 
 
 def test_the_next_page_starts_after_the_last_entry_shown(admin_client: Client) -> None:
@@ -170,9 +179,7 @@ def test_the_next_page_starts_after_the_last_entry_shown(admin_client: Client) -
     entries = [record(task, AuditAction.RUN_NOW) for _ in range(105)]
 
     first = listed(admin_client.get(AUDIT_CHANGELIST))
-    second = listed(
-        admin_client.get(AUDIT_CHANGELIST, {"p": 2, "after": first[-1].pk})
-    )
+    second = listed(admin_client.get(AUDIT_CHANGELIST, {"p": 2, "after": first[-1].pk}))
 
     assert len(first) == 100
     assert [e.pk for e in first + second] == [e.pk for e in reversed(entries)]
@@ -334,7 +341,9 @@ def test_the_task_list_says_who_paused_or_disabled_a_task_and_why(
     record(disabled, AuditAction.DISABLE, user=bob)
     record(by_cli, AuditAction.PAUSE, source=AuditSource.CLI)
     record(active, AuditAction.PAUSE, user=alice, reason="stale")
-    record(active, AuditAction.UPDATE, user=bob, changes={"status": ["paused", "active"]})
+    record(
+        active, AuditAction.UPDATE, user=bob, changes={"status": ["paused", "active"]}
+    )
 
     page = admin_client.get(TASK_CHANGELIST).content.decode()
 

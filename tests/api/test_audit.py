@@ -149,6 +149,7 @@ def test_a_numeric_task_is_an_id_when_such_a_task_exists_else_a_name(
 
     assert ids(api, task=by_id.pk) == [first.pk]
     assert ids(api, task="424242") == [second.pk]
+    assert ids(api, task="99999999999999999999") == []  # beyond any id: a name
 
 
 def test_a_renamed_task_is_found_by_its_new_name_with_its_old_entries(

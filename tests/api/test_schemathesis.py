@@ -24,8 +24,8 @@ from schemathesis.specs.openapi.checks import (
 
 from config.wsgi import application
 from scheduler_app.api.views import RESERVED_TASK_NAMES
-from scheduler_app.locks import get_lock_backend, task_lock_key
 from scheduler_app.choices import AuditAction
+from scheduler_app.locks import get_lock_backend, task_lock_key
 from scheduler_app.models import Alert, AuditEntry, ScheduledTask, TaskExecution
 from scheduler_app.services.alerts import alerts_record
 from scheduler_app.services.audit import CLI, audit_record
