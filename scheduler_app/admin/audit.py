@@ -18,11 +18,11 @@ from django.contrib.admin.views.main import PAGE_VAR, ChangeList
 from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from .. import selectors
@@ -41,6 +41,9 @@ from .executions import (
 
 #: The most of a value or a reason a list cell shows (the entry's page has it whole).
 CELL_CHARS = 80
+MSG_SUBTITLE = _("%(action)s of “%(task)s” at %(when)s")
+#: The changed fields a list cell names (the entry's page has every one).
+SUMMARY_FIELDS = 5
 #: The users the "By user" filter offers at most (a link each).
 ACTOR_CHOICES = 100
 #: The query parameter of the task page's "All changes of this task" link.
@@ -57,16 +60,27 @@ def _short(text: str, chars: int = CELL_CHARS) -> str:
 
 
 def changes_summary(changes: dict[str, Any]) -> str:
-    """`field: before → after` for each changed field, values cut short; escaped."""
+    """`field: before → after` for the first changed fields, values cut short, and
+    how many more (a created task names all its fields); escaped."""
     if not changes:
         return EMPTY
-    return format_html_join(
+    pairs = list(_pairs(changes))
+    shown = format_html_join(
         "",
         '<div class="scheduler-audit-change"><code>{}</code>: {} → {}</div>',
         (
             (name, _short(value_text(before)), _short(value_text(after)))
-            for name, (before, after) in _pairs(changes)
+            for name, (before, after) in pairs[:SUMMARY_FIELDS]
         ),
+    )
+    more = len(pairs) - SUMMARY_FIELDS
+    if more <= 0:
+        return shown
+    return format_html(
+        '{}<div class="scheduler-audit-change scheduler-muted">{}</div>',
+        shown,
+        ngettext("and %(count)d more field", "and %(count)d more fields", more)
+        % {"count": more},
     )
 
 
@@ -340,6 +354,23 @@ class AuditEntryAdmin(admin.ModelAdmin):
     @admin.display(description=_("run"))
     def run_display(self, obj: AuditEntry) -> str:
         return run_text(obj.run_id)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        entry = self.get_object(request, object_id)
+        extra_context = dict(extra_context or {})
+        if entry is not None:
+            extra_context["subtitle"] = MSG_SUBTITLE % {
+                "action": entry.get_action_display(),
+                "task": entry.task_name,
+                "when": absolute_time(entry.at, seconds=True),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     # Append-only: written by the services, pruned by the cleanup system task
 

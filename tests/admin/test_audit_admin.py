@@ -233,6 +233,7 @@ def test_the_entry_page_shows_each_change_before_and_after(
 
     page = admin_client.get(entry_url("change", entry)).content.decode()
 
+    assert "Update of “%s” at " % entry.task_name in page
     assert '<table class="scheduler-audit-changes">' in page
     assert "<td><code>handler_kwargs</code></td>" in page
     assert "{&quot;days&quot;: &quot;7&quot;}" in page
@@ -400,3 +401,15 @@ def test_paused_by_costs_no_query_per_task(admin_client: Client, alice: User) ->
     assert small.content.decode().count("paused by alice: freeze") == 2
     assert large.content.decode().count("paused by alice: freeze") == 20
     assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_a_cell_names_five_changes_and_counts_the_others(admin_client: Client) -> None:
+    changes = {"field_%d" % index: [index, index + 1] for index in range(8)}
+    entry = record(make_task(), AuditAction.CREATE, changes=changes)
+
+    cell = admin_client.get(AUDIT_CHANGELIST).content.decode()
+    page = admin_client.get(entry_url("change", entry)).content.decode()
+
+    assert "<code>field_4</code>: 4 → 5" in cell
+    assert "<code>field_5</code>" not in cell and "and 3 more fields" in cell
+    assert "<td><code>field_7</code></td>" in page
