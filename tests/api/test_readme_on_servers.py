@@ -301,6 +301,7 @@ ENDPOINT_STATUS = {
     ("POST", "tasks/{id_or_name}/release-lock"): 200,
     ("GET", "scheduler/status"): 200,
     ("GET", "alerts"): 200,
+    ("GET", "audit"): 200,
 }
 TABLE_TASK = {
     "name": "readme_table",
