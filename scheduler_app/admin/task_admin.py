@@ -15,8 +15,8 @@ from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
 from .. import selectors, services
 from ..choices import AuditSource
@@ -165,7 +165,7 @@ class RecentExecutionsInline(admin.TabularInline):
 class ScheduledTaskAdmin(TaskActionsMixin):
     form = ScheduledTaskForm
     list_display = [
-        "name",
+        "name_display",
         "task_type",
         "schedule",
         "status_display",
@@ -183,6 +183,7 @@ class ScheduledTaskAdmin(TaskActionsMixin):
         LastResultFilter,
         "is_system",
     ]
+    list_display_links = ["name_display"]
     search_fields = ["name", "description", "handler_path"]
     # is_system is set by code (migrations, declared schedules), never by hand:
     # unticking it would make a system task deletable.
@@ -213,6 +214,19 @@ class ScheduledTaskAdmin(TaskActionsMixin):
         if match and match.url_name and match.url_name.endswith("changelist"):
             queryset = selectors.tasks_with_status_change(queryset)
         return queryset
+
+    @admin.display(description=_("name"), ordering="name")
+    def name_display(self, obj: ScheduledTask) -> str:
+        problem = services.handler_problem(obj.handler_path)
+        if not problem:
+            return obj.name
+        # A marker that says why on hover (the task page says it in full).
+        return format_html(
+            '{} <span class="scheduler-handler-problem" title="{}">⚠ {}</span>',
+            obj.name,
+            problem,
+            gettext("handler cannot run"),
+        )
 
     @admin.display(description=_("schedule"))
     def schedule(self, obj: ScheduledTask) -> str:
@@ -460,6 +474,7 @@ class ScheduledTaskAdmin(TaskActionsMixin):
             extra_context = {
                 **(extra_context or {}),
                 **task_trail_context(request, task),
+                "handler_problem": services.handler_problem(task.handler_path),
             }
         return super().change_view(request, object_id, form_url, extra_context)
 

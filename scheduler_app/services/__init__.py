@@ -52,6 +52,7 @@ from .runs import (
 from .tasks import (
     EDITABLE_FIELDS,
     StatusChange,
+    handler_problem,
     task_check_version,
     task_create,
     task_delete,
@@ -115,6 +116,7 @@ __all__ = [
     "executions_cleanup",
     "executions_create_scheduled",
     "executions_record_missed",
+    "handler_problem",
     "health_check",
     "leadership_taken",
     "executions_fail",
