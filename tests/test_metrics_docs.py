@@ -1,8 +1,8 @@
 """The metric names the README and the Grafana dashboard use are the ones exported.
 
-One list, scheduler_app.services.metrics.EXPORTED_METRICS (GET /metrics and
-`runscheduler --metrics-port N`), against the README's "Metrics" table and every
-expression of docs/grafana-dashboard.json.
+One list, scheduler_app.services.metrics.EXPORTED_METRICS (GET /metrics's
+ENDPOINT_METRICS and `runscheduler --metrics-port N`'s PROCESS_METRICS), against
+the README's "Metrics" section and every expression of docs/grafana-dashboard.json.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pytest
 from scheduler_app.services.metrics import (
     ENDPOINT_METRICS,
     EXPORTED_METRICS,
+    PROCESS_METRICS,
     MetricSpec,
 )
 from tests.helpers import readme_section
@@ -119,10 +120,18 @@ def readme_table() -> dict[str, tuple[str, tuple[str, ...]]]:
     return rows
 
 
-def test_the_readme_lists_every_exported_metric_with_its_type_and_labels() -> None:
+def test_the_readme_lists_every_endpoint_metric_with_its_type_and_labels() -> None:
     assert readme_table() == {
-        spec.name: (spec.kind, spec.labels) for spec in EXPORTED_METRICS.values()
+        spec.name: (spec.kind, spec.labels) for spec in ENDPOINT_METRICS
     }
+
+
+def test_the_readme_names_the_scheduler_process_s_metrics_with_their_types() -> None:
+    section = readme_section("Metrics")
+
+    for spec in PROCESS_METRICS:
+        assert "`%s`" % spec.name in section, spec.name
+        assert spec.kind in section, spec.kind
 
 
 @pytest.mark.parametrize("spec", ENDPOINT_METRICS, ids=lambda spec: spec.name)
