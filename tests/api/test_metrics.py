@@ -299,3 +299,23 @@ def test_every_name_of_the_contract_is_served_and_nothing_else(token: str) -> No
         base = spec.name.removesuffix("_total") if spec.kind == "counter" else spec.name
         for sample in families[base].samples:
             assert set(sample.labels) <= set(spec.labels), (spec.name, sample)
+
+
+def test_a_scrape_registers_nothing_in_the_global_registry(token: str) -> None:
+    from prometheus_client import REGISTRY
+
+    before = set(REGISTRY._names_to_collectors)
+    make_tasks_with_history(1, "global")
+
+    assert scrape(**bearer(token)).status_code == 200
+    assert set(REGISTRY._names_to_collectors) == before
+    assert not any(name.startswith("scheduler_task") for name in before)
+
+
+def test_task_names_that_need_escaping_come_back_as_they_are(token: str) -> None:
+    odd = 'say "hi" \\ to\nall'
+    make_task(name=odd, health="up")
+
+    found = samples(scrape(**bearer(token)))
+
+    assert value(found, "scheduler_task_health", task=odd, state="up") == 1
