@@ -130,8 +130,8 @@ ENDPOINT_METRICS: tuple[MetricSpec, ...] = (
         "scheduler_instances_alive",
         "gauge",
         ("kind",),
-        "Instances whose heartbeat is fresh: scheduler (runscheduler) and worker "
-        "(Celery worker processes).",
+        "Instances whose heartbeat is fresh: scheduler (runscheduler), worker "
+        "(Celery worker processes) and cli (manage.py run_task).",
     ),
     MetricSpec(
         "scheduler_leader",

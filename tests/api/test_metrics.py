@@ -258,6 +258,7 @@ def test_the_figures_agree_with_the_database(token: str) -> None:
     assert value(found, "scheduler_executions", status="running") == 1
     assert value(found, "scheduler_instances_alive", kind="scheduler") == 2
     assert value(found, "scheduler_instances_alive", kind="worker") == 1
+    assert value(found, "scheduler_instances_alive", kind="cli") == 0
     assert value(found, "scheduler_leader", instance="host-a:1") == 1
     assert value(found, "scheduler_leader", instance="host-b:2") == 0
     assert value(found, "scheduler_leader", instance="gone:3") is None

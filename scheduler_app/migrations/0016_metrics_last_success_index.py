@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("scheduler_app", "0014_audit_trail"),
+        ("scheduler_app", "0015_instance_kind_cli"),
     ]
 
     operations = [
