@@ -2,12 +2,13 @@
 
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.utils.functional import lazy
 from django.utils.translation import gettext
 from django.views.generic import RedirectView
 
 from scheduler_app.api.health import health
+from scheduler_app.api.metrics import metrics
 
 
 def _site_header() -> str:
@@ -24,6 +25,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # For uptime monitors and probes: no authentication (scheduler_app/api/health.py).
     path("health/", health, name="health"),
+    # Prometheus (text/plain, not the API's JSON): a bearer token or a staff login
+    # (scheduler_app/api/metrics.py).
+    re_path(r"^metrics/?$", metrics, name="metrics"),
     # Log in / out links of the browsable API; before the API's catch-all 404.
     path("api/v1/auth/", include("rest_framework.urls")),
     path("api/v1/", include("scheduler_app.api.urls")),

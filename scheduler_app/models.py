@@ -536,6 +536,13 @@ class TaskExecution(models.Model):
             ),
             # Retention cleanup and the time-ordered changelist.
             models.Index(fields=["created_at"], name="exec_created_idx"),
+            # Each task's latest success (GET /metrics: the last success's time):
+            # one probe a task, however long the history of a task that fails.
+            models.Index(
+                fields=["task", "-created_at"],
+                condition=Q(status=ExecutionStatus.SUCCESS),
+                name="exec_task_success_idx",
+            ),
         ]
         constraints = [
             # A fire is recorded once, whichever scheduler instance fires it: a

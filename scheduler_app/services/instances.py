@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 from django.db import DatabaseError, close_old_connections
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..conf import app_settings
@@ -166,6 +167,17 @@ def instance_stopped(*, now: dt.datetime | None = None) -> None:
     )
 
 
+def instances_alive(*, now: dt.datetime | None = None) -> QuerySet[SchedulerInstance]:
+    """The instances whose heartbeat is fresh and that have not stopped."""
+    now = now or timezone.now()
+    fresh_after = now - dt.timedelta(
+        seconds=app_settings.SCHEDULER_INSTANCE_STALE_SECONDS
+    )
+    return SchedulerInstance.objects.filter(
+        last_heartbeat_at__gte=fresh_after, stopped_at__isnull=True
+    )
+
+
 def instances_alive_ids(
     *, now: dt.datetime | None = None, kind: str | None = None
 ) -> set[str]:
@@ -173,13 +185,7 @@ def instances_alive_ids(
 
     Schedulers and workers alike, or only those of `kind` ("scheduler", "worker").
     """
-    now = now or timezone.now()
-    fresh_after = now - dt.timedelta(
-        seconds=app_settings.SCHEDULER_INSTANCE_STALE_SECONDS
-    )
-    alive = SchedulerInstance.objects.filter(
-        last_heartbeat_at__gte=fresh_after, stopped_at__isnull=True
-    )
+    alive = instances_alive(now=now)
     if kind is not None:
         alive = alive.filter(kind=kind)
     return set(alive.values_list("instance_id", flat=True))
