@@ -8,7 +8,11 @@ Builds a PostgreSQL database with `--tasks` tasks (10,000) and `--executions`
 executions (1,000,000) in bulk SQL (generate_series, no ORM row by row), then
 requests each page through Django's test client as a superuser: one warm-up, then
 `--repeat` timed requests, then one more inside CaptureQueriesContext for the
-query count. A page over `--budget` ms (median) is flagged.
+query count. A page over `--budget` ms (median) is flagged. After the pages: the
+leader's health check (`health check`) and a Prometheus scrape of GET /metrics
+with its bearer token (`metrics scrape`), e.g. at 1,000 tasks:
+
+    python -m bench.pages --tasks 1000 --only "metrics scrape" --repeat 9
 
 Django is set up in this process on that database, with the project's settings
 (DEBUG off). Run it from a checkout: the pages and data follow that checkout's
@@ -33,6 +37,8 @@ from bench.common import BUSY_PERCENT, host_others_percent, table
 DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 #: The tasks with runs; the rest (10 %) never ran.
 WITH_RUNS_SHARE = 0.9
+#: The bearer token the `metrics scrape` figure sends.
+METRICS_TOKEN = "bench-metrics"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -110,7 +116,7 @@ def build(args: argparse.Namespace) -> None:
     from django.db import connection
 
     from bench.common import create_tasks
-    from scheduler_app.models import ScheduledTask
+    from scheduler_app.models import ScheduledTask, TaskExecution
 
     started = time.monotonic()
     call_command("migrate", verbosity=0, interactive=False)
@@ -125,7 +131,19 @@ def build(args: argparse.Namespace) -> None:
         status=ScheduledTask.Status.PAUSED,
     )
     first = ScheduledTask.objects.filter(name__startswith="bench-0").order_by("pk")[0]
+    # Columns newer than this insert (requested_by, the audit trail's) get their
+    # model default from the database while it runs.
+    blank = [
+        name
+        for name in ("requested_by",)
+        if name in {field.name for field in TaskExecution._meta.get_fields()}
+    ]
     with connection.cursor() as cursor:
+        for name in blank:
+            cursor.execute(
+                "ALTER TABLE scheduler_app_taskexecution ALTER COLUMN %s SET DEFAULT ''"
+                % name
+            )
         # One run every 2.5 s over the last ~29 days, round-robin over the tasks that
         # run; 90 % succeed, 8 % fail (1 % of them timed out), 2 % skipped; the
         # latest 20 still pending and 5 running.
@@ -166,6 +184,11 @@ def build(args: argparse.Namespace) -> None:
             """,
             {"first": first.pk, "with_runs": with_runs, "n": args.executions},
         )
+        for name in blank:
+            cursor.execute(
+                "ALTER TABLE scheduler_app_taskexecution ALTER COLUMN %s DROP DEFAULT"
+                % name
+            )
     fill_counters()
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
@@ -237,7 +260,10 @@ def pages() -> list[tuple[str, str]]:
     execution = TaskExecution.objects.filter(task=busy).order_by("-id")[0]
     # Where page 9,999 starts when reached by its Next link: after page 9,998's last row.
     newest_first = TaskExecution.objects.order_by("-id").values_list("pk", flat=True)
-    deep_after = newest_first[9998 * 100 - 1]
+    # (A smaller history than the default has no page 9,999: the link then
+    # starts after the busy task's latest run.)
+    deep = list(newest_first[9998 * 100 - 1 : 9998 * 100])
+    deep_after = deep[0] if deep else execution.pk
     tasks = reverse("admin:scheduler_app_scheduledtask_changelist")
     runs = reverse("admin:scheduler_app_taskexecution_changelist")
     api = "/api/v1/"
@@ -418,6 +444,32 @@ def measure_health_check(repeat: int) -> Figures:
     )
 
 
+def measure_metrics_scrape(repeat: int) -> Figures:
+    """GET /metrics as Prometheus scrapes it (the bearer token), on this data."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(headers={"authorization": "Bearer " + METRICS_TOKEN})
+    client.get("/metrics", secure=True)  # warm-up
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        response = client.get("/metrics", secure=True)
+        times.append((time.perf_counter() - started) * 1000)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/metrics", secure=True)
+    return Figures(
+        label="metrics scrape",
+        url="/metrics",
+        status=response.status_code,
+        median_ms=statistics.median(times),
+        max_ms=max(times),
+        queries=len(queries.captured_queries),
+        size_kb=len(response.content) / 1024,
+    )
+
+
 def settle(wait_quiet: float) -> None:
     deadline = time.monotonic() + wait_quiet
     while (busy := host_others_percent()) > BUSY_PERCENT:
@@ -445,6 +497,7 @@ def main(argv: list[str] | None = None) -> None:
             "SECRET_KEY": "bench",
             "ALLOWED_HOSTS": "testserver",
             "LOG_LEVEL": "WARNING",
+            "SCHEDULER_METRICS_TOKEN": METRICS_TOKEN,
         }
     )
     import django
@@ -473,6 +526,21 @@ def main(argv: list[str] | None = None) -> None:
                     figures.median_ms,
                     figures.max_ms,
                     figures.queries,
+                ),
+                flush=True,
+            )
+        if not args.only or args.only in "metrics scrape":
+            figures = measure_metrics_scrape(args.repeat)
+            results.append(figures)
+            print(
+                "  %-32s %4d %8.1f ms %8.1f ms %4d q %8.1f KB"
+                % (
+                    figures.label,
+                    figures.status,
+                    figures.median_ms,
+                    figures.max_ms,
+                    figures.queries,
+                    figures.size_kb,
                 ),
                 flush=True,
             )

@@ -144,6 +144,9 @@ LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="en")
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
+# The name at the top of every admin page and in the browser's title (empty: the
+# translated "Scheduled tasks"); config/urls.py gives it to the admin site.
+ADMIN_SITE_HEADER = env.str("ADMIN_SITE_HEADER", default="")
 USE_I18N = True
 USE_TZ = True
 

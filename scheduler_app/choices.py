@@ -64,6 +64,9 @@ class FailureKind(models.TextChoices):
 class InstanceKind(models.TextChoices):
     SCHEDULER = "scheduler", _("Scheduler")
     WORKER = "worker", _("Celery worker")
+    #: A `manage.py run_task` process: it heartbeats while its run goes on (so no
+    #: scheduler takes the run for abandoned), and is no scheduler.
+    CLI = "cli", _("Command line (run_task)")
 
 
 class HealthState(models.TextChoices):

@@ -291,6 +291,11 @@ SETTINGS: dict[str, Setting] = {
         "Seconds between two pings of SCHEDULER_HEARTBEAT_PING_URL.",
         positive=True,
     ),
+    "SCHEDULER_METRICS_TOKEN": Setting(
+        "",
+        "The bearer token of GET /metrics (Prometheus: `Authorization: Bearer "
+        "<token>`); empty: only a logged-in staff user may read the metrics.",
+    ),
 }
 
 #: The default of each setting, by name.

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey
 
@@ -345,6 +346,15 @@ class TaskExecutionQuerySet(models.QuerySet["TaskExecution"]):
         """Those of `ids` that are still pending (not claimed, cancelled or ended)."""
         return self.filter(pk__in=ids, status=TaskExecution.Status.PENDING)
 
+    def not_staged(self, *, now: Any) -> TaskExecutionQuerySet:
+        """Every run but the fires staged ahead of `now` (a time, or Now()): the
+        runs that happened or are due, what "last run" and a history show."""
+        return self.exclude(
+            status=TaskExecution.Status.PENDING,
+            trigger_type=TaskExecution.TriggerType.SCHEDULED,
+            scheduled_for__gt=now,
+        )
+
     def staged(self, *, after: dt.datetime) -> TaskExecutionQuerySet:
         """Fires the scheduler recorded ahead of their time (after `after`), not started."""
         return self.pending().filter(
@@ -526,6 +536,13 @@ class TaskExecution(models.Model):
             ),
             # Retention cleanup and the time-ordered changelist.
             models.Index(fields=["created_at"], name="exec_created_idx"),
+            # Each task's latest success (GET /metrics: the last success's time):
+            # one probe a task, however long the history of a task that fails.
+            models.Index(
+                fields=["task", "-created_at"],
+                condition=Q(status=ExecutionStatus.SUCCESS),
+                name="exec_task_success_idx",
+            ),
         ]
         constraints = [
             # A fire is recorded once, whichever scheduler instance fires it: a
@@ -554,7 +571,15 @@ class TaskExecution(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.task_id}#{self.pk} {self.status}"
+        # What the admin's breadcrumb and the task page's inline show: the task's
+        # name when it is at hand (never a query for it), the number, the status.
+        values = {"id": self.pk, "status": self.get_status_display()}
+        if TaskExecution.task.is_cached(self):
+            return gettext("%(task)s, run #%(id)s (%(status)s)") % {
+                **values,
+                "task": self.task.name,
+            }
+        return gettext("Run #%(id)s (%(status)s)") % values
 
     @property
     def is_finished(self) -> bool:
@@ -613,8 +638,8 @@ class SchedulerInstance(models.Model):
         choices=Kind.choices,
         default=Kind.SCHEDULER,
         help_text=_(
-            "A runscheduler process (scheduler) or a Celery worker process that "
-            "runs executions (worker)."
+            "A runscheduler process (scheduler), a Celery worker process that "
+            "runs executions (worker), or a run_task command running one (cli)."
         ),
     )
     hostname = models.CharField(_("host"), max_length=255, blank=True, default="")

@@ -9,23 +9,25 @@ from django.db.models import (
     Count,
     F,
     FloatField,
+    JSONField,
     OuterRef,
     Prefetch,
     Q,
     QuerySet,
     Subquery,
 )
-from django.db.models.functions import Cast, NullIf
+from django.db.models.functions import Cast, JSONObject, Now, NullIf
 from django.utils import timezone
 from django.utils.translation import gettext
 
 from . import livelog
-from .choices import HealthState
+from .choices import AuditAction, HealthState
 from .locks import LockInfo, get_lock_backend, task_id_of_lock_key, task_lock_key
 from .models import (
     Alert,
     AlertChannel,
     AlertDelivery,
+    AuditEntry,
     ScheduledTask,
     SchedulerInstance,
     TaskExecution,
@@ -49,10 +51,13 @@ RECENT_RUNS_FOR_CHART = 30
 def tasks_with_stats() -> QuerySet[ScheduledTask]:
     """Tasks annotated with their latest execution's id and status (no query per row).
 
-    The subqueries are served by the `exec_task_created_idx` index.
+    A fire the scheduler staged ahead of its time is not the latest run: it has
+    not happened. The subqueries are served by the `exec_task_created_idx` index.
     """
-    latest = TaskExecution.objects.filter(task=OuterRef("pk")).order_by(
-        "-created_at", "-id"
+    latest = (
+        TaskExecution.objects.filter(task=OuterRef("pk"))
+        .not_staged(now=Now())
+        .order_by("-created_at", "-id")
     )
     return ScheduledTask.objects.annotate(
         last_execution_id=Subquery(latest.values("pk")[:1]),
@@ -428,3 +433,94 @@ def _instances_status(
             "-last_heartbeat_at"
         )[:INSTANCES_SHOWN]
     ]
+
+
+# The audit trail (written by services/audit.py)
+
+#: The actions that set a task's status; an update sets it when its changes name it.
+STATUS_ACTIONS = (
+    AuditAction.PAUSE,
+    AuditAction.RESUME,
+    AuditAction.ENABLE,
+    AuditAction.DISABLE,
+)
+#: The status each of STATUS_ACTIONS leaves a task in.
+STATUS_AFTER = {
+    AuditAction.PAUSE.value: ScheduledTask.Status.PAUSED.value,
+    AuditAction.RESUME.value: ScheduledTask.Status.ACTIVE.value,
+    AuditAction.ENABLE.value: ScheduledTask.Status.ACTIVE.value,
+    AuditAction.DISABLE.value: ScheduledTask.Status.DISABLED.value,
+}
+#: The entries a task page shows (the audit list has them all).
+TASK_TRAIL_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """Who set a task's status as it is, and why (its latest such audit entry)."""
+
+    status: str
+    actor: str
+    source: str
+    reason: str
+
+
+def tasks_with_status_change(
+    queryset: QuerySet[ScheduledTask],
+) -> QuerySet[ScheduledTask]:
+    """`queryset` with `status_change_entry`: the latest audit entry that set the
+    task's status, as a dict (action, actor, source, reason, status: what an
+    update's changes set it to), or None; read it with `status_change`.
+
+    One correlated subquery per task, on the (task, -at) index: a page of the
+    task list costs no query per row.
+    """
+    latest = (
+        AuditEntry.objects.filter(task=OuterRef("pk"))
+        .filter(Q(action__in=STATUS_ACTIONS) | Q(changes__has_key="status"))
+        .order_by("-at", "-id")
+        .values(
+            entry=JSONObject(
+                action="action",
+                actor="actor_name",
+                source="source",
+                reason="reason",
+                status="changes__status",
+            )
+        )[:1]
+    )
+    return queryset.annotate(
+        status_change_entry=Subquery(latest, output_field=JSONField())
+    )
+
+
+def status_change(task: ScheduledTask) -> StatusChange | None:
+    """Who put `task` (from tasks_with_status_change) in its current status, or
+    None when its latest status entry set another one (or there is none)."""
+    entry = getattr(task, "status_change_entry", None)
+    if not isinstance(entry, dict):
+        return None
+    status = STATUS_AFTER.get(entry.get("action") or "")
+    changed = entry.get("status")
+    if status is None and isinstance(changed, list) and len(changed) == 2:
+        status = changed[1]
+    if status != task.status:
+        return None
+    return StatusChange(
+        status=str(status),
+        actor=str(entry.get("actor") or ""),
+        source=str(entry.get("source") or ""),
+        reason=str(entry.get("reason") or ""),
+    )
+
+
+def task_audit_trail(
+    task: ScheduledTask, *, limit: int = TASK_TRAIL_SHOWN
+) -> list[AuditEntry]:
+    """The task's latest `limit` audit entries, newest first (one query)."""
+    return list(AuditEntry.objects.filter(task=task).order_by("-at", "-id")[:limit])
+
+
+def audit_entries() -> QuerySet[AuditEntry]:
+    """Every audit entry, newest first (the API's list)."""
+    return AuditEntry.objects.order_by("-at", "-id")

@@ -1,8 +1,9 @@
 """System task: delete execution records older than SCHEDULER_HISTORY_DAYS, in batches.
 
-Also the alerts decided as long ago (with their deliveries and attempts), and the
+Also the alerts decided as long ago (with their deliveries and attempts), the
 rows of scheduler instances (schedulers, workers, `run_task`) not heard of for as
-long.
+long, and the audit entries older than SCHEDULER_AUDIT_DAYS (a year by default:
+the trail outlives the history it tells of).
 """
 
 from scheduler_app import task_log
@@ -12,13 +13,14 @@ from scheduler_app.services import (
     executions_cleanup,
     instances_cleanup,
 )
+from scheduler_app.services.audit import audit_cleanup
 
 TASK_INFO = {
     "name": "Clean up execution history",
     "description": (
         "Deletes finished executions older than SCHEDULER_HISTORY_DAYS (default 30), "
-        "the alerts decided as long ago, and the rows of instances not heard of for "
-        "as long."
+        "the alerts decided as long ago, the rows of instances not heard of for "
+        "as long, and the audit entries older than SCHEDULER_AUDIT_DAYS (365)."
     ),
     "params": {
         "days": {
@@ -40,9 +42,18 @@ def run(days: int | None = None, batch_size: int = 1000) -> dict:
     task_log("Deleted", alerts, "alerts")
     instances = instances_cleanup(days=keep)
     task_log("Deleted", instances, "instances not heard of since then")
+    audit = audit_cleanup()
+    task_log(
+        "Deleted",
+        audit,
+        "audit entries older than",
+        app_settings.SCHEDULER_AUDIT_DAYS,
+        "days",
+    )
     return {
         "deleted": deleted,
         "alerts_deleted": alerts,
         "instances_deleted": instances,
+        "audit_deleted": audit,
         "kept_days": keep,
     }

@@ -164,6 +164,14 @@ class AlertChannelAdmin(admin.ModelAdmin):
         # The form validated the channel (channel_validate); this validates it again.
         services.channel_save(channel=obj)
 
+    def delete_model(self, request: HttpRequest, obj: AlertChannel) -> None:
+        services.channels_delete(channels=AlertChannel.objects.filter(pk=obj.pk))
+
+    def delete_queryset(
+        self, request: HttpRequest, queryset: QuerySet[AlertChannel]
+    ) -> None:
+        services.channels_delete(channels=queryset)
+
     def changeform_view(
         self,
         request: HttpRequest,

@@ -26,7 +26,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .. import selectors, services
-from ..choices import AuditAction
+from ..choices import AuditAction, ExecutorName
 from ..conf import app_settings
 from ..exceptions import LockHolderAlive, ReasonInvalid
 from ..locks import task_id_of_lock_key
@@ -120,9 +120,14 @@ class SchedulerInstanceAdmin(admin.ModelAdmin):
         if not may_view_operations(self.admin_site, request):
             raise PermissionDenied
         now = timezone.now()
+        status = selectors.scheduler_status(now=now)
         context = {
             **operations_context(self, request, gettext("Scheduler health")),
-            "status": selectors.scheduler_status(now=now),
+            "status": status,
+            # The inline executor has no workers to count; a worker that ran
+            # before a switch back is still listed.
+            "shows_workers": bool(status.workers)
+            or app_settings.SCHEDULER_EXECUTOR == ExecutorName.CELERY,
             "due_tasks": selectors.tasks_due_within(DUE_WINDOW_SECONDS, now=now),
             "now": now,
             "stale_seconds": app_settings.SCHEDULER_INSTANCE_STALE_SECONDS,

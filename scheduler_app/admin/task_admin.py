@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -12,17 +12,20 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect
 from django.urls import URLPattern, path
+from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.text import Truncator
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
 from .. import selectors, services
-from ..choices import AuditAction
+from ..choices import AuditAction, AuditSource
 from ..exceptions import ReasonInvalid, TaskBusy
 from ..forms import ScheduledTaskForm, handler_info, param_field_name
 from ..handlers.registry import HandlerInfo
-from ..models import ScheduledTask, TaskExecution
+from ..models import ScheduledTask, TaskExecution, TaskExecutionQuerySet
 from . import task_views
+from .audit import task_trail_context
 from .display import (
     EMPTY,
     describe_schedule,
@@ -38,6 +41,19 @@ from .display import (
 )
 from .task_actions import TaskActionsMixin, admin_origin, reason_context
 
+#: Beneath a paused or disabled task's status in the list: its latest such audit entry.
+MSG_STATUS_BY = {
+    ScheduledTask.Status.PAUSED: (
+        _("paused by %(who)s: %(reason)s"),
+        _("paused by %(who)s"),
+    ),
+    ScheduledTask.Status.DISABLED: (
+        _("disabled by %(who)s: %(reason)s"),
+        _("disabled by %(who)s"),
+    ),
+}
+#: The most of a reason the list shows (its tooltip and the audit trail have it all).
+STATUS_REASON_CHARS = 60
 MSG_CHANNELS_DISABLED = _(
     "These alert channels of the task are disabled, so they get none of its alerts "
     "until enabled again: %(names)s."
@@ -89,7 +105,10 @@ class RecentExecutionsFormSet(BaseInlineFormSet):
         # Built once per formset, as the base class does: it is called for every form,
         # and a new queryset each time would cost two queries per row.
         if not hasattr(self, "_recent_queryset"):
-            queryset = super().get_queryset()
+            # Fires staged ahead of their time have not happened: not shown
+            # among the task's runs (the executions list shows them, "upcoming").
+            queryset = cast(TaskExecutionQuerySet, super().get_queryset())
+            queryset = queryset.not_staged(now=timezone.now())
             latest = list(
                 queryset.order_by("-created_at", "-id").values_list("pk", flat=True)[
                     : self.limit
@@ -146,7 +165,7 @@ class RecentExecutionsInline(admin.TabularInline):
 class ScheduledTaskAdmin(TaskActionsMixin):
     form = ScheduledTaskForm
     list_display = [
-        "name",
+        "name_display",
         "task_type",
         "schedule",
         "status_display",
@@ -164,6 +183,7 @@ class ScheduledTaskAdmin(TaskActionsMixin):
         LastResultFilter,
         "is_system",
     ]
+    list_display_links = ["name_display"]
     search_fields = ["name", "description", "handler_path"]
     # is_system is set by code (migrations, declared schedules), never by hand:
     # unticking it would make a system task deletable.
@@ -189,7 +209,24 @@ class ScheduledTaskAdmin(TaskActionsMixin):
     # Columns
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ScheduledTask]:
-        return selectors.tasks_with_run_stats()
+        queryset = selectors.tasks_with_run_stats()
+        match = request.resolver_match
+        if match and match.url_name and match.url_name.endswith("changelist"):
+            queryset = selectors.tasks_with_status_change(queryset)
+        return queryset
+
+    @admin.display(description=_("name"), ordering="name")
+    def name_display(self, obj: ScheduledTask) -> str:
+        problem = services.handler_problem(obj.handler_path)
+        if not problem:
+            return obj.name
+        # A marker that says why on hover (the task page says it in full).
+        return format_html(
+            '{} <span class="scheduler-handler-problem" title="{}">⚠ {}</span>',
+            obj.name,
+            problem,
+            gettext("handler cannot run"),
+        )
 
     @admin.display(description=_("schedule"))
     def schedule(self, obj: ScheduledTask) -> str:
@@ -197,7 +234,25 @@ class ScheduledTaskAdmin(TaskActionsMixin):
 
     @admin.display(description=_("status"), ordering="status")
     def status_display(self, obj: ScheduledTask) -> str:
-        return status_badge(obj.status, obj.get_status_display())
+        badge = status_badge(obj.status, obj.get_status_display())
+        change = selectors.status_change(obj)
+        if change is None or change.status not in MSG_STATUS_BY:
+            return badge
+        with_reason, without_reason = MSG_STATUS_BY[ScheduledTask.Status(change.status)]
+        who = change.actor or dict(AuditSource.choices).get(
+            change.source, change.source
+        )
+        reason = Truncator(change.reason).chars(STATUS_REASON_CHARS)
+        text = (with_reason if reason else without_reason) % {
+            "who": who,
+            "reason": reason,
+        }
+        return format_html(
+            '{}<br><small class="scheduler-status-by" title="{}">{}</small>',
+            badge,
+            change.reason,
+            text,
+        )
 
     @admin.display(description=_("health"), ordering="health")
     def health_display(self, obj: ScheduledTask) -> str:
@@ -408,6 +463,22 @@ class ScheduledTaskAdmin(TaskActionsMixin):
             "has_run_permission": self.has_run_permission(request),
         }
         return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        task = self.get_object(request, unquote(object_id))
+        if task is not None:  # the task's audit trail, beneath its recent runs
+            extra_context = {
+                **(extra_context or {}),
+                **task_trail_context(request, task),
+                "handler_problem": services.handler_problem(task.handler_path),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

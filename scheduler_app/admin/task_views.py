@@ -31,7 +31,7 @@ from ..forms import (
 )
 from ..handlers.registry import get_handler
 from ..models import ScheduledTask, TaskExecution
-from .display import DATETIME_FORMAT, relative_time
+from .display import DATETIME_SECONDS_FORMAT, relative_time
 from .task_actions import admin_origin
 
 if TYPE_CHECKING:
@@ -198,19 +198,17 @@ def schedule_preview(
     try:
         preview = services.schedule_preview(schedule=schedule, count=PREVIEW_COUNT)
     except SchedulerError as exc:
+        # No description of a schedule that cannot run: cron-descriptor reads
+        # "61 * * * *" as "At 61 minutes past the hour".
         return JsonResponse(
-            {
-                "ok": False,
-                "field": exc.field,
-                "error": exc.message,
-                "description": description,
-            }
+            {"ok": False, "field": exc.field, "error": exc.message, "description": ""}
         )
     dst_note = ""
     if preview.dst_transitions:
         dst_note = MSG_DST_NOTE % {
             "when": ", ".join(
-                "%s %s" % (date_format(moment, DATETIME_FORMAT), moment.tzname())
+                "%s %s"
+                % (date_format(moment, DATETIME_SECONDS_FORMAT), moment.tzname())
                 for moment in preview.dst_transitions
             ),
             "zone": preview.timezone_name,
@@ -225,7 +223,7 @@ def schedule_preview(
                     "iso": moment.isoformat(),
                     "text": "%s %s (%s)"
                     % (
-                        date_format(moment, DATETIME_FORMAT),
+                        date_format(moment, DATETIME_SECONDS_FORMAT),
                         moment.tzname(),
                         date_format(moment, "D"),
                     ),

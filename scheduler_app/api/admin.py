@@ -46,6 +46,9 @@ class UserAPIKeyAdmin(APIKeyModelAdmin):
     ) -> ModelChoiceField | None:
         # A key acts with its user's permissions: only a superuser may make one
         # for someone else, or a staff user could borrow a superuser's rights.
+        if db_field.name == "user":
+            # A new key is for whoever makes it, unless a superuser picks another.
+            kwargs["initial"] = request.user.pk
         if db_field.name == "user" and not request.user.is_superuser:
             related_model = db_field.related_model
             # A string ("self") only until the app registry resolves the relation.
@@ -53,5 +56,4 @@ class UserAPIKeyAdmin(APIKeyModelAdmin):
             kwargs["queryset"] = related_model._default_manager.filter(
                 pk=request.user.pk
             )
-            kwargs["initial"] = request.user.pk
         return super().formfield_for_foreignkey(db_field, request, **kwargs)

@@ -1,4 +1,4 @@
-"""Query-string filters of the task and execution lists."""
+"""Query-string filters of the task, execution, alert and audit lists."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from typing import Any
 
 import django_filters
 from django import forms
+from django.db.models import Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 from django_filters.fields import IsoDateTimeField
 from rest_framework import filters
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 
-from ..models import Alert, ScheduledTask, TaskExecution
+from ..models import Alert, AuditEntry, ScheduledTask, TaskExecution
 
 MSG_NUL = _("Remove the NUL character: it cannot be searched for.")
 
@@ -161,3 +162,43 @@ class AlertFilter(django_filters.FilterSet):
     class Meta:
         model = Alert
         fields = ["kind", "task", "state"]
+
+
+class AuditFilter(django_filters.FilterSet):
+    """The audit trail: by task (id or name), user, action, source, and since when."""
+
+    task = django_filters.CharFilter(
+        method="filter_task",
+        label=_(
+            "Task id or name (a deleted task's entries by the name they recorded; "
+            "a purely numeric value is an id when such a task exists)"
+        ),
+    )
+    actor = django_filters.CharFilter(
+        field_name="actor_name", label=_("Username, as recorded")
+    )
+    since = UtcIsoDateTimeFilter(
+        field_name="at",
+        lookup_expr="gte",
+        label=_("Recorded at or after (ISO 8601, e.g. 2025-01-31T00:00:00Z)"),
+    )
+
+    class Meta:
+        model = AuditEntry
+        fields = ["task", "actor", "action", "source", "since"]
+
+    def filter_task(
+        self, queryset: QuerySet[AuditEntry], name: str, value: str
+    ) -> QuerySet[AuditEntry]:
+        """By id when a task has it; else by name: the entries of the task now so
+        named, and those recorded under that name (the deleted task's, too)."""
+        # Beyond a 64-bit column no task has that id (and the database refuses it).
+        number = int(value) if value.isascii() and value.isdigit() else None
+        if (
+            number is not None
+            and number < 2**63
+            and ScheduledTask.objects.filter(pk=number).exists()
+        ):
+            return queryset.filter(task_id=number)
+        named = ScheduledTask.objects.filter(name=value).values("pk")
+        return queryset.filter(Q(task_name=value) | Q(task_id__in=named))

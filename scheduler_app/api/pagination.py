@@ -1,4 +1,5 @@
-"""Pagination: page numbers for tasks (50 a page, up to 500), a cursor for executions.
+"""Pagination: page numbers for tasks (50 a page, up to 500), a cursor for executions
+and the audit trail.
 
 The history has millions of rows: its lists never count them (a COUNT(*) costs
 more than the page) and never skip rows with an OFFSET; they answer `next` and
@@ -18,6 +19,10 @@ MSG_PAGE_SIZE = _("Enter a whole number of at least 1 (at most 500 are returned)
 MSG_NO_PAGE_NUMBERS = _(
     "Executions are not numbered in pages: follow the `next` link of the previous "
     "answer (it holds a `cursor`) instead of asking for a page."
+)
+MSG_AUDIT_NO_PAGE_NUMBERS = _(
+    "The audit trail is not numbered in pages: follow the `next` link of the "
+    "previous answer (it holds a `cursor`) instead of asking for a page."
 )
 PAGE_SIZE_HELP = _("Results per page: 50 by default, 500 at most.")
 PAGE_SIZE = 50
@@ -89,9 +94,10 @@ class ExecutionCursorPagination(StrictPageSize, pagination.CursorPagination):
     parameter that would return the first page again and again.
     """
 
-    ordering = "-id"
+    ordering: str | tuple[str, ...] = "-id"
     #: The page-number parameter of the other lists, refused here.
     page_query_param = "page"
+    no_page_numbers_message = MSG_NO_PAGE_NUMBERS
     # A lazy string, as DRF's own default is; the stubs type it str.
     invalid_cursor_message = _(  # type: ignore[assignment]
         "This cursor was not given out by the API: follow a `next` or `previous` "
@@ -102,7 +108,9 @@ class ExecutionCursorPagination(StrictPageSize, pagination.CursorPagination):
         self, queryset: Any, request: Request, view: Any = None
     ) -> list[Any] | None:
         if self.page_query_param in request.query_params:
-            raise ValidationError({self.page_query_param: [MSG_NO_PAGE_NUMBERS]})
+            raise ValidationError(
+                {self.page_query_param: [self.no_page_numbers_message]}
+            )
         return super().paginate_queryset(queryset, request, view)
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
@@ -115,3 +123,14 @@ class ExecutionCursorPagination(StrictPageSize, pagination.CursorPagination):
                     _("Where a page starts: take it from a `next` or `previous` link.")
                 )
         return parameters
+
+
+class AuditCursorPagination(ExecutionCursorPagination):
+    """The audit trail newest first, a page at a time through `next` / `previous`.
+
+    By time, then id: `at` is served by `audit_at_idx`, and one task's entries
+    (`?task=`) by `audit_task_at_idx`. No count, no page numbers.
+    """
+
+    ordering = ("-at", "-id")
+    no_page_numbers_message = MSG_AUDIT_NO_PAGE_NUMBERS

@@ -15,6 +15,8 @@ RUN_TASK = "scheduler_app.run_scheduledtask"
 #: Pause and resume, and a status changed through PUT/PATCH (the service checks that).
 PAUSE_TASK = PAUSE_PERMISSION
 RELEASE_LOCK = "scheduler_app.release_lock_scheduledtask"
+#: The audit trail: the model's own view permission, given apart from the tasks'.
+VIEW_AUDIT = "scheduler_app.view_auditentry"
 
 
 def _has_perms(request: Request, perms: list[str]) -> bool:

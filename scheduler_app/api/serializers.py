@@ -16,6 +16,7 @@ from ..models import (
     Alert,
     AlertChannel,
     AlertDelivery,
+    AuditEntry,
     ScheduledTask,
     SchedulerInstance,
     TaskExecution,
@@ -600,5 +601,70 @@ class AlertSerializer(serializers.ModelSerializer):
             "details",
             "created_at",
             "deliveries",
+        ]
+        read_only_fields = fields
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {
+            "type": "array",
+            "items": {},
+            "minItems": 2,
+            "maxItems": 2,
+        },
+        "example": {"status": ["active", "paused"]},
+    }
+)
+class ChangesField(StoredJSONField):
+    """Field name → [before, after], as the audit entry recorded it."""
+
+
+class AuditEntrySerializer(serializers.ModelSerializer):
+    """One change to a task or operation on it: who, from where, what, why."""
+
+    task = serializers.PrimaryKeyRelatedField[ScheduledTask](
+        read_only=True,
+        allow_null=True,
+        help_text=_("The task's id; null once the task is deleted (task_name stays)."),
+    )
+    actor = serializers.CharField(
+        source="actor_name",
+        read_only=True,
+        help_text=_(
+            "The username as it was; empty for trusted code (the command line, the "
+            "Python API, the schedule sync, an import)."
+        ),
+    )
+    api_key = serializers.CharField(
+        source="api_key_name",
+        read_only=True,
+        help_text=_("The name of the API key the request came with; empty otherwise."),
+    )
+    changes = ChangesField(
+        read_only=True,
+        help_text=_("Each changed field's [before, after]; empty for operations."),
+    )
+    run_id = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text=_("The run it concerns (run now, cancel), or null."),
+    )
+
+    class Meta:
+        model = AuditEntry
+        fields = [
+            "id",
+            "at",
+            "task",
+            "task_name",
+            "actor",
+            "api_key",
+            "source",
+            "action",
+            "changes",
+            "reason",
+            "run_id",
         ]
         read_only_fields = fields

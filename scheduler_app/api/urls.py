@@ -33,7 +33,19 @@ class OptionalSlashRouter(routers.DefaultRouter):
         "scheduler/status": "scheduler-status",
         "schema": "schema",
         "docs": "docs",
+        "redoc": "redoc",
     }
+
+    class APIRootView(routers.APIRootView):
+        """The scheduled tasks API, version 1.
+
+        Tasks (cron, interval, one-off date, manual) and their runs: list, create,
+        change, pause, resume, run now, cancel; the scheduler's status, locks,
+        alerts and the audit trail. Every endpoint needs an API key (`Authorization: Api-Key <key>`,
+        made in the admin) or a signed-in session, and writes need the matching
+        permission. `schema` is the OpenAPI document, `docs` (Swagger UI) and
+        `redoc` (ReDoc) read it.
+        """
 
     def __init__(self) -> None:
         super().__init__()
@@ -54,6 +66,7 @@ router = OptionalSlashRouter()
 router.register("tasks/executions", views.TaskExecutionViewSet, basename="execution")
 router.register("tasks", views.ScheduledTaskViewSet, basename="task")
 router.register("alerts", views.AlertViewSet, basename="alert")
+router.register("audit", views.AuditEntryViewSet, basename="audit")
 
 urlpatterns: list[URLPattern | URLResolver] = [
     re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="schema"),

@@ -31,18 +31,19 @@ from ..choices import AuditSource
 from ..exceptions import ExecutionNotFound, SchedulerError, TaskNotFound
 from ..handlers.registry import list_handlers
 from ..locks import task_lock_key
-from ..models import Alert, ScheduledTask, TaskExecution
+from ..models import Alert, AuditEntry, ScheduledTask, TaskExecution
 from . import serializers
 from .exceptions import error_body, errors_by_field
 from .filters import (
     AlertFilter,
     AllExecutionsFilter,
+    AuditFilter,
     ExecutionFilter,
     OrderingFilter,
     SearchFilter,
     TaskFilter,
 )
-from .pagination import ExecutionCursorPagination
+from .pagination import AuditCursorPagination, ExecutionCursorPagination
 from .permissions import (
     PAUSE_TASK,
     RELEASE_LOCK,
@@ -629,6 +630,30 @@ class AlertViewSet(
 
     def get_queryset(self) -> QuerySet[Alert]:
         return selectors.alerts_overview()
+
+
+@extend_schema(tags=["audit"])
+@extend_schema_view(
+    list=extend_schema(
+        summary=(
+            "The audit trail, newest first: who changed or operated a task, from "
+            "where, what, and why"
+        ),
+        operation_id="audit_list",
+    ),
+)
+class AuditEntryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The audit trail (read-only; needs scheduler_app.view_auditentry)."""
+
+    serializer_class = serializers.AuditEntrySerializer
+    # ModelPermissions: reading needs the model's view permission (VIEW_AUDIT).
+    permission_classes = [ActionPermissions]
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = AuditFilter
+    pagination_class = AuditCursorPagination
+
+    def get_queryset(self) -> QuerySet[AuditEntry]:
+        return selectors.audit_entries()
 
 
 class SchedulerStatusView(APIView):

@@ -6,123 +6,616 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='SchedulerInstance',
+            name="SchedulerInstance",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('instance_id', models.CharField(max_length=200, unique=True, verbose_name='instance')),
-                ('hostname', models.CharField(blank=True, default='', max_length=255, verbose_name='host')),
-                ('pid', models.PositiveIntegerField(blank=True, null=True, verbose_name='process id')),
-                ('version', models.CharField(blank=True, default='', max_length=50, verbose_name='version')),
-                ('is_leader', models.BooleanField(default=False, verbose_name='leader')),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='started')),
-                ('last_heartbeat_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='last heartbeat')),
-                ('stopped_at', models.DateTimeField(blank=True, null=True, verbose_name='stopped')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "instance_id",
+                    models.CharField(
+                        max_length=200, unique=True, verbose_name="instance"
+                    ),
+                ),
+                (
+                    "hostname",
+                    models.CharField(
+                        blank=True, default="", max_length=255, verbose_name="host"
+                    ),
+                ),
+                (
+                    "pid",
+                    models.PositiveIntegerField(
+                        blank=True, null=True, verbose_name="process id"
+                    ),
+                ),
+                (
+                    "version",
+                    models.CharField(
+                        blank=True, default="", max_length=50, verbose_name="version"
+                    ),
+                ),
+                (
+                    "is_leader",
+                    models.BooleanField(default=False, verbose_name="leader"),
+                ),
+                (
+                    "started_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, verbose_name="started"
+                    ),
+                ),
+                (
+                    "last_heartbeat_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, verbose_name="last heartbeat"
+                    ),
+                ),
+                (
+                    "stopped_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="stopped"),
+                ),
             ],
             options={
-                'verbose_name': 'scheduler instance',
-                'verbose_name_plural': 'scheduler instances',
-                'ordering': ['-last_heartbeat_at'],
+                "verbose_name": "scheduler instance",
+                "verbose_name_plural": "scheduler instances",
+                "ordering": ["-last_heartbeat_at"],
             },
         ),
         migrations.CreateModel(
-            name='SchedulerLock',
+            name="SchedulerLock",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=255, unique=True, verbose_name='key')),
-                ('token', models.CharField(max_length=64, verbose_name='owner token')),
-                ('owner', models.CharField(blank=True, default='', max_length=200, verbose_name='owner')),
-                ('acquired_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='acquired')),
-                ('expires_at', models.DateTimeField(verbose_name='expires')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "key",
+                    models.CharField(max_length=255, unique=True, verbose_name="key"),
+                ),
+                ("token", models.CharField(max_length=64, verbose_name="owner token")),
+                (
+                    "owner",
+                    models.CharField(
+                        blank=True, default="", max_length=200, verbose_name="owner"
+                    ),
+                ),
+                (
+                    "acquired_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, verbose_name="acquired"
+                    ),
+                ),
+                ("expires_at", models.DateTimeField(verbose_name="expires")),
             ],
             options={
-                'verbose_name': 'lock',
-                'verbose_name_plural': 'locks',
-                'ordering': ['key'],
+                "verbose_name": "lock",
+                "verbose_name_plural": "locks",
+                "ordering": ["key"],
             },
         ),
         migrations.CreateModel(
-            name='ScheduledTask',
+            name="ScheduledTask",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Unique; the name used by `manage.py run_task`.', max_length=200, unique=True, verbose_name='name')),
-                ('description', models.TextField(blank=True, default='', verbose_name='description')),
-                ('task_type', models.CharField(choices=[('cron', 'Cron'), ('interval', 'Interval'), ('date', 'One-off date'), ('manual', 'Manual')], default='cron', max_length=16, verbose_name='type')),
-                ('cron_expression', models.CharField(blank=True, default='', help_text='5 fields (minute hour day month weekday), 6 with seconds first, or a macro such as @daily.', max_length=200, verbose_name='cron expression')),
-                ('interval_seconds', models.PositiveIntegerField(blank=True, null=True, verbose_name='interval (seconds)')),
-                ('run_date', models.DateTimeField(blank=True, null=True, verbose_name='run date')),
-                ('timezone', models.CharField(blank=True, default='', help_text='IANA name such as Europe/Paris; blank means the project time zone.', max_length=64, verbose_name='time zone')),
-                ('handler_path', models.CharField(help_text='scripts:<file> or module:function (or module:Class).', max_length=255, verbose_name='handler')),
-                ('handler_kwargs', models.JSONField(blank=True, default=dict, help_text='Parameter name → expression evaluated at each run, e.g. {"days": "7", "since": "date.today() - timedelta(days=1)"}.', verbose_name='parameters')),
-                ('status', models.CharField(choices=[('active', 'Active'), ('paused', 'Paused'), ('disabled', 'Disabled')], default='active', max_length=16, verbose_name='status')),
-                ('is_system', models.BooleanField(default=False, help_text='System tasks can be paused but not deleted.', verbose_name='system task')),
-                ('overlap_policy', models.CharField(choices=[('skip', 'Skip the new run while one is running'), ('allow', 'Allow concurrent runs'), ('replace', 'Cancel the running one and start the new run')], default='skip', max_length=16, verbose_name='overlap policy')),
-                ('max_instances', models.PositiveIntegerField(default=0, help_text='With the allow policy: at most this many runs at once (0 = no cap).', verbose_name='max concurrent runs')),
-                ('queue', models.CharField(blank=True, default='', help_text='Celery queue; blank means the default queue.', max_length=100, verbose_name='queue')),
-                ('timeout_seconds', models.PositiveIntegerField(default=0, help_text='0 = no timeout.', verbose_name='timeout (seconds)')),
-                ('max_retries', models.PositiveIntegerField(default=0, verbose_name='max retries')),
-                ('retry_delay_seconds', models.PositiveIntegerField(default=60, verbose_name='retry delay (seconds)')),
-                ('retry_backoff', models.BooleanField(default=False, help_text='Double the retry delay after each failed attempt.', verbose_name='exponential backoff')),
-                ('misfire_grace_seconds', models.PositiveIntegerField(default=60, help_text='A fire missed by more than this (e.g. during downtime) is dropped.', verbose_name='misfire grace (seconds)')),
-                ('coalesce', models.BooleanField(default=True, help_text='Run missed fires once instead of once per missed fire.', verbose_name='coalesce')),
-                ('jitter_seconds', models.PositiveIntegerField(default=0, help_text='Delay each fire by a random 0..N seconds.', verbose_name='jitter (seconds)')),
-                ('last_run_at', models.DateTimeField(blank=True, null=True, verbose_name='last run')),
-                ('next_run_at', models.DateTimeField(blank=True, null=True, verbose_name='next run')),
-                ('run_count', models.PositiveIntegerField(default=0, verbose_name='runs')),
-                ('success_count', models.PositiveIntegerField(default=0, verbose_name='successes')),
-                ('fail_count', models.PositiveIntegerField(default=0, verbose_name='failures')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="Unique; the name used by `manage.py run_task`.",
+                        max_length=200,
+                        unique=True,
+                        verbose_name="name",
+                    ),
+                ),
+                (
+                    "description",
+                    models.TextField(
+                        blank=True, default="", verbose_name="description"
+                    ),
+                ),
+                (
+                    "task_type",
+                    models.CharField(
+                        choices=[
+                            ("cron", "Cron"),
+                            ("interval", "Interval"),
+                            ("date", "One-off date"),
+                            ("manual", "Manual"),
+                        ],
+                        default="cron",
+                        max_length=16,
+                        verbose_name="type",
+                    ),
+                ),
+                (
+                    "cron_expression",
+                    models.CharField(
+                        blank=True,
+                        default="",
+                        help_text="5 fields (minute hour day month weekday), 6 with seconds first, or a macro such as @daily.",
+                        max_length=200,
+                        verbose_name="cron expression",
+                    ),
+                ),
+                (
+                    "interval_seconds",
+                    models.PositiveIntegerField(
+                        blank=True, null=True, verbose_name="interval (seconds)"
+                    ),
+                ),
+                (
+                    "run_date",
+                    models.DateTimeField(
+                        blank=True, null=True, verbose_name="run date"
+                    ),
+                ),
+                (
+                    "timezone",
+                    models.CharField(
+                        blank=True,
+                        default="",
+                        help_text="IANA name such as Europe/Paris; blank means the project time zone.",
+                        max_length=64,
+                        verbose_name="time zone",
+                    ),
+                ),
+                (
+                    "handler_path",
+                    models.CharField(
+                        help_text="scripts:<file> or module:function (or module:Class).",
+                        max_length=255,
+                        verbose_name="handler",
+                    ),
+                ),
+                (
+                    "handler_kwargs",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text='Parameter name → expression evaluated at each run, e.g. {"days": "7", "since": "date.today() - timedelta(days=1)"}.',
+                        verbose_name="parameters",
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("active", "Active"),
+                            ("paused", "Paused"),
+                            ("disabled", "Disabled"),
+                        ],
+                        default="active",
+                        max_length=16,
+                        verbose_name="status",
+                    ),
+                ),
+                (
+                    "is_system",
+                    models.BooleanField(
+                        default=False,
+                        help_text="System tasks can be paused but not deleted.",
+                        verbose_name="system task",
+                    ),
+                ),
+                (
+                    "overlap_policy",
+                    models.CharField(
+                        choices=[
+                            ("skip", "Skip the new run while one is running"),
+                            ("allow", "Allow concurrent runs"),
+                            ("replace", "Cancel the running one and start the new run"),
+                        ],
+                        default="skip",
+                        max_length=16,
+                        verbose_name="overlap policy",
+                    ),
+                ),
+                (
+                    "max_instances",
+                    models.PositiveIntegerField(
+                        default=0,
+                        help_text="With the allow policy: at most this many runs at once (0 = no cap).",
+                        verbose_name="max concurrent runs",
+                    ),
+                ),
+                (
+                    "queue",
+                    models.CharField(
+                        blank=True,
+                        default="",
+                        help_text="Celery queue; blank means the default queue.",
+                        max_length=100,
+                        verbose_name="queue",
+                    ),
+                ),
+                (
+                    "timeout_seconds",
+                    models.PositiveIntegerField(
+                        default=0,
+                        help_text="0 = no timeout.",
+                        verbose_name="timeout (seconds)",
+                    ),
+                ),
+                (
+                    "max_retries",
+                    models.PositiveIntegerField(default=0, verbose_name="max retries"),
+                ),
+                (
+                    "retry_delay_seconds",
+                    models.PositiveIntegerField(
+                        default=60, verbose_name="retry delay (seconds)"
+                    ),
+                ),
+                (
+                    "retry_backoff",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Double the retry delay after each failed attempt.",
+                        verbose_name="exponential backoff",
+                    ),
+                ),
+                (
+                    "misfire_grace_seconds",
+                    models.PositiveIntegerField(
+                        default=60,
+                        help_text="A fire missed by more than this (e.g. during downtime) is dropped.",
+                        verbose_name="misfire grace (seconds)",
+                    ),
+                ),
+                (
+                    "coalesce",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Run missed fires once instead of once per missed fire.",
+                        verbose_name="coalesce",
+                    ),
+                ),
+                (
+                    "jitter_seconds",
+                    models.PositiveIntegerField(
+                        default=0,
+                        help_text="Delay each fire by a random 0..N seconds.",
+                        verbose_name="jitter (seconds)",
+                    ),
+                ),
+                (
+                    "last_run_at",
+                    models.DateTimeField(
+                        blank=True, null=True, verbose_name="last run"
+                    ),
+                ),
+                (
+                    "next_run_at",
+                    models.DateTimeField(
+                        blank=True, null=True, verbose_name="next run"
+                    ),
+                ),
+                (
+                    "run_count",
+                    models.PositiveIntegerField(default=0, verbose_name="runs"),
+                ),
+                (
+                    "success_count",
+                    models.PositiveIntegerField(default=0, verbose_name="successes"),
+                ),
+                (
+                    "fail_count",
+                    models.PositiveIntegerField(default=0, verbose_name="failures"),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(auto_now_add=True, verbose_name="created"),
+                ),
+                (
+                    "updated_at",
+                    models.DateTimeField(auto_now=True, verbose_name="updated"),
+                ),
             ],
             options={
-                'verbose_name': 'scheduled task',
-                'verbose_name_plural': 'scheduled tasks',
-                'ordering': ['name'],
-                'permissions': [('run_scheduledtask', 'Can run tasks now'), ('pause_scheduledtask', 'Can pause and resume tasks'), ('release_lock_scheduledtask', 'Can force-release task locks')],
-                'indexes': [models.Index(fields=['status', 'next_run_at'], name='task_due_idx')],
-                'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('task_type', 'cron'), _negated=True), models.Q(('cron_expression', ''), _negated=True), _connector='OR'), name='task_cron_needs_expression', violation_error_message='A cron task needs a cron expression.'), models.CheckConstraint(condition=models.Q(models.Q(('task_type', 'interval'), _negated=True), ('interval_seconds__gt', 0), _connector='OR'), name='task_interval_needs_seconds', violation_error_message='An interval task needs a positive number of seconds.'), models.CheckConstraint(condition=models.Q(models.Q(('task_type', 'date'), _negated=True), ('run_date__isnull', False), _connector='OR'), name='task_date_needs_run_date', violation_error_message='A one-off task needs a run date.'), models.CheckConstraint(condition=models.Q(('task_type__in', ['cron', 'interval', 'date', 'manual'])), name='task_type_valid'), models.CheckConstraint(condition=models.Q(('status__in', ['active', 'paused', 'disabled'])), name='task_status_valid'), models.CheckConstraint(condition=models.Q(('overlap_policy__in', ['skip', 'allow', 'replace'])), name='task_overlap_policy_valid')],
+                "verbose_name": "scheduled task",
+                "verbose_name_plural": "scheduled tasks",
+                "ordering": ["name"],
+                "permissions": [
+                    ("run_scheduledtask", "Can run tasks now"),
+                    ("pause_scheduledtask", "Can pause and resume tasks"),
+                    ("release_lock_scheduledtask", "Can force-release task locks"),
+                ],
+                "indexes": [
+                    models.Index(fields=["status", "next_run_at"], name="task_due_idx")
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("task_type", "cron"), _negated=True),
+                            models.Q(("cron_expression", ""), _negated=True),
+                            _connector="OR",
+                        ),
+                        name="task_cron_needs_expression",
+                        violation_error_message="A cron task needs a cron expression.",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("task_type", "interval"), _negated=True),
+                            ("interval_seconds__gt", 0),
+                            _connector="OR",
+                        ),
+                        name="task_interval_needs_seconds",
+                        violation_error_message="An interval task needs a positive number of seconds.",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("task_type", "date"), _negated=True),
+                            ("run_date__isnull", False),
+                            _connector="OR",
+                        ),
+                        name="task_date_needs_run_date",
+                        violation_error_message="A one-off task needs a run date.",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("task_type__in", ["cron", "interval", "date", "manual"])
+                        ),
+                        name="task_type_valid",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("status__in", ["active", "paused", "disabled"])
+                        ),
+                        name="task_status_valid",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("overlap_policy__in", ["skip", "allow", "replace"])
+                        ),
+                        name="task_overlap_policy_valid",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='TaskExecution',
+            name="TaskExecution",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('success', 'Success'), ('failed', 'Failed'), ('skipped', 'Skipped'), ('cancelled', 'Cancelled')], default='pending', max_length=16, verbose_name='status')),
-                ('failure_kind', models.CharField(blank=True, choices=[('error', 'Error'), ('timeout', 'Timed out'), ('abandoned', 'Abandoned'), ('interrupted', 'Interrupted')], default='', max_length=16, verbose_name='failure kind')),
-                ('trigger_type', models.CharField(choices=[('scheduled', 'Scheduled'), ('manual', 'Manual (run now)'), ('cli', 'Command line'), ('retry', 'Retry')], default='manual', max_length=16, verbose_name='trigger')),
-                ('scheduled_for', models.DateTimeField(blank=True, help_text='The fire time this run serves.', null=True, verbose_name='scheduled for')),
-                ('attempt', models.PositiveIntegerField(default=1, verbose_name='attempt')),
-                ('run_after', models.DateTimeField(blank=True, help_text='A pending run does not start before this time (retry delay).', null=True, verbose_name='run after')),
-                ('kwargs_overrides', models.JSONField(blank=True, default=dict, help_text="Expressions given for this run only, replacing the task's.", verbose_name='parameter overrides')),
-                ('kwargs', models.JSONField(blank=True, default=dict, verbose_name='evaluated parameters')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created')),
-                ('started_at', models.DateTimeField(blank=True, null=True, verbose_name='started')),
-                ('finished_at', models.DateTimeField(blank=True, null=True, verbose_name='finished')),
-                ('duration_ms', models.PositiveBigIntegerField(blank=True, null=True, verbose_name='duration (ms)')),
-                ('result', models.JSONField(blank=True, null=True, verbose_name='result')),
-                ('error_message', models.TextField(blank=True, default='', verbose_name='error')),
-                ('error_traceback', models.TextField(blank=True, default='', verbose_name='traceback')),
-                ('log_output', models.TextField(blank=True, default='', verbose_name='log')),
-                ('progress_done', models.PositiveBigIntegerField(blank=True, null=True, verbose_name='progress done')),
-                ('progress_total', models.PositiveBigIntegerField(blank=True, null=True, verbose_name='progress total')),
-                ('instance_id', models.CharField(blank=True, default='', help_text='The scheduler instance or worker that ran it.', max_length=200, verbose_name='instance')),
-                ('cancel_requested', models.BooleanField(default=False, verbose_name='cancel requested')),
-                ('retry_of', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='retries', to='scheduler_app.taskexecution', verbose_name='first attempt')),
-                ('task', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='executions', to='scheduler_app.scheduledtask', verbose_name='task')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("success", "Success"),
+                            ("failed", "Failed"),
+                            ("skipped", "Skipped"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                        verbose_name="status",
+                    ),
+                ),
+                (
+                    "failure_kind",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("error", "Error"),
+                            ("timeout", "Timed out"),
+                            ("abandoned", "Abandoned"),
+                            ("interrupted", "Interrupted"),
+                        ],
+                        default="",
+                        max_length=16,
+                        verbose_name="failure kind",
+                    ),
+                ),
+                (
+                    "trigger_type",
+                    models.CharField(
+                        choices=[
+                            ("scheduled", "Scheduled"),
+                            ("manual", "Manual (run now)"),
+                            ("cli", "Command line"),
+                            ("retry", "Retry"),
+                        ],
+                        default="manual",
+                        max_length=16,
+                        verbose_name="trigger",
+                    ),
+                ),
+                (
+                    "scheduled_for",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="The fire time this run serves.",
+                        null=True,
+                        verbose_name="scheduled for",
+                    ),
+                ),
+                (
+                    "attempt",
+                    models.PositiveIntegerField(default=1, verbose_name="attempt"),
+                ),
+                (
+                    "run_after",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="A pending run does not start before this time (retry delay).",
+                        null=True,
+                        verbose_name="run after",
+                    ),
+                ),
+                (
+                    "kwargs_overrides",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="Expressions given for this run only, replacing the task's.",
+                        verbose_name="parameter overrides",
+                    ),
+                ),
+                (
+                    "kwargs",
+                    models.JSONField(
+                        blank=True, default=dict, verbose_name="evaluated parameters"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, verbose_name="created"
+                    ),
+                ),
+                (
+                    "started_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="started"),
+                ),
+                (
+                    "finished_at",
+                    models.DateTimeField(
+                        blank=True, null=True, verbose_name="finished"
+                    ),
+                ),
+                (
+                    "duration_ms",
+                    models.PositiveBigIntegerField(
+                        blank=True, null=True, verbose_name="duration (ms)"
+                    ),
+                ),
+                (
+                    "result",
+                    models.JSONField(blank=True, null=True, verbose_name="result"),
+                ),
+                (
+                    "error_message",
+                    models.TextField(blank=True, default="", verbose_name="error"),
+                ),
+                (
+                    "error_traceback",
+                    models.TextField(blank=True, default="", verbose_name="traceback"),
+                ),
+                (
+                    "log_output",
+                    models.TextField(blank=True, default="", verbose_name="log"),
+                ),
+                (
+                    "progress_done",
+                    models.PositiveBigIntegerField(
+                        blank=True, null=True, verbose_name="progress done"
+                    ),
+                ),
+                (
+                    "progress_total",
+                    models.PositiveBigIntegerField(
+                        blank=True, null=True, verbose_name="progress total"
+                    ),
+                ),
+                (
+                    "instance_id",
+                    models.CharField(
+                        blank=True,
+                        default="",
+                        help_text="The scheduler instance or worker that ran it.",
+                        max_length=200,
+                        verbose_name="instance",
+                    ),
+                ),
+                (
+                    "cancel_requested",
+                    models.BooleanField(default=False, verbose_name="cancel requested"),
+                ),
+                (
+                    "retry_of",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="retries",
+                        to="scheduler_app.taskexecution",
+                        verbose_name="first attempt",
+                    ),
+                ),
+                (
+                    "task",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="executions",
+                        to="scheduler_app.scheduledtask",
+                        verbose_name="task",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'task execution',
-                'verbose_name_plural': 'task executions',
-                'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(fields=['task', '-created_at'], name='exec_task_created_idx'), models.Index(fields=['status', 'created_at'], name='exec_status_created_idx'), models.Index(fields=['created_at'], name='exec_created_idx')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'running', 'success', 'failed', 'skipped', 'cancelled'])), name='exec_status_valid'), models.CheckConstraint(condition=models.Q(('trigger_type__in', ['scheduled', 'manual', 'cli', 'retry'])), name='exec_trigger_type_valid')],
+                "verbose_name": "task execution",
+                "verbose_name_plural": "task executions",
+                "ordering": ["-created_at", "-id"],
+                "indexes": [
+                    models.Index(
+                        fields=["task", "-created_at"], name="exec_task_created_idx"
+                    ),
+                    models.Index(
+                        fields=["status", "created_at"], name="exec_status_created_idx"
+                    ),
+                    models.Index(fields=["created_at"], name="exec_created_idx"),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            (
+                                "status__in",
+                                [
+                                    "pending",
+                                    "running",
+                                    "success",
+                                    "failed",
+                                    "skipped",
+                                    "cancelled",
+                                ],
+                            )
+                        ),
+                        name="exec_status_valid",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            (
+                                "trigger_type__in",
+                                ["scheduled", "manual", "cli", "retry"],
+                            )
+                        ),
+                        name="exec_trigger_type_valid",
+                    ),
+                ],
             },
         ),
     ]

@@ -4,23 +4,36 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('scheduler_app', '0002_system_tasks'),
+        ("scheduler_app", "0002_system_tasks"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SchedulerState',
+            name="SchedulerState",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=255, unique=True, verbose_name='key')),
-                ('value', models.BigIntegerField(default=0, verbose_name='value')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "key",
+                    models.CharField(max_length=255, unique=True, verbose_name="key"),
+                ),
+                ("value", models.BigIntegerField(default=0, verbose_name="value")),
+                (
+                    "updated_at",
+                    models.DateTimeField(auto_now=True, verbose_name="updated"),
+                ),
             ],
             options={
-                'verbose_name': 'scheduler state',
-                'verbose_name_plural': 'scheduler state',
+                "verbose_name": "scheduler state",
+                "verbose_name_plural": "scheduler state",
             },
         ),
     ]

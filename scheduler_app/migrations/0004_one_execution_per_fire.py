@@ -4,14 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('scheduler_app', '0003_scheduler_state'),
+        ("scheduler_app", "0003_scheduler_state"),
     ]
 
     operations = [
         migrations.AddConstraint(
-            model_name='taskexecution',
-            constraint=models.UniqueConstraint(condition=models.Q(('trigger_type', 'scheduled')), fields=('task', 'scheduled_for'), name='exec_one_per_fire'),
+            model_name="taskexecution",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("trigger_type", "scheduled")),
+                fields=("task", "scheduled_for"),
+                name="exec_one_per_fire",
+            ),
         ),
     ]

@@ -4,19 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('scheduler_app', '0005_api_keys'),
+        ("scheduler_app", "0005_api_keys"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='schedulerinstance',
-            name='kind',
-            field=models.CharField(choices=[('scheduler', 'Scheduler'), ('worker', 'Celery worker')], default='scheduler', help_text='A runscheduler process (scheduler) or a Celery worker process that runs executions (worker).', max_length=16, verbose_name='kind'),
+            model_name="schedulerinstance",
+            name="kind",
+            field=models.CharField(
+                choices=[("scheduler", "Scheduler"), ("worker", "Celery worker")],
+                default="scheduler",
+                help_text="A runscheduler process (scheduler) or a Celery worker process that runs executions (worker).",
+                max_length=16,
+                verbose_name="kind",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='schedulerinstance',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['scheduler', 'worker'])), name='instance_kind_valid'),
+            model_name="schedulerinstance",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("kind__in", ["scheduler", "worker"])),
+                name="instance_kind_valid",
+            ),
         ),
     ]

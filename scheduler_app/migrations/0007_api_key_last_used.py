@@ -4,15 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('scheduler_app', '0006_instance_kind'),
+        ("scheduler_app", "0006_instance_kind"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='userapikey',
-            name='last_used_at',
-            field=models.DateTimeField(blank=True, editable=False, help_text='When a request last authenticated with this key (to the minute). A key unused for long is a candidate for revoking.', null=True, verbose_name='last used'),
+            model_name="userapikey",
+            name="last_used_at",
+            field=models.DateTimeField(
+                blank=True,
+                editable=False,
+                help_text="When a request last authenticated with this key (to the minute). A key unused for long is a candidate for revoking.",
+                null=True,
+                verbose_name="last used",
+            ),
         ),
     ]

@@ -4,15 +4,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('scheduler_app', '0007_api_key_last_used'),
+        ("scheduler_app", "0007_api_key_last_used"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='scheduledtask',
-            name='version',
-            field=models.PositiveIntegerField(default=1, editable=False, verbose_name='version'),
+            model_name="scheduledtask",
+            name="version",
+            field=models.PositiveIntegerField(
+                default=1, editable=False, verbose_name="version"
+            ),
         ),
     ]

@@ -4,19 +4,28 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('scheduler_app', '0008_task_version'),
+        ("scheduler_app", "0008_task_version"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='taskexecution',
-            name='run_slot',
-            field=models.PositiveSmallIntegerField(blank=True, editable=False, help_text="Which of its task's places a run took when it started: 0 for a task that never overlaps itself, 0 to N-1 for N concurrent runs. The database lets no two running runs of a task hold one place, whatever the lock store says.", null=True, verbose_name='run slot'),
+            model_name="taskexecution",
+            name="run_slot",
+            field=models.PositiveSmallIntegerField(
+                blank=True,
+                editable=False,
+                help_text="Which of its task's places a run took when it started: 0 for a task that never overlaps itself, 0 to N-1 for N concurrent runs. The database lets no two running runs of a task hold one place, whatever the lock store says.",
+                null=True,
+                verbose_name="run slot",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='taskexecution',
-            constraint=models.UniqueConstraint(condition=models.Q(('run_slot__isnull', False), ('status', 'running')), fields=('task', 'run_slot'), name='exec_one_running_per_slot'),
+            model_name="taskexecution",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("run_slot__isnull", False), ("status", "running")),
+                fields=("task", "run_slot"),
+                name="exec_one_running_per_slot",
+            ),
         ),
     ]

@@ -4,23 +4,51 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('scheduler_app', '0009_run_slot'),
+        ("scheduler_app", "0009_run_slot"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='taskexecution',
-            name='exec_status_valid',
+            model_name="taskexecution",
+            name="exec_status_valid",
         ),
         migrations.AlterField(
-            model_name='taskexecution',
-            name='status',
-            field=models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('success', 'Success'), ('failed', 'Failed'), ('skipped', 'Skipped'), ('cancelled', 'Cancelled'), ('missed', 'Missed')], default='pending', max_length=16, verbose_name='status'),
+            model_name="taskexecution",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("pending", "Pending"),
+                    ("running", "Running"),
+                    ("success", "Success"),
+                    ("failed", "Failed"),
+                    ("skipped", "Skipped"),
+                    ("cancelled", "Cancelled"),
+                    ("missed", "Missed"),
+                ],
+                default="pending",
+                max_length=16,
+                verbose_name="status",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='taskexecution',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'running', 'success', 'failed', 'skipped', 'cancelled', 'missed'])), name='exec_status_valid'),
+            model_name="taskexecution",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "status__in",
+                        [
+                            "pending",
+                            "running",
+                            "success",
+                            "failed",
+                            "skipped",
+                            "cancelled",
+                            "missed",
+                        ],
+                    )
+                ),
+                name="exec_status_valid",
+            ),
         ),
     ]

@@ -41,7 +41,6 @@ def fill_duration_totals(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("scheduler_app", "0010_missed_status"),
     ]

@@ -4,15 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('scheduler_app', '0011_task_duration_totals'),
+        ("scheduler_app", "0011_task_duration_totals"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='schedulerinstance',
-            name='degraded_reason',
-            field=models.TextField(blank=True, default='', help_text='What keeps this instance from doing its work, as its last heartbeat said; empty while it can. E.g. “Redis at redis://10.0.0.5:6379/0 is unreachable since 2026-03-02T12:00:05+00:00 (ConnectionError: …)”.', verbose_name='degraded because'),
+            model_name="schedulerinstance",
+            name="degraded_reason",
+            field=models.TextField(
+                blank=True,
+                default="",
+                help_text="What keeps this instance from doing its work, as its last heartbeat said; empty while it can. E.g. “Redis at redis://10.0.0.5:6379/0 is unreachable since 2026-03-02T12:00:05+00:00 (ConnectionError: …)”.",
+                verbose_name="degraded because",
+            ),
         ),
     ]

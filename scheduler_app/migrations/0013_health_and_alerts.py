@@ -6,177 +6,527 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('scheduler_app', '0012_instance_degraded_reason'),
+        ("scheduler_app", "0012_instance_degraded_reason"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AlertAttempt',
+            name="AlertAttempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='at')),
-                ('ok', models.BooleanField(verbose_name='delivered')),
-                ('status_code', models.PositiveIntegerField(blank=True, null=True, verbose_name='HTTP status')),
-                ('error', models.TextField(blank=True, default='', verbose_name='error')),
-                ('duration_ms', models.PositiveIntegerField(default=0, verbose_name='took (ms)')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, verbose_name="at"
+                    ),
+                ),
+                ("ok", models.BooleanField(verbose_name="delivered")),
+                (
+                    "status_code",
+                    models.PositiveIntegerField(
+                        blank=True, null=True, verbose_name="HTTP status"
+                    ),
+                ),
+                (
+                    "error",
+                    models.TextField(blank=True, default="", verbose_name="error"),
+                ),
+                (
+                    "duration_ms",
+                    models.PositiveIntegerField(default=0, verbose_name="took (ms)"),
+                ),
             ],
             options={
-                'verbose_name': 'alert attempt',
-                'verbose_name_plural': 'alert attempts',
-                'ordering': ['at', 'id'],
+                "verbose_name": "alert attempt",
+                "verbose_name_plural": "alert attempts",
+                "ordering": ["at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='AlertDelivery',
+            name="AlertDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('channel_kind', models.CharField(choices=[('email', 'E-mail'), ('webhook', 'Webhook (JSON, signed)'), ('slack', 'Slack-compatible incoming webhook')], max_length=16, verbose_name='channel kind')),
-                ('target', models.TextField(verbose_name='addresses or URL')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('sending', 'Sending'), ('sent', 'Sent'), ('failed', 'Failed')], default='pending', max_length=16, verbose_name='status')),
-                ('attempts', models.PositiveIntegerField(default=0, verbose_name='attempts')),
-                ('next_attempt_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='next attempt')),
-                ('lease_until', models.DateTimeField(blank=True, null=True, verbose_name='taken until')),
-                ('last_error', models.TextField(blank=True, default='', verbose_name='last error')),
-                ('sent_at', models.DateTimeField(blank=True, null=True, verbose_name='sent')),
-                ('summary_size', models.PositiveIntegerField(default=0, verbose_name='summarised with')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "channel_kind",
+                    models.CharField(
+                        choices=[
+                            ("email", "E-mail"),
+                            ("webhook", "Webhook (JSON, signed)"),
+                            ("slack", "Slack-compatible incoming webhook"),
+                        ],
+                        max_length=16,
+                        verbose_name="channel kind",
+                    ),
+                ),
+                ("target", models.TextField(verbose_name="addresses or URL")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("sending", "Sending"),
+                            ("sent", "Sent"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                        verbose_name="status",
+                    ),
+                ),
+                (
+                    "attempts",
+                    models.PositiveIntegerField(default=0, verbose_name="attempts"),
+                ),
+                (
+                    "next_attempt_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, verbose_name="next attempt"
+                    ),
+                ),
+                (
+                    "lease_until",
+                    models.DateTimeField(
+                        blank=True, null=True, verbose_name="taken until"
+                    ),
+                ),
+                (
+                    "last_error",
+                    models.TextField(blank=True, default="", verbose_name="last error"),
+                ),
+                (
+                    "sent_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="sent"),
+                ),
+                (
+                    "summary_size",
+                    models.PositiveIntegerField(
+                        default=0, verbose_name="summarised with"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, verbose_name="created"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'alert delivery',
-                'verbose_name_plural': 'alert deliveries',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name": "alert delivery",
+                "verbose_name_plural": "alert deliveries",
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='scheduledtask',
-            name='alert_grace_seconds',
-            field=models.PositiveIntegerField(blank=True, help_text='Late when a fire has not started this long after its time, e.g. 300; blank: SCHEDULER_ALERT_GRACE_SECONDS (60).', null=True, verbose_name='alert grace (seconds)'),
+            model_name="scheduledtask",
+            name="alert_grace_seconds",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Late when a fire has not started this long after its time, e.g. 300; blank: SCHEDULER_ALERT_GRACE_SECONDS (60).",
+                null=True,
+                verbose_name="alert grace (seconds)",
+            ),
         ),
         migrations.AddField(
-            model_name='scheduledtask',
-            name='fail_streak',
-            field=models.PositiveIntegerField(default=0, editable=False, verbose_name='failures in a row'),
+            model_name="scheduledtask",
+            name="fail_streak",
+            field=models.PositiveIntegerField(
+                default=0, editable=False, verbose_name="failures in a row"
+            ),
         ),
         migrations.AddField(
-            model_name='scheduledtask',
-            name='failure_threshold',
-            field=models.PositiveIntegerField(blank=True, help_text='Failing after this many failed runs in a row, e.g. 3; blank: SCHEDULER_ALERT_FAILURE_THRESHOLD (1).', null=True, verbose_name='failure threshold'),
+            model_name="scheduledtask",
+            name="failure_threshold",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Failing after this many failed runs in a row, e.g. 3; blank: SCHEDULER_ALERT_FAILURE_THRESHOLD (1).",
+                null=True,
+                verbose_name="failure threshold",
+            ),
         ),
         migrations.AddField(
-            model_name='scheduledtask',
-            name='health',
-            field=models.CharField(choices=[('new', 'New'), ('up', 'Up'), ('late', 'Late'), ('missed', 'Missed'), ('failing', 'Failing'), ('running_long', 'Running long'), ('paused', 'Paused')], default='new', editable=False, max_length=16, verbose_name='health'),
+            model_name="scheduledtask",
+            name="health",
+            field=models.CharField(
+                choices=[
+                    ("new", "New"),
+                    ("up", "Up"),
+                    ("late", "Late"),
+                    ("missed", "Missed"),
+                    ("failing", "Failing"),
+                    ("running_long", "Running long"),
+                    ("paused", "Paused"),
+                ],
+                default="new",
+                editable=False,
+                max_length=16,
+                verbose_name="health",
+            ),
         ),
         migrations.AddField(
-            model_name='scheduledtask',
-            name='health_since',
-            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='health since'),
+            model_name="scheduledtask",
+            name="health_since",
+            field=models.DateTimeField(
+                blank=True, editable=False, null=True, verbose_name="health since"
+            ),
         ),
         migrations.AddField(
-            model_name='scheduledtask',
-            name='last_missed_at',
-            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='last missed fire'),
+            model_name="scheduledtask",
+            name="last_missed_at",
+            field=models.DateTimeField(
+                blank=True, editable=False, null=True, verbose_name="last missed fire"
+            ),
         ),
         migrations.AddField(
-            model_name='scheduledtask',
-            name='max_run_seconds',
-            field=models.PositiveIntegerField(blank=True, help_text='A run going on longer is reported running long (it goes on; the timeout stops a run), e.g. 600; blank: SCHEDULER_ALERT_MAX_RUN_SECONDS (0: never).', null=True, verbose_name='expected maximum run time (seconds)'),
+            model_name="scheduledtask",
+            name="max_run_seconds",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="A run going on longer is reported running long (it goes on; the timeout stops a run), e.g. 600; blank: SCHEDULER_ALERT_MAX_RUN_SECONDS (0: never).",
+                null=True,
+                verbose_name="expected maximum run time (seconds)",
+            ),
         ),
         migrations.AddField(
-            model_name='scheduledtask',
-            name='recovery_threshold',
-            field=models.PositiveIntegerField(blank=True, help_text='Up again after this many successful runs in a row, e.g. 2; blank: SCHEDULER_ALERT_RECOVERY_THRESHOLD (1).', null=True, verbose_name='recovery threshold'),
+            model_name="scheduledtask",
+            name="recovery_threshold",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Up again after this many successful runs in a row, e.g. 2; blank: SCHEDULER_ALERT_RECOVERY_THRESHOLD (1).",
+                null=True,
+                verbose_name="recovery threshold",
+            ),
         ),
         migrations.AddField(
-            model_name='scheduledtask',
-            name='success_streak',
-            field=models.PositiveIntegerField(default=0, editable=False, verbose_name='successes in a row'),
+            model_name="scheduledtask",
+            name="success_streak",
+            field=models.PositiveIntegerField(
+                default=0, editable=False, verbose_name="successes in a row"
+            ),
         ),
         migrations.CreateModel(
-            name='Alert',
+            name="Alert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('failing', 'Failing'), ('timed_out', 'Timed out'), ('abandoned', 'Abandoned'), ('recovered', 'Recovered'), ('missed', 'Missed'), ('late', 'Late'), ('running_long', 'Running long'), ('scheduler_down', 'No scheduler heartbeat'), ('leader_changed', 'Leader changed'), ('takeover', 'A standby took over'), ('test', 'Test alert')], max_length=16, verbose_name='kind')),
-                ('task_name', models.CharField(blank=True, default='', max_length=200, verbose_name='task name')),
-                ('state', models.CharField(blank=True, choices=[('new', 'New'), ('up', 'Up'), ('late', 'Late'), ('missed', 'Missed'), ('failing', 'Failing'), ('running_long', 'Running long'), ('paused', 'Paused')], default='', max_length=16, verbose_name='health')),
-                ('previous_state', models.CharField(blank=True, choices=[('new', 'New'), ('up', 'Up'), ('late', 'Late'), ('missed', 'Missed'), ('failing', 'Failing'), ('running_long', 'Running long'), ('paused', 'Paused')], default='', max_length=16, verbose_name='previous health')),
-                ('message', models.TextField(verbose_name='message')),
-                ('error', models.TextField(blank=True, default='', verbose_name='error')),
-                ('details', models.JSONField(blank=True, default=dict, verbose_name='details')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='decided')),
-                ('execution', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='scheduler_app.taskexecution', verbose_name='execution')),
-                ('task', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='alerts', to='scheduler_app.scheduledtask', verbose_name='task')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("failing", "Failing"),
+                            ("timed_out", "Timed out"),
+                            ("abandoned", "Abandoned"),
+                            ("recovered", "Recovered"),
+                            ("missed", "Missed"),
+                            ("late", "Late"),
+                            ("running_long", "Running long"),
+                            ("scheduler_down", "No scheduler heartbeat"),
+                            ("leader_changed", "Leader changed"),
+                            ("takeover", "A standby took over"),
+                            ("test", "Test alert"),
+                        ],
+                        max_length=16,
+                        verbose_name="kind",
+                    ),
+                ),
+                (
+                    "task_name",
+                    models.CharField(
+                        blank=True, default="", max_length=200, verbose_name="task name"
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("new", "New"),
+                            ("up", "Up"),
+                            ("late", "Late"),
+                            ("missed", "Missed"),
+                            ("failing", "Failing"),
+                            ("running_long", "Running long"),
+                            ("paused", "Paused"),
+                        ],
+                        default="",
+                        max_length=16,
+                        verbose_name="health",
+                    ),
+                ),
+                (
+                    "previous_state",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("new", "New"),
+                            ("up", "Up"),
+                            ("late", "Late"),
+                            ("missed", "Missed"),
+                            ("failing", "Failing"),
+                            ("running_long", "Running long"),
+                            ("paused", "Paused"),
+                        ],
+                        default="",
+                        max_length=16,
+                        verbose_name="previous health",
+                    ),
+                ),
+                ("message", models.TextField(verbose_name="message")),
+                (
+                    "error",
+                    models.TextField(blank=True, default="", verbose_name="error"),
+                ),
+                (
+                    "details",
+                    models.JSONField(blank=True, default=dict, verbose_name="details"),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, verbose_name="decided"
+                    ),
+                ),
+                (
+                    "execution",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="scheduler_app.taskexecution",
+                        verbose_name="execution",
+                    ),
+                ),
+                (
+                    "task",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="alerts",
+                        to="scheduler_app.scheduledtask",
+                        verbose_name="task",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'alert',
-                'verbose_name_plural': 'alerts',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name": "alert",
+                "verbose_name_plural": "alerts",
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='AlertChannel',
+            name="AlertChannel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True, verbose_name='name')),
-                ('kind', models.CharField(choices=[('email', 'E-mail'), ('webhook', 'Webhook (JSON, signed)'), ('slack', 'Slack-compatible incoming webhook')], default='email', max_length=16, verbose_name='kind')),
-                ('target', models.TextField(help_text='E-mail: addresses, comma-separated, e.g. ops@example.com, oncall@example.com. Webhook and Slack: the URL to post to, e.g. https://alerts.example.com/hook.', verbose_name='addresses or URL')),
-                ('secret', models.CharField(blank=True, default='', help_text='Webhook: the key of the X-Scheduler-Signature header (sha256=HMAC-SHA256 of the body); blank: not signed.', max_length=200, verbose_name='signing secret')),
-                ('timeout_seconds', models.FloatField(blank=True, help_text='An attempt that gets no answer this soon fails (and is retried); blank: SCHEDULER_ALERT_TIMEOUT_SECONDS (10).', null=True, verbose_name='timeout (seconds)')),
-                ('is_default', models.BooleanField(default=True, help_text='Used by every task that names no channel of its own.', verbose_name='default channel')),
-                ('enabled', models.BooleanField(default=True, verbose_name='enabled')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(max_length=100, unique=True, verbose_name="name"),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("email", "E-mail"),
+                            ("webhook", "Webhook (JSON, signed)"),
+                            ("slack", "Slack-compatible incoming webhook"),
+                        ],
+                        default="email",
+                        max_length=16,
+                        verbose_name="kind",
+                    ),
+                ),
+                (
+                    "target",
+                    models.TextField(
+                        help_text="E-mail: addresses, comma-separated, e.g. ops@example.com, oncall@example.com. Webhook and Slack: the URL to post to, e.g. https://alerts.example.com/hook.",
+                        verbose_name="addresses or URL",
+                    ),
+                ),
+                (
+                    "secret",
+                    models.CharField(
+                        blank=True,
+                        default="",
+                        help_text="Webhook: the key of the X-Scheduler-Signature header (sha256=HMAC-SHA256 of the body); blank: not signed.",
+                        max_length=200,
+                        verbose_name="signing secret",
+                    ),
+                ),
+                (
+                    "timeout_seconds",
+                    models.FloatField(
+                        blank=True,
+                        help_text="An attempt that gets no answer this soon fails (and is retried); blank: SCHEDULER_ALERT_TIMEOUT_SECONDS (10).",
+                        null=True,
+                        verbose_name="timeout (seconds)",
+                    ),
+                ),
+                (
+                    "is_default",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Used by every task that names no channel of its own.",
+                        verbose_name="default channel",
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True, verbose_name="enabled")),
+                (
+                    "created_at",
+                    models.DateTimeField(auto_now_add=True, verbose_name="created"),
+                ),
             ],
             options={
-                'verbose_name': 'alert channel',
-                'verbose_name_plural': 'alert channels',
-                'ordering': ['name'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('kind__in', ['email', 'webhook', 'slack'])), name='channel_kind_valid')],
+                "verbose_name": "alert channel",
+                "verbose_name_plural": "alert channels",
+                "ordering": ["name"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("kind__in", ["email", "webhook", "slack"])),
+                        name="channel_kind_valid",
+                    )
+                ],
             },
         ),
         migrations.AddField(
-            model_name='scheduledtask',
-            name='alert_channels',
-            field=models.ManyToManyField(blank=True, help_text="Where this task's alerts go; none chosen: the default channels and SCHEDULER_ALERT_EMAILS / SCHEDULER_ALERT_WEBHOOK_URLS.", related_name='tasks', to='scheduler_app.alertchannel', verbose_name='alert channels'),
+            model_name="scheduledtask",
+            name="alert_channels",
+            field=models.ManyToManyField(
+                blank=True,
+                help_text="Where this task's alerts go; none chosen: the default channels and SCHEDULER_ALERT_EMAILS / SCHEDULER_ALERT_WEBHOOK_URLS.",
+                related_name="tasks",
+                to="scheduler_app.alertchannel",
+                verbose_name="alert channels",
+            ),
         ),
         migrations.AddIndex(
-            model_name='scheduledtask',
-            index=models.Index(fields=['health', 'name'], name='task_health_idx'),
+            model_name="scheduledtask",
+            index=models.Index(fields=["health", "name"], name="task_health_idx"),
         ),
         migrations.AddConstraint(
-            model_name='scheduledtask',
-            constraint=models.CheckConstraint(condition=models.Q(('health__in', ['new', 'up', 'late', 'missed', 'failing', 'running_long', 'paused'])), name='task_health_valid'),
+            model_name="scheduledtask",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "health__in",
+                        [
+                            "new",
+                            "up",
+                            "late",
+                            "missed",
+                            "failing",
+                            "running_long",
+                            "paused",
+                        ],
+                    )
+                ),
+                name="task_health_valid",
+            ),
         ),
         migrations.AddField(
-            model_name='alertdelivery',
-            name='alert',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='scheduler_app.alert', verbose_name='alert'),
+            model_name="alertdelivery",
+            name="alert",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="deliveries",
+                to="scheduler_app.alert",
+                verbose_name="alert",
+            ),
         ),
         migrations.AddField(
-            model_name='alertdelivery',
-            name='channel',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='deliveries', to='scheduler_app.alertchannel', verbose_name='channel'),
+            model_name="alertdelivery",
+            name="channel",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="deliveries",
+                to="scheduler_app.alertchannel",
+                verbose_name="channel",
+            ),
         ),
         migrations.AddField(
-            model_name='alertattempt',
-            name='delivery',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attempt_log', to='scheduler_app.alertdelivery', verbose_name='delivery'),
+            model_name="alertattempt",
+            name="delivery",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="attempt_log",
+                to="scheduler_app.alertdelivery",
+                verbose_name="delivery",
+            ),
         ),
         migrations.AddIndex(
-            model_name='alert',
-            index=models.Index(fields=['created_at'], name='alert_created_idx'),
+            model_name="alert",
+            index=models.Index(fields=["created_at"], name="alert_created_idx"),
         ),
         migrations.AddConstraint(
-            model_name='alert',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['failing', 'timed_out', 'abandoned', 'recovered', 'missed', 'late', 'running_long', 'scheduler_down', 'leader_changed', 'takeover', 'test'])), name='alert_kind_valid'),
+            model_name="alert",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "kind__in",
+                        [
+                            "failing",
+                            "timed_out",
+                            "abandoned",
+                            "recovered",
+                            "missed",
+                            "late",
+                            "running_long",
+                            "scheduler_down",
+                            "leader_changed",
+                            "takeover",
+                            "test",
+                        ],
+                    )
+                ),
+                name="alert_kind_valid",
+            ),
         ),
         migrations.AddIndex(
-            model_name='alertdelivery',
-            index=models.Index(fields=['status', 'next_attempt_at'], name='delivery_due_idx'),
+            model_name="alertdelivery",
+            index=models.Index(
+                fields=["status", "next_attempt_at"], name="delivery_due_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='alertdelivery',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'sending', 'sent', 'failed'])), name='delivery_status_valid'),
+            model_name="alertdelivery",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("status__in", ["pending", "sending", "sent", "failed"])
+                ),
+                name="delivery_status_valid",
+            ),
         ),
     ]

@@ -22,7 +22,7 @@ from .audit import (
     reason_check,
     reason_required,
 )
-from .channels import ChannelInvalid, channel_save, channel_validate
+from .channels import ChannelInvalid, channel_save, channel_validate, channels_delete
 from .fires import (
     MissedFires,
     executions_create_scheduled,
@@ -32,6 +32,7 @@ from .fires import (
 from .health import health_check, leadership_taken
 from .history import executions_cleanup
 from .instances import (
+    instance_as_cli,
     instance_heartbeat,
     instance_heartbeating,
     instance_id,
@@ -61,6 +62,7 @@ from .runs import (
 from .tasks import (
     EDITABLE_FIELDS,
     StatusChange,
+    handler_problem,
     task_check_version,
     task_create,
     task_delete,
@@ -124,6 +126,7 @@ __all__ = [
     "alert_channels_resolve",
     "channel_save",
     "channel_validate",
+    "channels_delete",
     "ChannelInvalid",
     "execution_cancel",
     "ExecutionsCancelled",
@@ -132,6 +135,7 @@ __all__ = [
     "executions_cleanup",
     "executions_create_scheduled",
     "executions_record_missed",
+    "handler_problem",
     "health_check",
     "leadership_taken",
     "executions_fail",
@@ -141,6 +145,7 @@ __all__ = [
     "instance_heartbeat",
     "instance_heartbeating",
     "instance_id",
+    "instance_as_cli",
     "instance_stopped",
     "instances_alive_ids",
     "instances_cleanup",

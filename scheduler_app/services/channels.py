@@ -1,7 +1,7 @@
-"""Alert channels: what a channel may hold, and its one write path (the admin's).
+"""Alert channels: what a channel may hold, and its write paths (the admin's).
 
 channel_validate is every rule a channel obeys; channel_save validates and
-stores. Where alerts go and how they are sent is services/alerts.py's.
+stores; channels_delete deletes. Where alerts go and how they are sent is services/alerts.py's.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ import math
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import F, QuerySet
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from ..choices import ChannelKind
 from ..exceptions import SchedulerError
-from ..models import AlertChannel
+from ..models import AlertChannel, ScheduledTask
 from .validation import text_fields_validate
 
 #: The longest a channel may wait for an answer (seconds): the sender waits as long.
@@ -148,3 +149,21 @@ def channel_save(*, channel: AlertChannel) -> AlertChannel:
             ]
         ) from exc
     return channel
+
+
+def channels_delete(*, channels: QuerySet[AlertChannel]) -> int:
+    """Delete channels; returns how many.
+
+    The tasks that named one lose it, a change of those tasks: their version is
+    bumped (an API client's ETag of such a task no longer matches), and a task
+    left with no channel of its own goes to the default channels. Deliveries
+    still on their way to a deleted channel fail (services/alerts.py).
+    """
+    with transaction.atomic():
+        ScheduledTask.objects.filter(
+            pk__in=ScheduledTask.objects.filter(alert_channels__in=channels).values(
+                "pk"
+            )
+        ).update(version=F("version") + 1)
+        _total, per_model = channels.delete()
+    return per_model.get(AlertChannel._meta.label, 0)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 from django.db import DatabaseError, close_old_connections
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..conf import app_settings
@@ -65,6 +66,20 @@ def instance_set_worker(*, node_name: str) -> None:
     _process_kind = SchedulerInstance.Kind.WORKER
     _process_name = node_name
     _instance_ids.pop(os.getpid(), None)
+
+
+@contextmanager
+def instance_as_cli() -> Iterator[None]:
+    """Be a command-line instance (run_task) while the block runs: its heartbeat
+    row says `cli`, so it keeps its run from being taken for abandoned without
+    counting as a scheduler (the no-scheduler banner, /health/, the alerts)."""
+    global _process_kind
+    kept = _process_kind
+    _process_kind = SchedulerInstance.Kind.CLI
+    try:
+        yield
+    finally:
+        _process_kind = kept
 
 
 def instance_heartbeat(
@@ -152,6 +167,17 @@ def instance_stopped(*, now: dt.datetime | None = None) -> None:
     )
 
 
+def instances_alive(*, now: dt.datetime | None = None) -> QuerySet[SchedulerInstance]:
+    """The instances whose heartbeat is fresh and that have not stopped."""
+    now = now or timezone.now()
+    fresh_after = now - dt.timedelta(
+        seconds=app_settings.SCHEDULER_INSTANCE_STALE_SECONDS
+    )
+    return SchedulerInstance.objects.filter(
+        last_heartbeat_at__gte=fresh_after, stopped_at__isnull=True
+    )
+
+
 def instances_alive_ids(
     *, now: dt.datetime | None = None, kind: str | None = None
 ) -> set[str]:
@@ -159,13 +185,7 @@ def instances_alive_ids(
 
     Schedulers and workers alike, or only those of `kind` ("scheduler", "worker").
     """
-    now = now or timezone.now()
-    fresh_after = now - dt.timedelta(
-        seconds=app_settings.SCHEDULER_INSTANCE_STALE_SECONDS
-    )
-    alive = SchedulerInstance.objects.filter(
-        last_heartbeat_at__gte=fresh_after, stopped_at__isnull=True
-    )
+    alive = instances_alive(now=now)
     if kind is not None:
         alive = alive.filter(kind=kind)
     return set(alive.values_list("instance_id", flat=True))

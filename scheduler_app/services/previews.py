@@ -30,9 +30,9 @@ def schedule_preview(
     """Preview the next `count` fire times after `now`; raise SchedulerError if invalid.
 
     Writes nothing. The fields are checked as task_validate checks them (the
-    interval's bounds included). The DST changes are those between now and the
-    last fire time shown (within DST_SCAN_HORIZON), so a form can warn that the
-    listed times straddle one.
+    interval's bounds included), and a one-off date must lie ahead. The DST
+    changes are those between now and the last fire time shown (within
+    DST_SCAN_HORIZON), so a form can warn that the listed times straddle one.
     """
     now = now or timezone.now()
     errors = task_fields_validate(
@@ -44,7 +44,9 @@ def schedule_preview(
     )
     if errors:
         raise errors[0]
-    schedule.validate(now=now)
+    # A one-off date already past would never fire: said, not previewed as "no
+    # fire" (the form refuses to save such a date as a change, too).
+    schedule.validate(now=now, require_future_run_date=True)
     zone = schedule.tz
     times = schedule.next_fire_times(after=now, count=count)
     transitions = (

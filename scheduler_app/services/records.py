@@ -61,9 +61,18 @@ def send_signal(signal: Any, task: ScheduledTask, execution: TaskExecution) -> N
             )
 
 
+#: The longest error_text: it goes into a run's message beside its own error.
+ERROR_TEXT_MAX_CHARS = 500
+
+
 def error_text(error: BaseException) -> str:
-    """An error as a record names it: storable, and short."""
-    return storable_text("%s: %s" % (type(error).__name__, error))[:500]
+    """An error as a record names it: storable, and short (a longer one is cut,
+    and says how much was cut)."""
+    text = storable_text("%s: %s" % (type(error).__name__, error))
+    if len(text) <= ERROR_TEXT_MAX_CHARS:
+        return text
+    marker = " [... %d characters cut]" % (len(text) - ERROR_TEXT_MAX_CHARS)
+    return text[:ERROR_TEXT_MAX_CHARS] + marker
 
 
 #: The signal sent for a run recorded with each final status (none for the others).

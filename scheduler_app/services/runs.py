@@ -367,13 +367,24 @@ def _evaluate_and_call(
             error_message=exc.message,
             failure_kind=FailureKind.ERROR,
         )
-    evaluated = json_safe(kwargs)
+    # Recorded with the defaults the handler falls back on, so the run's page
+    # says every value it ran with; the handler is called with `kwargs` alone.
+    evaluated = json_safe({**_defaults_left(info, kwargs), **kwargs})
     execution.kwargs = storable_json(evaluated)  # the live log's row updates carry it
     if execution.kwargs is not evaluated:
         run.altered.append("kwargs")
     if process is not None:
         return process.call(run, task.handler_path, kwargs)
     return call_handler(run, func, kwargs, inline=inline)
+
+
+def _defaults_left(info: HandlerInfo, given: dict[str, Any]) -> dict[str, Any]:
+    """The defaults of the handler's parameters that a run leaves out."""
+    return {
+        spec.name: spec.default
+        for spec in info.params
+        if not spec.required and spec.name not in given
+    }
 
 
 def _live_sink(execution: TaskExecution) -> Callable[[LogSnapshot], None]:

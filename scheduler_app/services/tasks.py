@@ -36,7 +36,7 @@ from ..exceptions import (
     TaskChanged,
     TaskNotFound,
 )
-from ..handlers.registry import list_scripts, refusal
+from ..handlers.registry import get_handler, list_scripts, refusal
 from ..models import (
     ScheduledTask,
     SchedulerState,
@@ -856,6 +856,23 @@ def _tasks_changed() -> None:
             key=SchedulerState.TASKS_VERSION, defaults={"value": 1}
         )
     notify.publish(notify.TASKS_CHANGED)
+
+
+MSG_HANDLER_PROBLEM = gettext_lazy(
+    "%(error)s Every run of this task fails until its handler can run: choose "
+    "another handler, or fix the script or register the function (README, "
+    "“Writing a task”)."
+)
+
+
+def handler_problem(path: str) -> str:
+    """Why a task's handler cannot run (missing, broken, not allowed) and what to
+    do, or "" when it can: for the admin's warning and marker."""
+    try:
+        get_handler(path)
+    except SchedulerError as exc:
+        return str(MSG_HANDLER_PROBLEM % {"error": exc.message})
+    return ""
 
 
 def tasks_with_refused_handlers() -> list[tuple[str, str]]:

@@ -13,9 +13,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from scheduler_app.choices import AuditAction
 from scheduler_app.exceptions import SystemTaskProtected
 from scheduler_app.locks import get_lock_backend, task_lock_key
 from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
+from scheduler_app.services.audit import CLI, audit_record
 from tests.admin.helpers import (
     EXECUTION_CHANGELIST,
     HOSTILE,
@@ -73,6 +75,12 @@ def every_scheduler_admin_url() -> list[str]:
     )
     key = task_lock_key(task.pk)
     get_lock_backend().acquire(key, owner="host:1:abcdef", ttl_seconds=60)
+    [entry] = audit_record(
+        origin=CLI,
+        action=AuditAction.UPDATE,
+        tasks=[task],
+        changes={"description": ["", "Nightly"]},
+    )
 
     def admin_url(name: str, *args: Any) -> str:
         return reverse("admin:scheduler_app_%s" % name, args=args)
@@ -101,6 +109,9 @@ def every_scheduler_admin_url() -> list[str]:
         admin_url("taskexecution_history", execution.pk),
         INSTANCE_CHANGELIST,
         admin_url("schedulerinstance_change", instance.pk),
+        admin_url("auditentry_changelist"),
+        admin_url("auditentry_changelist") + "?action__exact=update&actor=-",
+        admin_url("auditentry_change", entry.pk),
     ]
 
 
@@ -144,6 +155,7 @@ OBJECT_URLS = [
     ("get", "scheduledtask_run_with_parameters"),
     ("post", "scheduledtask_run_with_parameters"),
     ("get", "schedulerinstance_change"),
+    ("get", "auditentry_change"),
 ]
 #: The run page's own endpoints answer JSON or a file: an unknown id is a plain 404.
 EXECUTION_ENDPOINTS = {

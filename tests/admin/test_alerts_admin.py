@@ -131,6 +131,51 @@ def test_the_channel_list_shows_the_last_delivery_without_a_query_per_row(
     assert page.count('data-status="failed"') == 5
 
 
+def test_deleting_a_channel_is_a_change_of_the_tasks_that_named_it(
+    admin_client: Client,
+) -> None:
+    channel = make_channel()
+    other = make_channel(name="other-hook")
+    named = make_task(name="named")
+    named.alert_channels.set([channel])
+    unrelated = make_task(name="unrelated")
+    unrelated.alert_channels.set([other])
+    versions = {task.pk: task.version for task in (named, unrelated)}
+
+    response = admin_client.post(channel_url(channel, "delete"), {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not AlertChannel.objects.filter(pk=channel.pk).exists()
+    named.refresh_from_db()
+    unrelated.refresh_from_db()
+    assert named.version == versions[named.pk] + 1  # an ETag of it is stale now
+    assert list(named.alert_channels.all()) == []
+    assert unrelated.version == versions[unrelated.pk]
+
+
+def test_deleting_channels_from_the_list_bumps_each_task_once(
+    admin_client: Client,
+) -> None:
+    first, second = make_channel(name="first"), make_channel(name="second")
+    task = make_task()
+    task.alert_channels.set([first, second])
+    version = task.version
+
+    response = admin_client.post(
+        CHANNELS,
+        {
+            "action": "delete_selected",
+            "_selected_action": [first.pk, second.pk],
+            "post": "yes",
+        },
+    )
+
+    assert response.status_code == 302
+    assert AlertChannel.objects.count() == 0
+    task.refresh_from_db()
+    assert task.version == version + 1
+
+
 def test_send_a_test_alert_queues_one_pending_delivery_to_that_channel(
     admin_client: Client,
 ) -> None:

@@ -11,7 +11,7 @@ import pytest
 from django.contrib import messages
 from django.test import Client
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from scheduler_app import selectors
 from scheduler_app.models import TaskExecution
@@ -669,3 +669,69 @@ def test_task_page_shows_the_start_of_each_recent_error_escaped(
     assert "RuntimeError: %s[2J%s" % (ESC, HOSTILE_ESCAPED) in content
     assert "NOT SHOWN" not in content
     assert "\x1b" not in content and HOSTILE not in content
+
+
+def test_the_run_page_and_the_task_page_name_runs_in_words(
+    admin_client: Client,
+) -> None:
+    task = make_task(name="nightly <report>")
+    execution = make_execution(task, status=TaskExecution.Status.SUCCESS)
+
+    with translation.override("zh-hans"):
+        page = admin_client.get(
+            execution_url(execution), HTTP_ACCEPT_LANGUAGE="zh-hans"
+        ).content.decode()
+    task_page = admin_client.get(
+        reverse("admin:scheduler_app_scheduledtask_change", args=[task.pk])
+    ).content.decode()
+
+    breadcrumbs = page.split('class="breadcrumbs"', 1)[1].split("</div>", 1)[0]
+    assert "nightly &lt;report&gt;" in breadcrumbs
+    assert "#%d" % execution.pk in breadcrumbs and "成功" in breadcrumbs
+    assert "%d#%d" % (task.pk, execution.pk) not in page
+    assert "Run #%d (Success)" % execution.pk in task_page
+
+
+def _staged_and_past(task: Any) -> tuple[TaskExecution, TaskExecution, TaskExecution]:
+    """A finished run, a run-now due, and a fire the scheduler staged ahead."""
+    now = timezone.now()
+    done = make_execution(task, status=Status.SUCCESS, started_at=now)
+    due = make_execution(task)
+    staged = make_execution(
+        task,
+        trigger_type=TaskExecution.TriggerType.SCHEDULED,
+        scheduled_for=now + dt.timedelta(seconds=30),
+    )
+    return done, due, staged
+
+
+def test_fires_staged_ahead_are_listed_only_as_upcoming(admin_client: Client) -> None:
+    done, due, staged = _staged_and_past(make_task())
+
+    default = admin_client.get(EXECUTION_CHANGELIST)
+    upcoming = admin_client.get(EXECUTION_CHANGELIST, {"when": "upcoming"})
+    both = admin_client.get(EXECUTION_CHANGELIST, {"when": "all"})
+
+    assert listed_ids(default) == [due.pk, done.pk]
+    assert listed_ids(upcoming) == [staged.pk]
+    assert listed_ids(both) == [staged.pk, due.pk, done.pk]
+    assert "Past and due" in default.content.decode()
+
+
+def test_the_task_page_and_list_leave_out_fires_staged_ahead(
+    admin_client: Client,
+) -> None:
+    task = make_task(name="staged")
+    done, due, staged = _staged_and_past(task)
+    due.delete()  # the last run is the success, not the fire still to come
+
+    page = admin_client.get(task_url("change", task))
+    listing = admin_client.get(reverse("admin:scheduler_app_scheduledtask_changelist"))
+
+    shown = [
+        form.instance.pk for form in page.context["inline_admin_formsets"][0].formset
+    ]
+    assert shown == [done.pk]
+    row = next(row for row in listing.context["cl"].result_list if row.pk == task.pk)
+    assert row.last_execution_id == done.pk
+    assert row.last_execution_status == Status.SUCCESS

@@ -23,6 +23,7 @@ LOCKS = reverse("admin:scheduler_app_schedulerlock_changelist")
 RELEASE = reverse("admin:scheduler_app_schedulerlock_release")
 HEALTH = reverse("admin:scheduler_app_schedulerinstance_health")
 APP_INDEX = reverse("admin:app_list", args=["scheduler_app"])
+ADMIN_INDEX = reverse("admin:index")
 
 
 @pytest.fixture(params=["database", "redis"])
@@ -287,11 +288,23 @@ def test_health_page_lists_celery_workers_beside_scheduler_instances(
 
 
 def test_health_page_says_how_to_start_workers_when_none_ever_ran(
+    admin_client: Client, settings: Any
+) -> None:
+    settings.SCHEDULER_EXECUTOR = "celery"
+
+    content = admin_client.get(HEALTH).content.decode()
+
+    assert "0 Celery worker processes alive" in content
+    assert "celery -A config worker -Q scheduler" in content
+
+
+def test_health_page_counts_no_celery_workers_with_the_inline_executor(
     admin_client: Client,
 ) -> None:
     content = admin_client.get(HEALTH).content.decode()
 
-    assert "celery -A config worker -Q scheduler" in content
+    assert "Celery worker" not in content
+    assert 'id="scheduler-workers"' not in content
 
 
 def test_health_page_lists_tasks_due_in_the_next_hour(admin_client: Client) -> None:
@@ -324,14 +337,36 @@ def test_operations_pages_need_the_task_view_permission(
     assert client.get(url).status_code == 403
 
 
-@pytest.mark.parametrize("url", [APP_INDEX, TASK_CHANGELIST])
-def test_app_index_and_task_list_link_to_the_operations_pages(
+@pytest.mark.parametrize("url", [ADMIN_INDEX, APP_INDEX, TASK_CHANGELIST])
+def test_admin_index_app_index_and_task_list_link_to_the_operations_pages(
     admin_client: Client, url: str
 ) -> None:
     content = admin_client.get(url).content.decode()
 
     assert 'href="%s"' % HEALTH in content
     assert 'href="%s"' % LOCKS in content
+
+
+def test_the_admin_index_links_operations_only_for_who_may_view_tasks(
+    client: Client,
+) -> None:
+    client.force_login(staff_user("view_taskexecution"))
+
+    content = client.get(ADMIN_INDEX).content.decode()
+
+    assert 'id="scheduler-operations"' not in content
+
+
+def test_every_admin_page_is_named_after_the_product_and_has_a_favicon(
+    admin_client: Client, settings: Any
+) -> None:
+    default = admin_client.get(ADMIN_INDEX).content.decode()
+    settings.ADMIN_SITE_HEADER = "Acme <jobs>"
+    named = admin_client.get(TASK_CHANGELIST).content.decode()
+
+    assert "Scheduled tasks</a>" in default and "Django administration" not in default
+    assert "scheduler_app/favicon.svg" in default
+    assert "Acme &lt;jobs&gt;" in named and "Acme <jobs>" not in named
 
 
 def test_the_locks_admin_is_a_page_not_a_row_of_the_model_list(

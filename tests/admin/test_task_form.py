@@ -915,6 +915,27 @@ def test_preview_reports_an_invalid_schedule_with_its_field(
     assert data["ok"] is False
     assert data["field"] == "cron_expression"
     assert "61" in data["error"]
+    assert data["description"] == ""  # not "At 61 minutes past the hour"
+
+
+def test_preview_of_a_one_off_date_in_the_past_says_so(admin_client: Client) -> None:
+    data = admin_client.get(
+        PREVIEW,
+        {"task_type": "date", "run_date_0": "2020-01-02", "run_date_1": "03:04:05"},
+    ).json()
+
+    assert data["ok"] is False
+    assert data["field"] == "run_date"
+    assert "2020-01-02 03:04 is in the past" in data["error"]
+
+
+def test_preview_of_a_short_interval_shows_the_seconds(admin_client: Client) -> None:
+    data = admin_client.get(
+        PREVIEW, {"task_type": "interval", "interval_seconds": "10"}
+    ).json()
+
+    texts = [time["text"].split(" ")[1] for time in data["times"]]
+    assert len(set(texts)) == 5, texts  # "08:19:00, 08:19:10, ...", not "08:19" x 5
 
 
 def test_preview_of_a_manual_task_has_no_times(admin_client: Client) -> None:

@@ -18,6 +18,7 @@ from tests.admin.helpers import (
     post_action,
     sent_messages,
     staff_user,
+    task_url,
 )
 from tests.factories import make_execution, make_task
 
@@ -357,3 +358,35 @@ def test_banner_is_not_shown_on_other_apps_pages(admin_client: Client) -> None:
 def test_translation_is_active_only_for_the_request() -> None:
     # Guard for the tests above: a Chinese request leaves English active here.
     assert translation.get_language() in ("en", "en-us")
+
+
+def test_a_task_whose_handler_cannot_run_is_marked_in_the_list_and_on_its_page(
+    admin_client: Client, settings: Any, tmp_path: Any
+) -> None:
+    settings.SCHEDULER_SCRIPTS_PATH = str(tmp_path)
+    (tmp_path / "fine.py").write_text("def run() -> None:\n    pass\n")
+    (tmp_path / "broken.py").write_text("def run(:\n")
+    missing = make_task(name="missing", handler_path="scripts:gone_<b>")
+    broken = make_task(name="broken", handler_path="scripts:broken")
+    fine = make_task(name="fine", handler_path="scripts:fine")
+
+    listing = admin_client.get(TASK_CHANGELIST).content.decode()
+    pages = {
+        task.name: admin_client.get(task_url("change", task)).content.decode()
+        for task in (missing, broken, fine)
+    }
+
+    rows = {
+        task.name: listing.split('href="%s"' % task_url("change", task), 1)[1].split(
+            "</tr>", 1
+        )[0]
+        for task in (missing, broken, fine)
+    }
+    assert "handler cannot run" in rows["missing"]
+    assert "handler cannot run" in rows["broken"]
+    assert "handler cannot run" not in rows["fine"]
+    assert 'id="scheduler-handler-problem"' in pages["missing"]
+    assert "gone_&lt;b&gt;" in pages["missing"] and "gone_<b>" not in pages["missing"]
+    assert "is broken" in pages["broken"]
+    assert "register the function" in pages["broken"]
+    assert 'id="scheduler-handler-problem"' not in pages["fine"]

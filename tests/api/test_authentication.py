@@ -212,6 +212,15 @@ def _staff_with_key_permissions(username: str) -> User:
     )
 
 
+def test_the_key_form_starts_with_the_signed_in_user(superuser: User) -> None:
+    client = Client()
+    client.force_login(superuser)
+
+    form = client.get(KEY_ADMIN_ADD).context["adminform"].form
+
+    assert form["user"].initial == superuser.pk
+
+
 def test_staff_can_make_keys_only_for_themselves(superuser: User) -> None:
     staff = _staff_with_key_permissions("staffer")
     client = Client()

@@ -184,7 +184,15 @@ def test_the_api_root_links_the_lists_status_and_docs(
     assert links["tasks"] == "http://testserver/api/v1/tasks"
     assert links["scheduler/status"] == "http://testserver/api/v1/scheduler/status"
     assert links["docs"] == "http://testserver/api/v1/docs"
+    assert links["redoc"] == "http://testserver/api/v1/redoc"
     assert anonymous.get("/api/v1/").status_code == 401
+
+
+def test_the_browsable_api_root_describes_the_api(api: APIClient) -> None:
+    page = api.get("/api/v1/", HTTP_ACCEPT="text/html").content.decode()
+
+    assert "The scheduled tasks API, version 1." in page
+    assert "Api-Key" in page
 
 
 @pytest.mark.parametrize(

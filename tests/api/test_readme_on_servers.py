@@ -10,6 +10,7 @@ set and the README's address replaced by the server's.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -21,8 +22,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 
-from scheduler_app.models import ScheduledTask, TaskExecution
+from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
 from scheduler_app.services import execution_run, task_create, task_request_run
 from tests.factories import key_for
 from tests.helpers import readme_command, readme_section, sh_blocks
@@ -43,6 +45,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 README_ADDRESS = "http://localhost:8000"
 #: Every curl call: `-q` (first) keeps a ~/.curlrc from changing the request.
 CURL_OPTIONS = ["-q", "--silent", "--show-error", "--max-time", "30"]
+#: The servers' SCHEDULER_METRICS_TOKEN (README, "Metrics").
+METRICS_TOKEN = "readme-metrics-token"
 #: Wraps the curl of a README line, so the response headers go to a file.
 CURL_FUNCTION = 'curl() { command curl %s --dump-header "$CURL_HEADERS" "$@"; }\n' % (
     " ".join(CURL_OPTIONS)
@@ -164,6 +168,7 @@ class WebServer(LoggedProcess):
             SECURE_SSL_REDIRECT="false",
             # As `make run` does, so `python` and `gunicorn` are the virtualenv's.
             PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"],
+            SCHEDULER_METRICS_TOKEN=METRICS_TOKEN,
         )
         command = ["bash", "-c", "exec " + server_command(name)]
         super().__init__(command, env, log_dir / ("%s.log" % name))
@@ -177,13 +182,16 @@ class WebServer(LoggedProcess):
         status = wait_for(lambda: http_status(login_page), STARTUP_TIMEOUT, self)
         assert status == 200, self.report()
 
-    def shell(self, command: str) -> Answer:
-        """Run a README command line (bash), pointed at this server, with $KEY set."""
+    def shell(self, command: str, **variables: str) -> Answer:
+        """Run a README command line (bash), pointed at this server, with $KEY set.
+
+        `variables` are set too (SCHEDULER_METRICS_TOKEN ...).
+        """
         assert README_ADDRESS in command, command
         headers = self._headers_file()
         script = CURL_FUNCTION + command.replace(README_ADDRESS, self.address)
         env = {"PATH": os.environ["PATH"], "KEY": self.key, "CURL_HEADERS": headers}
-        return self._answer(["bash", "-c", script], headers, env)
+        return self._answer(["bash", "-c", script], headers, {**env, **variables})
 
     def curl(self, *arguments: str) -> Answer:
         """curl with these arguments, `$KEY` standing for the key, at this server."""
@@ -301,6 +309,7 @@ ENDPOINT_STATUS = {
     ("POST", "tasks/{id_or_name}/release-lock"): 200,
     ("GET", "scheduler/status"): 200,
     ("GET", "alerts"): 200,
+    ("GET", "audit"): 200,
 }
 TABLE_TASK = {
     "name": "readme_table",
@@ -424,3 +433,51 @@ def test_the_health_endpoint_answers_as_the_readme_shows(server: WebServer) -> N
     assert set(body["scheduler"]) == set(documented["scheduler"])
     assert set(body["executions"]) == set(documented["executions"])
     assert set(body["tasks"]["health"]) == set(documented["tasks"]["health"])
+
+
+def readme_metric_names() -> list[str]:
+    """The names of the README's "Metrics" table (what GET /metrics serves)."""
+    return re.findall(
+        r"^\| `(scheduler_[a-z_]+)` \|", readme_section("Metrics"), flags=re.MULTILINE
+    )
+
+
+def test_the_metrics_example_scrapes_the_documented_names(server: WebServer) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    (block,) = sh_blocks(readme_section("Metrics"))
+    (command,) = shell_commands(block)
+    task = task_create(
+        task=ScheduledTask(
+            name="readme_metrics",
+            task_type="interval",
+            interval_seconds=3600,
+            handler_path="scripts:example_task",
+        )
+    )
+    execution_run(execution=task_request_run(task=task))
+    ScheduledTask.objects.filter(pk=task.pk).update(
+        next_run_at=timezone.now() + dt.timedelta(hours=1)
+    )
+    SchedulerInstance.objects.create(instance_id="readme-host:1", is_leader=True)
+
+    scraped = server.shell(command, SCHEDULER_METRICS_TOKEN=METRICS_TOKEN)
+    refused = server.shell(command, SCHEDULER_METRICS_TOKEN="not-the-token")
+
+    assert scraped.status == 200, (scraped, server.report())
+    assert scraped.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    sampled = {
+        sample.name
+        for family in text_string_to_metric_families(scraped.body)
+        for sample in family.samples
+    }
+    names = readme_metric_names()
+    assert len(names) == 9, names
+    for name in names:
+        assert name in sampled, (name, sorted(sampled))
+    assert 'scheduler_task_runs_total{status="success",task="readme_metrics"} 1.0' in (
+        scraped.body
+    )
+    assert 'scheduler_leader{instance="readme-host:1"} 1.0' in scraped.body
+    assert refused.status == 401, refused
+    assert refused.headers["www-authenticate"] == 'Bearer realm="metrics"'

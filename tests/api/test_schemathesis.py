@@ -24,9 +24,11 @@ from schemathesis.specs.openapi.checks import (
 
 from config.wsgi import application
 from scheduler_app.api.views import RESERVED_TASK_NAMES
+from scheduler_app.choices import AuditAction
 from scheduler_app.locks import get_lock_backend, task_lock_key
-from scheduler_app.models import Alert, ScheduledTask, TaskExecution
+from scheduler_app.models import Alert, AuditEntry, ScheduledTask, TaskExecution
 from scheduler_app.services.alerts import alerts_record
+from scheduler_app.services.audit import CLI, audit_record
 from tests.factories import key_for, make_execution
 
 # Per operation and generation mode: about 40 s for the 20 operations on 2 cores.
@@ -43,8 +45,8 @@ CHECKS: list[Callable[..., Any]] = [
 
 
 def _seed() -> dict[str, list[str]]:
-    """Tasks (one locked), executions with a log, pending ones to cancel, an alert;
-    their ids.
+    """Tasks (one locked), executions with a log, pending ones to cancel, an alert,
+    an audit entry; their ids.
 
     Called before each operation, because the one before may have renamed,
     paused or deleted what it found.
@@ -67,6 +69,13 @@ def _seed() -> dict[str, list[str]]:
     get_lock_backend().acquire(task_lock_key(task.pk), owner="fuzz", ttl_seconds=600)
     if not Alert.objects.exists():
         alerts_record(kind="test", message="fuzz", destinations=[])
+    if not AuditEntry.objects.exists():
+        audit_record(
+            origin=CLI,
+            action=AuditAction.UPDATE,
+            tasks=[task],
+            changes={"description": ["", "fuzz"]},
+        )
     tasks = ScheduledTask.objects.values_list("pk", "name")
     return {
         "id_or_name": [str(pk) for pk, _name in tasks] + [name for _pk, name in tasks],

@@ -16,7 +16,12 @@ from django.core.management import CommandError, call_command
 
 from scheduler_app.locks import get_lock_backend, task_lock_key
 from scheduler_app.management.commands.ensure_admin import PASSWORD_FILE
-from scheduler_app.models import AuditEntry, ScheduledTask, TaskExecution
+from scheduler_app.models import (
+    AuditEntry,
+    ScheduledTask,
+    SchedulerInstance,
+    TaskExecution,
+)
 from tests.factories import make_task, make_user
 
 run_task_db = pytest.mark.django_db(transaction=True)
@@ -24,6 +29,18 @@ run_task_db = pytest.mark.django_db(transaction=True)
 FAILING_SCRIPT = """
 def run(count: int = 1) -> None:
     raise RuntimeError("the database is on fire")
+"""
+
+
+# Counts the instances alive by kind while its own run goes on.
+LOOKING_SCRIPT = """
+from scheduler_app.models import SchedulerInstance
+from scheduler_app.services import instances_alive_ids
+
+def run() -> dict:
+    alive = instances_alive_ids()
+    kinds = SchedulerInstance.objects.filter(instance_id__in=alive)
+    return {kind: kinds.filter(kind=kind).count() for kind in ("scheduler", "cli")}
 """
 
 
@@ -147,6 +164,31 @@ def test_failing_cli_run_is_not_retried(failing_task: ScheduledTask) -> None:
     assert TaskExecution.objects.filter(task=failing_task).count() == 1
     failing_task.refresh_from_db()
     assert (failing_task.run_count, failing_task.fail_count) == (1, 1)
+
+
+@run_task_db
+def test_run_task_heartbeats_as_a_command_line_instance_not_a_scheduler() -> None:
+    make_sync_task()
+
+    run_task("nightly_sync")
+
+    execution = TaskExecution.objects.get()
+    instance = SchedulerInstance.objects.get(instance_id=execution.instance_id)
+    assert instance.kind == SchedulerInstance.Kind.CLI
+    assert instance.stopped_at is not None
+
+
+@run_task_db
+def test_while_its_run_goes_on_run_task_is_alive_as_cli_not_as_a_scheduler(
+    settings: Any, tmp_path: Path
+) -> None:
+    settings.SCHEDULER_SCRIPTS_PATH = str(tmp_path)
+    (tmp_path / "look.py").write_text(LOOKING_SCRIPT)
+    make_task(name="look", handler_path="scripts:look")
+
+    run_task("look")
+
+    assert TaskExecution.objects.get().result == {"scheduler": 0, "cli": 1}
 
 
 @run_task_db

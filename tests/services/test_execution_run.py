@@ -11,9 +11,15 @@ import pytest
 from django.dispatch import receiver
 
 from scheduler_app import signals
+from scheduler_app.choices import AuditAction
 from scheduler_app.exceptions import InvalidTransition
 from scheduler_app.locks import get_lock_backend, lock_key, task_lock_key
-from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
+from scheduler_app.models import (
+    AuditEntry,
+    ScheduledTask,
+    SchedulerInstance,
+    TaskExecution,
+)
 from scheduler_app.runtime import overlap
 from scheduler_app.runtime.run import Run
 from scheduler_app.services import (
@@ -27,6 +33,7 @@ from scheduler_app.services import (
     runs_finish,
     task_request_run,
 )
+from scheduler_app.services.audit import CLI, audit_record
 from scheduler_app.tasklog import RunLog
 from tests.factories import make_execution, make_task
 from tests.factories import make_sample_task as make
@@ -44,6 +51,21 @@ def run(task: ScheduledTask, **request: Any) -> TaskExecution:
 
 def status_of(execution: TaskExecution) -> str:
     return TaskExecution.objects.values_list("status", flat=True).get(pk=execution.pk)
+
+
+def test_a_run_records_the_defaults_it_ran_with_beside_the_given_values() -> None:
+    task = make_task(handler_path="scripts:data_sync", handler_kwargs={"days": "3"})
+
+    execution = run(task, overrides={"target": "'orders'"})
+
+    execution.refresh_from_db()
+    assert execution.status == Status.SUCCESS
+    assert execution.kwargs == {
+        "days": 3,
+        "target": "orders",
+        "start_date": None,  # the handler's defaults, which it fell back on
+        "options": None,
+    }
 
 
 def test_successful_run_records_result_timing_kwargs_and_counters() -> None:
@@ -631,6 +653,8 @@ def test_cleanup_script_reports_how_many_it_deleted() -> None:
         make_execution(task, status=Status.SUCCESS, created_at=old)
     SchedulerInstance.objects.create(instance_id="gone:1:abc", last_heartbeat_at=old)
     alerts_record(kind="failing", message="old", task=task, destinations=[], now=old)
+    audit_record(origin=CLI, action=AuditAction.UPDATE, tasks=[task], at=old)
+    kept = audit_record(origin=CLI, action=AuditAction.UPDATE, tasks=[task])
 
     execution = run(task, overrides={"batch_size": "2"})
 
@@ -638,11 +662,15 @@ def test_cleanup_script_reports_how_many_it_deleted() -> None:
         "deleted": 3,
         "alerts_deleted": 1,
         "instances_deleted": 1,
+        "audit_deleted": 1,
         "kept_days": 30,
     }
+    # The run's own request (run with parameters) is recorded beside the kept entry.
+    assert list(AuditEntry.objects.filter(action=AuditAction.UPDATE)) == kept
     assert "Deleted 3 executions" in execution.log_output
     assert "Deleted 1 alerts" in execution.log_output
     assert "Deleted 1 instances not heard of since then" in execution.log_output
+    assert "Deleted 1 audit entries older than 365 days" in execution.log_output
 
 
 def test_finished_at_is_when_the_handler_ended_not_when_the_run_was_recorded() -> None:

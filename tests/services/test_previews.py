@@ -66,15 +66,23 @@ def test_interval_preview_counts_from_now() -> None:
     ]
 
 
-def test_a_past_run_date_and_a_manual_task_have_no_fire_times() -> None:
+def test_a_manual_task_has_no_fire_times() -> None:
     now = dt.datetime(2025, 1, 1, tzinfo=UTC)
 
-    past = schedule_preview(
-        schedule=Schedule(kind="date", run_date=now - dt.timedelta(days=1)), now=now
-    )
-    manual = schedule_preview(schedule=Schedule(kind="manual"), now=now)
+    assert schedule_preview(schedule=Schedule(kind="manual"), now=now).fire_times == []
 
-    assert past.fire_times == manual.fire_times == []
+
+def test_a_past_run_date_is_said_to_be_past_not_previewed_as_no_fire() -> None:
+    now = dt.datetime(2025, 1, 1, tzinfo=UTC)
+
+    with pytest.raises(SchedulerError) as caught:
+        schedule_preview(
+            schedule=Schedule(kind="date", run_date=now - dt.timedelta(days=1)),
+            now=now,
+        )
+
+    assert caught.value.field == "run_date"
+    assert "is in the past" in caught.value.message  # in the schedule's zone
 
 
 def test_an_invalid_schedule_raises_with_its_field() -> None:

@@ -480,3 +480,14 @@ def test_a_run_that_cannot_be_recorded_at_all_keeps_running_and_its_lock(
     assert [stored(e).status for e in executions[:-1]] == [Status.SUCCESS] * (count - 1)
     assert all(get_lock_backend().get(task_lock_key(t.pk)) is None for t in tasks[:-1])
     assert failed_signals == []
+
+
+def test_a_long_error_is_cut_in_a_record_and_says_how_much() -> None:
+    short = records_module.error_text(ValueError("bad value"))
+    long = records_module.error_text(ValueError("x" * 2000))
+    cut = len("ValueError: ") + 2000 - records_module.ERROR_TEXT_MAX_CHARS
+
+    assert short == "ValueError: bad value"
+    assert long.startswith("ValueError: xxx")
+    assert long.endswith("[... %d characters cut]" % cut)
+    assert len(long) < records_module.ERROR_TEXT_MAX_CHARS + 40

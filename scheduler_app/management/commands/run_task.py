@@ -15,6 +15,7 @@ from scheduler_app.services import (
     CLI,
     TaskInvalid,
     execution_run,
+    instance_as_cli,
     instance_heartbeating,
     task_get,
     task_request_run,
@@ -74,7 +75,8 @@ class Command(BaseCommand):
             "Running task %s (execution #%s)…" % (task.name, execution.pk)
         )
         capture.install()  # the handler's print() and logging go to its run's log
-        with instance_heartbeating():
+        # It heartbeats while its run goes on, as a run_task process: no scheduler.
+        with instance_as_cli(), instance_heartbeating():
             execution = execution_run(
                 execution=execution,
                 log_listener=lambda line: self.stdout.write(escape_controls(line)),
