@@ -214,7 +214,13 @@ class ScheduledTaskAdmin(TaskActionsMixin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[ScheduledTask]:
         queryset = selectors.tasks_with_run_stats()
         match = request.resolver_match
-        if match and match.url_name and match.url_name.endswith("changelist"):
+        if (
+            match
+            and match.url_name
+            and match.url_name.endswith("changelist")
+            # Who paused a task and why is the audit trail's: its permission.
+            and request.user.has_perm("scheduler_app.view_auditentry")
+        ):
             queryset = selectors.tasks_with_status_change(queryset)
         return queryset
 

@@ -355,6 +355,19 @@ def test_the_task_list_says_who_paused_or_disabled_a_task_and_why(
     assert "scheduler-status-by" not in row_html(page, "active-task")
 
 
+def test_who_paused_a_task_and_why_is_shown_only_to_who_may_read_the_trail(
+    client: Client, alice: User
+) -> None:
+    paused = make_task(name="paused-task", status=ScheduledTask.Status.PAUSED)
+    record(paused, AuditAction.PAUSE, user=alice, reason="SECRET-REASON")
+    client.force_login(staff_user("view_scheduledtask"))
+
+    page = client.get(TASK_CHANGELIST).content.decode()
+
+    assert "paused-task" in page
+    assert "SECRET-REASON" not in page and "paused by" not in page
+
+
 def test_a_status_set_through_the_form_is_told_too(
     admin_client: Client, alice: User
 ) -> None:
