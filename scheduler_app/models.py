@@ -946,6 +946,8 @@ class AuditEntry(models.Model):
         blank=True,
         related_name="audit_entries",
         verbose_name=_("task"),
+        # audit_task_at_idx serves it (and the delete's SET NULL).
+        db_index=False,
     )
     task_name = models.CharField(_("task name"), max_length=200)
     actor = models.ForeignKey(
@@ -983,6 +985,10 @@ class AuditEntry(models.Model):
             models.Index(fields=["task", "-at"], name="audit_task_at_idx"),
             # The whole trail by time (admin list, ?since=, the cleanup).
             models.Index(fields=["at"], name="audit_at_idx"),
+            # ?task=<name> (a deleted task's entries) and ?actor=, and the
+            # admin's user filter (the names recorded).
+            models.Index(fields=["task_name", "-at"], name="audit_task_name_idx"),
+            models.Index(fields=["actor_name", "-at"], name="audit_actor_idx"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from django.db.models import (
+    Case,
     Count,
     F,
     FloatField,
@@ -15,6 +16,7 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    When,
 )
 from django.db.models.functions import Cast, JSONObject, Now, NullIf
 from django.utils import timezone
@@ -489,8 +491,17 @@ def tasks_with_status_change(
             )
         )[:1]
     )
+    # Only paused and disabled tasks say who did it: an active task's history
+    # (run-now entries by the hundred thousand) is never walked.
     return queryset.annotate(
-        status_change_entry=Subquery(latest, output_field=JSONField())
+        status_change_entry=Case(
+            When(
+                status__in=(ScheduledTask.Status.PAUSED, ScheduledTask.Status.DISABLED),
+                then=Subquery(latest, output_field=JSONField()),
+            ),
+            default=None,
+            output_field=JSONField(),
+        )
     )
 
 

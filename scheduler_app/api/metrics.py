@@ -1,7 +1,8 @@
 """`GET /metrics`: the scheduler's figures in Prometheus' text format.
 
 Readable with the bearer token SCHEDULER_METRICS_TOKEN (`Authorization: Bearer
-<token>`, compared in constant time) or by a logged-in staff user; anyone else
+<token>`, compared in constant time) or by a logged-in staff user who may view
+the tasks; anyone else
 gets 401 (no or a wrong token) or 403 (logged in, not staff) with a message
 saying what to send. The figures and the names are services/metrics.py's.
 """
@@ -19,6 +20,8 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 from ..conf import app_settings
 from ..services.metrics import metrics_exposition
 
+#: What a logged-in staff user needs besides: the figures name every task.
+VIEW_PERMISSION = "scheduler_app.view_scheduledtask"
 #: The WWW-Authenticate header of a 401.
 CHALLENGE = 'Bearer realm="metrics"'
 
@@ -34,7 +37,13 @@ def _bearer_token(request: HttpRequest) -> str | None:
 def _refusal(request: HttpRequest) -> HttpResponse | None:
     """None when the request may read the metrics, else the answer that says why not."""
     user = getattr(request, "user", None)
-    if user is not None and user.is_active and user.is_staff:
+    if (
+        user is not None
+        and user.is_active
+        and user.is_staff
+        # The figures name every task: whoever may view the tasks.
+        and user.has_perm(VIEW_PERMISSION)
+    ):
         return None
     expected = app_settings.SCHEDULER_METRICS_TOKEN
     given = _bearer_token(request)
@@ -60,8 +69,8 @@ def _refusal(request: HttpRequest) -> HttpResponse | None:
         return _answer(
             403,
             _(
-                "Only staff users may read the metrics: log in as a staff user, or "
-                "send Authorization: Bearer <SCHEDULER_METRICS_TOKEN>."
+                "Only staff users who may view the tasks may read the metrics: log "
+                "in as one, or send Authorization: Bearer <SCHEDULER_METRICS_TOKEN>."
             ),
         )
     if expected:

@@ -125,6 +125,7 @@ class Migration(migrations.Migration):
                     "task",
                     models.ForeignKey(
                         blank=True,
+                        db_index=False,
                         null=True,
                         on_delete=django.db.models.deletion.SET_NULL,
                         related_name="audit_entries",
@@ -140,6 +141,10 @@ class Migration(migrations.Migration):
                 "indexes": [
                     models.Index(fields=["task", "-at"], name="audit_task_at_idx"),
                     models.Index(fields=["at"], name="audit_at_idx"),
+                    models.Index(
+                        fields=["task_name", "-at"], name="audit_task_name_idx"
+                    ),
+                    models.Index(fields=["actor_name", "-at"], name="audit_actor_idx"),
                 ],
                 "constraints": [
                     models.CheckConstraint(

@@ -97,18 +97,22 @@ def test_without_a_configured_token_only_staff_may_read(settings: Any) -> None:
     assert "No SCHEDULER_METRICS_TOKEN is set" in with_a_token.content.decode()
 
 
-def test_a_staff_session_reads_the_metrics_and_a_non_staff_one_does_not(
+def test_a_staff_session_that_may_view_tasks_reads_the_metrics_and_no_other(
     settings: Any,
 ) -> None:
     settings.SCHEDULER_METRICS_TOKEN = ""
-    staff, other = Client(), Client()
-    staff.force_login(make_user("ops", is_staff=True))
-    other.force_login(make_user("someone"))
+    make_task(name="secret-task")
+    staff, user_admin, other = Client(), Client(), Client()
+    staff.force_login(make_user("ops", "view_scheduledtask", is_staff=True))
+    # Staff who manage something else (users, say) see no task through this.
+    user_admin.force_login(make_user("users-only", is_staff=True))
+    other.force_login(make_user("someone", "view_scheduledtask"))
 
     assert scrape(staff).status_code == 200
-    refused = scrape(other)
-    assert refused.status_code == 403
-    assert "Only staff users" in refused.content.decode()
+    for refused in (scrape(user_admin), scrape(other)):
+        assert refused.status_code == 403
+        assert "Only staff users who may view the tasks" in refused.content.decode()
+        assert "secret-task" not in refused.content.decode()
 
 
 def test_only_get_and_head_are_allowed(token: str) -> None:

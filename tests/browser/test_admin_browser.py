@@ -250,3 +250,49 @@ def test_the_live_log_shows_control_characters_escaped_and_markup_as_text(
     assert "\x1b" not in log.text_content()
     FINISH.set()
     expect(page.locator("[data-live-status]").first).to_contain_text("Success")
+
+
+@pytest.mark.parametrize("width", [1280, 1440])
+def test_the_task_list_fits_a_laptop_screen(
+    browser: Any, live_server: Any, admin_user: Any, width: int
+) -> None:
+    now = timezone.now()
+    make_task(
+        name="quarterly_finance_reconciliation_export",
+        task_type="cron",
+        cron_expression="15,45 8-18/2 1-7,15-21 1,4,7,10 mon-fri",
+        interval_seconds=None,
+        next_run_at=now + dt.timedelta(days=3),
+        last_run_at=now - dt.timedelta(hours=5),
+        run_count=10,
+        success_count=9,
+        fail_count=1,
+        duration_count=10,
+        duration_total_ms=123_456,
+    )
+    make_task(name="paused_report", status="paused", interval_seconds=3600)
+
+    page = new_page(browser, live_server, admin_user)
+    page.set_viewport_size({"width": width, "height": 800})
+    page.goto(live_server.url + "/admin/scheduler_app/scheduledtask/")
+
+    overflow = page.evaluate(
+        """() => {
+            const table = document.querySelector('#result_list');
+            const box = table.closest('.results');
+            return {
+                table: table.scrollWidth,
+                box: box.clientWidth,
+                page: document.documentElement.clientWidth,
+                scroll: document.documentElement.scrollWidth,
+                columns: [...table.querySelectorAll('thead th')].map(
+                    (th) => th.className + ':' + Math.round(th.getBoundingClientRect().width)
+                ).join(' '),
+            };
+        }"""
+    )
+    assert overflow["scroll"] <= overflow["page"], overflow  # no sideways scrolling
+    # The results box scrolls sideways when its table is wider: Avg duration and
+    # Success rate would be out of sight.
+    assert overflow["table"] <= overflow["box"], overflow["columns"]
+    page.context.close()
