@@ -15,6 +15,7 @@ import sys
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scheduler_app.models import SchedulerInstance
 from scheduler_app.services import task_request_run
 from tests.engine.e2e import make_interval, make_manual, succeeded
+from tests.helpers import readme_section
 from tests.processes import (
     STARTUP_TIMEOUT,
     SchedulerProcess,
@@ -41,6 +43,27 @@ HISTOGRAMS = (
     "scheduler_loop_tick_delay_seconds",
 )
 COUNTERS = ("scheduler_fires_total", "scheduler_claims_total")
+
+
+def readme_figures() -> tuple[dict[str, str], list[float]]:
+    """The README's table of the figures (name: type) and its list of buckets."""
+    section = readme_section("Health and alerts").split(
+        "### The scheduler's own figures", 1
+    )[1]
+    rows = re.findall(r"^\| `(scheduler_\w+)` \| (\w+) \|", section, re.MULTILINE)
+    listed = re.search(r"buckets, in seconds: ([\d., \n]+) \(and `\+Inf`\)", section)
+    assert rows and listed, "the README's figures are not where this test reads them"
+    buckets = [float(each) for each in listed.group(1).replace("\n", " ").split(", ")]
+    return dict(rows), buckets
+
+
+def served_families(port: int) -> dict[str, Any]:
+    """The metric families at http://127.0.0.1:port/metrics, by their names."""
+    with urllib.request.urlopen(
+        "http://127.0.0.1:%d/metrics" % port, timeout=5
+    ) as response:
+        text = response.read().decode()
+    return {family.name: family for family in text_string_to_metric_families(text)}
 
 
 def scrape(port: int) -> dict[str, float] | None:
@@ -124,6 +147,26 @@ def test_runscheduler_serves_its_figures_on_the_metrics_port(
 
     samples = wait_for(figures_counted, 20, scheduler)
 
+    # What the README lists is what is served: names, types, buckets.
+    documented, buckets = readme_figures()
+    families = served_families(port)
+    served = {
+        name.removesuffix("_total") if kind == "counter" else name: kind
+        for name, kind in documented.items()
+    }
+    assert {
+        name: family.type
+        for name, family in families.items()
+        if not name.endswith("_created")
+    } == served
+    for name, kind in documented.items():
+        if kind == "histogram":
+            bounds = [
+                float(sample.labels["le"])
+                for sample in families[name].samples
+                if sample.name.endswith("_bucket")
+            ]
+            assert bounds == [*buckets, float("inf")], name
     # The run-now request and at least one fire were claimed and started.
     assert samples["scheduler_claims_total"] >= 2
     assert samples["scheduler_claim_to_start_seconds_count"] >= 2
