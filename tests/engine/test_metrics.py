@@ -304,6 +304,18 @@ def test_runscheduler_stops_with_a_clear_error_when_the_metrics_port_is_taken() 
     assert "give each its own port, or stop what listens there" in message
 
 
+def test_runscheduler_says_what_to_do_when_the_metrics_address_is_not_its_own() -> None:
+    with pytest.raises(CommandError) as raised:
+        # TEST-NET-1 (RFC 5737): an address no machine of the test has.
+        call_command(
+            "runscheduler", "--metrics-port", "9108", "--metrics-addr", "192.0.2.1"
+        )
+
+    message = str(raised.value)
+    assert message.startswith("Cannot serve the metrics on 192.0.2.1 port 9108")
+    assert "must be an address of this machine" in message
+
+
 @pytest.mark.parametrize("port", ["-1", "65536"])
 def test_runscheduler_refuses_a_metrics_port_that_is_no_port(port: str) -> None:
     with pytest.raises(CommandError, match="must be a TCP port, 1 to 65535"):

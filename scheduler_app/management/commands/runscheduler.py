@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import threading
@@ -143,11 +144,21 @@ def serve_metrics(port: int | None, addr: str | None) -> metrics.Server | None:
     try:
         server = metrics.serve(port, addr)
     except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            advice = (
+                "Another process listens there (another runscheduler on this "
+                "machine?): give each its own port, or stop what listens there."
+            )
+        else:
+            advice = (
+                "--metrics-addr (or SCHEDULER_METRICS_ADDR) must be an address of "
+                "this machine (127.0.0.1, 0.0.0.0, ::), and a port below 1024 "
+                "needs privileges: choose another."
+            )
         raise CommandError(
             "Cannot serve the metrics on %s port %d (--metrics-port, or "
-            "SCHEDULER_METRICS_PORT): %s. Another process listens there (another "
-            "runscheduler on this machine?): give each its own port, or stop what "
-            "listens there." % (addr, port, error.strerror or error)
+            "SCHEDULER_METRICS_PORT): %s. %s"
+            % (addr, port, error.strerror or error, advice)
         ) from error
     logger.info(
         "Serving the scheduler's Prometheus figures at http://%s:%d/metrics",
