@@ -121,10 +121,12 @@ def run_started(run: Run, claimed_at: dt.datetime | None) -> None:
 
 
 def fires_handed_over(count: int) -> None:
+    """The engine handed `count` staged fires to its executor."""
     FIRES.inc(count)
 
 
 def claimed(count: int) -> None:
+    """The inline executor claimed `count` executions (not those given back early)."""
     CLAIMS.inc(count)
 
 
