@@ -19,6 +19,7 @@ from scheduler_app.engine import metrics
 from scheduler_app.engine.executor import InlineExecutor
 from scheduler_app.models import TaskExecution
 from scheduler_app.services import task_request_run
+from scheduler_app.services.metrics import PROCESS_METRICS
 from tests.engine.test_engine import create, make_engine
 from tests.engine.test_executor import due_in, statuses
 from tests.factories import make_sample_task as make
@@ -353,3 +354,20 @@ def test_the_metrics_server_serves_the_registry_and_frees_its_port() -> None:
     with socket.socket() as again:  # closed: the port is free again
         again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         again.bind(("127.0.0.1", port))
+
+
+def test_the_registry_serves_the_product_s_list_of_the_process_s_metrics() -> None:
+    # PROCESS_METRICS is what the README's "Metrics" and the Grafana dashboard are
+    # checked against: the registry must serve those names, types and help texts.
+    served = {
+        family.name: (family.type, family.documentation)
+        for family in metrics.REGISTRY.collect()
+    }
+    assert served == {
+        spec.name.removesuffix("_total"): (spec.kind, spec.help)
+        for spec in PROCESS_METRICS
+    }
+    for family in metrics.REGISTRY.collect():
+        assert all(set(sample.labels) <= {"le"} for sample in family.samples), (
+            family.name
+        )
