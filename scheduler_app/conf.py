@@ -182,6 +182,17 @@ SETTINGS: dict[str, Setting] = {
         "On SIGTERM, running executions get this long to finish before they are "
         "interrupted.",
     ),
+    "SCHEDULER_METRICS_PORT": Setting(
+        0,
+        "runscheduler serves its own Prometheus figures (fire lateness, "
+        "claim-to-start, fires, claims, loop tick delay) on this port, at /metrics "
+        "(runscheduler --metrics-port overrides it; 0: off, nothing listens).",
+    ),
+    "SCHEDULER_METRICS_ADDR": Setting(
+        "127.0.0.1",
+        "The address SCHEDULER_METRICS_PORT listens on (runscheduler --metrics-addr "
+        "overrides it; 0.0.0.0 or :: for every interface).",
+    ),
     "SCHEDULER_DEFAULT_QUEUE": Setting(
         "scheduler", "Celery queue for tasks whose `queue` field is blank."
     ),

@@ -457,9 +457,15 @@ def wait_for(
 class SchedulerProcess(LoggedProcess):
     """One `manage.py runscheduler` subprocess."""
 
-    def __init__(self, name: str, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: dict[str, str],
+        log_path: Path,
+        args: Sequence[str] = (),
+    ) -> None:
         super().__init__(
-            [sys.executable, "manage.py", "runscheduler"],
+            [sys.executable, "manage.py", "runscheduler", *args],
             env,
             log_path,
             label="runscheduler %s" % name,

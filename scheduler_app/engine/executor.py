@@ -38,6 +38,7 @@ from ..services import (
     runs_finish_when_back,
     runs_release,
 )
+from . import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -344,6 +345,7 @@ class InlineExecutor:
                 early = []
         deferred = {run.execution.pk for run in early}
         claimed = {run.execution.pk for run in runs} - deferred
+        metrics.claimed(len(claimed))  # the deferred ones count when claimed again
         too_late: list[Run] = []  # claimed while shutting down, not due yet
         with self._lock:
             for execution in take:
@@ -442,7 +444,7 @@ class InlineExecutor:
                 return
             keeper.before_use()
             try:
-                run_claimed(run, process=process)
+                run_claimed(run, process=process, on_start=metrics.run_started)
             except BaseException:  # the job boundary: run_claimed records what it can
                 logger.exception("Execution %s could not be run", run.execution.pk)
             with self._lock:

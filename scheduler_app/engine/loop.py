@@ -55,6 +55,7 @@ from ..services import (
     tasks_record_next_runs,
     tasks_version,
 )
+from . import metrics
 from .executor import ConnectionKeeper
 from .leader import Leadership
 from .store import Job, JobStore
@@ -219,9 +220,16 @@ class Engine:
         # otherwise stop every thread for tens of milliseconds now and then.
         gc.freeze()
         while not stop.is_set():
-            timeout = self.tick()
-            self.wake.wait(timeout)
-            self.wake.clear()
+            self.sleep(self.tick())
+
+    def sleep(self, timeout: float) -> None:
+        """Wait `timeout` seconds or until woken; a sleep that ran its course says
+        how late it ended (scheduler_loop_tick_delay_seconds)."""
+        meant = self.monotonic() + timeout
+        woken = self.wake.wait(timeout)
+        self.wake.clear()
+        if not woken:
+            metrics.loop_woke(self.monotonic() - meant)
 
     def stop(self, *, grace_seconds: float) -> None:
         """Stop firing and hand the lead over at once; let runs finish for the grace.
@@ -720,6 +728,7 @@ class Engine:
                 due.append(execution)
         if due:
             self.executor.submit(due)
+            metrics.fires_handed_over(len(due))
         return due
 
     def _handover_at(self) -> float:

@@ -98,6 +98,12 @@ ENGINE_ALERTS = BackgroundThread(
     "scheduler_app.engine.watch:Watch._send_loop",
     "The leader's alert sender (the outbox), and its dead man's switch ping.",
 )
+ENGINE_METRICS = BackgroundThread(
+    "scheduler-metrics",
+    "prometheus_client.exposition:ThreadingWSGIServer.serve_forever",
+    "With --metrics-port: serves the process's Prometheus figures (engine/metrics.py; "
+    "started by prometheus_client.start_http_server, named after this entry).",
+)
 NOTIFY = BackgroundThread(
     "scheduler-notify",
     "scheduler_app.notify:Listener._run",
@@ -150,6 +156,7 @@ THREADS: tuple[BackgroundThread, ...] = (
     ENGINE_RUN,
     ENGINE_HEALTH,
     ENGINE_ALERTS,
+    ENGINE_METRICS,
     NOTIFY,
     CHILD_READER,
     WATCHDOG,

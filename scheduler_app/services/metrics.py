@@ -143,28 +143,41 @@ ENDPOINT_METRICS: tuple[MetricSpec, ...] = (
 )
 
 #: `runscheduler --metrics-port N`: the scheduler process's own figures, served
-#: by that process (not by GET /metrics); listed here so that the README and the
-#: Grafana dashboard are checked against one list of every exported name.
+#: by that process (not by GET /metrics; engine/metrics.py measures them, and
+#: tests/engine/test_metrics.py checks its registry against this list); listed
+#: here so that the README and the Grafana dashboard are checked against one list
+#: of every exported name.
 PROCESS_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "scheduler_fire_lateness_seconds",
         "histogram",
         (),
-        "How late fires start after their time.",
+        "Scheduled fire time to the start of its handler.",
     ),
     MetricSpec(
         "scheduler_claim_to_start_seconds",
         "histogram",
         (),
-        "From a run's claim to its handler's start.",
+        "A claimed run's claim (or its fire time, when claimed ahead of it) to "
+        "the start of its handler.",
     ),
-    MetricSpec("scheduler_fires_total", "counter", (), "Fires recorded."),
-    MetricSpec("scheduler_claims_total", "counter", (), "Runs claimed."),
+    MetricSpec(
+        "scheduler_fires_total",
+        "counter",
+        (),
+        "Scheduled fires the engine handed to its executor.",
+    ),
+    MetricSpec(
+        "scheduler_claims_total",
+        "counter",
+        (),
+        "Executions this process claimed (scheduled, run-now and retries).",
+    ),
     MetricSpec(
         "scheduler_loop_tick_delay_seconds",
         "histogram",
         (),
-        "How late the scheduler loop's ticks come.",
+        "How much later than it meant the engine's loop woke from a sleep.",
     ),
 )
 

@@ -234,13 +234,20 @@ def _make_runs(
 
 
 def run_claimed(
-    run: Run, *, inline: bool = False, process: HandlerProcess | None = None
+    run: Run,
+    *,
+    inline: bool = False,
+    process: HandlerProcess | None = None,
+    on_start: Callable[[Run, dt.datetime | None], None] | None = None,
 ) -> None:
     """Call a claimed run's handler under its timeout and cancels; sets `run.result`.
 
     `inline=True` (Celery workers) calls a sync handler in this thread even when
     the task has a timeout: the worker's own time limits enforce it there.
     `process` (SCHEDULER_ISOLATION=process) calls it in that handler process.
+    `on_start(run, claimed_at)` is called once its `started_at` is set, just
+    before the handler is (the inline executor's figures, engine/metrics.py);
+    not for a run that does not start.
     """
     if run.result is not None:  # refused its lock at claim time
         return
@@ -249,7 +256,10 @@ def run_claimed(
         return
     # The handler's turn has come: a claimed run may have waited for a free thread,
     # and started_at says when it really started (written with the final state).
+    claimed_at = execution.started_at  # the claim's
     execution.started_at = timezone.now()
+    if on_start is not None:
+        on_start(run, claimed_at)
     try:
         _run_stage(run, inline=inline, process=process)
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ def start_scheduler(
         redis_url: str = "",
         redis_prefix: str = "",
         extra_env: dict[str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> SchedulerProcess:
         env = child_env(
             REDIS_URL=redis_url,
@@ -53,7 +54,7 @@ def start_scheduler(
         env.update(extra_env or {})
         name = "ABCDEFGH"[len(processes.started)]
         log_path = tmp_path / ("runscheduler-%s.log" % name)
-        return processes.start(SchedulerProcess(name, env, log_path))
+        return processes.start(SchedulerProcess(name, env, log_path, args))
 
     return start
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import threading
@@ -15,6 +16,7 @@ from django.db import DatabaseError
 from scheduler_app import checks
 from scheduler_app.choices import ExecutorName, Isolation
 from scheduler_app.conf import app_settings
+from scheduler_app.engine import metrics
 from scheduler_app.engine.executor import InlineExecutor
 from scheduler_app.engine.loop import Engine, Executor
 from scheduler_app.engine.watch import Watch
@@ -41,11 +43,36 @@ class Command(BaseCommand):
             help="Seconds running executions get to finish on shutdown "
             "(default: SCHEDULER_SHUTDOWN_GRACE_SECONDS).",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=None,
+            help="Serve this process's Prometheus figures (fire lateness, "
+            "claim-to-start, fires, claims, loop tick delay) at "
+            "http://ADDR:PORT/metrics (default: SCHEDULER_METRICS_PORT; 0: off, "
+            "nothing listens).",
+        )
+        parser.add_argument(
+            "--metrics-addr",
+            default=None,
+            help="The address --metrics-port listens on (default: "
+            "SCHEDULER_METRICS_ADDR, 127.0.0.1; 0.0.0.0 or :: for every interface).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         grace = options["grace"]
         if grace is None:
             grace = float(app_settings.SCHEDULER_SHUTDOWN_GRACE_SECONDS)
+        # Before the executor, which starts handler processes: a taken port stops
+        # the command before anything else starts.
+        server = serve_metrics(options["metrics_port"], options["metrics_addr"])
+        try:
+            self._run(grace)
+        finally:
+            if server is not None:
+                server.close()
+
+    def _run(self, grace: float) -> None:
         engine = Engine(executor=make_executor())
         stop = threading.Event()
 
@@ -98,6 +125,47 @@ class Command(BaseCommand):
         finally:
             watch.stop()
             engine.stop(grace_seconds=grace)
+
+
+def serve_metrics(port: int | None, addr: str | None) -> metrics.Server | None:
+    """The server of the process's figures (engine/metrics.py), or None when off.
+
+    The option wins over its setting; port 0 (the default) is off.
+    """
+    port = app_settings.SCHEDULER_METRICS_PORT if port is None else port
+    addr = app_settings.SCHEDULER_METRICS_ADDR if addr is None else addr
+    if not port:
+        return None
+    if not 0 < port < 65536:
+        raise CommandError(
+            "--metrics-port (or SCHEDULER_METRICS_PORT) must be a TCP port, 1 to "
+            "65535, or 0 for none; got %d." % port
+        )
+    try:
+        server = metrics.serve(port, addr)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            advice = (
+                "Another process listens there (another runscheduler on this "
+                "machine?): give each its own port, or stop what listens there."
+            )
+        else:
+            advice = (
+                "--metrics-addr (or SCHEDULER_METRICS_ADDR) must be an address of "
+                "this machine (127.0.0.1, 0.0.0.0, ::), and a port below 1024 "
+                "needs privileges: choose another."
+            )
+        raise CommandError(
+            "Cannot serve the metrics on %s port %d (--metrics-port, or "
+            "SCHEDULER_METRICS_PORT): %s. %s"
+            % (addr, port, error.strerror or error, advice)
+        ) from error
+    logger.info(
+        "Serving the scheduler's Prometheus figures at http://%s:%d/metrics",
+        "[%s]" % addr if ":" in addr else addr,
+        port,
+    )
+    return server
 
 
 def make_executor() -> Executor:
