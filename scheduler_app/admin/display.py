@@ -154,6 +154,11 @@ def absolute_time(value: dt.datetime, *, seconds: bool = False) -> str:
     )
 
 
+def seconds_or_empty(value: dt.datetime | None) -> str:
+    """A moment to the second (a run's times, wherever they are shown), or —."""
+    return absolute_time(value, seconds=True) if value is not None else EMPTY
+
+
 def time_with_relative(
     value: dt.datetime | None, *, now: dt.datetime | None = None
 ) -> str:

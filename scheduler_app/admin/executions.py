@@ -337,6 +337,26 @@ class CreatedDateFilter(admin.DateFieldListFilter):
         return super().queryset(request, queryset)
 
 
+def live_values(execution: TaskExecution) -> dict[str, str]:
+    """The run page's fields that change while the run goes on, as text: what
+    the page shows first and what its poll (log_view) puts in their place."""
+    return {
+        "started": absolute_time(execution.started_at, seconds=True)
+        if execution.started_at
+        else EMPTY,
+        "finished": absolute_time(execution.finished_at, seconds=True)
+        if execution.finished_at
+        else EMPTY,
+        "duration": format_duration(execution.duration_ms),
+        "instance": execution.instance_id or EMPTY,
+    }
+
+
+def live_field(name: str, text: str) -> str:
+    """`text` in an element the run page's poll updates (execution_log.js)."""
+    return format_html('<span data-live-field="{}">{}</span>', name, text)
+
+
 @admin.register(TaskExecution)
 class TaskExecutionAdmin(admin.ModelAdmin):
     list_display = [
@@ -380,7 +400,7 @@ class TaskExecutionAdmin(admin.ModelAdmin):
                     "status_display",
                     ("trigger_type", "attempt", "retry_of"),
                     "requested_by",
-                    "instance_id",
+                    "instance_display",
                 ]
             },
         ),
@@ -388,8 +408,8 @@ class TaskExecutionAdmin(admin.ModelAdmin):
             _("Timings"),
             {
                 "fields": [
-                    ("scheduled_for", "created_at"),
-                    ("started_at", "finished_at", "duration_display"),
+                    ("scheduled_for_display", "created_display"),
+                    ("started_display", "finished_display", "duration_display"),
                 ]
             },
         ),
@@ -406,11 +426,11 @@ class TaskExecutionAdmin(admin.ModelAdmin):
         "attempt",
         "retry_of",
         "requested_by",
-        "instance_id",
-        "scheduled_for",
-        "created_at",
-        "started_at",
-        "finished_at",
+        "instance_display",
+        "scheduled_for_display",
+        "created_display",
+        "started_display",
+        "finished_display",
         "duration_display",
         "parameters",
         "overrides",
@@ -499,13 +519,25 @@ class TaskExecutionAdmin(admin.ModelAdmin):
             else EMPTY
         )
 
+    @admin.display(description=_("created"))
+    def created_display(self, obj: TaskExecution) -> str:
+        return absolute_time(obj.created_at, seconds=True)
+
     @admin.display(description=_("started"))
     def started_display(self, obj: TaskExecution) -> str:
-        return absolute_time(obj.started_at, seconds=True) if obj.started_at else EMPTY
+        return live_field("started", live_values(obj)["started"])
+
+    @admin.display(description=_("finished"))
+    def finished_display(self, obj: TaskExecution) -> str:
+        return live_field("finished", live_values(obj)["finished"])
 
     @admin.display(description=_("duration"))
     def duration_display(self, obj: TaskExecution) -> str:
-        return format_duration(obj.duration_ms)
+        return live_field("duration", live_values(obj)["duration"])
+
+    @admin.display(description=_("instance"))
+    def instance_display(self, obj: TaskExecution) -> str:
+        return live_field("instance", live_values(obj)["instance"])
 
     @admin.display(description=_("evaluated parameters"))
     def parameters(self, obj: TaskExecution) -> str:
@@ -618,6 +650,9 @@ class TaskExecutionAdmin(admin.ModelAdmin):
                 "finished": tail.finished,
                 "status": tail.status,
                 "status_html": execution_badge(execution),
+                # The page's other fields that change with the run (started,
+                # finished, duration, instance) and its title (the breadcrumb).
+                "fields": {**live_values(execution), "title": str(execution)},
                 "progress_done": tail.progress_done,
                 "progress_total": tail.progress_total,
                 "progress_percent": tail.progress_percent,

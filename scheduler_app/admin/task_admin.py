@@ -37,6 +37,7 @@ from .display import (
     health_badge,
     health_since_text,
     runs_chart,
+    seconds_or_empty,
     status_badge,
     time_with_relative,
 )
@@ -125,8 +126,8 @@ class RecentExecutionsFormSet(BaseInlineFormSet):
 RECENT_EXECUTION_FIELDS = (
     "status_display",
     "trigger_type",
-    "scheduled_for",
-    "started_at",
+    "scheduled_for_display",
+    "started_display",
     "duration_display",
     "attempt",
     "error_display",
@@ -146,6 +147,14 @@ class RecentExecutionsInline(admin.TabularInline):
     @admin.display(description=_("status"))
     def status_display(self, obj: TaskExecution) -> str:
         return execution_badge(obj)
+
+    @admin.display(description=_("scheduled for"))
+    def scheduled_for_display(self, obj: TaskExecution) -> str:
+        return seconds_or_empty(obj.scheduled_for)
+
+    @admin.display(description=_("started"))
+    def started_display(self, obj: TaskExecution) -> str:
+        return seconds_or_empty(obj.started_at)
 
     @admin.display(description=_("duration"))
     def duration_display(self, obj: TaskExecution) -> str:
@@ -193,13 +202,13 @@ class ScheduledTaskAdmin(TaskActionsMixin):
     readonly_fields = [
         "health_state",
         "is_system",
-        "next_run_at",
-        "last_run_at",
+        "next_run_at_display",
+        "last_run_at_display",
         "run_count",
         "success_count",
         "fail_count",
-        "created_at",
-        "updated_at",
+        "created_at_display",
+        "updated_at_display",
         "run_history",
     ]
     actions = ["run_now", "pause", "resume", "enable", "disable", "delete_tasks"]
@@ -238,6 +247,24 @@ class ScheduledTaskAdmin(TaskActionsMixin):
             problem,
             gettext("handler cannot run"),
         )
+
+    # The task page's times, to the second as the runs' are.
+
+    @admin.display(description=_("next run"))
+    def next_run_at_display(self, obj: ScheduledTask) -> str:
+        return seconds_or_empty(obj.next_run_at)
+
+    @admin.display(description=_("last run"))
+    def last_run_at_display(self, obj: ScheduledTask) -> str:
+        return seconds_or_empty(obj.last_run_at)
+
+    @admin.display(description=_("created"))
+    def created_at_display(self, obj: ScheduledTask) -> str:
+        return seconds_or_empty(obj.created_at)
+
+    @admin.display(description=_("updated"))
+    def updated_at_display(self, obj: ScheduledTask) -> str:
+        return seconds_or_empty(obj.updated_at)
 
     @admin.display(description=_("schedule"))
     def schedule(self, obj: ScheduledTask) -> str:
@@ -452,10 +479,10 @@ class ScheduledTaskAdmin(TaskActionsMixin):
                     {
                         "fields": [
                             "run_history",
-                            "next_run_at",
-                            "last_run_at",
+                            "next_run_at_display",
+                            "last_run_at_display",
                             ("run_count", "success_count", "fail_count"),
-                            ("created_at", "updated_at"),
+                            ("created_at_display", "updated_at_display"),
                         ]
                     },
                 )

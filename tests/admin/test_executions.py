@@ -735,3 +735,26 @@ def test_the_task_page_and_list_leave_out_fires_staged_ahead(
     row = next(row for row in listing.context["cl"].result_list if row.pk == task.pk)
     assert row.last_execution_id == done.pk
     assert row.last_execution_status == Status.SUCCESS
+
+
+def test_run_and_task_pages_show_times_to_the_second(admin_client: Client) -> None:
+    moment = timezone.now().replace(microsecond=0)
+    task = make_task(name="timed", last_run_at=moment)
+    execution = make_execution(
+        task,
+        status=Status.SUCCESS,
+        scheduled_for=moment,
+        created_at=moment,
+        started_at=moment,
+        finished_at=moment,
+        duration_ms=5,
+    )
+    shown = timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S")
+
+    run_page = admin_client.get(execution_url(execution)).content.decode()
+    task_page = admin_client.get(task_url("change", task)).content.decode()
+
+    for field in ("scheduled_for", "created", "started", "finished"):
+        cell = run_page.split("field-%s_display" % field, 1)[1][:800]
+        assert shown in cell, field
+    assert task_page.count(shown) >= 3  # last run, the run's scheduled for, started

@@ -296,3 +296,54 @@ def test_the_task_list_fits_a_laptop_screen(
     # Success rate would be out of sight.
     assert overflow["table"] <= overflow["box"], overflow["columns"]
     page.context.close()
+
+
+def test_a_run_page_opened_while_pending_follows_the_run_as_a_whole(
+    page: Any, live_server: Any
+) -> None:
+    task = make_task(name="followed", task_type="manual", interval_seconds=None)
+    execution = make_execution(task)
+    page.goto(
+        live_server.url + "/admin/scheduler_app/taskexecution/%d/change/" % execution.pk
+    )
+    page.evaluate("window.stillTheSamePage = true")
+    expect(page.locator(".breadcrumbs")).to_contain_text("(Pending)")
+    started = page.locator('.field-started_display [data-live-field="started"]')
+    expect(started).to_have_text("—")
+
+    # What a scheduler's claim writes: the page shows it without a reload.
+    TaskExecution.objects.filter(pk=execution.pk).update(
+        status=TaskExecution.Status.RUNNING,
+        started_at=timezone.now(),
+        instance_id="worker-7:42:abcdef",
+    )
+
+    expect(page.locator(".breadcrumbs")).to_contain_text("followed, run #")
+    expect(page.locator(".breadcrumbs")).to_contain_text("(Running)")
+    expect(page.locator("[data-live-status]").first).to_contain_text("Running")
+    expect(page.locator('[data-live-field="instance"]')).to_have_text(
+        "worker-7:42:abcdef"
+    )
+    expect(started).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"))
+    assert page.evaluate("window.stillTheSamePage") is True
+
+
+def test_cancel_this_run_asks_first(page: Any, live_server: Any) -> None:
+    execution = make_execution(
+        make_task(name="asked", task_type="manual", interval_seconds=None)
+    )
+    page.goto(
+        live_server.url + "/admin/scheduler_app/taskexecution/%d/change/" % execution.pk
+    )
+    questions: list[str] = []
+
+    def dismiss(dialog: Any) -> None:
+        questions.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    page.click("#scheduler-cancel")  # the dialog is answered before click returns
+
+    assert page.url.endswith("/taskexecution/%d/change/" % execution.pk)
+    assert questions and "Cancel this run?" in questions[0]
+    assert TaskExecution.objects.get(pk=execution.pk).status == "pending"

@@ -4,6 +4,14 @@
 "use strict";
 /* Loaded in <head> with the admin's media: start once the page is parsed. */
 document.addEventListener("DOMContentLoaded", function () {
+  /* "Cancel this run" and other forms that ask first. */
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) {
+        event.preventDefault();
+      }
+    });
+  });
   const panel = document.getElementById("execution-live");
   if (!panel || panel.dataset.finished === "true") {
     return;
@@ -89,6 +97,12 @@ document.addEventListener("DOMContentLoaded", function () {
         offset = data.offset;
         statuses.forEach((status) => {
           status.innerHTML = data.status_html; /* built server-side with format_html */
+        });
+        /* The fields that change with the run: plain text, never markup. */
+        Object.entries(data.fields || {}).forEach(([name, text]) => {
+          document.querySelectorAll('[data-live-field="' + name + '"]').forEach((field) => {
+            field.textContent = text;
+          });
         });
         showProgress(data);
         if (data.finished) {
