@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from .. import services
 from ..choices import AuditAction, AuditSource
 from ..exceptions import ReasonInvalid, SchedulerError
-from ..models import ScheduledTask, TaskExecution
+from ..models import ScheduledTask, SchedulerInstance, TaskExecution
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -43,6 +43,11 @@ def reason_context(request: HttpRequest, action: AuditAction) -> dict[str, Any]:
         "reason_required": services.reason_required(action),
         "reason_error": "",
     }
+
+
+def scheduler_running() -> bool:
+    """Whether a scheduler heartbeats, to say when a requested run starts."""
+    return bool(services.instances_alive_ids(kind=SchedulerInstance.Kind.SCHEDULER))
 
 
 class TaskActionsMixin(admin.ModelAdmin):
@@ -119,16 +124,23 @@ class TaskActionsMixin(admin.ModelAdmin):
         count = requests.requested
         if not count:
             return
-        self.message_user(
-            request,
-            ngettext(
+        if scheduler_running():
+            text = ngettext(
                 "Requested a run of %(count)d task; the scheduler starts it within a second.",
                 "Requested a run of %(count)d tasks; the scheduler starts them within a second.",
                 count,
             )
-            % {"count": count},
-            messages.SUCCESS,
-        )
+            level = messages.SUCCESS
+        else:
+            text = ngettext(
+                "Requested a run of %(count)d task; no scheduler is running, so it "
+                "waits until one starts (python manage.py runscheduler).",
+                "Requested a run of %(count)d tasks; no scheduler is running, so they "
+                "wait until one starts (python manage.py runscheduler).",
+                count,
+            )
+            level = messages.WARNING
+        self.message_user(request, text % {"count": count}, level)
 
     @admin.action(description=_("Pause selected tasks"), permissions=["pause"])
     def pause(

@@ -32,7 +32,7 @@ from ..forms import (
 from ..handlers.registry import get_handler
 from ..models import ScheduledTask, TaskExecution
 from .display import DATETIME_SECONDS_FORMAT, relative_time
-from .task_actions import admin_origin
+from .task_actions import admin_origin, scheduler_running
 
 if TYPE_CHECKING:
     from .task_admin import ScheduledTaskAdmin
@@ -41,11 +41,28 @@ MSG_RUN_REQUESTED = _(
     "Requested a run of “%(name)s” (execution #%(id)s); the scheduler starts it "
     "within a second."
 )
+MSG_RUN_WAITS = _(
+    "Requested a run of “%(name)s” (execution #%(id)s); no scheduler is running, "
+    "so it waits until one starts (python manage.py runscheduler)."
+)
 MSG_DST_NOTE = _(
     "A daylight saving time change falls among these runs (at %(when)s): the clock "
     "times shown are %(zone)s local times."
 )
 PREVIEW_COUNT = 5
+
+
+def _tell_requested(
+    request: HttpRequest,
+    model_admin: ScheduledTaskAdmin,
+    task: ScheduledTask,
+    execution: TaskExecution,
+) -> None:
+    values = {"name": task.name, "id": execution.pk}
+    if scheduler_running():
+        model_admin.message_user(request, MSG_RUN_REQUESTED % values, messages.SUCCESS)
+    else:
+        model_admin.message_user(request, MSG_RUN_WAITS % values, messages.WARNING)
 
 
 def _execution_url(execution: TaskExecution) -> str:
@@ -69,11 +86,7 @@ def run_now(
         return redirect(
             reverse("admin:scheduler_app_scheduledtask_change", args=[task.pk])
         )
-    model_admin.message_user(
-        request,
-        MSG_RUN_REQUESTED % {"name": task.name, "id": execution.pk},
-        messages.SUCCESS,
-    )
+    _tell_requested(request, model_admin, task, execution)
     return redirect(_execution_url(execution))
 
 
@@ -102,11 +115,7 @@ def run_with_parameters(
             except services.TaskInvalid as exc:
                 add_service_errors(form, exc, form.parameter_names)
             else:
-                model_admin.message_user(
-                    request,
-                    MSG_RUN_REQUESTED % {"name": task.name, "id": execution.pk},
-                    messages.SUCCESS,
-                )
+                _tell_requested(request, model_admin, task, execution)
                 return redirect(_execution_url(execution))
     else:
         form = form_class(task=task)

@@ -13,7 +13,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from scheduler_app.models import ScheduledTask, TaskExecution
+from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
 from tests.factories import make_user
 
 TASK_CHANGELIST = reverse("admin:scheduler_app_scheduledtask_changelist")
@@ -22,6 +22,13 @@ EXECUTION_CHANGELIST = reverse("admin:scheduler_app_taskexecution_changelist")
 INSTANCE_CHANGELIST = reverse("admin:scheduler_app_schedulerinstance_changelist")
 HOSTILE = "<script>alert(1)</script>"
 HOSTILE_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+
+
+def scheduler_alive() -> SchedulerInstance:
+    """A scheduler instance with a fresh heartbeat, as a running runscheduler keeps."""
+    return SchedulerInstance.objects.create(
+        instance_id="sched-1:4242:abcdef", hostname="sched-1", pid=4242
+    )
 
 
 def task_url(view: str, task: ScheduledTask) -> str:

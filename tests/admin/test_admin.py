@@ -30,6 +30,7 @@ from tests.admin.helpers import (
     execution_url,
     offered_actions,
     post_action,
+    scheduler_alive,
     sent_messages,
     task_url,
 )
@@ -296,6 +297,7 @@ def test_run_now_creates_one_pending_manual_execution_per_task(
     admin_client: Client,
 ) -> None:
     first, second = make_task(), make_task()
+    scheduler_alive()
 
     response = post_action(admin_client, TASK_CHANGELIST, "run_now", [first, second])
 
@@ -313,6 +315,23 @@ def test_run_now_creates_one_pending_manual_execution_per_task(
         (
             messages.SUCCESS,
             "Requested a run of 2 tasks; the scheduler starts them within a second.",
+        )
+    ]
+
+
+def test_run_now_without_a_scheduler_says_the_runs_wait_for_one(
+    admin_client: Client,
+) -> None:
+    task = make_task()
+
+    response = post_action(admin_client, TASK_CHANGELIST, "run_now", [task])
+
+    assert TaskExecution.objects.filter(task=task).count() == 1
+    assert sent_messages(response) == [
+        (
+            messages.WARNING,
+            "Requested a run of 1 task; no scheduler is running, so it waits until "
+            "one starts (python manage.py runscheduler).",
         )
     ]
 

@@ -33,6 +33,7 @@ from tests.admin.helpers import (
     add_form_data,
     execution_url,
     form_errors,
+    scheduler_alive,
     sent_messages,
     staff_user,
     task_url,
@@ -971,6 +972,7 @@ def test_run_now_button_creates_a_pending_run_and_opens_it(
     admin_client: Client,
 ) -> None:
     task = make_task(name="button")
+    scheduler_alive()
 
     response = admin_client.post(task_url("run", task))
 
@@ -984,6 +986,24 @@ def test_run_now_button_creates_a_pending_run_and_opens_it(
             messages.SUCCESS,
             "Requested a run of “button” (execution #%d); the scheduler starts it "
             "within a second." % execution.pk,
+        )
+    ]
+
+
+def test_run_now_without_a_scheduler_says_the_run_waits_for_one(
+    admin_client: Client,
+) -> None:
+    task = make_task(name="button")
+
+    response = admin_client.post(task_url("run", task))
+
+    execution = TaskExecution.objects.get(task=task)
+    assert sent_messages(response) == [
+        (
+            messages.WARNING,
+            "Requested a run of “button” (execution #%d); no scheduler is running, "
+            "so it waits until one starts (python manage.py runscheduler)."
+            % execution.pk,
         )
     ]
 
