@@ -571,7 +571,8 @@ class ScheduledTaskAdmin(TaskActionsMixin):
             else []
         )
         reason = reason_context(request, AuditAction.DELETE)
-        if request.method == "POST" and request.POST.get("post"):
+        # Django deletes on any non-empty POST, the confirmation's or not.
+        if request.method == "POST" and request.POST:
             try:
                 services.reason_check(
                     admin_origin(request, reason["reason"]), action=AuditAction.DELETE

@@ -24,6 +24,7 @@ from ..choices import AuditAction, AuditSource
 from ..conf import app_settings
 from ..exceptions import ReasonInvalid
 from ..models import AuditEntry, ScheduledTask, UserAPIKey
+from ..storable import is_unstorable
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -44,6 +45,10 @@ REASON_MAX_LENGTH = 1000
 MSG_REASON_REQUIRED = gettext_lazy(
     "Say why (field “reason”): this installation requires a reason to %(action)s "
     "(SCHEDULER_REQUIRE_REASON_FOR)."
+)
+MSG_REASON_UNSTORABLE = gettext_lazy(
+    "The reason holds a NUL character or a lone surrogate, which cannot be "
+    "stored; remove it."
 )
 MSG_REASON_TOO_LONG = gettext_lazy(
     "The reason is %(length)d characters long; keep it to %(limit)d."
@@ -114,7 +119,10 @@ def reason_required(action: AuditAction) -> bool:
 
 def reason_check(origin: Origin, *, action: AuditAction) -> None:
     """Refuse (ReasonInvalid, on field "reason") a reason that is missing though
-    required for `action`, or too long. Call before changing anything."""
+    required for `action`, too long, or holds a character no database stores.
+    Call before changing anything."""
+    if is_unstorable(origin.reason):
+        raise ReasonInvalid(str(MSG_REASON_UNSTORABLE), field="reason", code="invalid")
     if len(origin.reason) > REASON_MAX_LENGTH:
         raise ReasonInvalid(
             MSG_REASON_TOO_LONG

@@ -258,9 +258,12 @@ def run_claimed(
     # and started_at says when it really started (written with the final state).
     claimed_at = execution.started_at  # the claim's
     execution.started_at = timezone.now()
-    if on_start is not None:
-        on_start(run, claimed_at)
     try:
+        if on_start is not None:
+            try:
+                on_start(run, claimed_at)
+            except Exception:  # a figure lost never costs the run
+                logger.exception("on_start failed for execution %s", execution.pk)
         _run_stage(run, inline=inline, process=process)
     finally:
         run.ended_at = timezone.now()

@@ -279,6 +279,7 @@ def task_create(
     """
     if task.pk is not None:
         raise ValueError("task_create() takes a new task; use task_update()")
+    reason_check(origin, action=AuditAction.CREATE)
     now = now or timezone.now()
     task_validate(
         task=task,
@@ -561,22 +562,31 @@ def tasks_delete(
     runs pending or running (TaskBusy: those are cancelled, or the tasks deleted
     one by one with task_delete's `cancel_runs`). Each deletion is audited as
     `origin`'s, with its reason (which may be required, as for task_delete)."""
-    system = list(tasks.filter(is_system=True).values_list("name", flat=True))
-    if system:
-        raise SystemTaskProtected(", ".join(system))
     reason_check(origin, action=AuditAction.DELETE)
     with transaction.atomic():
+        # The rows are read once and locked, so the checks, the delete and the
+        # audit entries are of one set of tasks: a task added meanwhile to what
+        # `tasks` matches is not deleted unaudited, and two deletes of the same
+        # tasks at once audit each task once. (The caller's queryset may carry
+        # what FOR UPDATE refuses, such as the changelist's annotations.)
+        ids = list(tasks.order_by().values_list("pk", flat=True))
+        locked = ScheduledTask.objects.filter(pk__in=ids)
+        doomed = list(locked.select_for_update().order_by("pk"))
+        system = [task.name for task in doomed if task.is_system]
+        if system:
+            raise SystemTaskProtected(", ".join(system))
         busy = sorted(
             set(
-                task_unfinished_runs(tasks=tasks, now=now).values_list(
+                task_unfinished_runs(tasks=locked, now=now).values_list(
                     "task__name", flat=True
                 )
             )
         )
         if busy:
             raise TaskBusy(MSG_TASKS_BUSY % {"names": ", ".join(busy)})
-        doomed = list(tasks.order_by("pk"))
-        _total, per_model = tasks.delete()
+        _total, per_model = ScheduledTask.objects.filter(
+            pk__in=[task.pk for task in doomed]
+        ).delete()
         for task in doomed:
             task.pk = None  # gone: its entry keeps the name, not the link
         audit_record(origin=origin, action=AuditAction.DELETE, tasks=doomed)

@@ -156,6 +156,35 @@ def test_the_delete_page_refuses_a_required_reason_missing_on_its_field(
     assert AuditEntry.objects.count() == 0
 
 
+def test_the_delete_page_checks_the_reason_on_any_post(
+    admin_client: Client, settings: Any
+) -> None:
+    # Django's delete view deletes on any non-empty POST, not only the form's.
+    settings.SCHEDULER_REQUIRE_REASON_FOR = ["delete"]
+    task = make_task(name="kept")
+
+    response = admin_client.post(task_url("delete", task), {"x": "1"})
+
+    assert response.status_code == 200
+    assert ScheduledTask.objects.filter(pk=task.pk).exists()
+
+
+@pytest.mark.parametrize("reason", ["a\x00b", "x" * 1001])
+def test_a_reason_no_database_stores_or_too_long_is_an_error_not_a_500(
+    admin_client: Client, reason: str
+) -> None:
+    task = make_task(name="kept")
+
+    response = admin_client.post(
+        task_url("delete", task), {"post": "yes", "reason": reason}
+    )
+
+    assert response.status_code == 200
+    assert response.context["reason_error"]
+    assert ScheduledTask.objects.filter(pk=task.pk).exists()
+    assert AuditEntry.objects.count() == 0
+
+
 def test_the_change_form_records_its_changes_and_its_optional_reason(
     admin_client: Client,
 ) -> None:

@@ -166,6 +166,32 @@ def test_a_reason_that_is_not_text_is_a_400(ci_bot: APIClient) -> None:
     assert AuditEntry.objects.count() == 0
 
 
+def test_a_nul_in_a_reason_of_the_query_is_a_400(ci_bot: APIClient) -> None:
+    task = make_task()
+
+    answer = ci_bot.post(url(task, "pause") + "?reason=a%00b")
+
+    assert answer.status_code == 400
+    assert answer.json()["field"] == "reason"
+    task.refresh_from_db()
+    assert task.status == "active"
+
+
+def test_a_new_task_s_reason_is_held_to_the_same_limit(ci_bot: APIClient) -> None:
+    body = {
+        "name": "long-why",
+        "task_type": "manual",
+        "handler_path": "scripts:example_task",
+        "reason": "x" * 1001,
+    }
+
+    answer = ci_bot.post("/api/v1/tasks", body, format="json")
+
+    assert answer.status_code == 400
+    assert answer.json()["field"] == "reason"
+    assert not ScheduledTask.objects.filter(name="long-why").exists()
+
+
 @pytest.mark.parametrize("body", ["false", "[]", "null", '"why"'])
 @pytest.mark.parametrize("verb", ["pause", "release-lock"])
 def test_a_body_that_is_no_object_is_a_400(
