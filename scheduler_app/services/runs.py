@@ -493,9 +493,10 @@ def execution_cancel(
     cancel is audited as `origin`'s, on the run's task, with the run's id.
     """
     with transaction.atomic():
-        execution = cancel_execution(execution, now=now)
+        execution, changed = _cancel(execution, now=now)
         task = ScheduledTask.objects.filter(pk=execution.task_id).first()
-        if task is not None:
+        # Asking a run to stop again changes nothing: one entry, not one a click.
+        if task is not None and changed:
             audit_record(
                 origin=origin,
                 action=AuditAction.CANCEL,
@@ -510,6 +511,14 @@ def cancel_execution(
 ) -> TaskExecution:
     """execution_cancel without its audit entry: for the services that cancel a
     run as part of another operation they audit (task_delete's `cancel_runs`)."""
+    return _cancel(execution, now=now)[0]
+
+
+def _cancel(
+    execution: TaskExecution, *, now: dt.datetime | None = None
+) -> tuple[TaskExecution, bool]:
+    """Cancel or ask to stop; and whether that changed anything (a run asked to
+    stop before is asked again, which changes nothing)."""
     now = now or timezone.now()
     if TaskExecution.objects.filter(pk=execution.pk, status=Status.PENDING).update(
         status=Status.CANCELLED,
@@ -518,7 +527,7 @@ def cancel_execution(
     ):
         transaction.on_commit(functools.partial(_withdraw_pending, execution.pk))
         execution.refresh_from_db()
-        return execution
+        return execution, True
     execution.refresh_from_db()
     if execution.status != Status.RUNNING:
         raise InvalidTransition(
@@ -528,9 +537,10 @@ def cancel_execution(
             )
             % {"id": execution.pk, "status": execution.get_status_display()}
         )
+    asked_before = execution.cancel_requested
     request_cancel(execution.pk)
     execution.cancel_requested = True
-    return execution
+    return execution, not asked_before
 
 
 @dataclass(frozen=True)

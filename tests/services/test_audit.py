@@ -204,6 +204,17 @@ def test_a_cancel_records_the_run() -> None:
     assert (entry.action, entry.task, entry.run_id) == ("cancel", task, run.pk)
 
 
+def test_asking_a_running_run_to_stop_again_records_nothing_more() -> None:
+    task = make_task()
+    run = make_execution(task, status="running")
+    alice = by_alice()
+
+    for _ in range(3):
+        execution_cancel(execution=run, origin=alice)
+
+    assert [(entry.action, entry.run_id) for entry in entries()] == [("cancel", run.pk)]
+
+
 # Run requests: requested_by, and an entry with the run
 
 
