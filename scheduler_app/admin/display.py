@@ -125,11 +125,18 @@ def pretty_json(value: Any) -> str:
 SUMMARY_CHARS = 200
 
 
+def shown_message(text: str) -> str:
+    """A stored message in the reader's language when it is one of the product's
+    own fixed messages ("Cancelled on request."), written in the language of
+    the process that ended the run; any other text as it is."""
+    return gettext(text) if text else text
+
+
 def error_summary(text: str) -> str:
     """The start of an error message for a table cell, as `visible_text` shows it."""
     if not text:
         return EMPTY
-    return visible_text(Truncator(text).chars(SUMMARY_CHARS))
+    return visible_text(Truncator(shown_message(text)).chars(SUMMARY_CHARS))
 
 
 # Times

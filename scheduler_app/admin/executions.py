@@ -36,6 +36,7 @@ from .display import (
     format_duration,
     preformatted,
     pretty_json,
+    shown_message,
     visible_text,
 )
 from .task_actions import admin_origin
@@ -553,7 +554,7 @@ class TaskExecutionAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("error"))
     def error_display(self, obj: TaskExecution) -> str:
-        return preformatted(obj.error_message)
+        return preformatted(shown_message(obj.error_message))
 
     @admin.display(description=_("traceback"))
     def traceback_display(self, obj: TaskExecution) -> str:

@@ -13,9 +13,15 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.test import Client
+from django.utils import translation
 
-from tests.admin.helpers import EXECUTION_CHANGELIST, TASK_ADD, TASK_CHANGELIST
-from tests.factories import make_task
+from tests.admin.helpers import (
+    EXECUTION_CHANGELIST,
+    TASK_ADD,
+    TASK_CHANGELIST,
+    execution_url,
+)
+from tests.factories import make_execution, make_task
 
 pytestmark = pytest.mark.django_db
 
@@ -135,3 +141,27 @@ def test_no_translatable_string_is_missing_from_the_catalog(
 
     refreshed = read_po(tmp_path / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po")
     assert [msgid for msgid, msgstr in refreshed.items() if not msgstr] == []
+
+
+@pytest.mark.django_db
+def test_the_product_s_own_stored_messages_are_shown_in_the_reader_s_language(
+    admin_client: Client,
+) -> None:
+    task = make_task()
+    ours = make_execution(
+        task, status="cancelled", error_message="Cancelled on request."
+    )
+    theirs = make_execution(task, status="failed", error_message="KeyError: missing")
+    with translation.override("zh-hans"):
+        chinese = translation.gettext("Cancelled on request.")
+
+    ours_page = admin_client.get(
+        execution_url(ours), HTTP_ACCEPT_LANGUAGE="zh-hans"
+    ).content.decode()
+    theirs_page = admin_client.get(
+        execution_url(theirs), HTTP_ACCEPT_LANGUAGE="zh-hans"
+    ).content.decode()
+
+    assert chinese != "Cancelled on request."
+    assert chinese in ours_page and "Cancelled on request." not in ours_page
+    assert "KeyError: missing" in theirs_page  # a handler's own text, as it is
