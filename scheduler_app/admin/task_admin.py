@@ -11,7 +11,7 @@ from django.forms import ModelForm
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
@@ -21,7 +21,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .. import selectors, services
 from ..choices import AuditAction, AuditSource
-from ..exceptions import ReasonInvalid, TaskBusy
+from ..exceptions import ReasonInvalid, SystemTaskProtected, TaskBusy
 from ..forms import ScheduledTaskForm, handler_info, param_field_name
 from ..handlers.registry import HandlerInfo
 from ..models import ScheduledTask, TaskExecution, TaskExecutionQuerySet
@@ -561,6 +561,14 @@ class ScheduledTaskAdmin(TaskActionsMixin):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         task = self.get_object(request, unquote(object_id))
+        if task is not None and task.is_system:
+            # Its page, saying why, rather than a bare 403 (no delete permission).
+            self.message_user(
+                request, SystemTaskProtected(task.name).message, messages.ERROR
+            )
+            return redirect(
+                reverse("admin:scheduler_app_scheduledtask_change", args=[task.pk])
+            )
         runs = (
             list(
                 services.task_unfinished_runs(

@@ -470,14 +470,21 @@ def test_stock_delete_selected_action_is_not_offered(admin_client: Client) -> No
     assert "delete_selected" not in offered_actions(admin_client, TASK_CHANGELIST)
 
 
-def test_delete_page_of_a_system_task_is_forbidden(admin_client: Client) -> None:
-    system = make_task(is_system=True)
+def test_delete_page_of_a_system_task_says_why_on_the_task_page(
+    admin_client: Client,
+) -> None:
+    system = make_task(name="cleanup", is_system=True)
 
-    assert admin_client.get(task_url("delete", system)).status_code == 403
-    assert (
-        admin_client.post(task_url("delete", system), {"post": "yes"}).status_code
-        == 403
-    )
+    shown = admin_client.get(task_url("delete", system))
+    posted = admin_client.post(task_url("delete", system), {"post": "yes"})
+
+    for response in (shown, posted):
+        assert response.status_code == 302
+        assert response["Location"] == task_url("change", system)
+        assert sent_messages(response)[-1] == (
+            messages.ERROR,
+            "Task “cleanup” is a system task: it can be paused but not deleted.",
+        )
     assert ScheduledTask.objects.filter(pk=system.pk).exists()
 
 
