@@ -158,6 +158,10 @@ class ScheduledTask(models.Model):
     run_count = models.PositiveIntegerField(_("runs"), default=0)
     success_count = models.PositiveIntegerField(_("successes"), default=0)
     fail_count = models.PositiveIntegerField(_("failures"), default=0)
+    #: Runs skipped (overlap policy) and cancelled, counted as they end, so the
+    #: figures (GET /metrics) keep counting whatever the cleanup deletes.
+    skipped_count = models.PositiveIntegerField(_("skipped"), default=0)
+    cancelled_count = models.PositiveIntegerField(_("cancelled"), default=0)
     #: Running totals of the finished runs (succeeded or failed) that have a
     #: duration, kept by the engine with the counters: the average duration is
     #: their quotient, read and sorted without touching the executions.

@@ -13,8 +13,9 @@ from .batch import row_datetime, rows_table
 from .texts import text_for
 
 #: The rows (`v`, see `rows_table`): (id, ran, ok, failed, latest, timed, took,
-#: tail, tail_failed, mixed) per task. last_run_at stays the latest of the stored
-#: one and the batch's; the duration totals (the average's terms) are two more
+#: tail, tail_failed, mixed, skipped, cancelled) per task. last_run_at stays the
+#: latest of the stored one and the batch's (a batch of skipped runs alone has
+#: no latest: NULL keeps it); the duration totals (the average's terms) are two more
 #: additions. The streaks: the batch ends with `tail` runs of one outcome (failed
 #: when `tail_failed`); they add to the stored streak of that outcome unless the
 #: batch also had the other one (`mixed`), and the other streak is 0; a batch
@@ -25,6 +26,8 @@ ADD_RUN_COUNTS = (
     " SET run_count = {tasks}.run_count + v.ran,"
     " success_count = {tasks}.success_count + v.ok,"
     " fail_count = {tasks}.fail_count + v.failed,"
+    " skipped_count = {tasks}.skipped_count + v.skipped,"
+    " cancelled_count = {tasks}.cancelled_count + v.cancelled,"
     " duration_count = {tasks}.duration_count + v.timed,"
     " duration_total_ms = {tasks}.duration_total_ms + v.took,"
     " fail_streak = CASE WHEN v.tail = 0 THEN {tasks}.fail_streak"
@@ -33,8 +36,8 @@ ADD_RUN_COUNTS = (
     " success_streak = CASE WHEN v.tail = 0 THEN {tasks}.success_streak"
     " WHEN v.tail_failed = 1 THEN 0"
     " WHEN v.mixed = 1 THEN v.tail ELSE {tasks}.success_streak + v.tail END,"
-    " last_run_at = CASE WHEN {tasks}.last_run_at IS NOT NULL"
-    " AND {tasks}.last_run_at > v.latest THEN {tasks}.last_run_at ELSE v.latest END"
+    " last_run_at = CASE WHEN v.latest IS NULL OR ({tasks}.last_run_at IS NOT NULL"
+    " AND {tasks}.last_run_at > v.latest) THEN {tasks}.last_run_at ELSE v.latest END"
     " FROM v WHERE {tasks}.id = v.id"
 )
 
@@ -58,6 +61,8 @@ def _columns() -> tuple[tuple[str, Any], ...]:
         ("tail", count),
         ("tail_failed", count),
         ("mixed", count),
+        ("skipped", count),
+        ("cancelled", count),
     )
 
 
@@ -65,11 +70,13 @@ def add_run_counts(*, counts: Mapping[int, Sequence[Any]]) -> None:
     """Add runs to their tasks' counters.
 
     task id -> (ran, succeeded, failed, latest, timed, took, tail, tail_failed,
-    mixed): `latest` (a datetime) is the latest start among them, `timed` how many
-    have a duration that counts towards the average and `took` the sum of those
-    durations (ms); the last three, the streaks' terms (ADD_RUN_COUNTS). One statement for every
-    task of a batch, not a query per task (which cost more than the runs
-    themselves); the tasks in id order, as every bulk writer of task rows takes them.
+    mixed, skipped, cancelled): `latest` (a datetime, or None for skipped runs
+    alone) is the latest start among them, `timed` how many have a duration that
+    counts towards the average and `took` the sum of those durations (ms);
+    tail, tail_failed and mixed are the streaks' terms (ADD_RUN_COUNTS);
+    skipped and cancelled add to those counts. One statement for every task of
+    a batch, not a query per task (which cost more than the runs themselves);
+    the tasks in id order, as every bulk writer of task rows takes them.
     """
     if not counts:
         return

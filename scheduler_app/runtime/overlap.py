@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -224,11 +225,16 @@ def replace_running(run: Run) -> None:
         token = backend.acquire(key, owner=owner, ttl_seconds=ttl)
     if token is None:
         # The old run did not let go in time: end its record and take the lock over.
-        TaskExecution.objects.filter(pk__in=ids, status=Status.RUNNING).update(
+        replaced = TaskExecution.objects.filter(
+            pk__in=ids, status=Status.RUNNING
+        ).update(
             status=Status.CANCELLED,
             finished_at=timezone.now(),
             error_message=_("Replaced by execution #%(id)s (overlap policy: replace).")
             % {"id": execution.pk},
+        )
+        ScheduledTask.objects.filter(pk=execution.task_id).update(
+            cancelled_count=F("cancelled_count") + replaced
         )
         backend.force_release(key)
         token = backend.acquire(key, owner=owner, ttl_seconds=ttl)

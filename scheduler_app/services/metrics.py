@@ -53,20 +53,13 @@ class MetricSpec:
         return (self.name,)
 
 
-#: Statuses of `scheduler_task_runs_total`: success and failed from the task's own
-#: counters, skipped and cancelled counted over the executions kept.
+#: Statuses of `scheduler_task_runs_total`, each from the task's own counter
+#: (kept as runs end, so no cleanup of the history lowers one).
 RUN_STATUSES = (
     ExecutionStatus.SUCCESS,
     ExecutionStatus.FAILED,
     ExecutionStatus.SKIPPED,
     ExecutionStatus.CANCELLED,
-)
-#: The executions counted by status over the history (one GROUP BY for all).
-COUNTED_STATUSES = (
-    ExecutionStatus.SKIPPED,
-    ExecutionStatus.CANCELLED,
-    ExecutionStatus.PENDING,
-    ExecutionStatus.RUNNING,
 )
 UNFINISHED_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
 #: `scheduler_task_duration_seconds` quantiles (label, value): min, median, p95, max.
@@ -82,9 +75,8 @@ ENDPOINT_METRICS: tuple[MetricSpec, ...] = (
         "counter",
         ("task", "status"),
         "Runs of the task that ended, by status (success, failed, skipped, "
-        "cancelled): success and failed from the task's counters (every run "
-        "ever), skipped and cancelled from the executions kept "
-        "(SCHEDULER_HISTORY_DAYS).",
+        "cancelled), from the task's own counters: every run ever, whatever the "
+        "cleanup deletes of the history.",
     ),
     MetricSpec(
         "scheduler_task_last_success_timestamp_seconds",
@@ -217,22 +209,19 @@ class MetricsSnapshot:
 def metrics_snapshot(*, now: dt.datetime | None = None) -> MetricsSnapshot:
     """Read what a scrape reports: four queries, whatever the number of tasks.
 
-    The tasks with their latest success; the executions counted by task and
-    status (skipped, cancelled, pending, running); the durations of the tasks'
-    recent runs; the alive instances.
+    The tasks with their counters and latest success; the executions pending
+    and running (exec_status_created_idx: never the finished history); the
+    durations of the tasks' recent runs; the alive instances.
     """
-    counted: dict[int, dict[str, int]] = {}
     executions = {str(status): 0 for status in UNFINISHED_STATUSES}
-    for task_id, status, count in (
-        TaskExecution.objects.filter(status__in=COUNTED_STATUSES)
+    for status, count in (
+        TaskExecution.objects.filter(status__in=UNFINISHED_STATUSES)
         .order_by()
-        .values("task_id", "status")
+        .values("status")
         .annotate(count=Count("pk"))
-        .values_list("task_id", "status", "count")
+        .values_list("status", "count")
     ):
-        counted.setdefault(task_id, {})[status] = count
-        if status in executions:
-            executions[status] += count
+        executions[status] += count
     durations: dict[int, list[int]] = {}
     for task_id, status, duration_ms in latest_runs(limit=RECENT_RUNS):
         if status in TaskExecution.TIMED_STATUSES and duration_ms is not None:
@@ -255,13 +244,15 @@ def metrics_snapshot(*, now: dt.datetime | None = None) -> MetricsSnapshot:
             "last_success_at",
             "success_count",
             "fail_count",
+            "skipped_count",
+            "cancelled_count",
             "duration_total_ms",
             "duration_count",
         )
     ):
         pk, name, health, last_run_at, next_run_at, last_success_at = row[:6]
-        success_count, fail_count, duration_total_ms, duration_count = row[6:]
-        of_task = counted.get(pk, {})
+        success_count, fail_count, skipped_count, cancelled_count = row[6:10]
+        duration_total_ms, duration_count = row[10:]
         tasks.append(
             TaskFigures(
                 name=name,
@@ -272,10 +263,8 @@ def metrics_snapshot(*, now: dt.datetime | None = None) -> MetricsSnapshot:
                 runs={
                     ExecutionStatus.SUCCESS: success_count,
                     ExecutionStatus.FAILED: fail_count,
-                    ExecutionStatus.SKIPPED: of_task.get(ExecutionStatus.SKIPPED, 0),
-                    ExecutionStatus.CANCELLED: of_task.get(
-                        ExecutionStatus.CANCELLED, 0
-                    ),
+                    ExecutionStatus.SKIPPED: skipped_count,
+                    ExecutionStatus.CANCELLED: cancelled_count,
                 },
                 duration_total_ms=duration_total_ms,
                 duration_count=duration_count,

@@ -519,7 +519,8 @@ def _record_unstorable(run: Run, backend: LockBackend, error: Exception) -> _Rec
 def add_counters(
     executions: Sequence[TaskExecution], *, retried: Collection[int] = ()
 ) -> None:
-    """Add ended runs to their tasks' counters (skipped runs count for nothing).
+    """Add ended runs to their tasks' counters (skipped runs only to the skipped
+    count, cancelled ones to the cancelled count besides).
 
     Succeeded and failed runs with a duration also add to the duration totals
     that the average duration is read from (TaskExecution.TIMED_STATUSES), and
@@ -532,16 +533,24 @@ def add_counters(
     """
     per_task: dict[int, list[Any]] = {}
     for execution in sorted(executions, key=_end_order):
-        if execution.status == Status.SKIPPED:
-            continue
-        # ran, ok, failed, latest, timed, took, tail, tail_failed, mixed
+        # ran, ok, failed, latest, timed, took, tail, tail_failed, mixed,
+        # skipped, cancelled
         counts = per_task.setdefault(
-            execution.task_id, [0, 0, 0, execution.started_at, 0, 0, 0, 0, 0]
+            execution.task_id, [0, 0, 0, None, 0, 0, 0, 0, 0, 0, 0]
         )
+        if execution.status == Status.SKIPPED:
+            counts[9] += 1  # and nothing else: a skip is no run
+            continue
         counts[0] += 1
         counts[1] += execution.status == Status.SUCCESS
         counts[2] += execution.status == Status.FAILED
-        counts[3] = max(counts[3], execution.started_at)
+        counts[10] += execution.status == Status.CANCELLED
+        if execution.started_at is not None:
+            counts[3] = (
+                execution.started_at
+                if counts[3] is None
+                else max(counts[3], execution.started_at)
+            )
         if (
             execution.status in TaskExecution.TIMED_STATUSES
             and execution.duration_ms is not None

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -525,6 +526,9 @@ def _cancel(
         finished_at=now,
         error_message=_("Cancelled before it started."),
     ):
+        ScheduledTask.objects.filter(pk=execution.task_id).update(
+            cancelled_count=F("cancelled_count") + 1
+        )
         transaction.on_commit(functools.partial(_withdraw_pending, execution.pk))
         execution.refresh_from_db()
         return execution, True

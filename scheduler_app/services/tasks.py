@@ -117,6 +117,8 @@ BOOKKEEPING_FIELDS = (
     "run_count",
     "success_count",
     "fail_count",
+    "skipped_count",
+    "cancelled_count",
     "duration_total_ms",
     "duration_count",
 )

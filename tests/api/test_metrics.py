@@ -12,8 +12,14 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from scheduler_app.locks import get_lock_backend, task_lock_key
 from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
-from scheduler_app.services import execution_run, task_request_run
+from scheduler_app.services import (
+    execution_cancel,
+    execution_run,
+    executions_cleanup,
+    task_request_run,
+)
 from scheduler_app.services.metrics import ENDPOINT_METRICS, RECENT_RUNS, quantile
 from tests.factories import make_execution, make_sample_task, make_task, make_user
 
@@ -134,6 +140,11 @@ def make_tasks_with_history(count: int, prefix: str) -> None:
             handler_path="scripts:example_task",
             next_run_at=now,
             last_run_at=now,
+            # What the engine's counters say of the history below.
+            success_count=2,
+            fail_count=2,
+            skipped_count=2,
+            cancelled_count=2,
         )
         for number in range(count)
     )
@@ -150,6 +161,32 @@ def make_tasks_with_history(count: int, prefix: str) -> None:
         for task in tasks
         for number, status in enumerate(statuses * 2)
     )
+
+
+def test_the_run_counts_do_not_drop_when_the_cleanup_deletes_old_runs(
+    token: str,
+) -> None:
+    task = make_sample_task("add", name="kept", handler_kwargs={"a": "2"})
+    lock = get_lock_backend().acquire(
+        task_lock_key(task.pk), owner="other", ttl_seconds=60
+    )
+    execution_run(execution=task_request_run(task=task))  # skipped
+    get_lock_backend().release(task_lock_key(task.pk), lock)
+    execution_cancel(execution=make_execution(task, status=Status.PENDING))
+    before = samples(scrape(**bearer(token)))
+    TaskExecution.objects.update(created_at=timezone.now() - dt.timedelta(days=400))
+
+    executions_cleanup(days=30)
+
+    after = samples(scrape(**bearer(token)))
+    assert TaskExecution.objects.count() == 0
+    for status in ("skipped", "cancelled"):
+        counted = value(before, "scheduler_task_runs_total", task="kept", status=status)
+        assert counted == 1, status
+        assert (
+            value(after, "scheduler_task_runs_total", task="kept", status=status)
+            == counted
+        ), status
 
 
 def test_a_scrape_costs_the_same_few_queries_at_10_and_at_200_tasks(
@@ -188,8 +225,13 @@ def test_the_figures_agree_with_the_database(token: str) -> None:
         execution_run(execution=task_request_run(task=works))
     execution_run(execution=task_request_run(task=breaks))
     execution_run(execution=task_request_run(task=breaks))
-    make_execution(works, status=Status.SKIPPED)
-    make_execution(breaks, status=Status.CANCELLED)
+    # A skip and a cancel through the execution path, as the engine counts them.
+    lock = get_lock_backend().acquire(
+        task_lock_key(works.pk), owner="other", ttl_seconds=60
+    )
+    execution_run(execution=task_request_run(task=works))
+    get_lock_backend().release(task_lock_key(works.pk), lock)
+    execution_cancel(execution=make_execution(breaks, status=Status.PENDING))
     make_execution(breaks, status=Status.PENDING)
     make_execution(works, status=Status.RUNNING)
     now = timezone.now()
@@ -211,11 +253,17 @@ def test_the_figures_agree_with_the_database(token: str) -> None:
     for task in ScheduledTask.objects.all():
         of_task = TaskExecution.objects.filter(task=task)
         runs = {
-            "success": task.success_count,
-            "failed": task.fail_count,
+            "success": of_task.filter(status=Status.SUCCESS).count(),
+            "failed": of_task.filter(status=Status.FAILED).count(),
             "skipped": of_task.filter(status=Status.SKIPPED).count(),
             "cancelled": of_task.filter(status=Status.CANCELLED).count(),
         }
+        assert runs == {
+            "success": task.success_count,
+            "failed": task.fail_count,
+            "skipped": task.skipped_count,
+            "cancelled": task.cancelled_count,
+        }, task.name
         for status, count in runs.items():
             assert (
                 value(found, "scheduler_task_runs_total", task=task.name, status=status)

@@ -45,9 +45,21 @@ def test_counts_and_durations_are_added_and_last_run_at_stays_the_latest() -> No
 
     add_run_counts(
         counts={
-            earlier_stored.pk: (3, 1, 2, T0, 3, 300, 0, 0, 0),
-            never.pk: (2, 2, 0, T0 + dt.timedelta(microseconds=1), 1, 2**40, 0, 0, 0),
-            later_stored.pk: (1, 0, 1, T0 - dt.timedelta(hours=1), 0, 0, 0, 0, 0),
+            earlier_stored.pk: (3, 1, 2, T0, 3, 300, 0, 0, 0, 0, 0),
+            never.pk: (
+                2,
+                2,
+                0,
+                T0 + dt.timedelta(microseconds=1),
+                1,
+                2**40,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ),
+            later_stored.pk: (1, 0, 1, T0 - dt.timedelta(hours=1), 0, 0, 0, 0, 0, 0, 0),
         }
     )
 
@@ -79,9 +91,24 @@ def test_streaks_count_the_outcomes_at_the_end_of_the_history(
 ) -> None:
     task = make_task(fail_streak=stored[0], success_streak=stored[1])
 
-    add_run_counts(counts={task.pk: (1, 0, 0, T0, 0, 0, *tail)})
+    add_run_counts(counts={task.pk: (1, 0, 0, T0, 0, 0, *tail, 0, 0)})
 
     assert streaks(task) == expected
+
+
+def test_skipped_and_cancelled_runs_add_to_their_counts_and_a_skip_to_nothing_else() -> (
+    None
+):
+    task = make_task(last_run_at=T0, run_count=5)
+
+    add_run_counts(
+        counts={task.pk: (0, 0, 0, None, 0, 0, 0, 0, 0, 3, 0)}  # skips alone
+    )
+    add_run_counts(counts={task.pk: (1, 0, 0, T0, 0, 0, 0, 0, 0, 0, 1)})
+
+    task.refresh_from_db()
+    assert (task.skipped_count, task.cancelled_count) == (3, 1)
+    assert (task.run_count, task.last_run_at) == (6, T0)  # a skip is no run
 
 
 def test_no_counts_send_no_statement(
