@@ -537,6 +537,16 @@ def test_cancel_a_pending_execution_ends_it_at_once() -> None:
     assert runs.calls == []
 
 
+def test_cancel_of_a_pending_run_adds_one_to_the_cancelled_count_only() -> None:
+    task = make("add", handler_kwargs={"a": "1"})
+    execution = task_request_run(task=task)
+
+    execution_cancel(execution=execution)
+
+    task.refresh_from_db()
+    assert (task.cancelled_count, task.skipped_count, task.run_count) == (1, 0, 0)
+
+
 def test_cancel_a_running_async_execution_stops_it() -> None:
     execution = task_request_run(task=make("async_block"))
     thread = run_in_thread(execution)
@@ -598,6 +608,8 @@ def test_bulk_cancel_ends_the_pending_and_leaves_the_finished_alone() -> None:
     assert (done.cancelled, done.refused) == (1, [])
     assert status_of(pending) == Status.CANCELLED
     assert status_of(finished) == Status.SUCCESS
+    task.refresh_from_db()
+    assert (task.cancelled_count, task.success_count) == (1, 1)
 
 
 def test_concurrent_runs_update_the_counters_atomically() -> None:
