@@ -535,3 +535,56 @@ def task_audit_trail(
 def audit_entries() -> QuerySet[AuditEntry]:
     """Every audit entry, newest first (the API's list)."""
     return AuditEntry.objects.order_by("-at", "-id")
+
+
+#: How many runs and tasks each list of the admin index's dashboard shows.
+DASHBOARD_ROWS = 5
+#: The dashboard's window of failures.
+DASHBOARD_FAILURES_WINDOW = dt.timedelta(hours=24)
+#: How far ahead the dashboard lists the next runs due.
+DASHBOARD_DUE_WINDOW_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """What the admin index says at a glance; each part links to its list."""
+
+    status: SchedulerStatus
+    #: Failed runs created within DASHBOARD_FAILURES_WINDOW, and the latest of them.
+    failures: int
+    latest_failures: list[TaskExecution]
+    #: The runs going on longest, oldest start first.
+    longest_running: list[TaskExecution]
+    next_due: list[ScheduledTask]
+    failures_since: dt.datetime
+
+
+def dashboard(*, now: dt.datetime | None = None) -> Dashboard:
+    """The admin index's dashboard: a bounded number of queries (scheduler_status's
+    five, four more), whatever the number of tasks and runs; the status index
+    serves the run lists."""
+    now = now or timezone.now()
+    since = now - DASHBOARD_FAILURES_WINDOW
+    light = ("pk", "task_id", "task__name", "status", "failure_kind", "created_at")
+    failed = TaskExecution.objects.filter(
+        status=TaskExecution.Status.FAILED, created_at__gte=since
+    )
+    return Dashboard(
+        status=scheduler_status(now=now),
+        failures=failed.count(),
+        latest_failures=list(
+            failed.select_related("task")
+            .only(*light, "error_message")
+            .order_by("-created_at", "-id")[:DASHBOARD_ROWS]
+        ),
+        longest_running=list(
+            TaskExecution.objects.filter(status=TaskExecution.Status.RUNNING)
+            .select_related("task")
+            .only(*light, "started_at", "instance_id")
+            .order_by("started_at", "id")[:DASHBOARD_ROWS]
+        ),
+        next_due=tasks_due_within(
+            DASHBOARD_DUE_WINDOW_SECONDS, now=now, limit=DASHBOARD_ROWS
+        ),
+        failures_since=since,
+    )

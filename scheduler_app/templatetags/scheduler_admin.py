@@ -1,4 +1,5 @@
-"""Template tags of the scheduler admin: the no-scheduler banner and cheap pagination links."""
+"""Template tags of the scheduler admin: the no-scheduler banner, the index's
+dashboard and cheap pagination links."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from django import template
 from django.contrib.admin.views.main import PAGE_VAR
 from django.http import HttpRequest
 
-from .. import services
+from .. import selectors, services
 from ..admin import display
+from ..choices import ExecutorName, HealthState
+from ..conf import app_settings
 from ..models import ScheduledTask, SchedulerInstance, TaskExecution
 
 register = template.Library()
@@ -45,6 +48,31 @@ def scheduler_warning(context: template.Context) -> dict[str, Any]:
         return {"show": False}
     return {
         "show": not services.instances_alive_ids(kind=SchedulerInstance.Kind.SCHEDULER)
+    }
+
+
+@register.inclusion_tag(
+    "admin/scheduler_app/includes/dashboard.html", takes_context=True
+)
+def scheduler_dashboard(context: template.Context) -> dict[str, Any]:
+    """The admin index's dashboard, for who may view the tasks (bounded queries:
+    selectors.dashboard)."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None or not user.has_perm("scheduler_app.view_scheduledtask"):
+        return {"show": False}
+    board = selectors.dashboard()
+    states = [
+        (state, label, board.status.health_counts.get(state, 0))
+        for state, label in HealthState.choices
+    ]
+    return {
+        "show": True,
+        "board": board,
+        "states": states,
+        "shows_workers": bool(board.status.workers)
+        or app_settings.SCHEDULER_EXECUTOR == ExecutorName.CELERY,
+        "may_view_runs": user.has_perm("scheduler_app.view_taskexecution"),
     }
 
 
@@ -114,3 +142,13 @@ def scheduler_absolute(value: Any) -> str:
 def scheduler_relative(value: Any) -> str:
     """'in 3 hours' or '5 minutes ago'."""
     return display.relative_time(value) if value else display.EMPTY
+
+
+@register.simple_tag
+def scheduler_health_badge(value: str) -> str:
+    return display.health_badge(value)
+
+
+@register.simple_tag
+def scheduler_run_badge(execution: TaskExecution) -> str:
+    return display.execution_badge(execution)

@@ -8,14 +8,21 @@ from typing import Any
 
 import pytest
 from django.contrib import messages
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from scheduler_app.locks import get_lock_backend, lock_key, task_lock_key
 from scheduler_app.models import AuditEntry, ScheduledTask, SchedulerInstance
-from tests.admin.helpers import TASK_CHANGELIST, sent_messages, staff_user
-from tests.factories import make_live_run_holding_lock, make_task
+from tests.admin.helpers import (
+    TASK_CHANGELIST,
+    scheduler_alive,
+    sent_messages,
+    staff_user,
+)
+from tests.factories import make_execution, make_live_run_holding_lock, make_task
 
 pytestmark = pytest.mark.django_db
 
@@ -376,3 +383,58 @@ def test_the_locks_admin_is_a_page_not_a_row_of_the_model_list(
 
     assert "model-schedulerlock" not in content
     assert "model-schedulerinstance" in content
+
+
+def _dashboard(content: str) -> str:
+    return content.split('id="scheduler-dashboard"', 1)[1].split("</div>\n</div>", 1)[0]
+
+
+def test_the_admin_index_dashboard_sums_up_health_failures_runs_and_what_is_due(
+    admin_client: Client,
+) -> None:
+    now = timezone.now()
+    failing = make_task(name="nightly <b>", health="failing")
+    make_task(name="fine", health="up", next_run_at=now + dt.timedelta(hours=2))
+    make_execution(failing, status="failed", error_message="boom")
+    make_execution(
+        failing, status="failed", created_at=now - dt.timedelta(days=2)
+    )  # older than the day: not counted
+    make_execution(
+        failing,
+        status="running",
+        started_at=now - dt.timedelta(minutes=30),
+        instance_id="host:1:abc",
+    )
+    scheduler_alive()
+
+    board = _dashboard(admin_client.get(ADMIN_INDEX).content.decode())
+    board = board.replace("\xa0", " ")
+
+    assert "Running" in board
+    assert 'href="%s?health__exact=failing"' % TASK_CHANGELIST in board
+    assert "1 failure in the last 24 hours" in board
+    assert "nightly &lt;b&gt;" in board and "nightly <b>" not in board
+    assert "started 30 minutes ago" in board
+    assert "fine" in board.split('id="dashboard-due"', 1)[1]
+    assert "Celery worker" not in board  # the inline executor has none
+
+
+def test_the_dashboard_costs_the_same_queries_for_few_and_many_tasks(
+    admin_client: Client,
+) -> None:
+    def queries(count: int) -> int:
+        for _ in range(count):
+            task = make_task(next_run_at=timezone.now() + dt.timedelta(hours=1))
+            make_execution(task, status="failed")
+            make_execution(task, status="running", started_at=timezone.now())
+        with CaptureQueriesContext(connection) as captured:
+            admin_client.get(ADMIN_INDEX)
+        return len(captured.captured_queries)
+
+    assert queries(2) == queries(20)
+
+
+def test_the_dashboard_is_for_who_may_view_the_tasks(client: Client) -> None:
+    client.force_login(staff_user("view_taskexecution"))
+
+    assert 'id="scheduler-dashboard"' not in client.get(ADMIN_INDEX).content.decode()

@@ -206,6 +206,11 @@ def test_the_task_list_and_the_health_page(
     expect(page.locator("#scheduler-warning")).to_have_count(0)
     screenshot(page, "task-list")
 
+    page.goto(live_server.url + "/admin/")
+    expect(page.locator("#dashboard-due")).to_contain_text("nightly_orders_sync")
+    expect(page.locator("#dashboard-scheduler")).to_contain_text("Running")
+    screenshot(page, "dashboard")
+
     page.goto(live_server.url + "/admin/scheduler_app/schedulerinstance/health/")
     expect(page.locator("#scheduler-instances")).to_contain_text("web-1:4242:9f1c2a")
     expect(page.locator("#scheduler-due")).to_contain_text("nightly_orders_sync")
