@@ -352,3 +352,79 @@ def test_cancel_this_run_asks_first(page: Any, live_server: Any) -> None:
     assert page.url.endswith("/taskexecution/%d/change/" % execution.pk)
     assert questions and "Cancel this run?" in questions[0]
     assert TaskExecution.objects.get(pk=execution.pk).status == "pending"
+
+
+def test_the_preview_shows_an_invalid_cron_s_error_and_a_past_date_as_past(
+    page: Any, live_server: Any
+) -> None:
+    page.goto(live_server.url + "/admin/scheduler_app/scheduledtask/add/")
+    page.select_option("select[name=task_type]", "cron")
+    page.fill("#id_cron_expression", "61 * * * *")
+    preview = page.locator("#scheduler-preview")
+
+    expect(preview.locator(".scheduler-preview-error")).to_contain_text("61")
+    expect(preview).not_to_contain_text("At 61 minutes past the hour")
+
+    page.select_option("select[name=task_type]", "date")
+    page.fill("#id_run_date_0", "2020-01-02")
+    page.fill("#id_run_date_1", "03:04:05")
+    page.locator("#id_run_date_1").dispatch_event("change")
+    expect(preview.locator(".scheduler-preview-error")).to_contain_text(
+        "is in the past"
+    )
+    expect(preview).not_to_contain_text("does not fire by itself")
+
+
+def test_the_task_list_marks_a_handler_that_cannot_run_and_its_page_says_why(
+    page: Any, live_server: Any, heartbeat: None
+) -> None:
+    task = make_task(name="orphan", handler_path="scripts:gone")
+
+    page.goto(live_server.url + "/admin/scheduler_app/scheduledtask/")
+    row = page.locator("tr", has=page.locator("a", has_text="orphan"))
+    expect(row.locator(".scheduler-handler-problem")).to_be_visible()
+
+    page.goto(
+        live_server.url + "/admin/scheduler_app/scheduledtask/%d/change/" % task.pk
+    )
+    expect(page.locator("#scheduler-handler-problem")).to_contain_text("scripts:gone")
+
+
+def test_staged_fires_show_as_upcoming_not_among_past_runs(
+    page: Any, live_server: Any, heartbeat: None
+) -> None:
+    task = make_task(name="staged_ahead")
+    done = make_execution(task, status="success", started_at=timezone.now())
+    staged = make_execution(
+        task,
+        trigger_type="scheduled",
+        scheduled_for=timezone.now() + dt.timedelta(minutes=5),
+    )
+    runs = live_server.url + "/admin/scheduler_app/taskexecution/"
+
+    page.goto(runs)
+    expect(page.locator("#result_list")).to_contain_text(str(done.pk))
+    ids = page.locator("#result_list tbody th.field-id").all_inner_texts()
+    assert str(staged.pk) not in ids
+    page.click("#changelist-filter >> text=Upcoming (fires staged ahead)")
+    expect(page.locator("#result_list tbody th.field-id")).to_have_text(
+        [str(staged.pk)]
+    )
+
+
+def test_run_now_without_a_scheduler_says_the_run_waits(
+    page: Any, live_server: Any
+) -> None:
+    task = make_task(
+        name="waits_for_a_scheduler", task_type="manual", interval_seconds=None
+    )
+    page.goto(
+        live_server.url + "/admin/scheduler_app/scheduledtask/%d/change/" % task.pk
+    )
+    expect(page.locator("#scheduler-warning")).to_be_visible()
+
+    page.click("#scheduler-run-now")
+
+    expect(page.locator("ul.messagelist li.warning")).to_contain_text(
+        "no scheduler is running, so it waits until one starts"
+    )
