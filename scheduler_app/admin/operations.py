@@ -46,6 +46,7 @@ MSG_NOT_A_TASK_LOCK = _(
 
 LOCKS_URL_NAME = "admin:scheduler_app_schedulerlock_changelist"
 HEALTH_URL_NAME = "admin:scheduler_app_schedulerinstance_health"
+TIMELINE_URL_NAME = "admin:scheduler_app_scheduledtask_timeline"
 
 
 def may_view_operations(site: admin.AdminSite, request: HttpRequest) -> bool:
@@ -64,6 +65,7 @@ def operations_context(
         "opts": model_admin.opts,
         "locks_url": reverse(LOCKS_URL_NAME),
         "health_url": reverse(HEALTH_URL_NAME),
+        "timeline_url": reverse(TIMELINE_URL_NAME),
     }
 
 

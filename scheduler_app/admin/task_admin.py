@@ -25,7 +25,7 @@ from ..exceptions import ReasonInvalid, SystemTaskProtected, TaskBusy
 from ..forms import ScheduledTaskForm, handler_info, param_field_name
 from ..handlers.registry import HandlerInfo
 from ..models import ScheduledTask, TaskExecution, TaskExecutionQuerySet
-from . import task_views
+from . import task_views, timeline
 from .audit import task_trail_context
 from .display import (
     EMPTY,
@@ -673,6 +673,11 @@ class ScheduledTaskAdmin(TaskActionsMixin):
                 "preview/",
                 view(task_views.schedule_preview),
                 name="%s_%s_preview" % info,
+            ),
+            path(
+                "timeline/",
+                view(timeline.timeline_view),
+                name="%s_%s_timeline" % info,
             ),
             *super().get_urls(),
         ]

@@ -1,0 +1,247 @@
+"""The Timeline page: every task a row, the last day, week or month as columns, the day ahead.
+
+Reads come from services.timeline (a bounded number of queries); this module
+only draws them. A row is a CSS grid with one column per slot; each cell is one
+element placed over the columns it spans, so the page's size follows the
+changes of outcome, not the number of runs. The hover text says what a cell
+holds; a click opens its run, or its runs (the execution list filtered to the
+task, the cell's fire times and its status), or the task for a missed or
+upcoming fire.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from django import forms
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+
+from ..choices import ExecutionStatus, HealthState, TaskStatus
+from ..models import ScheduledTask
+from ..services import timeline as timelines
+from ..services.timeline import Cell, CellKind, Timeline
+from .display import DATETIME_SECONDS_FORMAT, health_badge
+from .operations import operations_context
+
+if TYPE_CHECKING:
+    from .task_admin import ScheduledTaskAdmin
+
+#: Rows a page: 500 tasks render well within a second (bench/timeline.py).
+ROWS_PER_PAGE = 500
+
+#: The legend, in the order of a cell's precedence.
+KIND_LABELS = {
+    CellKind.FAILED: _("failed"),
+    CellKind.RUNNING: _("running or due"),
+    CellKind.MISSED: _("missed"),
+    CellKind.SUCCESS: _("success"),
+    CellKind.SKIPPED: _("skipped"),
+    CellKind.CANCELLED: _("cancelled"),
+    CellKind.UPCOMING: _("upcoming"),
+}
+#: The status a cell's link filters the runs by (none: every run of the cell).
+KIND_STATUS = {
+    CellKind.FAILED: ExecutionStatus.FAILED,
+    CellKind.MISSED: ExecutionStatus.MISSED,
+    CellKind.SUCCESS: ExecutionStatus.SUCCESS,
+    CellKind.SKIPPED: ExecutionStatus.SKIPPED,
+    CellKind.CANCELLED: ExecutionStatus.CANCELLED,
+}
+#: Axis labels: one every so many seconds, in this date format.
+TICKS = {"24h": (3 * 3600, "H:i"), "7d": (86400, "M j"), "30d": (2 * 86400, "M j")}
+
+
+class TimelineFilterForm(forms.Form):
+    """The page's query string: span, health, status, handler, page."""
+
+    span = forms.ChoiceField(
+        label=_("Range"),
+        required=False,
+        choices=[(span.key, span.label) for span in timelines.SPANS],
+    )
+    health = forms.ChoiceField(
+        label=_("Health"),
+        required=False,
+        choices=[("", _("Any health")), *HealthState.choices],
+    )
+    status = forms.ChoiceField(
+        label=_("Status"),
+        required=False,
+        choices=[("", _("Any status")), *TaskStatus.choices],
+    )
+    handler = forms.ChoiceField(label=_("Handler"), required=False)
+
+    def __init__(self, *args: Any, handlers: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["handler"].choices = [  # type: ignore[attr-defined]
+            ("", _("Any handler")),
+            *[(path, path) for path in handlers],
+        ]
+
+    def value(self, name: str) -> str:
+        """The field's clean value; "" (no filter) when it was not valid."""
+        if not hasattr(self, "cleaned_data"):
+            self.is_valid()
+        return str(self.cleaned_data.get(name) or "")
+
+
+def timeline_view(
+    request: HttpRequest, model_admin: ScheduledTaskAdmin
+) -> HttpResponse:
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    handlers = list(
+        ScheduledTask.objects.order_by("handler_path")
+        .values_list("handler_path", flat=True)
+        .distinct()
+    )
+    form = TimelineFilterForm(request.GET, handlers=handlers)
+    form.is_valid()
+    span = timelines.SPANS_BY_KEY.get(form.value("span"), timelines.DEFAULT_SPAN)
+    tasks = timelines.timeline_tasks(
+        health=form.value("health"),
+        status=form.value("status"),
+        handler=form.value("handler"),
+    )
+    page = Paginator(tasks, ROWS_PER_PAGE).get_page(request.GET.get("p"))
+    drawn = timelines.timeline(list(page.object_list), span=span)
+    kept = {
+        name: value
+        for name in ("span", "health", "status", "handler")
+        if (value := form.value(name))
+    }
+    context = {
+        **operations_context(model_admin, request, gettext("Timeline")),
+        "form": form,
+        "timeline": drawn,
+        "page": page,
+        "page_query": urlencode(kept),
+        "axis": axis(drawn),
+        "rows": [
+            (
+                row.task,
+                health_badge(row.task.health),
+                draw_cells(drawn, row.task, row.cells),
+            )
+            for row in drawn.rows
+        ],
+        "legend": [(kind.value, label) for kind, label in KIND_LABELS.items()],
+        "slots": drawn.grid.count,
+        "ahead_column": drawn.now_slot + 2,
+        "span_minutes": drawn.grid.step // 60,
+    }
+    return TemplateResponse(request, "admin/scheduler_app/timeline.html", context)
+
+
+def axis(drawn: Timeline) -> SafeString:
+    """The time labels over the rows: one each TICKS interval, local time."""
+    every, shown = TICKS.get(drawn.span.key, (86400, "M j"))
+    grid = drawn.grid
+    labels = []
+    for slot in range(grid.count):
+        local = timezone.localtime(grid.slot_start(slot))
+        into_day = local.hour * 3600 + local.minute * 60 + local.second
+        if every <= 86400:
+            if into_day % every:
+                continue
+        elif into_day or local.toordinal() % (every // 86400):
+            continue
+        labels.append((slot + 1, date_format(local, shown)))
+    return format_html_join(
+        "", '<span class="tl-tick" style="grid-column:{}">{}</span>', labels
+    )
+
+
+def _local(moment: dt.datetime) -> dt.datetime:
+    return timezone.localtime(moment)
+
+
+def _time(moment: dt.datetime) -> str:
+    return date_format(_local(moment), DATETIME_SECONDS_FORMAT)
+
+
+def _range(cell: Cell) -> str:
+    return "%s – %s" % (_time(cell.start), _time(cell.end))
+
+
+def cell_title(cell: Cell) -> str:
+    """What the hover says of a cell."""
+    if cell.kind == CellKind.UPCOMING:
+        if cell.fire_at is not None and cell.width == 1:
+            return gettext("Next fire at %(time)s") % {"time": _time(cell.fire_at)}
+        return gettext("%(range)s: fires ahead") % {"range": _range(cell)}
+    if cell.kind == CellKind.MISSED and not cell.runs:
+        if cell.fire_at is not None and cell.width == 1:
+            return gettext("No run of the fire due at %(time)s") % {
+                "time": _time(cell.fire_at)
+            }
+        return gettext("%(range)s: fires were due and no run was recorded") % {
+            "range": _range(cell)
+        }
+    counts = ", ".join(
+        "%d %s" % (runs, ExecutionStatus(status).label)
+        for status, runs in sorted(cell.counts.items(), key=lambda item: -item[1])
+    )
+    if cell.run_id is not None:
+        return gettext("Run #%(id)s, %(range)s: %(counts)s") % {
+            "id": cell.run_id,
+            "range": _range(cell),
+            "counts": counts,
+        }
+    return ngettext(
+        "%(range)s: %(runs)d run (%(counts)s)",
+        "%(range)s: %(runs)d runs (%(counts)s)",
+        cell.runs,
+    ) % {"range": _range(cell), "runs": cell.runs, "counts": counts}
+
+
+def cell_url(cell: Cell, task: ScheduledTask) -> str:
+    """Where a click on a cell goes: its run, its runs, or the task."""
+    if cell.run_id is not None:
+        return reverse("admin:scheduler_app_taskexecution_change", args=[cell.run_id])
+    if not cell.runs:
+        return reverse("admin:scheduler_app_scheduledtask_change", args=[task.pk])
+    query: dict[str, str | int] = {
+        "task__id__exact": task.pk,
+        "fired_gte": cell.start.isoformat(),
+        "fired_lt": cell.end.isoformat(),
+        "when": "all",
+    }
+    status = KIND_STATUS.get(cell.kind)
+    if status is not None:
+        query["status"] = status
+    return "%s?%s" % (
+        reverse("admin:scheduler_app_taskexecution_changelist"),
+        urlencode(query),
+    )
+
+
+def draw_cells(drawn: Timeline, task: ScheduledTask, cells: list[Cell]) -> SafeString:
+    """A row's cells, each over its columns (1-based, the grid's first column is 1)."""
+    return mark_safe(
+        "".join(
+            format_html(
+                '<a class="tl-cell tl-{}" style="grid-column:{} / span {}" '
+                'href="{}" title="{}" data-kind="{}"></a>',
+                cell.kind,
+                cell.first + 1,
+                cell.width,
+                cell_url(cell, task),
+                cell_title(cell),
+                cell.kind,
+            )
+            for cell in cells
+        )
+    )

@@ -1,0 +1,433 @@
+"""The timeline: every task a row, time in slots, each slot coloured by what happened in it.
+
+A slot's colour is its most telling outcome: failed, then running (or due and
+waiting), then missed, success, skipped, cancelled. Two more kinds have no run
+behind them:
+
+- `missed`: the schedule expected a fire in the slot and no run of any status
+  was recorded for it (a recorded `missed` row, written when a scheduler comes
+  back after fires went by, counts as a run of status missed). Expected means:
+  by the task's schedule as it is now, after the task was created and after its
+  schedule last changed (the audit trail's updates), while it was active (its
+  pauses, resumes, enables and disables in the audit trail, walked back from
+  its status now), and longer ago than its alert grace (plus its jitter);
+- `upcoming`: a fire ahead, for the next 24 hours.
+
+Neighbouring slots of one kind are one cell, so a task that succeeds every
+minute is a single bar, not 1,440 elements; a cell knows its runs by status,
+and its run when it holds one.
+
+The cost is bounded whatever the number of runs or fires: one statement counts
+the runs by task, slot and status (db/timeline.py), one reads the audit entries
+that matter, and schedules/buckets.py answers which slots a schedule fires in
+without listing every fire.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
+from ..choices import AuditAction, ExecutionStatus, TaskStatus, TaskType
+from ..conf import app_settings
+from ..db.timeline import runs_by_slot
+from ..models import AuditEntry, ScheduledTask
+from ..schedules.buckets import Grid, fire_slots, first_fire
+from ..schedules.schedule import Schedule
+
+#: How far ahead the upcoming fires go.
+AHEAD = dt.timedelta(hours=24)
+#: The fields of a task whose change changes when it fires.
+SCHEDULE_FIELDS = (
+    "task_type",
+    "cron_expression",
+    "interval_seconds",
+    "run_date",
+    "timezone",
+)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A range the timeline shows: its query-string key, its label, how long, the slot."""
+
+    key: str
+    label: str | Promise
+    length: dt.timedelta
+    step: int
+
+
+SPANS = (
+    Span("24h", _("Last 24 hours"), dt.timedelta(hours=24), 15 * 60),
+    Span("7d", _("Last 7 days"), dt.timedelta(days=7), 3600),
+    Span("30d", _("Last 30 days"), dt.timedelta(days=30), 6 * 3600),
+)
+SPANS_BY_KEY = {span.key: span for span in SPANS}
+DEFAULT_SPAN = SPANS[0]
+
+
+class CellKind(StrEnum):
+    FAILED = "failed"
+    RUNNING = "running"
+    MISSED = "missed"
+    SUCCESS = "success"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    UPCOMING = "upcoming"
+
+
+#: A slot's kind from the statuses of its runs: the first one present wins.
+_PRECEDENCE = (
+    (CellKind.FAILED, (ExecutionStatus.FAILED,)),
+    (CellKind.RUNNING, (ExecutionStatus.RUNNING, ExecutionStatus.PENDING)),
+    (CellKind.MISSED, (ExecutionStatus.MISSED,)),
+    (CellKind.SUCCESS, (ExecutionStatus.SUCCESS,)),
+    (CellKind.SKIPPED, (ExecutionStatus.SKIPPED,)),
+    (CellKind.CANCELLED, (ExecutionStatus.CANCELLED,)),
+)
+
+
+@dataclass
+class Cell:
+    """Neighbouring slots [first, first + width) of one kind, in one task's row."""
+
+    first: int
+    width: int
+    kind: CellKind
+    start: dt.datetime
+    end: dt.datetime
+    #: Status -> runs, over the cell.
+    counts: dict[str, int] = field(default_factory=dict)
+    #: The latest run of the statuses that gave the cell its kind.
+    latest_id: int | None = None
+    #: The first fire expected (missed) or ahead (upcoming); None if only known
+    #: to lie in the cell.
+    fire_at: dt.datetime | None = None
+    #: The slots of the cell that expected a fire (missed) or hold one (upcoming).
+    fires: int = 0
+
+    @property
+    def runs(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def run_id(self) -> int | None:
+        """The cell's run when it holds exactly one."""
+        return self.latest_id if self.runs == 1 else None
+
+
+@dataclass
+class Row:
+    task: ScheduledTask
+    cells: list[Cell]
+
+
+@dataclass
+class Timeline:
+    span: Span
+    grid: Grid
+    now: dt.datetime
+    #: The slot that holds `now`: the slots after it are ahead.
+    now_slot: int
+    rows: list[Row]
+
+
+def timeline_grid(span: Span, *, now: dt.datetime) -> tuple[Grid, int]:
+    """The grid of `span` ending AHEAD after the slot of `now`, and that slot.
+
+    Slots are counted from local midnight (the current time zone), so six-hour
+    slots start at 00:00, 06:00, 12:00 and 18:00 where the reader lives.
+    """
+    local = timezone.localtime(now)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    into_day = math.floor((now - midnight).total_seconds() / span.step)
+    current = midnight + dt.timedelta(seconds=into_day * span.step)
+    past = int(span.length.total_seconds() // span.step)
+    ahead = int(AHEAD.total_seconds() // span.step)
+    start = current - dt.timedelta(seconds=(past - 1) * span.step)
+    return Grid(start=start, step=span.step, count=past + ahead), past - 1
+
+
+def timeline_tasks(
+    *, health: str = "", status: str = "", handler: str = ""
+) -> QuerySet[ScheduledTask]:
+    """The tasks the timeline lists, by name, with the filters applied (a queryset)."""
+    tasks = ScheduledTask.objects.order_by("name", "pk")
+    if health:
+        tasks = tasks.filter(health=health)
+    if status:
+        tasks = tasks.filter(status=status)
+    if handler:
+        tasks = tasks.filter(handler_path=handler)
+    return tasks
+
+
+def timeline(
+    tasks: Sequence[ScheduledTask], *, span: Span, now: dt.datetime | None = None
+) -> Timeline:
+    """The timeline of `tasks` over `span` and the day ahead: two queries."""
+    now = now or timezone.now()
+    grid, now_slot = timeline_grid(span, now=now)
+    task_ids = [task.pk for task in tasks]
+    slots: dict[int, dict[int, dict[str, tuple[int, int]]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
+    for task_id, slot, status, runs, latest in runs_by_slot(
+        task_ids=task_ids, start=grid.start, end=now, step=grid.step
+    ):
+        slots[task_id][slot][status] = (runs, latest)
+    history = _history(task_ids, since=grid.start)
+    upcoming_cache: dict[tuple[object, ...], dict[int, dt.datetime | None]] = {}
+    rows = []
+    for task in tasks:
+        ran = slots.get(task.pk, {})
+        missed = _missed(task, grid, now, now_slot, ran, history.get(task.pk, []))
+        upcoming = _upcoming(task, grid, now, now_slot, upcoming_cache)
+        rows.append(Row(task=task, cells=_cells(grid, ran, missed, upcoming)))
+    return Timeline(span=span, grid=grid, now=now, now_slot=now_slot, rows=rows)
+
+
+# -- what happened to each task: its audit entries ------------------------------------
+
+
+@dataclass(frozen=True)
+class _Change:
+    at: dt.datetime
+    action: str
+    changes: dict[str, list[object]]
+
+
+_STATUS_ACTIONS = (
+    AuditAction.PAUSE,
+    AuditAction.RESUME,
+    AuditAction.ENABLE,
+    AuditAction.DISABLE,
+)
+
+
+def _history(task_ids: list[int], *, since: dt.datetime) -> dict[int, list[_Change]]:
+    """task id -> its changes of status or schedule since `since`, newest first."""
+    if not task_ids:
+        return {}
+    entries = (
+        AuditEntry.objects.filter(task_id__in=task_ids, at__gte=since)
+        .filter(
+            Q(action__in=_STATUS_ACTIONS)
+            | Q(
+                action=AuditAction.UPDATE,
+                changes__has_any_keys=["status", *SCHEDULE_FIELDS],
+            )
+        )
+        .order_by("-at", "-id")
+        .values_list("task_id", "at", "action", "changes")
+    )
+    history: dict[int, list[_Change]] = defaultdict(list)
+    for task_id, at, action, changes in entries:
+        history[task_id].append(_Change(at, action, changes or {}))
+    return history
+
+
+def _status_before(change: _Change, after: str) -> str:
+    """The task's status before `change`, given its status after it."""
+    if change.action == AuditAction.PAUSE:
+        return TaskStatus.ACTIVE
+    if change.action == AuditAction.RESUME:
+        return TaskStatus.PAUSED
+    if change.action == AuditAction.ENABLE:
+        return TaskStatus.DISABLED
+    if change.action == AuditAction.DISABLE:
+        return TaskStatus.ACTIVE  # or paused: the entry does not say
+    status = change.changes.get("status")
+    if isinstance(status, list) and len(status) == 2 and isinstance(status[0], str):
+        return status[0]
+    return after
+
+
+def _inactive(
+    task: ScheduledTask, changes: list[_Change], now: dt.datetime
+) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The stretches in which the task was not active, from its status now back."""
+    stretches = []
+    status, until = task.status, now
+    for change in changes:
+        if status != TaskStatus.ACTIVE:
+            stretches.append((change.at, until))
+        status, until = _status_before(change, status), change.at
+    if status != TaskStatus.ACTIVE:
+        stretches.append((dt.datetime.min.replace(tzinfo=dt.UTC), until))
+    return stretches
+
+
+def _expected_since(
+    task: ScheduledTask, changes: list[_Change], now: dt.datetime
+) -> dt.datetime:
+    """Since when the task's fires can be told from the records: it fires by its
+    schedule as it is now, and neither its runs nor its audit entries were
+    cleaned up (SCHEDULER_HISTORY_DAYS, SCHEDULER_AUDIT_DAYS)."""
+    kept = min(app_settings.SCHEDULER_HISTORY_DAYS, app_settings.SCHEDULER_AUDIT_DAYS)
+    since = max(task.created_at, now - dt.timedelta(days=kept))
+    for change in changes:
+        if change.action == AuditAction.UPDATE and any(
+            name in change.changes for name in SCHEDULE_FIELDS
+        ):
+            return max(change.at, since)
+    return since
+
+
+# -- the slots ------------------------------------------------------------------------
+
+
+def _missed(
+    task: ScheduledTask,
+    grid: Grid,
+    now: dt.datetime,
+    now_slot: int,
+    ran: dict[int, dict[str, tuple[int, int]]],
+    changes: list[_Change],
+) -> dict[int, dt.datetime | None]:
+    """The slots the schedule expected a fire in that hold no run."""
+    if task.task_type == TaskType.MANUAL:
+        return {}
+    since = _expected_since(task, changes, now)
+    grace = dt.timedelta(
+        seconds=task.alert_grace_seconds
+        if task.alert_grace_seconds is not None
+        else app_settings.SCHEDULER_ALERT_GRACE_SECONDS
+    )
+    jitter = dt.timedelta(seconds=task.jitter_seconds or 0)
+    reach = math.ceil(jitter.total_seconds() / grid.step)
+    first = max(0, grid.slot_of(since))
+    empty = [
+        slot
+        for slot in range(first, now_slot + 1)
+        if not any(slot + later in ran for later in range(reach + 1))
+    ]
+    if not empty:
+        return {}
+    inactive = _inactive(task, changes, now)
+
+    def expected(moment: dt.datetime, until: dt.datetime) -> bool:
+        return (
+            moment >= since
+            and until + grace + jitter <= now
+            and not any(start <= until and moment < end for start, end in inactive)
+        )
+
+    schedule = Schedule.of(task)
+    found = fire_slots(schedule, grid, empty, anchor=task.next_run_at)
+    missed: dict[int, dt.datetime | None] = {}
+    for slot, known in found.items():
+        fire_at = known
+        if fire_at is None:
+            # A frequent cron: its fire lies somewhere in the slot. A slot wholly
+            # expected needs no more; one at an edge (the task's creation, a pause,
+            # the grace before now) is told by its first fire.
+            if expected(grid.slot_start(slot), grid.slot_start(slot + 1)):
+                missed[slot] = None
+                continue
+            fire_at = first_fire(schedule, grid, slot)
+        if fire_at is not None and expected(fire_at, fire_at):
+            missed[slot] = fire_at
+    return missed
+
+
+def _upcoming(
+    task: ScheduledTask,
+    grid: Grid,
+    now: dt.datetime,
+    now_slot: int,
+    cache: dict[tuple[object, ...], dict[int, dt.datetime | None]],
+) -> dict[int, dt.datetime | None]:
+    """The slots ahead that hold a fire, from the task's next run on."""
+    next_run = task.next_run_at
+    if task.status != TaskStatus.ACTIVE or next_run is None or next_run >= grid.end:
+        return {}
+    first = max(now_slot, grid.slot_of(next_run))
+    wanted = range(first, grid.count)
+    schedule = Schedule.of(task)
+    # Many tasks share a cron line: its slots ahead are worked out once.
+    key = (
+        (schedule.kind, schedule.cron, schedule.zone, first)
+        if schedule.kind == TaskType.CRON
+        else None
+    )
+    found = cache.get(key) if key else None
+    if found is None:
+        found = fire_slots(schedule, grid, wanted, anchor=next_run)
+        if key:
+            cache[key] = found
+    upcoming = {
+        slot: fire_at
+        for slot, fire_at in found.items()
+        if fire_at is None or fire_at > now
+    }
+    if next_run > now:
+        upcoming[grid.slot_of(next_run)] = next_run
+    return upcoming
+
+
+def _slot_kind(statuses: dict[str, tuple[int, int]]) -> tuple[CellKind, int | None]:
+    """A slot's kind from its runs, and the latest run of the statuses behind it."""
+    for kind, behind in _PRECEDENCE:
+        latest = [statuses[status][1] for status in behind if status in statuses]
+        if latest:
+            return kind, max(latest)
+    return CellKind.SKIPPED, None
+
+
+def _cells(
+    grid: Grid,
+    ran: dict[int, dict[str, tuple[int, int]]],
+    missed: dict[int, dt.datetime | None],
+    upcoming: dict[int, dt.datetime | None],
+) -> list[Cell]:
+    """The row's cells, left to right: runs first, then missed, then upcoming."""
+    marked: dict[int, tuple[CellKind, dict[str, tuple[int, int]], dt.datetime | None]]
+    marked = {}
+    for slot, fire_at in upcoming.items():
+        if 0 <= slot < grid.count:
+            marked[slot] = (CellKind.UPCOMING, {}, fire_at)
+    for slot, fire_at in missed.items():
+        marked[slot] = (CellKind.MISSED, {}, fire_at)
+    for slot, statuses in ran.items():
+        kind, _latest = _slot_kind(statuses)
+        marked[slot] = (kind, statuses, None)
+    cells: list[Cell] = []
+    for slot in sorted(marked):
+        kind, statuses, fire_at = marked[slot]
+        latest = _slot_kind(statuses)[1] if statuses else None
+        previous = cells[-1] if cells else None
+        if (
+            previous is not None
+            and previous.kind == kind
+            and previous.first + previous.width == slot
+        ):
+            cell = previous
+            cell.width += 1
+            cell.end = grid.slot_start(slot + 1)
+        else:
+            cell = Cell(
+                first=slot,
+                width=1,
+                kind=kind,
+                start=grid.slot_start(slot),
+                end=grid.slot_start(slot + 1),
+                fire_at=fire_at,
+            )
+            cells.append(cell)
+        for status, (runs, _latest) in statuses.items():
+            cell.counts[status] = cell.counts.get(status, 0) + runs
+        if latest is not None and (cell.latest_id is None or latest > cell.latest_id):
+            cell.latest_id = latest
+        if not statuses:
+            cell.fires += 1
+    return cells
