@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -186,12 +186,13 @@ def timeline(
     ):
         slots[task_id][slot][status] = (runs, latest)
     history = _history(task_ids, since=grid.start)
-    upcoming_cache: dict[tuple[object, ...], dict[int, dt.datetime | None]] = {}
+    fires = _FireSlots(tasks, grid)
     rows = []
     for task in tasks:
         ran = slots.get(task.pk, {})
-        missed = _missed(task, grid, now, now_slot, ran, history.get(task.pk, []))
-        upcoming = _upcoming(task, grid, now, now_slot, upcoming_cache)
+        changes = history.get(task.pk, [])
+        missed = _missed(task, grid, now, now_slot, ran, changes, fires)
+        upcoming = _upcoming(task, grid, now, now_slot, fires)
         rows.append(Row(task=task, cells=_cells(grid, ran, missed, upcoming)))
     return Timeline(span=span, grid=grid, now=now, now_slot=now_slot, rows=rows)
 
@@ -286,6 +287,40 @@ def _expected_since(
 # -- the slots ------------------------------------------------------------------------
 
 
+def _cron_key(task: ScheduledTask) -> tuple[str, str] | None:
+    if task.task_type != TaskType.CRON:
+        return None
+    return (task.cron_expression, task.timezone)
+
+
+class _FireSlots:
+    """fire_slots() for the page's tasks: a cron line several tasks share is worked
+    out once over the whole grid, the others for the slots each asks about."""
+
+    def __init__(self, tasks: Sequence[ScheduledTask], grid: Grid) -> None:
+        self.grid = grid
+        counts = Counter(_cron_key(task) for task in tasks)
+        self.shared = {key for key, count in counts.items() if key and count > 1}
+        self.whole: dict[tuple[str, str], dict[int, dt.datetime | None]] = {}
+
+    def __call__(
+        self,
+        task: ScheduledTask,
+        schedule: Schedule,
+        slots: Iterable[int],
+        anchor: dt.datetime | None,
+    ) -> dict[int, dt.datetime | None]:
+        key = _cron_key(task)
+        if key is None or key not in self.shared:
+            return fire_slots(schedule, self.grid, slots, anchor=anchor)
+        every = self.whole.get(key)
+        if every is None:
+            every = self.whole[key] = fire_slots(
+                schedule, self.grid, range(self.grid.count)
+            )
+        return {slot: every[slot] for slot in slots if slot in every}
+
+
 def _missed(
     task: ScheduledTask,
     grid: Grid,
@@ -293,6 +328,7 @@ def _missed(
     now_slot: int,
     ran: dict[int, dict[str, tuple[int, int]]],
     changes: list[_Change],
+    fires: _FireSlots,
 ) -> dict[int, dt.datetime | None]:
     """The slots the schedule expected a fire in that hold no run."""
     if task.task_type == TaskType.MANUAL:
@@ -323,7 +359,7 @@ def _missed(
         )
 
     schedule = Schedule.of(task)
-    found = fire_slots(schedule, grid, empty, anchor=task.next_run_at)
+    found = fires(task, schedule, empty, task.next_run_at)
     missed: dict[int, dt.datetime | None] = {}
     for slot, known in found.items():
         fire_at = known
@@ -345,26 +381,14 @@ def _upcoming(
     grid: Grid,
     now: dt.datetime,
     now_slot: int,
-    cache: dict[tuple[object, ...], dict[int, dt.datetime | None]],
+    fires: _FireSlots,
 ) -> dict[int, dt.datetime | None]:
     """The slots ahead that hold a fire, from the task's next run on."""
     next_run = task.next_run_at
     if task.status != TaskStatus.ACTIVE or next_run is None or next_run >= grid.end:
         return {}
     first = max(now_slot, grid.slot_of(next_run))
-    wanted = range(first, grid.count)
-    schedule = Schedule.of(task)
-    # Many tasks share a cron line: its slots ahead are worked out once.
-    key = (
-        (schedule.kind, schedule.cron, schedule.zone, first)
-        if schedule.kind == TaskType.CRON
-        else None
-    )
-    found = cache.get(key) if key else None
-    if found is None:
-        found = fire_slots(schedule, grid, wanted, anchor=next_run)
-        if key:
-            cache[key] = found
+    found = fires(task, Schedule.of(task), range(first, grid.count), next_run)
     upcoming = {
         slot: fire_at
         for slot, fire_at in found.items()
@@ -391,27 +415,21 @@ def _cells(
     upcoming: dict[int, dt.datetime | None],
 ) -> list[Cell]:
     """The row's cells, left to right: runs first, then missed, then upcoming."""
-    marked: dict[int, tuple[CellKind, dict[str, tuple[int, int]], dt.datetime | None]]
-    marked = {}
+    Mark = tuple[CellKind, dict[str, tuple[int, int]], dt.datetime | None, int | None]
+    marked: dict[int, Mark] = {}
     for slot, fire_at in upcoming.items():
         if 0 <= slot < grid.count:
-            marked[slot] = (CellKind.UPCOMING, {}, fire_at)
+            marked[slot] = (CellKind.UPCOMING, {}, fire_at, None)
     for slot, fire_at in missed.items():
-        marked[slot] = (CellKind.MISSED, {}, fire_at)
+        marked[slot] = (CellKind.MISSED, {}, fire_at, None)
     for slot, statuses in ran.items():
-        kind, _latest = _slot_kind(statuses)
-        marked[slot] = (kind, statuses, None)
+        kind, latest = _slot_kind(statuses)
+        marked[slot] = (kind, statuses, None, latest)
     cells: list[Cell] = []
+    cell: Cell | None = None
     for slot in sorted(marked):
-        kind, statuses, fire_at = marked[slot]
-        latest = _slot_kind(statuses)[1] if statuses else None
-        previous = cells[-1] if cells else None
-        if (
-            previous is not None
-            and previous.kind == kind
-            and previous.first + previous.width == slot
-        ):
-            cell = previous
+        kind, statuses, fire_at, latest = marked[slot]
+        if cell is not None and cell.kind == kind and cell.first + cell.width == slot:
             cell.width += 1
             cell.end = grid.slot_start(slot + 1)
         else:
