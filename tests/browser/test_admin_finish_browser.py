@@ -228,6 +228,7 @@ def test_the_product_name_is_a_setting_read_per_request(
     [
         ("Scheduler health", "Scheduler health"),
         ("Locks", "Locks"),
+        ("Timeline", "Timeline"),
     ],
 )
 def test_the_admin_index_links_the_operations_pages(
@@ -236,7 +237,9 @@ def test_the_admin_index_links_the_operations_pages(
     page.goto(live_server.url + "/admin/")
     operations = page.locator("#scheduler-operations")
     expect(operations.locator("h2")).to_have_text("Operations")
-    expect(operations.locator("li a")).to_have_text(["Scheduler health", "Locks"])
+    expect(operations.locator("li a")).to_have_text(
+        ["Scheduler health", "Locks", "Timeline"]
+    )
 
     operations.get_by_role("link", name=link, exact=True).click()
 
