@@ -116,8 +116,11 @@ class RecentExecutionsFormSet(BaseInlineFormSet):
                     : self.limit
                 ]
             )
-            self._recent_queryset = queryset.filter(pk__in=latest).defer(
-                *selectors.EXECUTION_HEAVY_FIELDS
+            # With its task, so each row names it (TaskExecution.__str__).
+            self._recent_queryset = (
+                queryset.filter(pk__in=latest)
+                .select_related("task")
+                .defer(*selectors.EXECUTION_HEAVY_FIELDS)
             )
         return self._recent_queryset
 

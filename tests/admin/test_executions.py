@@ -689,7 +689,7 @@ def test_the_run_page_and_the_task_page_name_runs_in_words(
     assert "nightly &lt;report&gt;" in breadcrumbs
     assert "#%d" % execution.pk in breadcrumbs and "成功" in breadcrumbs
     assert "%d#%d" % (task.pk, execution.pk) not in page
-    assert "Run #%d (Success)" % execution.pk in task_page
+    assert "nightly &lt;report&gt;, run #%d (Success)" % execution.pk in task_page
 
 
 def _staged_and_past(task: Any) -> tuple[TaskExecution, TaskExecution, TaskExecution]:

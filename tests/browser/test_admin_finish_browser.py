@@ -74,8 +74,16 @@ def _poll_until(condition: Callable[[], bool], what: str) -> None:
 @pytest.mark.parametrize(
     ("language", "on_its_page", "on_the_task_page"),
     [
-        ("en", "nightly_export, run #{id} (Success)", "Run #{id} (Success)"),
-        ("zh-hans", "nightly_export，运行 #{id}（成功）", "运行 #{id}（成功）"),
+        (
+            "en",
+            "nightly_export, run #{id} (Success)",
+            "nightly_export, run #{id} (Success)",
+        ),
+        (
+            "zh-hans",
+            "nightly_export，运行 #{id}（成功）",
+            "nightly_export，运行 #{id}（成功）",
+        ),
     ],
 )
 def test_a_run_is_named_by_its_task_number_and_translated_status(
@@ -96,8 +104,7 @@ def test_a_run_is_named_by_its_task_number_and_translated_status(
     expect(crumb).to_have_text(on_its_page.format(id=execution.pk))
     expect(page.locator(".breadcrumbs")).not_to_contain_text(raw)
 
-    # On its task's page the task is named by the page: the inline says the
-    # number and the status, in the reader's language.
+    # The task page's inline names each run the same way.
     page.goto(_task_url(live_server, task))
     inline = page.locator("#executions-group")
     name = inline.locator("tr.has_original td.original p")
