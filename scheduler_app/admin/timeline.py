@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 from html import escape
 from typing import TYPE_CHECKING, Any
-from urllib import parse
 
 from django import forms
 from django.core.exceptions import PermissionDenied
@@ -177,7 +176,12 @@ class Painter:
         self.task_url = reverse(
             "admin:scheduler_app_scheduledtask_change", args=[placeholder]
         ).replace(str(placeholder), "%d")
-        self.runs_url = reverse("admin:scheduler_app_taskexecution_changelist")
+        # The execution list filtered to a task's runs fired in a cell's slots
+        # (FiredWithinFilter), of the status that coloured it; nothing to quote.
+        self.runs_query = (
+            reverse("admin:scheduler_app_taskexecution_changelist")
+            + "?task__id__exact=%d&amp;fired_gte=%s&amp;fired_lt=%s%s"
+        )
         self.labels = {status: str(label) for status, label in ExecutionStatus.choices}
         self.texts = {
             "next": gettext("Next fire at %(time)s"),
@@ -186,21 +190,26 @@ class Painter:
             "missed": gettext("%(range)s: fires were due and no run was recorded"),
             "run": gettext("Run #%(id)s, %(range)s: %(counts)s"),
         }
-        self.slot_times: dict[int, dt.datetime] = {}
+        #: slot -> its start, local ("2026-12-04 17:00"), and in UTC for links.
+        self.slot_texts: dict[int, tuple[str, str]] = {}
 
-    def local(self, slot: int) -> dt.datetime:
-        moment = self.slot_times.get(slot)
-        if moment is None:
-            moment = self.slot_times[slot] = timezone.localtime(
-                self.grid.slot_start(slot)
+    def slot_text(self, slot: int) -> tuple[str, str]:
+        texts = self.slot_texts.get(slot)
+        if texts is None:
+            moment = self.grid.slot_start(slot)
+            texts = self.slot_texts[slot] = (
+                timezone.localtime(moment).strftime("%Y-%m-%d %H:%M"),
+                moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%MZ"),
             )
-        return moment
+        return texts
 
     def span(self, cell: Cell) -> str:
         """The cell's slots: "2026-12-04 17:00 – 20:00" (the end's date if another day)."""
-        start, end = self.local(cell.first), self.local(cell.first + cell.width)
-        shown = "%H:%M" if end.date() == start.date() else "%Y-%m-%d %H:%M"
-        return "%s – %s" % (start.strftime("%Y-%m-%d %H:%M"), end.strftime(shown))
+        start = self.slot_text(cell.first)[0]
+        end = self.slot_text(cell.first + cell.width)[0]
+        if end[:10] == start[:10]:
+            end = end[11:]
+        return "%s – %s" % (start, end)
 
     def title(self, cell: Cell) -> str:
         """What the hover says of a cell."""
@@ -232,21 +241,19 @@ class Painter:
         ) % {"range": self.span(cell), "runs": cell.runs, "counts": counts}
 
     def url(self, cell: Cell, task: ScheduledTask) -> str:
-        """Where a click on a cell goes: its run, its runs, or the task."""
+        """Where a click on a cell goes: its run, its runs, or the task; written
+        for an HTML attribute (its only character to escape, &, is)."""
         if cell.run_id is not None:
             return self.run_url % cell.run_id
         if not cell.runs:
             return self.task_url % task.pk
-        query: dict[str, str | int] = {
-            "task__id__exact": task.pk,
-            "fired_gte": _utc(cell.start),
-            "fired_lt": _utc(cell.end),
-            "when": "all",
-        }
         status = KIND_STATUS.get(cell.kind)
-        if status is not None:
-            query["status"] = status
-        return "%s?%s" % (self.runs_url, parse.urlencode(query, safe=":"))
+        return self.runs_query % (
+            task.pk,
+            self.slot_text(cell.first)[1],
+            self.slot_text(cell.first + cell.width)[1],
+            "&amp;status=%s" % status if status else "",
+        )
 
     def row(self, task: ScheduledTask, cells: list[Cell]) -> SafeString:
         """A row's cells, each over its columns (1-based: the grid's first is 1)."""
@@ -258,7 +265,7 @@ class Painter:
                     cell.kind.value,
                     cell.first + 1,
                     cell.width,
-                    escape(self.url(cell, task)),
+                    self.url(cell, task),
                     escape(self.title(cell)),
                 )
                 for cell in cells
@@ -268,7 +275,3 @@ class Painter:
 
 def _time(moment: dt.datetime) -> str:
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _utc(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%MZ")

@@ -1,4 +1,4 @@
-"""The timeline's one read of the history: runs counted by task, time slot and status."""
+"""The timeline's one read of the history: runs counted by task and time slot, by status."""
 
 from __future__ import annotations
 
@@ -6,15 +6,20 @@ import datetime as dt
 from collections.abc import Collection
 from typing import Any
 
-from django.db import NotSupportedError
-from django.db.models import Count, DateTimeField, Func, IntegerField, Max
+from django.db import NotSupportedError, connections
+from django.db.models import Count, DateTimeField, Func, IntegerField, Max, Q
 from django.db.models.functions import Coalesce
 
+from ..choices import ExecutionStatus
 from ..models import TaskExecution
 
 #: A fire is recorded (staged) this long before its time at most: a run whose
 #: fire time lies in the grid may have been created that much before it.
 STAGED_AHEAD = dt.timedelta(hours=1)
+
+
+#: The statuses runs_by_slot counts, in the order of its counts.
+SLOT_STATUSES = tuple(ExecutionStatus.values)
 
 
 class SlotOf(Func):
@@ -41,7 +46,8 @@ class SlotOf(Func):
     def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
         sql, params = compiler.compile(self.source_expressions[0])
         return (
-            "FLOOR((EXTRACT(EPOCH FROM %s) - %%s) / %%s)::integer" % sql,
+            # date_part() is double precision; EXTRACT() numeric, three times slower.
+            "FLOOR((date_part('epoch', %s) - %%s) / %%s)::integer" % sql,
             (*params, self.start_ts, self.step),
         )
 
@@ -59,13 +65,15 @@ def runs_by_slot(
     start: dt.datetime,
     end: dt.datetime,
     step: int,
-) -> list[tuple[int, int, str, int, int]]:
-    """(task id, slot, status, runs, latest run id) of the runs of `task_ids` whose
-    fire time (a manual run's creation) lies in [start, end), slots of `step`
-    seconds from `start`. One statement; its cost follows the runs in the range."""
+) -> list[tuple[int, int, int, tuple[int, ...]]]:
+    """(task id, slot, latest run id, runs of each of SLOT_STATUSES) for each slot of `step`
+    seconds from `start` that holds runs of `task_ids`, by fire time (a manual
+    run's creation) in [start, end). One statement, one row a slot that has
+    runs; its cost follows the runs in the range."""
     if not task_ids:
         return []
     moment = Coalesce("scheduled_for", "created_at", output_field=DateTimeField())
+    statuses = SLOT_STATUSES
     rows = (
         TaskExecution.objects.filter(
             task_id__in=list(task_ids),
@@ -76,7 +84,19 @@ def runs_by_slot(
         .filter(moment__gte=start, moment__lt=end)
         .annotate(slot=SlotOf(moment, start=start, step=step))
         .order_by()
-        .values_list("task_id", "slot", "status")
-        .annotate(runs=Count("id"), latest=Max("id"))
+        .values_list("task_id", "slot")
+        .annotate(
+            latest=Max("id"),
+            **{
+                "runs_%s" % status: Count("id", filter=Q(status=status))
+                for status in statuses
+            },
+        )
     )
-    return [(row[0], row[1], row[2], row[3], row[4]) for row in rows]
+    # Through a plain cursor: 100,000 rows of integers need none of the ORM's
+    # per-row converters (a third of the time).
+    sql, params = rows.query.sql_with_params()
+    with connections[rows.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        fetched = cursor.fetchall()
+    return [(row[0], row[1], row[2], tuple(row[3:])) for row in fetched]

@@ -39,7 +39,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ..choices import AuditAction, ExecutionStatus, TaskStatus, TaskType
 from ..conf import app_settings
-from ..db.timeline import runs_by_slot
+from ..db.timeline import SLOT_STATUSES, runs_by_slot
 from ..models import AuditEntry, ScheduledTask
 from ..schedules.buckets import Grid, fire_slots, first_fire
 from ..schedules.schedule import Schedule
@@ -103,11 +103,10 @@ class Cell:
     first: int
     width: int
     kind: CellKind
-    start: dt.datetime
-    end: dt.datetime
-    #: Status -> runs, over the cell.
-    counts: dict[str, int] = field(default_factory=dict)
-    #: The latest run of the statuses that gave the cell its kind.
+    grid: Grid
+    #: Runs of each of SLOT_STATUSES, over the cell.
+    tally: list[int] = field(default_factory=lambda: [0] * len(SLOT_STATUSES))
+    #: The latest of its runs.
     latest_id: int | None = None
     #: The first fire expected (missed) or ahead (upcoming); None if only known
     #: to lie in the cell.
@@ -116,8 +115,25 @@ class Cell:
     fires: int = 0
 
     @property
+    def start(self) -> dt.datetime:
+        return self.grid.slot_start(self.first)
+
+    @property
+    def end(self) -> dt.datetime:
+        return self.grid.slot_start(self.first + self.width)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Status -> runs, for the statuses the cell has runs of."""
+        return {
+            status: runs
+            for status, runs in zip(SLOT_STATUSES, self.tally, strict=True)
+            if runs
+        }
+
+    @property
     def runs(self) -> int:
-        return sum(self.counts.values())
+        return sum(self.tally)
 
     @property
     def run_id(self) -> int | None:
@@ -178,13 +194,11 @@ def timeline(
     now = now or timezone.now()
     grid, now_slot = timeline_grid(span, now=now)
     task_ids = [task.pk for task in tasks]
-    slots: dict[int, dict[int, dict[str, tuple[int, int]]]] = defaultdict(
-        lambda: defaultdict(dict)
-    )
-    for task_id, slot, status, runs, latest in runs_by_slot(
+    slots: dict[int, dict[int, _Ran]] = defaultdict(dict)
+    for task_id, slot, latest, counts in runs_by_slot(
         task_ids=task_ids, start=grid.start, end=now, step=grid.step
     ):
-        slots[task_id][slot][status] = (runs, latest)
+        slots[task_id][slot] = (counts, latest)
     history = _history(task_ids, since=grid.start)
     fires = _FireSlots(tasks, grid)
     rows = []
@@ -286,6 +300,9 @@ def _expected_since(
 
 # -- the slots ------------------------------------------------------------------------
 
+#: A slot's runs: how many of each of SLOT_STATUSES, and the latest one's id.
+_Ran = tuple[tuple[int, ...], int]
+
 
 def _cron_key(task: ScheduledTask) -> tuple[str, str] | None:
     if task.task_type != TaskType.CRON:
@@ -326,7 +343,7 @@ def _missed(
     grid: Grid,
     now: dt.datetime,
     now_slot: int,
-    ran: dict[int, dict[str, tuple[int, int]]],
+    ran: dict[int, _Ran],
     changes: list[_Change],
     fires: _FireSlots,
 ) -> dict[int, dt.datetime | None]:
@@ -399,53 +416,55 @@ def _upcoming(
     return upcoming
 
 
-def _slot_kind(statuses: dict[str, tuple[int, int]]) -> tuple[CellKind, int | None]:
-    """A slot's kind from its runs, and the latest run of the statuses behind it."""
-    for kind, behind in _PRECEDENCE:
-        latest = [statuses[status][1] for status in behind if status in statuses]
-        if latest:
-            return kind, max(latest)
-    return CellKind.SKIPPED, None
+#: _PRECEDENCE by the positions of the statuses in a slot's counts.
+_PRECEDENCE_AT = [
+    (kind, [SLOT_STATUSES.index(status) for status in behind])
+    for kind, behind in _PRECEDENCE
+]
+
+
+def _slot_kind(counts: tuple[int, ...]) -> CellKind:
+    """A slot's kind from its runs by status: the first of _PRECEDENCE present."""
+    for kind, positions in _PRECEDENCE_AT:
+        for position in positions:
+            if counts[position]:
+                return kind
+    return CellKind.SKIPPED
 
 
 def _cells(
     grid: Grid,
-    ran: dict[int, dict[str, tuple[int, int]]],
+    ran: dict[int, _Ran],
     missed: dict[int, dt.datetime | None],
     upcoming: dict[int, dt.datetime | None],
 ) -> list[Cell]:
     """The row's cells, left to right: runs first, then missed, then upcoming."""
-    Mark = tuple[CellKind, dict[str, tuple[int, int]], dt.datetime | None, int | None]
+    Mark = tuple[CellKind, tuple[int, ...], dt.datetime | None, int | None]
     marked: dict[int, Mark] = {}
     for slot, fire_at in upcoming.items():
         if 0 <= slot < grid.count:
-            marked[slot] = (CellKind.UPCOMING, {}, fire_at, None)
+            marked[slot] = (CellKind.UPCOMING, (), fire_at, None)
     for slot, fire_at in missed.items():
-        marked[slot] = (CellKind.MISSED, {}, fire_at, None)
-    for slot, statuses in ran.items():
-        kind, latest = _slot_kind(statuses)
-        marked[slot] = (kind, statuses, None, latest)
+        marked[slot] = (CellKind.MISSED, (), fire_at, None)
+    for slot, (counts, last_run) in ran.items():
+        marked[slot] = (_slot_kind(counts), counts, None, last_run)
     cells: list[Cell] = []
     cell: Cell | None = None
     for slot in sorted(marked):
-        kind, statuses, fire_at, latest = marked[slot]
+        kind, counts, fire_at, latest = marked[slot]
         if cell is not None and cell.kind == kind and cell.first + cell.width == slot:
             cell.width += 1
-            cell.end = grid.slot_start(slot + 1)
         else:
-            cell = Cell(
-                first=slot,
-                width=1,
-                kind=kind,
-                start=grid.slot_start(slot),
-                end=grid.slot_start(slot + 1),
-                fire_at=fire_at,
-            )
+            cell = Cell(first=slot, width=1, kind=kind, grid=grid, fire_at=fire_at)
             cells.append(cell)
-        for status, (runs, _latest) in statuses.items():
-            cell.counts[status] = cell.counts.get(status, 0) + runs
-        if latest is not None and (cell.latest_id is None or latest > cell.latest_id):
-            cell.latest_id = latest
-        if not statuses:
+        if counts:
+            tally = cell.tally
+            for position, runs in enumerate(counts):
+                tally[position] += runs
+            if latest is not None and (
+                cell.latest_id is None or latest > cell.latest_id
+            ):
+                cell.latest_id = latest
+        else:
             cell.fires += 1
     return cells
