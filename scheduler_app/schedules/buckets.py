@@ -15,6 +15,7 @@ the slots it does not.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from scheduler_app.exceptions import ScheduleError
 from .cron import parse_crontab
 from .fire_times import next_fire_times
 from .schedule import Schedule
+from .triggers import Trigger
 
 _MONTHS = frozenset(range(1, 13))
 
@@ -118,9 +120,8 @@ def fire_slots(
         return {}
     if fires_in_every_slot(schedule, grid):
         return dict.fromkeys(wanted)
-    try:
-        trigger = schedule.trigger(start_at=grid.start)
-    except ScheduleError:
+    trigger = _trigger(schedule, grid.start)
+    if trigger is None:
         return {}
     found: dict[int, datetime | None] = {}
     position = 0
@@ -142,12 +143,20 @@ def fire_slots(
     return found
 
 
+@functools.lru_cache(maxsize=256)
+def _trigger(schedule: Schedule, start: datetime) -> Trigger | None:
+    """The schedule's trigger (None if it cannot run): a page asks for each cron
+    line's many times, and building one parses the line."""
+    try:
+        return schedule.trigger(start_at=start)
+    except ScheduleError:
+        return None
+
+
 def first_fire(schedule: Schedule, grid: Grid, slot: int) -> datetime | None:
     """The schedule's first fire in `slot` (None if none): one trigger call."""
-    schedule = dataclasses.replace(schedule, jitter_seconds=0)
-    try:
-        trigger = schedule.trigger(start_at=grid.start)
-    except ScheduleError:
+    trigger = _trigger(dataclasses.replace(schedule, jitter_seconds=0), grid.start)
+    if trigger is None:
         return None
     after = grid.slot_start(slot) - timedelta(microseconds=1)
     times = next_fire_times(trigger, after=after, count=1)
