@@ -1,10 +1,11 @@
 """The admin's finishing touches in a real browser: runs named in words, stored
 messages translated, the product's name and favicon, the Operations links, the
 browsable API, a system task's delete refused with a reason, a run_task process
-shown as a command line instance."""
+shown as a command line instance; times to the second; the dashboard's links."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import threading
 import time
@@ -15,6 +16,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db import connections
+from django.utils import timezone
 
 from scheduler_app.models import (
     ScheduledTask,
@@ -376,3 +378,74 @@ def test_a_run_task_process_shows_as_a_command_line_instance(
     )
     expect(page.locator("#result_list")).to_have_count(0)
     assert not SchedulerInstance.objects.exclude(kind="cli").exists()
+
+
+# Item 1: times to the second
+
+SECONDS = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+
+
+def test_a_ten_second_interval_previews_distinct_times_to_the_second(
+    page: Any, live_server: Any
+) -> None:
+    page.goto(live_server.url + "/admin/scheduler_app/scheduledtask/add/")
+    page.select_option("select[name=task_type]", "interval")
+    page.fill("#id_interval_seconds", "10")
+    page.locator("#id_interval_seconds").dispatch_event("change")
+
+    times = page.locator("#scheduler-preview .scheduler-preview-times li")
+    expect(times).to_have_count(5)
+    texts = [text.split(" ", 2)[:2] for text in times.all_inner_texts()]
+    shown = [" ".join(text) for text in texts]
+    assert all(SECONDS.fullmatch(text) for text in shown), shown
+    assert len(set(shown)) == 5, shown
+
+
+def test_the_task_page_shows_its_runs_and_last_run_to_the_second(
+    page: Any, live_server: Any
+) -> None:
+    started = timezone.now().replace(microsecond=0) - dt.timedelta(minutes=3, seconds=7)
+    task = make_task(name="to_the_second", last_run_at=started)
+    make_execution(
+        task,
+        status="success",
+        started_at=started,
+        finished_at=started + dt.timedelta(seconds=2),
+        duration_ms=2000,
+    )
+    local = timezone.localtime(started).strftime("%Y-%m-%d %H:%M:%S")
+
+    page.goto(_task_url(live_server, task))
+
+    expect(page.locator(".field-last_run_at_display")).to_contain_text(local)
+    inline = page.locator("#executions-group tr.has_original")
+    expect(inline.locator("td.field-started_display")).to_have_text(local)
+
+
+# Item 11: the dashboard on the admin index
+
+
+def test_the_dashboard_counts_and_links_to_the_filtered_lists(
+    page: Any, live_server: Any
+) -> None:
+    failing = make_task(name="dash_failing")
+    ScheduledTask.objects.filter(pk=failing.pk).update(health="failing")
+    failed = make_execution(failing, status="failed", error_message="boom")
+    long_one = make_execution(failing, status="running", instance_id="w:1:abc")
+    TaskExecution.objects.filter(pk=long_one.pk).update(started_at=timezone.now())
+
+    page.goto(live_server.url + "/admin/")
+    dashboard = page.locator("#scheduler-dashboard")
+    expect(dashboard.locator("#dashboard-failures")).to_contain_text("dash_failing")
+    expect(dashboard.locator("#dashboard-running")).to_contain_text("dash_failing")
+    expect(dashboard.locator("#dashboard-scheduler")).to_contain_text("Not running")
+
+    dashboard.locator('#dashboard-health a[href*="health__exact=failing"]').click()
+    expect(page.locator("#result_list tbody tr")).to_have_count(1)
+    expect(page.locator("#result_list")).to_contain_text("dash_failing")
+
+    page.goto(live_server.url + "/admin/")
+    page.locator('#dashboard-failures a[href$="?status=failed"]').click()
+    expect(page.locator("#result_list tbody th.field-id")).to_have_text(
+        [str(failed.pk)]
+    )
