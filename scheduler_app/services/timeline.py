@@ -164,7 +164,11 @@ def timeline_grid(span: Span, *, now: dt.datetime) -> tuple[Grid, int]:
     slots start at 00:00, 06:00, 12:00 and 18:00 where the reader lives.
     """
     local = timezone.localtime(now)
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    # In UTC from here: arithmetic on times of one zone is wall-clock
+    # arithmetic, an hour off across a DST change.
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(
+        dt.UTC
+    )
     into_day = math.floor((now - midnight).total_seconds() / span.step)
     current = midnight + dt.timedelta(seconds=into_day * span.step)
     past = int(span.length.total_seconds() // span.step)

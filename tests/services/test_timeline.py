@@ -306,3 +306,19 @@ def test_times_are_slotted_in_the_reader_s_zone() -> None:
         timezone.localtime(grid.start, timezone.get_fixed_timezone(330)).hour % 6 == 0
     )
     assert timezone.localtime(grid.start, timezone.get_fixed_timezone(330)).minute == 0
+
+
+def test_slots_keep_their_length_across_a_dst_change() -> None:
+    # Paris springs forward on 2026-03-29 at 02:00: a week over it.
+    now = dt.datetime(2026, 4, 1, 10, 30, tzinfo=dt.UTC)
+    with timezone.override("Europe/Paris"):
+        grid, now_slot = timeline_grid(WEEK, now=now)
+
+    assert grid.slot_start(now_slot) <= now < grid.slot_start(now_slot + 1)
+    assert grid.slot_of(now) == now_slot  # a run's time finds its slot
+    assert all(
+        (grid.slot_start(slot + 1) - grid.slot_start(slot)).total_seconds() == 3600
+        and grid.slot_of(grid.slot_start(slot)) == slot
+        for slot in range(grid.count)
+    )
+    assert grid.slot_start(now_slot).minute == 0
