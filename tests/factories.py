@@ -7,6 +7,7 @@ executions and users here.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from typing import Any
 
@@ -60,6 +61,43 @@ def make_execution(
     }
     fields.update(overrides)
     return TaskExecution.objects.create(**fields)
+
+
+def make_cron_task(
+    cron: str, *, created: dt.datetime | None = None, **overrides: Any
+) -> ScheduledTask:
+    """A saved cron task in UTC, created at `created` (default: now)."""
+    fields: dict[str, Any] = {
+        "task_type": ScheduledTask.TaskType.CRON,
+        "cron_expression": cron,
+        "interval_seconds": None,
+        "timezone": "UTC",
+    }
+    fields.update(overrides)
+    task = make_task(**fields)
+    if created is not None:
+        ScheduledTask.objects.filter(pk=task.pk).update(created_at=created)
+        task.refresh_from_db()
+    return task
+
+
+def make_fire(
+    task: ScheduledTask,
+    at: dt.datetime,
+    status: str = "success",
+    *,
+    staged: dt.timedelta = dt.timedelta(0),
+    **overrides: Any,
+) -> TaskExecution:
+    """A saved run of the task's fire at `at`, recorded `staged` before it."""
+    return make_execution(
+        task,
+        status=status,
+        trigger_type=TaskExecution.TriggerType.SCHEDULED,
+        scheduled_for=at,
+        created_at=at - staged,
+        **overrides,
+    )
 
 
 def make_user(

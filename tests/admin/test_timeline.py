@@ -23,7 +23,7 @@ from tests.admin.helpers import (
     staff_user,
     task_url,
 )
-from tests.factories import make_execution, make_task
+from tests.factories import make_cron_task, make_fire
 
 pytestmark = pytest.mark.django_db
 
@@ -36,29 +36,19 @@ CELL = re.compile(
 
 
 def hourly_task(name: str = "hourly", **fields: object) -> ScheduledTask:
-    task = make_task(
+    return make_cron_task(
+        "0 * * * *",
+        created=timezone.now() - dt.timedelta(days=40),
         name=name,
-        task_type=ScheduledTask.TaskType.CRON,
-        cron_expression="0 * * * *",
-        interval_seconds=None,
+        timezone="",
         **fields,
     )
-    ScheduledTask.objects.filter(pk=task.pk).update(
-        created_at=timezone.now() - dt.timedelta(days=40)
-    )
-    return task
 
 
 def fired(
     task: ScheduledTask, at: dt.datetime, status: str = "success"
 ) -> TaskExecution:
-    return make_execution(
-        task,
-        status=status,
-        trigger_type=TaskExecution.TriggerType.SCHEDULED,
-        scheduled_for=at,
-        created_at=at - dt.timedelta(seconds=2),  # staged a little ahead
-    )
+    return make_fire(task, at, status, staged=dt.timedelta(seconds=2))
 
 
 def cells(response: object, task: ScheduledTask) -> list[dict[str, str]]:

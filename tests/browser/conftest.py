@@ -23,6 +23,7 @@ from scheduler_app import services
 from scheduler_app.models import TaskExecution
 from tests.conftest import IN_CI
 from tests.factories import make_user
+from tests.sample_handlers.browser import FINISH, RELEASE
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -44,6 +45,17 @@ def _unavailable(reason: str) -> None:
     if IN_CI:
         pytest.fail("CI=true but %s: the browser tests must run in CI." % reason)
     pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def released_handler() -> Iterator[None]:
+    """The browser sample handlers' events cleared for each test, and set after
+    it: a run still waiting when a test fails must end, so its thread does too."""
+    RELEASE.clear()
+    FINISH.clear()
+    yield
+    RELEASE.set()
+    FINISH.set()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,16 +20,6 @@ try:
     from playwright.sync_api import expect
 except ImportError:  # the fixtures skip (or fail under CI) before expect is needed
     expect = None
-
-
-@pytest.fixture(autouse=True)
-def released_handler() -> Iterator[None]:
-    RELEASE.clear()
-    FINISH.clear()
-    yield
-    # A run still waiting when a test fails must end, so its thread does too.
-    RELEASE.set()
-    FINISH.set()
 
 
 @pytest.fixture

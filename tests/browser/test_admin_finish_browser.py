@@ -9,7 +9,7 @@ import datetime as dt
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from scheduler_app.models import (
 )
 from tests.browser.conftest import InProcessExecutor, new_page
 from tests.factories import make_execution, make_sample_task, make_task, make_user
-from tests.sample_handlers.browser import FINISH, RELEASE
+from tests.sample_handlers.browser import RELEASE
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -37,16 +37,6 @@ except ImportError:  # the fixtures skip (or fail under CI) before expect is nee
 
 #: Longest a poll of the database waits for what the browser caused (seconds).
 DEADLINE = 15
-
-
-@pytest.fixture(autouse=True)
-def released_handler() -> Iterator[None]:
-    RELEASE.clear()
-    FINISH.clear()
-    yield
-    # A run still waiting when a test fails must end, so its thread does too.
-    RELEASE.set()
-    FINISH.set()
 
 
 def _run_url(live_server: Any, execution: TaskExecution) -> str:

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from scheduler_app.models import ScheduledTask, SchedulerInstance, TaskExecution
 from scheduler_app.services.timeline import SPANS_BY_KEY, timeline_grid
-from tests.factories import make_execution, make_task
+from tests.factories import make_cron_task, make_fire
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -24,32 +24,15 @@ TIMELINE = "/admin/scheduler_app/scheduledtask/timeline/"
 
 
 def cron_task(name: str, cron: str, **fields: Any) -> ScheduledTask:
-    task = make_task(
-        name=name,
-        task_type=ScheduledTask.TaskType.CRON,
-        cron_expression=cron,
-        interval_seconds=None,
-        timezone="UTC",
-        **fields,
-    )
-    ScheduledTask.objects.filter(pk=task.pk).update(
-        created_at=timezone.now() - dt.timedelta(days=3)
-    )
-    return task
+    created = timezone.now() - dt.timedelta(days=3)
+    return make_cron_task(cron, created=created, name=name, **fields)
 
 
 def fired(
     task: ScheduledTask, at: dt.datetime, status: str = "success"
 ) -> TaskExecution:
-    return make_execution(
-        task,
-        status=status,
-        trigger_type=TaskExecution.TriggerType.SCHEDULED,
-        scheduled_for=at,
-        created_at=at,
-        started_at=at,
-        finished_at=at + dt.timedelta(seconds=1),
-    )
+    finished = at + dt.timedelta(seconds=1)
+    return make_fire(task, at, status, started_at=at, finished_at=finished)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from scheduler_app.services.timeline import (
     timeline,
     timeline_grid,
 )
-from tests.factories import make_execution, make_task
+from tests.factories import make_cron_task, make_execution, make_fire, make_task
 
 pytestmark = pytest.mark.django_db
 
@@ -30,28 +30,10 @@ NOW = dt.datetime(2026, 12, 4, 12, 7, 30, tzinfo=dt.UTC)
 
 
 def cron_task(cron: str, *, created: dt.datetime, **fields: Any) -> ScheduledTask:
-    task = make_task(
-        task_type=ScheduledTask.TaskType.CRON,
-        cron_expression=cron,
-        interval_seconds=None,
-        timezone="UTC",
-        **fields,
-    )
-    ScheduledTask.objects.filter(pk=task.pk).update(created_at=created)
-    task.refresh_from_db()
-    return task
+    return make_cron_task(cron, created=created, **fields)
 
 
-def fire(
-    task: ScheduledTask, at: dt.datetime, status: str = "success"
-) -> TaskExecution:
-    return make_execution(
-        task,
-        status=status,
-        trigger_type=TaskExecution.TriggerType.SCHEDULED,
-        scheduled_for=at,
-        created_at=at,
-    )
+fire = make_fire
 
 
 def audit(task: ScheduledTask, action: str, at: dt.datetime, **changes: Any) -> None:
