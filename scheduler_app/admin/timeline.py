@@ -30,7 +30,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from ..choices import ExecutionStatus, HealthState, TaskStatus
-from ..models import ScheduledTask
+from ..models import ScheduledTask, TaskExecution
 from ..services import timeline as timelines
 from ..services.timeline import Cell, CellKind, Timeline
 from .display import health_badge
@@ -123,7 +123,8 @@ def timeline_view(
         for name in ("span", "health", "status", "handler")
         if (value := form.value(name))
     }
-    painter = Painter(drawn)
+    executions = model_admin.admin_site.get_model_admin(TaskExecution)
+    painter = Painter(drawn, shows_runs=executions.has_view_permission(request))
     context = {
         **operations_context(model_admin, request, gettext("Timeline")),
         "form": form,
@@ -148,15 +149,24 @@ def axis(drawn: Timeline) -> SafeString:
     every, shown = TICKS.get(drawn.span.key, (86400, "M j"))
     grid = drawn.grid
     labels = []
+    previous: dt.date | None = None
     for slot in range(grid.count):
         local = timezone.localtime(grid.slot_start(slot))
-        into_day = local.hour * 3600 + local.minute * 60 + local.second
-        if every <= 86400:
-            if into_day % every:
-                continue
-        elif into_day or local.toordinal() % (every // 86400):
-            continue
-        labels.append((slot + 1, date_format(local, shown)))
+        if every < 86400:
+            shows = local.minute == 0 and (local.hour * 3600) % every == 0
+        else:
+            # The first slot of each local day (of every other one for 30 days):
+            # slots kept in UTC start an hour off local midnight across a DST
+            # change.
+            day = local.date()
+            shows = (
+                day != previous
+                and previous is not None
+                and not day.toordinal() % (every // 86400)
+            )
+            previous = day
+        if shows:
+            labels.append((slot + 1, date_format(local, shown)))
     return format_html_join(
         "", '<span class="tl-tick" style="grid-column:{}">{}</span>', labels
     )
@@ -167,8 +177,10 @@ class Painter:
     out once, so a cell costs a few string operations (500 rows of 20 cells
     are 10,000 of them)."""
 
-    def __init__(self, drawn: Timeline) -> None:
+    def __init__(self, drawn: Timeline, *, shows_runs: bool = True) -> None:
         self.grid = drawn.grid
+        #: Whether the reader may view executions: else no run ids, no run links.
+        self.shows_runs = shows_runs
         placeholder = 2_147_483_647
         self.run_url = reverse(
             "admin:scheduler_app_taskexecution_change", args=[placeholder]
@@ -228,7 +240,7 @@ class Painter:
             "%d %s" % (runs, self.labels.get(status, status))
             for status, runs in sorted(cell.counts.items(), key=lambda item: -item[1])
         )
-        if cell.run_id is not None:
+        if cell.run_id is not None and self.shows_runs:
             return self.texts["run"] % {
                 "id": cell.run_id,
                 "range": self.span(cell),
@@ -243,10 +255,10 @@ class Painter:
     def url(self, cell: Cell, task: ScheduledTask) -> str:
         """Where a click on a cell goes: its run, its runs, or the task; written
         for an HTML attribute (its only character to escape, &, is)."""
+        if not self.shows_runs or (not cell.runs and cell.run_id is None):
+            return self.task_url % task.pk
         if cell.run_id is not None:
             return self.run_url % cell.run_id
-        if not cell.runs:
-            return self.task_url % task.pk
         status = KIND_STATUS.get(cell.kind)
         return self.runs_query % (
             task.pk,

@@ -53,8 +53,11 @@ class SlotOf(Func):
 
     def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
         sql, params = compiler.compile(self.source_expressions[0])
+        # The whole seconds only: strftime() rounds a fraction to milliseconds,
+        # which puts 00:14:59.9999 in the slot of 00:15.
         return (
-            "((CAST(strftime('%%%%s', %s) AS INTEGER) - %%s) / %%s)" % sql,
+            "((CAST(strftime('%%%%s', substr(%s, 1, 19)) AS INTEGER) - %%s) / %%s)"
+            % sql,
             (*params, self.start_ts, self.step),
         )
 

@@ -25,6 +25,7 @@ without listing every fire.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 from collections import Counter, defaultdict
@@ -256,7 +257,11 @@ def _history(task_ids: list[int], *, since: dt.datetime) -> dict[int, list[_Chan
 
 
 def _status_before(change: _Change, after: str) -> str:
-    """The task's status before `change`, given its status after it."""
+    """The task's status before `change`, given its status after it: as the
+    entry recorded it ([before, after]), else as its action implies."""
+    status = change.changes.get("status")
+    if isinstance(status, list) and len(status) == 2 and isinstance(status[0], str):
+        return status[0]
     if change.action == AuditAction.PAUSE:
         return TaskStatus.ACTIVE
     if change.action == AuditAction.RESUME:
@@ -264,10 +269,7 @@ def _status_before(change: _Change, after: str) -> str:
     if change.action == AuditAction.ENABLE:
         return TaskStatus.DISABLED
     if change.action == AuditAction.DISABLE:
-        return TaskStatus.ACTIVE  # or paused: the entry does not say
-    status = change.changes.get("status")
-    if isinstance(status, list) and len(status) == 2 and isinstance(status[0], str):
-        return status[0]
+        return TaskStatus.ACTIVE  # or paused: an entry without its changes
     return after
 
 
@@ -294,6 +296,10 @@ def _expected_since(
     cleaned up (SCHEDULER_HISTORY_DAYS, SCHEDULER_AUDIT_DAYS)."""
     kept = min(app_settings.SCHEDULER_HISTORY_DAYS, app_settings.SCHEDULER_AUDIT_DAYS)
     since = max(task.created_at, now - dt.timedelta(days=kept))
+    if task.task_type == TaskType.INTERVAL:
+        # Every save counts an interval afresh from then (a description edit, a
+        # resume): its fires before the last one are told by no record.
+        since = max(since, task.updated_at)
     for change in changes:
         if change.action == AuditAction.UPDATE and any(
             name in change.changes for name in SCHEDULE_FIELDS
@@ -352,7 +358,11 @@ def _missed(
     fires: _FireSlots,
 ) -> dict[int, dt.datetime | None]:
     """The slots the schedule expected a fire in that hold no run."""
-    if task.task_type == TaskType.MANUAL:
+    if task.task_type == TaskType.MANUAL or (
+        task.task_type == TaskType.INTERVAL and task.jitter_seconds
+    ):
+        # A jittered interval counts each fire from the last jittered one: its
+        # fires drift, and none can be told from its next run.
         return {}
     since = _expected_since(task, changes, now)
     grace = dt.timedelta(
@@ -361,13 +371,18 @@ def _missed(
         else app_settings.SCHEDULER_ALERT_GRACE_SECONDS
     )
     jitter = dt.timedelta(seconds=task.jitter_seconds or 0)
-    reach = math.ceil(jitter.total_seconds() / grid.step)
+    # A fire jittered into a later slot (up to `reach` slots on) is not missed.
+    reach = min(math.ceil(jitter.total_seconds() / grid.step), grid.count)
     first = max(0, grid.slot_of(since))
-    empty = [
-        slot
-        for slot in range(first, now_slot + 1)
-        if not any(slot + later in ran for later in range(reach + 1))
-    ]
+    if first > now_slot or since + grace + jitter > now:
+        return {}
+    ran_slots = sorted(ran)
+
+    def holds_run(slot: int) -> bool:
+        at = bisect.bisect_left(ran_slots, slot)
+        return at < len(ran_slots) and ran_slots[at] <= slot + reach
+
+    empty = [slot for slot in range(first, now_slot + 1) if not holds_run(slot)]
     if not empty:
         return {}
     inactive = _inactive(task, changes, now)
