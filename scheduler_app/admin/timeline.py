@@ -201,6 +201,7 @@ class Painter:
             "due": gettext("No run of the fire due at %(time)s"),
             "missed": gettext("%(range)s: fires were due and no run was recorded"),
             "run": gettext("Run #%(id)s, %(range)s: %(counts)s"),
+            "no_fire": gettext("No run of the fires due here"),
         }
         #: slot -> its start, local ("2026-12-04 17:00"), and in UTC for links.
         self.slot_texts: dict[int, tuple[str, str]] = {}
@@ -241,16 +242,21 @@ class Painter:
             for status, runs in sorted(cell.counts.items(), key=lambda item: -item[1])
         )
         if cell.run_id is not None and self.shows_runs:
-            return self.texts["run"] % {
+            text = self.texts["run"] % {
                 "id": cell.run_id,
                 "range": self.span(cell),
                 "counts": counts,
             }
-        return ngettext(
-            "%(range)s: %(runs)d run (%(counts)s)",
-            "%(range)s: %(runs)d runs (%(counts)s)",
-            cell.runs,
-        ) % {"range": self.span(cell), "runs": cell.runs, "counts": counts}
+        else:
+            text = ngettext(
+                "%(range)s: %(runs)d run (%(counts)s)",
+                "%(range)s: %(runs)d runs (%(counts)s)",
+                cell.runs,
+            ) % {"range": self.span(cell), "runs": cell.runs, "counts": counts}
+        if cell.kind == CellKind.MISSED and not _recorded_missed(cell):
+            # Runs now only, in slots whose fires went missing.
+            return "%s. %s" % (self.texts["no_fire"], text)
+        return text
 
     def url(self, cell: Cell, task: ScheduledTask) -> str:
         """Where a click on a cell goes: its run, its runs, or the task; written
@@ -260,6 +266,8 @@ class Painter:
         if cell.run_id is not None:
             return self.run_url % cell.run_id
         status = KIND_STATUS.get(cell.kind)
+        if cell.kind == CellKind.MISSED and not _recorded_missed(cell):
+            status = None  # its runs are runs now, of other statuses
         return self.runs_query % (
             task.pk,
             self.slot_text(cell.first)[1],
@@ -283,6 +291,10 @@ class Painter:
                 for cell in cells
             )
         )
+
+
+def _recorded_missed(cell: Cell) -> bool:
+    return ExecutionStatus.MISSED in cell.counts
 
 
 def _time(moment: dt.datetime) -> str:

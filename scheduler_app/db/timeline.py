@@ -68,11 +68,13 @@ def runs_by_slot(
     start: dt.datetime,
     end: dt.datetime,
     step: int,
-) -> list[tuple[int, int, int, tuple[int, ...]]]:
-    """(task id, slot, latest run id, runs of each of SLOT_STATUSES) for each slot of `step`
-    seconds from `start` that holds runs of `task_ids`, by fire time (a manual
-    run's creation) in [start, end). One statement, one row a slot that has
-    runs; its cost follows the runs in the range."""
+) -> list[tuple[int, int, int, int, tuple[int, ...]]]:
+    """(task id, slot, latest run id, runs of a fire, runs of each of
+    SLOT_STATUSES) for each slot of `step` seconds from `start` that holds runs
+    of `task_ids`, by fire time (a manual run's creation) in [start, end). Runs
+    of a fire are those with a fire time: its own and its retries, not a run
+    now. One statement, one row a slot that has runs; its cost follows the runs
+    in the range."""
     if not task_ids:
         return []
     moment = Coalesce("scheduled_for", "created_at", output_field=DateTimeField())
@@ -90,6 +92,7 @@ def runs_by_slot(
         .values_list("task_id", "slot")
         .annotate(
             latest=Max("id"),
+            fired=Count("scheduled_for"),
             **{
                 "runs_%s" % status: Count("id", filter=Q(status=status))
                 for status in statuses
@@ -102,4 +105,4 @@ def runs_by_slot(
     with connections[rows.db].cursor() as cursor:
         cursor.execute(sql, params)
         fetched = cursor.fetchall()
-    return [(row[0], row[1], row[2], tuple(row[3:])) for row in fetched]
+    return [(row[0], row[1], row[2], row[3], tuple(row[4:])) for row in fetched]

@@ -200,10 +200,10 @@ def timeline(
     grid, now_slot = timeline_grid(span, now=now)
     task_ids = [task.pk for task in tasks]
     slots: dict[int, dict[int, _Ran]] = defaultdict(dict)
-    for task_id, slot, latest, counts in runs_by_slot(
+    for task_id, slot, latest, fired, counts in runs_by_slot(
         task_ids=task_ids, start=grid.start, end=now, step=grid.step
     ):
-        slots[task_id][slot] = (counts, latest)
+        slots[task_id][slot] = (counts, latest, fired)
     history = _history(task_ids, since=grid.start)
     fires = _FireSlots(tasks, grid)
     rows = []
@@ -310,8 +310,9 @@ def _expected_since(
 
 # -- the slots ------------------------------------------------------------------------
 
-#: A slot's runs: how many of each of SLOT_STATUSES, and the latest one's id.
-_Ran = tuple[tuple[int, ...], int]
+#: A slot's runs: how many of each of SLOT_STATUSES, the latest one's id, and
+#: how many of them ran a fire (not a run now).
+_Ran = tuple[tuple[int, ...], int, int]
 
 
 def _cron_key(task: ScheduledTask) -> tuple[str, str] | None:
@@ -376,7 +377,8 @@ def _missed(
     first = max(0, grid.slot_of(since))
     if first > now_slot or since + grace + jitter > now:
         return {}
-    ran_slots = sorted(ran)
+    # A run now in a slot is no run of its fire.
+    ran_slots = sorted(slot for slot, (_counts, _latest, fired) in ran.items() if fired)
 
     def holds_run(slot: int) -> bool:
         at = bisect.bisect_left(ran_slots, slot)
@@ -465,8 +467,12 @@ def _cells(
             marked[slot] = (CellKind.UPCOMING, (), fire_at, None)
     for slot, fire_at in missed.items():
         marked[slot] = (CellKind.MISSED, (), fire_at, None)
-    for slot, (counts, last_run) in ran.items():
-        marked[slot] = (_slot_kind(counts), counts, None, last_run)
+    for slot, (counts, last_run, _fired) in ran.items():
+        kind = _slot_kind(counts)
+        if slot in missed and kind not in (CellKind.FAILED, CellKind.RUNNING):
+            # Only runs now in a slot whose fire went missing: missed first.
+            kind = CellKind.MISSED
+        marked[slot] = (kind, counts, missed.get(slot), last_run)
     cells: list[Cell] = []
     cell: Cell | None = None
     for slot in sorted(marked):

@@ -295,7 +295,7 @@ def test_a_run_a_microsecond_before_a_slot_s_end_is_counted_in_it():
     rows = runs_by_slot(
         task_ids=[task.pk], start=start, end=start + dt.timedelta(days=1), step=900
     )
-    got = {slot: sum(c) for _, slot, _, c in rows}
+    got = {slot: sum(counts) for _, slot, _, _, counts in rows}
     want: dict[int, int] = {}
     for m in moments:
         want[grid.slot_of(m)] = want.get(grid.slot_of(m), 0) + 1

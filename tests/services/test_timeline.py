@@ -10,6 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from scheduler_app.admin.timeline import Painter
 from scheduler_app.choices import AuditAction, AuditSource
 from scheduler_app.models import AuditEntry, ScheduledTask, TaskExecution
 from scheduler_app.services.timeline import (
@@ -304,3 +305,24 @@ def test_slots_keep_their_length_across_a_dst_change() -> None:
         for slot in range(grid.count)
     )
     assert grid.slot_start(now_slot).minute == 0
+
+
+def test_a_run_now_in_a_slot_does_not_stand_for_its_missed_fire() -> None:
+    grid, now_slot = timeline_grid(WEEK, now=NOW)
+    task = cron_task("0 * * * *", created=grid.slot_start(now_slot - 3))
+    for back in (3, 2, 0):
+        fire(task, grid.slot_start(now_slot - back))
+    # No run of the fire an hour ago, only one somebody started by hand.
+    manual = make_execution(
+        task,
+        status="success",
+        created_at=grid.slot_start(now_slot - 1) + dt.timedelta(minutes=20),
+    )
+
+    [row] = timeline([task], span=WEEK, now=NOW).rows
+    [missed] = [cell for cell in row.cells if cell.kind == CellKind.MISSED]
+
+    assert missed.first == now_slot - 1 and missed.run_id == manual.pk
+    painter = Painter(timeline([task], span=WEEK, now=NOW))
+    assert painter.title(missed).startswith("No run of the fires due here. Run #")
+    assert "status=" not in painter.url(missed, task)
