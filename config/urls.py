@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path, re_path
 from django.utils.functional import lazy
 from django.utils.translation import gettext
@@ -22,6 +23,12 @@ admin.site.site_header = admin.site.site_title = lazy(_site_header, str)()
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    # Browsers ask every page's site for it (the browsable API's pages, /health/):
+    # the admin's icon, not a 404 in the log.
+    path(
+        "favicon.ico",
+        RedirectView.as_view(url=lazy(static, str)("scheduler_app/favicon.svg")),
+    ),
     path("admin/", admin.site.urls),
     # For uptime monitors and probes: no authentication (scheduler_app/api/health.py).
     path("health/", health, name="health"),

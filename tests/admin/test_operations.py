@@ -376,6 +376,14 @@ def test_every_admin_page_is_named_after_the_product_and_has_a_favicon(
     assert "Acme &lt;jobs&gt;" in named and "Acme <jobs>" not in named
 
 
+def test_favicon_ico_leads_to_the_admin_s_icon(client: Client) -> None:
+    # What a browser asks for on pages without an icon link (the API's, /health/).
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 302
+    assert response["Location"].endswith("scheduler_app/favicon.svg")
+
+
 def test_the_locks_admin_is_a_page_not_a_row_of_the_model_list(
     admin_client: Client,
 ) -> None:
