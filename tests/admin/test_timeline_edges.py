@@ -302,14 +302,13 @@ def test_a_run_a_microsecond_before_a_slot_s_end_is_counted_in_it():
     assert got == want
 
 
-def test_the_30_day_axis_labels_the_days_before_a_dst_change(settings):
+def test_the_30_day_axis_labels_the_days_before_a_dst_change():
     from scheduler_app.admin.timeline import axis
 
-    settings.TIME_ZONE = "Europe/Berlin"
-    timezone.activate("Europe/Berlin")
     now = dt.datetime(2026, 11, 10, 12, 0, tzinfo=dt.UTC)  # DST ended 2026-10-25
-    drawn = timeline([], span=SPANS_BY_KEY["30d"], now=now)
-    html = str(axis(drawn))
+    with timezone.override("Europe/Berlin"):
+        drawn = timeline([], span=SPANS_BY_KEY["30d"], now=now)
+        html = str(axis(drawn))
     cols = [int(c) for c in re.findall(r"grid-column:(\d+)", html)]
     change_slot = drawn.grid.slot_of(dt.datetime(2026, 10, 25, 1, 0, tzinfo=dt.UTC))
     assert any(c - 1 < change_slot for c in cols), cols

@@ -11,8 +11,10 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db import connections
@@ -403,7 +405,10 @@ def test_the_task_page_shows_its_runs_and_last_run_to_the_second(
         finished_at=started + dt.timedelta(seconds=2),
         duration_ms=2000,
     )
-    local = timezone.localtime(started).strftime("%Y-%m-%d %H:%M:%S")
+    # In the server's zone (the test thread's active one may differ).
+    local = started.astimezone(ZoneInfo(settings.TIME_ZONE)).strftime(
+        "%Y-%m-%d %H:%M:%S"
+    )
 
     page.goto(_task_url(live_server, task))
 
