@@ -194,6 +194,13 @@ def _parse_field(text: str, field: CronField, expression: str) -> set[int]:
             first, last = bounds[0], field.high
         else:
             first = last = bounds[0]
+        if (
+            first > last == field.low
+            and field.wrap_high is not None
+            and match["end"] is not None
+        ):
+            # "mon-sun", "wed-0": Sunday ends the range as 7, as cronie reads it.
+            last = field.high
         if first > last:
             raise _cron_error(
                 CRON_BACKWARDS_RANGE,

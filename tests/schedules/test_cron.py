@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 from apscheduler.triggers.combining import OrTrigger
 
-from scheduler_app.schedules import cron_trigger, parse_crontab
+from scheduler_app.schedules import Schedule, cron_trigger, parse_crontab
 
 from .helpers import NEW_YORK, SAT_1_MARCH_SHANGHAI, SHANGHAI, UTC, cron_times
 
@@ -191,6 +192,55 @@ def test_sunday_is_0_7_or_its_name(weekday: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("weekday", "same_as"),
+    [
+        ("mon-sun", "1-7"),
+        ("Mon-Sun", "1-7"),
+        ("wed-0", "3-7"),
+        ("fri-sun", "5-7"),
+        ("1-0", "1-7"),
+        ("sat-sun/2", "6"),
+        ("mon-sun/3", "1,4,7"),
+    ],
+)
+def test_a_weekday_range_may_end_on_sunday_as_cronie_reads_it(
+    weekday: str, same_as: str
+) -> None:
+    # Sunday is 0 and 7: a range that ends on it ends on 7.
+    assert (
+        parse_crontab(f"0 9 * * {weekday}").values["day_of_week"]
+        == (parse_crontab(f"0 9 * * {same_as}").values["day_of_week"])
+    )
+
+
+def test_a_weekday_step_from_a_start_counts_to_7_so_sunday_may_be_in_it() -> None:
+    # "1/2" reads as 1-7/2, as in cronie: Monday, Wednesday, Friday and Sunday.
+    assert cron_times("0 12 * * 1/2", after=SAT_1_MARCH_SHANGHAI, count=4) == [
+        "2025-03-02T12:00:00+08:00",
+        "2025-03-03T12:00:00+08:00",
+        "2025-03-05T12:00:00+08:00",
+        "2025-03-07T12:00:00+08:00",
+    ]
+
+
+def test_a_repeated_hour_on_a_fall_back_night_fires_once() -> None:
+    # New York falls back on 2026-11-01 at 02:00 EDT: 01:00-01:59 comes twice;
+    # "*/15 1 * * *" fires in its first pass only (EDT), four times, not eight.
+    schedule = Schedule(kind="cron", cron="*/15 1 * * *", zone="America/New_York")
+    fires = schedule.next_fire_times(
+        after=dt.datetime(2026, 11, 1, 4, 0, tzinfo=dt.UTC), count=5
+    )
+
+    assert [fire.isoformat() for fire in fires] == [
+        "2026-11-01T01:00:00-04:00",
+        "2026-11-01T01:15:00-04:00",
+        "2026-11-01T01:30:00-04:00",
+        "2026-11-01T01:45:00-04:00",
+        "2026-11-02T01:00:00-05:00",
+    ]
+
+
+@pytest.mark.parametrize(
     ("weekday", "apscheduler_weekdays"),
     [
         ("0", "sun"),
@@ -319,3 +369,30 @@ def test_parse_crontab_knows_when_either_day_may_match() -> None:
     assert parse_crontab("0 0 13 * 5").either_day_matches
     assert not parse_crontab("0 0 */2 * 5").either_day_matches
     assert not parse_crontab("0 0 30 2 1").day_can_match
+
+
+def test_a_time_a_spring_forward_night_skips_fires_an_hour_on() -> None:
+    # New York springs forward on 2026-03-08 at 02:00: 02:30 does not exist.
+    schedule = Schedule(kind="cron", cron="30 2 * * *", zone="America/New_York")
+    fires = schedule.next_fire_times(
+        after=dt.datetime(2026, 3, 7, 12, 0, tzinfo=dt.UTC), count=3
+    )
+
+    assert [fire.isoformat() for fire in fires] == [
+        "2026-03-08T03:30:00-04:00",
+        "2026-03-09T02:30:00-04:00",
+        "2026-03-10T02:30:00-04:00",
+    ]
+
+
+def test_every_hour_fires_in_both_passes_of_a_repeated_hour() -> None:
+    schedule = Schedule(kind="cron", cron="0 * * * *", zone="America/New_York")
+    fires = schedule.next_fire_times(
+        after=dt.datetime(2026, 11, 1, 4, 30, tzinfo=dt.UTC), count=3
+    )
+
+    assert [fire.isoformat() for fire in fires] == [
+        "2026-11-01T01:00:00-04:00",
+        "2026-11-01T01:00:00-05:00",
+        "2026-11-01T02:00:00-05:00",
+    ]
