@@ -249,9 +249,13 @@ class ScheduledTaskViewSet(
     ordering = ["name"]
     action_permissions = {
         "run": [RUN_TASK],
+        "trigger": [RUN_TASK],
         "pause": [PAUSE_TASK],
         "resume": [PAUSE_TASK],
+        "enable": [PAUSE_TASK],
+        "disable": [PAUSE_TASK],
         "executions": [VIEW_TASK, VIEW_EXECUTION],
+        "history": [VIEW_TASK, VIEW_EXECUTION],
         "handlers": [VIEW_TASK],
         "registered": [VIEW_TASK],
         "locks": [VIEW_TASK],
@@ -260,7 +264,7 @@ class ScheduledTaskViewSet(
     }
 
     def get_queryset(self) -> QuerySet[Any]:
-        if self.action == "executions":
+        if self.action in ("executions", "history"):
             return selectors.executions_overview()
         return selectors.tasks_for_api().order_by("name", "pk")
 
@@ -290,7 +294,16 @@ class ScheduledTaskViewSet(
         data = getattr(response, "data", None)
         if (
             self.action
-            in ("retrieve", "create", "update", "partial_update", "pause", "resume")
+            in (
+                "retrieve",
+                "create",
+                "update",
+                "partial_update",
+                "pause",
+                "resume",
+                "enable",
+                "disable",
+            )
             and response.status_code in (200, 201)
             and isinstance(data, dict)
             and "version" in data
@@ -339,6 +352,9 @@ class ScheduledTaskViewSet(
     )
     @action(detail=True, methods=["post"])
     def run(self, request: Request, id_or_name: str) -> Response:
+        return self._request_run(request)
+
+    def _request_run(self, request: Request) -> Response:
         task = self.get_object()
         body = serializers.RunRequestSerializer(
             data=request.data, context={**self.get_serializer_context(), "task": task}
@@ -364,6 +380,16 @@ class ScheduledTaskViewSet(
             status=status.HTTP_202_ACCEPTED,
             headers={"Location": str(data["url"])},
         )
+
+    @extend_schema(
+        summary="Request a run now: `run` by its other name (seed 001)",
+        parameters=[ID_OR_NAME],
+        request=serializers.RunRequestSerializer,
+        responses={202: serializers.RunResponseSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def trigger(self, request: Request, id_or_name: str) -> Response:
+        return self._request_run(request)
 
     @extend_schema(
         summary="Pause a task (it stops firing; run-now still works; 409 if disabled)",
@@ -409,6 +435,44 @@ class ScheduledTaskViewSet(
         )
 
     @extend_schema(
+        summary="Enable a disabled task (it fires again from now on; others unchanged)",
+        parameters=[ID_OR_NAME, IF_MATCH],
+        request=None,
+        responses={200: serializers.TaskStatusSerializer, 412: PRECONDITION_FAILED},
+    )
+    @action(detail=True, methods=["post"])
+    def enable(self, request: Request, id_or_name: str) -> Response:
+        task = self.get_object()
+        return self._status_response(
+            services.task_enable(
+                task=task,
+                origin=api_origin(request),
+                expected_version=if_match_version(request, task),
+            )
+        )
+
+    @extend_schema(
+        summary="Disable a task, whatever its status, until it is enabled again",
+        parameters=[ID_OR_NAME, IF_MATCH],
+        request=serializers.ReasonSerializer,
+        responses={
+            200: serializers.TaskStatusSerializer,
+            400: BAD_REQUEST,
+            412: PRECONDITION_FAILED,
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def disable(self, request: Request, id_or_name: str) -> Response:
+        task = self.get_object()
+        return self._status_response(
+            services.task_disable(
+                task=task,
+                origin=api_origin(request, reason_asked(request)),
+                expected_version=if_match_version(request, task),
+            )
+        )
+
+    @extend_schema(
         summary="A task's executions, newest first",
         parameters=[ID_OR_NAME],
         responses=serializers.ExecutionSerializer(many=True),
@@ -422,10 +486,29 @@ class ScheduledTaskViewSet(
         pagination_class=ExecutionCursorPagination,
     )
     def executions(self, request: Request, id_or_name: str) -> Response:
+        return self._task_executions()
+
+    def _task_executions(self) -> Response:
         task = self.get_object()
         queryset = self.filter_queryset(self.get_queryset().filter(task=task))
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        summary="A task's executions, newest first: `executions` by its other name",
+        parameters=[ID_OR_NAME],
+        responses=serializers.ExecutionSerializer(many=True),
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        serializer_class=serializers.ExecutionSerializer,
+        filterset_class=ExecutionFilter,
+        filter_backends=[DjangoFilterBackend],
+        pagination_class=ExecutionCursorPagination,
+    )
+    def history(self, request: Request, id_or_name: str) -> Response:
+        return self._task_executions()
 
     def _paginated(
         self, items: list[Any], serializer_class: type[BaseSerializer[Any]]

@@ -13,7 +13,7 @@ import datetime as dt
 import difflib
 import json
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -804,6 +804,50 @@ def task_resume(
         expected_version=expected_version,
         now=now,
     )
+
+
+def task_enable(
+    *,
+    task: ScheduledTask,
+    origin: Origin = PYTHON,
+    expected_version: int | None = None,
+    now: dt.datetime | None = None,
+) -> ScheduledTask:
+    """Turn a disabled task back on, firing from now; a task that is not disabled
+    (active, paused) is left as it is and nothing is recorded.
+
+    `expected_version` as for task_pause; audited as `origin`'s.
+    """
+    return _task_set(task, tasks_enable, origin, expected_version, now)
+
+
+def task_disable(
+    *,
+    task: ScheduledTask,
+    origin: Origin = PYTHON,
+    expected_version: int | None = None,
+    now: dt.datetime | None = None,
+) -> ScheduledTask:
+    """Switch a task off, whatever its status, until it is enabled again.
+
+    `expected_version` as for task_pause; audited as `origin`'s, with its reason,
+    which SCHEDULER_REQUIRE_REASON_FOR may require (ReasonInvalid, nothing changed).
+    """
+    return _task_set(task, tasks_disable, origin, expected_version, now)
+
+
+def _task_set(
+    task: ScheduledTask,
+    change: Callable[..., object],
+    origin: Origin,
+    expected_version: int | None,
+    now: dt.datetime | None,
+) -> ScheduledTask:
+    with transaction.atomic():
+        _check_version(_locked(task), expected_version=expected_version)
+        change(tasks=ScheduledTask.objects.filter(pk=task.pk), origin=origin, now=now)
+    task.refresh_from_db()
+    return task
 
 
 def task_get(id_or_name: int | str) -> ScheduledTask:

@@ -85,6 +85,10 @@ def test_the_same_pause_through_the_admin_the_api_and_python_is_three_entries(
             ),
         ),
         (
+            "disable",
+            lambda api, task: api.post(url(task, "disable"), {}, format="json"),
+        ),
+        (
             "release_lock",
             lambda api, task: api.post(url(task, "release-lock"), format="json"),
         ),

@@ -209,9 +209,108 @@ def test_pause_and_resume_of_a_disabled_task_are_409_and_leave_it_disabled(
     assert task.status == ScheduledTask.Status.DISABLED
 
 
+# enable / disable (seed 001)
+
+
+def test_disable_and_enable_switch_a_task_off_and_on_through_the_services(
+    api: APIClient,
+) -> None:
+    task = make_task(name="switchable")
+
+    disabled = api.post(
+        url("switchable", "disable"), {"reason": "upgrade"}, format="json"
+    )
+    assert disabled.status_code == 200, disabled.content
+    assert disabled.json() == {"id": task.pk, "status": "disabled", "version": 2}
+    assert disabled["ETag"] == '"2"'
+    task.refresh_from_db()
+    assert task.next_run_at is None
+
+    enabled = api.post(url(task, "enable"))
+    assert enabled.status_code == 200
+    assert enabled.json() == {"id": task.pk, "status": "active", "version": 3}
+    task.refresh_from_db()
+    assert task.next_run_at is not None
+    trail = AuditEntry.objects.filter(task=task).order_by("id")
+    assert [(entry.action, entry.source, entry.reason) for entry in trail] == [
+        ("disable", "api", "upgrade"),
+        ("enable", "api", ""),
+    ]
+
+
+def test_enable_leaves_a_paused_task_paused_and_records_nothing(api: APIClient) -> None:
+    task = make_task(status=ScheduledTask.Status.PAUSED)
+
+    response = api.post(url(task, "enable"))
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "paused"
+    assert not AuditEntry.objects.filter(task=task).exists()
+
+
+def test_disable_and_enable_need_the_pause_permission(
+    viewer: APIClient, client_with: Any
+) -> None:
+    task = make_task()
+    operator = client_with("pause_scheduledtask")
+
+    assert viewer.post(url(task, "disable")).status_code == 403
+    assert viewer.post(url(task, "enable")).status_code == 403
+    assert operator.post(url(task, "disable")).status_code == 200
+    assert operator.post(url(task, "enable")).status_code == 200
+
+
+def test_disable_honours_if_match(api: APIClient) -> None:
+    task = make_task()
+
+    stale = api.post(url(task, "disable"), HTTP_IF_MATCH='"7"')
+    fresh = api.post(url(task, "disable"), HTTP_IF_MATCH='"1"')
+
+    assert stale.status_code == 412 and stale.json()["code"] == "task_changed"
+    assert fresh.status_code == 200
+    task.refresh_from_db()
+    assert task.status == ScheduledTask.Status.DISABLED
+
+
+# trigger and history: run and executions by their seed 001 names
+
+
+def test_trigger_is_run_by_another_name(api: APIClient, viewer: APIClient) -> None:
+    task = make_task(handler_path="scripts:data_sync", handler_kwargs={"days": "7"})
+
+    response = api.post(url(task, "trigger"), {"kwargs": {"days": "2"}}, format="json")
+
+    assert response.status_code == 202, response.content
+    execution = TaskExecution.objects.get(pk=response.json()["id"])
+    assert execution.task == task and execution.kwargs_overrides == {"days": "2"}
+    assert response["Location"] == response.json()["url"]
+    assert viewer.post(url(task, "trigger")).status_code == 403
+
+
+def test_history_is_executions_by_another_name(
+    api: APIClient, client_with: Any
+) -> None:
+    task = make_task()
+    runs = [make_execution(task) for _ in range(3)]
+    make_execution()  # another task's
+
+    history = api.get(url(task, "history"))
+    executions = api.get(url(task, "executions"))
+
+    assert history.status_code == 200
+    assert history.json() == executions.json()
+    assert [run["id"] for run in history.json()["results"]] == [
+        run.pk for run in reversed(runs)
+    ]
+    assert (
+        client_with("view_scheduledtask").get(url(task, "history")).status_code == 403
+    )
+
+
 def test_pause_and_resume_of_an_unknown_task_is_404(api: APIClient) -> None:
-    assert api.post(url("ghost", "pause")).status_code == 404
-    assert api.post(url("ghost", "resume")).status_code == 404
+    for action in ("pause", "resume", "enable", "disable", "trigger"):
+        assert api.post(url("ghost", action)).status_code == 404
+    assert api.get(url("ghost", "history")).status_code == 404
 
 
 # executions
