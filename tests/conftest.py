@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from django.contrib.auth.models import User
 from django.test.client import ClientHandler
+from django.utils import timezone, translation
 from rest_framework.test import APIClient
 
 from tests.factories import key_client, key_for, make_user
@@ -63,6 +64,16 @@ def processes(transactional_db: None) -> Iterator[Processes]:
     """
     with Processes() as started:
         yield started
+
+
+@pytest.fixture(autouse=True)
+def _language_reset() -> Iterator[None]:
+    """Each test starts in the default language and zone: a request through the
+    test client leaves its language active in the thread (LocaleMiddleware does
+    not deactivate it), and the next test's messages came out in Chinese."""
+    yield
+    translation.deactivate()
+    timezone.deactivate()
 
 
 @pytest.fixture(autouse=True)
