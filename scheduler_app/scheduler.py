@@ -49,12 +49,15 @@ from .exceptions import ParameterError, ScheduleError, TaskNotFound
 from .handlers.registry import check_allowed, get_handler, handler_path_for
 from .models import ScheduledTask, TaskExecution
 from .schedules import RUN_DATE_RANGE, resolve_timezone
+from .selectors import DurationStats, duration_stats
 from .services import (
     EDITABLE_FIELDS,
     PYTHON,
     TaskInvalid,
     task_create,
     task_delete,
+    task_disable,
+    task_enable,
     task_get,
     task_pause,
     task_request_run,
@@ -68,8 +71,11 @@ __all__ = [
     "add_cron_job",
     "add_date_job",
     "add_interval_job",
+    "disable_job",
+    "enable_job",
     "get_job",
     "get_jobs",
+    "get_stats",
     "handler_path_of",
     "pause_job",
     "remove_job",
@@ -277,6 +283,24 @@ def pause_job(name: str | int, *, reason: str = "") -> ScheduledTask:
 
 def resume_job(name: str | int) -> ScheduledTask:
     return task_resume(task=task_get(name), origin=PYTHON)
+
+
+def disable_job(name: str | int, *, reason: str = "") -> ScheduledTask:
+    """Switch the task off, whatever its status, until enable_job; `reason` as
+    for pause_job."""
+    return task_disable(task=task_get(name), origin=PYTHON.because(reason))
+
+
+def enable_job(name: str | int) -> ScheduledTask:
+    """Turn a disabled task back on, firing from now (a paused one stays paused)."""
+    return task_enable(task=task_get(name), origin=PYTHON)
+
+
+def get_stats(*, slow_over: float | None = None) -> list[DurationStats]:
+    """Each task's durations over its latest finished runs (count, total, min, max,
+    avg in ms), by name; with `slow_over` (seconds), only the tasks whose average
+    is over it, slowest first (seed 003)."""
+    return duration_stats(slow_over_seconds=slow_over)
 
 
 def remove_job(name: str | int, *, cancel_runs: bool = False, reason: str = "") -> None:

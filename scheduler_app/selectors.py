@@ -24,6 +24,7 @@ from django.utils.translation import gettext
 
 from . import livelog
 from .choices import AuditAction, HealthState
+from .db.recent_runs import latest_runs
 from .locks import LockInfo, get_lock_backend, task_id_of_lock_key, task_lock_key
 from .models import (
     Alert,
@@ -588,3 +589,66 @@ def dashboard(*, now: dt.datetime | None = None) -> Dashboard:
         ),
         failures_since=since,
     )
+
+
+#: How many of each task's latest runs its duration statistics read.
+STATS_RECENT_RUNS = 20
+
+
+@dataclass(frozen=True)
+class DurationStats:
+    """A task's durations over its latest finished runs (seed 003's statistics)."""
+
+    task_id: int
+    name: str
+    #: Runs measured: those of its latest STATS_RECENT_RUNS that ran to an end
+    #: (succeeded or failed) with a duration.
+    count: int
+    total_ms: int
+    min_ms: int | None
+    max_ms: int | None
+    avg_ms: float | None
+
+
+def duration_stats(
+    *, recent: int = STATS_RECENT_RUNS, slow_over_seconds: float | None = None
+) -> list[DurationStats]:
+    """Every task's duration statistics over its latest `recent` runs, by name; with
+    `slow_over_seconds`, only the tasks whose average is over it, slowest first.
+
+    Two statements whatever the number of tasks (db/recent_runs.py reads each
+    task's latest runs in one; on SQLite a run tied with the `recent`-th at its
+    creation time is read too).
+    """
+    measured: dict[int, list[int]] = {}
+    for task_id, status, duration_ms in latest_runs(limit=recent):
+        if duration_ms is not None and status in (
+            TaskExecution.Status.SUCCESS,
+            TaskExecution.Status.FAILED,
+        ):
+            measured.setdefault(task_id, []).append(duration_ms)
+    stats = []
+    for task_id, name in ScheduledTask.objects.order_by("name").values_list(
+        "pk", "name"
+    ):
+        durations = measured.get(task_id, [])
+        total = sum(durations)
+        stats.append(
+            DurationStats(
+                task_id=task_id,
+                name=name,
+                count=len(durations),
+                total_ms=total,
+                min_ms=min(durations) if durations else None,
+                max_ms=max(durations) if durations else None,
+                avg_ms=total / len(durations) if durations else None,
+            )
+        )
+    if slow_over_seconds is None:
+        return stats
+    slow = [
+        item
+        for item in stats
+        if item.avg_ms is not None and item.avg_ms > slow_over_seconds * 1000
+    ]
+    return sorted(slow, key=lambda item: (-(item.avg_ms or 0), item.name))

@@ -587,3 +587,22 @@ def test_function_from_main_is_refused_since_no_scheduler_could_import_it() -> N
 
     with pytest.raises(HandlerNotFound, match="code in __main__"):
         scheduler.add_interval_job(job, seconds=30)
+
+
+def test_get_stats_and_enable_disable_job() -> None:
+    task = scheduler.add_interval_job("scripts:example_task", seconds=60, name="timed")
+    for duration in (1000, 3000):
+        make_execution(task, status="success", duration_ms=duration)
+
+    [stats] = [item for item in scheduler.get_stats() if item.name == "timed"]
+    assert (stats.count, stats.min_ms, stats.max_ms, stats.avg_ms) == (
+        2,
+        1000,
+        3000,
+        2000,
+    )
+    assert [item.name for item in scheduler.get_stats(slow_over=1.5)] == ["timed"]
+    assert scheduler.get_stats(slow_over=2.5) == []
+
+    assert scheduler.disable_job("timed", reason="upgrade").status == "disabled"
+    assert scheduler.enable_job("timed").status == "active"

@@ -449,6 +449,18 @@ class HandlerSerializer(serializers.Serializer):
     enabled = serializers.BooleanField()
 
 
+class DurationStatsSerializer(serializers.Serializer):
+    """A task's durations over its latest finished runs (selectors.duration_stats)."""
+
+    task = serializers.IntegerField(source="task_id")
+    name = serializers.CharField()
+    count = serializers.IntegerField()
+    total_ms = serializers.IntegerField()
+    min_ms = serializers.IntegerField(allow_null=True)
+    max_ms = serializers.IntegerField(allow_null=True)
+    avg_ms = serializers.FloatField(allow_null=True)
+
+
 class LockSerializer(serializers.Serializer):
     key = serializers.CharField()
     owner = serializers.CharField(allow_blank=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, cast
 
@@ -150,6 +151,29 @@ FORCE = OpenApiParameter(
 MSG_TRUE_OR_FALSE = gettext_lazy("%(name)s: use true or false.")
 
 
+SLOW_OVER = OpenApiParameter(
+    "slow_over",
+    OpenApiTypes.NUMBER,
+    OpenApiParameter.QUERY,
+    description="Only the tasks whose average is over this many seconds, slowest first.",
+)
+MSG_SECONDS = gettext_lazy("%(name)s: use a number of seconds, 0 or more (e.g. 1.5).")
+
+
+def seconds_asked(request: Request, name: str) -> float | None:
+    """?<name>=<seconds> as a number, None without it; anything else is a 400."""
+    text = request.query_params.get(name)
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not math.isfinite(seconds) or seconds < 0:
+        raise SchedulerError(str(MSG_SECONDS % {"name": name}), field=name)
+    return seconds
+
+
 def flag_asked(request: Request, name: str) -> bool:
     """Whether ?<name>=true came with the request; a value but true/false is a 400."""
     value = request.query_params.get(name, "false").lower()
@@ -257,6 +281,7 @@ class ScheduledTaskViewSet(
         "executions": [VIEW_TASK, VIEW_EXECUTION],
         "history": [VIEW_TASK, VIEW_EXECUTION],
         "handlers": [VIEW_TASK],
+        "stats": [VIEW_TASK],
         "registered": [VIEW_TASK],
         "locks": [VIEW_TASK],
         "lock": [VIEW_TASK],
@@ -551,6 +576,26 @@ class ScheduledTaskViewSet(
     )
     def registered(self, request: Request) -> Response:
         return self._handlers_page()
+
+    @extend_schema(
+        summary="Each task's durations over its latest finished runs (slowest first "
+        "with ?slow_over=<seconds>)",
+        parameters=[SLOW_OVER],
+        responses=serializers.DurationStatsSerializer(many=True),
+    )
+    @action(
+        detail=False,
+        methods=["get"],
+        serializer_class=serializers.DurationStatsSerializer,
+        filter_backends=[],
+    )
+    def stats(self, request: Request) -> Response:
+        return self._paginated(
+            selectors.duration_stats(
+                slow_over_seconds=seconds_asked(request, "slow_over")
+            ),
+            serializers.DurationStatsSerializer,
+        )
 
     @extend_schema(
         summary="Every live lock: task locks and the leader lease",

@@ -302,6 +302,7 @@ ENDPOINT_STATUS = {
     ("POST", "tasks/{id_or_name}/enable"): 200,
     ("GET", "tasks/{id_or_name}/executions"): 200,
     ("GET", "tasks/{id_or_name}/history"): 200,
+    ("GET", "tasks/stats"): 200,
     ("GET", "tasks/executions"): 200,
     ("GET", "tasks/executions/{id}"): 200,
     ("GET", "tasks/executions/{id}/log?offset=N"): 200,

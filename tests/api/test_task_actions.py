@@ -595,3 +595,75 @@ def test_every_action_needs_authentication(
 
     assert response.status_code == 401
     assert response.json()["code"] == "not_authenticated"
+
+
+# stats (seed 003)
+
+
+def _runs_lasting(
+    task: ScheduledTask, *durations: int, status: str = "success"
+) -> None:
+    now = timezone.now()
+    for index, duration in enumerate(durations):
+        make_execution(
+            task,
+            status=status,
+            duration_ms=duration,
+            created_at=now - dt.timedelta(minutes=len(durations) - index),
+        )
+
+
+def test_stats_give_each_task_s_durations_over_its_latest_runs(api: APIClient) -> None:
+    quick = make_task(name="a_quick")
+    _runs_lasting(quick, 100, 300)
+    make_execution(quick, status="running")  # not finished: not measured
+    idle = make_task(name="b_idle")
+
+    response = api.get(TASKS + "/stats")
+
+    assert response.status_code == 200, response.content
+    rows = {row["name"]: row for row in response.json()["results"]}
+    assert rows["a_quick"] == {
+        "task": quick.pk,
+        "name": "a_quick",
+        "count": 2,
+        "total_ms": 400,
+        "min_ms": 100,
+        "max_ms": 300,
+        "avg_ms": 200.0,
+    }
+    assert rows["b_idle"] == {
+        "task": idle.pk,
+        "name": "b_idle",
+        "count": 0,
+        "total_ms": 0,
+        "min_ms": None,
+        "max_ms": None,
+        "avg_ms": None,
+    }
+
+
+def test_stats_slow_over_lists_the_slow_tasks_slowest_first(api: APIClient) -> None:
+    _runs_lasting(make_task(name="slow"), 1500, 2500)  # avg 2 s
+    _runs_lasting(make_task(name="slower"), 4000, status="failed")  # failures count
+    _runs_lasting(make_task(name="fast"), 200)
+
+    response = api.get(TASKS + "/stats?slow_over=1")
+
+    assert response.status_code == 200
+    assert [row["name"] for row in response.json()["results"]] == ["slower", "slow"]
+
+
+@pytest.mark.parametrize("value", ["fast", "-1", "nan", "inf", ""])
+def test_stats_refuse_a_slow_over_that_is_not_seconds(
+    api: APIClient, value: str
+) -> None:
+    response = api.get(TASKS + "/stats?slow_over=" + value)
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "slow_over"
+
+
+def test_stats_need_the_view_permission(nobody: APIClient, viewer: APIClient) -> None:
+    assert nobody.get(TASKS + "/stats").status_code == 403
+    assert viewer.get(TASKS + "/stats").status_code == 200
