@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any, cast
 
 from django.db.models import QuerySet
@@ -180,6 +181,17 @@ def flag_asked(request: Request, name: str) -> bool:
     if value not in ("true", "false"):
         raise SchedulerError(str(MSG_TRUE_OR_FALSE % {"name": name}), field=name)
     return value == "true"
+
+
+#: The action options of a task's executions (`executions`, `history`).
+TASK_EXECUTIONS: dict[str, Any] = {
+    "detail": True,
+    "methods": ["get"],
+    "serializer_class": serializers.ExecutionSerializer,
+    "filterset_class": ExecutionFilter,
+    "filter_backends": [DjangoFilterBackend],
+    "pagination_class": ExecutionCursorPagination,
+}
 
 
 def api_origin(request: Request, reason: str = "") -> services.Origin:
@@ -365,6 +377,25 @@ class ScheduledTaskViewSet(
             expected_version=if_match_version(self.request, instance),
         )
 
+    def _change_status(
+        self,
+        request: Request,
+        change: Callable[..., ScheduledTask],
+        *,
+        asks_reason: bool,
+    ) -> Response:
+        """pause, resume, enable, disable: the service on the URL's task, with
+        If-Match, and the request's reason for those that keep one."""
+        task = self.get_object()
+        reason = reason_asked(request) if asks_reason else ""
+        return self._status_response(
+            change(
+                task=task,
+                origin=api_origin(request, reason),
+                expected_version=if_match_version(request, task),
+            )
+        )
+
     def _status_response(self, task: ScheduledTask) -> Response:
         # The id and the new status only: pausing does not need the view permission.
         return Response(serializers.TaskStatusSerializer(task).data)
@@ -429,14 +460,7 @@ class ScheduledTaskViewSet(
     )
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, id_or_name: str) -> Response:
-        task = self.get_object()
-        return self._status_response(
-            services.task_pause(
-                task=task,
-                origin=api_origin(request, reason_asked(request)),
-                expected_version=if_match_version(request, task),
-            )
-        )
+        return self._change_status(request, services.task_pause, asks_reason=True)
 
     @extend_schema(
         summary="Resume a paused task (it fires again from now on; 409 if disabled)",
@@ -450,14 +474,7 @@ class ScheduledTaskViewSet(
     )
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, id_or_name: str) -> Response:
-        task = self.get_object()
-        return self._status_response(
-            services.task_resume(
-                task=task,
-                origin=api_origin(request),
-                expected_version=if_match_version(request, task),
-            )
-        )
+        return self._change_status(request, services.task_resume, asks_reason=False)
 
     @extend_schema(
         summary="Enable a disabled task (it fires again from now on; others unchanged)",
@@ -467,14 +484,7 @@ class ScheduledTaskViewSet(
     )
     @action(detail=True, methods=["post"])
     def enable(self, request: Request, id_or_name: str) -> Response:
-        task = self.get_object()
-        return self._status_response(
-            services.task_enable(
-                task=task,
-                origin=api_origin(request),
-                expected_version=if_match_version(request, task),
-            )
-        )
+        return self._change_status(request, services.task_enable, asks_reason=False)
 
     @extend_schema(
         summary="Disable a task, whatever its status, until it is enabled again",
@@ -488,28 +498,14 @@ class ScheduledTaskViewSet(
     )
     @action(detail=True, methods=["post"])
     def disable(self, request: Request, id_or_name: str) -> Response:
-        task = self.get_object()
-        return self._status_response(
-            services.task_disable(
-                task=task,
-                origin=api_origin(request, reason_asked(request)),
-                expected_version=if_match_version(request, task),
-            )
-        )
+        return self._change_status(request, services.task_disable, asks_reason=True)
 
     @extend_schema(
         summary="A task's executions, newest first",
         parameters=[ID_OR_NAME],
         responses=serializers.ExecutionSerializer(many=True),
     )
-    @action(
-        detail=True,
-        methods=["get"],
-        serializer_class=serializers.ExecutionSerializer,
-        filterset_class=ExecutionFilter,
-        filter_backends=[DjangoFilterBackend],
-        pagination_class=ExecutionCursorPagination,
-    )
+    @action(**TASK_EXECUTIONS)
     def executions(self, request: Request, id_or_name: str) -> Response:
         return self._task_executions()
 
@@ -524,14 +520,7 @@ class ScheduledTaskViewSet(
         parameters=[ID_OR_NAME],
         responses=serializers.ExecutionSerializer(many=True),
     )
-    @action(
-        detail=True,
-        methods=["get"],
-        serializer_class=serializers.ExecutionSerializer,
-        filterset_class=ExecutionFilter,
-        filter_backends=[DjangoFilterBackend],
-        pagination_class=ExecutionCursorPagination,
-    )
+    @action(**TASK_EXECUTIONS)
     def history(self, request: Request, id_or_name: str) -> Response:
         return self._task_executions()
 
