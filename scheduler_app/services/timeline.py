@@ -112,8 +112,6 @@ class Cell:
     #: The first fire expected (missed) or ahead (upcoming); None if only known
     #: to lie in the cell.
     fire_at: dt.datetime | None = None
-    #: The slots of the cell that expected a fire (missed) or hold one (upcoming).
-    fires: int = 0
 
     @property
     def start(self) -> dt.datetime:
@@ -490,6 +488,4 @@ def _cells(
                 cell.latest_id is None or latest > cell.latest_id
             ):
                 cell.latest_id = latest
-        else:
-            cell.fires += 1
     return cells
